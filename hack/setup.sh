@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what skiff needs on a fresh Debian node and is idempotent: Debian
+# packages that are missing (compiler, static libs, busybox for test rootfs,
+# peers for benchmarks), then npm dependencies. Run by `npm start`/`npm test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: compiler and static libraries for the shim.
+# Tests: busybox-static for rootfs fixtures, iproute2 for namespace checks.
+# Benchmarks: crun and runc as peers of skiff-shim.
+PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 crun runc util-linux)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "skiff setup: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "skiff setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm dependencies: `npm ci` when the lock file and node_modules disagree.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

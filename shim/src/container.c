@@ -1,0 +1,658 @@
+/* container.c: container records and lifecycle (create, start, kill, delete,
+ * exit), their stdio pumps into CRI logs, and the SIGCHLD reaper. */
+#include "core.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+struct container *g_containers;
+
+static const char *const status_names[] = { "created", "running", "stopped" };
+
+struct container *container_find(const char *id)
+{
+  for (struct container *c = g_containers; c; c = c->next)
+    if (strcmp(c->id, id) == 0)
+      return c;
+  return NULL;
+}
+
+static int valid_id(const char *id)
+{
+  size_t n = strlen(id);
+  if (n == 0 || n > 128)
+    return 0;
+  for (const char *p = id; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
+          || *p == '.'))
+      return 0;
+  return strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
+}
+
+static json_t *time_json(int64_t ns)
+{
+  char buf[64];
+  if (ns == 0)
+    return json_string("");
+  format_rfc3339nano(ns, buf, sizeof(buf));
+  return json_string(buf);
+}
+
+json_t *exit_json(const char *id, const struct exit_info *e)
+{
+  return json_pack("{s:s,s:i,s:i,s:i,s:o,s:I,s:b,s:s}", "id", id, "pid", (int) e->pid, "exitCode", e->exit_code,
+                   "signal", e->signal, "exitedAt", time_json(e->exited_ns), "exitedAtNs", (json_int_t) e->exited_ns,
+                   "oomKilled", e->oom_killed, "reason", e->oom_killed ? "OOMKilled" : "");
+}
+
+json_t *container_state_json(struct container *c)
+{
+  return json_pack("{s:s,s:i,s:s,s:s,s:o,s:o,s:o}", "id", c->id, "pid", (int) c->pid, "status",
+                   status_names[c->status], "bundle", c->bundle, "createdAt", time_json(c->created_ns), "startedAt",
+                   time_json(c->started_ns), "exit",
+                   c->status == CTR_STOPPED ? exit_json(c->id, &c->exit) : json_null());
+}
+
+/* ---- stdio ------------------------------------------------------------------ */
+
+static void flush_stdin(struct proc_io *io);
+
+static void watch_close(struct watch *w)
+{
+  if (w->fd < 0)
+    return;
+  if (w->events)
+    loop_del(w);
+  close(w->fd);
+  w->fd = -1;
+  w->events = 0;
+}
+
+void proc_io_init(struct proc_io *io, struct container *ctr, struct exec_proc *exec)
+{
+  memset(io, 0, sizeof(*io));
+  io->out = (struct watch) { .kind = W_OUTPUT, .fd = -1, .obj = io, .stream = STREAM_STDOUT };
+  io->err = (struct watch) { .kind = W_OUTPUT, .fd = -1, .obj = io, .stream = STREAM_STDERR };
+  io->in = (struct watch) { .kind = W_STDIN, .fd = -1, .obj = io };
+  io->ctr = ctr;
+  io->exec = exec;
+}
+
+void proc_io_close(struct proc_io *io)
+{
+  watch_close(&io->out);
+  watch_close(&io->err);
+  watch_close(&io->in);
+  buf_free(&io->in_buf);
+}
+
+/* Pipes for a process: stdio[] gets the child's ends; with a tty there are
+ * none (the process opens its pty and passes the master back). */
+int proc_io_pipes(struct proc_io *io, bool tty, bool want_stdin, int stdio[3], struct shim_err *err)
+{
+  int p[2];
+  stdio[0] = stdio[1] = stdio[2] = -1;
+  io->tty = tty;
+  if (tty)
+    return 0;
+  if (want_stdin) {
+    if (pipe2(p, O_CLOEXEC) < 0)
+      goto fail;
+    stdio[0] = p[0];
+    io->in.fd = p[1];
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+  }
+  if (pipe2(p, O_CLOEXEC) < 0)
+    goto fail;
+  stdio[1] = p[1];
+  io->out.fd = p[0];
+  if (pipe2(p, O_CLOEXEC) < 0)
+    goto fail;
+  stdio[2] = p[1];
+  io->err.fd = p[0];
+  fcntl(io->out.fd, F_SETFL, O_NONBLOCK);
+  fcntl(io->err.fd, F_SETFL, O_NONBLOCK);
+  return 0;
+fail:
+  shim_fail_errno(err, errno, "create stdio pipes");
+  proc_io_close_child_ends(stdio);
+  proc_io_close(io);
+  return -1;
+}
+
+void proc_io_close_child_ends(int stdio[3])
+{
+  for (int i = 0; i < 3; i++)
+    if (stdio[i] >= 0) {
+      close(stdio[i]);
+      stdio[i] = -1;
+    }
+}
+
+/* Start pumping: register outputs; with a tty, master serves both ways. */
+int proc_io_start(struct proc_io *io, int master, bool want_stdin, struct shim_err *err)
+{
+  if (master >= 0) {
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    io->out.fd = master;
+    if (want_stdin) {
+      /* A second fd on the same pty, so stdin can wait for EPOLLOUT on its own. */
+      io->in.fd = fcntl(master, F_DUPFD_CLOEXEC, 3);
+      if (io->in.fd < 0)
+        return shim_fail_errno(err, errno, "dup pty master");
+    }
+  }
+  if (io->out.fd >= 0 && loop_add(&io->out, EPOLLIN) < 0)
+    return shim_fail_errno(err, errno, "watch stdout");
+  if (io->err.fd >= 0 && loop_add(&io->err, EPOLLIN) < 0)
+    return shim_fail_errno(err, errno, "watch stderr");
+  return 0;
+}
+
+static void deliver_output(struct watch *w, const char *data, size_t len);
+
+/* Read what is there now; returns false at EOF (the watch is closed). */
+static bool drain_output(struct watch *w, int max_reads)
+{
+  char buf[65536];
+  for (int i = 0; i < max_reads; i++) {
+    ssize_t r = read(w->fd, buf, sizeof(buf));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return true;
+    if (r <= 0) { /* EOF, or EIO from a pty whose last slave closed */
+      watch_close(w);
+      return false;
+    }
+    deliver_output(w, buf, (size_t) r);
+    if (w->fd < 0)
+      return false;
+  }
+  return true;
+}
+
+void proc_output_event(struct watch *w, uint32_t events)
+{
+  /* Bounded per event so one chatty container cannot starve the others. */
+  drain_output(w, 4);
+}
+
+void proc_io_drain(struct proc_io *io)
+{
+  if (io->out.fd >= 0)
+    drain_output(&io->out, 1024);
+  if (io->err.fd >= 0)
+    drain_output(&io->err, 1024);
+}
+
+static void flush_stdin(struct proc_io *io)
+{
+  while (buf_pending(&io->in_buf) > 0) {
+    ssize_t w = write(io->in.fd, io->in_buf.data + io->in_buf.off, buf_pending(&io->in_buf));
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && errno == EAGAIN)
+      break;
+    if (w < 0) { /* the reader is gone: drop what is queued */
+      buf_free(&io->in_buf);
+      watch_close(&io->in);
+      break;
+    }
+    buf_consume(&io->in_buf, (size_t) w);
+  }
+  if (io->in.fd < 0)
+    return;
+  if (buf_pending(&io->in_buf) == 0) {
+    if (io->in.events) {
+      loop_del(&io->in);
+      io->in.events = 0;
+    }
+    if (io->in_close_pending)
+      proc_io_close_stdin(io);
+  } else if (!io->in.events) {
+    loop_add(&io->in, EPOLLOUT);
+  }
+  if (buf_pending(&io->in_buf) < CONN_HIGH_WATER && io->paused_conn) {
+    struct conn *c = io->paused_conn;
+    io->paused_conn = NULL;
+    conn_resume(c);
+  }
+}
+
+void proc_stdin_event(struct watch *w, uint32_t events)
+{
+  flush_stdin(proc_io_of(w));
+}
+
+bool proc_io_write_stdin(struct proc_io *io, const void *data, size_t len)
+{
+  if (io->in.fd < 0 || io->in_close_pending)
+    return true; /* no stdin: the data is dropped, as a closed pipe would */
+  if (buf_append(&io->in_buf, data, len) < 0)
+    return false;
+  flush_stdin(io);
+  return buf_pending(&io->in_buf) < CONN_HIGH_WATER;
+}
+
+void proc_io_close_stdin(struct proc_io *io)
+{
+  if (io->in.fd < 0)
+    return;
+  if (buf_pending(&io->in_buf) > 0) {
+    io->in_close_pending = true;
+    return;
+  }
+  if (io->tty) {
+    /* A terminal has no half-close: send the EOF character instead. */
+    char eof = 4;
+    if (write(io->in.fd, &eof, 1) < 0)
+      shim_log("send EOF to tty: %s", strerror(errno));
+  }
+  watch_close(&io->in);
+}
+
+int proc_io_resize(struct proc_io *io, unsigned width, unsigned height, struct shim_err *err)
+{
+  struct winsize ws = { .ws_row = (unsigned short) height, .ws_col = (unsigned short) width };
+  if (!io->tty || io->out.fd < 0)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "resize: the process has no terminal");
+  if (ioctl(io->out.fd, TIOCSWINSZ, &ws) < 0)
+    return shim_fail_errno(err, errno, "resize terminal");
+  return 0;
+}
+
+/* ---- create / start ------------------------------------------------------------ */
+
+static void container_free(void *p)
+{
+  struct container *c = p;
+  free(c->id);
+  free(c->bundle);
+  free(c->log_path);
+  json_decref(c->spec);
+  cri_log_close(c->log);
+  if (c->cg)
+    cgroup_free(c->cg);
+  free(c);
+}
+
+static int resolve_rootfs(const char *bundle, json_t *spec, char *out, size_t len, struct shim_err *err)
+{
+  const char *root = json_string_value(json_object_get(json_object_get(spec, "root"), "path"));
+  struct stat st;
+  if (root[0] == '/')
+    snprintf(out, len, "%s", root);
+  else
+    snprintf(out, len, "%s/%s", bundle, root);
+  if (stat(out, &st) < 0)
+    return shim_fail_errno(err, errno, "root.path %s", out);
+  if (!S_ISDIR(st.st_mode))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "root.path %s: not a directory", out);
+  return 0;
+}
+
+static bool has_new_pidns(json_t *spec)
+{
+  json_t *nss = json_object_get(json_object_get(spec, "linux"), "namespaces"), *ns;
+  size_t i;
+  json_array_foreach (nss, i, ns) {
+    const char *t = json_string_value(json_object_get(ns, "type"));
+    if (t && strcmp(t, "pid") == 0 && !json_object_get(ns, "path"))
+      return true;
+  }
+  return false;
+}
+
+int container_create(json_t *params, json_t **result, struct shim_err *err)
+{
+  const char *id, *bundle, *log_path;
+  bool want_stdin, stdin_once;
+  char rootfs[PATH_MAX], bundle_abs[PATH_MAX];
+  struct container *c = NULL;
+  json_t *spec = NULL, *linux_obj, *process;
+  const char *cg_path;
+  char default_cg[256];
+  int stdio[3] = { -1, -1, -1 }, master = -1;
+
+  if (spec_get_string(params, "id", "params", &id, err) < 0 || spec_get_string(params, "bundle", "params", &bundle, err) < 0
+      || spec_get_string(params, "logPath", "params", &log_path, err) < 0
+      || spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0
+      || spec_get_bool(params, "stdinOnce", "params", &stdin_once, err) < 0)
+    return -1;
+  if (!id || !valid_id(id))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.id: \"%s\" is not a valid container id", id ? id : "");
+  if (!bundle || bundle[0] != '/')
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.bundle: absolute path required");
+  if (container_find(id))
+    return shim_fail(err, SHIM_ALREADY_EXISTS, "container \"%s\" already exists", id);
+  if (!realpath(bundle, bundle_abs))
+    return shim_fail_errno(err, errno, "params.bundle %s", bundle);
+  if (spec_load(bundle_abs, &spec, err) < 0)
+    return -1;
+  if (resolve_rootfs(bundle_abs, spec, rootfs, sizeof(rootfs), err) < 0)
+    goto fail;
+  linux_obj = json_object_get(spec, "linux");
+  process = json_object_get(spec, "process");
+  if (!process) {
+    shim_fail(err, SHIM_INVALID_ARGUMENT, "process: required to create a container");
+    goto fail;
+  }
+  c = calloc(1, sizeof(*c));
+  if (!c || !(c->id = strdup(id)) || !(c->bundle = strdup(bundle_abs))) {
+    shim_fail_errno(err, ENOMEM, "create %s", id);
+    goto fail;
+  }
+  c->sync_fd = -1;
+  c->spec = spec;
+  c->stdin_once = stdin_once;
+  c->own_pidns = has_new_pidns(spec);
+  proc_io_init(&c->io, c, NULL);
+  cg_path = json_string_value(json_object_get(linux_obj, "cgroupsPath"));
+  if (!cg_path || !*cg_path) {
+    snprintf(default_cg, sizeof(default_cg), "/skiff/%s", id);
+    cg_path = default_cg;
+  }
+  if (cgroup_create(cg_path, json_object_get(linux_obj, "resources"), &c->cg, err) < 0) {
+    c->cg = NULL;
+    goto fail;
+  }
+  if (log_path && *log_path) {
+    if (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path)))
+      goto fail_cg;
+  }
+  if (proc_io_pipes(&c->io, json_is_true(json_object_get(process, "terminal")), want_stdin, stdio, err) < 0)
+    goto fail_cg;
+  {
+    struct spawn_req req = {
+      .spec = spec,
+      .process = process,
+      .rootfs = rootfs,
+      .cg = c->cg,
+      .stdio = { stdio[0], stdio[1], stdio[2] },
+      .create = true,
+    };
+    if (spawn_process(&req, &c->pid, &c->sync_fd, &master, err) < 0) {
+      proc_io_close_child_ends(stdio);
+      proc_io_close(&c->io);
+      goto fail_cg;
+    }
+  }
+  proc_io_close_child_ends(stdio);
+  if (proc_io_start(&c->io, master, want_stdin, err) < 0) {
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    close(c->sync_fd);
+    proc_io_close(&c->io);
+    goto fail_cg;
+  }
+  c->status = CTR_CREATED;
+  c->created_ns = now_ns();
+  c->oom_kills_at_start = cgroup_oom_kills(c->cg);
+  c->next = g_containers;
+  g_containers = c;
+  *result = json_pack("{s:i}", "pid", (int) c->pid);
+  shim_log("created container %s pid %d", c->id, (int) c->pid);
+  return 0;
+
+fail_cg:
+  {
+    struct shim_err ignored;
+    cgroup_destroy(c->cg, &ignored);
+  }
+fail:
+  if (c) {
+    c->spec = NULL;
+    container_free(c);
+  }
+  json_decref(spec);
+  return -1;
+}
+
+int container_start(struct container *c, json_t **result, struct shim_err *err)
+{
+  int r;
+  if (c->status != CTR_CREATED)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is %s, not created", c->id,
+                     status_names[c->status]);
+  r = spawn_release(c->sync_fd, err);
+  close(c->sync_fd);
+  c->sync_fd = -1;
+  if (r < 0) {
+    shim_err_prefix(err, "start container \"%s\"", c->id);
+    return -1;
+  }
+  /* The exit may already have been reaped (a process that ends at once). */
+  if (c->status == CTR_CREATED)
+    c->status = CTR_RUNNING;
+  c->started_ns = now_ns();
+  *result = json_pack("{s:i}", "pid", (int) c->pid);
+  return 0;
+}
+
+/* ---- exit ------------------------------------------------------------------------ */
+
+void exit_from_status(struct exit_info *e, pid_t pid, int status)
+{
+  e->pid = pid;
+  e->exited_ns = now_ns();
+  if (WIFSIGNALED(status)) {
+    e->signal = WTERMSIG(status);
+    e->exit_code = 128 + e->signal;
+  } else {
+    e->signal = 0;
+    e->exit_code = WEXITSTATUS(status);
+  }
+}
+
+static void write_exit_file(struct container *c)
+{
+  struct shim_err err;
+  char path[PATH_MAX];
+  json_t *j = exit_json(c->id, &c->exit);
+  char *text = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  if (!text)
+    return;
+  snprintf(path, sizeof(path), "%s/%s.json", g_shim.exits_dir, c->id);
+  if (write_file_atomic(path, text, strlen(text), &err) < 0)
+    shim_log("exit file for %s: %s", c->id, err.msg);
+  free(text);
+}
+
+static void container_exited(struct container *c, int status)
+{
+  struct waiter *w;
+  json_t *ej;
+
+  exit_from_status(&c->exit, c->pid, status);
+  c->exit.oom_killed = c->cg && cgroup_oom_kills(c->cg) > c->oom_kills_at_start;
+  c->status = CTR_STOPPED;
+  if (c->sync_fd >= 0) {
+    close(c->sync_fd);
+    c->sync_fd = -1;
+  }
+  /* Without its own PID namespace nothing else ends the container's other
+   * processes when its init exits. */
+  if (!c->own_pidns && c->cg) {
+    struct shim_err ignored;
+    cgroup_signal_all(c->cg, SIGKILL, &ignored);
+  }
+  proc_io_drain(&c->io);
+  write_exit_file(c);
+  ej = exit_json(c->id, &c->exit);
+  conn_broadcast_event("exit", ej);
+  while ((w = c->waiters)) {
+    c->waiters = w->next;
+    conn_send_result(w->conn, w->req_id, json_incref(ej));
+    json_decref(w->req_id);
+    free(w);
+  }
+  json_decref(ej);
+  attach_container_exited(c);
+  shim_log("container %s exited: code %d signal %d%s", c->id, c->exit.exit_code, c->exit.signal,
+           c->exit.oom_killed ? " (OOMKilled)" : "");
+}
+
+void container_add_waiter(struct container *c, struct conn *conn, json_t *req_id)
+{
+  struct waiter *w = calloc(1, sizeof(*w));
+  if (!w)
+    return;
+  w->conn = conn;
+  w->req_id = json_incref(req_id);
+  w->next = c->waiters;
+  c->waiters = w;
+}
+
+void containers_forget_conn(struct conn *conn)
+{
+  for (struct container *c = g_containers; c; c = c->next) {
+    struct waiter **pp = &c->waiters;
+    while (*pp) {
+      struct waiter *w = *pp;
+      if (w->conn == conn) {
+        *pp = w->next;
+        json_decref(w->req_id);
+        free(w);
+      } else {
+        pp = &w->next;
+      }
+    }
+  }
+}
+
+void reap_children(void)
+{
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    bool found = false;
+    if (pid <= 0)
+      return;
+    for (struct container *c = g_containers; c && !found; c = c->next) {
+      if (c->pid == pid && c->status != CTR_STOPPED) {
+        container_exited(c, status);
+        found = true;
+      }
+    }
+    for (struct exec_proc *e = g_execs; e && !found; e = e->next) {
+      if (e->pid == pid && !e->exited) {
+        exec_exited(e, status);
+        found = true;
+      }
+    }
+    if (!found)
+      pod_reaped(pid, status);
+  }
+}
+
+/* ---- kill / delete ----------------------------------------------------------------- */
+
+int container_kill(struct container *c, int sig, bool all, struct shim_err *err)
+{
+  if (c->status == CTR_STOPPED)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
+  /* Without its own PID namespace, killing the init leaves the container's
+   * other processes running: a SIGKILL goes to all of them. */
+  if ((all || (sig == SIGKILL && !c->own_pidns)) && c->cg)
+    return cgroup_signal_all(c->cg, sig, err);
+  if (kill(c->pid, sig) < 0)
+    return shim_fail_errno(err, errno, "kill container \"%s\" pid %d", c->id, (int) c->pid);
+  return 0;
+}
+
+int container_delete(struct container *c, bool force, struct shim_err *err)
+{
+  struct container **pp;
+  char path[PATH_MAX];
+
+  if (c->status == CTR_RUNNING && !force)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is running; stop it or delete with force", c->id);
+  if (c->status != CTR_STOPPED) {
+    int status;
+    kill(c->pid, SIGKILL);
+    while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
+      ;
+    container_exited(c, status);
+  }
+  if (c->cg && cgroup_destroy(c->cg, err) < 0) {
+    shim_err_prefix(err, "delete container \"%s\"", c->id);
+    return -1;
+  }
+  exec_container_deleted(c);
+  attach_container_exited(c);
+  proc_io_close(&c->io);
+  snprintf(path, sizeof(path), "%s/%s.json", g_shim.exits_dir, c->id);
+  unlink(path);
+  for (pp = &g_containers; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  shim_log("deleted container %s", c->id);
+  defer_free(c, container_free);
+  return 0;
+}
+
+void containers_shutdown(void)
+{
+  struct shim_err err;
+  while (g_containers) {
+    if (container_delete(g_containers, true, &err) < 0) {
+      /* Leave nothing half-known: drop the record even if cleanup failed. */
+      struct container *c = g_containers;
+      shim_log("shutdown: %s", err.msg);
+      g_containers = c->next;
+      proc_io_close(&c->io);
+      defer_free(c, container_free);
+    }
+  }
+}
+
+/* ---- update / stats / logs ------------------------------------------------------- */
+
+int container_update(struct container *c, json_t *resources, struct shim_err *err)
+{
+  if (cgroup_validate_resources(resources, err) < 0)
+    return -1;
+  if (!c->cg)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" has no cgroup", c->id);
+  return cgroup_update(c->cg, resources, err);
+}
+
+int container_stats(struct container *c, json_t **out, struct shim_err *err)
+{
+  if (!c->cg)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" has no cgroup", c->id);
+  return cgroup_stats(c->cg, out, err);
+}
+
+int container_reopen_log(struct container *c, struct shim_err *err)
+{
+  if (!c->log)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" has no log file", c->id);
+  return cri_log_reopen(c->log, err);
+}
+
+/* ---- output routing ---------------------------------------------------------------- */
+
+static void deliver_output(struct watch *w, const char *data, size_t len)
+{
+  struct proc_io *io = proc_io_of(w);
+  if (io->ctr) {
+    cri_log_write(io->ctr->log, w->stream, data, len);
+    attach_broadcast(io->ctr, w->stream, data, len);
+  } else if (io->exec) {
+    exec_output(io->exec, w->stream, data, len);
+  }
+}

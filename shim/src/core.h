@@ -1,0 +1,272 @@
+/* core.h: the shim's own objects (connections, containers, exec sessions) and
+ * the event loop that ties them together. Kernel-concern modules do not see it. */
+#ifndef SKIFF_SHIM_CORE_H
+#define SKIFF_SHIM_CORE_H
+
+#include "shim.h"
+
+#include <sys/epoll.h>
+
+#define LINE_MAX_BYTES (4 * 1024 * 1024)
+#define FRAME_MAX_BYTES (1024 * 1024)
+#define EXEC_SYNC_MAX_OUTPUT (16 * 1024 * 1024)
+/* A client whose unsent output passes this is slow: stream data to it is
+ * dropped (attach) or the producer pauses (exec), so a container never blocks
+ * on a reader. */
+#define CONN_HIGH_WATER (4 * 1024 * 1024)
+
+enum frame_type {
+  FRAME_STDIN = 0,
+  FRAME_STDOUT = 1,
+  FRAME_STDERR = 2,
+  FRAME_RESIZE = 3,
+  FRAME_CLOSE_STDIN = 4,
+  FRAME_EXIT = 5,
+};
+
+/* ---- event loop (main.c) ------------------------------------------------- */
+
+/* What an epoll registration points at. */
+enum watch_kind {
+  W_LISTEN,
+  W_SIGNAL,
+  W_CONN,
+  W_OUTPUT, /* a process's stdout/stderr pipe or pty master */
+  W_STDIN,  /* a process's stdin, waiting to be writable */
+  W_TIMER,  /* exec sync timeout */
+};
+
+struct watch {
+  enum watch_kind kind;
+  int fd;
+  void *obj;
+  int stream; /* W_OUTPUT: STREAM_STDOUT / STREAM_STDERR */
+  uint32_t events;
+};
+
+int loop_add(struct watch *w, uint32_t events);
+int loop_mod(struct watch *w, uint32_t events);
+/* Remove from epoll; the caller then closes w->fd and sets it to -1, which
+ * makes later events of the same batch skip the watch. */
+void loop_del(struct watch *w);
+/* Free obj with fn after the current batch of events has been handled. */
+void defer_free(void *obj, void (*fn)(void *));
+
+struct shim_state {
+  const char *state_dir;
+  const char *socket_path;
+  char exits_dir[4096];
+  bool shutting_down; /* leave the loop after this batch */
+  bool shut_down;     /* containers, pod, socket and pid file are gone */
+};
+extern struct shim_state g_shim;
+
+/* Kill every container and the pod, remove the socket and pid file. */
+void shim_shutdown(void);
+
+/* ---- growable byte buffer -------------------------------------------------- */
+
+struct buf {
+  char *data;
+  size_t len, cap, off; /* off: bytes already consumed from the front */
+};
+int buf_append(struct buf *b, const void *data, size_t len);
+void buf_consume(struct buf *b, size_t n);
+size_t buf_pending(const struct buf *b);
+void buf_free(struct buf *b);
+
+/* ---- client connections (proto.c) ------------------------------------------ */
+
+struct stream_sess;
+
+struct conn {
+  struct watch w;
+  struct buf in, out;
+  bool subscribed;
+  bool streaming;       /* frames instead of JSON lines */
+  bool closing;         /* close once output is flushed */
+  bool paused;          /* not reading: its target stdin is full */
+  struct stream_sess *sess;
+  struct conn *next;
+};
+
+void conn_accept(int listen_fd);
+void conn_event(struct conn *c, uint32_t events);
+void conn_close(struct conn *c);
+/* Queue output; returns -1 (and closes the conn later) on allocation failure. */
+void conn_send_json(struct conn *c, json_t *msg);
+void conn_send_result(struct conn *c, json_t *id, json_t *result);
+void conn_send_error(struct conn *c, json_t *id, const struct shim_err *err);
+void conn_send_frame(struct conn *c, enum frame_type type, const void *data, size_t len);
+/* Send an event line to every subscribed connection. */
+void conn_broadcast_event(const char *event, json_t *params);
+void conn_resume(struct conn *c);
+/* Close the connection once its queued output is sent. */
+void conn_finish(struct conn *c);
+void conn_close_all(void);
+
+/* ---- processes: containers and exec sessions (container.c, exec.c) ---------- */
+
+enum ctr_status { CTR_CREATED, CTR_RUNNING, CTR_STOPPED };
+
+struct exit_info {
+  pid_t pid;
+  int exit_code;
+  int signal;
+  int64_t exited_ns;
+  bool oom_killed;
+};
+
+/* The stdio of one process, owned by the shim: pipes or a pty master. Its
+ * watches point back at it (watch.obj); it belongs to a container or an exec. */
+struct proc_io {
+  struct watch out, err;  /* W_OUTPUT watches (err.fd -1 with a tty) */
+  struct watch in;        /* W_STDIN: write end of stdin, or a dup of the pty master */
+  struct buf in_buf;      /* stdin bytes waiting for the process to read */
+  bool tty;
+  bool in_close_pending;  /* close stdin once in_buf is drained */
+  struct conn *paused_conn; /* stopped reading because in_buf is full */
+  struct container *ctr;
+  struct exec_proc *exec;
+};
+
+#define proc_io_of(w) ((struct proc_io *) (w)->obj)
+void proc_io_init(struct proc_io *io, struct container *ctr, struct exec_proc *exec);
+/* Pipes for a new process; stdio[] gets the child's ends (-1 for none). */
+int proc_io_pipes(struct proc_io *io, bool tty, bool want_stdin, int stdio[3], struct shim_err *err);
+void proc_io_close_child_ends(int stdio[3]);
+/* Register the outputs with the loop; master: the pty master or -1. */
+int proc_io_start(struct proc_io *io, int master, bool want_stdin, struct shim_err *err);
+/* Read everything already written (after the process exited). */
+void proc_io_drain(struct proc_io *io);
+void proc_io_close(struct proc_io *io);
+
+struct waiter {
+  struct conn *conn;
+  json_t *req_id;
+  struct waiter *next;
+};
+
+struct container {
+  char *id;
+  char *bundle;
+  json_t *spec;
+  pid_t pid;
+  enum ctr_status status;
+  int sync_fd;            /* to the init while created; -1 after start */
+  struct cgroup *cg;
+  struct cri_log *log;
+  char *log_path;
+  struct proc_io io;
+  bool stdin_once;
+  bool own_pidns;
+  int64_t created_ns, started_ns;
+  long oom_kills_at_start;
+  struct exit_info exit;
+  struct waiter *waiters;
+  struct container *next;
+};
+
+/* A stream session: a connection in frame mode attached to a container's
+ * stdio, or driving one exec'd process. */
+struct exec_proc;
+struct stream_sess {
+  struct conn *conn;
+  struct container *ctr;   /* attach */
+  struct exec_proc *exec;  /* streaming exec */
+  bool want_stdin, want_stdout, want_stderr;
+  struct stream_sess *next; /* in ctr's attach list (g_attaches) */
+};
+
+struct exec_proc {
+  struct container *ctr;  /* NULL once the container is deleted */
+  char ctr_id[129];
+  pid_t pid;
+  struct proc_io io;
+  bool sync;
+  struct conn *conn;      /* sync: who gets the reply; streaming: the stream conn */
+  json_t *req_id;
+  struct buf out_acc, err_acc; /* sync: captured output */
+  bool truncated;
+  struct watch timer;
+  bool timed_out;
+  bool exited;
+  struct exit_info exit;
+  struct exec_proc *next;
+};
+
+extern struct container *g_containers;
+extern struct exec_proc *g_execs;
+
+struct container *container_find(const char *id);
+int container_create(json_t *params, json_t **result, struct shim_err *err);
+int container_start(struct container *c, json_t **result, struct shim_err *err);
+int container_kill(struct container *c, int sig, bool all, struct shim_err *err);
+int container_delete(struct container *c, bool force, struct shim_err *err);
+json_t *container_state_json(struct container *c);
+json_t *exit_json(const char *id, const struct exit_info *e);
+void exit_from_status(struct exit_info *e, pid_t pid, int status);
+void container_add_waiter(struct container *c, struct conn *conn, json_t *req_id);
+void containers_forget_conn(struct conn *conn);
+/* SIGCHLD: reap everything, dispatch exits. */
+void reap_children(void);
+/* Output ready on a process's stdout/stderr/pty. */
+void proc_output_event(struct watch *w, uint32_t events);
+void proc_stdin_event(struct watch *w, uint32_t events);
+/* Queue stdin bytes for a process; returns false if its buffer is over the
+ * high water mark (the caller pauses its source). */
+bool proc_io_write_stdin(struct proc_io *io, const void *data, size_t len);
+void proc_io_close_stdin(struct proc_io *io);
+int proc_io_resize(struct proc_io *io, unsigned width, unsigned height, struct shim_err *err);
+void containers_shutdown(void);
+
+int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
+void exec_exited(struct exec_proc *e, int status);
+void exec_output(struct exec_proc *e, int stream, const char *data, size_t len);
+/* The container is going away: end its exec'd processes. */
+void exec_container_deleted(struct container *c);
+void exec_timer_event(struct exec_proc *e);
+void exec_forget_conn(struct conn *conn);
+
+/* attach (io.c) */
+int attach_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
+void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *data, size_t len);
+void sess_detach(struct stream_sess *s);
+void attach_broadcast(struct container *c, int stream, const char *data, size_t len);
+void attach_container_exited(struct container *c);
+
+/* ---- spawning processes (spawn.c) ---------------------------------------- */
+
+struct spawn_req {
+  json_t *spec;           /* full spec (create) */
+  json_t *process;        /* the process to run (spec.process, or exec's) */
+  const char *rootfs;     /* create: absolute rootfs; exec: NULL */
+  struct cgroup *cg;
+  pid_t join_pid;         /* exec: join this pid's namespaces */
+  int stdio[3];           /* fds for the process's 0,1,2 (-1: /dev/null);
+                             with process.terminal the process opens a pty */
+  bool create;            /* a new container (mounts, sysctls, hostname) */
+};
+
+/* Spawn a process (through an intermediate that joins namespaces); on success
+ * *pid is the process (a child of the shim), *sync_fd the channel to it, and
+ * *pty_master the terminal's master when process.terminal is set (else -1).
+ * The process has sent READY and waits for spawn_release(). */
+int spawn_process(const struct spawn_req *req, pid_t *pid, int *sync_fd, int *pty_master, struct shim_err *err);
+/* Tell a created process to execve; waits for the result. */
+int spawn_release(int sync_fd, struct shim_err *err);
+
+/* ---- pod (pod.c) --------------------------------------------------------- */
+
+int pod_create(json_t *params, json_t **result, struct shim_err *err);
+json_t *pod_json(void);
+pid_t pod_infra_pid(void);
+void pod_reaped(pid_t pid, int status);
+void pod_shutdown(void);
+
+/* ---- stats/update (container.c) ----------------------------------------- */
+int container_update(struct container *c, json_t *resources, struct shim_err *err);
+int container_stats(struct container *c, json_t **out, struct shim_err *err);
+int container_reopen_log(struct container *c, struct shim_err *err);
+
+#endif

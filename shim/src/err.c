@@ -1,0 +1,105 @@
+/* err.c: the error object every fallible function fills, and cleanup helpers. */
+#include "shim.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const code_names[] = {
+  [SHIM_INTERNAL] = "INTERNAL",
+  [SHIM_INVALID_ARGUMENT] = "INVALID_ARGUMENT",
+  [SHIM_NOT_FOUND] = "NOT_FOUND",
+  [SHIM_ALREADY_EXISTS] = "ALREADY_EXISTS",
+  [SHIM_FAILED_PRECONDITION] = "FAILED_PRECONDITION",
+  [SHIM_DEADLINE_EXCEEDED] = "DEADLINE_EXCEEDED",
+  [SHIM_RESOURCE_EXHAUSTED] = "RESOURCE_EXHAUSTED",
+};
+
+const char *shim_code_name(enum shim_code code)
+{
+  if ((size_t) code >= sizeof(code_names) / sizeof(code_names[0]) || !code_names[code])
+    return "INTERNAL";
+  return code_names[code];
+}
+
+int shim_fail(struct shim_err *err, enum shim_code code, const char *fmt, ...)
+{
+  va_list ap;
+  if (!err)
+    return -1;
+  err->code = code;
+  err->errnum = 0;
+  va_start(ap, fmt);
+  vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+int shim_fail_errno(struct shim_err *err, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  size_t n;
+  if (!err)
+    return -1;
+  err->errnum = errnum;
+  switch (errnum) {
+  case ENOENT: err->code = SHIM_NOT_FOUND; break;
+  case EEXIST: err->code = SHIM_ALREADY_EXISTS; break;
+  case EINVAL: err->code = SHIM_INVALID_ARGUMENT; break;
+  default: err->code = SHIM_INTERNAL; break;
+  }
+  va_start(ap, fmt);
+  vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+  va_end(ap);
+  n = strlen(err->msg);
+  if (n < sizeof(err->msg))
+    snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(errnum));
+  return -1;
+}
+
+void shim_err_prefix(struct shim_err *err, const char *fmt, ...)
+{
+  char prefix[256], old[sizeof(err->msg)];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof(prefix), fmt, ap);
+  va_end(ap);
+  memcpy(old, err->msg, sizeof(old));
+  snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+}
+
+void cleanup_freep(void *p)
+{
+  free(*(void **) p);
+}
+
+void cleanup_closep(int *fd)
+{
+  if (*fd >= 0) {
+    int saved = errno;
+    close(*fd);
+    errno = saved;
+  }
+}
+
+void cleanup_jsonp(json_t **j)
+{
+  if (*j)
+    json_decref(*j);
+}
+
+void shim_log(const char *fmt, ...)
+{
+  char ts[64];
+  va_list ap;
+  format_rfc3339nano(now_ns(), ts, sizeof(ts));
+  fprintf(stderr, "%s [%d] ", ts, (int) getpid());
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+}

@@ -1,0 +1,274 @@
+/* pod.c: the pod's namespaces. They are created by and held in the pod's
+ * infra process, a child of the shim that never execs: PID 1 of the pod's PID
+ * namespace when there is one (reaping orphans there), otherwise asleep. */
+#include "core.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct {
+  pid_t infra;
+  json_t *info; /* what `list` reports: pid, namespaces, hostname */
+} g_pod;
+
+pid_t pod_infra_pid(void)
+{
+  return g_pod.infra;
+}
+
+json_t *pod_json(void)
+{
+  return g_pod.info ? json_incref(g_pod.info) : json_null();
+}
+
+/* "new" or "host"; def when absent. */
+static int ns_mode(json_t *params, const char *key, bool def_new, bool *is_new, struct shim_err *err)
+{
+  const char *v;
+  if (spec_get_string(params, key, "params", &v, err) < 0)
+    return -1;
+  if (!v) {
+    *is_new = def_new;
+    return 0;
+  }
+  if (strcmp(v, "new") != 0 && strcmp(v, "host") != 0)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.%s: \"%s\" is not \"new\" or \"host\"", key, v);
+  *is_new = strcmp(v, "new") == 0;
+  return 0;
+}
+
+static int validate_sysctls(json_t *sysctls, struct shim_err *err)
+{
+  const char *k;
+  json_t *v;
+  json_object_foreach (sysctls, k, v) {
+    if (!json_is_string(v))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.sysctls[\"%s\"]: value must be a string", k);
+    if (!*k || k[0] == '.' || k[0] == '/' || strstr(k, "..") || strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_-./") != strlen(k))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.sysctls: bad key \"%s\"", k);
+  }
+  return 0;
+}
+
+static int loopback_up(struct shim_err *err)
+{
+  struct ifreq ifr = { 0 };
+  cleanup_close int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return shim_fail_errno(err, errno, "socket for lo");
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+    return shim_fail_errno(err, errno, "get flags of lo");
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+    return shim_fail_errno(err, errno, "bring lo up");
+  return 0;
+}
+
+static int write_sysctls(json_t *sysctls, struct shim_err *err)
+{
+  const char *k;
+  json_t *v;
+  json_object_foreach (sysctls, k, v) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "/proc/sys/%s", k);
+    for (char *p = path + strlen("/proc/sys/"); *p; p++)
+      if (*p == '.')
+        *p = '/';
+    if (write_file(path, json_string_value(v), json_string_length(v), 0, err) < 0) {
+      shim_err_prefix(err, "sysctl %s", k);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char *hostname, json_t *sysctls)
+{
+  struct shim_err err = { 0 };
+  sigset_t set;
+
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  prctl(PR_SET_NAME, "skiff-pod", 0, 0, 0);
+  if (flags & CLONE_NEWUSER) {
+    char go;
+    if (read_all(go_fd, &go, 1) != 1)
+      _exit(1);
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+      shim_fail_errno(&err, errno, "become root in the pod's user namespace");
+      goto fail;
+    }
+  }
+  if ((flags & CLONE_NEWUTS) && hostname && sethostname(hostname, strlen(hostname)) < 0) {
+    shim_fail_errno(&err, errno, "params.hostname: sethostname \"%s\"", hostname);
+    goto fail;
+  }
+  if ((flags & CLONE_NEWNET) && loopback_up(&err) < 0)
+    goto fail;
+  if (write_sysctls(sysctls, &err) < 0)
+    goto fail;
+  {
+    char ok = 0;
+    write_all(status_fd, &ok, 1);
+  }
+  {
+    int devnull = open("/dev/null", O_RDWR);
+    for (int i = 0; i < 3; i++)
+      dup2(devnull, i);
+    syscall(SYS_close_range, 3, ~0U, 0);
+  }
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  for (;;) {
+    siginfo_t si;
+    if (sigwaitinfo(&set, &si) < 0 && errno != EINTR)
+      pause();
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+      ;
+  }
+fail:
+  {
+    char bad = 1;
+    write_all(status_fd, &bad, 1);
+    write_all(status_fd, err.msg, strlen(err.msg));
+  }
+  _exit(1);
+}
+
+int pod_create(json_t *params, json_t **result, struct shim_err *err)
+{
+  bool net, ipc, uts, pid;
+  const char *hostname;
+  json_t *userns, *sysctls, *ns_map;
+  int flags = 0, status_pipe[2], go_pipe[2];
+  pid_t child;
+
+  if (g_pod.info)
+    return shim_fail(err, SHIM_ALREADY_EXISTS, "the pod's namespaces already exist");
+  if (ns_mode(params, "network", true, &net, err) < 0 || ns_mode(params, "ipc", true, &ipc, err) < 0
+      || ns_mode(params, "uts", true, &uts, err) < 0 || ns_mode(params, "pid", false, &pid, err) < 0
+      || spec_get_string(params, "hostname", "params", &hostname, err) < 0
+      || spec_get_object(params, "userns", "params", &userns, err) < 0
+      || spec_get_object(params, "sysctls", "params", &sysctls, err) < 0 || validate_sysctls(sysctls, err) < 0)
+    return -1;
+  if (hostname && strlen(hostname) > 64)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: longer than 64 characters");
+  if (hostname && *hostname && !uts)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: needs uts \"new\"");
+  flags |= net ? CLONE_NEWNET : 0;
+  flags |= ipc ? CLONE_NEWIPC : 0;
+  flags |= uts ? CLONE_NEWUTS : 0;
+  flags |= pid ? CLONE_NEWPID : 0;
+  if (userns) {
+    json_t *linux_like = json_pack("{s:[{s:s}],s:O?,s:O?}", "namespaces", "type", "user", "uidMappings",
+                                   json_object_get(userns, "uidMappings"), "gidMappings",
+                                   json_object_get(userns, "gidMappings"));
+    int r = ns_validate(linux_like, err);
+    json_decref(linux_like);
+    if (r < 0)
+      return -1;
+    flags |= CLONE_NEWUSER;
+  }
+  if (pipe2(status_pipe, O_CLOEXEC) < 0)
+    return shim_fail_errno(err, errno, "pipe");
+  if (pipe2(go_pipe, O_CLOEXEC) < 0) {
+    close(status_pipe[0]);
+    close(status_pipe[1]);
+    return shim_fail_errno(err, errno, "pipe");
+  }
+  /* clone() without CLONE_VM behaves as fork, but can create the PID
+   * namespace the child is PID 1 of. */
+  child = (pid_t) syscall(SYS_clone, (unsigned long) flags | SIGCHLD, NULL, NULL, NULL, NULL);
+  if (child == 0) {
+    close(status_pipe[0]);
+    close(go_pipe[1]);
+    infra_main(status_pipe[1], go_pipe[0], flags, hostname, sysctls);
+  }
+  close(status_pipe[1]);
+  close(go_pipe[0]);
+  if (child < 0) {
+    shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
+    goto out;
+  }
+  if (userns && ns_write_id_mappings(child, json_object_get(userns, "uidMappings"), json_object_get(userns, "gidMappings"), err) < 0)
+    goto kill_child;
+  {
+    char go = 1, st = 1, msg[1100] = { 0 };
+    write_all(go_pipe[1], &go, 1);
+    if (read_all(status_pipe[0], &st, 1) != 1) {
+      shim_fail(err, SHIM_INTERNAL, "pod infra process exited during set-up");
+      goto kill_child;
+    }
+    if (st != 0) {
+      read_all(status_pipe[0], msg, sizeof(msg) - 1);
+      shim_fail(err, SHIM_INVALID_ARGUMENT, "%s", msg);
+      goto kill_child;
+    }
+  }
+  ns_map = json_object();
+  {
+    static const struct {
+      int flag;
+      const char *name;
+    } kinds[] = { { CLONE_NEWNET, "net" }, { CLONE_NEWIPC, "ipc" }, { CLONE_NEWUTS, "uts" },
+                  { CLONE_NEWPID, "pid" }, { CLONE_NEWUSER, "user" } };
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+      char path[64];
+      if (!(flags & kinds[i].flag))
+        continue;
+      snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int) child, kinds[i].name);
+      json_object_set_new(ns_map, kinds[i].name, json_string(path));
+    }
+  }
+  g_pod.infra = child;
+  g_pod.info = json_pack("{s:i,s:o,s:s}", "pid", (int) child, "namespaces", ns_map, "hostname", hostname ? hostname : "");
+  *result = json_pack("{s:i,s:O}", "pid", (int) child, "namespaces", ns_map);
+  shim_log("pod infra pid %d (flags 0x%x)", (int) child, (unsigned) flags);
+  close(status_pipe[0]);
+  close(go_pipe[1]);
+  return 0;
+
+kill_child:
+  kill(child, SIGKILL);
+  while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+    ;
+out:
+  close(status_pipe[0]);
+  close(go_pipe[1]);
+  return -1;
+}
+
+void pod_reaped(pid_t pid, int status)
+{
+  if (pid != g_pod.infra || pid <= 0)
+    return;
+  shim_log("pod infra process %d exited (status 0x%x)", (int) pid, (unsigned) status);
+  g_pod.infra = 0;
+  if (g_pod.info)
+    json_object_set_new(g_pod.info, "infraExited", json_true());
+}
+
+void pod_shutdown(void)
+{
+  if (g_pod.infra > 0) {
+    kill(g_pod.infra, SIGKILL);
+    while (waitpid(g_pod.infra, NULL, 0) < 0 && errno == EINTR)
+      ;
+    g_pod.infra = 0;
+  }
+  json_decref(g_pod.info);
+  g_pod.info = NULL;
+}

@@ -1,0 +1,732 @@
+/* spawn.c: start a container's init or an exec'd process. The shim forks an
+ * intermediate that joins the target namespaces and unshares new ones, which
+ * forks the process proper and exits (the shim, as child subreaper, inherits
+ * it). The process then sets itself up step by step, reporting over a
+ * SOCK_SEQPACKET channel, and waits for "start" before execve. */
+#include "core.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define SPAWN_TIMEOUT_MS 60000
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+enum sync_type {
+  SYNC_PID = 1,   /* intermediate -> shim: pid of the process */
+  SYNC_MAP_REQ,   /* intermediate -> shim: write my uid/gid maps */
+  SYNC_MAPPED,    /* shim -> intermediate */
+  SYNC_GO,        /* shim -> process: cgroup joined, set yourself up */
+  SYNC_READY,     /* process -> shim: set up (+ pty master fd) */
+  SYNC_START,     /* shim -> process: execve */
+  SYNC_ERROR,     /* any -> shim: failed, with message */
+};
+
+struct sync_msg {
+  int type;
+  int code;
+  int errnum;
+  int pid;
+  char msg[1024];
+};
+
+/* ---- channel -------------------------------------------------------------- */
+
+static int sync_send(int fd, int type, int pid, int pass_fd)
+{
+  struct sync_msg m = { .type = type, .pid = pid };
+  struct iovec iov = { &m, sizeof(m) };
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+  if (pass_fd >= 0) {
+    struct cmsghdr *cm;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+  }
+  while (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0) {
+    if (errno != EINTR)
+      return -1;
+  }
+  return 0;
+}
+
+static void sync_send_error(int fd, const struct shim_err *err)
+{
+  struct sync_msg m = { .type = SYNC_ERROR, .code = err->code, .errnum = err->errnum };
+  snprintf(m.msg, sizeof(m.msg), "%s", err->msg);
+  while (send(fd, &m, sizeof(m), MSG_NOSIGNAL) < 0 && errno == EINTR)
+    ;
+}
+
+/* Receive one message; returns 1 on a message, 0 on EOF, -1 on error or
+ * timeout (timeout_ms < 0: wait forever). *recv_fd gets a passed fd or -1. */
+static int sync_recv(int fd, struct sync_msg *m, int *recv_fd, int timeout_ms)
+{
+  struct iovec iov = { m, sizeof(*m) };
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+  ssize_t n;
+  if (recv_fd)
+    *recv_fd = -1;
+  if (timeout_ms >= 0) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int r;
+    do
+      r = poll(&p, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+      errno = r == 0 ? ETIMEDOUT : errno;
+      return -1;
+    }
+  }
+  do
+    n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return -1;
+  if (n == 0)
+    return 0;
+  if (n != sizeof(*m)) {
+    errno = EPROTO;
+    return -1;
+  }
+  m->msg[sizeof(m->msg) - 1] = '\0';
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+      int got;
+      memcpy(&got, CMSG_DATA(cm), sizeof(int));
+      if (recv_fd)
+        *recv_fd = got;
+      else
+        close(got);
+    }
+  }
+  return 1;
+}
+
+/* ---- fds ------------------------------------------------------------------ */
+
+static int cmp_int(const void *a, const void *b)
+{
+  return *(const int *) a - *(const int *) b;
+}
+
+/* Close every fd >= 3 except those in keep: the shim's sockets, other
+ * containers' pipes and sync channels must not reach this process. */
+static void close_fds_except(int *keep, size_t n)
+{
+  unsigned int from = 3;
+  qsort(keep, n, sizeof(int), cmp_int);
+  for (size_t i = 0; i < n; i++) {
+    if (keep[i] < (int) from)
+      continue;
+    if ((unsigned int) keep[i] > from)
+      syscall(SYS_close_range, from, (unsigned int) keep[i] - 1, 0);
+    from = (unsigned int) keep[i] + 1;
+  }
+  syscall(SYS_close_range, from, ~0U, 0);
+}
+
+/* ---- the process's own set-up ---------------------------------------------- */
+
+static int apply_rlimits(json_t *process, struct shim_err *err)
+{
+  static const struct {
+    const char *name;
+    int res;
+  } map[] = {
+    { "RLIMIT_AS", RLIMIT_AS },           { "RLIMIT_CORE", RLIMIT_CORE },
+    { "RLIMIT_CPU", RLIMIT_CPU },         { "RLIMIT_DATA", RLIMIT_DATA },
+    { "RLIMIT_FSIZE", RLIMIT_FSIZE },     { "RLIMIT_LOCKS", RLIMIT_LOCKS },
+    { "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK }, { "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
+    { "RLIMIT_NICE", RLIMIT_NICE },       { "RLIMIT_NOFILE", RLIMIT_NOFILE },
+    { "RLIMIT_NPROC", RLIMIT_NPROC },     { "RLIMIT_RSS", RLIMIT_RSS },
+    { "RLIMIT_RTPRIO", RLIMIT_RTPRIO },   { "RLIMIT_RTTIME", RLIMIT_RTTIME },
+    { "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING }, { "RLIMIT_STACK", RLIMIT_STACK },
+  };
+  json_t *rlimits = json_object_get(process, "rlimits"), *r;
+  size_t i;
+  json_array_foreach (rlimits, i, r) {
+    const char *type = json_string_value(json_object_get(r, "type"));
+    json_t *soft = json_object_get(r, "soft"), *hard = json_object_get(r, "hard");
+    struct rlimit rl;
+    rl.rlim_cur = json_is_integer(soft) ? (rlim_t) json_integer_value(soft) : RLIM_INFINITY;
+    rl.rlim_max = json_is_integer(hard) ? (rlim_t) json_integer_value(hard) : RLIM_INFINITY;
+    for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++) {
+      if (type && strcmp(type, map[k].name) == 0 && setrlimit(map[k].res, &rl) < 0)
+        return shim_fail_errno(err, errno, "process.rlimits[%zu]: setrlimit %s soft %llu hard %llu", i, type,
+                               (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max);
+    }
+  }
+  return 0;
+}
+
+static int apply_sysctls(json_t *linux_obj, struct shim_err *err)
+{
+  json_t *sysctl = json_object_get(linux_obj, "sysctl"), *v;
+  const char *key;
+  json_object_foreach (sysctl, key, v) {
+    char path[PATH_MAX];
+    const char *val = json_string_value(v);
+    int n = snprintf(path, sizeof(path), "/proc/sys/%s", key);
+    for (char *p = path + strlen("/proc/sys/"); *p; p++)
+      if (*p == '.')
+        *p = '/';
+    if (n >= (int) sizeof(path))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.sysctl: key too long");
+    if (write_file(path, val, strlen(val), 0, err) < 0) {
+      shim_err_prefix(err, "linux.sysctl[\"%s\"]", key);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int set_oom_score_adj(json_t *process, struct shim_err *err)
+{
+  json_t *v = json_object_get(process, "oomScoreAdj");
+  char buf[32];
+  if (!json_is_integer(v))
+    return 0;
+  snprintf(buf, sizeof(buf), "%lld", (long long) json_integer_value(v));
+  if (write_file("/proc/self/oom_score_adj", buf, strlen(buf), 0, err) < 0) {
+    shim_err_prefix(err, "process.oomScoreAdj %s", buf);
+    return -1;
+  }
+  return 0;
+}
+
+static bool uts_namespace_listed(json_t *linux_obj)
+{
+  json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
+  size_t i;
+  json_array_foreach (nss, i, ns) {
+    const char *t = json_string_value(json_object_get(ns, "type"));
+    if (t && strcmp(t, "uts") == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Open a terminal inside the container's own devpts (so ttyname works there),
+ * make it our controlling terminal, and return the master for the shim. */
+static int setup_tty(uid_t uid, int *master_out, struct shim_err *err)
+{
+  char name[64];
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), slave;
+  if (master < 0)
+    return shim_fail_errno(err, errno, "process.terminal: open /dev/ptmx in the container");
+  if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0) {
+    int e = errno;
+    close(master);
+    return shim_fail_errno(err, e, "process.terminal: unlock pty");
+  }
+  slave = open(name, O_RDWR | O_NOCTTY);
+  if (slave < 0) {
+    int e = errno;
+    close(master);
+    return shim_fail_errno(err, e, "process.terminal: open %s", name);
+  }
+  if (fchown(slave, uid, (gid_t) -1) < 0 && errno != EPERM && errno != EINVAL)
+    shim_log("chown %s: %s", name, strerror(errno));
+  if (ioctl(slave, TIOCSCTTY, 0) < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) {
+    int e = errno;
+    close(master);
+    close(slave);
+    return shim_fail_errno(err, e, "process.terminal: attach %s", name);
+  }
+  if (slave > 2)
+    close(slave);
+  *master_out = master;
+  return 0;
+}
+
+/* The value of NAME in a process env array, or NULL. */
+static const char *env_lookup(json_t *env, const char *name)
+{
+  size_t i, n = strlen(name);
+  json_t *v;
+  json_array_foreach (env, i, v) {
+    const char *s = json_string_value(v);
+    if (s && strncmp(s, name, n) == 0 && s[n] == '=')
+      return s + n + 1;
+  }
+  return NULL;
+}
+
+static int is_executable(const char *path)
+{
+  struct stat st;
+  if (stat(path, &st) < 0)
+    return -errno;
+  if (!S_ISREG(st.st_mode))
+    return -EACCES;
+  if (access(path, X_OK) < 0)
+    return -errno;
+  return 0;
+}
+
+/* Resolve args[0] the way execvp does, inside the container, as its user. */
+static int find_executable(const char *arg0, json_t *env, char *out, size_t len, struct shim_err *err)
+{
+  const char *path = env_lookup(env, "PATH");
+  if (strchr(arg0, '/')) {
+    int r = is_executable(arg0);
+    if (r < 0)
+      return shim_fail_errno(err, -r, "exec: \"%s\"", arg0);
+    snprintf(out, len, "%s", arg0);
+    return 0;
+  }
+  if (!path)
+    path = DEFAULT_PATH;
+  for (const char *p = path;;) {
+    const char *end = strchr(p, ':');
+    size_t dlen = end ? (size_t) (end - p) : strlen(p);
+    if (dlen == 0)
+      snprintf(out, len, "./%s", arg0);
+    else
+      snprintf(out, len, "%.*s/%s", (int) dlen, p, arg0);
+    if (is_executable(out) == 0)
+      return 0;
+    if (!end)
+      break;
+    p = end + 1;
+  }
+  shim_fail(err, SHIM_NOT_FOUND, "exec: \"%s\": executable file not found in $PATH", arg0);
+  return -1;
+}
+
+static char **string_array(json_t *arr)
+{
+  size_t n = json_array_size(arr), i;
+  char **out = calloc(n + 1, sizeof(char *));
+  json_t *v;
+  if (!out)
+    return NULL;
+  json_array_foreach (arr, i, v)
+    out[i] = (char *) json_string_value(v);
+  return out;
+}
+
+static int switch_user(json_t *process, bool set_caps, struct shim_err *err)
+{
+  json_t *user = json_object_get(process, "user"), *gids = json_object_get(user, "additionalGids"), *g;
+  uid_t uid = (uid_t) json_integer_value(json_object_get(user, "uid"));
+  gid_t gid = (gid_t) json_integer_value(json_object_get(user, "gid"));
+  size_t n = json_array_size(gids), i;
+  cleanup_free gid_t *list = calloc(n + 1, sizeof(gid_t));
+  json_t *umask_v = json_object_get(user, "umask");
+
+  if (!list)
+    return shim_fail_errno(err, ENOMEM, "process.user");
+  json_array_foreach (gids, i, g)
+    list[i] = (gid_t) json_integer_value(g);
+  if (json_is_integer(umask_v))
+    umask((mode_t) json_integer_value(umask_v) & 0777);
+  if (set_caps && caps_drop_bounding(process, err) < 0)
+    return -1;
+  if (setgroups(n, list) < 0) {
+    /* In a user namespace with setgroups denied, only an empty list is allowed. */
+    if (!(errno == EPERM && n == 0))
+      return shim_fail_errno(err, errno, "process.user.additionalGids: setgroups");
+  }
+  if (set_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+    return shim_fail_errno(err, errno, "prctl(PR_SET_KEEPCAPS)");
+  if (setresgid(gid, gid, gid) < 0)
+    return shim_fail_errno(err, errno, "process.user.gid: setresgid(%u)", (unsigned) gid);
+  if (setresuid(uid, uid, uid) < 0)
+    return shim_fail_errno(err, errno, "process.user.uid: setresuid(%u)", (unsigned) uid);
+  if (set_caps) {
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    if (caps_set(process, err) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static int ensure_cwd(const char *cwd, struct shim_err *err)
+{
+  char buf[PATH_MAX];
+  if (mkdir_p(cwd, 0755, err) < 0 && errno != EEXIST) {
+    shim_err_prefix(err, "process.cwd");
+    return -1;
+  }
+  if (chdir(cwd) < 0)
+    return shim_fail_errno(err, errno, "process.cwd: chdir %s", cwd);
+  /* A cwd reached through a leaked fd (/proc/self/fd/N) would lie outside our
+   * root: getcwd reports such a path as unreachable (CVE-2024-21626). */
+  if (!getcwd(buf, sizeof(buf)) || buf[0] != '/')
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "process.cwd: %s is outside the container's root", cwd);
+  return 0;
+}
+
+/* Runs in the process proper, after GO. Never returns on success. */
+static int process_main(const struct spawn_req *req, int sync_fd, struct shim_err *err)
+{
+  json_t *process = req->process, *linux_obj = json_object_get(req->spec, "linux");
+  json_t *user = json_object_get(process, "user");
+  bool set_caps = json_object_get(process, "capabilities") != NULL;
+  bool tty = json_is_true(json_object_get(process, "terminal"));
+  const char *cwd = json_string_value(json_object_get(process, "cwd"));
+  char exe[PATH_MAX];
+  int master = -1, r;
+  struct sync_msg m;
+  cleanup_free char **argv = NULL, **envp = NULL;
+
+  if (setsid() < 0)
+    return shim_fail_errno(err, errno, "setsid");
+  if (req->create) {
+    if (apply_sysctls(linux_obj, err) < 0)
+      return -1;
+  }
+  if (set_oom_score_adj(process, err) < 0 || apply_rlimits(process, err) < 0)
+    return -1;
+  if (req->create) {
+    struct mount_ctx ctx = {
+      .rootfs = req->rootfs,
+      .userns = false,
+      .cg = req->cg,
+    };
+    json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
+    size_t i;
+    json_array_foreach (nss, i, ns) {
+      const char *t = json_string_value(json_object_get(ns, "type"));
+      bool has_path = json_object_get(ns, "path") != NULL;
+      if (t && strcmp(t, "user") == 0)
+        ctx.userns = true;
+      if (t && strcmp(t, "cgroup") == 0 && !has_path)
+        ctx.new_cgroupns = true;
+    }
+    if (mount_setup_rootfs(req->spec, &ctx, err) < 0)
+      return -1;
+    {
+      const char *hostname = json_string_value(json_object_get(req->spec, "hostname"));
+      if (hostname && *hostname) {
+        if (!uts_namespace_listed(linux_obj))
+          return shim_fail(err, SHIM_INVALID_ARGUMENT, "hostname: needs a uts namespace in linux.namespaces");
+        if (sethostname(hostname, strlen(hostname)) < 0)
+          return shim_fail_errno(err, errno, "sethostname %s", hostname);
+      }
+    }
+  } else if (chdir("/") < 0) {
+    return shim_fail_errno(err, errno, "chdir /");
+  }
+  if (tty && setup_tty((uid_t) json_integer_value(json_object_get(user, "uid")), &master, err) < 0)
+    return -1;
+  {
+    int keep[2] = { sync_fd, master };
+    close_fds_except(keep, master >= 0 ? 2 : 1);
+  }
+  if (ensure_cwd(cwd ? cwd : "/", err) < 0 || switch_user(process, set_caps, err) < 0)
+    return -1;
+  if (find_executable(json_string_value(json_array_get(json_object_get(process, "args"), 0)),
+                      json_object_get(process, "env"), exe, sizeof(exe), err) < 0)
+    return -1;
+  argv = string_array(json_object_get(process, "args"));
+  envp = string_array(json_object_get(process, "env"));
+  if (!argv || !envp)
+    return shim_fail_errno(err, ENOMEM, "exec arguments");
+  if (sync_send(sync_fd, SYNC_READY, 0, master) < 0)
+    _exit(1);
+  if (master >= 0)
+    close(master);
+  r = sync_recv(sync_fd, &m, NULL, -1);
+  if (r <= 0 || m.type != SYNC_START)
+    _exit(1); /* the shim deleted us before start */
+  if (json_is_true(json_object_get(process, "noNewPrivileges")) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return shim_fail_errno(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+  {
+    json_t *seccomp = json_object_get(linux_obj, "seccomp");
+    if (seccomp && seccomp_apply(seccomp, err) < 0)
+      return -1;
+  }
+  execve(exe, argv, envp);
+  return shim_fail_errno(err, errno, "exec %s", exe);
+}
+
+/* ---- the intermediate --------------------------------------------------- */
+
+struct ns_set {
+  int *fds;
+  int *types;
+  size_t n;
+};
+
+static void ns_set_free(struct ns_set *s)
+{
+  for (size_t i = 0; i < s->n; i++)
+    if (s->fds[i] >= 0)
+      close(s->fds[i]);
+  free(s->fds);
+  free(s->types);
+  memset(s, 0, sizeof(*s));
+}
+
+/* For exec: the namespaces of a running process that differ from ours. */
+static int open_process_namespaces(pid_t pid, struct ns_set *out, struct shim_err *err)
+{
+  static const struct {
+    const char *name;
+    int type;
+  } kinds[] = {
+    { "user", CLONE_NEWUSER }, { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS }, { "net", CLONE_NEWNET },
+    { "pid", CLONE_NEWPID },   { "cgroup", CLONE_NEWCGROUP }, { "mnt", CLONE_NEWNS },
+  };
+  size_t max = sizeof(kinds) / sizeof(kinds[0]);
+  out->fds = calloc(max, sizeof(int));
+  out->types = calloc(max, sizeof(int));
+  out->n = 0;
+  if (!out->fds || !out->types)
+    return shim_fail_errno(err, ENOMEM, "namespaces");
+  for (size_t i = 0; i < max; i++) {
+    char path[64], self[64];
+    struct stat a, b;
+    int fd;
+    snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int) pid, kinds[i].name);
+    snprintf(self, sizeof(self), "/proc/self/ns/%s", kinds[i].name);
+    if (stat(path, &a) < 0) {
+      if (errno == ENOENT && kinds[i].type == CLONE_NEWCGROUP)
+        continue;
+      ns_set_free(out);
+      return shim_fail_errno(err, errno, "open namespaces of pid %d", (int) pid);
+    }
+    if (stat(self, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+      continue;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      ns_set_free(out);
+      return shim_fail_errno(err, errno, "open %s", path);
+    }
+    out->fds[out->n] = fd;
+    out->types[out->n] = kinds[i].type;
+    out->n++;
+  }
+  return 0;
+}
+
+static _Noreturn void intermediate_main(const struct spawn_req *req, const struct ns_set *ns, int unshare_flags,
+                                        int sync_fd)
+{
+  struct shim_err err = { 0 };
+  pid_t pid;
+
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  /* Until execve, /proc/<pid>/exe is the shim binary: keep other container
+   * processes from opening it (CVE-2019-5736). */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  {
+    size_t nkeep = 0;
+    int keep[8 + 64];
+    keep[nkeep++] = sync_fd;
+    for (int i = 0; i < 3; i++)
+      if (req->stdio[i] >= 0)
+        keep[nkeep++] = req->stdio[i];
+    for (size_t i = 0; i < ns->n && nkeep < sizeof(keep) / sizeof(keep[0]); i++)
+      keep[nkeep++] = ns->fds[i];
+    close_fds_except(keep, nkeep);
+  }
+  if (ns_join(ns->fds, ns->types, ns->n, &err) < 0)
+    goto fail;
+  if (unshare_flags & CLONE_NEWUSER) {
+    struct sync_msg m;
+    if (unshare(CLONE_NEWUSER) < 0) {
+      shim_fail_errno(&err, errno, "unshare user namespace");
+      goto fail;
+    }
+    sync_send(sync_fd, SYNC_MAP_REQ, getpid(), -1);
+    if (sync_recv(sync_fd, &m, NULL, SPAWN_TIMEOUT_MS) <= 0 || m.type != SYNC_MAPPED)
+      _exit(1);
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+      shim_fail_errno(&err, errno, "become root in the new user namespace");
+      goto fail;
+    }
+  }
+  if (unshare(unshare_flags & ~CLONE_NEWUSER) < 0) {
+    shim_fail_errno(&err, errno, "unshare namespaces 0x%x", (unsigned) (unshare_flags & ~CLONE_NEWUSER));
+    goto fail;
+  }
+  pid = fork();
+  if (pid < 0) {
+    shim_fail_errno(&err, errno, "fork container process");
+    goto fail;
+  }
+  if (pid == 0) {
+    struct sync_msg m;
+    int r;
+    for (int i = 0; i < 3; i++) {
+      int fd = req->stdio[i] >= 0 ? req->stdio[i] : open("/dev/null", O_RDWR);
+      if (fd < 0 || dup2(fd, i) < 0) {
+        shim_fail_errno(&err, errno, "set up stdio");
+        goto fail;
+      }
+    }
+    r = sync_recv(sync_fd, &m, NULL, SPAWN_TIMEOUT_MS);
+    if (r <= 0 || m.type != SYNC_GO)
+      _exit(1);
+    /* Our parent is now the shim (subreaper): die with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    process_main(req, sync_fd, &err);
+    goto fail;
+  }
+  sync_send(sync_fd, SYNC_PID, pid, -1);
+  _exit(0);
+fail:
+  sync_send_error(sync_fd, &err);
+  _exit(127);
+}
+
+/* ---- shim side -------------------------------------------------------------- */
+
+static int sync_error_to(const struct sync_msg *m, struct shim_err *err)
+{
+  err->code = (enum shim_code) m->code;
+  err->errnum = m->errnum;
+  snprintf(err->msg, sizeof(err->msg), "%s", m->msg);
+  return -1;
+}
+
+/* Receive the next message, which must be `want` (0: any) or an error. */
+static int recv_error_or(int fd, struct sync_msg *m, int *passed, int want, const char *step, struct shim_err *err)
+{
+  int r = sync_recv(fd, m, passed, SPAWN_TIMEOUT_MS);
+  if (r < 0)
+    return shim_fail_errno(err, errno, "%s: waiting for the container process", step);
+  if (r == 0)
+    return shim_fail(err, SHIM_INTERNAL, "%s: container process exited unexpectedly", step);
+  if (m->type == SYNC_ERROR)
+    return sync_error_to(m, err);
+  if (want && m->type != want)
+    return shim_fail(err, SHIM_INTERNAL, "%s: unexpected message %d from the container process", step, m->type);
+  return 0;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+  if (pid <= 0)
+    return;
+  kill(pid, SIGKILL);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+}
+
+int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, int *master_out, struct shim_err *err)
+{
+  struct ns_set ns = { 0 };
+  int flags = 0, sv[2], status, passed = -1;
+  pid_t mid, pid = -1;
+  struct sync_msg m = { 0 };
+  json_t *linux_obj = json_object_get(req->spec, "linux");
+
+  *master_out = -1;
+  if (req->create) {
+    if (ns_clone_flags(linux_obj, &flags, err) < 0 || ns_open_paths(linux_obj, &ns.fds, &ns.types, &ns.n, err) < 0)
+      return -1;
+    flags |= CLONE_NEWNS;
+  } else if (open_process_namespaces(req->join_pid, &ns, err) < 0) {
+    return -1;
+  }
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    ns_set_free(&ns);
+    return shim_fail_errno(err, errno, "socketpair");
+  }
+  mid = fork();
+  if (mid < 0) {
+    int e = errno;
+    ns_set_free(&ns);
+    close(sv[0]);
+    close(sv[1]);
+    return shim_fail_errno(err, e, "fork");
+  }
+  if (mid == 0) {
+    close(sv[0]);
+    intermediate_main(req, &ns, flags, sv[1]);
+  }
+  close(sv[1]);
+  ns_set_free(&ns);
+
+  if (recv_error_or(sv[0], &m, NULL, 0, "spawn", err) < 0)
+    goto fail_mid;
+  if (m.type == SYNC_MAP_REQ) {
+    if (ns_write_id_mappings(m.pid, json_object_get(linux_obj, "uidMappings"), json_object_get(linux_obj, "gidMappings"),
+                             err) < 0)
+      goto fail_mid;
+    sync_send(sv[0], SYNC_MAPPED, 0, -1);
+    if (recv_error_or(sv[0], &m, NULL, SYNC_PID, "spawn", err) < 0)
+      goto fail_mid;
+  }
+  if (m.type != SYNC_PID) {
+    shim_fail(err, SHIM_INTERNAL, "spawn: unexpected message %d", m.type);
+    goto fail_mid;
+  }
+  pid = m.pid;
+  while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
+    ;
+  mid = -1;
+  if (req->cg && cgroup_add_pid(req->cg, pid, err) < 0)
+    goto fail;
+  sync_send(sv[0], SYNC_GO, 0, -1);
+  if (recv_error_or(sv[0], &m, &passed, SYNC_READY, req->create ? "create" : "exec", err) < 0)
+    goto fail;
+  *pid_out = pid;
+  *sync_out = sv[0];
+  *master_out = passed;
+  return 0;
+
+fail_mid:
+  kill_and_reap(mid);
+  /* The process may already exist if the intermediate sent its pid. */
+  if (m.type == SYNC_PID && m.pid > 0)
+    pid = m.pid;
+fail:
+  if (passed >= 0)
+    close(passed);
+  kill_and_reap(pid);
+  close(sv[0]);
+  return -1;
+}
+
+int spawn_release(int sync_fd, struct shim_err *err)
+{
+  struct sync_msg m;
+  int r;
+  if (sync_send(sync_fd, SYNC_START, 0, -1) < 0)
+    return shim_fail_errno(err, errno, "start: the container process is gone");
+  r = sync_recv(sync_fd, &m, NULL, SPAWN_TIMEOUT_MS);
+  if (r == 0)
+    return 0; /* channel closed by execve (O_CLOEXEC): running */
+  if (r < 0)
+    return shim_fail_errno(err, errno, "start: waiting for execve");
+  if (m.type == SYNC_ERROR)
+    return sync_error_to(&m, err);
+  return shim_fail(err, SHIM_INTERNAL, "start: unexpected message %d", m.type);
+}
