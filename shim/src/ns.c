@@ -1,0 +1,199 @@
+/* ns.c: linux.namespaces: validation, clone flags for new namespaces, and
+ * joining existing ones by path (user first, mount last). */
+#include "shim.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static const struct {
+  const char *name;
+  int flag;
+} ns_kinds[] = {
+  { "user", CLONE_NEWUSER }, { "pid", CLONE_NEWPID },       { "network", CLONE_NEWNET }, { "ipc", CLONE_NEWIPC },
+  { "uts", CLONE_NEWUTS },   { "cgroup", CLONE_NEWCGROUP }, { "mount", CLONE_NEWNS },
+};
+#define N_KINDS (sizeof(ns_kinds) / sizeof(ns_kinds[0]))
+
+static int kind_index(const char *name)
+{
+  for (size_t i = 0; i < N_KINDS; i++)
+    if (strcmp(ns_kinds[i].name, name) == 0)
+      return (int) i;
+  return -1;
+}
+
+static int validate_mappings(json_t *linux_obj, const char *key, struct shim_err *err)
+{
+  json_t *arr, *m;
+  size_t i;
+  if (spec_get_array(linux_obj, key, "linux", &arr, err) < 0)
+    return -1;
+  if (json_array_size(arr) > 340)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.%s: more than 340 entries", key);
+  json_array_foreach (arr, i, m) {
+    char where[64];
+    uint64_t cid, hid, size;
+    bool p1, p2, p3;
+    snprintf(where, sizeof(where), "linux.%s[%zu]", key, i);
+    if (!json_is_object(m))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
+    if (spec_get_uint64(m, "containerID", where, &p1, &cid, err) < 0 || spec_get_uint64(m, "hostID", where, &p2, &hid, err) < 0
+        || spec_get_uint64(m, "size", where, &p3, &size, err) < 0)
+      return -1;
+    if (!p1 || !p2 || !p3)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: containerID, hostID and size are required", where);
+    if (size == 0 || cid + size > UINT32_MAX || hid + size > UINT32_MAX)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: range out of 32-bit ids", where);
+  }
+  return 0;
+}
+
+int ns_validate(json_t *linux_obj, struct shim_err *err)
+{
+  json_t *nss, *ns;
+  size_t i;
+  bool seen[N_KINDS] = { false };
+  if (spec_get_array(linux_obj, "namespaces", "linux", &nss, err) < 0)
+    return -1;
+  json_array_foreach (nss, i, ns) {
+    const char *type, *path;
+    char where[48];
+    int k;
+    snprintf(where, sizeof(where), "linux.namespaces[%zu]", i);
+    if (!json_is_object(ns))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
+    if (spec_get_string(ns, "type", where, &type, err) < 0 || spec_get_string(ns, "path", where, &path, err) < 0)
+      return -1;
+    if (!type)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: required", where);
+    k = kind_index(type);
+    if (k < 0)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: unknown namespace type \"%s\"", where, type);
+    if (seen[k])
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: duplicate %s namespace", where, type);
+    seen[k] = true;
+    if (path && path[0] != '/')
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.path: must be absolute, got \"%s\"", where, path);
+    if (path && ns_kinds[k].flag == CLONE_NEWNS)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: joining an existing mount namespace is not supported", where);
+  }
+  if (validate_mappings(linux_obj, "uidMappings", err) < 0 || validate_mappings(linux_obj, "gidMappings", err) < 0)
+    return -1;
+  if ((json_array_size(json_object_get(linux_obj, "uidMappings")) || json_array_size(json_object_get(linux_obj, "gidMappings")))
+      && !seen[kind_index("user")])
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.uidMappings: mappings need a user namespace in linux.namespaces");
+  return 0;
+}
+
+int ns_clone_flags(json_t *linux_obj, int *flags, struct shim_err *err)
+{
+  json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
+  size_t i;
+  *flags = 0;
+  json_array_foreach (nss, i, ns) {
+    int k = kind_index(json_string_value(json_object_get(ns, "type")));
+    if (k < 0)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu]: unknown type", i);
+    if (!json_object_get(ns, "path"))
+      *flags |= ns_kinds[k].flag;
+  }
+  return 0;
+}
+
+int ns_open_paths(json_t *linux_obj, int **fds_out, int **types_out, size_t *n_out, struct shim_err *err)
+{
+  json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
+  size_t total = json_array_size(nss), n = 0, i;
+  int *fds = calloc(total + 1, sizeof(int)), *types = calloc(total + 1, sizeof(int));
+  if (!fds || !types) {
+    free(fds);
+    free(types);
+    return shim_fail_errno(err, ENOMEM, "linux.namespaces");
+  }
+  /* Join order follows ns_kinds: user first, so the others are joined with
+   * the privileges it grants. */
+  for (size_t k = 0; k < N_KINDS; k++) {
+    json_array_foreach (nss, i, ns) {
+      const char *type = json_string_value(json_object_get(ns, "type"));
+      const char *path = json_string_value(json_object_get(ns, "path"));
+      int fd, got;
+      if (!path || !type || strcmp(type, ns_kinds[k].name) != 0)
+        continue;
+      fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        shim_fail_errno(err, errno, "linux.namespaces[%zu] (%s): open %s", i, type, path);
+        goto fail;
+      }
+      got = ioctl(fd, NS_GET_NSTYPE);
+      if (got != ns_kinds[k].flag) {
+        close(fd);
+        shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu] (%s): %s is not a %s namespace", i, type, path, type);
+        goto fail;
+      }
+      fds[n] = fd;
+      types[n] = ns_kinds[k].flag;
+      n++;
+    }
+  }
+  *fds_out = fds;
+  *types_out = types;
+  *n_out = n;
+  return 0;
+fail:
+  for (size_t j = 0; j < n; j++)
+    close(fds[j]);
+  free(fds);
+  free(types);
+  return -1;
+}
+
+static const char *kind_name(int flag)
+{
+  for (size_t i = 0; i < N_KINDS; i++)
+    if (ns_kinds[i].flag == flag)
+      return ns_kinds[i].name;
+  return "unknown";
+}
+
+int ns_join(const int *fds, const int *types, size_t n, struct shim_err *err)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (setns(fds[i], types[i]) < 0)
+      return shim_fail_errno(err, errno, "join %s namespace", kind_name(types[i]));
+  }
+  return 0;
+}
+
+static int write_map(pid_t pid, const char *file, json_t *maps, struct shim_err *err)
+{
+  char path[64], buf[340 * 36 + 1];
+  size_t len = 0, i;
+  json_t *m;
+  if (!json_array_size(maps))
+    return 0;
+  json_array_foreach (maps, i, m) {
+    len += (size_t) snprintf(buf + len, sizeof(buf) - len, "%lld %lld %lld\n",
+                             (long long) json_integer_value(json_object_get(m, "containerID")),
+                             (long long) json_integer_value(json_object_get(m, "hostID")),
+                             (long long) json_integer_value(json_object_get(m, "size")));
+    if (len >= sizeof(buf))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: too many mappings", file);
+  }
+  snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, file);
+  /* The kernel takes the whole map in one write. */
+  return write_file(path, buf, len, 0, err);
+}
+
+int ns_write_id_mappings(pid_t pid, json_t *uid_mappings, json_t *gid_mappings, struct shim_err *err)
+{
+  if (write_map(pid, "uid_map", uid_mappings, err) < 0 || write_map(pid, "gid_map", gid_mappings, err) < 0)
+    return -1;
+  return 0;
+}
