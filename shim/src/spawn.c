@@ -397,6 +397,8 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
   json_t *user = json_object_get(process, "user");
   bool set_caps = json_object_get(process, "capabilities") != NULL;
   bool tty = json_is_true(json_object_get(process, "terminal"));
+  bool nnp = json_is_true(json_object_get(process, "noNewPrivileges"));
+  json_t *seccomp = json_object_get(linux_obj, "seccomp");
   const char *cwd = json_string_value(json_object_get(process, "cwd"));
   char exe[PATH_MAX];
   int master = -1, r;
@@ -447,7 +449,13 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
     int keep[2] = { sync_fd, master };
     close_fds_except(keep, master >= 0 ? 2 : 1);
   }
-  if (ensure_cwd(cwd ? cwd : "/", err) < 0 || switch_user(process, set_caps, err) < 0)
+  if (ensure_cwd(cwd ? cwd : "/", err) < 0)
+    return -1;
+  /* Without no_new_privs a filter can only be loaded with CAP_SYS_ADMIN, which
+   * the user switch may drop: load it first then, as other runtimes do. */
+  if (!nnp && seccomp && seccomp_apply(seccomp, err) < 0)
+    return -1;
+  if (switch_user(process, set_caps, err) < 0)
     return -1;
   if (find_executable(json_string_value(json_array_get(json_object_get(process, "args"), 0)),
                       json_object_get(process, "env"), exe, sizeof(exe), err) < 0)
@@ -463,13 +471,10 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
   r = sync_recv(sync_fd, &m, NULL, -1);
   if (r <= 0 || m.type != SYNC_START)
     _exit(1); /* the shim deleted us before start */
-  if (json_is_true(json_object_get(process, "noNewPrivileges")) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+  if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return shim_fail_errno(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
-  {
-    json_t *seccomp = json_object_get(linux_obj, "seccomp");
-    if (seccomp && seccomp_apply(seccomp, err) < 0)
-      return -1;
-  }
+  if (nnp && seccomp && seccomp_apply(seccomp, err) < 0)
+    return -1;
   execve(exe, argv, envp);
   return shim_fail_errno(err, errno, "exec %s", exe);
 }
