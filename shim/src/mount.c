@@ -343,7 +343,7 @@ static int bind_cgroup_hierarchy(void *opaque, const char *name, const char *hos
   return 0;
 }
 
-static int mount_cgroup(const struct mnt *m, int target_fd, const char *target, const struct mount_ctx *ctx,
+static int mount_cgroup(const struct mnt *m, int root_fd, const char *target, const struct mount_ctx *ctx,
                         struct shim_err *err)
 {
   unsigned long flags = m->flags & ~(MS_BIND | MS_REC);
@@ -356,17 +356,11 @@ static int mount_cgroup(const struct mnt *m, int target_fd, const char *target, 
   if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
     return shim_fail_errno(err, errno, "mount tmpfs for cgroups on %s", m->dest);
   if (ctx->cg) {
-    char path[64];
-    int dir_fd;
     struct cgroup_mount_ctx cctx;
-    /* The fd still names the covered directory: reopen through the new mount. */
-    dir_fd = openat(target_fd, ".", O_PATH);
-    fd_path(target_fd, path, sizeof(path));
-    if (dir_fd >= 0)
-      close(dir_fd);
-    dir_fd = open(path, O_DIRECTORY | O_CLOEXEC);
+    /* Resolve again: the old fd names the directory under the new tmpfs. */
+    int dir_fd = open_in_root(root_fd, m->dest, O_DIRECTORY, 0, err);
     if (dir_fd < 0)
-      return shim_fail_errno(err, errno, "open cgroup tmpfs %s", m->dest);
+      return -1;
     cctx.dir_fd = dir_fd;
     cctx.err = err;
     if (cgroup_foreach_hierarchy(ctx->cg, bind_cgroup_hierarchy, &cctx, err) < 0) {
@@ -376,12 +370,16 @@ static int mount_cgroup(const struct mnt *m, int target_fd, const char *target, 
     close(dir_fd);
   }
   if (flags & MS_RDONLY) {
-    /* Remount every bound hierarchy and the tmpfs read-only. */
-    if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-      return shim_fail_errno(err, errno, "remount %s read-only", m->dest);
-    if (syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE,
-                &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY }, sizeof(struct mount_attr)) < 0)
-      return shim_fail_errno(err, errno, "make %s recursively read-only", m->dest);
+    /* The tmpfs and every hierarchy bound into it, through a fresh fd. */
+    int fd = open_in_root(root_fd, m->dest, O_PATH | O_DIRECTORY, 0, err);
+    long r;
+    if (fd < 0)
+      return -1;
+    r = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE,
+                &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY }, sizeof(struct mount_attr));
+    close(fd);
+    if (r < 0)
+      return shim_fail_errno(err, errno, "make %s read-only", m->dest);
   }
   return 0;
 }
@@ -418,7 +416,7 @@ static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct m
     if ((m->flags & ~(MS_BIND | MS_REC)) && bind_remount(target, m->flags, locked_flags(m->source), err, m->dest) < 0)
       goto fail;
   } else if (strcmp(type, "cgroup") == 0) {
-    if (mount_cgroup(m, fd, target, ctx, err) < 0)
+    if (mount_cgroup(m, root_fd, target, ctx, err) < 0)
       goto fail;
   } else if (mount(m->source && *m->source ? m->source : type, target, type, m->flags, m->data[0] ? m->data : NULL) < 0) {
     int e = errno;
