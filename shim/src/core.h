@@ -44,6 +44,10 @@ struct watch {
   uint32_t events;
 };
 
+int loop_init(void);
+int loop_wait(struct epoll_event *evs, int max);
+/* Free what defer_free() queued; called after each batch of events. */
+void loop_run_deferred(void);
 int loop_add(struct watch *w, uint32_t events);
 int loop_mod(struct watch *w, uint32_t events);
 /* Remove from epoll; the caller then closes w->fd and sets it to -1, which

@@ -17,63 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-struct shim_state g_shim;
-static int g_epfd = -1;
-
-/* Objects whose watches may still be referenced by events later in the
- * current epoll batch are freed only after the batch. */
-struct deferred {
-  void *obj;
-  void (*fn)(void *);
-  struct deferred *next;
-};
-static struct deferred *g_deferred;
-
-void defer_free(void *obj, void (*fn)(void *))
-{
-  struct deferred *d = malloc(sizeof(*d));
-  if (!d) {
-    fn(obj); /* out of memory: free now rather than leak */
-    return;
-  }
-  d->obj = obj;
-  d->fn = fn;
-  d->next = g_deferred;
-  g_deferred = d;
-}
-
-static void run_deferred(void)
-{
-  while (g_deferred) {
-    struct deferred *d = g_deferred;
-    g_deferred = d->next;
-    d->fn(d->obj);
-    free(d);
-  }
-}
-
-int loop_add(struct watch *w, uint32_t events)
-{
-  struct epoll_event ev = { .events = events, .data.ptr = w };
-  w->events = events;
-  return epoll_ctl(g_epfd, EPOLL_CTL_ADD, w->fd, &ev);
-}
-
-int loop_mod(struct watch *w, uint32_t events)
-{
-  struct epoll_event ev = { .events = events, .data.ptr = w };
-  if (w->events == events)
-    return 0;
-  w->events = events;
-  return epoll_ctl(g_epfd, EPOLL_CTL_MOD, w->fd, &ev);
-}
-
-void loop_del(struct watch *w)
-{
-  if (w->fd >= 0)
-    epoll_ctl(g_epfd, EPOLL_CTL_DEL, w->fd, NULL);
-}
-
 static void usage(void)
 {
   fprintf(stderr, "usage: skiff-shim --state-dir DIR [--socket PATH] [--log PATH]\n");
@@ -97,20 +40,6 @@ static int listen_socket(const char *path, struct shim_err *err)
     return shim_fail_errno(err, e, "listen on %s", path);
   }
   return fd;
-}
-
-void shim_shutdown(void)
-{
-  char path[PATH_MAX];
-  if (g_shim.shut_down)
-    return;
-  g_shim.shut_down = true;
-  g_shim.shutting_down = true;
-  containers_shutdown();
-  pod_shutdown();
-  unlink(g_shim.socket_path);
-  snprintf(path, sizeof(path), "%s/shim.pid", g_shim.state_dir);
-  unlink(path);
 }
 
 /* Everything after the fork: the shim proper. ready_fd gets one status byte
@@ -152,8 +81,7 @@ static int serve(int ready_fd, const char *log_path)
   sigprocmask(SIG_BLOCK, &mask, NULL);
   signal(SIGPIPE, SIG_IGN);
   sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  g_epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (sfd < 0 || g_epfd < 0) {
+  if (sfd < 0 || loop_init() < 0) {
     shim_fail_errno(&err, errno, "signalfd/epoll");
     goto fail;
   }
@@ -177,7 +105,7 @@ static int serve(int ready_fd, const char *log_path)
 
   for (;;) {
     struct epoll_event evs[64];
-    int n = epoll_wait(g_epfd, evs, 64, -1);
+    int n = loop_wait(evs, 64);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
@@ -216,13 +144,13 @@ static int serve(int ready_fd, const char *log_path)
         break;
       }
     }
-    run_deferred();
+    loop_run_deferred();
     if (g_shim.shutting_down) {
       loop_del(&listen_w);
       close(lfd);
       shim_shutdown();
       conn_close_all();
-      run_deferred();
+      loop_run_deferred();
       shim_log("shut down");
       return 0;
     }

@@ -1,0 +1,91 @@
+/* loop.c: the epoll set every watch lives in, deferred frees, and the shim's
+ * process-wide state. main.c runs the loop; the other files register with it. */
+#include "core.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct shim_state g_shim;
+static int g_epfd = -1;
+
+/* Objects whose watches may still be referenced by events later in the
+ * current epoll batch are freed only after the batch. */
+struct deferred {
+  void *obj;
+  void (*fn)(void *);
+  struct deferred *next;
+};
+static struct deferred *g_deferred;
+
+void defer_free(void *obj, void (*fn)(void *))
+{
+  struct deferred *d = malloc(sizeof(*d));
+  if (!d) {
+    fn(obj); /* out of memory: free now rather than leak */
+    return;
+  }
+  d->obj = obj;
+  d->fn = fn;
+  d->next = g_deferred;
+  g_deferred = d;
+}
+
+void loop_run_deferred(void)
+{
+  while (g_deferred) {
+    struct deferred *d = g_deferred;
+    g_deferred = d->next;
+    d->fn(d->obj);
+    free(d);
+  }
+}
+
+int loop_add(struct watch *w, uint32_t events)
+{
+  struct epoll_event ev = { .events = events, .data.ptr = w };
+  w->events = events;
+  return epoll_ctl(g_epfd, EPOLL_CTL_ADD, w->fd, &ev);
+}
+
+int loop_mod(struct watch *w, uint32_t events)
+{
+  struct epoll_event ev = { .events = events, .data.ptr = w };
+  if (w->events == events)
+    return 0;
+  w->events = events;
+  return epoll_ctl(g_epfd, EPOLL_CTL_MOD, w->fd, &ev);
+}
+
+void loop_del(struct watch *w)
+{
+  if (w->fd >= 0)
+    epoll_ctl(g_epfd, EPOLL_CTL_DEL, w->fd, NULL);
+}
+
+int loop_init(void)
+{
+  g_epfd = epoll_create1(EPOLL_CLOEXEC);
+  return g_epfd < 0 ? -1 : 0;
+}
+
+int loop_wait(struct epoll_event *evs, int max)
+{
+  return epoll_wait(g_epfd, evs, max, -1);
+}
+
+void shim_shutdown(void)
+{
+  char path[PATH_MAX];
+  if (g_shim.shut_down)
+    return;
+  g_shim.shut_down = true;
+  g_shim.shutting_down = true;
+  containers_shutdown();
+  pod_shutdown();
+  unlink(g_shim.socket_path);
+  snprintf(path, sizeof(path), "%s/shim.pid", g_shim.state_dir);
+  unlink(path);
+}
+
