@@ -163,7 +163,7 @@ static void deliver_output(struct watch *w, const char *data, size_t len);
 /* Read what is there now; returns false at EOF (the watch is closed). */
 static bool drain_output(struct watch *w, int max_reads)
 {
-  char buf[65536];
+  char buf[16384];
   for (int i = 0; i < max_reads; i++) {
     ssize_t r = read(w->fd, buf, sizeof(buf));
     if (r < 0 && errno == EINTR)

@@ -462,7 +462,7 @@ void conn_event(struct conn *c, uint32_t events)
   if (c->w.fd < 0)
     return;
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-    char tmp[65536];
+    char tmp[16384];
     for (;;) {
       ssize_t r = recv(c->w.fd, tmp, sizeof(tmp), MSG_DONTWAIT);
       if (r < 0 && errno == EINTR)
