@@ -159,6 +159,18 @@ static void close_fds_except(int *keep, size_t n)
 
 /* ---- the process's own set-up ---------------------------------------------- */
 
+/* The shim blocks the signals its signalfd reads and ignores SIGPIPE; a
+ * blocked mask and ignored dispositions survive execve, so undo both. */
+static void reset_signals(void)
+{
+  sigset_t none;
+  sigemptyset(&none);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      signal(sig, SIG_DFL);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static int apply_rlimits(json_t *process, struct shim_err *err)
 {
   static const struct {
@@ -600,6 +612,7 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
       _exit(1);
     /* Our parent is now the shim (subreaper): die with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    reset_signals();
     process_main(req, sync_fd, &err);
     goto fail;
   }

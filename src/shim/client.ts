@@ -1,0 +1,495 @@
+// ShimClient: the only module that talks to a skiff-shim socket. JSON-line
+// requests and responses, exit events, and frame-mode streams for attach and
+// exec, as api/shim/PROTOCOL.md describes.
+import { execFile } from 'child_process';
+import { EventEmitter } from 'events';
+import * as net from 'net';
+import * as path from 'path';
+
+const MAX_LINE = 4 * 1024 * 1024;
+const MAX_FRAME = 1024 * 1024;
+
+export type ShimErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'FAILED_PRECONDITION'
+  | 'DEADLINE_EXCEEDED'
+  | 'RESOURCE_EXHAUSTED'
+  | 'INTERNAL';
+
+/** An error the shim answered with. */
+export class ShimError extends Error {
+  constructor(
+    readonly code: ShimErrorCode,
+    message: string,
+    readonly errno: number,
+  ) {
+    super(message);
+    this.name = 'ShimError';
+  }
+}
+
+/** The shim went away (killed, crashed, or shut down) before answering. */
+export class ShimLostError extends Error {
+  constructor(message = 'connection to skiff-shim lost') {
+    super(message);
+    this.name = 'ShimLostError';
+  }
+}
+
+export interface ExitInfo {
+  id: string;
+  pid: number;
+  exitCode: number;
+  signal: number;
+  exitedAt: string;
+  exitedAtNs: number;
+  oomKilled: boolean;
+  reason: string;
+}
+
+export type ContainerStatus = 'created' | 'running' | 'stopped';
+
+export interface ContainerState {
+  id: string;
+  pid: number;
+  status: ContainerStatus;
+  bundle: string;
+  createdAt: string;
+  startedAt: string;
+  exit: ExitInfo | null;
+}
+
+export type NsMode = 'new' | 'host';
+export type NamespaceName = 'net' | 'ipc' | 'uts' | 'pid' | 'user';
+
+export interface IdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
+export interface PodParams {
+  hostname?: string;
+  network?: NsMode;
+  ipc?: NsMode;
+  uts?: NsMode;
+  pid?: NsMode;
+  userns?: { uidMappings: IdMapping[]; gidMappings: IdMapping[] } | null;
+  sysctls?: Record<string, string>;
+}
+
+export interface PodResult {
+  pid: number;
+  namespaces: Partial<Record<NamespaceName, string>>;
+}
+
+export interface PodInfo extends PodResult {
+  hostname: string;
+  infraExited?: boolean;
+}
+
+export interface CreateParams {
+  id: string;
+  bundle: string;
+  logPath?: string;
+  stdin?: boolean;
+  stdinOnce?: boolean;
+}
+
+/** The OCI runtime spec "process" object (the fields skiff uses). */
+export interface OciProcess {
+  terminal?: boolean;
+  user?: { uid: number; gid: number; additionalGids?: number[]; umask?: number };
+  args: string[];
+  env?: string[];
+  cwd?: string;
+  capabilities?: Partial<Record<'bounding' | 'effective' | 'inheritable' | 'permitted' | 'ambient', string[]>>;
+  rlimits?: { type: string; soft: number; hard: number }[];
+  noNewPrivileges?: boolean;
+  oomScoreAdj?: number;
+}
+
+export interface ExecSyncResult {
+  exitCode: number;
+  signal: number;
+  timedOut: boolean;
+  stdout: Buffer;
+  stderr: Buffer;
+  truncated: boolean;
+}
+
+export interface CgroupStats {
+  timestamp: number;
+  cpu: { usageNs: number; userNs: number; systemNs: number };
+  memory: {
+    usageBytes: number;
+    workingSetBytes: number;
+    limitBytes: number | null;
+    rssBytes: number;
+    pageFaults: number;
+    majorPageFaults: number;
+  };
+  pids: { current: number; limit: number | null };
+}
+
+/** OCI linux.resources; passed through to the shim as JSON. */
+export type OciResources = Record<string, unknown>;
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+export enum FrameType {
+  Stdin = 0,
+  Stdout = 1,
+  Stderr = 2,
+  Resize = 3,
+  CloseStdin = 4,
+  Exit = 5,
+}
+
+/** Splits a byte stream into JSON lines, then (after switch) into frames. */
+class Connection extends EventEmitter {
+  private buf = Buffer.alloc(0);
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private framing = false;
+  private closed = false;
+
+  constructor(readonly socket: net.Socket) {
+    super();
+    socket.on('data', (d: Buffer) => this.onData(d));
+    socket.on('close', () => this.onClose());
+    socket.on('error', () => {
+      /* 'close' follows and reports it */
+    });
+  }
+
+  request<T>(method: string, params?: object): Promise<T> {
+    if (this.closed) return Promise.reject(new ShimLostError());
+    const id = this.nextId++;
+    const line = JSON.stringify({ id, method, params: params ?? {} }) + '\n';
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.socket.write(line);
+    });
+  }
+
+  /** From now on the connection carries frames (after attach/exec answered). */
+  switchToFrames(): void {
+    this.framing = true;
+    if (this.buf.length) this.parseFrames();
+  }
+
+  sendFrame(type: FrameType, payload: Buffer): void {
+    if (this.closed) return;
+    for (let off = 0; off < payload.length || off === 0; off += MAX_FRAME) {
+      const chunk = payload.subarray(off, off + MAX_FRAME);
+      const hdr = Buffer.alloc(5);
+      hdr[0] = type;
+      hdr.writeUInt32BE(chunk.length, 1);
+      this.socket.write(Buffer.concat([hdr, chunk]));
+      if (payload.length === 0) break;
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private onData(d: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    if (this.framing) return this.parseFrames();
+    for (;;) {
+      const nl = this.buf.indexOf(0x0a);
+      if (nl < 0) {
+        if (this.buf.length > MAX_LINE) this.socket.destroy(new Error('line from shim too long'));
+        return;
+      }
+      const line = this.buf.subarray(0, nl).toString('utf8');
+      this.buf = this.buf.subarray(nl + 1);
+      this.onLine(line);
+      if (this.framing) return this.parseFrames();
+    }
+  }
+
+  private onLine(line: string): void {
+    let msg: { id?: number; result?: unknown; error?: { code: ShimErrorCode; message: string; errno: number }; event?: string; params?: unknown };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      this.socket.destroy(new Error('malformed line from shim'));
+      return;
+    }
+    if (msg.event) {
+      this.emit('event', msg.event, msg.params);
+      return;
+    }
+    const p = msg.id !== undefined ? this.pending.get(msg.id) : undefined;
+    if (!p) return;
+    this.pending.delete(msg.id as number);
+    if (msg.error) p.reject(new ShimError(msg.error.code, msg.error.message, msg.error.errno));
+    else p.resolve(msg.result ?? {});
+  }
+
+  private parseFrames(): void {
+    while (this.buf.length >= 5) {
+      const len = this.buf.readUInt32BE(1);
+      if (len > MAX_FRAME) {
+        this.socket.destroy(new Error('frame from shim too large'));
+        return;
+      }
+      if (this.buf.length < 5 + len) return;
+      const type = this.buf[0] as FrameType;
+      const payload = this.buf.subarray(5, 5 + len);
+      this.buf = this.buf.subarray(5 + len);
+      this.emit('frame', type, payload);
+    }
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    const err = new ShimLostError();
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.emit('close');
+  }
+}
+
+/** A stream session: attach to a container's stdio, or a streaming exec. */
+export class ShimStream extends EventEmitter {
+  /** Resolves with the exit of the process (exec) or the container (attach);
+   * null if the stream closed without one (client closed, shim lost). */
+  readonly exited: Promise<ExitInfo | null>;
+  readonly pid: number;
+
+  constructor(
+    private readonly conn: Connection,
+    pid: number,
+  ) {
+    super();
+    this.pid = pid;
+    let done: (e: ExitInfo | null) => void = () => undefined;
+    this.exited = new Promise((resolve) => (done = resolve));
+    conn.on('frame', (type: FrameType, payload: Buffer) => {
+      if (type === FrameType.Stdout) this.emit('stdout', payload);
+      else if (type === FrameType.Stderr) this.emit('stderr', payload);
+      else if (type === FrameType.Exit && payload.length) done(JSON.parse(payload.toString('utf8')) as ExitInfo);
+    });
+    conn.on('close', () => {
+      done(null);
+      this.emit('close');
+    });
+  }
+
+  write(data: Buffer | string): void {
+    this.conn.sendFrame(FrameType.Stdin, Buffer.isBuffer(data) ? data : Buffer.from(data));
+  }
+
+  resize(width: number, height: number): void {
+    this.conn.sendFrame(FrameType.Resize, Buffer.from(JSON.stringify({ width, height })));
+  }
+
+  closeStdin(): void {
+    this.conn.sendFrame(FrameType.CloseStdin, Buffer.alloc(0));
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
+
+export interface ShimClientEvents {
+  exit: (exit: ExitInfo) => void;
+  lost: () => void;
+}
+
+export declare interface ShimClient {
+  on<E extends keyof ShimClientEvents>(event: E, listener: ShimClientEvents[E]): this;
+  once<E extends keyof ShimClientEvents>(event: E, listener: ShimClientEvents[E]): this;
+  emit<E extends keyof ShimClientEvents>(event: E, ...args: Parameters<ShimClientEvents[E]>): boolean;
+}
+
+function connectSocket(socketPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection(socketPath);
+    s.once('connect', () => {
+      s.removeListener('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+export interface SpawnOptions {
+  binary: string;
+  stateDir: string;
+  socketPath?: string;
+}
+
+export class ShimClient extends EventEmitter {
+  private closing = false;
+
+  private constructor(
+    readonly socketPath: string,
+    private readonly conn: Connection,
+  ) {
+    super();
+    conn.on('event', (name: string, params: unknown) => {
+      if (name === 'exit') this.emit('exit', params as ExitInfo);
+    });
+    conn.on('close', () => {
+      if (!this.closing) this.emit('lost');
+    });
+  }
+
+  /** Start a shim (it detaches and exits 0 once it serves), then connect. */
+  static spawn(opts: SpawnOptions): Promise<ShimClient> {
+    const socketPath = opts.socketPath ?? path.join(opts.stateDir, 'shim.sock');
+    const args = ['--state-dir', opts.stateDir];
+    if (opts.socketPath) args.push('--socket', opts.socketPath);
+    return new Promise((resolve, reject) => {
+      execFile(opts.binary, args, { timeout: 30_000 }, (err, _stdout, stderr) => {
+        if (err) {
+          reject(new Error(`skiff-shim failed to start: ${stderr.trim() || err.message}`));
+          return;
+        }
+        ShimClient.connect(socketPath).then(resolve, reject);
+      });
+    });
+  }
+
+  static async connect(socketPath: string): Promise<ShimClient> {
+    return new ShimClient(socketPath, new Connection(await connectSocket(socketPath)));
+  }
+
+  close(): void {
+    this.closing = true;
+    this.conn.close();
+  }
+
+  get connected(): boolean {
+    return !this.conn.isClosed;
+  }
+
+  version(): Promise<{ protocol: number; version: string; pid: number }> {
+    return this.conn.request('version');
+  }
+
+  pod(params: PodParams): Promise<PodResult> {
+    return this.conn.request('pod', params);
+  }
+
+  create(params: CreateParams): Promise<{ pid: number }> {
+    return this.conn.request('create', params);
+  }
+
+  start(p: { id: string }): Promise<{ pid: number }> {
+    return this.conn.request('start', p);
+  }
+
+  state(p: { id: string }): Promise<ContainerState> {
+    return this.conn.request('state', p);
+  }
+
+  list(): Promise<{ pod: PodInfo | null; containers: ContainerState[] }> {
+    return this.conn.request('list');
+  }
+
+  /** Resolves when the container has exited (at once if it already has). */
+  wait(p: { id: string }): Promise<ExitInfo> {
+    return this.conn.request('wait', p);
+  }
+
+  kill(p: { id: string; signal?: number; all?: boolean }): Promise<void> {
+    return this.done('kill', p);
+  }
+
+  delete(p: { id: string; force?: boolean }): Promise<void> {
+    return this.done('delete', p);
+  }
+
+  async execSync(p: { id: string; process: OciProcess; timeoutMs?: number }): Promise<ExecSyncResult> {
+    const r = await this.conn.request<{
+      exitCode: number;
+      signal: number;
+      timedOut: boolean;
+      stdout: string;
+      stderr: string;
+      truncated: boolean;
+    }>('exec', { ...p, sync: true });
+    return { ...r, stdout: Buffer.from(r.stdout, 'base64'), stderr: Buffer.from(r.stderr, 'base64') };
+  }
+
+  /** A streaming exec on a dedicated connection. */
+  async exec(p: { id: string; process: OciProcess; stdin?: boolean }): Promise<ShimStream> {
+    return this.openStream('exec', p);
+  }
+
+  /** Attach to a container's stdio on a dedicated connection. */
+  async attach(p: { id: string; stdin?: boolean; stdout?: boolean; stderr?: boolean }): Promise<ShimStream> {
+    return this.openStream('attach', p);
+  }
+
+  resize(p: { id: string; width: number; height: number }): Promise<void> {
+    return this.done('resize', p);
+  }
+
+  closeStdin(p: { id: string }): Promise<void> {
+    return this.done('closeStdin', p);
+  }
+
+  reopenLog(p: { id: string }): Promise<void> {
+    return this.done('reopenLog', p);
+  }
+
+  update(p: { id: string; resources: OciResources }): Promise<void> {
+    return this.done('update', p);
+  }
+
+  stats(p: { id: string }): Promise<CgroupStats> {
+    return this.conn.request('stats', p);
+  }
+
+  private done(method: string, params: object): Promise<void> {
+    return this.conn.request<object>(method, params).then(() => undefined);
+  }
+
+  private async openStream(method: 'exec' | 'attach', params: object): Promise<ShimStream> {
+    const conn = new Connection(await connectSocket(this.socketPath));
+    try {
+      const r = await conn.request<{ pid?: number }>(method, params);
+      const s = new ShimStream(conn, r.pid ?? 0);
+      conn.switchToFrames();
+      return s;
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+  }
+
+  /** Receive exit events on this connection ('exit'). */
+  subscribe(): Promise<void> {
+    return this.done('subscribe', {});
+  }
+
+  /** Kill every container and the pod; resolves once the shim has closed the
+   * connection (it exits right after answering). */
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => {
+      if (this.conn.isClosed) resolve();
+      else this.conn.once('close', () => resolve());
+    });
+    await this.conn.request('shutdown');
+    await closed;
+  }
+}
+
