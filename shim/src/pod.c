@@ -102,6 +102,9 @@ static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char
 
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   prctl(PR_SET_NAME, "skiff-pod", 0, 0, 0);
+  /* It runs the shim's binary for the pod's whole life, visible to the pod's
+   * processes: keep them from opening /proc/<pid>/exe (CVE-2019-5736). */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (flags & CLONE_NEWUSER) {
     char go;
     if (read_all(go_fd, &go, 1) != 1)

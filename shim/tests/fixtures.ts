@@ -15,7 +15,7 @@ const BUSYBOX = '/bin/busybox';
 export const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-5)}`;
 export const CGROUP_PARENT = `/skiff-test-${RUN_ID}`;
 
-const DEFAULT_CAPS = [
+export const DEFAULT_CAPS = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
   'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
 ];
