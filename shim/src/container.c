@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,9 @@ static bool drain_output(struct watch *w, int max_reads)
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       return true;
     if (r <= 0) { /* EOF, or EIO from a pty whose last slave closed */
+      struct proc_io *io = proc_io_of(w);
+      if (io->ctr)
+        cri_log_flush(io->ctr->log, w->stream);
       watch_close(w);
       return false;
     }
@@ -189,6 +193,18 @@ void proc_output_event(struct watch *w, uint32_t events)
 
 void proc_io_drain(struct proc_io *io)
 {
+  /* A pty passes output to its master asynchronously: after the process
+   * exited, wait for what is in flight until EIO says every slave fd is
+   * closed (bounded: a background child may still hold the terminal). Pipes
+   * hold everything already. */
+  int64_t deadline = now_ns() + 500 * 1000000LL;
+  while (io->tty && io->out.fd >= 0) {
+    struct pollfd p = { .fd = io->out.fd, .events = POLLIN };
+    int64_t left_ms = (deadline - now_ns()) / 1000000;
+    if (left_ms <= 0 || poll(&p, 1, (int) left_ms) <= 0)
+      break;
+    drain_output(&io->out, 1);
+  }
   if (io->out.fd >= 0)
     drain_output(&io->out, 1024);
   if (io->err.fd >= 0)

@@ -192,8 +192,10 @@ struct cri_log;
 enum { STREAM_STDOUT = 1, STREAM_STDERR = 2 };
 int cri_log_open(const char *path, struct cri_log **out, struct shim_err *err);
 /* Write bytes read from a container stream in CRI format: full lines get
- * "F", a trailing partial line and 16 KiB cuts get "P". */
+ * "F"; an unfinished line is held until its newline, or cut at 16 KiB ("P"). */
 void cri_log_write(struct cri_log *log, int stream, const char *buf, size_t len);
+/* Write out a held unfinished line (P) when its stream has ended. */
+void cri_log_flush(struct cri_log *log, int stream);
 int cri_log_reopen(struct cri_log *log, struct shim_err *err);
 void cri_log_close(struct cri_log *log);
 

@@ -6,7 +6,8 @@ import { EventEmitter } from 'events';
 import * as net from 'net';
 import * as path from 'path';
 
-const MAX_LINE = 4 * 1024 * 1024;
+// Responses can be large: a sync exec returns up to 2 x 16 MiB, base64-encoded.
+const MAX_LINE = 64 * 1024 * 1024;
 const MAX_FRAME = 1024 * 1024;
 
 export type ShimErrorCode =
@@ -140,6 +141,8 @@ export type OciResources = Record<string, unknown>;
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  /** A successful answer switches the connection to frames. */
+  thenFrames: boolean;
 }
 
 export enum FrameType {
@@ -156,7 +159,10 @@ class Connection extends EventEmitter {
   private buf = Buffer.alloc(0);
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  // Frame mode starts as soon as the answer to attach/exec is read (the frames
+  // may follow in the same chunk); they are parsed once a consumer is ready.
   private framing = false;
+  private framesActive = false;
   private closed = false;
 
   constructor(readonly socket: net.Socket) {
@@ -168,19 +174,19 @@ class Connection extends EventEmitter {
     });
   }
 
-  request<T>(method: string, params?: object): Promise<T> {
+  request<T>(method: string, params?: object, thenFrames = false): Promise<T> {
     if (this.closed) return Promise.reject(new ShimLostError());
     const id = this.nextId++;
     const line = JSON.stringify({ id, method, params: params ?? {} }) + '\n';
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, thenFrames });
       this.socket.write(line);
     });
   }
 
-  /** From now on the connection carries frames (after attach/exec answered). */
-  switchToFrames(): void {
-    this.framing = true;
+  /** The frame consumer is listening: deliver frames from now on. */
+  startFrames(): void {
+    this.framesActive = true;
     if (this.buf.length) this.parseFrames();
   }
 
@@ -235,12 +241,16 @@ class Connection extends EventEmitter {
     const p = msg.id !== undefined ? this.pending.get(msg.id) : undefined;
     if (!p) return;
     this.pending.delete(msg.id as number);
-    if (msg.error) p.reject(new ShimError(msg.error.code, msg.error.message, msg.error.errno));
-    else p.resolve(msg.result ?? {});
+    if (msg.error) {
+      p.reject(new ShimError(msg.error.code, msg.error.message, msg.error.errno));
+      return;
+    }
+    if (p.thenFrames) this.framing = true;
+    p.resolve(msg.result ?? {});
   }
 
   private parseFrames(): void {
-    while (this.buf.length >= 5) {
+    while (this.framesActive && this.buf.length >= 5) {
       const len = this.buf.readUInt32BE(1);
       if (len > MAX_FRAME) {
         this.socket.destroy(new Error('frame from shim too large'));
@@ -263,7 +273,9 @@ class Connection extends EventEmitter {
   }
 }
 
-/** A stream session: attach to a container's stdio, or a streaming exec. */
+/** A stream session: attach to a container's stdio, or a streaming exec.
+ * Add 'stdout'/'stderr' listeners as soon as you get it: output is delivered
+ * from the next turn of the event loop on. */
 export class ShimStream extends EventEmitter {
   /** Resolves with the exit of the process (exec) or the container (attach);
    * null if the stream closed without one (client closed, shim lost). */
@@ -465,9 +477,11 @@ export class ShimClient extends EventEmitter {
   private async openStream(method: 'exec' | 'attach', params: object): Promise<ShimStream> {
     const conn = new Connection(await connectSocket(this.socketPath));
     try {
-      const r = await conn.request<{ pid?: number }>(method, params);
+      const r = await conn.request<{ pid?: number }>(method, params, true);
       const s = new ShimStream(conn, r.pid ?? 0);
-      conn.switchToFrames();
+      // Deliver frames once the caller, resumed by this return, has added its
+      // 'stdout'/'stderr' listeners.
+      setImmediate(() => conn.startFrames());
       return s;
     } catch (e) {
       conn.close();
