@@ -156,7 +156,6 @@ export enum FrameType {
 
 /** Splits a byte stream into JSON lines, then (after switch) into frames. */
 class Connection extends EventEmitter {
-  private buf = Buffer.alloc(0);
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   // Frame mode starts as soon as the answer to attach/exec is read (the frames
@@ -187,7 +186,7 @@ class Connection extends EventEmitter {
   /** The frame consumer is listening: deliver frames from now on. */
   startFrames(): void {
     this.framesActive = true;
-    if (this.buf.length) this.parseFrames();
+    this.parseFrames();
   }
 
   sendFrame(type: FrameType, payload: Buffer): void {
@@ -210,19 +209,39 @@ class Connection extends EventEmitter {
     return this.closed;
   }
 
+  // Incoming bytes are kept as a list of chunks and joined only when a whole
+  // line or frame is there: a 40 MiB answer must not be re-copied per chunk.
+  private chunks: Buffer[] = [];
+  private chunksLen = 0;
+
+  private take(n: number): Buffer {
+    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.chunksLen);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.chunks = rest.length ? [rest] : [];
+    this.chunksLen = rest.length;
+    return out;
+  }
+
   private onData(d: Buffer): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    this.chunks.push(d);
+    this.chunksLen += d.length;
     if (this.framing) return this.parseFrames();
+    // Only the new chunk can hold the end of the pending line.
+    let searchFrom = this.chunksLen - d.length;
     for (;;) {
-      const nl = this.buf.indexOf(0x0a);
-      if (nl < 0) {
-        if (this.buf.length > MAX_LINE) this.socket.destroy(new Error('line from shim too long'));
+      const last = this.chunks[this.chunks.length - 1];
+      const base = this.chunksLen - (last ? last.length : 0);
+      const nlInLast = last ? last.indexOf(0x0a, Math.max(0, searchFrom - base)) : -1;
+      if (nlInLast < 0) {
+        if (this.chunksLen > MAX_LINE) this.socket.destroy(new Error('line from shim too long'));
         return;
       }
-      const line = this.buf.subarray(0, nl).toString('utf8');
-      this.buf = this.buf.subarray(nl + 1);
+      const line = this.take(base + nlInLast + 1).subarray(0, base + nlInLast).toString('utf8');
+      searchFrom = 0;
       this.onLine(line);
       if (this.framing) return this.parseFrames();
+      if (this.chunksLen === 0) return;
     }
   }
 
@@ -250,17 +269,16 @@ class Connection extends EventEmitter {
   }
 
   private parseFrames(): void {
-    while (this.framesActive && this.buf.length >= 5) {
-      const len = this.buf.readUInt32BE(1);
+    while (this.framesActive && this.chunksLen >= 5) {
+      const head = this.chunks[0].length >= 5 ? this.chunks[0] : Buffer.concat(this.chunks, this.chunksLen);
+      const len = head.readUInt32BE(1);
       if (len > MAX_FRAME) {
         this.socket.destroy(new Error('frame from shim too large'));
         return;
       }
-      if (this.buf.length < 5 + len) return;
-      const type = this.buf[0] as FrameType;
-      const payload = this.buf.subarray(5, 5 + len);
-      this.buf = this.buf.subarray(5 + len);
-      this.emit('frame', type, payload);
+      if (this.chunksLen < 5 + len) return;
+      const frame = this.take(5 + len);
+      this.emit('frame', frame[0] as FrameType, frame.subarray(5));
     }
   }
 
