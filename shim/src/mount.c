@@ -236,31 +236,53 @@ int open_in_root(int root_fd, const char *path, int flags, mode_t mode, struct s
 }
 
 /* Make every directory of path inside the root (never following a symlink
- * out of it), and the last component as a dir or an empty file. Returns an
- * O_PATH fd of the target. */
+ * out of it), and the last component as a dir or an empty file. A symlink
+ * whose target does not exist yet is followed inside the root: the path is
+ * rewritten through it and the walk starts again. Returns an O_PATH fd of
+ * the target. */
 static int make_target(int root_fd, const char *path, bool as_file, struct shim_err *err)
 {
   char buf[PATH_MAX];
-  char *p;
-  int fd;
+  int links = 0;
   if (snprintf(buf, sizeof(buf), "%s", path) >= (int) sizeof(buf))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "path too long: %s", path);
-  for (p = buf + 1;; p++) {
+restart:
+  for (char *p = buf + 1;; p++) {
     bool last = *p == '\0';
+    int fd;
     if (*p != '/' && !last)
       continue;
     *p = '\0';
     fd = open_in_root(root_fd, buf, O_PATH, 0, NULL);
     if (fd < 0) {
-      /* Create it inside the root: resolve the parent, then mkdirat/openat. */
       char *slash = strrchr(buf, '/');
       const char *name = slash + 1;
+      char link[PATH_MAX], rest[PATH_MAX];
+      ssize_t n;
       int parent;
       *slash = '\0';
       parent = open_in_root(root_fd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY, 0, err);
       *slash = '/';
       if (parent < 0)
         return -1;
+      n = readlinkat(parent, name, link, sizeof(link) - 1);
+      if (n >= 0) {
+        /* A dangling symlink: continue through its target, inside the root. */
+        close(parent);
+        if (++links > 40)
+          return shim_fail(err, SHIM_INVALID_ARGUMENT, "too many symlinks in %s", path);
+        link[n] = '\0';
+        snprintf(rest, sizeof(rest), "%s", last ? "" : p + 1);
+        if (link[0] == '/')
+          snprintf(buf, sizeof(buf), "%s%s%s", link, rest[0] ? "/" : "", rest);
+        else {
+          *slash = '\0';
+          char dir[PATH_MAX];
+          snprintf(dir, sizeof(dir), "%s", buf);
+          snprintf(buf, sizeof(buf), "%s/%s%s%s", dir, link, rest[0] ? "/" : "", rest);
+        }
+        goto restart;
+      }
       if (last && as_file) {
         int f = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (f < 0 && errno != EEXIST) {
