@@ -10,14 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+/* In join order: user first (it grants the rights to join the others),
+ * mount last (it changes the root the other paths are resolved in). */
 static const struct {
-  const char *name;
+  const char *name;      /* in linux.namespaces */
+  const char *proc_name; /* in /proc/<pid>/ns/ */
   int flag;
 } ns_kinds[] = {
-  { "user", CLONE_NEWUSER }, { "pid", CLONE_NEWPID },       { "network", CLONE_NEWNET }, { "ipc", CLONE_NEWIPC },
-  { "uts", CLONE_NEWUTS },   { "cgroup", CLONE_NEWCGROUP }, { "mount", CLONE_NEWNS },
+  { "user", "user", CLONE_NEWUSER }, { "pid", "pid", CLONE_NEWPID },          { "network", "net", CLONE_NEWNET },
+  { "ipc", "ipc", CLONE_NEWIPC },    { "uts", "uts", CLONE_NEWUTS },          { "cgroup", "cgroup", CLONE_NEWCGROUP },
+  { "mount", "mnt", CLONE_NEWNS },
 };
 #define N_KINDS (sizeof(ns_kinds) / sizeof(ns_kinds[0]))
 
@@ -117,8 +122,6 @@ int ns_open_paths(json_t *linux_obj, int **fds_out, int **types_out, size_t *n_o
     free(types);
     return shim_fail_errno(err, ENOMEM, "linux.namespaces");
   }
-  /* Join order follows ns_kinds: user first, so the others are joined with
-   * the privileges it grants. */
   for (size_t k = 0; k < N_KINDS; k++) {
     json_array_foreach (nss, i, ns) {
       const char *type = json_string_value(json_object_get(ns, "type"));
@@ -195,5 +198,71 @@ int ns_write_id_mappings(pid_t pid, json_t *uid_mappings, json_t *gid_mappings, 
 {
   if (write_map(pid, "uid_map", uid_mappings, err) < 0 || write_map(pid, "gid_map", gid_mappings, err) < 0)
     return -1;
+  return 0;
+}
+
+int ns_open_process(pid_t pid, int **fds_out, int **types_out, size_t *n_out, struct shim_err *err)
+{
+  int *fds = calloc(N_KINDS, sizeof(int)), *types = calloc(N_KINDS, sizeof(int));
+  size_t n = 0;
+  if (!fds || !types) {
+    free(fds);
+    free(types);
+    return shim_fail_errno(err, ENOMEM, "namespaces of pid %d", (int) pid);
+  }
+  for (size_t k = 0; k < N_KINDS; k++) {
+    char path[64], self[64];
+    struct stat a, b;
+    int fd;
+    snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int) pid, ns_kinds[k].proc_name);
+    snprintf(self, sizeof(self), "/proc/self/ns/%s", ns_kinds[k].proc_name);
+    if (stat(path, &a) < 0) {
+      shim_fail_errno(err, errno, "namespaces of pid %d: %s", (int) pid, path);
+      goto fail;
+    }
+    /* Joining our own user namespace is an error; the others are no-ops. */
+    if (stat(self, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+      continue;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      shim_fail_errno(err, errno, "open %s", path);
+      goto fail;
+    }
+    fds[n] = fd;
+    types[n] = ns_kinds[k].flag;
+    n++;
+  }
+  *fds_out = fds;
+  *types_out = types;
+  *n_out = n;
+  return 0;
+fail:
+  for (size_t j = 0; j < n; j++)
+    close(fds[j]);
+  free(fds);
+  free(types);
+  return -1;
+}
+
+int ns_write_sysctls(json_t *sysctls, const char *where, struct shim_err *err)
+{
+  const char *key;
+  json_t *v;
+  json_object_foreach (sysctls, key, v) {
+    char path[PATH_MAX];
+    const char *val = json_string_value(v);
+    /* net.* and the ipc keys resolve to the writer's own namespaces. */
+    if (snprintf(path, sizeof(path), "/proc/sys/%s", key) >= (int) sizeof(path))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: key too long", where);
+    for (char *p = path + strlen("/proc/sys/"); *p; p++)
+      if (*p == '.')
+        *p = '/';
+    if (!val || write_file(path, val, strlen(val), 0, err) < 0) {
+      if (!val)
+        shim_fail(err, SHIM_INVALID_ARGUMENT, "value must be a string");
+      shim_err_prefix(err, "%s[\"%s\"]", where, key);
+      return -1;
+    }
+  }
   return 0;
 }

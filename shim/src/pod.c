@@ -77,24 +77,6 @@ static int loopback_up(struct shim_err *err)
   return 0;
 }
 
-static int write_sysctls(json_t *sysctls, struct shim_err *err)
-{
-  const char *k;
-  json_t *v;
-  json_object_foreach (sysctls, k, v) {
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "/proc/sys/%s", k);
-    for (char *p = path + strlen("/proc/sys/"); *p; p++)
-      if (*p == '.')
-        *p = '/';
-    if (write_file(path, json_string_value(v), json_string_length(v), 0, err) < 0) {
-      shim_err_prefix(err, "sysctl %s", k);
-      return -1;
-    }
-  }
-  return 0;
-}
-
 static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char *hostname, json_t *sysctls)
 {
   struct shim_err err = { 0 };
@@ -120,7 +102,7 @@ static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char
   }
   if ((flags & CLONE_NEWNET) && loopback_up(&err) < 0)
     goto fail;
-  if (write_sysctls(sysctls, &err) < 0)
+  if (ns_write_sysctls(sysctls, "params.sysctls", &err) < 0)
     goto fail;
   {
     char ok = 0;

@@ -203,27 +203,6 @@ static int apply_rlimits(json_t *process, struct shim_err *err)
   return 0;
 }
 
-static int apply_sysctls(json_t *linux_obj, struct shim_err *err)
-{
-  json_t *sysctl = json_object_get(linux_obj, "sysctl"), *v;
-  const char *key;
-  json_object_foreach (sysctl, key, v) {
-    char path[PATH_MAX];
-    const char *val = json_string_value(v);
-    int n = snprintf(path, sizeof(path), "/proc/sys/%s", key);
-    for (char *p = path + strlen("/proc/sys/"); *p; p++)
-      if (*p == '.')
-        *p = '/';
-    if (n >= (int) sizeof(path))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.sysctl: key too long");
-    if (write_file(path, val, strlen(val), 0, err) < 0) {
-      shim_err_prefix(err, "linux.sysctl[\"%s\"]", key);
-      return -1;
-    }
-  }
-  return 0;
-}
-
 static int set_oom_score_adj(json_t *process, struct shim_err *err)
 {
   json_t *v = json_object_get(process, "oomScoreAdj");
@@ -420,7 +399,7 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
   if (setsid() < 0)
     return shim_fail_errno(err, errno, "setsid");
   if (req->create) {
-    if (apply_sysctls(linux_obj, err) < 0)
+    if (ns_write_sysctls(json_object_get(linux_obj, "sysctl"), "linux.sysctl", err) < 0)
       return -1;
   }
   if (set_oom_score_adj(process, err) < 0 || apply_rlimits(process, err) < 0)
@@ -507,48 +486,6 @@ static void ns_set_free(struct ns_set *s)
   free(s->fds);
   free(s->types);
   memset(s, 0, sizeof(*s));
-}
-
-/* For exec: the namespaces of a running process that differ from ours. */
-static int open_process_namespaces(pid_t pid, struct ns_set *out, struct shim_err *err)
-{
-  static const struct {
-    const char *name;
-    int type;
-  } kinds[] = {
-    { "user", CLONE_NEWUSER }, { "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS }, { "net", CLONE_NEWNET },
-    { "pid", CLONE_NEWPID },   { "cgroup", CLONE_NEWCGROUP }, { "mnt", CLONE_NEWNS },
-  };
-  size_t max = sizeof(kinds) / sizeof(kinds[0]);
-  out->fds = calloc(max, sizeof(int));
-  out->types = calloc(max, sizeof(int));
-  out->n = 0;
-  if (!out->fds || !out->types)
-    return shim_fail_errno(err, ENOMEM, "namespaces");
-  for (size_t i = 0; i < max; i++) {
-    char path[64], self[64];
-    struct stat a, b;
-    int fd;
-    snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int) pid, kinds[i].name);
-    snprintf(self, sizeof(self), "/proc/self/ns/%s", kinds[i].name);
-    if (stat(path, &a) < 0) {
-      if (errno == ENOENT && kinds[i].type == CLONE_NEWCGROUP)
-        continue;
-      ns_set_free(out);
-      return shim_fail_errno(err, errno, "open namespaces of pid %d", (int) pid);
-    }
-    if (stat(self, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-      continue;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      ns_set_free(out);
-      return shim_fail_errno(err, errno, "open %s", path);
-    }
-    out->fds[out->n] = fd;
-    out->types[out->n] = kinds[i].type;
-    out->n++;
-  }
-  return 0;
 }
 
 static _Noreturn void intermediate_main(const struct spawn_req *req, const struct ns_set *ns, int unshare_flags,
@@ -670,7 +607,7 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
     if (ns_clone_flags(linux_obj, &flags, err) < 0 || ns_open_paths(linux_obj, &ns.fds, &ns.types, &ns.n, err) < 0)
       return -1;
     flags |= CLONE_NEWNS;
-  } else if (open_process_namespaces(req->join_pid, &ns, err) < 0) {
+  } else if (ns_open_process(req->join_pid, &ns.fds, &ns.types, &ns.n, err) < 0) {
     return -1;
   }
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
