@@ -511,6 +511,14 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
   }
   if (ns_join(ns->fds, ns->types, ns->n, &err) < 0)
     goto fail;
+  /* Our host ids mean nothing in a joined user namespace (files would be
+   * created with overflow ids): become its root, as after creating one. */
+  for (size_t i = 0; i < ns->n; i++) {
+    if (ns->types[i] == CLONE_NEWUSER && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
+      shim_fail_errno(&err, errno, "become root in the joined user namespace");
+      goto fail;
+    }
+  }
   if (unshare_flags & CLONE_NEWUSER) {
     struct sync_msg m;
     if (unshare(CLONE_NEWUSER) < 0) {

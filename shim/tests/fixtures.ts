@@ -26,6 +26,8 @@ const tempDirs: string[] = [];
 
 export function tempDir(prefix = 'skiff-test-'): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  // Reachable by a user-namespaced container's root (an unmapped host uid).
+  fs.chmodSync(d, 0o755);
   tempDirs.push(d);
   return d;
 }

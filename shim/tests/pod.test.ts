@@ -82,16 +82,26 @@ describe('shim pod', function () {
     }
   });
 
-  it('creates a user namespace with the given mappings', async () => {
+  it('runs containers in the pod\'s user namespace, root inside mapped to the given host ids', async () => {
     const t = await TestPod.start({
       hostname: 'userns',
+      pid: 'new',
       userns: { uidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }] },
     });
     try {
       assert.ok(t.pod.namespaces.user);
       assert.equal(fs.readFileSync(`/proc/${t.pod.pid}/uid_map`, 'utf8').trim().split(/\s+/).join(' '), '0 200000 65536');
-      const st = fs.readFileSync(`/proc/${t.pod.pid}/status`, 'utf8');
-      assert.match(st, /Uid:\s+200000/);
+      const ns = [{ type: 'user', path: t.pod.namespaces.user }, ...podNamespaces(t.pod)];
+      const log = path.join(tempDir(), 'c.log');
+      await t.run({ id: 'u', args: ['sh', '-c', 'id -u; cat /proc/self/uid_map; touch /tmp/x && stat -c %u /tmp/x; cat /dev/null && echo devnull-ok'], namespaces: ns, logPath: log, edit: (s) => delete s.hostname });
+      const e = await t.client.wait({ id: 'u' });
+      const out = readCriLog(log).map((r) => r.text.trim().split(/\s+/).join(' '));
+      assert.equal(e.exitCode, 0, out.join('\n'));
+      assert.deepEqual(out, ['0', '0 200000 65536', '0', 'devnull-ok']);
+      // Seen from the host, the container's root is the mapped uid.
+      await t.run({ id: 'u2', args: ['sleep', '1000'], namespaces: ns, edit: (s) => delete s.hostname });
+      const pid = (await t.client.state({ id: 'u2' })).pid;
+      assert.match(fs.readFileSync(`/proc/${pid}/status`, 'utf8'), /Uid:\s+200000/);
     } finally {
       await t.stop();
     }
