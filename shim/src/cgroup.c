@@ -574,6 +574,23 @@ static int apply_devices_v2(struct cgroup *cg, json_t *devs, struct shim_err *er
   return 0;
 }
 
+/* The spec's rules, then the devices every container gets (the OCI default
+ * devices, /dev/tty, /dev/console, /dev/ptmx and the pty slaves), as other
+ * runtimes allow them whatever the rules say. */
+static json_t *with_default_devices(json_t *rules)
+{
+  static const struct {
+    int major, minor;
+  } defaults[] = { { 1, 3 }, { 1, 5 }, { 1, 7 }, { 1, 8 }, { 1, 9 }, { 5, 0 }, { 5, 1 }, { 5, 2 }, { 136, -1 } };
+  json_t *all = json_copy(rules);
+  if (!all)
+    return NULL;
+  for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+    json_array_append_new(all, json_pack("{s:b,s:s,s:i,s:i,s:s}", "allow", 1, "type", "c", "major", defaults[i].major,
+                                         "minor", defaults[i].minor, "access", "rwm"));
+  return all;
+}
+
 static int apply_unified(struct cgroup *cg, json_t *unified, struct shim_err *err)
 {
   const char *key;
@@ -615,8 +632,12 @@ static int apply(struct cgroup *cg, json_t *res, struct shim_err *err)
       || apply_hugetlb(cg, json_object_get(res, "hugepageLimits"), err) < 0)
     return -1;
   if (json_object_get(res, "devices")) {
-    int r = hier_for("devices") >= 0 && !is_v2(cg, "devices") ? apply_devices_v1(cg, json_object_get(res, "devices"), err)
-                                                               : apply_devices_v2(cg, json_object_get(res, "devices"), err);
+    json_t *rules = with_default_devices(json_object_get(res, "devices"));
+    int r;
+    if (!rules)
+      return shim_fail_errno(err, ENOMEM, "linux.resources.devices");
+    r = hier_for("devices") >= 0 && !is_v2(cg, "devices") ? apply_devices_v1(cg, rules, err) : apply_devices_v2(cg, rules, err);
+    json_decref(rules);
     if (r < 0)
       return -1;
   }
