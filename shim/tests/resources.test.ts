@@ -103,6 +103,17 @@ describe('shim resources', function () {
     await t.client.delete({ id: 'pids', force: true });
   });
 
+  it('applies device rules, always allowing the default devices', async () => {
+    await t.run({ id: 'dev', args: ['sleep', '1000'], edit: (s) => (s.linux.resources = { devices: [{ allow: false, access: 'rwm' }] }) });
+    const r = await t.client.execSync({
+      id: 'dev',
+      process: { args: ['sh', '-c', 'echo x > /dev/null && head -c 4 /dev/zero | wc -c; mknod /tmp/mem c 1 1 && echo made'], ...PROC },
+    });
+    assert.equal(r.stdout.toString().trim(), '4');
+    assert.match(r.stderr.toString(), /Operation not permitted/);
+    await t.client.delete({ id: 'dev', force: true });
+  });
+
   it('writes hugetlb limits where the host has the controller', async function () {
     const unified = '/sys/fs/cgroup/unified/cgroup.controllers';
     const v2only = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
