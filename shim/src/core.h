@@ -46,6 +46,8 @@ struct watch {
 
 int loop_init(void);
 int loop_wait(struct epoll_event *evs, int max);
+/* Give back freed heap and the pages of read-only file mappings (code). */
+void trim_memory(void);
 /* Free what defer_free() queued; called after each batch of events. */
 void loop_run_deferred(void);
 int loop_add(struct watch *w, uint32_t events);

@@ -80,7 +80,7 @@ int loop_init(void)
  * read-only mappings (code, constants) that start-up and past requests
  * touched. They are clean file pages, so dropping them loses nothing: a later
  * request faults back what it runs. */
-static void idle_trim(void)
+void trim_memory(void)
 {
   struct {
     unsigned long start, len;
@@ -119,7 +119,7 @@ int loop_wait(struct epoll_event *evs, int max)
       trimmed = false;
       return n;
     }
-    idle_trim();
+    trim_memory();
     trimmed = true;
   }
 }

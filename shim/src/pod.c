@@ -117,6 +117,8 @@ static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
   sigprocmask(SIG_BLOCK, &set, NULL);
+  /* From here on it only waits and reaps: drop what set-up touched. */
+  trim_memory();
   for (;;) {
     siginfo_t si;
     if (sigwaitinfo(&set, &si) < 0 && errno != EINTR)
