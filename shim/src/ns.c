@@ -112,21 +112,31 @@ int ns_clone_flags(json_t *linux_obj, int *flags, struct shim_err *err)
   return 0;
 }
 
-int ns_open_paths(json_t *linux_obj, int **fds_out, int **types_out, size_t *n_out, struct shim_err *err)
+void ns_set_free(struct ns_set *set)
+{
+  for (size_t i = 0; i < set->n; i++)
+    close(set->fds[i]);
+  set->n = 0;
+}
+
+static void ns_set_add(struct ns_set *set, int fd, int type)
+{
+  set->fds[set->n] = fd;
+  set->types[set->n] = type;
+  set->n++;
+}
+
+int ns_open_paths(json_t *linux_obj, struct ns_set *set, struct shim_err *err)
 {
   json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
-  size_t total = json_array_size(nss), n = 0, i;
-  int *fds = calloc(total + 1, sizeof(int)), *types = calloc(total + 1, sizeof(int));
-  if (!fds || !types) {
-    free(fds);
-    free(types);
-    return shim_fail_errno(err, ENOMEM, "linux.namespaces");
-  }
+  size_t i;
+  set->n = 0;
+  /* ns_validate allows one entry per kind, so the set cannot overflow. */
   for (size_t k = 0; k < N_KINDS; k++) {
     json_array_foreach (nss, i, ns) {
       const char *type = json_string_value(json_object_get(ns, "type"));
       const char *path = json_string_value(json_object_get(ns, "path"));
-      int fd, got;
+      int fd;
       if (!path || !type || strcmp(type, ns_kinds[k].name) != 0)
         continue;
       fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -134,26 +144,17 @@ int ns_open_paths(json_t *linux_obj, int **fds_out, int **types_out, size_t *n_o
         shim_fail_errno(err, errno, "linux.namespaces[%zu] (%s): open %s", i, type, path);
         goto fail;
       }
-      got = ioctl(fd, NS_GET_NSTYPE);
-      if (got != ns_kinds[k].flag) {
+      if (ioctl(fd, NS_GET_NSTYPE) != ns_kinds[k].flag) {
         close(fd);
         shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu] (%s): %s is not a %s namespace", i, type, path, type);
         goto fail;
       }
-      fds[n] = fd;
-      types[n] = ns_kinds[k].flag;
-      n++;
+      ns_set_add(set, fd, ns_kinds[k].flag);
     }
   }
-  *fds_out = fds;
-  *types_out = types;
-  *n_out = n;
   return 0;
 fail:
-  for (size_t j = 0; j < n; j++)
-    close(fds[j]);
-  free(fds);
-  free(types);
+  ns_set_free(set);
   return -1;
 }
 
@@ -165,11 +166,11 @@ static const char *kind_name(int flag)
   return "unknown";
 }
 
-int ns_join(const int *fds, const int *types, size_t n, struct shim_err *err)
+int ns_join(const struct ns_set *set, struct shim_err *err)
 {
-  for (size_t i = 0; i < n; i++) {
-    if (setns(fds[i], types[i]) < 0)
-      return shim_fail_errno(err, errno, "join %s namespace", kind_name(types[i]));
+  for (size_t i = 0; i < set->n; i++) {
+    if (setns(set->fds[i], set->types[i]) < 0)
+      return shim_fail_errno(err, errno, "join %s namespace", kind_name(set->types[i]));
   }
   return 0;
 }
@@ -201,15 +202,9 @@ int ns_write_id_mappings(pid_t pid, json_t *uid_mappings, json_t *gid_mappings, 
   return 0;
 }
 
-int ns_open_process(pid_t pid, int **fds_out, int **types_out, size_t *n_out, struct shim_err *err)
+int ns_open_process(pid_t pid, struct ns_set *set, struct shim_err *err)
 {
-  int *fds = calloc(N_KINDS, sizeof(int)), *types = calloc(N_KINDS, sizeof(int));
-  size_t n = 0;
-  if (!fds || !types) {
-    free(fds);
-    free(types);
-    return shim_fail_errno(err, ENOMEM, "namespaces of pid %d", (int) pid);
-  }
+  set->n = 0;
   for (size_t k = 0; k < N_KINDS; k++) {
     char path[64], self[64];
     struct stat a, b;
@@ -228,19 +223,11 @@ int ns_open_process(pid_t pid, int **fds_out, int **types_out, size_t *n_out, st
       shim_fail_errno(err, errno, "open %s", path);
       goto fail;
     }
-    fds[n] = fd;
-    types[n] = ns_kinds[k].flag;
-    n++;
+    ns_set_add(set, fd, ns_kinds[k].flag);
   }
-  *fds_out = fds;
-  *types_out = types;
-  *n_out = n;
   return 0;
 fail:
-  for (size_t j = 0; j < n; j++)
-    close(fds[j]);
-  free(fds);
-  free(types);
+  ns_set_free(set);
   return -1;
 }
 

@@ -153,17 +153,24 @@ void cgroup_free(struct cgroup *cg);
 int ns_validate(json_t *linux_obj, struct shim_err *err);
 /* CLONE_NEW* flags for namespaces listed without a path. */
 int ns_clone_flags(json_t *linux_obj, int *flags, struct shim_err *err);
-/* Open every namespace given by path (before forking): fds in the order to
- * join them (user first). fds and types are malloc'd; types are CLONE_NEW* values. */
-int ns_open_paths(json_t *linux_obj, int **fds, int **types, size_t *n, struct shim_err *err);
+/* Namespace fds to join, in join order (user first, mount last). */
+struct ns_set {
+  int fds[8];
+  int types[8]; /* CLONE_NEW* */
+  size_t n;
+};
+void ns_set_free(struct ns_set *set);
+/* Open every namespace given by path (before forking), checking each file is
+ * a namespace of the stated type. */
+int ns_open_paths(json_t *linux_obj, struct ns_set *set, struct shim_err *err);
 /* For exec: open the namespaces of a running process that differ from the
- * caller's, in join order. */
-int ns_open_process(pid_t pid, int **fds, int **types, size_t *n, struct shim_err *err);
+ * caller's. */
+int ns_open_process(pid_t pid, struct ns_set *set, struct shim_err *err);
 /* Write sysctls ({"net.ipv4.x": "1"}) through /proc/sys; namespaced keys land
  * in the caller's namespaces. where names the field in errors. */
 int ns_write_sysctls(json_t *sysctls, const char *where, struct shim_err *err);
-/* In the child: setns() into the opened namespaces, user first. */
-int ns_join(const int *fds, const int *types, size_t n, struct shim_err *err);
+/* In the child: setns() into the opened namespaces, in order. */
+int ns_join(const struct ns_set *set, struct shim_err *err);
 /* Parent side: write uid_map/gid_map (and setgroups deny when needed) for pid. */
 int ns_write_id_mappings(pid_t pid, json_t *uid_mappings, json_t *gid_mappings, struct shim_err *err);
 

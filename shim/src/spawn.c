@@ -472,22 +472,6 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
 
 /* ---- the intermediate --------------------------------------------------- */
 
-struct ns_set {
-  int *fds;
-  int *types;
-  size_t n;
-};
-
-static void ns_set_free(struct ns_set *s)
-{
-  for (size_t i = 0; i < s->n; i++)
-    if (s->fds[i] >= 0)
-      close(s->fds[i]);
-  free(s->fds);
-  free(s->types);
-  memset(s, 0, sizeof(*s));
-}
-
 static _Noreturn void intermediate_main(const struct spawn_req *req, const struct ns_set *ns, int unshare_flags,
                                         int sync_fd)
 {
@@ -500,7 +484,7 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   {
     size_t nkeep = 0;
-    int keep[8 + 64];
+    int keep[4 + sizeof(ns->fds) / sizeof(ns->fds[0])];
     keep[nkeep++] = sync_fd;
     for (int i = 0; i < 3; i++)
       if (req->stdio[i] >= 0)
@@ -509,7 +493,7 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
       keep[nkeep++] = ns->fds[i];
     close_fds_except(keep, nkeep);
   }
-  if (ns_join(ns->fds, ns->types, ns->n, &err) < 0)
+  if (ns_join(ns, &err) < 0)
     goto fail;
   /* Our host ids mean nothing in a joined user namespace (files would be
    * created with overflow ids): become its root, as after creating one. */
@@ -612,10 +596,10 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
 
   *master_out = -1;
   if (req->create) {
-    if (ns_clone_flags(linux_obj, &flags, err) < 0 || ns_open_paths(linux_obj, &ns.fds, &ns.types, &ns.n, err) < 0)
+    if (ns_clone_flags(linux_obj, &flags, err) < 0 || ns_open_paths(linux_obj, &ns, err) < 0)
       return -1;
     flags |= CLONE_NEWNS;
-  } else if (ns_open_process(req->join_pid, &ns.fds, &ns.types, &ns.n, err) < 0) {
+  } else if (ns_open_process(req->join_pid, &ns, err) < 0) {
     return -1;
   }
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
