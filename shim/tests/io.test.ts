@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ShimError, ShimStream } from '../../src/shim/client';
-import { TestPod, readCriLog, tempDir, waitFor } from './fixtures';
+import { TestPod, processAlive, readCriLog, tempDir, waitFor } from './fixtures';
 
 const RFC3339NANO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
 const PROC = { env: ['PATH=/bin'], cwd: '/' };
@@ -136,7 +136,7 @@ describe('shim io', function () {
     const s = await t.client.exec({ id: 'box', process: { args: ['sleep', '1000'], ...PROC } });
     const pid = s.pid;
     s.close();
-    await waitFor(() => !fs.existsSync(`/proc/${pid}`) || /\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')), 5000, 'exec to end');
+    await waitFor(() => !processAlive(pid), 5000, 'exec to end');
   });
 
   it('attaches to a container: stdin reaches it, its output comes back, then its exit', async () => {
@@ -175,6 +175,25 @@ describe('shim io', function () {
     assert.equal(exit?.exitCode, 7);
     assert.match(c.out(), /hi-42/);
     await t.client.delete({ id: 'tty' });
+  });
+
+  it('leaves no fd or process behind after 100 exec sessions', async () => {
+    const fds = () => fs.readdirSync(`/proc/${t.shimPid}/fd`).length;
+    const procs = async () =>
+      (await t.client.execSync({ id: 'box', process: { args: ['sh', '-c', 'ls /proc | grep -c "^[0-9]"'], ...PROC } })).stdout.toString().trim();
+    const before = fds();
+    const procsBefore = await procs();
+    for (let i = 0; i < 50; i++) {
+      const r = await t.client.execSync({ id: 'box', process: { args: ['true'], ...PROC } });
+      assert.equal(r.exitCode, 0);
+    }
+    for (let i = 0; i < 50; i++) {
+      const s = await t.client.exec({ id: 'box', process: { args: ['sh', '-c', 'echo $$'], ...PROC, terminal: i % 2 === 0 } });
+      collect(s);
+      assert.equal((await s.exited)?.exitCode, 0);
+    }
+    await waitFor(() => fds() === before, 5000, `shim fds back to ${before} (now ${fds()})`);
+    assert.equal(await procs(), procsBefore, 'processes in the container');
   });
 
   it('refuses attach with stdin to a container created without stdin', async () => {
