@@ -479,7 +479,6 @@ static int apply_devices_v2(struct cgroup *cg, json_t *devs, struct shim_err *er
   size_t n = json_array_size(devs), cap = 8 + n * 12, k = 0;
   struct bpf_insn *prog;
   union bpf_attr attr;
-  char log[256];
   int fd, dirfd;
   const char *dir = dir_for(cg, "devices");
 
@@ -538,19 +537,37 @@ static int apply_devices_v2(struct cgroup *cg, json_t *devs, struct shim_err *er
   INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
   INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 #undef INSN
+  /* Without a verifier log first: a log buffer too small for the verifier's
+   * output fails the load with ENOSPC even when the program is fine. On a
+   * real failure, load again with a log to say why. */
   memset(&attr, 0, sizeof(attr));
   attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
   attr.insns = (uint64_t) (uintptr_t) prog;
   attr.insn_cnt = (uint32_t) k;
   attr.license = (uint64_t) (uintptr_t) "GPL";
-  attr.log_buf = (uint64_t) (uintptr_t) log;
-  attr.log_size = sizeof(log);
-  attr.log_level = 1;
-  log[0] = '\0';
   fd = (int) syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+  if (fd < 0) {
+    int e = errno;
+    char *log = calloc(1, 65536);
+    if (log) {
+      attr.log_buf = (uint64_t) (uintptr_t) log;
+      attr.log_size = 65535;
+      attr.log_level = 1;
+      syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
+      /* The verifier's complaint is its last line. */
+      size_t n = strlen(log);
+      while (n > 0 && log[n - 1] == '\n')
+        log[--n] = '\0';
+      char *last = strrchr(log, '\n');
+      shim_fail_errno(err, e, "linux.resources.devices: load the device filter (%s)", last ? last + 1 : log);
+      free(log);
+    } else {
+      shim_fail_errno(err, e, "linux.resources.devices: load the device filter");
+    }
+    free(prog);
+    return -1;
+  }
   free(prog);
-  if (fd < 0)
-    return shim_fail_errno(err, errno, "linux.resources.devices: load the device filter (%s)", log);
   dirfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (dirfd < 0) {
     close(fd);
