@@ -1,0 +1,176 @@
+// ContentStore: content-addressed blobs under <root>/blobs/sha256/<hex>. A blob
+// is written to <root>/ingest/ while it is hashed and only renamed into place
+// (after fsync) when its digest and size match, so a reader never sees a
+// partial or wrong blob, even after the daemon is killed mid-write.
+import { createHash, randomBytes } from 'crypto';
+import { createReadStream, createWriteStream, promises as fsp, ReadStream } from 'fs';
+import * as path from 'path';
+import { Readable } from 'stream';
+import { InvalidArgument, NotFound } from '../errors';
+import { isSha256Digest } from './reference';
+
+export class DigestMismatch extends InvalidArgument {}
+
+export interface IngestOptions {
+  /** Expected size in bytes: more or fewer bytes fail the write. */
+  size?: number;
+  /** Sees every chunk as it is written (e.g. to unpack a layer while it streams). */
+  onChunk?: (chunk: Buffer) => void;
+}
+
+export class ContentStore {
+  private readonly blobsDir: string;
+  private readonly ingestDir: string;
+  /** One write per digest at a time: concurrent callers share it. */
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(readonly root: string) {
+    this.blobsDir = path.join(root, 'blobs', 'sha256');
+    this.ingestDir = path.join(root, 'ingest');
+  }
+
+  /** Create the directories and drop what a killed write left in ingest/. */
+  async init(): Promise<void> {
+    await fsp.mkdir(this.blobsDir, { recursive: true, mode: 0o700 });
+    await fsp.rm(this.ingestDir, { recursive: true, force: true });
+    await fsp.mkdir(this.ingestDir, { recursive: true, mode: 0o700 });
+  }
+
+  blobPath(digest: string): string {
+    checkDigest(digest);
+    return path.join(this.blobsDir, digest.slice('sha256:'.length));
+  }
+
+  async has(digest: string): Promise<boolean> {
+    try {
+      await fsp.access(this.blobPath(digest));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async size(digest: string): Promise<number> {
+    try {
+      return (await fsp.stat(this.blobPath(digest))).size;
+    } catch (e) {
+      throw notFound(digest, e);
+    }
+  }
+
+  /** A small blob (manifest, config) whole; refuses one larger than maxBytes. */
+  async read(digest: string, maxBytes = 4 * 1024 * 1024): Promise<Buffer> {
+    const size = await this.size(digest);
+    if (size > maxBytes) throw new InvalidArgument(`blob ${digest} is ${size} bytes, more than ${maxBytes}`);
+    return fsp.readFile(this.blobPath(digest));
+  }
+
+  openRead(digest: string): ReadStream {
+    return createReadStream(this.blobPath(digest));
+  }
+
+  /** Store bytes already in memory under their own digest; returns it. */
+  async writeBuffer(data: Buffer, expected?: string): Promise<string> {
+    const digest = expected ?? `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    await this.ingest(digest, Readable.from([data]), { size: data.length });
+    return digest;
+  }
+
+  /**
+   * Write a blob from a stream, verifying its digest (and size when given).
+   * A blob already present is not written again; concurrent writes of one
+   * digest share the first (the others' sources are left unread).
+   */
+  ingest(digest: string, source: Readable | (() => Promise<Readable>), opts: IngestOptions = {}): Promise<void> {
+    checkDigest(digest);
+    // The stream may fail before we read it (while has() runs): its error is
+    // ours to report, through the read loop, never an uncaught 'error'.
+    if (typeof source !== 'function') source.on('error', () => undefined);
+    const running = this.inflight.get(digest);
+    if (running) return running;
+    const p = this.doIngest(digest, source, opts).finally(() => this.inflight.delete(digest));
+    this.inflight.set(digest, p);
+    return p;
+  }
+
+  private async doIngest(digest: string, source: Readable | (() => Promise<Readable>), opts: IngestOptions): Promise<void> {
+    if (await this.has(digest)) {
+      if (typeof source !== 'function') source.destroy();
+      return;
+    }
+    const stream = typeof source === 'function' ? await source() : source;
+    const tmp = path.join(this.ingestDir, `${digest.slice(7, 19)}-${randomBytes(6).toString('hex')}`);
+    const hash = createHash('sha256');
+    const out = createWriteStream(tmp, { mode: 0o600, flags: 'wx' });
+    let written = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        written += chunk.length;
+        if (opts.size !== undefined && written > opts.size)
+          throw new DigestMismatch(`blob ${digest}: more than the expected ${opts.size} bytes`);
+        hash.update(chunk);
+        opts.onChunk?.(chunk);
+        if (!out.write(chunk)) await new Promise<void>((resolve, reject) => {
+          out.once('drain', resolve);
+          out.once('error', reject);
+        });
+      }
+      if (opts.size !== undefined && written !== opts.size)
+        throw new DigestMismatch(`blob ${digest}: got ${written} bytes, expected ${opts.size}`);
+      const got = `sha256:${hash.digest('hex')}`;
+      if (got !== digest) throw new DigestMismatch(`blob ${digest}: content has digest ${got}`);
+      await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      const fh = await fsp.open(tmp, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, this.blobPath(digest));
+      await syncDir(this.blobsDir);
+    } catch (e) {
+      stream.destroy();
+      out.destroy();
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    await fsp.rm(this.blobPath(digest), { force: true });
+  }
+
+  async list(): Promise<string[]> {
+    const names = await fsp.readdir(this.blobsDir);
+    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
+  /** Bytes and inodes the blobs take. */
+  async usage(): Promise<{ bytes: number; inodes: number }> {
+    let bytes = 0;
+    let inodes = 0;
+    for (const name of await fsp.readdir(this.blobsDir)) {
+      const st = await fsp.lstat(path.join(this.blobsDir, name));
+      bytes += st.blocks * 512;
+      inodes++;
+    }
+    return { bytes, inodes };
+  }
+}
+
+function checkDigest(digest: string): void {
+  if (!isSha256Digest(digest)) throw new InvalidArgument(`unsupported or malformed digest "${digest}" (want sha256:<64 hex>)`);
+}
+
+function notFound(digest: string, e: unknown): Error {
+  return (e as NodeJS.ErrnoException).code === 'ENOENT' ? new NotFound(`blob ${digest} not found`) : (e as Error);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
