@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Build: compiler and static libraries for the shim.
 # Tests: busybox-static for rootfs fixtures, iproute2 for namespace checks.
+# Tests: attr (getfattr) and zstd to build and check image layers.
 # Benchmarks: crun and runc as peers of skiff-shim.
-PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 crun runc util-linux)
+PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd crun runc)
 
 missing=()
 for p in "${PKGS[@]}"; do
