@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Readable } from 'stream';
+import * as tar from 'tar-stream';
+import { InvalidArgument } from '../errors';
+import { Snapshotter, chainIds } from './snapshotter';
+
+async function makeTar(entries: { name: string; body?: string; type?: 'directory' }[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  const done = (async () => {
+    for await (const c of pack as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
+  })();
+  for (const { body, ...h } of entries) await new Promise<void>((res, rej) => pack.entry(h, body ?? '', (e) => (e ? rej(e) : res())));
+  pack.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+function mounted(target: string): boolean {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === target);
+}
+
+describe('snapshotter', () => {
+  let root: string;
+  let snap: Snapshotter;
+  let target: string;
+  beforeEach(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-snap-'));
+    snap = new Snapshotter(path.join(root, 'snapshots'));
+    await snap.init();
+    target = path.join(root, 'rootfs');
+    fs.mkdirSync(target);
+  });
+  afterEach(async () => {
+    if (mounted(target)) await snap.removeRootfs('c1', target);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  /** Add tars as the layers of one image; returns their chain ids. */
+  async function addImage(tars: Buffer[]): Promise<string[]> {
+    const diffIds = tars.map((t) => sha(t));
+    const chains = chainIds(diffIds);
+    for (const [i, t] of tars.entries()) await snap.addLayer(chains[i], diffIds[i], async () => Readable.from([t]), 'none');
+    return chains;
+  }
+
+  it('computes chain ids as the OCI image spec defines them', () => {
+    const a = sha('a');
+    const b = sha('b');
+    const c = chainIds([a, b]);
+    assert.equal(c[0], a);
+    assert.equal(c[1], sha(`${a} ${b}`));
+    assert.throws(() => chainIds(['nope']), (e: Error) => e instanceof InvalidArgument);
+  });
+
+  it('mounts a rootfs where whiteouts hide lower files and opaque dirs hide lower dirs', async () => {
+    const l1 = await makeTar([{ name: 'etc/a', body: 'a' }, { name: 'etc/b', body: 'b' }, { name: 'var/d/x', body: 'x' }]);
+    const l2 = await makeTar([{ name: 'etc/.wh.a' }, { name: 'var/d/.wh..wh..opq' }, { name: 'var/d/y', body: 'y' }]);
+    const chains = await addImage([l1, l2]);
+    await snap.mountRootfs('c1', chains, target);
+    assert.deepEqual(fs.readdirSync(path.join(target, 'etc')), ['b']);
+    assert.deepEqual(fs.readdirSync(path.join(target, 'var/d')), ['y']);
+    // Writes land in the container's upper dir, never in a shared layer.
+    fs.writeFileSync(path.join(target, 'etc/b'), 'changed');
+    assert.equal(fs.readFileSync(path.join(snap.layerDir(chains[0]), 'etc/b'), 'utf8'), 'b');
+    assert.equal(fs.readFileSync(path.join(root, 'snapshots/containers/c1/upper/etc/b'), 'utf8'), 'changed');
+    await snap.removeRootfs('c1', target);
+    assert.equal(mounted(target), false);
+    assert.equal(fs.existsSync(path.join(root, 'snapshots/containers/c1')), false);
+  });
+
+  it('mounts an image of 120 layers', async () => {
+    const tars: Buffer[] = [];
+    for (let i = 0; i < 120; i++) tars.push(await makeTar([{ name: `layer${i}`, body: String(i) }]));
+    const chains = await addImage(tars);
+    await snap.mountRootfs('c1', chains, target);
+    assert.equal(fs.readdirSync(target).length, 120);
+    assert.equal(fs.readFileSync(path.join(target, 'layer119'), 'utf8'), '119');
+  });
+
+  it('shares a layer between images and unpacks it once', async () => {
+    const t = await makeTar([{ name: 'shared', body: 's' }]);
+    let unpacks = 0;
+    const src = async () => {
+      unpacks++;
+      return Readable.from([t]);
+    };
+    await Promise.all([snap.addLayer(sha(t), sha(t), src, 'none'), snap.addLayer(sha(t), sha(t), src, 'none')]);
+    await snap.addLayer(sha(t), sha(t), src, 'none');
+    assert.equal(unpacks, 1);
+    assert.deepEqual(await snap.listLayers(), [sha(t)]);
+  });
+
+  it('refuses a layer whose content does not match its diff_id, keeping nothing', async () => {
+    const t = await makeTar([{ name: 'f', body: 'x' }]);
+    const wrong = sha('something else');
+    await assert.rejects(snap.addLayer(wrong, wrong, async () => Readable.from([t]), 'none'), /content has diff_id/);
+    assert.deepEqual(await snap.listLayers(), []);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots/tmp')), []);
+  });
+
+  it('refuses to mount layers that are not unpacked, leaving no container dir', async () => {
+    await assert.rejects(snap.mountRootfs('c1', [sha('missing')], target), /is not unpacked/);
+    assert.equal(fs.existsSync(path.join(root, 'snapshots/containers/c1')), false);
+    await assert.rejects(snap.mountRootfs('../x', [sha('missing')], target), /bad container id/);
+  });
+
+  it('drops a half-unpacked layer a killed daemon left', async () => {
+    fs.mkdirSync(path.join(root, 'snapshots/tmp/deadbeef/fs'), { recursive: true });
+    await new Snapshotter(path.join(root, 'snapshots')).init();
+    assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots/tmp')), []);
+  });
+});

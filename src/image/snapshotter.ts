@@ -1,0 +1,139 @@
+// Snapshotter: unpacked layers addressed by chain id, shared by every image
+// that has them, and each container's rootfs as an overlay of them with its
+// own upper and work dirs. Layout under root:
+//   layers/<chain-id hex>/fs      a committed layer (never changed again)
+//   containers/<id>/{upper,work}  a container's writable layer
+//   tmp/                          layers being unpacked (dropped at start)
+import { createHash, randomBytes } from 'crypto';
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import { Readable } from 'stream';
+import { InvalidArgument, NotFound } from '../errors';
+import { MNT_DETACH, mountFs, umount2 } from './libc';
+import { isSha256Digest } from './reference';
+import { Compression, unpackLayer } from './unpack';
+
+/** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)). */
+export function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    if (!isSha256Digest(d)) throw new InvalidArgument(`bad diff_id "${d}"`);
+    out.push(out.length === 0 ? d : `sha256:${createHash('sha256').update(`${out[out.length - 1]} ${d}`).digest('hex')}`);
+  }
+  return out;
+}
+
+const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export class Snapshotter {
+  private readonly layersDir: string;
+  private readonly containersDir: string;
+  private readonly tmpDir: string;
+  private readonly unpacking = new Map<string, Promise<void>>();
+
+  constructor(readonly root: string) {
+    this.layersDir = path.join(root, 'layers');
+    this.containersDir = path.join(root, 'containers');
+    this.tmpDir = path.join(root, 'tmp');
+  }
+
+  async init(): Promise<void> {
+    for (const d of [this.layersDir, this.containersDir]) await fsp.mkdir(d, { recursive: true, mode: 0o700 });
+    // A layer half-unpacked when the daemon died is not committed: drop it.
+    await fsp.rm(this.tmpDir, { recursive: true, force: true });
+    await fsp.mkdir(this.tmpDir, { mode: 0o700 });
+  }
+
+  layerDir(chainId: string): string {
+    if (!isSha256Digest(chainId)) throw new InvalidArgument(`bad chain id "${chainId}"`);
+    return path.join(this.layersDir, chainId.slice('sha256:'.length), 'fs');
+  }
+
+  async hasLayer(chainId: string): Promise<boolean> {
+    try {
+      await fsp.access(this.layerDir(chainId));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Unpack a layer into a new snapshot for chainId and commit it; its
+   * diff_id must be the one the image config names. A layer present already
+   * is not unpacked again; two callers of one chain id share one unpack.
+   */
+  addLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression): Promise<void> {
+    const running = this.unpacking.get(chainId);
+    if (running) return running;
+    const p = this.doAddLayer(chainId, diffId, source, compression).finally(() => this.unpacking.delete(chainId));
+    this.unpacking.set(chainId, p);
+    return p;
+  }
+
+  private async doAddLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression): Promise<void> {
+    if (await this.hasLayer(chainId)) return;
+    const work = path.join(this.tmpDir, randomBytes(8).toString('hex'));
+    await fsp.mkdir(path.join(work, 'fs'), { recursive: true, mode: 0o755 });
+    try {
+      const r = await unpackLayer(await source(), path.join(work, 'fs'), compression);
+      if (r.diffId !== diffId) throw new InvalidArgument(`layer for ${chainId}: content has diff_id ${r.diffId}, the image config says ${diffId}`);
+      await fsp.rename(work, path.dirname(this.layerDir(chainId)));
+    } catch (e) {
+      await fsp.rm(work, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async removeLayer(chainId: string): Promise<void> {
+    await fsp.rm(path.dirname(this.layerDir(chainId)), { recursive: true, force: true });
+  }
+
+  async listLayers(): Promise<string[]> {
+    return (await fsp.readdir(this.layersDir)).filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
+  /**
+   * Mount a container's rootfs at target (an existing directory): the layers
+   * of chainIds (base first, as an image lists them) under its own upper dir.
+   */
+  async mountRootfs(containerId: string, chainIds: string[], target: string): Promise<void> {
+    if (!CONTAINER_ID.test(containerId)) throw new InvalidArgument(`bad container id "${containerId}"`);
+    if (chainIds.length === 0) throw new InvalidArgument(`container ${containerId}: an image with no layers`);
+    const lowers = [...chainIds].reverse().map((c) => this.layerDir(c)); // overlay lists the top first
+    for (const l of lowers) {
+      try {
+        await fsp.access(l);
+      } catch {
+        throw new NotFound(`container ${containerId}: layer ${path.basename(path.dirname(l))} is not unpacked`);
+      }
+    }
+    const dir = path.join(this.containersDir, containerId);
+    await fsp.mkdir(path.join(dir, 'upper'), { recursive: true, mode: 0o755 });
+    await fsp.mkdir(path.join(dir, 'work'), { recursive: true, mode: 0o700 });
+    try {
+      // One option per lower layer: no length limit on the list.
+      mountFs('overlay', target, [
+        ...lowers.map((l): [string, string] => ['lowerdir+', l]),
+        ['upperdir', path.join(dir, 'upper')],
+        ['workdir', path.join(dir, 'work')],
+        ['source', 'skiff'],
+      ]);
+    } catch (e) {
+      await fsp.rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** Unmount a container's rootfs (if mounted) and drop its writable layer. */
+  async removeRootfs(containerId: string, target: string): Promise<void> {
+    if (!CONTAINER_ID.test(containerId)) throw new InvalidArgument(`bad container id "${containerId}"`);
+    try {
+      umount2(target, MNT_DETACH);
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).errno;
+      if (errno !== 22 && errno !== 2) throw e; // EINVAL: not a mount point; ENOENT: gone
+    }
+    await fsp.rm(path.join(this.containersDir, containerId), { recursive: true, force: true });
+  }
+}
