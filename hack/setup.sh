@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 
 # Build: compiler and static libraries for the shim.
 # Tests: busybox-static for rootfs fixtures, iproute2 for namespace checks.
-# Tests: attr (getfattr) and zstd to build and check image layers.
+# Tests: attr (getfattr) and zstd to build and check image layers;
+# docker-registry (the CNCF distribution registry) and apache2-utils
+# (htpasswd) for a loopback registry.
 # Benchmarks: crun and runc as peers of skiff-shim.
-PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd crun runc)
+PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd docker-registry apache2-utils crun runc)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -130,7 +130,11 @@ export class ContentStore {
       await syncDir(this.blobsDir);
     } catch (e) {
       stream.destroy();
+      // The write stream opens its file lazily: wait until it is closed, or
+      // the file could be created after we removed it.
+      const closed = new Promise<void>((resolve) => (out.closed ? resolve() : out.once('close', () => resolve())));
       out.destroy();
+      await closed;
       await fsp.rm(tmp, { force: true });
       throw e;
     }
