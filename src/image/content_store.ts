@@ -3,6 +3,7 @@
 // (after fsync) when its digest and size match, so a reader never sees a
 // partial or wrong blob, even after the daemon is killed mid-write.
 import { createHash, randomBytes } from 'crypto';
+import { once } from 'events';
 import { createReadStream, createWriteStream, promises as fsp, ReadStream } from 'fs';
 import * as path from 'path';
 import { Readable } from 'stream';
@@ -110,10 +111,8 @@ export class ContentStore {
           throw new DigestMismatch(`blob ${digest}: more than the expected ${opts.size} bytes`);
         hash.update(chunk);
         opts.onChunk?.(chunk);
-        if (!out.write(chunk)) await new Promise<void>((resolve, reject) => {
-          out.once('drain', resolve);
-          out.once('error', reject);
-        });
+        // once() rejects on 'error' and removes its listeners either way.
+        if (!out.write(chunk)) await once(out, 'drain');
       }
       if (opts.size !== undefined && written !== opts.size)
         throw new DigestMismatch(`blob ${digest}: got ${written} bytes, expected ${opts.size}`);

@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { gunzipSync } from 'zlib';
+import { TestRegistry, sha256 } from '../../e2e/fixtures/registry';
+import { NotFound } from '../errors';
+import { ImageService } from './image_service';
+
+const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+/** A gzipped layer of a directory tree, made with tar(1). */
+function layerOf(dir: string) {
+  const data = execFileSync('tar', ['-C', dir, '--numeric-owner', '-czf', '-', '.']);
+  return { data, diffId: sha256(gunzipSync(data)), mediaType: GZ };
+}
+
+describe('image service', function () {
+  let reg: TestRegistry;
+  let work: string;
+  let svc: ImageService;
+  let base: ReturnType<typeof layerOf>;
+  let top: ReturnType<typeof layerOf>;
+
+  before(async () => {
+    reg = await TestRegistry.start();
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-images-'));
+    const l1 = path.join(work, 'l1');
+    fs.mkdirSync(path.join(l1, 'bin'), { recursive: true });
+    fs.mkdirSync(path.join(l1, 'etc'));
+    fs.copyFileSync('/bin/busybox', path.join(l1, 'bin/busybox'));
+    fs.symlinkSync('busybox', path.join(l1, 'bin/sh'));
+    fs.writeFileSync(path.join(l1, 'etc/group'), 'root:x:0:\n');
+    fs.writeFileSync(path.join(l1, 'etc/hostname'), 'base\n');
+    const l2 = path.join(work, 'l2');
+    fs.mkdirSync(path.join(l2, 'etc'), { recursive: true });
+    fs.writeFileSync(path.join(l2, 'etc/.wh.group'), '');
+    fs.writeFileSync(path.join(l2, 'etc/motd'), 'hello from layer 2\n');
+    base = layerOf(l1);
+    top = layerOf(l2);
+    await reg.pushImage('skiff/busybox', 'v1', [base, top]);
+    await reg.pushImage('skiff/busybox', 'base', [base]);
+  });
+  after(async () => {
+    await reg.stop();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  beforeEach(async () => {
+    svc = new ImageService({ root: path.join(work, 'root'), registry: { configPath: path.join(work, 'certs.d') } });
+    await svc.init();
+  });
+  afterEach(async () => {
+    await svc.close();
+    fs.rmSync(path.join(work, 'root'), { recursive: true, force: true });
+  });
+
+  it('pulls an image whose layers mount as the expected tree', async () => {
+    const img = await svc.pull(`${reg.host}/skiff/busybox:v1`);
+    assert.deepEqual(img.repoTags, [`${reg.host}/skiff/busybox:v1`]);
+    assert.match(img.repoDigests[0], new RegExp(`^${reg.host}/skiff/busybox@sha256:[a-f0-9]{64}$`));
+    assert.deepEqual(img.config.cmd, ['/bin/sh']);
+    assert.equal(img.chainIds.length, 2);
+    const target = path.join(work, 'mnt');
+    fs.mkdirSync(target, { recursive: true });
+    await svc.snapshots.mountRootfs('c1', img.chainIds, target);
+    try {
+      assert.ok(fs.statSync(path.join(target, 'bin/busybox')).isFile());
+      assert.equal(fs.readlinkSync(path.join(target, 'bin/sh')), 'busybox');
+      assert.equal(fs.existsSync(path.join(target, 'etc/group')), false, 'whiteout hides the lower file');
+      assert.equal(fs.readFileSync(path.join(target, 'etc/motd'), 'utf8'), 'hello from layer 2\n');
+      assert.equal(execFileSync('chroot', [target, '/bin/sh', '-c', 'echo $((6*7))']).toString(), '42\n');
+    } finally {
+      await svc.snapshots.removeRootfs('c1', target);
+    }
+  });
+
+  it('finds images by tag, digest, id and id prefix; short names are normalized', async () => {
+    const img = await svc.pull(`${reg.host}/skiff/busybox:v1`);
+    assert.equal(svc.find(`${reg.host}/skiff/busybox:v1`)?.id, img.id);
+    assert.equal(svc.find(img.repoDigests[0])?.id, img.id);
+    assert.equal(svc.find(img.id)?.id, img.id);
+    assert.equal(svc.find(img.id.slice(7, 19))?.id, img.id);
+    assert.equal(svc.find(`${reg.host}/skiff/busybox:nope`), undefined);
+    assert.equal(svc.find('busybox'), undefined);
+  });
+
+  it('shares one pull between concurrent callers and shares layers between images', async () => {
+    const [a, b] = await Promise.all([svc.pull(`${reg.host}/skiff/busybox:v1`), svc.pull(`${reg.host}/skiff/busybox:v1`)]);
+    assert.equal(a, b);
+    const baseImg = await svc.pull(`${reg.host}/skiff/busybox:base`);
+    assert.equal(baseImg.chainIds[0], a.chainIds[0]);
+    assert.equal((await svc.snapshots.listLayers()).length, 2);
+  });
+
+  it('keeps records across a restart, skipping a torn one', async () => {
+    const img = await svc.pull(`${reg.host}/skiff/busybox:v1`);
+    fs.writeFileSync(path.join(work, 'root/metadata/images', `${'f'.repeat(64)}.json`), '{"id": "sha256:ff');
+    const warnings: string[] = [];
+    const again = new ImageService({ root: path.join(work, 'root'), registry: { configPath: path.join(work, 'certs.d') }, warn: (m) => warnings.push(m) });
+    await again.init();
+    assert.deepEqual(again.list().map((r) => r.id), [img.id]);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /skipping record .*ffff\.json/);
+    await again.close();
+  });
+
+  it('removes an image and collects the blobs and layers no other image uses', async () => {
+    const v1 = await svc.pull(`${reg.host}/skiff/busybox:v1`);
+    const baseImg = await svc.pull(`${reg.host}/skiff/busybox:base`);
+    const blobsBefore = (await svc.content.list()).length;
+    await svc.remove(`${reg.host}/skiff/busybox:v1`);
+    assert.equal(svc.find(v1.id), undefined);
+    assert.deepEqual(await svc.snapshots.listLayers(), [baseImg.chainIds[0]], 'the shared base layer stays');
+    const blobs = await svc.content.list();
+    assert.ok(blobs.length < blobsBefore);
+    for (const b of baseImg.blobs) assert.ok(blobs.includes(b), `kept ${b}`);
+    await svc.remove(baseImg.id);
+    assert.deepEqual(await svc.snapshots.listLayers(), []);
+    assert.deepEqual(await svc.content.list(), []);
+    await assert.rejects(svc.remove(baseImg.id), (e: Error) => e instanceof NotFound);
+  });
+
+  it('fails a pull of a missing tag with NOT_FOUND and keeps nothing', async () => {
+    await assert.rejects(svc.pull(`${reg.host}/skiff/busybox:missing`), (e: Error) => e instanceof NotFound);
+    assert.deepEqual(svc.list(), []);
+    assert.deepEqual(await svc.snapshots.listLayers(), []);
+  });
+});

@@ -1,0 +1,225 @@
+// ImageService: pulls images into the content store and the snapshotter,
+// keeps one durable record per image (by config digest) with its tags and
+// digests, finds images by id, tag or digest, and removes them with garbage
+// collection of the blobs and layers nothing else uses.
+import * as path from 'path';
+import { InvalidArgument, NotFound } from '../errors';
+import { RecordStore } from '../store/records';
+import { ContentStore } from './content_store';
+import { AuthConfig, RegistryClient, RegistryOptions } from './registry';
+import { ImageReference, formatReference, isSha256Digest, parseReference, repoName } from './reference';
+import { Snapshotter, chainIds } from './snapshotter';
+import { layerCompression } from './unpack';
+
+/** What containers need from an image config (OCI image spec "config"). */
+export interface ImageConfigSummary {
+  user?: string;
+  env?: string[];
+  entrypoint?: string[];
+  cmd?: string[];
+  workingDir?: string;
+  stopSignal?: string;
+  volumes?: string[];
+  labels?: Record<string, string>;
+}
+
+export interface ImageRecord {
+  /** The config digest: the image id. */
+  id: string;
+  repoTags: string[];
+  repoDigests: string[];
+  /** Bytes of the image's content (compressed layers and config). */
+  size: number;
+  /** Layer snapshots, base first. */
+  chainIds: string[];
+  /** Every blob the image needs: manifest, config, layers. */
+  blobs: string[];
+  config: ImageConfigSummary;
+  pulledAt: number;
+}
+
+function isImageRecord(v: unknown): v is ImageRecord {
+  const r = v as ImageRecord;
+  return !!r && isSha256Digest(r.id) && Array.isArray(r.repoTags) && Array.isArray(r.repoDigests) && Array.isArray(r.chainIds) && Array.isArray(r.blobs) && typeof r.size === 'number';
+}
+
+export interface ImageServiceOptions {
+  /** Holds content/, snapshots/ and metadata/images/. */
+  root: string;
+  registry: RegistryOptions;
+  /** Layers fetched at the same time for one pull. */
+  parallelLayers?: number;
+  /** Chain ids containers still use: GC keeps them. */
+  layersInUse?: () => Set<string>;
+  /** Where problems that are not errors go (a torn record skipped at start). */
+  warn?: (msg: string) => void;
+}
+
+async function boundedAll<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  });
+  await Promise.all(workers);
+}
+
+export class ImageService {
+  readonly content: ContentStore;
+  readonly snapshots: Snapshotter;
+  readonly registry: RegistryClient;
+  private readonly records: RecordStore<ImageRecord>;
+  private readonly images = new Map<string, ImageRecord>();
+  private readonly pulls = new Map<string, Promise<ImageRecord>>();
+
+  constructor(private readonly opts: ImageServiceOptions) {
+    this.content = new ContentStore(path.join(opts.root, 'content'));
+    this.snapshots = new Snapshotter(path.join(opts.root, 'snapshots'));
+    this.registry = new RegistryClient(opts.registry);
+    this.records = new RecordStore(path.join(opts.root, 'metadata', 'images'), isImageRecord, opts.warn);
+  }
+
+  async init(): Promise<void> {
+    await this.content.init();
+    await this.snapshots.init();
+    await this.records.init();
+    this.images.clear();
+    for (const r of (await this.records.all()).values()) this.images.set(r.id, r);
+  }
+
+  async close(): Promise<void> {
+    await this.registry.close();
+  }
+
+  list(): ImageRecord[] {
+    return [...this.images.values()];
+  }
+
+  /** Find by id (full, or a hex prefix of 12+), tag, or digest reference. */
+  find(image: string): ImageRecord | undefined {
+    if (isSha256Digest(image)) return this.images.get(image);
+    if (/^[a-f0-9]{12,64}$/.test(image)) {
+      const hits = this.list().filter((r) => r.id.slice(7).startsWith(image));
+      if (hits.length === 1) return hits[0];
+    }
+    let ref: ImageReference;
+    try {
+      ref = parseReference(image);
+    } catch {
+      return undefined;
+    }
+    const name = formatReference(ref);
+    return this.list().find((r) => (ref.digest ? r.repoDigests.includes(`${repoName(ref)}@${ref.digest}`) : r.repoTags.includes(name)));
+  }
+
+  /** Pull an image; concurrent pulls of one reference share one. */
+  pull(image: string, auth?: AuthConfig): Promise<ImageRecord> {
+    const ref = parseReference(image);
+    const key = formatReference(ref);
+    const running = this.pulls.get(key);
+    if (running) return running;
+    const p = this.doPull(ref, auth).finally(() => this.pulls.delete(key));
+    this.pulls.set(key, p);
+    return p;
+  }
+
+  private async doPull(ref: ImageReference, auth: AuthConfig | undefined): Promise<ImageRecord> {
+    const what = `pull ${formatReference(ref)}`;
+    const m = await this.registry.resolve(ref, auth);
+    await this.content.writeBuffer(m.body, m.digest);
+    const cfgDesc = m.manifest.config;
+    if (!cfgDesc || !isSha256Digest(cfgDesc.digest)) throw new InvalidArgument(`${what}: manifest has no config`);
+    await this.content.ingest(cfgDesc.digest, () => this.registry.fetchBlob(m.host, ref, cfgDesc, auth), { size: cfgDesc.size });
+    let cfg: { config?: Record<string, unknown>; rootfs?: { diff_ids?: string[] } };
+    try {
+      cfg = JSON.parse((await this.content.read(cfgDesc.digest)).toString('utf8'));
+    } catch {
+      throw new InvalidArgument(`${what}: image config ${cfgDesc.digest} is not JSON`);
+    }
+    const layers = m.manifest.layers ?? [];
+    const diffIds = cfg.rootfs?.diff_ids ?? [];
+    if (diffIds.length !== layers.length)
+      throw new InvalidArgument(`${what}: the config lists ${diffIds.length} diff_ids for ${layers.length} layers`);
+    const chains = chainIds(diffIds);
+    await boundedAll(layers, this.opts.parallelLayers ?? 3, async (layer, i) => {
+      if (await this.snapshots.hasLayer(chains[i])) return;
+      const compression = layerCompression(layer.mediaType);
+      await this.content.ingest(layer.digest, () => this.registry.fetchBlob(m.host, ref, layer, auth), { size: layer.size });
+      await this.snapshots.addLayer(chains[i], diffIds[i], async () => this.content.openRead(layer.digest), compression);
+    });
+    const c = (cfg.config ?? {}) as Record<string, unknown>;
+    const record: ImageRecord = {
+      id: cfgDesc.digest,
+      repoTags: ref.tag ? [`${repoName(ref)}:${ref.tag}`] : [],
+      repoDigests: [`${repoName(ref)}@${m.topDigest}`],
+      size: cfgDesc.size + layers.reduce((n, l) => n + l.size, 0),
+      chainIds: chains,
+      blobs: [m.digest, cfgDesc.digest, ...layers.map((l) => l.digest)],
+      config: {
+        user: c.User as string | undefined,
+        env: c.Env as string[] | undefined,
+        entrypoint: c.Entrypoint as string[] | undefined,
+        cmd: c.Cmd as string[] | undefined,
+        workingDir: c.WorkingDir as string | undefined,
+        stopSignal: c.StopSignal as string | undefined,
+        volumes: c.Volumes ? Object.keys(c.Volumes as object) : undefined,
+        labels: c.Labels as Record<string, string> | undefined,
+      },
+      pulledAt: Date.now(),
+    };
+    return this.commit(record);
+  }
+
+  /** Record an image, merging names with an existing record of the same id
+   * and moving its tags away from any other image. */
+  private async commit(record: ImageRecord): Promise<ImageRecord> {
+    const old = this.images.get(record.id);
+    if (old) {
+      record.repoTags = [...new Set([...old.repoTags, ...record.repoTags])];
+      record.repoDigests = [...new Set([...old.repoDigests, ...record.repoDigests])];
+      record.blobs = [...new Set([...old.blobs, ...record.blobs])];
+    }
+    for (const other of this.images.values()) {
+      if (other.id === record.id || !other.repoTags.some((t) => record.repoTags.includes(t))) continue;
+      const moved = { ...other, repoTags: other.repoTags.filter((t) => !record.repoTags.includes(t)) };
+      await this.records.put(moved.id.slice(7), moved);
+      this.images.set(moved.id, moved);
+    }
+    await this.records.put(record.id.slice(7), record);
+    this.images.set(record.id, record);
+    return record;
+  }
+
+  /** Remove an image and collect what no other image or container uses. */
+  async remove(image: string): Promise<void> {
+    const r = this.find(image);
+    if (!r) throw new NotFound(`image "${image}" not found`);
+    await this.records.delete(r.id.slice(7));
+    this.images.delete(r.id);
+    await this.collectGarbage();
+  }
+
+  async collectGarbage(): Promise<{ blobs: number; layers: number }> {
+    const blobs = new Set<string>();
+    const layers = new Set<string>(this.opts.layersInUse?.() ?? []);
+    for (const r of this.images.values()) {
+      r.blobs.forEach((b) => blobs.add(b));
+      r.chainIds.forEach((c) => layers.add(c));
+    }
+    let nb = 0;
+    let nl = 0;
+    for (const b of await this.content.list()) {
+      if (blobs.has(b)) continue;
+      await this.content.delete(b);
+      nb++;
+    }
+    for (const l of await this.snapshots.listLayers()) {
+      if (layers.has(l)) continue;
+      await this.snapshots.removeLayer(l);
+      nl++;
+    }
+    return { blobs: nb, layers: nl };
+  }
+}

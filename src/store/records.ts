@@ -1,0 +1,69 @@
+// Durable JSON records, one file each: written atomically (temp file, fsync,
+// rename, fsync of the directory) and read back defensively: a torn or
+// unreadable record is reported and skipped, never a crash loop.
+import { randomBytes } from 'crypto';
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+
+export class RecordStore<T> {
+  constructor(
+    readonly dir: string,
+    private readonly validate: (v: unknown) => v is T,
+    private readonly warn: (msg: string) => void = (m) => process.emitWarning(m),
+  ) {}
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // Temp files of a write the process did not finish.
+    for (const n of await fsp.readdir(this.dir)) if (n.startsWith('.tmp-')) await fsp.rm(path.join(this.dir, n), { force: true });
+  }
+
+  private file(key: string): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,200}$/.test(key) || key.includes('..')) throw new Error(`bad record key "${key}"`);
+    return path.join(this.dir, `${key}.json`);
+  }
+
+  async put(key: string, value: T): Promise<void> {
+    const tmp = path.join(this.dir, `.tmp-${randomBytes(6).toString('hex')}`);
+    const fh = await fsp.open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(value));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await fsp.rename(tmp, this.file(key));
+    } catch (e) {
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+    const dh = await fsp.open(this.dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await fsp.rm(this.file(key), { force: true });
+  }
+
+  /** Every valid record; bad ones are reported through warn and skipped. */
+  async all(): Promise<Map<string, T>> {
+    const out = new Map<string, T>();
+    for (const n of await fsp.readdir(this.dir)) {
+      if (!n.endsWith('.json') || n.startsWith('.')) continue;
+      const key = n.slice(0, -'.json'.length);
+      try {
+        const v: unknown = JSON.parse(await fsp.readFile(path.join(this.dir, n), 'utf8'));
+        if (!this.validate(v)) throw new Error('unexpected shape');
+        out.set(key, v);
+      } catch (e) {
+        this.warn(`skipping record ${path.join(this.dir, n)}: ${(e as Error).message}`);
+      }
+    }
+    return out;
+  }
+}
