@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
+import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -12,7 +13,7 @@ const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
 /** A gzipped layer of a directory tree, made with tar(1). */
 function layerOf(dir: string) {
-  const data = execFileSync('tar', ['-C', dir, '--numeric-owner', '-czf', '-', '.']);
+  const data = execFileSync('tar', ['-C', dir, '--numeric-owner', '-czf', '-', '.'], { maxBuffer: 1 << 30 });
   return { data, diffId: sha256(gunzipSync(data)), mediaType: GZ };
 }
 
@@ -120,6 +121,53 @@ describe('image service', function () {
     assert.deepEqual(await svc.snapshots.listLayers(), []);
     assert.deepEqual(await svc.content.list(), []);
     await assert.rejects(svc.remove(baseImg.id), (e: Error) => e instanceof NotFound);
+  });
+
+  it('survives a SIGKILL mid-pull: no corrupt blob or half record, and the next pull completes', async function () {
+    this.timeout(120000);
+    // A big incompressible layer, so the puller can be killed while it streams.
+    const big = path.join(work, 'big');
+    fs.mkdirSync(big, { recursive: true });
+    fs.writeFileSync(path.join(big, 'blob'), randomBytes(64 * 1024 * 1024));
+    await reg.pushImage('skiff/big', 'v1', [base, layerOf(big)]);
+    fs.rmSync(big, { recursive: true });
+    const root = path.join(work, 'root');
+    const script = `
+      const { ImageService } = require(${JSON.stringify(path.join(__dirname, 'image_service.js'))});
+      const s = new ImageService({ root: ${JSON.stringify(root)}, registry: { configPath: ${JSON.stringify(path.join(work, 'certs.d'))} } });
+      s.init().then(() => s.pull(${JSON.stringify(`${reg.host}/skiff/big:v1`)}));`;
+    const { spawn } = await import('child_process');
+    const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+    // Kill it once it has started writing the big blob.
+    const ingest = path.join(root, 'content/ingest');
+    const end = Date.now() + 20000;
+    let midWrite = false;
+    while (!midWrite && Date.now() < end) {
+      try {
+        midWrite = fs.readdirSync(ingest).some((n) => fs.statSync(path.join(ingest, n)).size > 1024 * 1024);
+      } catch {
+        /* not there yet, or renamed away */
+      }
+      if (!midWrite) await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill('SIGKILL');
+    assert.ok(midWrite, 'the puller was killed while a blob was being written');
+    await new Promise((r) => child.once('exit', r));
+    // What the killed process left: only temp files, never a blob under a wrong digest.
+    const blobsDir = path.join(root, 'content/blobs/sha256');
+    for (const n of fs.existsSync(blobsDir) ? fs.readdirSync(blobsDir) : []) {
+      assert.equal(sha256(fs.readFileSync(path.join(blobsDir, n))), `sha256:${n}`, `blob ${n} intact`);
+    }
+    const fresh = new ImageService({ root, registry: { configPath: path.join(work, 'certs.d') } });
+    await fresh.init();
+    try {
+      assert.deepEqual(fresh.list(), [], 'no half-written image record');
+      assert.deepEqual(fs.readdirSync(ingest), [], 'partial writes dropped at start');
+      const img = await fresh.pull(`${reg.host}/skiff/big:v1`);
+      assert.equal(img.chainIds.length, 2);
+    } finally {
+      await fresh.close();
+    }
   });
 
   it('fails a pull of a missing tag with NOT_FOUND and keeps nothing', async () => {
