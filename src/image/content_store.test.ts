@@ -91,3 +91,21 @@ describe('content store', () => {
     assert.ok(u.bytes >= data.length);
   });
 });
+
+describe('content store, unknown digests', () => {
+  it('stores a stream under the digest it turns out to have', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-cs-'));
+    try {
+      const store = new ContentStore(root);
+      await store.init();
+      const data = Buffer.from('layer.tar bytes');
+      const d = await store.ingestUnknown(Readable.from([data]));
+      assert.equal(d, sha(data));
+      assert.deepEqual(await store.read(d), data);
+      assert.equal(await store.ingestUnknown(Readable.from([data])), d, 'again: same digest, no second copy');
+      assert.deepEqual(fs.readdirSync(path.join(root, 'ingest')), []);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});

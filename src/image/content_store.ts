@@ -100,25 +100,47 @@ export class ContentStore {
       return;
     }
     const stream = typeof source === 'function' ? await source() : source;
-    const tmp = path.join(this.ingestDir, `${digest.slice(7, 19)}-${randomBytes(6).toString('hex')}`);
+    await this.write(stream, opts, (got, written) => {
+      if (opts.size !== undefined && written !== opts.size) throw new DigestMismatch(`blob ${digest}: got ${written} bytes, expected ${opts.size}`);
+      if (got !== digest) throw new DigestMismatch(`blob ${digest}: content has digest ${got}`);
+      return digest;
+    });
+  }
+
+  /**
+   * Store a stream whose digest is not known in advance (e.g. a layer.tar
+   * of a docker save archive); returns the digest it was stored under.
+   */
+  ingestUnknown(source: Readable): Promise<string> {
+    source.on('error', () => undefined);
+    return this.write(source, {}, (got) => got);
+  }
+
+  /**
+   * Write a stream to a temp file while hashing it; check() sees the digest
+   * and size and returns the digest to commit under (or throws). The blob
+   * is fsynced and renamed into place; on any failure nothing remains.
+   */
+  private async write(stream: Readable, opts: IngestOptions, check: (got: string, written: number) => string): Promise<string> {
+    const tmp = path.join(this.ingestDir, randomBytes(8).toString('hex'));
     const hash = createHash('sha256');
     const out = createWriteStream(tmp, { mode: 0o600, flags: 'wx' });
     let written = 0;
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         written += chunk.length;
-        if (opts.size !== undefined && written > opts.size)
-          throw new DigestMismatch(`blob ${digest}: more than the expected ${opts.size} bytes`);
+        if (opts.size !== undefined && written > opts.size) throw new DigestMismatch(`blob: more than the expected ${opts.size} bytes`);
         hash.update(chunk);
         opts.onChunk?.(chunk);
         // once() rejects on 'error' and removes its listeners either way.
         if (!out.write(chunk)) await once(out, 'drain');
       }
-      if (opts.size !== undefined && written !== opts.size)
-        throw new DigestMismatch(`blob ${digest}: got ${written} bytes, expected ${opts.size}`);
-      const got = `sha256:${hash.digest('hex')}`;
-      if (got !== digest) throw new DigestMismatch(`blob ${digest}: content has digest ${got}`);
+      const digest = check(`sha256:${hash.digest('hex')}`, written);
       await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      if (await this.has(digest)) {
+        await fsp.rm(tmp, { force: true });
+        return digest;
+      }
       const fh = await fsp.open(tmp, 'r');
       try {
         await fh.sync();
@@ -127,6 +149,7 @@ export class ContentStore {
       }
       await fsp.rename(tmp, this.blobPath(digest));
       await syncDir(this.blobsDir);
+      return digest;
     } catch (e) {
       stream.destroy();
       // The write stream opens its file lazily: wait until it is closed, or
