@@ -4,6 +4,8 @@ import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { Readable } from 'stream';
+import * as tar from 'tar-stream';
 import { gunzipSync } from 'zlib';
 import { TestRegistry, sha256 } from '../../e2e/fixtures/registry';
 import { NotFound } from '../errors';
@@ -168,6 +170,78 @@ describe('image service', function () {
     } finally {
       await fresh.close();
     }
+  });
+
+  describe('archives', () => {
+    /** A tar of [name, bytes] entries. */
+    async function tarOf(files: [string, Buffer][]): Promise<Buffer> {
+      const pack = tar.pack();
+      const chunks: Buffer[] = [];
+      const done = (async () => {
+        for await (const c of pack as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
+      })();
+      for (const [name, body] of files) await new Promise<void>((res, rej) => pack.entry({ name, size: body.length }, body, (e) => (e ? rej(e) : res())));
+      pack.finalize();
+      await done;
+      return Buffer.concat(chunks);
+    }
+
+    function configFor(diffIds: string[]): Buffer {
+      return Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'] }, rootfs: { type: 'layers', diff_ids: diffIds } }));
+    }
+
+    async function checkMounts(id: string, chains: string[]) {
+      const target = path.join(work, `mnt-${id}`);
+      fs.mkdirSync(target, { recursive: true });
+      await svc.snapshots.mountRootfs(id, chains, target);
+      try {
+        assert.equal(execFileSync('chroot', [target, '/bin/sh', '-c', 'read l < /etc/motd; echo "$l"']).toString(), 'hello from layer 2\n');
+      } finally {
+        await svc.snapshots.removeRootfs(id, target);
+      }
+    }
+
+    it('imports an OCI image layout archive', async () => {
+      const config = configFor([base.diffId, top.diffId]);
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+          layers: [base, top].map((l) => ({ mediaType: GZ, digest: sha256(l.data), size: l.data.length })),
+        }),
+      );
+      const index = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'io.containerd.image.name': 'docker.io/library/imported:v1' } }],
+        }),
+      );
+      const blob = (b: Buffer): [string, Buffer] => [`blobs/sha256/${sha256(b).slice(7)}`, b];
+      const archive = await tarOf([['oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}')], ['index.json', index], blob(manifest), blob(config), blob(base.data), blob(top.data)]);
+      const [img] = await svc.importArchive(Readable.from([archive]));
+      assert.deepEqual(img.repoTags, ['docker.io/library/imported:v1']);
+      assert.equal(svc.find('imported:v1')?.id, sha256(config));
+      await checkMounts('oci', img.chainIds);
+    });
+
+    it('imports a docker save archive', async () => {
+      const l1 = gunzipSync(base.data);
+      const l2 = gunzipSync(top.data);
+      const config = configFor([sha256(l1), sha256(l2)]);
+      const manifest = Buffer.from(JSON.stringify([{ Config: 'cfg.json', RepoTags: ['saved:latest'], Layers: ['aaa/layer.tar', 'bbb/layer.tar'] }]));
+      const archive = await tarOf([['manifest.json', manifest], ['cfg.json', config], ['aaa/layer.tar', l1], ['bbb/layer.tar', l2]]);
+      const [img] = await svc.importArchive(Readable.from([archive]));
+      assert.deepEqual(img.repoTags, ['docker.io/library/saved:latest']);
+      await checkMounts('docker', img.chainIds);
+    });
+
+    it('refuses an archive whose blob does not match its name, recording nothing', async () => {
+      const archive = await tarOf([['index.json', Buffer.from('{"manifests":[]}')], [`blobs/sha256/${sha256('x').slice(7)}`, Buffer.from('not x')]]);
+      await assert.rejects(svc.importArchive(Readable.from([archive])), /content has digest/);
+      assert.deepEqual(svc.list(), []);
+      await assert.rejects(svc.importArchive(Readable.from([await tarOf([['hello.txt', Buffer.from('hi')]])])), /neither index\.json/);
+    });
   });
 
   it('fails a pull of a missing tag with NOT_FOUND and keeps nothing', async () => {

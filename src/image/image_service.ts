@@ -3,8 +3,10 @@
 // digests, finds images by id, tag or digest, and removes them with garbage
 // collection of the blobs and layers nothing else uses.
 import * as path from 'path';
+import { Readable } from 'stream';
 import { InvalidArgument, NotFound } from '../errors';
 import { RecordStore } from '../store/records';
+import { readImageArchive } from './archive';
 import { ContentStore } from './content_store';
 import { AuthConfig, RegistryClient, RegistryOptions } from './registry';
 import { ImageReference, formatReference, isSha256Digest, parseReference, repoName } from './reference';
@@ -132,13 +134,37 @@ export class ImageService {
     const cfgDesc = m.manifest.config;
     if (!cfgDesc || !isSha256Digest(cfgDesc.digest)) throw new InvalidArgument(`${what}: manifest has no config`);
     await this.content.ingest(cfgDesc.digest, () => this.registry.fetchBlob(m.host, ref, cfgDesc, auth), { size: cfgDesc.size });
+    const layers = m.manifest.layers ?? [];
+    return this.install(
+      what,
+      cfgDesc,
+      layers,
+      { repoTags: ref.tag ? [`${repoName(ref)}:${ref.tag}`] : [], repoDigests: [`${repoName(ref)}@${m.topDigest}`] },
+      [m.digest],
+      (layer) => this.content.ingest(layer.digest, () => this.registry.fetchBlob(m.host, ref, layer, auth), { size: layer.size }),
+    );
+  }
+
+  /**
+   * Install an image whose config is in the content store: check the config's
+   * diff_ids against the layers, get each layer blob (ensureBlob) and unpack
+   * it into its chain-id snapshot unless present (3 at a time), then record
+   * the image under its config digest with the given names.
+   */
+  private async install(
+    what: string,
+    cfgDesc: { digest: string; size: number },
+    layers: { digest: string; mediaType: string; size: number }[],
+    names: { repoTags: string[]; repoDigests: string[] },
+    extraBlobs: string[],
+    ensureBlob: (layer: { digest: string; mediaType: string; size: number }) => Promise<void>,
+  ): Promise<ImageRecord> {
     let cfg: { config?: Record<string, unknown>; rootfs?: { diff_ids?: string[] } };
     try {
       cfg = JSON.parse((await this.content.read(cfgDesc.digest)).toString('utf8'));
     } catch {
       throw new InvalidArgument(`${what}: image config ${cfgDesc.digest} is not JSON`);
     }
-    const layers = m.manifest.layers ?? [];
     const diffIds = cfg.rootfs?.diff_ids ?? [];
     if (diffIds.length !== layers.length)
       throw new InvalidArgument(`${what}: the config lists ${diffIds.length} diff_ids for ${layers.length} layers`);
@@ -146,17 +172,17 @@ export class ImageService {
     await boundedAll(layers, this.opts.parallelLayers ?? 3, async (layer, i) => {
       if (await this.snapshots.hasLayer(chains[i])) return;
       const compression = layerCompression(layer.mediaType);
-      await this.content.ingest(layer.digest, () => this.registry.fetchBlob(m.host, ref, layer, auth), { size: layer.size });
+      await ensureBlob(layer);
       await this.snapshots.addLayer(chains[i], diffIds[i], async () => this.content.openRead(layer.digest), compression);
     });
     const c = (cfg.config ?? {}) as Record<string, unknown>;
     const record: ImageRecord = {
       id: cfgDesc.digest,
-      repoTags: ref.tag ? [`${repoName(ref)}:${ref.tag}`] : [],
-      repoDigests: [`${repoName(ref)}@${m.topDigest}`],
+      repoTags: names.repoTags,
+      repoDigests: names.repoDigests,
       size: cfgDesc.size + layers.reduce((n, l) => n + l.size, 0),
       chainIds: chains,
-      blobs: [m.digest, cfgDesc.digest, ...layers.map((l) => l.digest)],
+      blobs: [...extraBlobs, cfgDesc.digest, ...layers.map((l) => l.digest)],
       config: {
         user: c.User as string | undefined,
         env: c.Env as string[] | undefined,
@@ -170,6 +196,24 @@ export class ImageService {
       pulledAt: Date.now(),
     };
     return this.commit(record);
+  }
+
+  /**
+   * Import an OCI image layout or `docker save` archive (for nodes without a
+   * registry, and kind's image loading). Returns the images installed.
+   */
+  async importArchive(source: Readable): Promise<ImageRecord[]> {
+    const images = await readImageArchive(source, this.content, this.registry.platform);
+    const out: ImageRecord[] = [];
+    for (const img of images) {
+      const what = `import ${img.repoTags[0] ?? img.config.digest}`;
+      out.push(
+        await this.install(what, img.config, img.layers, { repoTags: img.repoTags, repoDigests: [] }, img.blobs, async (layer) => {
+          if (!(await this.content.has(layer.digest))) throw new InvalidArgument(`${what}: layer ${layer.digest} is not in the archive`);
+        }),
+      );
+    }
+    return out;
   }
 
   /** Record an image, merging names with an existing record of the same id
