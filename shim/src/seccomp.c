@@ -1,40 +1,74 @@
-/* seccomp.c: linux.seccomp (the OCI profile) turned into a libseccomp filter
- * and loaded as the process's last step before execve. */
+/* seccomp.c: linux.seccomp (the OCI profile) checked, then turned into a
+ * libseccomp filter and loaded as one of the process's last steps. */
 #include "shim.h"
 
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
 
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+enum act_kind { ACT_PLAIN, ACT_ERRNO, ACT_TRACE, ACT_NOTIFY };
+
 static const struct {
   const char *name;
-  uint32_t action;
-  bool takes_errno;
+  enum act_kind kind;
+  uint32_t action; /* for ACT_PLAIN */
 } actions[] = {
-  { "SCMP_ACT_KILL", SCMP_ACT_KILL_THREAD, false },
-  { "SCMP_ACT_KILL_THREAD", SCMP_ACT_KILL_THREAD, false },
-  { "SCMP_ACT_KILL_PROCESS", SCMP_ACT_KILL_PROCESS, false },
-  { "SCMP_ACT_TRAP", SCMP_ACT_TRAP, false },
-  { "SCMP_ACT_ERRNO", 0, true },
-  { "SCMP_ACT_TRACE", 0, true },
-  { "SCMP_ACT_ALLOW", SCMP_ACT_ALLOW, false },
-  { "SCMP_ACT_LOG", SCMP_ACT_LOG, false },
+  /* Plain SCMP_ACT_KILL is libseccomp's old name for killing the thread. */
+  { "SCMP_ACT_KILL", ACT_PLAIN, SCMP_ACT_KILL_THREAD },
+  { "SCMP_ACT_KILL_THREAD", ACT_PLAIN, SCMP_ACT_KILL_THREAD },
+  { "SCMP_ACT_KILL_PROCESS", ACT_PLAIN, SCMP_ACT_KILL_PROCESS },
+  { "SCMP_ACT_TRAP", ACT_PLAIN, SCMP_ACT_TRAP },
+  { "SCMP_ACT_ERRNO", ACT_ERRNO, 0 },
+  { "SCMP_ACT_TRACE", ACT_TRACE, 0 },
+  { "SCMP_ACT_ALLOW", ACT_PLAIN, SCMP_ACT_ALLOW },
+  { "SCMP_ACT_LOG", ACT_PLAIN, SCMP_ACT_LOG },
+  { "SCMP_ACT_NOTIFY", ACT_NOTIFY, 0 },
 };
 
+/* Every architecture name of the OCI spec. Those this libseccomp predates
+ * have token 0: valid in a profile, skipped when applying (such a process
+ * could not run on this host anyway). */
+#ifndef SCMP_ARCH_LOONGARCH64
+#define SCMP_ARCH_LOONGARCH64 0
+#endif
+#ifndef SCMP_ARCH_M68K
+#define SCMP_ARCH_M68K 0
+#endif
+#ifndef SCMP_ARCH_SH
+#define SCMP_ARCH_SH 0
+#endif
+#ifndef SCMP_ARCH_SHEB
+#define SCMP_ARCH_SHEB 0
+#endif
 static const struct {
   const char *name;
   uint32_t arch;
 } arches[] = {
-  { "SCMP_ARCH_X86", SCMP_ARCH_X86 },         { "SCMP_ARCH_X86_64", SCMP_ARCH_X86_64 },
-  { "SCMP_ARCH_X32", SCMP_ARCH_X32 },         { "SCMP_ARCH_ARM", SCMP_ARCH_ARM },
-  { "SCMP_ARCH_AARCH64", SCMP_ARCH_AARCH64 }, { "SCMP_ARCH_MIPS", SCMP_ARCH_MIPS },
-  { "SCMP_ARCH_MIPS64", SCMP_ARCH_MIPS64 },   { "SCMP_ARCH_MIPS64N32", SCMP_ARCH_MIPS64N32 },
-  { "SCMP_ARCH_MIPSEL", SCMP_ARCH_MIPSEL },   { "SCMP_ARCH_MIPSEL64", SCMP_ARCH_MIPSEL64 },
-  { "SCMP_ARCH_MIPSEL64N32", SCMP_ARCH_MIPSEL64N32 }, { "SCMP_ARCH_PPC", SCMP_ARCH_PPC },
-  { "SCMP_ARCH_PPC64", SCMP_ARCH_PPC64 },     { "SCMP_ARCH_PPC64LE", SCMP_ARCH_PPC64LE },
-  { "SCMP_ARCH_S390", SCMP_ARCH_S390 },       { "SCMP_ARCH_S390X", SCMP_ARCH_S390X },
-  { "SCMP_ARCH_PARISC", SCMP_ARCH_PARISC },   { "SCMP_ARCH_PARISC64", SCMP_ARCH_PARISC64 },
+  { "SCMP_ARCH_X86", SCMP_ARCH_X86 },
+  { "SCMP_ARCH_X86_64", SCMP_ARCH_X86_64 },
+  { "SCMP_ARCH_X32", SCMP_ARCH_X32 },
+  { "SCMP_ARCH_ARM", SCMP_ARCH_ARM },
+  { "SCMP_ARCH_AARCH64", SCMP_ARCH_AARCH64 },
+  { "SCMP_ARCH_MIPS", SCMP_ARCH_MIPS },
+  { "SCMP_ARCH_MIPS64", SCMP_ARCH_MIPS64 },
+  { "SCMP_ARCH_MIPS64N32", SCMP_ARCH_MIPS64N32 },
+  { "SCMP_ARCH_MIPSEL", SCMP_ARCH_MIPSEL },
+  { "SCMP_ARCH_MIPSEL64", SCMP_ARCH_MIPSEL64 },
+  { "SCMP_ARCH_MIPSEL64N32", SCMP_ARCH_MIPSEL64N32 },
+  { "SCMP_ARCH_PPC", SCMP_ARCH_PPC },
+  { "SCMP_ARCH_PPC64", SCMP_ARCH_PPC64 },
+  { "SCMP_ARCH_PPC64LE", SCMP_ARCH_PPC64LE },
+  { "SCMP_ARCH_S390", SCMP_ARCH_S390 },
+  { "SCMP_ARCH_S390X", SCMP_ARCH_S390X },
+  { "SCMP_ARCH_PARISC", SCMP_ARCH_PARISC },
+  { "SCMP_ARCH_PARISC64", SCMP_ARCH_PARISC64 },
   { "SCMP_ARCH_RISCV64", SCMP_ARCH_RISCV64 },
+  { "SCMP_ARCH_LOONGARCH64", SCMP_ARCH_LOONGARCH64 },
+  { "SCMP_ARCH_M68K", SCMP_ARCH_M68K },
+  { "SCMP_ARCH_SH", SCMP_ARCH_SH },
+  { "SCMP_ARCH_SHEB", SCMP_ARCH_SHEB },
 };
 
 static const struct {
@@ -46,190 +80,259 @@ static const struct {
   { "SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ },
 };
 
-static const char *const flag_names[] = { "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-                                          "SECCOMP_FILTER_FLAG_SPEC_ALLOW" };
+/* attr 0: accepted, nothing to set. WAIT_KILLABLE_RECV only changes how a
+ * notify listener is waited for, and notify is not supported. */
+static const struct {
+  const char *name;
+  enum scmp_filter_attr attr;
+} flags[] = {
+  { "SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC },
+  { "SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG },
+  { "SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB },
+  { "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", 0 },
+};
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+/* Linux errno values end at 4095 (MAX_ERRNO). */
+#define MAX_ERRNO_RET 4095
 
-/* Action by name; errno_ret applies to ERRNO/TRACE. Returns -1 if unknown. */
-static int parse_action(const char *name, json_t *errno_ret, uint32_t def_errno, uint32_t *out, const char *where,
+/* The action named by obj[action_key], with obj[errno_key] for ERRNO and
+ * TRACE (def_errno when absent). where is the JSON path of obj. */
+static int parse_action(json_t *obj, const char *action_key, const char *errno_key, const char *where, uint32_t *out,
                         struct shim_err *err)
 {
+  const char *name;
+  int64_t errno_ret = EPERM;
+  bool has_errno;
+  size_t i;
+
+  if (spec_get_string(obj, action_key, where, &name, err) < 0
+      || spec_get_int64(obj, errno_key, where, &has_errno, &errno_ret, err) < 0)
+    return -1;
   if (!name)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: action required", where);
-  if (strcmp(name, "SCMP_ACT_NOTIFY") == 0)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: SCMP_ACT_NOTIFY is not supported", where);
-  for (size_t i = 0; i < COUNT(actions); i++) {
-    uint32_t e = def_errno;
-    if (strcmp(actions[i].name, name) != 0)
-      continue;
-    if (errno_ret && !json_is_null(errno_ret)) {
-      if (!json_is_integer(errno_ret) || json_integer_value(errno_ret) < 0 || json_integer_value(errno_ret) > 4095)
-        return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: errnoRet must be an errno number", where);
-      e = (uint32_t) json_integer_value(errno_ret);
-    }
-    if (!actions[i].takes_errno)
-      *out = actions[i].action;
-    else if (strcmp(name, "SCMP_ACT_ERRNO") == 0)
-      *out = SCMP_ACT_ERRNO(e);
-    else
-      *out = SCMP_ACT_TRACE(e);
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: required", where, action_key);
+  if (!has_errno)
+    errno_ret = EPERM;
+  else if (errno_ret < 0 || errno_ret > MAX_ERRNO_RET)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: %lld is not an errno number (0..%d)", where, errno_key,
+                     (long long) errno_ret, MAX_ERRNO_RET);
+  for (i = 0; i < COUNT(actions); i++)
+    if (strcmp(actions[i].name, name) == 0)
+      break;
+  if (i == COUNT(actions))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: unknown action \"%s\"", where, action_key, name);
+  switch (actions[i].kind) {
+  case ACT_PLAIN:
+    *out = actions[i].action;
     return 0;
+  case ACT_ERRNO:
+    *out = SCMP_ACT_ERRNO((uint32_t) errno_ret);
+    return 0;
+  case ACT_TRACE:
+    *out = SCMP_ACT_TRACE((uint32_t) errno_ret);
+    return 0;
+  case ACT_NOTIFY:
+    break;
   }
-  return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: unknown action \"%s\"", where, name);
+  return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: SCMP_ACT_NOTIFY is not supported (no seccomp notify listener)",
+                   where, action_key);
 }
 
-static int parse_arg(json_t *a, struct scmp_arg_cmp *out, const char *where, struct shim_err *err)
+static int parse_arg(json_t *a, const char *where, struct scmp_arg_cmp *out, struct shim_err *err)
 {
   uint64_t index, value, two;
-  bool has_index;
+  bool has_index, has_value;
   const char *op;
   if (!json_is_object(a))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-  if (spec_get_uint64(a, "index", where, &has_index, &index, err) < 0 || spec_get_uint64(a, "value", where, NULL, &value, err) < 0
+  if (spec_get_uint64(a, "index", where, &has_index, &index, err) < 0
+      || spec_get_uint64(a, "value", where, &has_value, &value, err) < 0
       || spec_get_uint64(a, "valueTwo", where, NULL, &two, err) < 0 || spec_get_string(a, "op", where, &op, err) < 0)
     return -1;
-  if (!has_index || index > 5)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.index: must be 0..5", where);
-  for (size_t i = 0; op && i < COUNT(ops); i++) {
+  if (!has_index)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.index: required", where);
+  if (index > 5)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.index: %llu not in 0..5", where, (unsigned long long) index);
+  if (!has_value)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.value: required", where);
+  if (!op)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.op: required", where);
+  for (size_t i = 0; i < COUNT(ops); i++) {
     if (strcmp(ops[i].name, op) == 0) {
+      /* MASKED_EQ: (arg & value) == valueTwo, as libseccomp's datum_a/b. */
       *out = (struct scmp_arg_cmp) { .arg = (unsigned) index, .op = ops[i].op, .datum_a = value, .datum_b = two };
       return 0;
     }
   }
-  return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.op: unknown operator \"%s\"", where, op ? op : "");
+  return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.op: unknown operator \"%s\"", where, op);
 }
 
-/* Walk the profile; with ctx set, add everything to the filter. */
+static int add_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n, const struct scmp_arg_cmp *cmps,
+                    const char *where, const char *name, struct shim_err *err)
+{
+  int r = seccomp_rule_add_array(ctx, action, nr, n, cmps);
+  if (r < 0)
+    return shim_fail_errno(err, -r, "%s: add the rule for \"%s\"", where, name);
+  return 0;
+}
+
+/* One syscalls[] entry; with ctx set, its rules are added to the filter. */
+static int walk_rule(json_t *rule, const char *where, uint32_t def_action, scmp_filter_ctx ctx, struct shim_err *err)
+{
+  uint32_t action;
+  json_t *names, *args, *v;
+  struct scmp_arg_cmp cmps[6];
+  size_t n_args, i;
+  bool same_index = false;
+
+  if (!json_is_object(rule))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
+  if (parse_action(rule, "action", "errnoRet", where, &action, err) < 0
+      || spec_get_array(rule, "names", where, &names, err) < 0 || spec_get_array(rule, "args", where, &args, err) < 0)
+    return -1;
+  n_args = json_array_size(args);
+  if (n_args > COUNT(cmps))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.args: %zu comparisons, at most %zu", where, n_args, COUNT(cmps));
+  json_array_foreach (args, i, v) {
+    char awhere[128];
+    snprintf(awhere, sizeof(awhere), "%s.args[%zu]", where, i);
+    if (parse_arg(v, awhere, &cmps[i], err) < 0)
+      return -1;
+    for (size_t k = 0; k < i; k++)
+      same_index = same_index || cmps[k].arg == cmps[i].arg;
+  }
+  json_array_foreach (names, i, v) {
+    const char *name = json_string_value(v);
+    int nr;
+    if (!name)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.names[%zu]: must be a string", where, i);
+    /* libseccomp refuses a rule whose action is the default one: it would
+     * change nothing anyway. */
+    if (!ctx || action == def_action)
+      continue;
+    /* Profiles list syscalls of newer kernels than this libseccomp knows. */
+    nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR)
+      continue;
+    if (same_index) {
+      /* libseccomp takes one comparison per argument in a rule: several on
+       * one argument become one rule each (so they match as OR, not AND). */
+      for (size_t k = 0; k < n_args; k++)
+        if (add_rule(ctx, action, nr, 1, &cmps[k], where, name, err) < 0)
+          return -1;
+    } else if (add_rule(ctx, action, nr, (unsigned) n_args, cmps, where, name, err) < 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Check the profile; with ctx set, also build the filter. Architectures come
+ * first: libseccomp only puts rules into the architectures it has then. */
 static int walk(json_t *seccomp, scmp_filter_ctx ctx, struct shim_err *err)
 {
-  const char *def_name;
-  uint32_t def_action, def_errno = EPERM;
-  json_t *arr, *v, *syscalls, *rule;
+  uint32_t def_action;
+  json_t *arr, *v;
   size_t i;
 
-  if (spec_get_string(seccomp, "defaultAction", "linux.seccomp", &def_name, err) < 0)
+  if (!json_is_object(seccomp))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp: must be an object");
+  if (parse_action(seccomp, "defaultAction", "defaultErrnoRet", "linux.seccomp", &def_action, err) < 0)
     return -1;
-  if (parse_action(def_name, json_object_get(seccomp, "defaultErrnoRet"), EPERM, &def_action, "linux.seccomp.defaultAction", err) < 0)
-    return -1;
-  (void) def_errno;
+  {
+    const char *path;
+    if (spec_get_string(seccomp, "listenerPath", "linux.seccomp", &path, err) < 0)
+      return -1;
+    if (path && *path)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.listenerPath: seccomp notify is not supported");
+  }
+
   if (spec_get_array(seccomp, "architectures", "linux.seccomp", &arr, err) < 0)
     return -1;
   json_array_foreach (arr, i, v) {
     const char *name = json_string_value(v);
     size_t k;
-    for (k = 0; name && k < COUNT(arches); k++)
+    int r;
+    if (!name)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.architectures[%zu]: must be a string", i);
+    for (k = 0; k < COUNT(arches); k++)
       if (strcmp(arches[k].name, name) == 0)
         break;
-    if (!name || k == COUNT(arches))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.architectures[%zu]: unknown \"%s\"", i, name ? name : "");
-    if (ctx) {
-      int r = seccomp_arch_add(ctx, arches[k].arch);
-      if (r < 0 && r != -EEXIST)
-        return shim_fail_errno(err, -r, "linux.seccomp.architectures[%zu]: add %s", i, name);
-    }
+    if (k == COUNT(arches))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.architectures[%zu]: unknown architecture \"%s\"", i,
+                       name);
+    if (!ctx || arches[k].arch == 0)
+      continue;
+    r = seccomp_arch_add(ctx, arches[k].arch);
+    if (r < 0 && r != -EEXIST) /* EEXIST: the native one, always there */
+      return shim_fail_errno(err, -r, "linux.seccomp.architectures[%zu]: add %s", i, name);
   }
+
   if (spec_get_array(seccomp, "flags", "linux.seccomp", &arr, err) < 0)
     return -1;
   json_array_foreach (arr, i, v) {
     const char *name = json_string_value(v);
     size_t k;
-    for (k = 0; name && k < COUNT(flag_names); k++)
-      if (strcmp(flag_names[k], name) == 0)
+    int r;
+    if (!name)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.flags[%zu]: must be a string", i);
+    for (k = 0; k < COUNT(flags); k++)
+      if (strcmp(flags[k].name, name) == 0)
         break;
-    if (!name || k == COUNT(flag_names))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.flags[%zu]: unknown \"%s\"", i, name ? name : "");
-    if (ctx && strcmp(name, "SECCOMP_FILTER_FLAG_LOG") == 0)
-      seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
-    if (ctx && strcmp(name, "SECCOMP_FILTER_FLAG_SPEC_ALLOW") == 0)
-      seccomp_attr_set(ctx, SCMP_FLTATR_CTL_SSB, 1);
-    if (ctx && strcmp(name, "SECCOMP_FILTER_FLAG_TSYNC") == 0)
-      seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    if (k == COUNT(flags))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.flags[%zu]: unknown flag \"%s\"", i, name);
+    if (!ctx || flags[k].attr == 0)
+      continue;
+    r = seccomp_attr_set(ctx, flags[k].attr, 1);
+    if (r < 0)
+      return shim_fail_errno(err, -r, "linux.seccomp.flags[%zu]: %s", i, name);
   }
-  if (spec_get_array(seccomp, "syscalls", "linux.seccomp", &syscalls, err) < 0)
-    return -1;
-  json_array_foreach (syscalls, i, rule) {
-    char where[64];
-    const char *act_name;
-    uint32_t action;
-    json_t *names, *args, *name_v, *a;
-    struct scmp_arg_cmp cmps[6];
-    size_t n_args = 0, j;
-    bool same_index = false;
 
+  if (spec_get_array(seccomp, "syscalls", "linux.seccomp", &arr, err) < 0)
+    return -1;
+  json_array_foreach (arr, i, v) {
+    char where[64];
     snprintf(where, sizeof(where), "linux.seccomp.syscalls[%zu]", i);
-    if (!json_is_object(rule))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-    if (spec_get_string(rule, "action", where, &act_name, err) < 0 || spec_get_array(rule, "names", where, &names, err) < 0
-        || spec_get_array(rule, "args", where, &args, err) < 0)
+    if (walk_rule(v, where, def_action, ctx, err) < 0)
       return -1;
-    if (parse_action(act_name, json_object_get(rule, "errnoRet"), EPERM, &action, where, err) < 0)
-      return -1;
-    if (json_array_size(args) > 6)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.args: at most 6 comparisons", where);
-    json_array_foreach (args, j, a) {
-      char awhere[96];
-      snprintf(awhere, sizeof(awhere), "%s.args[%zu]", where, j);
-      if (parse_arg(a, &cmps[n_args], awhere, err) < 0)
-        return -1;
-      for (size_t k = 0; k < n_args; k++)
-        same_index = same_index || cmps[k].arg == cmps[n_args].arg;
-      n_args++;
-    }
-    json_array_foreach (names, j, name_v) {
-      const char *name = json_string_value(name_v);
-      int nr, r;
-      if (!name)
-        return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.names[%zu]: must be a string", where, j);
-      if (!ctx || action == def_action)
-        continue; /* libseccomp refuses a rule equal to the default */
-      nr = seccomp_syscall_resolve_name(name);
-      if (nr == __NR_SCMP_ERROR)
-        continue; /* a syscall this kernel/arch does not know: nothing to filter */
-      if (same_index) {
-        /* libseccomp wants one comparison per argument in a rule: split. */
-        for (size_t k = 0; k < n_args; k++) {
-          r = seccomp_rule_add_array(ctx, action, nr, 1, &cmps[k]);
-          if (r < 0)
-            return shim_fail_errno(err, -r, "%s: add rule for %s", where, name);
-        }
-      } else {
-        r = seccomp_rule_add_array(ctx, action, nr, (unsigned) n_args, cmps);
-        if (r < 0)
-          return shim_fail_errno(err, -r, "%s: add rule for %s", where, name);
-      }
-    }
   }
   return 0;
 }
 
 int seccomp_validate(json_t *seccomp, struct shim_err *err)
 {
-  if (!json_is_object(seccomp))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp: must be an object");
   return walk(seccomp, NULL, err);
 }
 
 int seccomp_apply(json_t *seccomp, struct shim_err *err)
 {
-  const char *def_name = json_string_value(json_object_get(seccomp, "defaultAction"));
   uint32_t def_action;
   scmp_filter_ctx ctx;
   int r;
-  if (parse_action(def_name, json_object_get(seccomp, "defaultErrnoRet"), EPERM, &def_action, "linux.seccomp.defaultAction", err) < 0)
+
+  if (!json_is_object(seccomp))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp: must be an object");
+  if (parse_action(seccomp, "defaultAction", "defaultErrnoRet", "linux.seccomp", &def_action, err) < 0)
     return -1;
   ctx = seccomp_init(def_action);
   if (!ctx)
     return shim_fail(err, SHIM_INTERNAL, "linux.seccomp: seccomp_init failed");
-  /* no_new_privs is the spec's own choice (process.noNewPrivileges); as root
-   * with CAP_SYS_ADMIN the filter loads without it. */
-  seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+  /* no_new_privs is the spec's own choice (process.noNewPrivileges): the
+   * caller sets it; as root with CAP_SYS_ADMIN the filter loads without it. */
+  r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+  if (r < 0) {
+    seccomp_release(ctx);
+    return shim_fail_errno(err, -r, "linux.seccomp: clear the no_new_privs attribute");
+  }
+  /* The kernel's own errno from seccomp_load, not a generic ECANCELED. */
+  (void) seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
   if (walk(seccomp, ctx, err) < 0) {
     seccomp_release(ctx);
     return -1;
   }
   r = seccomp_load(ctx);
   seccomp_release(ctx);
+  if (r == -EACCES || r == -EPERM)
+    return shim_fail_errno(err, -r, "linux.seccomp: load the filter (needs CAP_SYS_ADMIN or no_new_privs)");
   if (r < 0)
     return shim_fail_errno(err, -r, "linux.seccomp: load the filter");
   return 0;
