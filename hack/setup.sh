@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # Tests: attr (getfattr) and zstd to build and check image layers;
 # docker-registry (the CNCF distribution registry) and apache2-utils
 # (htpasswd) for a loopback registry.
-# Benchmarks: crun and runc as peers of skiff-shim.
-PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd docker-registry apache2-utils crun runc)
+# Pods: containernetworking-plugins (bridge, host-local, loopback, portmap) for CNI.
+# Benchmarks: crun and runc as peers of skiff-shim, containerd as skiffd's peer.
+PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd docker-registry apache2-utils crun runc containernetworking-plugins iptables containerd)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -54,3 +54,7 @@ export class Internal extends SkiffError {
 export function grpcCode(e: unknown): GrpcCode {
   return e instanceof SkiffError ? e.code : GrpcCode.INTERNAL;
 }
+
+export class Unimplemented extends SkiffError {
+  readonly code = GrpcCode.UNIMPLEMENTED;
+}

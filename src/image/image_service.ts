@@ -75,6 +75,7 @@ export class ImageService {
   private readonly records: RecordStore<ImageRecord>;
   private readonly images = new Map<string, ImageRecord>();
   private readonly pulls = new Map<string, Promise<ImageRecord>>();
+  private usage: { at: number; value: Promise<{ bytes: number; inodes: number; timestamp: number }> } | undefined;
 
   constructor(private readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(path.join(opts.root, 'content'));
@@ -93,6 +94,23 @@ export class ImageService {
 
   async close(): Promise<void> {
     await this.registry.close();
+  }
+
+  /**
+   * Bytes and inodes of the image store (blobs and unpacked layers). Walking the
+   * layers costs, so a result is reused for a few seconds and callers share a walk.
+   */
+  fsUsage(): Promise<{ bytes: number; inodes: number; timestamp: number }> {
+    const now = Date.now();
+    if (this.usage && now - this.usage.at < 5000) return this.usage.value;
+    const value = Promise.all([this.content.usage(), this.snapshots.layersUsage()]).then(([c, l]) => ({
+      bytes: c.bytes + l.bytes,
+      inodes: c.inodes + l.inodes,
+      timestamp: now,
+    }));
+    this.usage = { at: now, value };
+    value.catch(() => (this.usage = undefined));
+    return value;
   }
 
   list(): ImageRecord[] {

@@ -89,6 +89,17 @@ export class Snapshotter {
     await fsp.rm(path.dirname(this.layerDir(chainId)), { recursive: true, force: true });
   }
 
+  /** Bytes and inodes the unpacked layers take (hardlinked files counted once). */
+  layersUsage(): Promise<{ bytes: number; inodes: number }> {
+    return diskUsage(this.layersDir);
+  }
+
+  /** Bytes and inodes of a container's writable layer. */
+  containerUsage(containerId: string): Promise<{ bytes: number; inodes: number }> {
+    if (!CONTAINER_ID.test(containerId)) throw new InvalidArgument(`bad container id "${containerId}"`);
+    return diskUsage(path.join(this.containersDir, containerId, 'upper'));
+  }
+
   async listLayers(): Promise<string[]> {
     return (await fsp.readdir(this.layersDir)).filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
   }
@@ -136,4 +147,39 @@ export class Snapshotter {
     }
     await fsp.rm(path.join(this.containersDir, containerId), { recursive: true, force: true });
   }
+}
+
+/** Disk usage of a tree, without following symlinks or crossing into other filesystems;
+ * a tree that vanished while walked counts as what was seen. */
+export async function diskUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
+  const seen = new Set<number>();
+  let bytes = 0;
+  let inodes = 0;
+  let dev: number | undefined;
+  const walk = async (p: string): Promise<void> => {
+    let st;
+    try {
+      st = await fsp.lstat(p);
+    } catch {
+      return;
+    }
+    dev ??= st.dev;
+    if (st.dev !== dev) return;
+    if (st.nlink > 1 && !st.isDirectory()) {
+      if (seen.has(st.ino)) return;
+      seen.add(st.ino);
+    }
+    bytes += st.blocks * 512;
+    inodes++;
+    if (!st.isDirectory()) return;
+    let names: string[];
+    try {
+      names = await fsp.readdir(p);
+    } catch {
+      return;
+    }
+    for (const n of names) await walk(path.join(p, n));
+  };
+  await walk(dir);
+  return { bytes, inodes };
 }

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ConfigError, loadConfig, parseArgs, printConfig } from './config';
+
+describe('config', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-config-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = (text: string) => {
+    const f = path.join(dir, 'config.toml');
+    fs.writeFileSync(f, text);
+    return f;
+  };
+
+  it('has working defaults without a config file', async () => {
+    const cfg = await loadConfig(parseArgs(['--config', file('')]));
+    assert.equal(cfg['cri.socket'], '/run/skiff/skiff.sock');
+    assert.equal(cfg.root, '/var/lib/skiff');
+    assert.deepEqual(cfg['network.bin_dirs'], ['/opt/cni/bin', '/usr/lib/cni']);
+  });
+
+  it('reads the file and lets flags override it', async () => {
+    const f = file('root = "/srv/skiff"\n[image]\nparallel_layers = 5\n[network]\nbin_dirs = ["/a", "/b"]\n');
+    const cfg = await loadConfig(parseArgs(['--config', f, '--image.parallel-layers=7', '--state', '/tmp/st']));
+    assert.equal(cfg.root, '/srv/skiff');
+    assert.equal(cfg['image.parallel_layers'], 7);
+    assert.deepEqual(cfg['network.bin_dirs'], ['/a', '/b']);
+    assert.equal(cfg['cri.socket'], '/tmp/st/skiff.sock', 'the socket follows the state dir');
+  });
+
+  it('refuses unknown keys, bad values and unknown flags, naming them', async () => {
+    await assert.rejects(loadConfig(parseArgs(['--config', file('[cri]\nsokcet = "/x"\n')])), (e: Error) => e instanceof ConfigError && /cri\.sokcet/.test(e.message));
+    await assert.rejects(loadConfig(parseArgs(['--config', file('[image]\nparallel_layers = 0\n')])), /image\.parallel_layers/);
+    await assert.rejects(loadConfig(parseArgs(['--config', file('root = "relative"\n')])), /"root" must be an absolute path/);
+    await assert.rejects(loadConfig(parseArgs(['--config', file('log_level = "loud"\n')])), /log_level/);
+    await assert.rejects(loadConfig(parseArgs(['--config', file('root = [\n')])), ConfigError);
+    await assert.rejects(loadConfig(parseArgs(['--config', path.join(dir, 'missing.toml')])), /missing\.toml/);
+    assert.throws(() => parseArgs(['--nope', '1']), /unknown flag "--nope"/);
+    assert.throws(() => parseArgs(['--root']), /needs a value/);
+  });
+
+  it('prints the effective configuration as TOML it can read back', async () => {
+    const cfg = await loadConfig(parseArgs(['--config', file(''), '--cri.cgroup_parent', '/pods']));
+    const again = await loadConfig(parseArgs(['--config', file(printConfig(cfg))]));
+    assert.deepEqual(again, cfg);
+  });
+});

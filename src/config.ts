@@ -1,0 +1,167 @@
+// skiffd's configuration: one typed schema with every key's default and meaning, read
+// from a TOML file and overridden by flags; an unknown key or a bad value is an error
+// that names it, so a typo never passes silently.
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import { parse as parseToml } from 'smol-toml';
+
+type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'level';
+interface Key {
+  kind: Kind;
+  default: string | number | boolean | string[];
+  doc: string;
+  /** Numbers: the smallest value allowed. */
+  min?: number;
+}
+
+/** Every configuration key, as `section.key` (or a top-level `key`). */
+export const SCHEMA = {
+  root: { kind: 'string', default: '/var/lib/skiff', doc: 'persistent state: content, snapshots, metadata' },
+  state: { kind: 'string', default: '/run/skiff', doc: 'runtime state: pods, bundles, netns (empty after a reboot)' },
+  log_level: { kind: 'level', default: 'info', doc: 'skiffd log level: debug, info, warn, error' },
+  'cri.socket': { kind: 'string', default: '/run/skiff/skiff.sock', doc: 'CRI gRPC unix socket' },
+  'cri.socket_mode': { kind: 'string', default: '0660', doc: 'file mode of the CRI socket (octal)' },
+  'cri.runtime_handler': { kind: 'string', default: 'skiff', doc: 'name of the runtime handler (the empty name means it too)' },
+  'cri.cgroup_parent': { kind: 'string', default: '/kubepods', doc: 'cgroup (cgroupfs driver) for pods that name no cgroup_parent' },
+  'cri.restrict_oom_score_adj': { kind: 'boolean', default: true, doc: 'clamp oom_score_adj to what the host allows instead of failing' },
+  'cri.stop_timeout_default_s': { kind: 'number', default: 10, min: 0, doc: 'seconds StopPodSandbox gives each container before SIGKILL' },
+  'cri.max_log_line_bytes': { kind: 'number', default: 16384, min: 1024, doc: 'longest CRI log line before it is split (shim default)' },
+  'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
+  'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
+  'image.parallel_layers': { kind: 'number', default: 3, min: 1, doc: 'layers downloaded at once per pull' },
+  'image.stall_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a blob download with no progress for this long fails' },
+  'image.attempts': { kind: 'number', default: 3, min: 1, doc: 'tries of a registry request that fails with 5xx or a reset' },
+  'network.conf_dir': { kind: 'string', default: '/etc/cni/net.d', doc: 'CNI configuration directory' },
+  'network.bin_dirs': { kind: 'string[]', default: ['/opt/cni/bin', '/usr/lib/cni'], doc: 'CNI plugin directories, searched in order' },
+  'network.default_pod_cidr': { kind: 'string', default: '10.88.0.0/16', doc: 'pod CIDR of the default bridge network' },
+  'network.write_default_config': { kind: 'boolean', default: true, doc: 'write a bridge conflist when conf_dir has none' },
+  'network.plugin_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a CNI plugin call that runs longer is killed' },
+  'streaming.address': { kind: 'string', default: '127.0.0.1:0', doc: 'streaming server (exec/attach/port-forward) host:port' },
+  'metrics.address': { kind: 'string', default: '127.0.0.1:9658', doc: 'Prometheus /metrics host:port; empty: off' },
+} satisfies Record<string, Key>;
+
+export type ConfigKey = keyof typeof SCHEMA;
+type ValueOf<K extends ConfigKey> = (typeof SCHEMA)[K]['default'] extends string[] ? string[] : (typeof SCHEMA)[K]['default'] extends number ? number : (typeof SCHEMA)[K]['default'] extends boolean ? boolean : string;
+export type SkiffConfig = { readonly [K in ConfigKey]: ValueOf<K> };
+
+export class ConfigError extends Error {}
+
+export const DEFAULT_CONFIG_FILE = '/etc/skiff/config.toml';
+
+function coerce(key: string, spec: Key, v: unknown, from: string): string | number | boolean | string[] {
+  const bad = (want: string) => new ConfigError(`${from}: "${key}" must be ${want}, got ${JSON.stringify(v)}`);
+  switch (spec.kind) {
+    case 'string':
+      if (typeof v !== 'string') throw bad('a string');
+      return v;
+    case 'level':
+      if (typeof v !== 'string' || !['debug', 'info', 'warn', 'error'].includes(v)) throw bad('one of debug, info, warn, error');
+      return v;
+    case 'boolean':
+      if (typeof v === 'boolean') return v;
+      if (v === 'true' || v === 'false') return v === 'true';
+      throw bad('true or false');
+    case 'number': {
+      const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+      if (!Number.isFinite(n) || (spec.min !== undefined && n < spec.min)) throw bad(`a number${spec.min !== undefined ? ` >= ${spec.min}` : ''}`);
+      return n;
+    }
+    case 'string[]':
+      if (typeof v === 'string') return v.split(',').filter(Boolean);
+      if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) throw bad('a list of strings');
+      return v as string[];
+  }
+}
+
+/** Flatten a parsed TOML document into `section.key` entries. */
+function flatten(doc: Record<string, unknown>, file: string): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const [k, v] of Object.entries(doc)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) {
+      for (const [k2, v2] of Object.entries(v as Record<string, unknown>)) out.set(`${k}.${k2}`, v2);
+    } else out.set(k, v);
+  }
+  for (const k of out.keys()) if (!(k in SCHEMA)) throw new ConfigError(`${file}: unknown key "${k}"`);
+  return out;
+}
+
+export interface ParsedArgs {
+  configFile?: string;
+  printConfig: boolean;
+  help: boolean;
+  overrides: Map<string, string>;
+}
+
+/** Flags: `--config FILE`, `--print-config`, and `--<key> VALUE` for every schema key
+ * (`--cri.socket`, `--root`; `-` and `_` are the same). */
+export function parseArgs(argv: string[]): ParsedArgs {
+  const out: ParsedArgs = { printConfig: false, help: false, overrides: new Map() };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--print-config') out.printConfig = true;
+    else if (a === '-h' || a === '--help') out.help = true;
+    else if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = (eq > 0 ? a.slice(2, eq) : a.slice(2)).replace(/-/g, '_');
+      const value = eq > 0 ? a.slice(eq + 1) : argv[++i];
+      if (value === undefined) throw new ConfigError(`flag --${name} needs a value`);
+      if (name === 'config') out.configFile = value;
+      else if (name in SCHEMA) out.overrides.set(name, value);
+      else throw new ConfigError(`unknown flag "${a}"`);
+    } else throw new ConfigError(`unexpected argument "${a}"`);
+  }
+  return out;
+}
+
+/** The effective configuration: defaults, then the file (when it exists, or when it was
+ * named explicitly), then flags. Paths in `root`/`state` derive the socket's default. */
+export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
+  const values = new Map<string, unknown>(Object.entries(SCHEMA).map(([k, s]) => [k, s.default]));
+  const file = args.configFile ?? DEFAULT_CONFIG_FILE;
+  let text: string | undefined;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || args.configFile) throw new ConfigError(`config file ${file}: ${(e as Error).message}`);
+  }
+  const explicit = new Set<string>();
+  if (text !== undefined) {
+    let doc: Record<string, unknown>;
+    try {
+      doc = parseToml(text) as Record<string, unknown>;
+    } catch (e) {
+      throw new ConfigError(`config file ${file}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    for (const [k, v] of flatten(doc, file)) {
+      values.set(k, coerce(k, SCHEMA[k as ConfigKey], v, file));
+      explicit.add(k);
+    }
+  }
+  for (const [k, v] of args.overrides) {
+    values.set(k, coerce(k, SCHEMA[k as ConfigKey], v, `flag --${k}`));
+    explicit.add(k);
+  }
+  // The socket lives in the state dir unless placed elsewhere on purpose.
+  if (!explicit.has('cri.socket') && explicit.has('state')) values.set('cri.socket', path.join(values.get('state') as string, 'skiff.sock'));
+  for (const k of ['root', 'state', 'cri.socket', 'image.config_path', 'network.conf_dir'] as const) {
+    if (!path.isAbsolute(values.get(k) as string)) throw new ConfigError(`"${k}" must be an absolute path, got "${values.get(k)}"`);
+  }
+  if (!/^0?[0-7]{3}$/.test(values.get('cri.socket_mode') as string)) throw new ConfigError(`"cri.socket_mode" must be an octal mode like 0660`);
+  return Object.freeze(Object.fromEntries(values)) as SkiffConfig;
+}
+
+/** The configuration as TOML, each key with its meaning: `skiffd --print-config`. */
+export function printConfig(cfg: SkiffConfig): string {
+  const sections = new Map<string, string[]>();
+  for (const [k, spec] of Object.entries(SCHEMA) as [ConfigKey, Key][]) {
+    const dot = k.indexOf('.');
+    const section = dot < 0 ? '' : k.slice(0, dot);
+    const name = dot < 0 ? k : k.slice(dot + 1);
+    const lines = sections.get(section) ?? [];
+    lines.push(`# ${spec.doc} (default ${JSON.stringify(spec.default)})`, `${name} = ${JSON.stringify(cfg[k])}`);
+    sections.set(section, lines);
+  }
+  const out: string[] = [];
+  for (const [s, lines] of sections) out.push(...(s ? ['', `[${s}]`] : []), ...lines);
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,62 @@
+// The CRI wire format: api/cri/v1/api.proto loaded with protobufjs, and grpc-js service
+// definitions for RuntimeService and ImageService under runtime.v1 and runtime.v1alpha2
+// (v1alpha2's messages are a wire-compatible subset of v1's, so one codec serves both).
+import * as fs from 'fs';
+import * as path from 'path';
+import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import * as protobuf from 'protobufjs';
+
+export const PROTO_FILE = path.resolve(__dirname, '../../../api/cri/v1/api.proto');
+export const CRI_PACKAGES = ['runtime.v1', 'runtime.v1alpha2'] as const;
+export type CriPackage = (typeof CRI_PACKAGES)[number];
+export type CriServiceName = 'RuntimeService' | 'ImageService';
+
+let root: protobuf.Namespace | undefined;
+function ns(): protobuf.Namespace {
+  if (!root) root = protobuf.parse(fs.readFileSync(PROTO_FILE, 'utf8'), { keepCase: true }).root.lookup('runtime.v1') as protobuf.Namespace;
+  return root;
+}
+
+// Decoded messages have every field (defaults on): handlers never test for undefined.
+const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: Number, bytes: Buffer, defaults: true, arrays: true, objects: true };
+
+export interface Codec<T> {
+  encode(msg: unknown): Buffer;
+  decode(buf: Buffer): T;
+}
+
+export function codec<T>(typeName: string): Codec<T> {
+  const type = ns().lookupType(typeName);
+  return {
+    encode: (msg) => {
+      const bytes = type.encode(type.fromObject(msg as Record<string, unknown>)).finish();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
+    decode: (buf) => type.toObject(type.decode(buf), TO_OBJECT) as T,
+  };
+}
+
+/** A grpc-js service definition of one CRI service under one package name. */
+export function serviceDefinition(pkg: CriPackage, service: CriServiceName): ServiceDefinition {
+  const svc = ns().lookup(service) as protobuf.Service;
+  const def: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const m of svc.methodsArray) {
+    const req = codec(m.requestType);
+    const res = codec(m.responseType);
+    def[m.name] = {
+      path: `/${pkg}.${service}/${m.name}`,
+      requestStream: false,
+      responseStream: !!m.responseStream,
+      requestSerialize: req.encode,
+      requestDeserialize: req.decode,
+      responseSerialize: res.encode,
+      responseDeserialize: res.decode,
+      originalName: m.name,
+    };
+  }
+  return def;
+}
+
+export function methodNames(service: CriServiceName): string[] {
+  return (ns().lookup(service) as protobuf.Service).methodsArray.map((m) => m.name);
+}

@@ -1,0 +1,159 @@
+// The CRI gRPC server: RuntimeService and ImageService on a unix socket, under both
+// runtime.v1 and runtime.v1alpha2. Every call passes one wrapper that times it, logs it
+// at debug, and maps thrown errors to gRPC status codes, so handlers hold no plumbing.
+// A method without a handler answers UNIMPLEMENTED.
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import * as grpc from '@grpc/grpc-js';
+import { GrpcCode, SkiffError, Unimplemented, grpcCode } from '../errors';
+import { Logger } from '../log';
+import type { ImageServiceRpc, RuntimeServiceRpc } from './gen/cri';
+import { CRI_PACKAGES, CriPackage, CriServiceName, methodNames, serviceDefinition } from './proto';
+
+/** What a handler may return: any subset of the response message. */
+export type Reply<T> = T extends (infer U)[]
+  ? Reply<U>[]
+  : T extends Uint8Array
+    ? T
+    : T extends object
+      ? { [K in keyof T]?: Reply<T[K]> | null }
+      : T;
+
+export interface CallContext {
+  method: string;
+  /** The CRI package the call came in on: runtime.v1 or runtime.v1alpha2. */
+  pkg: CriPackage;
+  /** Aborted when the client cancels or the deadline passes. */
+  signal: AbortSignal;
+}
+
+export interface StreamContext<Res> extends CallContext {
+  write(msg: Reply<Res>): boolean;
+}
+
+export type Handlers<R extends { [K in keyof R]: { req: unknown; res: unknown; stream: boolean } }> = {
+  [M in keyof R]?: R[M]['stream'] extends true
+    ? (req: R[M]['req'], ctx: StreamContext<R[M]['res']>) => Promise<void>
+    : (req: R[M]['req'], ctx: CallContext) => Promise<Reply<R[M]['res']>>;
+};
+
+type UnaryHandler = ((req: unknown, ctx: CallContext) => Promise<unknown>) | undefined;
+type StreamHandler = ((req: unknown, ctx: StreamContext<unknown>) => Promise<void>) | undefined;
+
+export interface CriHandlers {
+  runtime: Handlers<RuntimeServiceRpc>;
+  image: Handlers<ImageServiceRpc>;
+}
+
+/** Observes every call: metrics hook in here. */
+export type CallObserver = (method: string, code: GrpcCode | 0, seconds: number) => void;
+
+function toStatus(e: unknown): Partial<grpc.StatusObject> {
+  const code = grpcCode(e);
+  const message = e instanceof Error ? e.message : String(e);
+  return { code: code as number as grpc.status, details: message };
+}
+
+export class CriServer {
+  private readonly server = new grpc.Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
+
+  constructor(
+    handlers: CriHandlers,
+    private readonly log: Logger,
+    private readonly observe: CallObserver = () => {},
+  ) {
+    for (const pkg of CRI_PACKAGES) {
+      this.add(pkg, 'RuntimeService', handlers.runtime as Record<string, unknown>);
+      this.add(pkg, 'ImageService', handlers.image as Record<string, unknown>);
+    }
+  }
+
+  private add(pkg: CriPackage, service: CriServiceName, handlers: Record<string, unknown>): void {
+    const def = serviceDefinition(pkg, service);
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const name of methodNames(service)) {
+      const fn = handlers[name] as ((req: unknown, ctx: never) => Promise<unknown>) | undefined;
+      impl[name] = def[name].responseStream ? this.wrapStream(pkg, name, fn as StreamHandler) : this.wrapUnary(pkg, name, fn as UnaryHandler);
+    }
+    this.server.addService(def, impl);
+  }
+
+  private finish(method: string, started: bigint, err: unknown): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const code = err === undefined ? 0 : grpcCode(err);
+    this.observe(method, code, seconds);
+    if (err === undefined) this.log.debug('cri call', { method, ms: +(seconds * 1e3).toFixed(3) });
+    else if (err instanceof SkiffError) this.log.debug('cri call failed', { method, ms: +(seconds * 1e3).toFixed(3), code: GrpcCode[code], error: err.message });
+    else this.log.error('cri call failed', { method, ms: +(seconds * 1e3).toFixed(3), error: err instanceof Error ? err.stack : String(err) });
+  }
+
+  private unimplemented(method: string): Error {
+    return new Unimplemented(`${method} is not implemented by skiff yet`);
+  }
+
+  private wrapUnary(pkg: CriPackage, method: string, fn?: (req: unknown, ctx: CallContext) => Promise<unknown>): grpc.handleUnaryCall<unknown, unknown> {
+    return (call, callback) => {
+      const started = process.hrtime.bigint();
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
+      const run = fn ? Promise.resolve().then(() => fn(call.request, { method, pkg, signal: abort.signal })) : Promise.reject(this.unimplemented(method));
+      run.then(
+        (res) => {
+          this.finish(method, started, undefined);
+          callback(null, res ?? {});
+        },
+        (err: unknown) => {
+          this.finish(method, started, err);
+          callback(toStatus(err));
+        },
+      );
+    };
+  }
+
+  private wrapStream(pkg: CriPackage, method: string, fn?: (req: unknown, ctx: StreamContext<unknown>) => Promise<void>): grpc.handleServerStreamingCall<unknown, unknown> {
+    return (call) => {
+      const started = process.hrtime.bigint();
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
+      const ctx: StreamContext<unknown> = { method, pkg, signal: abort.signal, write: (m) => call.write(m) };
+      const run = fn ? Promise.resolve().then(() => fn(call.request, ctx)) : Promise.reject(this.unimplemented(method));
+      run.then(
+        () => {
+          this.finish(method, started, undefined);
+          call.end();
+        },
+        (err: unknown) => {
+          this.finish(method, started, err);
+          if (!abort.signal.aborted) call.destroy(Object.assign(new Error(err instanceof Error ? err.message : String(err)), toStatus(err)));
+        },
+      );
+    };
+  }
+
+  /** Listen on a unix socket; a stale socket file from an earlier run is replaced. */
+  async listen(socketPath: string, mode: number): Promise<void> {
+    await fsp.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o711 });
+    await fsp.rm(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) =>
+      this.server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+    await fsp.chmod(socketPath, mode);
+  }
+
+  /** Stop accepting calls; calls under way get `graceMs` to finish. */
+  async close(graceMs = 2000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+}
