@@ -1,20 +1,46 @@
-// skiffd's wiring: builds the stores and services from the configuration, serves the CRI
-// socket, and stops without touching running pods (their shims outlive skiffd).
+// skiffd's wiring: builds the stores and services from the configuration, recovers pods
+// and containers, serves the CRI socket, and stops without touching running pods (their
+// shims outlive skiffd).
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import type { SkiffConfig } from './config';
+import { ContainerService } from './container/container_service';
 import { CriServer } from './cri/server';
 import { imageHandlers } from './cri/image';
+import * as ctr from './cri/runtime/container';
 import { runtimeConfig } from './cri/runtime/runtime_config';
+import * as pod from './cri/runtime/sandbox';
+import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
 import { ImageService } from './image/image_service';
 import { diskUsage } from './image/snapshotter';
 import type { Logger } from './log';
+import { CniNetwork } from './network/cni';
+import { SandboxService } from './sandbox/sandbox_service';
+
+const exists = (p: string) => fsp.access(p).then(() => true, () => false);
+
+/** The lowest oom_score_adj this host lets skiffd give a process: some hosts refuse any
+ * value below skiffd's own, even to root. */
+async function lowestOomScoreAdj(restrict: boolean): Promise<number> {
+  if (!restrict) return -1000;
+  const own = Number((await fsp.readFile('/proc/self/oom_score_adj', 'utf8')).trim());
+  if (own <= -1000) return -1000;
+  try {
+    await fsp.writeFile('/proc/self/oom_score_adj', String(own - 1));
+    await fsp.writeFile('/proc/self/oom_score_adj', String(own));
+    return -1000;
+  } catch {
+    return own;
+  }
+}
 
 export class Daemon {
   private constructor(
     readonly config: SkiffConfig,
     readonly images: ImageService,
+    readonly sandboxes: SandboxService,
+    readonly containers: ContainerService,
     private readonly server: CriServer,
     private readonly log: Logger,
   ) {}
@@ -22,6 +48,7 @@ export class Daemon {
   static async start(config: SkiffConfig, log: Logger): Promise<Daemon> {
     await fsp.mkdir(config.root, { recursive: true, mode: 0o711 });
     await fsp.mkdir(config.state, { recursive: true, mode: 0o711 });
+    let containers: ContainerService | undefined;
     const images = new ImageService({
       root: config.root,
       registry: {
@@ -30,26 +57,79 @@ export class Daemon {
         attempts: config['image.attempts'],
       },
       parallelLayers: config['image.parallel_layers'],
+      layersInUse: () => containers?.layersInUse() ?? new Set(),
       warn: (msg) => log.warn(msg),
     });
     await images.init();
+    const cni = new CniNetwork({
+      confDir: config['network.conf_dir'],
+      binDirs: config['network.bin_dirs'],
+      cacheDir: path.join(config.root, 'cni'),
+      pluginTimeoutMs: config['network.plugin_timeout_s'] * 1000,
+    });
+    if (config['network.write_default_config'] && (await cni.writeDefaultConfig({ podCidr: config['network.default_pod_cidr'] })))
+      log.info('wrote the default CNI network', { dir: config['network.conf_dir'], cidr: config['network.default_pod_cidr'] });
+    const shimBinary = config['shim.binary'] || path.resolve(__dirname, '../../shim/build/skiff-shim');
+    const sandboxes = new SandboxService({
+      root: config.root,
+      state: config.state,
+      shimBinary,
+      runtimeHandler: config['cri.runtime_handler'],
+      defaultCgroupParent: config['cri.cgroup_parent'],
+      cni,
+      log,
+    });
+    containers = new ContainerService({
+      root: config.root,
+      state: config.state,
+      images,
+      sandboxes,
+      log,
+      minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
+      stopTimeoutDefaultS: config['cri.stop_timeout_default_s'],
+      hostHasAppArmor: (await fsp.readFile('/sys/module/apparmor/parameters/enabled', 'utf8').catch(() => 'N')).trim() === 'Y',
+      hostHasSELinux: await exists('/sys/fs/selinux/enforce'),
+    });
+    await sandboxes.init();
+    await containers.init();
+
     const containersDir = path.join(config.root, 'snapshots', 'containers');
     const containerFs = async () => ({ mountpoint: containersDir, ...(await diskUsage(containersDir)) });
     const server = new CriServer(
       {
-        runtime: { Version: version(), RuntimeConfig: runtimeConfig() },
+        runtime: {
+          Version: version(),
+          RuntimeConfig: runtimeConfig(),
+          Status: status(cni, () => ({ root: config.root, state: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'] })),
+          UpdateRuntimeConfig: updateRuntimeConfig(cni),
+          RunPodSandbox: pod.runPodSandbox(sandboxes),
+          StopPodSandbox: pod.stopPodSandbox(sandboxes),
+          RemovePodSandbox: pod.removePodSandbox(sandboxes),
+          PodSandboxStatus: pod.podSandboxStatus(sandboxes, containers),
+          ListPodSandbox: pod.listPodSandbox(sandboxes),
+          CreateContainer: ctr.createContainer(containers),
+          StartContainer: ctr.startContainer(containers),
+          StopContainer: ctr.stopContainer(containers),
+          RemoveContainer: ctr.removeContainer(containers),
+          ContainerStatus: ctr.containerStatus(containers),
+          ListContainers: ctr.listContainers(containers),
+          UpdateContainerResources: ctr.updateContainerResources(containers),
+          ReopenContainerLog: ctr.reopenContainerLog(containers),
+          ExecSync: ctr.execSync(containers),
+        },
         image: imageHandlers(images, containerFs),
       },
       log,
     );
     await server.listen(config['cri.socket'], parseInt(config['cri.socket_mode'], 8));
-    log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state });
-    return new Daemon(config, images, server, log);
+    log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state, pods: sandboxes.list().length });
+    return new Daemon(config, images, sandboxes, containers, server, log);
   }
 
   /** Stop serving. Pods keep running: their shims do not depend on skiffd. */
   async stop(): Promise<void> {
     await this.server.close();
+    this.sandboxes.detach();
     await this.images.close();
     this.log.info('skiffd stopped');
   }

@@ -1,6 +1,6 @@
-// The few libc calls the image store needs that Node does not offer, called
-// directly through koffi (never through a shell): mknod, lsetxattr, and
-// mounting through the new mount API.
+// The few libc calls skiffd needs that Node does not offer, called directly through
+// koffi (never through a shell): mknod, lsetxattr, bind mounts, and mounting through
+// the new mount API.
 import { readSync } from 'fs';
 import koffi from 'koffi';
 
@@ -13,6 +13,7 @@ function bind() {
     lsetxattr: libc.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
     syscall: libc.func('long syscall(long nr, ...)'),
     umount2: libc.func('int umount2(const char *target, int flags)'),
+    mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
     close: libc.func('int close(int fd)'),
   };
 }
@@ -81,11 +82,15 @@ function fsContextMessages(fsfd: number): string {
   return out.join('; ');
 }
 
+export const MOUNT_ATTR_NOSUID = 0x2;
+export const MOUNT_ATTR_NODEV = 0x4;
+export const MOUNT_ATTR_NOEXEC = 0x8;
+
 /**
  * Mount a filesystem built from options at target: [key, value] pairs are
- * set as strings, [key] alone as a flag, in order.
+ * set as strings, [key] alone as a flag, in order; attrs are MOUNT_ATTR_* flags.
  */
-export function mountFs(fstype: string, target: string, options: ([string, string] | [string])[]): void {
+export function mountFs(fstype: string, target: string, options: ([string, string] | [string])[], attrs = 0): void {
   const sc = libc().syscall;
   const fsfd = Number(sc(SYS_fsopen, 'str', fstype, 'uint', FSOPEN_CLOEXEC));
   if (fsfd < 0) fail(`fsopen(${fstype})`, target);
@@ -104,7 +109,7 @@ export function mountFs(fstype: string, target: string, options: ([string, strin
       const errno = koffi.errno();
       throw Object.assign(new Error(`create ${fstype} for ${target}: errno ${errno} ${fsContextMessages(fsfd)}`), { errno });
     }
-    const mfd = Number(sc(SYS_fsmount, 'int', fsfd, 'uint', FSMOUNT_CLOEXEC, 'uint', 0));
+    const mfd = Number(sc(SYS_fsmount, 'int', fsfd, 'uint', FSMOUNT_CLOEXEC, 'uint', attrs));
     if (mfd < 0) fail(`fsmount(${fstype})`, target);
     try {
       if (Number(sc(SYS_move_mount, 'int', mfd, 'str', '', 'int', AT_FDCWD, 'str', target, 'uint', MOVE_MOUNT_F_EMPTY_PATH)) < 0)
@@ -115,6 +120,13 @@ export function mountFs(fstype: string, target: string, options: ([string, strin
   } finally {
     libc().close(fsfd);
   }
+}
+
+const MS_BIND = 0x1000;
+
+/** Bind-mount source (a file or directory) onto target, which must exist. */
+export function bindMount(source: string, target: string): void {
+  if (libc().mount(source, target, null, MS_BIND, null) !== 0) fail('mount --bind', `${source} -> ${target}`);
 }
 
 export function umount2(target: string, flags = 0): void {

@@ -1,0 +1,421 @@
+// Container lifecycle over the pod's shim: an OCI bundle (overlay rootfs + config.json
+// built from the CRI config and the image) per container, one durable record each,
+// exits recorded from the shim's events, and every step undone when create fails.
+import { randomBytes } from 'crypto';
+import { promises as fsp } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound } from '../errors';
+import type { ContainerConfig, LinuxContainerResources } from '../cri/gen/cri';
+import type { ImageService } from '../image/image_service';
+import type { Logger } from '../log';
+import { nowNs, PodRecord, SandboxService } from '../sandbox/sandbox_service';
+import type { ExitInfo, OciProcess } from '../shim/client';
+import { KeyedLock } from '../store/keyed_lock';
+import { RecordStore } from '../store/records';
+import type { Spec } from './oci';
+import { ociResources } from './resources';
+import { buildContainerSpec } from './spec';
+import { readPasswdDb } from './user';
+
+export type ContainerRunState = 'created' | 'running' | 'exited';
+
+export interface ContainerRecord {
+  id: string;
+  podId: string;
+  config: ContainerConfig;
+  imageId: string;
+  /** The repo digest the image was pulled by, else its id. */
+  imageRef: string;
+  chainIds: string[];
+  stopSignal: string;
+  state: ContainerRunState;
+  createdAt: number;
+  startedAt: number;
+  finishedAt: number;
+  exitCode: number;
+  reason: string;
+  message: string;
+  pid: number;
+  /** Absolute CRI log path, or '' when the pod has no log directory. */
+  logPath: string;
+  bundle: string;
+  user: { uid: number; gid: number; additionalGids: number[] };
+  resources: LinuxContainerResources | null;
+}
+
+const isContainerRecord = (v: unknown): v is ContainerRecord => {
+  const r = v as ContainerRecord;
+  return !!r && typeof r.id === 'string' && /^[a-f0-9]{64}$/.test(r.id) && typeof r.podId === 'string' && !!r.config && ['created', 'running', 'exited'].includes(r.state);
+};
+
+export interface ContainerServiceOptions {
+  root: string;
+  state: string;
+  images: ImageService;
+  sandboxes: SandboxService;
+  log: Logger;
+  /** The lowest oom_score_adj this host lets root set. */
+  minOomScoreAdj: number;
+  stopTimeoutDefaultS: number;
+  hostHasAppArmor: boolean;
+  hostHasSELinux: boolean;
+}
+
+const SIGNALS = os.constants.signals as Record<string, number>;
+
+/** "SIGQUIT", "QUIT", "3" -> 3; unknown or empty -> SIGTERM. */
+export function signalNumber(name: string): number {
+  if (!name) return SIGNALS.SIGTERM;
+  if (/^\d+$/.test(name)) return Number(name);
+  const n = name.toUpperCase();
+  return SIGNALS[n.startsWith('SIG') ? n : `SIG${n}`] ?? SIGNALS.SIGTERM;
+}
+
+function exitReason(e: ExitInfo): string {
+  if (e.reason === 'OOMKilled' || e.oomKilled) return 'OOMKilled';
+  return e.exitCode === 0 ? 'Completed' : 'Error';
+}
+
+export class ContainerService {
+  private readonly records: RecordStore<ContainerRecord>;
+  private readonly containers = new Map<string, ContainerRecord>();
+  private readonly names = new Map<string, string>();
+  private readonly exitWaiters = new Map<string, (() => void)[]>();
+  private readonly lock = new KeyedLock();
+
+  constructor(private readonly opts: ContainerServiceOptions) {
+    this.records = new RecordStore(path.join(opts.root, 'metadata', 'containers'), isContainerRecord, (m) => opts.log.warn(m));
+    opts.sandboxes.on('exit', (podId, e) => void this.onExit(podId, e));
+    opts.sandboxes.on('lost', (podId) => void this.onShimLost(podId));
+    opts.sandboxes.beforeStop = (podId) => this.stopAllInPod(podId);
+    opts.sandboxes.beforeRemove = (podId) => this.removeAllInPod(podId);
+  }
+
+  private nameKey(c: ContainerConfig, pod: PodRecord): string {
+    const m = pod.config.metadata!;
+    return `${c.metadata!.name}_${m.name}_${m.namespace}_${m.uid}_${c.metadata!.attempt}`;
+  }
+
+  /** Load records and reconcile them with what the pods' shims report. */
+  async init(): Promise<void> {
+    await this.records.init();
+    await fsp.mkdir(path.join(this.opts.state, 'containers'), { recursive: true, mode: 0o711 });
+    for (const r of (await this.records.all()).values()) {
+      this.containers.set(r.id, r);
+      const pod = this.opts.sandboxes.get(r.podId);
+      if (pod && r.config.metadata) this.names.set(this.nameKey(r.config, pod), r.id);
+    }
+    for (const pod of this.opts.sandboxes.list()) await this.reconcile(pod.id);
+    // Containers whose pod record is gone cannot run: report them exited.
+    for (const r of this.containers.values()) if (!this.opts.sandboxes.get(r.podId) && r.state !== 'exited') await this.markGone(r, 'pod sandbox record is gone');
+  }
+
+  /** Bring the records of a pod's containers in line with its shim (or its exit files). */
+  private async reconcile(podId: string): Promise<void> {
+    const shim = this.opts.sandboxes.shim(podId);
+    const mine = [...this.containers.values()].filter((c) => c.podId === podId && c.state !== 'exited');
+    if (mine.length === 0) return;
+    const live = shim ? new Map((await shim.list()).containers.map((s) => [s.id, s])) : new Map();
+    for (const r of mine) {
+      const s = live.get(r.id);
+      if (s && s.status !== 'stopped') {
+        if (s.status === 'running' && r.state !== 'running') await this.save({ ...r, state: 'running', pid: s.pid });
+        continue;
+      }
+      const exit = s?.exit ?? (await this.readExitFile(podId, r.id));
+      if (exit) await this.recordExit(r, exit);
+      else await this.markGone(r, shim ? 'container not found in its shim' : 'the pod shim is gone (host reboot or killed)');
+    }
+  }
+
+  private async readExitFile(podId: string, id: string): Promise<ExitInfo | undefined> {
+    const pod = this.opts.sandboxes.get(podId);
+    if (!pod) return undefined;
+    try {
+      return JSON.parse(await fsp.readFile(path.join(pod.dir, 'exits', `${id}.json`), 'utf8')) as ExitInfo;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async markGone(r: ContainerRecord, why: string): Promise<void> {
+    await this.save({ ...r, state: 'exited', finishedAt: r.finishedAt || nowNs(), exitCode: 255, reason: 'Unknown', message: why });
+    this.wakeWaiters(r.id);
+  }
+
+  private async save(r: ContainerRecord): Promise<void> {
+    this.containers.set(r.id, r);
+    await this.records.put(r.id, r);
+  }
+
+  private async recordExit(r: ContainerRecord, e: ExitInfo): Promise<void> {
+    if (r.state !== 'exited') {
+      await this.save({
+        ...r,
+        state: 'exited',
+        finishedAt: e.exitedAtNs || nowNs(),
+        exitCode: e.exitCode,
+        reason: exitReason(e),
+        message: r.message,
+        startedAt: r.startedAt || (r.state === 'created' ? 0 : r.startedAt),
+      });
+    }
+    this.wakeWaiters(r.id);
+  }
+
+  private wakeWaiters(id: string): void {
+    for (const w of this.exitWaiters.get(id) ?? []) w();
+    this.exitWaiters.delete(id);
+  }
+
+  private async onExit(podId: string, e: ExitInfo): Promise<void> {
+    const r = this.containers.get(e.id);
+    if (!r || r.podId !== podId) return; // an exec process, or not ours
+    await this.lock.run(`exit:${r.id}`, async () => {
+      const cur = this.containers.get(r.id);
+      if (cur) await this.recordExit(cur, e);
+    }).catch((err: Error) => this.opts.log.error('recording an exit failed', { container: r.id, error: err.message }));
+  }
+
+  private async onShimLost(podId: string): Promise<void> {
+    await this.reconcile(podId).catch((err: Error) => this.opts.log.error('reconciling after a lost shim failed', { pod: podId, error: err.message }));
+  }
+
+  /** Resolves once the container is recorded exited, or after timeoutMs (false). */
+  private waitExited(id: string, timeoutMs: number): Promise<boolean> {
+    const r = this.containers.get(id);
+    if (!r || r.state === 'exited') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        const list = this.exitWaiters.get(id) ?? [];
+        this.exitWaiters.set(id, list.filter((w) => w !== done));
+        resolve(false);
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(t);
+        resolve(true);
+      };
+      this.exitWaiters.set(id, [...(this.exitWaiters.get(id) ?? []), done]);
+    });
+  }
+
+  get(id: string): ContainerRecord | undefined {
+    const exact = this.containers.get(id);
+    if (exact || !id) return exact;
+    const hits = [...this.containers.keys()].filter((k) => k.startsWith(id));
+    return hits.length === 1 ? this.containers.get(hits[0]) : undefined;
+  }
+
+  mustGet(id: string): ContainerRecord {
+    if (!id) throw new InvalidArgument('container_id is required');
+    const r = this.get(id);
+    if (!r) throw new NotFound(`container "${id}" not found`);
+    return r;
+  }
+
+  list(): ContainerRecord[] {
+    return [...this.containers.values()];
+  }
+
+  async create(podId: string, config: ContainerConfig | null, sandboxConfig: unknown): Promise<ContainerRecord> {
+    if (!config) throw new InvalidArgument('config is required');
+    if (!config.metadata?.name) throw new InvalidArgument('config.metadata.name is required');
+    if (!config.image?.image) throw new InvalidArgument('config.image.image is required');
+    void sandboxConfig; // kubelet resends the pod's config; the record holds the one it ran with
+    const pod = this.opts.sandboxes.requireReady(podId);
+    const image = this.opts.images.find(config.image.image);
+    if (!image) throw new NotFound(`image "${config.image.image}" not found`);
+    let logPath = '';
+    if (config.log_path) {
+      if (path.isAbsolute(config.log_path) || config.log_path.split('/').includes('..'))
+        throw new InvalidArgument(`log_path "${config.log_path}" must be relative to the pod's log_directory, without ".."`);
+      if (pod.config.log_directory) logPath = path.join(pod.config.log_directory, config.log_path);
+    }
+    const key = this.nameKey(config, pod);
+    const clash = this.names.get(key);
+    if (clash) throw new AlreadyExists(`container name "${key}" is reserved by ${clash}`);
+    const id = randomBytes(32).toString('hex');
+    this.names.set(key, id);
+    const bundle = path.join(this.opts.state, 'containers', id);
+    const rootfs = path.join(bundle, 'rootfs');
+    const undo: (() => Promise<unknown>)[] = [async () => this.names.delete(key)];
+    try {
+      await fsp.mkdir(rootfs, { recursive: true, mode: 0o711 });
+      undo.push(() => fsp.rm(bundle, { recursive: true, force: true }));
+      await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs);
+      undo.push(() => this.opts.images.snapshots.removeRootfs(id, rootfs));
+      if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
+      const spec = await buildContainerSpec({
+        containerId: id,
+        config,
+        sandboxConfig: pod.config,
+        image: image.config,
+        imageName: config.image.image,
+        rootfsPath: rootfs,
+        passwd: await readPasswdDb(rootfs),
+        pod: {
+          id: pod.id,
+          namespaces: pod.namespaces,
+          hostNetwork: pod.hostNetwork,
+          hostsPath: pod.hostsPath,
+          resolvConfPath: pod.resolvConfPath,
+          hostnamePath: pod.hostnamePath,
+          shmPath: pod.shmPath,
+          cgroupParent: pod.cgroupParent,
+        },
+        restrictOomScoreAdj: this.opts.minOomScoreAdj,
+        hostHasAppArmor: this.opts.hostHasAppArmor,
+        hostHasSELinux: this.opts.hostHasSELinux,
+      });
+      await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      const shim = this.opts.sandboxes.shim(pod.id);
+      if (!shim) throw new FailedPrecondition(`pod sandbox ${pod.id} is not ready`);
+      const created = await shim.create({ id, bundle, logPath: logPath || undefined, stdin: config.stdin, stdinOnce: config.stdin_once });
+      undo.push(() => shim.delete({ id, force: true }));
+      const user = spec.process?.user ?? { uid: 0, gid: 0 };
+      const r: ContainerRecord = {
+        id,
+        podId: pod.id,
+        config,
+        imageId: image.id,
+        imageRef: image.repoDigests[0] ?? image.id,
+        chainIds: image.chainIds,
+        stopSignal: image.config.stopSignal ?? '',
+        state: 'created',
+        createdAt: nowNs(),
+        startedAt: 0,
+        finishedAt: 0,
+        exitCode: 0,
+        reason: '',
+        message: '',
+        pid: created.pid,
+        logPath,
+        bundle,
+        user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
+        resources: config.linux?.resources ?? null,
+      };
+      await this.save(r);
+      return r;
+    } catch (e) {
+      for (const u of undo.reverse()) await u().catch((err: Error) => this.opts.log.warn('undo of a failed create failed', { container: id, error: err.message }));
+      throw e;
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    const found = this.mustGet(id);
+    await this.lock.run(found.id, async () => {
+      const r = this.containers.get(found.id)!;
+      if (r.state !== 'created') throw new FailedPrecondition(`container ${r.id} is ${r.state}, not created`);
+      const shim = this.opts.sandboxes.shim(r.podId);
+      if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} of container ${r.id} is not ready`);
+      try {
+        const s = await shim.start({ id: r.id });
+        const cur = this.containers.get(r.id)!;
+        // A process that exits at once may have been recorded exited already.
+        if (cur.state === 'created') await this.save({ ...cur, state: 'running', startedAt: nowNs(), pid: s.pid });
+        else await this.save({ ...cur, startedAt: cur.startedAt || nowNs() });
+      } catch (e) {
+        await this.save({ ...r, state: 'exited', finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (e as Error).message });
+        throw e;
+      }
+    });
+  }
+
+  /** Stop with the image's STOPSIGNAL (or SIGTERM), SIGKILL after timeoutS.
+   * An exited or unknown container is not an error. */
+  async stop(id: string, timeoutS: number): Promise<void> {
+    const found = this.get(id);
+    if (!found) return;
+    await this.lock.run(found.id, () => this.doStop(found.id, timeoutS));
+  }
+
+  private async doStop(id: string, timeoutS: number): Promise<void> {
+    const r = this.containers.get(id);
+    if (!r || r.state === 'exited') return;
+    const shim = this.opts.sandboxes.shim(r.podId);
+    if (!shim) {
+      await this.reconcile(r.podId);
+      return;
+    }
+    if (r.state === 'created') {
+      // Never started: nothing to signal gracefully.
+      await shim.kill({ id, signal: SIGNALS.SIGKILL, all: true }).catch(() => {});
+    } else if (timeoutS > 0) {
+      await shim.kill({ id, signal: signalNumber(r.stopSignal) }).catch(() => {});
+      if (await this.waitExited(id, timeoutS * 1000)) return;
+    }
+    await shim.kill({ id, signal: SIGNALS.SIGKILL, all: true }).catch(() => {});
+    const e = await shim.wait({ id });
+    const cur = this.containers.get(id);
+    if (cur) await this.recordExit(cur, e);
+  }
+
+  /** Remove a container (killing it if it runs); unknown ids succeed. */
+  async remove(id: string): Promise<void> {
+    const found = this.get(id);
+    if (!found) return;
+    await this.lock.run(found.id, async () => {
+      const r = this.containers.get(found.id);
+      if (!r) return;
+      if (r.state !== 'exited') await this.doStop(r.id, 0);
+      const shim = this.opts.sandboxes.shim(r.podId);
+      if (shim) await shim.delete({ id: r.id, force: true }).catch((e: Error) => this.opts.log.warn('shim delete failed', { container: r.id, error: e.message }));
+      await this.opts.images.snapshots.removeRootfs(r.id, path.join(r.bundle, 'rootfs'));
+      await fsp.rm(r.bundle, { recursive: true, force: true });
+      await this.records.delete(r.id);
+      this.containers.delete(r.id);
+      for (const [k, v] of this.names) if (v === r.id) this.names.delete(k);
+    });
+  }
+
+  private async stopAllInPod(podId: string): Promise<void> {
+    await Promise.all(this.list().filter((c) => c.podId === podId).map((c) => this.stop(c.id, 0)));
+  }
+
+  private async removeAllInPod(podId: string): Promise<void> {
+    await Promise.all(this.list().filter((c) => c.podId === podId).map((c) => this.remove(c.id)));
+  }
+
+  /** Chain ids of every container's rootfs: image GC keeps them. */
+  layersInUse(): Set<string> {
+    return new Set(this.list().flatMap((c) => c.chainIds));
+  }
+
+  private requireRunning(id: string): { r: ContainerRecord; shim: NonNullable<ReturnType<SandboxService['shim']>> } {
+    const r = this.mustGet(id);
+    const shim = this.opts.sandboxes.shim(r.podId);
+    if (r.state !== 'running' || !shim) throw new FailedPrecondition(`container ${r.id} is not running (${r.state})`);
+    return { r, shim };
+  }
+
+  /** The container's process settings (user, env, caps ...) with other args: what exec runs. */
+  private async execProcess(r: ContainerRecord, args: string[]): Promise<OciProcess> {
+    const spec = JSON.parse(await fsp.readFile(path.join(r.bundle, 'config.json'), 'utf8')) as Spec;
+    return { ...(spec.process as unknown as OciProcess), args, terminal: false };
+  }
+
+  async execSync(id: string, cmd: string[], timeoutS: number): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
+    if (cmd.length === 0) throw new InvalidArgument('cmd is required');
+    const { r, shim } = this.requireRunning(id);
+    const res = await shim.execSync({ id: r.id, process: await this.execProcess(r, cmd), timeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined });
+    if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutS}s`);
+    return { stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode };
+  }
+
+  async updateResources(id: string, resources: LinuxContainerResources | null): Promise<void> {
+    const r = this.mustGet(id);
+    if (!resources) return;
+    if (r.state === 'exited') throw new FailedPrecondition(`container ${r.id} has exited`);
+    const shim = this.opts.sandboxes.shim(r.podId);
+    if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} is not ready`);
+    await shim.update({ id: r.id, resources: ociResources(resources, this.opts.minOomScoreAdj) as Record<string, unknown> });
+    await this.save({ ...this.containers.get(r.id)!, resources });
+  }
+
+  async reopenLog(id: string): Promise<void> {
+    const { r, shim } = this.requireRunning(id);
+    await shim.reopenLog({ id: r.id });
+  }
+}

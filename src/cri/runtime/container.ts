@@ -1,0 +1,81 @@
+// CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+// ListContainers, UpdateContainerResources, ReopenContainerLog, ExecSync.
+import type { ContainerService } from '../../container/container_service';
+import type {
+  ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ExecSyncRequest, ExecSyncResponse,
+  ListContainersRequest, ListContainersResponse, RemoveContainerRequest, ReopenContainerLogRequest, StartContainerRequest,
+  StopContainerRequest, UpdateContainerResourcesRequest,
+} from '../gen/cri';
+import type { Reply } from '../server';
+import { containerState, matchesLabels, toContainer, toContainerStatus } from './convert';
+
+export function createContainer(containers: ContainerService) {
+  return async (req: CreateContainerRequest): Promise<Reply<CreateContainerResponse>> => ({
+    container_id: (await containers.create(req.pod_sandbox_id, req.config, req.sandbox_config)).id,
+  });
+}
+
+export function startContainer(containers: ContainerService) {
+  return async (req: StartContainerRequest): Promise<Reply<object>> => {
+    await containers.start(req.container_id);
+    return {};
+  };
+}
+
+export function stopContainer(containers: ContainerService) {
+  return async (req: StopContainerRequest): Promise<Reply<object>> => {
+    await containers.stop(req.container_id, req.timeout);
+    return {};
+  };
+}
+
+export function removeContainer(containers: ContainerService) {
+  return async (req: RemoveContainerRequest): Promise<Reply<object>> => {
+    await containers.remove(req.container_id);
+    return {};
+  };
+}
+
+export function containerStatus(containers: ContainerService) {
+  return async (req: ContainerStatusRequest): Promise<Reply<ContainerStatusResponse>> => {
+    const r = containers.mustGet(req.container_id);
+    const info: Record<string, string> = {};
+    if (req.verbose) info.info = JSON.stringify({ pid: r.pid, bundle: r.bundle, chainIds: r.chainIds, config: r.config });
+    return { status: toContainerStatus(r), info };
+  };
+}
+
+export function listContainers(containers: ContainerService) {
+  return async (req: ListContainersRequest): Promise<Reply<ListContainersResponse>> => {
+    const f = req.filter;
+    const list = containers
+      .list()
+      .filter((r) => !f || !f.id || r.id.startsWith(f.id))
+      .filter((r) => !f || !f.pod_sandbox_id || r.podId.startsWith(f.pod_sandbox_id))
+      .filter((r) => !f?.state || containerState(r) === f.state.state)
+      .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
+      .sort((a, b) => a.createdAt - b.createdAt);
+    return { containers: list.map(toContainer) };
+  };
+}
+
+export function updateContainerResources(containers: ContainerService) {
+  return async (req: UpdateContainerResourcesRequest): Promise<Reply<object>> => {
+    await containers.updateResources(req.container_id, req.linux);
+    return {};
+  };
+}
+
+export function reopenContainerLog(containers: ContainerService) {
+  return async (req: ReopenContainerLogRequest): Promise<Reply<object>> => {
+    await containers.reopenLog(req.container_id);
+    return {};
+  };
+}
+
+export function execSync(containers: ContainerService) {
+  return async (req: ExecSyncRequest): Promise<Reply<ExecSyncResponse>> => {
+    const r = await containers.execSync(req.container_id, req.cmd, req.timeout);
+    return { stdout: r.stdout, stderr: r.stderr, exit_code: r.exitCode };
+  };
+}

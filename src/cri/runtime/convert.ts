@@ -1,0 +1,91 @@
+// Pod and container records -> CRI messages, and the label-selector matching that the
+// List calls share.
+import type { ContainerRecord } from '../../container/container_service';
+import type { PodRecord } from '../../sandbox/sandbox_service';
+import { ContainerState, NamespaceMode, PodSandboxState } from '../gen/cri';
+import type { Container, ContainerStatus, PodSandbox, PodSandboxStatus } from '../gen/cri';
+import type { Reply } from '../server';
+
+export const podState = (r: PodRecord) => (r.state === 'ready' ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY);
+
+export const containerState = (r: ContainerRecord) =>
+  r.state === 'created' ? ContainerState.CONTAINER_CREATED : r.state === 'running' ? ContainerState.CONTAINER_RUNNING : ContainerState.CONTAINER_EXITED;
+
+export function matchesLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+export function toPodSandbox(r: PodRecord): Reply<PodSandbox> {
+  return {
+    id: r.id,
+    metadata: r.config.metadata,
+    state: podState(r),
+    created_at: r.createdAt,
+    labels: r.config.labels,
+    annotations: r.config.annotations,
+    runtime_handler: r.runtimeHandler,
+  };
+}
+
+export function toPodSandboxStatus(r: PodRecord): Reply<PodSandboxStatus> {
+  const ns = r.config.linux?.security_context?.namespace_options;
+  return {
+    id: r.id,
+    metadata: r.config.metadata,
+    state: podState(r),
+    created_at: r.createdAt,
+    network: { ip: r.ips[0] ?? '', additional_ips: r.ips.slice(1).map((ip) => ({ ip })) },
+    linux: {
+      namespaces: {
+        options: {
+          network: r.hostNetwork ? NamespaceMode.NODE : NamespaceMode.POD,
+          pid: r.pidMode,
+          ipc: r.ipcMode,
+          target_id: '',
+          userns_options: ns?.userns_options ?? null,
+        },
+      },
+    },
+    labels: r.config.labels,
+    annotations: r.config.annotations,
+    runtime_handler: r.runtimeHandler,
+  };
+}
+
+export function toContainer(r: ContainerRecord): Reply<Container> {
+  return {
+    id: r.id,
+    pod_sandbox_id: r.podId,
+    metadata: r.config.metadata,
+    image: { image: r.config.image?.image ?? '', annotations: r.config.image?.annotations ?? {} },
+    image_ref: r.imageRef,
+    image_id: r.imageId,
+    state: containerState(r),
+    created_at: r.createdAt,
+    labels: r.config.labels,
+    annotations: r.config.annotations,
+  };
+}
+
+export function toContainerStatus(r: ContainerRecord): Reply<ContainerStatus> {
+  return {
+    id: r.id,
+    metadata: r.config.metadata,
+    state: containerState(r),
+    created_at: r.createdAt,
+    started_at: r.startedAt,
+    finished_at: r.finishedAt,
+    exit_code: r.exitCode,
+    image: { image: r.config.image?.image ?? '', annotations: r.config.image?.annotations ?? {} },
+    image_ref: r.imageRef,
+    image_id: r.imageId,
+    reason: r.reason,
+    message: r.message,
+    labels: r.config.labels,
+    annotations: r.config.annotations,
+    mounts: r.config.mounts,
+    log_path: r.logPath,
+    resources: r.resources ? { linux: r.resources } : null,
+    user: { linux: { uid: r.user.uid, gid: r.user.gid, supplemental_groups: r.user.additionalGids } },
+  };
+}

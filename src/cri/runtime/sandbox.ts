@@ -1,0 +1,65 @@
+// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+import type { ContainerService } from '../../container/container_service';
+import type { SandboxService } from '../../sandbox/sandbox_service';
+import type {
+  ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
+  RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest,
+} from '../gen/cri';
+import type { Reply } from '../server';
+import { matchesLabels, podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './convert';
+
+export function runPodSandbox(pods: SandboxService) {
+  return async (req: RunPodSandboxRequest): Promise<Reply<RunPodSandboxResponse>> => ({
+    pod_sandbox_id: (await pods.run(req.config, req.runtime_handler)).id,
+  });
+}
+
+export function stopPodSandbox(pods: SandboxService) {
+  return async (req: StopPodSandboxRequest): Promise<Reply<object>> => {
+    await pods.stop(req.pod_sandbox_id);
+    return {};
+  };
+}
+
+export function removePodSandbox(pods: SandboxService) {
+  return async (req: RemovePodSandboxRequest): Promise<Reply<object>> => {
+    await pods.remove(req.pod_sandbox_id);
+    return {};
+  };
+}
+
+export function podSandboxStatus(pods: SandboxService, containers: ContainerService) {
+  return async (req: PodSandboxStatusRequest): Promise<Reply<PodSandboxStatusResponse>> => {
+    const r = pods.mustGet(req.pod_sandbox_id);
+    const info: Record<string, string> = {};
+    if (req.verbose) {
+      info.info = JSON.stringify({
+        pid: r.infraPid,
+        namespaces: r.namespaces,
+        netns: r.netnsPath,
+        cgroupParent: r.cgroupParent,
+        runtimeHandler: r.runtimeHandler,
+        config: r.config,
+      });
+    }
+    return {
+      status: toPodSandboxStatus(r),
+      info,
+      containers_statuses: containers.list().filter((c) => c.podId === r.id).map(toContainerStatus),
+      timestamp: Date.now() * 1e6,
+    };
+  };
+}
+
+export function listPodSandbox(pods: SandboxService) {
+  return async (req: ListPodSandboxRequest): Promise<Reply<ListPodSandboxResponse>> => {
+    const f = req.filter;
+    const items = pods
+      .list()
+      .filter((r) => !f || !f.id || r.id.startsWith(f.id))
+      .filter((r) => !f?.state || podState(r) === f.state.state)
+      .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
+      .sort((a, b) => a.createdAt - b.createdAt);
+    return { items: items.map(toPodSandbox) };
+  };
+}

@@ -1,0 +1,352 @@
+// CNI plugin invocation for pods (CNI spec 1.0 / 0.4 conflists): ADD in order with each
+// result chained as prevResult, DEL in reverse, CHECK; the result and the config used
+// are cached per pod (as libcni does) so DEL after a restart of skiffd undoes exactly
+// what ADD did. A default bridge network is written when the conf dir has none.
+import { spawn } from 'child_process';
+import { randomBytes } from 'crypto';
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import { Internal, InvalidArgument } from '../errors';
+
+export interface CniOptions {
+  confDir: string;
+  binDirs: string[];
+  /** Results of ADD per pod, for DEL and CHECK later. */
+  cacheDir: string;
+  ifName?: string;
+  pluginTimeoutMs?: number;
+}
+
+export interface PortMapping {
+  protocol: 'tcp' | 'udp' | 'sctp';
+  containerPort: number;
+  hostPort: number;
+  hostIp?: string;
+}
+
+export interface PodNetworkRequest {
+  id: string;
+  name: string;
+  namespace: string;
+  uid: string;
+  netnsPath: string;
+  portMappings?: PortMapping[];
+  cgroupParent?: string;
+}
+
+export interface PodIp {
+  address: string;
+  family: 4 | 6;
+  gateway?: string;
+}
+
+export interface NetworkResult {
+  ips: PodIp[];
+  raw: CniResult;
+}
+
+interface CniResult {
+  cniVersion?: string;
+  interfaces?: { name: string; mac?: string; sandbox?: string }[];
+  ips?: { address: string; gateway?: string; interface?: number; version?: string }[];
+  [k: string]: unknown;
+}
+
+type PluginConf = { type: string; capabilities?: Record<string, boolean>; [k: string]: unknown };
+interface NetworkList {
+  cniVersion: string;
+  name: string;
+  plugins: PluginConf[];
+  /** The file it came from. */
+  file: string;
+}
+
+interface CacheEntry {
+  list: NetworkList;
+  result: CniResult;
+  ifName: string;
+  runtimeConfig: Record<string, unknown>;
+  args: string;
+}
+
+export const DEFAULT_CONFIG_NAME = '10-skiff-bridge.conflist';
+
+const versionAtLeast = (v: string, want: string) => {
+  const a = v.split('.').map(Number);
+  const b = want.split('.').map(Number);
+  for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0);
+  return true;
+};
+
+export class CniNetwork {
+  private cached: { file: string; mtimeMs: number; list: NetworkList } | undefined;
+  private readonly ifName: string;
+
+  constructor(private readonly opts: CniOptions) {
+    this.ifName = opts.ifName ?? 'eth0';
+  }
+
+  /** The first config file in lexical order (.conflist, .conf, .json), parsed; cached by mtime. */
+  private async load(): Promise<NetworkList | undefined> {
+    let names: string[];
+    try {
+      names = (await fsp.readdir(this.opts.confDir)).filter((n) => /\.(conflist|conf|json)$/.test(n)).sort();
+    } catch {
+      return undefined;
+    }
+    for (const n of names) {
+      const file = path.join(this.opts.confDir, n);
+      let st;
+      try {
+        st = await fsp.stat(file);
+      } catch {
+        continue;
+      }
+      if (this.cached && this.cached.file === file && this.cached.mtimeMs === st.mtimeMs) return this.cached.list;
+      const list = parseNetworkConfig(await fsp.readFile(file, 'utf8'), file);
+      this.cached = { file, mtimeMs: st.mtimeMs, list };
+      return list;
+    }
+    return undefined;
+  }
+
+  private async findPlugin(type: string): Promise<string | undefined> {
+    if (!/^[A-Za-z0-9_.-]+$/.test(type)) return undefined;
+    for (const d of this.opts.binDirs) {
+      const p = path.join(d, type);
+      try {
+        await fsp.access(p, 1);
+        return p;
+      } catch {
+        /* next dir */
+      }
+    }
+    return undefined;
+  }
+
+  async status(): Promise<{ ready: boolean; reason?: string; message?: string }> {
+    let list: NetworkList | undefined;
+    try {
+      list = await this.load();
+    } catch (e) {
+      return { ready: false, reason: 'NetworkPluginNotReady', message: (e as Error).message };
+    }
+    if (!list) return { ready: false, reason: 'NetworkPluginNotReady', message: `no CNI network config in ${this.opts.confDir}` };
+    for (const p of list.plugins) {
+      if (!(await this.findPlugin(p.type))) return { ready: false, reason: 'NetworkPluginNotReady', message: `CNI plugin "${p.type}" of ${list.file} not found in ${this.opts.binDirs.join(', ')}` };
+    }
+    return { ready: true };
+  }
+
+  /** Write skiff's bridge network when the conf dir holds no config at all. */
+  async writeDefaultConfig(o: { podCidr: string; podCidrV6?: string; bridge?: string; name?: string; ipamDataDir?: string }): Promise<boolean> {
+    await fsp.mkdir(this.opts.confDir, { recursive: true, mode: 0o755 });
+    if (await this.load().catch(() => undefined)) return false;
+    const names = await fsp.readdir(this.opts.confDir);
+    if (names.some((n) => /\.(conflist|conf|json)$/.test(n))) return false; // a broken config is the operator's
+    await this.writeDefault(o);
+    return true;
+  }
+
+  private async writeDefault(o: { podCidr: string; podCidrV6?: string; bridge?: string; name?: string; ipamDataDir?: string }): Promise<void> {
+    const ranges = [[{ subnet: o.podCidr }]];
+    if (o.podCidrV6) ranges.push([{ subnet: o.podCidrV6 }]);
+    const conf = {
+      cniVersion: '1.0.0',
+      name: o.name ?? 'skiff',
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: o.bridge ?? 'skiff0',
+          isGateway: true,
+          ipMasq: true,
+          hairpinMode: true,
+          ipam: {
+            type: 'host-local',
+            ranges,
+            routes: [{ dst: '0.0.0.0/0' }, ...(o.podCidrV6 ? [{ dst: '::/0' }] : [])],
+            ...(o.ipamDataDir ? { dataDir: o.ipamDataDir } : {}),
+          },
+        },
+        { type: 'portmap', capabilities: { portMappings: true }, snat: true },
+      ],
+    };
+    const file = path.join(this.opts.confDir, DEFAULT_CONFIG_NAME);
+    const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+    await fsp.writeFile(tmp, JSON.stringify(conf, null, 2) + '\n', { mode: 0o644 });
+    await fsp.rename(tmp, file);
+  }
+
+  /** UpdateRuntimeConfig: a new pod CIDR rewrites skiff's own default network only. */
+  async updatePodCidr(cidr: string): Promise<void> {
+    const parts = cidr.split(',').map((c) => c.trim()).filter(Boolean);
+    for (const c of parts) if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(c)) throw new InvalidArgument(`pod_cidr "${c}" is not a CIDR`);
+    const list = await this.load().catch(() => undefined);
+    if (!list || path.basename(list.file) !== DEFAULT_CONFIG_NAME) return;
+    const bridge = list.plugins.find((p) => p.type === 'bridge') as (PluginConf & { bridge?: string; ipam?: { ranges?: { subnet: string }[][]; dataDir?: string } }) | undefined;
+    const current = (bridge?.ipam?.ranges ?? []).map((r) => r[0]?.subnet).join(',');
+    const v4 = parts.find((p) => p.includes('.'));
+    const v6 = parts.find((p) => p.includes(':'));
+    if (!v4 || current === parts.join(',')) return;
+    await this.writeDefault({ podCidr: v4, podCidrV6: v6, bridge: bridge?.bridge, name: list.name, ipamDataDir: bridge?.ipam?.dataDir });
+  }
+
+  private cacheFile(id: string): string {
+    if (!/^[A-Za-z0-9_.-]+$/.test(id)) throw new InvalidArgument(`bad pod id "${id}"`);
+    return path.join(this.opts.cacheDir, `${id}.json`);
+  }
+
+  private async exec(cmd: 'ADD' | 'DEL' | 'CHECK', plugin: PluginConf, list: NetworkList, e: { id: string; netns: string; args: string; ifName: string; runtimeConfig: Record<string, unknown>; prevResult?: CniResult }): Promise<CniResult | undefined> {
+    const bin = await this.findPlugin(plugin.type);
+    if (!bin) throw new Internal(`CNI ${cmd} for pod ${e.id}: plugin "${plugin.type}" not found in ${this.opts.binDirs.join(', ')}`);
+    const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
+    const caps = plugin.capabilities ?? {};
+    const rc = Object.fromEntries(Object.entries(e.runtimeConfig).filter(([k]) => caps[k]));
+    if (Object.keys(rc).length) conf.runtimeConfig = rc;
+    delete conf.capabilities;
+    if (e.prevResult) conf.prevResult = e.prevResult;
+    const env = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_COMMAND: cmd,
+      CNI_CONTAINERID: e.id,
+      CNI_NETNS: e.netns,
+      CNI_IFNAME: e.ifName,
+      CNI_ARGS: e.args,
+      CNI_PATH: this.opts.binDirs.join(':'),
+    };
+    const { code, stdout, stderr } = await run(bin, env, JSON.stringify(conf), this.opts.pluginTimeoutMs ?? 60_000);
+    if (code !== 0) {
+      let msg = stderr.trim() || `exit status ${code}`;
+      try {
+        const err = JSON.parse(stdout) as { code?: number; msg?: string; details?: string };
+        if (err.msg) msg = `${err.msg}${err.details ? `: ${err.details}` : ''}`;
+      } catch {
+        /* not JSON: stderr says it */
+      }
+      throw new Internal(`CNI ${cmd} for pod ${e.id}: plugin ${plugin.type} failed: ${msg}`);
+    }
+    if (cmd !== 'ADD') return undefined;
+    try {
+      return JSON.parse(stdout) as CniResult;
+    } catch {
+      throw new Internal(`CNI ADD for pod ${e.id}: plugin ${plugin.type} printed no JSON result`);
+    }
+  }
+
+  /** ADD the pod to the network; on failure what was added is deleted again. */
+  async setUp(pod: PodNetworkRequest): Promise<NetworkResult> {
+    const list = await this.load();
+    if (!list) throw new Internal(`CNI: no network config in ${this.opts.confDir}`);
+    const args = `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.id};K8S_POD_UID=${pod.uid}`;
+    const runtimeConfig: Record<string, unknown> = {};
+    if (pod.portMappings?.length) runtimeConfig.portMappings = pod.portMappings;
+    if (pod.cgroupParent) runtimeConfig.cgroupPath = pod.cgroupParent;
+    const e = { id: pod.id, netns: pod.netnsPath, args, ifName: this.ifName, runtimeConfig };
+    let prev: CniResult | undefined;
+    const done: PluginConf[] = [];
+    try {
+      for (const p of list.plugins) {
+        prev = (await this.exec('ADD', p, list, { ...e, prevResult: prev })) ?? prev;
+        done.push(p);
+      }
+    } catch (err) {
+      for (const p of [...list.plugins].reverse()) await this.exec('DEL', p, list, { ...e, prevResult: prev }).catch(() => {});
+      throw err;
+    }
+    const result = prev ?? {};
+    await fsp.mkdir(this.opts.cacheDir, { recursive: true, mode: 0o700 });
+    const entry: CacheEntry = { list, result, ifName: this.ifName, runtimeConfig, args };
+    const tmp = `${this.cacheFile(pod.id)}.tmp`;
+    await fsp.writeFile(tmp, JSON.stringify(entry), { mode: 0o600 });
+    await fsp.rename(tmp, this.cacheFile(pod.id));
+    return { ips: podIps(result, this.ifName), raw: result };
+  }
+
+  private async readCache(id: string): Promise<CacheEntry | undefined> {
+    try {
+      return JSON.parse(await fsp.readFile(this.cacheFile(id), 'utf8')) as CacheEntry;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** DEL in reverse order with the cached config and result; idempotent, and fine
+   * when the netns is already gone. */
+  async tearDown(id: string, netnsPath?: string): Promise<void> {
+    const cached = await this.readCache(id);
+    const list = cached?.list ?? (await this.load().catch(() => undefined));
+    if (!list) return;
+    if (!cached) {
+      // Nothing was ever added for this pod (or its cache is gone): DEL is still safe,
+      // but only when the plugins can run.
+      if (!(await this.status()).ready) return;
+    }
+    let netns = netnsPath ?? '';
+    if (netns) {
+      try {
+        await fsp.access(netns);
+      } catch {
+        netns = '';
+      }
+    }
+    const e = { id, netns, args: cached?.args ?? 'IgnoreUnknown=1', ifName: cached?.ifName ?? this.ifName, runtimeConfig: cached?.runtimeConfig ?? {}, prevResult: cached?.result };
+    for (const p of [...list.plugins].reverse()) await this.exec('DEL', p, list, e);
+    await fsp.rm(this.cacheFile(id), { force: true });
+  }
+
+  async check(id: string, netnsPath: string): Promise<void> {
+    const cached = await this.readCache(id);
+    if (!cached || !versionAtLeast(cached.list.cniVersion, '0.4.0')) return;
+    for (const p of cached.list.plugins)
+      await this.exec('CHECK', p, cached.list, { id, netns: netnsPath, args: cached.args, ifName: cached.ifName, runtimeConfig: cached.runtimeConfig, prevResult: cached.result });
+  }
+}
+
+export function parseNetworkConfig(text: string, file: string): NetworkList {
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new InvalidArgument(`CNI config ${file}: ${(e as Error).message}`);
+  }
+  const name = doc.name;
+  if (typeof name !== 'string' || !name) throw new InvalidArgument(`CNI config ${file}: no "name"`);
+  const cniVersion = typeof doc.cniVersion === 'string' ? doc.cniVersion : '0.4.0';
+  let plugins: PluginConf[];
+  if (Array.isArray(doc.plugins)) plugins = doc.plugins as PluginConf[];
+  else if (typeof doc.type === 'string') plugins = [doc as PluginConf];
+  else throw new InvalidArgument(`CNI config ${file}: neither "plugins" nor "type"`);
+  if (plugins.length === 0 || plugins.some((p) => !p || typeof p.type !== 'string')) throw new InvalidArgument(`CNI config ${file}: every plugin needs a "type"`);
+  return { cniVersion, name, plugins, file };
+}
+
+/** The pod interface's addresses (prefix dropped), IPv4 first. */
+function podIps(r: CniResult, ifName: string): PodIp[] {
+  const podIf = (r.interfaces ?? []).findIndex((i) => i.name === ifName && i.sandbox);
+  const ips = (r.ips ?? []).filter((ip) => ip.interface === undefined || podIf < 0 || ip.interface === podIf);
+  return ips.map((ip) => {
+    const address = ip.address.split('/')[0];
+    return { address, family: address.includes(':') ? 6 : 4, gateway: ip.gateway } as PodIp;
+  });
+}
+
+function run(bin: string, env: Record<string, string>, stdin: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(t);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr: signal === 'SIGKILL' ? `killed after ${timeoutMs} ms` : stderr });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(stdin);
+  });
+}

@@ -1,0 +1,358 @@
+// Pod lifecycle: a shim per pod holds the pod's namespaces; skiffd bind-mounts the
+// netns, runs CNI, writes hosts/resolv.conf/hostname, mounts /dev/shm, and keeps one
+// durable record per pod. Failed runs undo every step; stop and remove are idempotent;
+// after a restart every pod is found again through its shim's socket.
+import { randomBytes } from 'crypto';
+import { EventEmitter } from 'events';
+import { promises as fsp } from 'fs';
+import * as path from 'path';
+import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../errors';
+import { NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
+import { MNT_DETACH, mountFs, umount2 } from '../image/libc';
+import type { Logger } from '../log';
+import type { CniNetwork } from '../network/cni';
+import { bindNetns, unbindNetns } from '../network/netns';
+import { ExitInfo, NamespaceName, ShimClient } from '../shim/client';
+import { KeyedLock } from '../store/keyed_lock';
+import { RecordStore } from '../store/records';
+import { hostnameFile, hostsFile, resolvConf } from './pod_files';
+import { checkSysctls } from './sysctls';
+
+export type PodState = 'ready' | 'notready';
+
+export interface PodRecord {
+  id: string;
+  config: PodSandboxConfig;
+  runtimeHandler: string;
+  /** Nanoseconds since the epoch. */
+  createdAt: number;
+  state: PodState;
+  hostNetwork: boolean;
+  pidMode: NamespaceMode;
+  ipcMode: NamespaceMode;
+  /** /proc/<infra>/ns/<type> of the namespaces the pod owns. */
+  namespaces: Partial<Record<NamespaceName, string>>;
+  infraPid: number;
+  /** The netns bind mount CNI ran in; '' for host-network pods. */
+  netnsPath: string;
+  ips: string[];
+  cgroupParent: string;
+  /** Runtime dir of the pod: the shim's state dir and the files below. */
+  dir: string;
+  hostsPath: string;
+  resolvConfPath: string;
+  hostnamePath: string;
+  /** A tmpfs for /dev/shm, or '' when the pod uses the host's IPC namespace. */
+  shmPath: string;
+}
+
+const isPodRecord = (v: unknown): v is PodRecord => {
+  const r = v as PodRecord;
+  return !!r && typeof r.id === 'string' && /^[a-f0-9]{64}$/.test(r.id) && !!r.config && typeof r.dir === 'string' && (r.state === 'ready' || r.state === 'notready');
+};
+
+export interface SandboxServiceOptions {
+  root: string;
+  state: string;
+  shimBinary: string;
+  runtimeHandler: string;
+  defaultCgroupParent: string;
+  cni: CniNetwork;
+  log: Logger;
+}
+
+export interface SandboxEvents {
+  exit: (podId: string, exit: ExitInfo) => void;
+  /** A pod's shim went away (killed): its containers are gone. */
+  lost: (podId: string) => void;
+}
+
+export declare interface SandboxService {
+  on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): this;
+  emit<E extends keyof SandboxEvents>(event: E, ...args: Parameters<SandboxEvents[E]>): boolean;
+}
+
+const nameKey = (m: { name: string; namespace: string; uid: string; attempt: number }) => `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
+export const nowNs = () => Date.now() * 1e6;
+
+/** Undo steps of a half-done operation, run newest first. */
+class Undo {
+  private steps: { what: string; fn: () => Promise<void> | void }[] = [];
+  push(what: string, fn: () => Promise<void> | void): void {
+    this.steps.push({ what, fn });
+  }
+  async run(log: Logger): Promise<void> {
+    for (const s of this.steps.reverse()) {
+      try {
+        await s.fn();
+      } catch (e) {
+        log.warn('undo step failed', { step: s.what, error: (e as Error).message });
+      }
+    }
+    this.steps = [];
+  }
+}
+
+export class SandboxService extends EventEmitter {
+  private readonly records: RecordStore<PodRecord>;
+  private readonly pods = new Map<string, PodRecord>();
+  private readonly shims = new Map<string, ShimClient>();
+  private readonly names = new Map<string, string>();
+  readonly lock = new KeyedLock();
+  /** Called before a pod stops (its containers are stopped first) and before removal. */
+  beforeStop: (podId: string) => Promise<void> = async () => {};
+  beforeRemove: (podId: string) => Promise<void> = async () => {};
+
+  constructor(private readonly opts: SandboxServiceOptions) {
+    super();
+    this.records = new RecordStore(path.join(opts.root, 'metadata', 'pods'), isPodRecord, (m) => opts.log.warn(m));
+  }
+
+  /** Load the records and reconnect to every live shim. */
+  async init(): Promise<void> {
+    await this.records.init();
+    await fsp.mkdir(path.join(this.opts.state, 'pods'), { recursive: true, mode: 0o711 });
+    await fsp.mkdir(path.join(this.opts.state, 'netns'), { recursive: true, mode: 0o711 });
+    for (const r of (await this.records.all()).values()) {
+      this.pods.set(r.id, r);
+      const m = r.config.metadata;
+      if (m) this.names.set(nameKey(m), r.id);
+      if (r.state !== 'ready') continue;
+      try {
+        await this.attachShim(r.id, await ShimClient.connect(path.join(r.dir, 'shim.sock')));
+      } catch {
+        this.opts.log.warn('pod shim gone: pod is not ready', { pod: r.id });
+        await this.save({ ...r, state: 'notready' });
+      }
+    }
+  }
+
+  private async attachShim(id: string, shim: ShimClient): Promise<void> {
+    shim.on('exit', (e) => this.emit('exit', id, e));
+    shim.on('lost', () => {
+      this.shims.delete(id);
+      const r = this.pods.get(id);
+      this.opts.log.warn('lost the connection to a pod shim', { pod: id });
+      if (r && r.state === 'ready') void this.save({ ...r, state: 'notready' }).catch(() => {});
+      this.emit('lost', id);
+    });
+    await shim.subscribe();
+    this.shims.set(id, shim);
+  }
+
+  private async save(r: PodRecord): Promise<void> {
+    await this.records.put(r.id, r);
+    this.pods.set(r.id, r);
+  }
+
+  /** A pod by full id or unique id prefix. */
+  get(id: string): PodRecord | undefined {
+    const exact = this.pods.get(id);
+    if (exact || !id) return exact;
+    const hits = [...this.pods.keys()].filter((k) => k.startsWith(id));
+    return hits.length === 1 ? this.pods.get(hits[0]) : undefined;
+  }
+
+  mustGet(id: string): PodRecord {
+    if (!id) throw new InvalidArgument('pod_sandbox_id is required');
+    const r = this.get(id);
+    if (!r) throw new NotFound(`pod sandbox "${id}" not found`);
+    return r;
+  }
+
+  list(): PodRecord[] {
+    return [...this.pods.values()];
+  }
+
+  shim(id: string): ShimClient | undefined {
+    return this.shims.get(id);
+  }
+
+  async run(config: PodSandboxConfig | null, runtimeHandler: string): Promise<PodRecord> {
+    if (!config) throw new InvalidArgument('config is required');
+    const m = config.metadata;
+    if (!m || !m.name || !m.namespace || !m.uid) throw new InvalidArgument('config.metadata needs name, namespace and uid');
+    if (runtimeHandler && runtimeHandler !== this.opts.runtimeHandler)
+      throw new InvalidArgument(`runtime handler "${runtimeHandler}" is not configured (skiff serves "${this.opts.runtimeHandler}" and the default "")`);
+    const sc = config.linux?.security_context ?? null;
+    const ns = sc?.namespace_options ?? null;
+    const hostNetwork = ns?.network === NamespaceMode.NODE;
+    const pidMode = ns?.pid ?? NamespaceMode.CONTAINER;
+    const ipcMode = ns?.ipc ?? NamespaceMode.POD;
+    if (pidMode === NamespaceMode.TARGET) throw new InvalidArgument('namespace_options.pid: TARGET is for containers, not pods');
+    checkSysctls(config.linux?.sysctls ?? {}, { hostNetwork, hostIpc: ipcMode === NamespaceMode.NODE });
+    if (config.log_directory && !path.isAbsolute(config.log_directory)) throw new InvalidArgument(`log_directory "${config.log_directory}" must be an absolute path`);
+    const userns = ns?.userns_options ?? null;
+    if (userns && userns.mode === NamespaceMode.POD && (userns.uids.length === 0 || userns.gids.length === 0))
+      throw new InvalidArgument('userns_options: mode POD needs uid and gid mappings');
+    if (userns && userns.mode !== NamespaceMode.POD && userns.mode !== NamespaceMode.NODE)
+      throw new InvalidArgument(`userns_options: mode ${NamespaceMode[userns.mode]} is not supported for pods`);
+    const cgroupParent = config.linux?.cgroup_parent || this.opts.defaultCgroupParent;
+    if (!cgroupParent.startsWith('/') || cgroupParent.split('/').includes('..')) throw new InvalidArgument(`cgroup_parent "${cgroupParent}" must be an absolute cgroup path without ".."`);
+
+    const key = nameKey(m);
+    const clash = this.names.get(key);
+    if (clash) throw new AlreadyExists(`pod sandbox name "${key}" is reserved by ${clash}`);
+    const id = randomBytes(32).toString('hex');
+    this.names.set(key, id);
+    const undo = new Undo();
+    undo.push('release name', () => void this.names.delete(key));
+    try {
+      return await this.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroupParent }, undo));
+    } catch (e) {
+      await undo.run(this.opts.log);
+      throw e;
+    }
+  }
+
+  private async doRun(
+    id: string,
+    config: PodSandboxConfig,
+    runtimeHandler: string,
+    o: { hostNetwork: boolean; pidMode: NamespaceMode; ipcMode: NamespaceMode; cgroupParent: string },
+    undo: Undo,
+  ): Promise<PodRecord> {
+    const dir = path.join(this.opts.state, 'pods', id);
+    await fsp.mkdir(dir, { mode: 0o711 });
+    undo.push('remove pod dir', () => fsp.rm(dir, { recursive: true, force: true }));
+    const r: PodRecord = {
+      id,
+      config,
+      runtimeHandler,
+      createdAt: nowNs(),
+      state: 'ready',
+      hostNetwork: o.hostNetwork,
+      pidMode: o.pidMode,
+      ipcMode: o.ipcMode,
+      namespaces: {},
+      infraPid: 0,
+      netnsPath: '',
+      ips: [],
+      cgroupParent: o.cgroupParent,
+      dir,
+      hostsPath: path.join(dir, 'hosts'),
+      resolvConfPath: path.join(dir, 'resolv.conf'),
+      hostnamePath: path.join(dir, 'hostname'),
+      shmPath: '',
+    };
+    await fsp.writeFile(r.hostsPath, await hostsFile(o.hostNetwork), { mode: 0o644 });
+    await fsp.writeFile(r.resolvConfPath, await resolvConf(config.dns_config), { mode: 0o644 });
+    await fsp.writeFile(r.hostnamePath, hostnameFile(config.hostname || config.metadata!.name, o.hostNetwork), { mode: 0o644 });
+    if (o.ipcMode !== NamespaceMode.NODE) {
+      r.shmPath = path.join(dir, 'shm');
+      await fsp.mkdir(r.shmPath, { mode: 0o1777 });
+      mountFs('tmpfs', r.shmPath, [['source', 'shm'], ['size', '64m'], ['mode', '1777']]);
+      undo.push('unmount shm', () => umount2(r.shmPath, MNT_DETACH));
+    }
+
+    const shim = await ShimClient.spawn({ binary: this.opts.shimBinary, stateDir: dir });
+    undo.push('shut the shim down', () => shim.shutdown());
+    const userns = config.linux?.security_context?.namespace_options?.userns_options;
+    const pod = await shim.pod({
+      hostname: o.hostNetwork ? undefined : config.hostname || config.metadata!.name,
+      network: o.hostNetwork ? 'host' : 'new',
+      uts: o.hostNetwork ? 'host' : 'new',
+      ipc: o.ipcMode === NamespaceMode.NODE ? 'host' : 'new',
+      pid: o.pidMode === NamespaceMode.POD ? 'new' : 'host',
+      userns:
+        userns && userns.mode === NamespaceMode.POD
+          ? {
+              uidMappings: userns.uids.map((u) => ({ containerID: u.container_id, hostID: u.host_id, size: u.length })),
+              gidMappings: userns.gids.map((g) => ({ containerID: g.container_id, hostID: g.host_id, size: g.length })),
+            }
+          : null,
+      sysctls: config.linux?.sysctls ?? {},
+    });
+    r.infraPid = pod.pid;
+    r.namespaces = pod.namespaces;
+    await this.attachShim(id, shim);
+    undo.push('forget the shim', () => void this.shims.delete(id));
+
+    if (!o.hostNetwork) {
+      r.netnsPath = path.join(this.opts.state, 'netns', id);
+      await bindNetns(`/proc/${pod.pid}/ns/net`, r.netnsPath);
+      undo.push('unbind netns', () => unbindNetns(r.netnsPath));
+      undo.push('CNI DEL', () => this.opts.cni.tearDown(id, r.netnsPath));
+      const net = await this.opts.cni.setUp({
+        id,
+        name: config.metadata!.name,
+        namespace: config.metadata!.namespace,
+        uid: config.metadata!.uid,
+        netnsPath: r.netnsPath,
+        portMappings: config.port_mappings.map((p) => ({
+          protocol: (['tcp', 'udp', 'sctp'] as const)[p.protocol] ?? 'tcp',
+          containerPort: p.container_port,
+          hostPort: p.host_port,
+          hostIp: p.host_ip || undefined,
+        })).filter((p) => p.hostPort > 0),
+        cgroupParent: o.cgroupParent,
+      });
+      r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
+    }
+    await this.save(r);
+    return r;
+  }
+
+  /** Stop: containers first (beforeStop), then the network, the shim and /dev/shm.
+   * The record stays, NOTREADY. A second stop, or a stop of an unknown pod, succeeds. */
+  async stop(id: string): Promise<void> {
+    const found = this.get(id);
+    if (!found) return;
+    await this.lock.run(found.id, async () => {
+      const r = this.pods.get(found.id);
+      if (!r) return;
+      await this.beforeStop(r.id);
+      if (r.netnsPath || !r.hostNetwork) await this.opts.cni.tearDown(r.id, r.netnsPath || undefined);
+      if (r.netnsPath) await unbindNetns(r.netnsPath);
+      const shim = this.shims.get(r.id);
+      if (shim) {
+        this.shims.delete(r.id);
+        shim.removeAllListeners('lost');
+        await shim.shutdown().catch((e: Error) => this.opts.log.warn('shim shutdown failed', { pod: r.id, error: e.message }));
+      }
+      if (r.shmPath) unmountQuietly(r.shmPath);
+      if (r.state !== 'notready') await this.save({ ...r, state: 'notready' });
+    });
+  }
+
+  /** Remove a pod and everything it holds; unknown ids succeed, as kubelet expects. */
+  async remove(id: string): Promise<void> {
+    const found = this.get(id);
+    if (!found) return;
+    await this.stop(found.id);
+    await this.lock.run(found.id, async () => {
+      const r = this.pods.get(found.id);
+      if (!r) return;
+      await this.beforeRemove(r.id);
+      await fsp.rm(r.dir, { recursive: true, force: true });
+      await this.records.delete(r.id);
+      this.pods.delete(r.id);
+      const m = r.config.metadata;
+      if (m && this.names.get(nameKey(m)) === r.id) this.names.delete(nameKey(m));
+    });
+  }
+
+  /** Let go of shims without stopping them (skiffd shutting down). */
+  detach(): void {
+    for (const s of this.shims.values()) {
+      s.removeAllListeners('lost');
+      s.close();
+    }
+    this.shims.clear();
+  }
+
+  requireReady(id: string): PodRecord {
+    const r = this.mustGet(id);
+    if (r.state !== 'ready' || !this.shims.get(r.id)) throw new FailedPrecondition(`pod sandbox ${r.id} is not ready`);
+    return r;
+  }
+}
+
+function unmountQuietly(target: string): void {
+  try {
+    umount2(target, MNT_DETACH);
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).errno;
+    if (errno !== 22 && errno !== 2) throw e; // not mounted, or gone
+  }
+}
