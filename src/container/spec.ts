@@ -307,7 +307,8 @@ export async function buildContainerSpec(input: ContainerSpecInput): Promise<Spe
       ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
     },
     root: { path: 'rootfs', readonly: readonlyRootfs },
-    hostname,
+    // A host-network container has the host's UTS namespace: its hostname is not ours to set.
+    ...(pod.hostNetwork ? {} : { hostname }),
     mounts: all,
     annotations: {
       ...config.annotations,

@@ -1,0 +1,341 @@
+// The CRI RuntimeService of a real skiffd, over gRPC: pods, containers, ExecSync, status
+// codes, security contexts, bad input and recovery after skiffd is killed.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { ServiceError } from '@grpc/grpc-js';
+import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
+import { CgroupDriver, ContainerState, NamespaceMode, PodSandboxState } from '../../src/cri/gen/cri';
+import type { Reply } from '../../src/cri/server';
+import { busyboxLayer } from '../fixtures/images';
+import { TestNetwork } from '../fixtures/network';
+import { TestRegistry } from '../fixtures/registry';
+import { TestSkiffd } from '../fixtures/skiffd';
+
+const code = async (p: Promise<unknown>): Promise<number> => {
+  try {
+    await p;
+  } catch (e) {
+    return (e as ServiceError).code;
+  }
+  return 0;
+};
+const OK = 0;
+const INVALID_ARGUMENT = 3;
+const DEADLINE_EXCEEDED = 4;
+const NOT_FOUND = 5;
+const ALREADY_EXISTS = 6;
+
+let seq = 0;
+
+describe('CRI RuntimeService (skiffd over gRPC)', function () {
+  this.timeout(120_000);
+  let reg: TestRegistry;
+  let skiffd: TestSkiffd;
+  let net: TestNetwork;
+  let logDir: string;
+
+  const podConfig = (over: Reply<PodSandboxConfig> = {}): Reply<PodSandboxConfig> => {
+    const n = ++seq;
+    return { metadata: { name: `pod${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 }, hostname: `pod${n}`, log_directory: path.join(logDir, `pod${n}`), linux: {}, ...over };
+  };
+  const runPod = async (over: Reply<PodSandboxConfig> = {}) => {
+    const config = podConfig(over);
+    const { pod_sandbox_id } = await skiffd.client.runtime('RunPodSandbox', { config });
+    return { id: pod_sandbox_id, config };
+  };
+  const ctrConfig = (name: string, over: Reply<ContainerConfig> = {}): Reply<ContainerConfig> => ({
+    metadata: { name, attempt: 0 },
+    image: { image: 'busybox' },
+    command: ['sleep', '1000'],
+    log_path: `${name}.log`,
+    ...over,
+  });
+  const startCtr = async (pod: { id: string; config: Reply<PodSandboxConfig> }, name: string, over: Reply<ContainerConfig> = {}) => {
+    const c = skiffd.client;
+    const { container_id } = await c.runtime('CreateContainer', { pod_sandbox_id: pod.id, config: ctrConfig(name, over), sandbox_config: pod.config });
+    await c.runtime('StartContainer', { container_id });
+    return container_id;
+  };
+  const exec = async (id: string, cmd: string[]) => {
+    const r = await skiffd.client.runtime('ExecSync', { container_id: id, cmd, timeout: 10 });
+    return { out: Buffer.from(r.stdout).toString(), err: Buffer.from(r.stderr).toString(), code: r.exit_code };
+  };
+  const waitState = async (id: string, state: ContainerState) => {
+    for (let i = 0; i < 200; i++) {
+      const st = await skiffd.client.runtime('ContainerStatus', { container_id: id });
+      if (st.status?.state === state) return st.status;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`container ${id} never reached ${ContainerState[state]}`);
+  };
+
+  before(async () => {
+    reg = await TestRegistry.start();
+    const work = fs.mkdtempSync('/tmp/skiff-rt-');
+    try {
+      await reg.pushImage('library/busybox', 'latest', [busyboxLayer(work)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin', 'FROM_IMAGE=1'] });
+      await reg.pushImage('library/busybox', 'user', [busyboxLayer(work)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'], User: 'app', StopSignal: 'SIGUSR1' });
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+    skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+    net = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
+    logDir = path.join(skiffd.dir, 'logs');
+    skiffd.mirror('docker.io', reg.host);
+    await skiffd.client.image('PullImage', { image: { image: 'busybox' } });
+    await skiffd.client.image('PullImage', { image: { image: 'busybox:user' } });
+  });
+  after(async () => {
+    await skiffd?.cleanup();
+    net?.remove();
+    await reg?.stop();
+  });
+
+  it('reports RuntimeReady and NetworkReady', async () => {
+    const st = await skiffd.client.runtime('Status', {});
+    const cond = Object.fromEntries(st.status!.conditions.map((c) => [c.type, c.status]));
+    assert.deepEqual(cond, { RuntimeReady: true, NetworkReady: true });
+    assert.equal((await skiffd.client.runtime('RuntimeConfig', {})).linux?.cgroup_driver, CgroupDriver.CGROUPFS);
+  });
+
+  it('runs a pod with an IP on the bridge, its hostname, and reports it', async () => {
+    const pod = await runPod({ labels: { app: 'web' }, annotations: { a: 'b' } });
+    const st = await skiffd.client.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id, verbose: true });
+    assert.equal(st.status?.state, PodSandboxState.SANDBOX_READY);
+    assert.ok(st.status?.network?.ip.startsWith(net.prefix + '.'), st.status?.network?.ip);
+    assert.deepEqual(st.status?.labels, { app: 'web' });
+    assert.deepEqual(st.status?.metadata, pod.config.metadata);
+    assert.ok(JSON.parse(st.info.info).pid > 0);
+    const id = await startCtr(pod, 'web');
+    const r = await exec(id, ['sh', '-c', 'hostname; cat /etc/hostname; ip -4 addr show eth0 | grep -o "inet [0-9.]*"']);
+    assert.equal(r.out, `${pod.config.hostname}\n${pod.config.hostname}\ninet ${st.status?.network?.ip}\n`);
+    assert.equal(st.status?.linux?.namespaces?.options?.network, NamespaceMode.POD);
+  });
+
+  it('reserves pod and container names: the second gets ALREADY_EXISTS', async () => {
+    const pod = await runPod();
+    assert.equal(await code(skiffd.client.runtime('RunPodSandbox', { config: pod.config })), ALREADY_EXISTS);
+    const cfg = ctrConfig('dup');
+    await skiffd.client.runtime('CreateContainer', { pod_sandbox_id: pod.id, config: cfg, sandbox_config: pod.config });
+    assert.equal(await code(skiffd.client.runtime('CreateContainer', { pod_sandbox_id: pod.id, config: cfg, sandbox_config: pod.config })), ALREADY_EXISTS);
+  });
+
+  it('merges the image config with the CRI config and logs in the CRI format', async () => {
+    const pod = await runPod();
+    const id = await startCtr(pod, 'env', { command: ['sh', '-c', 'echo "$FROM_IMAGE $MINE $(pwd)"; echo oops >&2'], envs: [{ key: 'MINE', value: 'x' }], working_dir: '/tmp' });
+    const st = await waitState(id, ContainerState.CONTAINER_EXITED);
+    assert.equal(st.exit_code, 0);
+    assert.equal(st.reason, 'Completed');
+    assert.ok(st.finished_at >= st.started_at && st.started_at >= st.created_at && st.created_at > 0);
+    const log = fs.readFileSync(path.join(pod.config.log_directory!, 'env.log'), 'utf8').trim().split('\n');
+    assert.equal(log.length, 2);
+    assert.match(log.find((l) => l.includes(' stdout '))!, /^\S+Z stdout F 1 x \/tmp$/);
+    assert.match(log.find((l) => l.includes(' stderr '))!, /^\S+Z stderr F oops$/);
+  });
+
+  it('reports a non-zero exit as Error with its code', async () => {
+    const pod = await runPod();
+    const id = await startCtr(pod, 'fail', { command: ['sh', '-c', 'exit 3'] });
+    const st = await waitState(id, ContainerState.CONTAINER_EXITED);
+    assert.equal(st.exit_code, 3);
+    assert.equal(st.reason, 'Error');
+  });
+
+  it('runs ExecSync with stdout, stderr and exit code, and times it out', async () => {
+    const pod = await runPod();
+    const id = await startCtr(pod, 'ex');
+    assert.deepEqual(await exec(id, ['sh', '-c', 'echo out; echo err >&2; exit 3']), { out: 'out\n', err: 'err\n', code: 3 });
+    const t = Date.now();
+    assert.equal(await code(skiffd.client.runtime('ExecSync', { container_id: id, cmd: ['sleep', '30'], timeout: 1 })), DEADLINE_EXCEEDED);
+    assert.ok(Date.now() - t < 10_000);
+    assert.equal(await code(skiffd.client.runtime('ExecSync', { container_id: id, cmd: [], timeout: 1 })), INVALID_ARGUMENT);
+  });
+
+  it("stops with the image's STOPSIGNAL, then SIGKILL after the timeout", async () => {
+    const pod = await runPod();
+    // The image stops with SIGUSR1, which this process reports and survives.
+    const id = await startCtr(pod, 'sig', { image: { image: 'busybox:user' }, command: ['sh', '-c', 'trap "echo got-usr1" USR1; while true; do sleep 0.1; done'] });
+    await new Promise((r) => setTimeout(r, 300));
+    const t = Date.now();
+    await skiffd.client.runtime('StopContainer', { container_id: id, timeout: 1 });
+    assert.ok(Date.now() - t >= 900, 'waited for the timeout');
+    const st = await waitState(id, ContainerState.CONTAINER_EXITED);
+    assert.equal(st.exit_code, 137);
+    assert.match(fs.readFileSync(path.join(pod.config.log_directory!, 'sig.log'), 'utf8'), /got-usr1/);
+    await skiffd.client.runtime('StopContainer', { container_id: id, timeout: 1 });
+  });
+
+  it('lists pods and containers with id, state, pod and label filters', async () => {
+    const c = skiffd.client;
+    const pod = await runPod({ labels: { tier: 'list' } });
+    const a = await startCtr(pod, 'la', { labels: { k: 'a' } });
+    const { container_id: b } = await c.runtime('CreateContainer', { pod_sandbox_id: pod.id, config: ctrConfig('lb', { labels: { k: 'b' } }), sandbox_config: pod.config });
+    const pods = await c.runtime('ListPodSandbox', { filter: { label_selector: { tier: 'list' } } });
+    assert.deepEqual(pods.items.map((p) => p.id), [pod.id]);
+    assert.deepEqual((await c.runtime('ListPodSandbox', { filter: { id: pod.id.slice(0, 12) } })).items.map((p) => p.id), [pod.id]);
+    const ids = async (filter: object) => (await c.runtime('ListContainers', { filter })).containers.map((x) => x.id).sort();
+    assert.deepEqual(await ids({ pod_sandbox_id: pod.id }), [a, b].sort());
+    assert.deepEqual(await ids({ pod_sandbox_id: pod.id, state: { state: ContainerState.CONTAINER_RUNNING } }), [a]);
+    assert.deepEqual(await ids({ pod_sandbox_id: pod.id, state: { state: ContainerState.CONTAINER_CREATED } }), [b]);
+    assert.deepEqual(await ids({ label_selector: { k: 'b' } }), [b]);
+    assert.deepEqual(await ids({ id: a.slice(0, 10) }), [a]);
+    const listed = (await c.runtime('ListContainers', { filter: { id: a } })).containers[0];
+    assert.equal(listed.pod_sandbox_id, pod.id);
+    assert.match(listed.image_ref, /^docker\.io\/library\/busybox@sha256:/);
+  });
+
+  it('stops and removes pods idempotently, unknown ids included, leaving nothing behind', async () => {
+    const c = skiffd.client;
+    const pod = await runPod();
+    const id = await startCtr(pod, 'gone');
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    assert.equal((await c.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id })).status?.state, PodSandboxState.SANDBOX_NOTREADY);
+    assert.equal((await c.runtime('ContainerStatus', { container_id: id })).status?.state, ContainerState.CONTAINER_EXITED);
+    await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    assert.equal(await code(c.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id })), NOT_FOUND);
+    assert.equal(await code(c.runtime('ContainerStatus', { container_id: id })), NOT_FOUND);
+    assert.ok(!fs.existsSync(path.join(skiffd.state, 'pods', pod.id)));
+    assert.ok(!fs.existsSync(path.join(skiffd.state, 'containers', id)));
+    assert.ok(!fs.existsSync(path.join(skiffd.state, 'netns', pod.id)));
+    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(pod.id));
+    for (const call of [
+      c.runtime('StopPodSandbox', { pod_sandbox_id: 'f'.repeat(64) }),
+      c.runtime('RemovePodSandbox', { pod_sandbox_id: 'f'.repeat(64) }),
+      c.runtime('StopContainer', { container_id: 'f'.repeat(64), timeout: 1 }),
+      c.runtime('RemoveContainer', { container_id: 'f'.repeat(64) }),
+    ])
+      assert.equal(await code(call), OK);
+  });
+
+  it('answers bad input with INVALID_ARGUMENT or NOT_FOUND and leaves no state', async () => {
+    const c = skiffd.client;
+    const pod = await runPod();
+    const before = fs.readdirSync(path.join(skiffd.state, 'containers')).length;
+    const create = (config: Reply<ContainerConfig>, podId = pod.id) => code(c.runtime('CreateContainer', { pod_sandbox_id: podId, config, sandbox_config: pod.config }));
+    assert.equal(await code(c.runtime('RunPodSandbox', {})), INVALID_ARGUMENT);
+    assert.equal(await code(c.runtime('RunPodSandbox', { config: { metadata: { name: 'x' } } })), INVALID_ARGUMENT);
+    assert.equal(await code(c.runtime('RunPodSandbox', { config: podConfig(), runtime_handler: 'nope' })), INVALID_ARGUMENT);
+    assert.equal(await code(c.runtime('RunPodSandbox', { config: podConfig({ linux: { sysctls: { 'kernel.hostname': 'x' } } }) })), INVALID_ARGUMENT);
+    assert.equal(await code(c.runtime('RunPodSandbox', { config: podConfig({ linux: { sysctls: { 'net.ipv4.ip_forward': '1+kernel.x=1' } } }) })), INVALID_ARGUMENT);
+    assert.equal(await code(c.runtime('PodSandboxStatus', { pod_sandbox_id: 'nope' })), NOT_FOUND);
+    assert.equal(await create(ctrConfig('x'), 'f'.repeat(64)), NOT_FOUND);
+    assert.equal(await create({ image: { image: 'busybox' } }), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { image: { image: 'nothere' } })), NOT_FOUND);
+    assert.equal(await create(ctrConfig('x', { log_path: '../../etc/evil.log' })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { mounts: [{ container_path: 'rel', host_path: '/tmp' }] })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { mounts: [{ container_path: '/a', host_path: '/tmp/../etc' }] })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { linux: { security_context: { run_as_user: { value: 2 ** 32 } } } })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { linux: { security_context: { run_as_group: { value: 1 } } } })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { linux: { security_context: { run_as_username: 'nobody-here' } } })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { linux: { security_context: { capabilities: { add_capabilities: ['CAP_FLY'] } } } })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { linux: { security_context: { privileged: true } } })), INVALID_ARGUMENT);
+    assert.equal(await create(ctrConfig('x', { command: ['/no/such/binary'] })), 13);
+    assert.equal(fs.readdirSync(path.join(skiffd.state, 'containers')).length, before, 'no bundle left by a failed create');
+    assert.equal((await c.runtime('ListContainers', { filter: { pod_sandbox_id: pod.id } })).containers.length, 0);
+    assert.equal(await code(c.runtime('StartContainer', { container_id: 'nope' })), NOT_FOUND);
+    assert.equal(await code(c.runtime('ContainerStatus', { container_id: '' })), INVALID_ARGUMENT);
+  });
+
+  it('applies the container security context: user, groups, caps, read-only rootfs', async () => {
+    const pod = await runPod();
+    const user = await startCtr(pod, 'user', { image: { image: 'busybox:user' } });
+    assert.equal((await exec(user, ['id', '-u'])).out, '1000\n');
+    assert.deepEqual((await exec(user, ['id', '-G'])).out.trim().split(' ').sort(), ['1000', '2000']);
+    const st = await skiffd.client.runtime('ContainerStatus', { container_id: user });
+    assert.deepEqual(st.status?.user?.linux, { uid: 1000, gid: 1000, supplemental_groups: [1000, 2000] });
+    const sc = await startCtr(pod, 'sc', {
+      linux: { security_context: { run_as_user: { value: 0 }, supplemental_groups: [1234], readonly_rootfs: true, capabilities: { drop_capabilities: ['ALL'], add_capabilities: ['NET_ADMIN'] } } },
+    });
+    assert.match((await exec(sc, ['id', '-G'])).out, /\b1234\b/);
+    assert.match((await exec(sc, ['grep', 'CapEff', '/proc/self/status'])).out, /CapEff:\s+0000000000001000\n/);
+    assert.notEqual((await exec(sc, ['touch', '/x'])).code, 0, 'rootfs is read-only');
+    assert.equal((await exec(sc, ['touch', '/dev/shm/x'])).code, 0, '/dev/shm is writable');
+  });
+
+  it('applies seccomp RuntimeDefault, and none for a nil profile', async () => {
+    const pod = await runPod();
+    const def = await startCtr(pod, 'sd', { linux: { security_context: { seccomp: { profile_type: 0 } } } });
+    assert.match((await exec(def, ['grep', 'Seccomp:', '/proc/self/status'])).out, /Seccomp:\s+2/);
+    const none = await startCtr(pod, 'sn', {});
+    assert.match((await exec(none, ['grep', 'Seccomp:', '/proc/self/status'])).out, /Seccomp:\s+0/);
+  });
+
+  it('runs host-network pods in the host network namespace', async () => {
+    const pod = await runPod({ linux: { security_context: { namespace_options: { network: NamespaceMode.NODE } } } });
+    const id = await startCtr(pod, 'hostnet', { linux: { security_context: { namespace_options: { network: NamespaceMode.NODE } } } });
+    const inside = (await exec(id, ['readlink', '/proc/self/ns/net'])).out.trim();
+    assert.equal(inside, fs.readlinkSync('/proc/self/ns/net'));
+    assert.equal((await skiffd.client.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id })).status?.network?.ip, '');
+  });
+
+  it('shares the pod PID namespace when asked (POD), and not by default', async () => {
+    const pod = await runPod({ linux: { security_context: { namespace_options: { pid: NamespaceMode.POD } } } });
+    const podPid = { linux: { security_context: { namespace_options: { pid: NamespaceMode.POD } } } };
+    const a = await startCtr(pod, 'pa', podPid);
+    const b = await startCtr(pod, 'pb', podPid);
+    assert.equal((await exec(a, ['readlink', '/proc/self/ns/pid'])).out, (await exec(b, ['readlink', '/proc/self/ns/pid'])).out);
+    assert.equal((await exec(a, ['ps', '-o', 'args'])).out.split('\n').filter((l) => l === 'sleep 1000').length, 2, 'each sees the other');
+    const pod2 = await runPod();
+    const c = await startCtr(pod2, 'pc');
+    assert.match((await exec(c, ['ps', '-o', 'pid,args'])).out, /\n\s*1 sleep 1000\n/, 'its own PID namespace: the command is PID 1');
+  });
+
+  it('updates container resources live', async () => {
+    const pod = await runPod();
+    const id = await startCtr(pod, 'res', { linux: { resources: { memory_limit_in_bytes: 64 << 20 } } });
+    await skiffd.client.runtime('UpdateContainerResources', { container_id: id, linux: { memory_limit_in_bytes: 96 << 20, cpu_quota: 50000, cpu_period: 100000 } });
+    const st = await skiffd.client.runtime('ContainerStatus', { container_id: id });
+    assert.equal(st.status?.resources?.linux?.memory_limit_in_bytes, 96 << 20);
+    const cg = fs.readFileSync(`/proc/${JSON.parse((await skiffd.client.runtime('ContainerStatus', { container_id: id, verbose: true })).info.info).pid}/cgroup`, 'utf8');
+    const mem = cg.split('\n').find((l) => /:memory:/.test(l) || l.startsWith('0::'))!.split(':')[2];
+    const file = fs.existsSync(`/sys/fs/cgroup/memory${mem}/memory.limit_in_bytes`) ? `/sys/fs/cgroup/memory${mem}/memory.limit_in_bytes` : `/sys/fs/cgroup${mem}/memory.max`;
+    assert.equal(fs.readFileSync(file, 'utf8').trim(), String(96 << 20));
+  });
+
+  it('keeps pods running across a SIGKILL of skiffd and reports exits that happened meanwhile', async () => {
+    const c = skiffd.client;
+    const pod = await runPod();
+    const running = await startCtr(pod, 'keep');
+    const ending = await startCtr(pod, 'end', { command: ['sh', '-c', 'sleep 1; exit 7'] });
+    const pidBefore = JSON.parse((await c.runtime('ContainerStatus', { container_id: running, verbose: true })).info.info).pid;
+    await skiffd.kill();
+    await new Promise((r) => setTimeout(r, 1500));
+    await skiffd.restart();
+    const c2 = skiffd.client;
+    assert.equal((await c2.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id })).status?.state, PodSandboxState.SANDBOX_READY);
+    assert.equal((await c2.runtime('ContainerStatus', { container_id: running })).status?.state, ContainerState.CONTAINER_RUNNING);
+    assert.ok(fs.existsSync(`/proc/${pidBefore}`));
+    const ended = await c2.runtime('ContainerStatus', { container_id: ending });
+    assert.equal(ended.status?.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(ended.status?.exit_code, 7);
+    assert.equal((await exec(running, ['echo', 'still'])).out, 'still\n');
+    await c2.runtime('StopContainer', { container_id: running, timeout: 0 });
+    assert.equal((await c2.runtime('ContainerStatus', { container_id: running })).status?.exit_code, 137);
+  });
+
+  it('serves the RuntimeService under runtime.v1alpha2 too', async () => {
+    const { CriClient } = await import('../../src/cri/client');
+    const old = new CriClient(skiffd.socket, 'runtime.v1alpha2');
+    try {
+      const pods = await old.runtime('ListPodSandbox', {});
+      assert.ok(pods.items.length > 0);
+    } finally {
+      old.close();
+    }
+  });
+
+  it('leaves no mount, netns or shim behind once pods are removed', async () => {
+    const c = skiffd.client;
+    for (const p of (await c.runtime('ListPodSandbox', {})).items) await c.runtime('RemovePodSandbox', { pod_sandbox_id: p.id });
+    assert.deepEqual((await c.runtime('ListContainers', {})).containers, []);
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(skiffd.dir));
+    assert.deepEqual(mounts, []);
+    assert.deepEqual(fs.readdirSync(path.join(skiffd.state, 'pods')), []);
+    const shims = execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((l) => l.includes('skiff-shim') && l.includes(skiffd.state));
+    assert.deepEqual(shims, []);
+  });
+});
