@@ -1,5 +1,6 @@
 // Entry point of `npm run bench -- [suite...] [--runs N]`: runs the named suites
 // (all of them without a name); each suite ends with one JSON result line.
+import { lifecycleSuite } from './lifecycle';
 import { shimSuite } from './shim';
 
 export interface BenchOptions {
@@ -16,7 +17,7 @@ export interface Suite {
 }
 
 // Later suites (pull, lifecycle, exec) register here.
-const SUITES: Suite[] = [shimSuite];
+const SUITES: Suite[] = [shimSuite, lifecycleSuite];
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');

@@ -274,7 +274,7 @@ function forceDeletePeer(peer: Peer, id: string): void {
  * those controllers to v1 hierarchies of their own moves them off cgroup2 (only
  * possible while no cgroup2 group uses them). Returns the undo, or null.
  */
-function freeCgroup2ControllersForCrun(crun: Peer): (() => Promise<void>) | null {
+export function freeCgroup2ControllersForCrun(crun: { reason: string | null }): (() => Promise<void>) | null {
   const unified = path.join(CGROUP_ROOT, 'unified');
   if (fsType(CGROUP_ROOT) === CGROUP2_MAGIC || fsType(unified) !== CGROUP2_MAGIC) return null;
   const held = fs.readFileSync(path.join(unified, 'cgroup.controllers'), 'utf8').split(/\s+/).filter(Boolean);
@@ -460,7 +460,7 @@ function ussKiB(pid: number): number {
   return kib;
 }
 
-function vmRssKiB(pid: number): number {
+export function vmRssKiB(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
   if (!m) throw new Error(`/proc/${pid}/status has no VmRSS line`);

@@ -1,0 +1,279 @@
+// The `lifecycle` suite: skiff against containerd (Debian's, with runc, and with crun
+// when present) through the same CRI client: RunPodSandbox, Create+StartContainer, a
+// full pod lifecycle serial and 20-way concurrent, and the daemons' and shims' memory.
+import { ChildProcess, execFileSync, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { CriClient } from '../../src/cri/client';
+import { busyboxLayer } from '../fixtures/images';
+import { TestNetwork } from '../fixtures/network';
+import { TestRegistry } from '../fixtures/registry';
+import { TestSkiffd } from '../fixtures/skiffd';
+import type { BenchOptions, Suite } from './index';
+import { freeCgroup2ControllersForCrun, vmRssKiB } from './shim';
+import { fmt, median, printTable, round, summarize } from './stats';
+
+const DEFAULT_RUNS = 30;
+const CONCURRENCY = 20;
+const MANY_PODS = 100;
+const log = (s: string) => console.log(s);
+
+interface Subject {
+  name: 'skiff' | 'containerd_runc' | 'containerd_crun';
+  client: CriClient;
+  /** The daemon's pid, for its RSS. */
+  pid: () => number;
+  shimPids: () => number[];
+  stop: () => Promise<void>;
+  podStart: number[];
+  ctrStart: number[];
+  lifecycle: number[];
+  concurrent: number[];
+}
+
+let seq = 0;
+async function lifecycle(s: Subject, prefix: string): Promise<{ pod: number; ctr: number; total: number }> {
+  const n = ++seq;
+  const config = { metadata: { name: `${prefix}${n}`, namespace: 'bench', uid: `${prefix}-uid-${n}`, attempt: 0 }, hostname: `b${n}`, linux: {} };
+  const t0 = process.hrtime.bigint();
+  const { pod_sandbox_id } = await s.client.runtime('RunPodSandbox', { config });
+  const t1 = process.hrtime.bigint();
+  const { container_id } = await s.client.runtime('CreateContainer', {
+    pod_sandbox_id,
+    config: { metadata: { name: 'c', attempt: 0 }, image: { image: 'docker.io/bench/busybox:1' }, command: ['sleep', '1000'] },
+    sandbox_config: config,
+  });
+  await s.client.runtime('StartContainer', { container_id });
+  const t2 = process.hrtime.bigint();
+  await s.client.runtime('StopContainer', { container_id, timeout: 0 });
+  await s.client.runtime('RemoveContainer', { container_id });
+  await s.client.runtime('StopPodSandbox', { pod_sandbox_id });
+  await s.client.runtime('RemovePodSandbox', { pod_sandbox_id });
+  const t3 = process.hrtime.bigint();
+  const ms = (a: bigint, b: bigint) => Number(b - a) / 1e6;
+  return { pod: ms(t0, t1), ctr: ms(t1, t2), total: ms(t0, t3) };
+}
+
+function containerdConfig(dir: string, registryHost: string, runtimeBinary: string, confDir: string): string {
+  return `version = 2
+root = "${dir}/root"
+state = "${dir}/state"
+[grpc]
+  address = "${dir}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/bench/pause:1"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${confDir}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "${dir}/certs.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "${runtimeBinary}"
+# registry ${registryHost}
+`;
+}
+
+async function startContainerd(name: Subject['name'], work: string, registryHost: string, runtimeBinary: string): Promise<{ subject: Subject; net: TestNetwork }> {
+  const dir = fs.mkdtempSync(path.join(work, `${name}-`));
+  const net = new TestNetwork(path.join(dir, 'net.d'), path.join(dir, 'ipam'));
+  const hosts = path.join(dir, 'certs.d', 'docker.io');
+  fs.mkdirSync(hosts, { recursive: true });
+  fs.writeFileSync(path.join(hosts, 'hosts.toml'), `server = "http://${registryHost}"\n[host."http://${registryHost}"]\n  capabilities = ["pull", "resolve"]\n`);
+  fs.writeFileSync(path.join(dir, 'config.toml'), containerdConfig(dir, registryHost, runtimeBinary, path.join(dir, 'net.d')));
+  const logFd = fs.openSync(path.join(dir, 'containerd.log'), 'a');
+  const proc: ChildProcess = spawn('containerd', ['--config', path.join(dir, 'config.toml')], { stdio: ['ignore', logFd, logFd] });
+  fs.closeSync(logFd);
+  const client = new CriClient(path.join(dir, 'containerd.sock'));
+  for (let i = 0; ; i++) {
+    try {
+      await client.runtime('Version', {}, { timeoutMs: 1000 });
+      break;
+    } catch (e) {
+      if (i > 200 || proc.exitCode !== null) throw new Error(`containerd did not start: ${fs.readFileSync(path.join(dir, 'containerd.log'), 'utf8').slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const sock = path.join(dir, 'containerd.sock');
+  const subject: Subject = {
+    name,
+    client,
+    pid: () => proc.pid!,
+    shimPids: () =>
+      execFileSync('ps', ['-eo', 'pid,args']).toString().split('\n').filter((l) => l.includes('containerd-shim-runc-v2') && l.includes(sock)).map((l) => Number(l.trim().split(/\s+/)[0])),
+    stop: async () => {
+      try {
+        const pods = await client.runtime('ListPodSandbox', {}, { timeoutMs: 20_000 });
+        for (const p of pods.items) {
+          await client.runtime('StopPodSandbox', { pod_sandbox_id: p.id }).catch(() => {});
+          await client.runtime('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => {});
+        }
+        const imgs = await client.image('ListImages', {});
+        for (const i of imgs.images) await client.image('RemoveImage', { image: { image: i.id } }).catch(() => {});
+      } catch {
+        /* best effort: the daemon is killed below */
+      }
+      client.close();
+      for (const pid of subject.shimPids()) killQuietly(pid);
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (proc.exitCode === null) proc.kill('SIGKILL');
+      }
+      const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(dir + '/'));
+      for (const m of mounts.sort().reverse()) execFileSync('umount', ['-l', m]);
+      net.remove();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+    podStart: [],
+    ctrStart: [],
+    lifecycle: [],
+    concurrent: [],
+  };
+  return { subject, net };
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+}
+
+async function runLifecycleBench(opts: BenchOptions): Promise<void> {
+  const runs = opts.runs ?? DEFAULT_RUNS;
+  const work = fs.mkdtempSync('/tmp/skb-');
+  const cleanups: (() => Promise<void>)[] = [];
+  const subjects: Subject[] = [];
+  try {
+    const reg = await TestRegistry.start();
+    cleanups.push(() => reg.stop());
+    const layer = busyboxLayer(work);
+    await reg.pushImage('bench/busybox', '1', [layer], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
+    await reg.pushImage('bench/pause', '1', [layer], undefined, { Cmd: ['sleep', '2147483647'], Env: ['PATH=/bin'] });
+
+    const crunState = { reason: null as string | null };
+    const crun = ['/usr/bin/crun', '/usr/sbin/crun'].find((p) => fs.existsSync(p));
+    let undoHybrid: (() => Promise<void>) | null = null;
+    if (crun) undoHybrid = freeCgroup2ControllersForCrun(crunState);
+    if (undoHybrid) cleanups.push(undoHybrid);
+
+    const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+    const skiffNet = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
+    skiffd.mirror('docker.io', reg.host);
+    cleanups.push(async () => {
+      await skiffd.cleanup();
+      skiffNet.remove();
+    });
+    subjects.push({
+      name: 'skiff',
+      client: skiffd.client,
+      pid: () => skiffd.pid!,
+      shimPids: () => {
+        const dir = path.join(skiffd.state, 'pods');
+        return fs.readdirSync(dir).map((id) => Number(fs.readFileSync(path.join(dir, id, 'shim.pid'), 'utf8').trim())).filter((p) => p > 0);
+      },
+      stop: async () => {},
+      podStart: [],
+      ctrStart: [],
+      lifecycle: [],
+      concurrent: [],
+    });
+    const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
+    for (const [name, bin] of [['containerd_runc', runc], ['containerd_crun', crunState.reason ? undefined : crun]] as const) {
+      if (!bin) {
+        log(`${name}: not measured (${name === 'containerd_crun' ? (crunState.reason ?? 'crun not installed') : 'runc not installed'})`);
+        continue;
+      }
+      const { subject } = await startContainerd(name, work, reg.host, bin);
+      cleanups.push(subject.stop);
+      subjects.push(subject);
+    }
+    for (const s of subjects) await s.client.image('PullImage', { image: { image: 'docker.io/bench/busybox:1' } });
+    // Warm-up: the first pods pull the pause image, load plugins, fill caches.
+    for (const s of subjects) for (let i = 0; i < 3; i++) await lifecycle(s, 'warm');
+    await new Promise((r) => setTimeout(r, 2500));
+    const idleRss = vmRssKiB(subjects[0].pid());
+
+    for (let i = 0; i < runs && !opts.signal.aborted; i++) {
+      for (const s of subjects) {
+        const r = await lifecycle(s, 'serial');
+        s.podStart.push(r.pod);
+        s.ctrStart.push(r.ctr);
+        s.lifecycle.push(r.total);
+      }
+    }
+    for (let round = 0; round < 2 && !opts.signal.aborted; round++) {
+      for (const s of subjects) {
+        const rs = await Promise.all(Array.from({ length: CONCURRENCY }, () => lifecycle(s, 'conc')));
+        s.concurrent.push(...rs.map((r) => r.total));
+      }
+    }
+
+    // Memory with many pods (skiff and the first peer).
+    const mem: Record<string, { daemonMiB: number; shimKiB: number }> = {};
+    for (const s of subjects.slice(0, 2)) {
+      const ids: string[] = [];
+      for (let i = 0; i < MANY_PODS && !opts.signal.aborted; i++) {
+        const n = ++seq;
+        const config = { metadata: { name: `many${n}`, namespace: 'bench', uid: `many-${n}`, attempt: 0 }, linux: {} };
+        ids.push((await s.client.runtime('RunPodSandbox', { config })).pod_sandbox_id);
+      }
+      await new Promise((r) => setTimeout(r, 3000));
+      const shims = s.shimPids().map((p) => {
+        try {
+          return vmRssKiB(p);
+        } catch {
+          return NaN;
+        }
+      }).filter(Number.isFinite);
+      mem[s.name] = { daemonMiB: vmRssKiB(s.pid()) / 1024, shimKiB: median(shims) };
+      for (const id of ids) {
+        await s.client.runtime('StopPodSandbox', { pod_sandbox_id: id });
+        await s.client.runtime('RemovePodSandbox', { pod_sandbox_id: id });
+      }
+    }
+
+    const rows: string[][] = [];
+    const res: Record<string, Record<string, number | null>> = { pod_start_ms: {}, ctr_start_ms: {}, lifecycle_ms: {}, concurrent20_ms: {} };
+    for (const s of subjects) {
+      for (const [key, samples] of [['pod_start_ms', s.podStart], ['ctr_start_ms', s.ctrStart], ['lifecycle_ms', s.lifecycle], ['concurrent20_ms', s.concurrent]] as const) {
+        const sum = summarize(samples);
+        res[key][s.name] = round(sum.median);
+        const base = res[key].skiff;
+        rows.push([key, s.name, String(sum.n), fmt(sum.median), fmt(sum.p99), s.name === 'skiff' || base === null ? '' : fmt(base / sum.median)]);
+      }
+    }
+    log('');
+    printTable(['metric', 'subject', 'n', 'median ms', 'p99 ms', 'skiff/peer'], rows.sort((a, b) => a[0].localeCompare(b[0])));
+    log('');
+    for (const [k, v] of Object.entries(mem)) log(`${k}: daemon RSS with ${MANY_PODS} pods ${fmt(v.daemonMiB)} MiB; per-pod shim RSS median ${fmt(v.shimKiB, 0)} KiB`);
+    log(`skiffd RSS idle: ${fmt(idleRss / 1024)} MiB`);
+    const skiffMem = mem.skiff;
+    console.log(
+      JSON.stringify({
+        suite: 'lifecycle',
+        ...res,
+        skiffd_rss_idle_mib: round(idleRss / 1024),
+        skiffd_rss_100pods_mib: skiffMem ? round(skiffMem.daemonMiB) : null,
+        shim_rss_kib: skiffMem ? round(skiffMem.shimKiB, 0) : null,
+        containerd_shim_rss_kib: mem.containerd_runc ? round(mem.containerd_runc.shimKiB, 0) : null,
+      }),
+    );
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((e: Error) => log(`cleanup: ${e.message}`));
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+export const lifecycleSuite: Suite = {
+  name: 'lifecycle',
+  description: 'pod and container start, full lifecycle, 20-way concurrency, memory: skiff vs containerd (runc, crun)',
+  run: runLifecycleBench,
+};
