@@ -8,7 +8,7 @@ import { CriClient } from '../../src/cri/client';
 import { busyboxLayer } from '../fixtures/images';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
-import { TestSkiffd } from '../fixtures/skiffd';
+import { removeCgroupTree, TestSkiffd } from '../fixtures/skiffd';
 import type { BenchOptions, Suite } from './index';
 import { freeCgroup2ControllersForCrun, vmRssKiB } from './shim';
 import { fmt, median, printTable, round, summarize } from './stats';
@@ -128,6 +128,7 @@ async function startContainerd(name: Subject['name'], work: string, registryHost
       const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(dir + '/'));
       for (const m of mounts.sort().reverse()) execFileSync('umount', ['-l', m]);
       net.remove();
+      removeCgroupTree('/k8s.io');
       fs.rmSync(dir, { recursive: true, force: true });
     },
     podStart: [],
@@ -161,7 +162,16 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
     const crunState = { reason: null as string | null };
     const crun = ['/usr/bin/crun', '/usr/sbin/crun'].find((p) => fs.existsSync(p));
     let undoHybrid: (() => Promise<void>) | null = null;
-    if (crun) undoHybrid = freeCgroup2ControllersForCrun(crunState);
+    if (crun) {
+      // An earlier skiff run may have enabled hugetlb below the cgroup2 root; with no
+      // group using it any more it can be given back, so crun can be measured.
+      try {
+        fs.writeFileSync('/sys/fs/cgroup/unified/cgroup.subtree_control', '-hugetlb');
+      } catch {
+        /* in use, or not a hybrid host */
+      }
+      undoHybrid = freeCgroup2ControllersForCrun(crunState);
+    }
     if (undoHybrid) cleanups.push(undoHybrid);
 
     const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });

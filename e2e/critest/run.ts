@@ -1,0 +1,67 @@
+// Runs critest (kubernetes-sigs/cri-tools, built by you; not part of skiff) against a
+// skiffd of its own: local copies of critest's images behind registry mirrors, then the
+// summary and the failed specs. Usage: npm run critest -- --critest PATH [ginkgo flags]
+import { execFileSync, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { TestRegistry } from '../fixtures/registry';
+import { TestSkiffd } from '../fixtures/skiffd';
+import { pushCritestImages } from './images';
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf('--critest');
+  const critest = i >= 0 ? argv[i + 1] : process.env.CRITEST;
+  const extra = i >= 0 ? [...argv.slice(0, i), ...argv.slice(i + 2)] : argv;
+  if (!critest || !fs.existsSync(critest)) {
+    process.stderr.write('usage: npm run critest -- --critest /path/to/critest [critest/ginkgo flags]\n(or CRITEST=/path/to/critest)\n');
+    return 2;
+  }
+  const work = fs.mkdtempSync('/tmp/skiff-critest-');
+  const reg = await TestRegistry.start();
+  let skiffd: TestSkiffd | undefined;
+  try {
+    const arch = process.arch === 'x64' ? 'amd64' : process.arch;
+    console.log('critest: building and pushing test images');
+    await pushCritestImages(reg, work, arch);
+    skiffd = await TestSkiffd.start({ args: ['--cri.cgroup_parent', '/skiff-critest'] });
+    for (const name of ['registry.k8s.io', 'gcr.io', 'docker.io']) skiffd.mirror(name, reg.host);
+    const sock = `unix://${skiffd.socket}`;
+    console.log(`critest: skiffd at ${sock} (log ${skiffd.logFile})`);
+    const out = fs.openSync(path.join(work, 'critest.log'), 'w');
+    const code = await new Promise<number>((resolve) => {
+      const p = spawn(critest, ['--runtime-endpoint', sock, '--image-endpoint', sock, '--ginkgo.no-color', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const write = (d: Buffer) => {
+        fs.writeSync(out, d);
+        process.stdout.write(d);
+      };
+      p.stdout.on('data', write);
+      p.stderr.on('data', write);
+      p.on('close', (c) => resolve(c ?? 1));
+    });
+    fs.closeSync(out);
+    const text = fs.readFileSync(path.join(work, 'critest.log'), 'utf8');
+    const summary = /Ran (\d+) of (\d+) Specs[\s\S]*?(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped/.exec(text);
+    console.log('\n=== critest summary ===');
+    if (summary) console.log(`ran ${summary[1]} of ${summary[2]}: ${summary[3]} passed, ${summary[4]} failed, ${summary[6]} skipped`);
+    for (const m of text.matchAll(/^\s*\[FAIL\] (.*)$/gm)) console.log(`FAIL: ${m[1]}`);
+    fs.copyFileSync(path.join(work, 'critest.log'), '/tmp/skiff-critest.log');
+    fs.copyFileSync(skiffd.logFile, '/tmp/skiff-critest-skiffd.log');
+    console.log('logs: /tmp/skiff-critest.log, /tmp/skiff-critest-skiffd.log');
+    return code;
+  } finally {
+    await skiffd?.cleanup();
+    await reg.stop();
+    fs.rmSync(work, { recursive: true, force: true });
+    try {
+      execFileSync('ip', ['link', 'del', 'skiff0'], { stdio: 'ignore' });
+    } catch {
+      /* no bridge */
+    }
+  }
+}
+
+main().then((c) => process.exit(c), (e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
