@@ -24,8 +24,7 @@ export const SCHEMA = {
   'cri.runtime_handler': { kind: 'string', default: 'skiff', doc: 'name of the runtime handler (the empty name means it too)' },
   'cri.cgroup_parent': { kind: 'string', default: '/kubepods', doc: 'cgroup (cgroupfs driver) for pods that name no cgroup_parent' },
   'cri.restrict_oom_score_adj': { kind: 'boolean', default: true, doc: 'clamp oom_score_adj to what the host allows instead of failing' },
-  'cri.stop_timeout_default_s': { kind: 'number', default: 10, min: 0, doc: 'seconds StopPodSandbox gives each container before SIGKILL' },
-  'cri.max_log_line_bytes': { kind: 'number', default: 16384, min: 1024, doc: 'longest CRI log line before it is split (shim default)' },
+  'cri.seccomp_profile_root': { kind: 'string', default: '/var/lib/kubelet/seccomp', doc: 'where relative Localhost seccomp profiles are found' },
   'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
   'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
   'image.parallel_layers': { kind: 'number', default: 3, min: 1, doc: 'layers downloaded at once per pull' },
@@ -36,8 +35,6 @@ export const SCHEMA = {
   'network.default_pod_cidr': { kind: 'string', default: '10.88.0.0/16', doc: 'pod CIDR of the default bridge network' },
   'network.write_default_config': { kind: 'boolean', default: true, doc: 'write a bridge conflist when conf_dir has none' },
   'network.plugin_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a CNI plugin call that runs longer is killed' },
-  'streaming.address': { kind: 'string', default: '127.0.0.1:0', doc: 'streaming server (exec/attach/port-forward) host:port' },
-  'metrics.address': { kind: 'string', default: '127.0.0.1:9658', doc: 'Prometheus /metrics host:port; empty: off' },
 } satisfies Record<string, Key>;
 
 export type ConfigKey = keyof typeof SCHEMA;

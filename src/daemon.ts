@@ -86,9 +86,9 @@ export class Daemon {
       sandboxes,
       log,
       minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
-      stopTimeoutDefaultS: config['cri.stop_timeout_default_s'],
       hostHasAppArmor: (await fsp.readFile('/sys/module/apparmor/parameters/enabled', 'utf8').catch(() => 'N')).trim() === 'Y',
       hostHasSELinux: await exists('/sys/fs/selinux/enforce'),
+      seccompProfileRoot: config['cri.seccomp_profile_root'],
     });
     await sandboxes.init();
     await containers.init();

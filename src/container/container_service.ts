@@ -15,7 +15,9 @@ import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Spec } from './oci';
 import { ociResources } from './resources';
-import { buildContainerSpec } from './spec';
+import { hostDevices, statDevices } from './devices';
+import { readLocalhostProfile, seccompChoice } from './seccomp';
+import { buildContainerSpec, capabilitiesFromMask } from './spec';
 import { readPasswdDb } from './user';
 
 export type ContainerRunState = 'created' | 'running' | 'exited';
@@ -57,9 +59,10 @@ export interface ContainerServiceOptions {
   log: Logger;
   /** The lowest oom_score_adj this host lets root set. */
   minOomScoreAdj: number;
-  stopTimeoutDefaultS: number;
   hostHasAppArmor: boolean;
   hostHasSELinux: boolean;
+  /** Where relative Localhost seccomp profiles are found (kubelet's seccomp dir). */
+  seccompProfileRoot?: string;
 }
 
 const SIGNALS = os.constants.signals as Record<string, number>;
@@ -83,6 +86,7 @@ export class ContainerService {
   private readonly names = new Map<string, string>();
   private readonly exitWaiters = new Map<string, (() => void)[]>();
   private readonly lock = new KeyedLock();
+  private hostCaps: string[] | undefined;
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.records = new RecordStore(path.join(opts.root, 'metadata', 'containers'), isContainerRecord, (m) => opts.log.warn(m));
@@ -99,6 +103,9 @@ export class ContainerService {
 
   /** Load records and reconcile them with what the pods' shims report. */
   async init(): Promise<void> {
+    // "ALL" and privileged grant what skiffd holds: the shim cannot give more.
+    const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(await fsp.readFile('/proc/self/status', 'utf8'));
+    this.hostCaps = eff ? capabilitiesFromMask(eff[1]) : undefined;
     await this.records.init();
     await fsp.mkdir(path.join(this.opts.state, 'containers'), { recursive: true, mode: 0o711 });
     for (const r of (await this.records.all()).values()) {
@@ -246,7 +253,18 @@ export class ContainerService {
       await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs);
       undo.push(() => this.opts.images.snapshots.removeRootfs(id, rootfs));
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
-      const spec = await buildContainerSpec({
+      const sc = config.linux?.security_context ?? null;
+      const devices = await statDevices(config.devices.map((d) => d.host_path));
+      const seccomp = sc?.privileged ? undefined : seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? '', this.opts.seccompProfileRoot);
+      const localhostProfile = seccomp?.kind === 'localhost' ? await readLocalhostProfile(seccomp.path) : undefined;
+      // Image VOLUMEs get an empty directory of the container's own, gone with it.
+      const volumes = new Map<string, string>();
+      for (const [i, v] of (image.config.volumes ?? []).entries()) {
+        const dir = path.join(bundle, 'volumes', String(i));
+        await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
+        volumes.set(v, dir);
+      }
+      const spec = buildContainerSpec({
         containerId: id,
         config,
         sandboxConfig: pod.config,
@@ -267,6 +285,12 @@ export class ContainerService {
         restrictOomScoreAdj: this.opts.minOomScoreAdj,
         hostHasAppArmor: this.opts.hostHasAppArmor,
         hostHasSELinux: this.opts.hostHasSELinux,
+        hostCapabilities: this.hostCaps,
+        hostDevices: sc?.privileged ? await hostDevices() : undefined,
+        statDevice: (p) => devices.get(p),
+        volumeDir: (dst) => volumes.get(dst) ?? volumes.get(dst + '/') ?? path.join(bundle, 'volumes', 'missing'),
+        seccompProfileRoot: this.opts.seccompProfileRoot,
+        loadLocalhostProfile: () => localhostProfile ?? '',
       });
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       const shim = this.opts.sandboxes.shim(pod.id);

@@ -1,22 +1,51 @@
-// The OCI runtime spec (config.json, runtime-spec 1.1) as far as skiff writes it.
+// The OCI runtime spec (config.json, runtime-spec 1.1) as far as skiff writes it for skiff-shim.
+// Field names are the spec's JSON names; optional fields are left out rather than set to null.
+
 export interface Spec {
   ociVersion: string;
   process: Process;
-  root: { path: string; readonly?: boolean };
+  root: Root;
   hostname?: string;
   mounts: Mount[];
   annotations?: Record<string, string>;
   linux: Linux;
 }
 
+export interface Root {
+  /** Absolute, or relative to the bundle. */
+  path: string;
+  readonly?: boolean;
+}
+
+export interface User {
+  uid: number;
+  gid: number;
+  umask?: number;
+  additionalGids?: number[];
+}
+
+export interface LinuxCapabilities {
+  bounding: string[];
+  effective: string[];
+  permitted: string[];
+  inheritable: string[];
+  ambient: string[];
+}
+
+export interface POSIXRlimit {
+  type: string;
+  hard: number;
+  soft: number;
+}
+
 export interface Process {
   terminal?: boolean;
-  user: { uid: number; gid: number; umask?: number; additionalGids?: number[] };
+  user: User;
   args: string[];
   env: string[];
   cwd: string;
-  capabilities?: { bounding: string[]; effective: string[]; permitted: string[]; inheritable: string[]; ambient: string[] };
-  rlimits?: { type: string; hard: number; soft: number }[];
+  capabilities?: LinuxCapabilities;
+  rlimits?: POSIXRlimit[];
   noNewPrivileges?: boolean;
   oomScoreAdj?: number;
   apparmorProfile?: string;
@@ -28,6 +57,14 @@ export interface Mount {
   type?: string;
   source?: string;
   options?: string[];
+}
+
+export type NamespaceType = 'pid' | 'network' | 'ipc' | 'uts' | 'mount' | 'user' | 'cgroup';
+
+export interface LinuxNamespace {
+  type: NamespaceType;
+  /** Join this namespace; without a path the container gets a new one. */
+  path?: string;
 }
 
 export interface IdMapping {
@@ -48,21 +85,80 @@ export interface LinuxDevice {
 
 export interface LinuxDeviceCgroup {
   allow: boolean;
+  /** 'a' (all), 'c' or 'b'; absent means all. */
   type?: 'a' | 'c' | 'b';
+  /** Absent means any. */
   major?: number;
   minor?: number;
   access?: string;
 }
 
+export interface LinuxMemory {
+  limit?: number;
+  /** memory + swap, as in cgroup v1's memsw. */
+  swap?: number;
+  reservation?: number;
+}
+
+export interface LinuxCpu {
+  shares?: number;
+  quota?: number;
+  period?: number;
+  cpus?: string;
+  mems?: string;
+}
+
+export interface LinuxHugepageLimit {
+  pageSize: string;
+  limit: number;
+}
+
+export interface LinuxResources {
+  devices?: LinuxDeviceCgroup[];
+  memory?: LinuxMemory;
+  cpu?: LinuxCpu;
+  pids?: { limit: number };
+  hugepageLimits?: LinuxHugepageLimit[];
+  /** cgroup v2 file name -> value. */
+  unified?: Record<string, string>;
+}
+
+export type SeccompAction =
+  | 'SCMP_ACT_KILL'
+  | 'SCMP_ACT_KILL_PROCESS'
+  | 'SCMP_ACT_KILL_THREAD'
+  | 'SCMP_ACT_TRAP'
+  | 'SCMP_ACT_ERRNO'
+  | 'SCMP_ACT_TRACE'
+  | 'SCMP_ACT_ALLOW'
+  | 'SCMP_ACT_LOG'
+  | 'SCMP_ACT_NOTIFY';
+
+export type SeccompOperator =
+  | 'SCMP_CMP_NE'
+  | 'SCMP_CMP_LT'
+  | 'SCMP_CMP_LE'
+  | 'SCMP_CMP_EQ'
+  | 'SCMP_CMP_GE'
+  | 'SCMP_CMP_GT'
+  | 'SCMP_CMP_MASKED_EQ';
+
+export interface LinuxSeccompArg {
+  index: number;
+  value: number;
+  valueTwo?: number;
+  op: SeccompOperator;
+}
+
 export interface LinuxSyscall {
   names: string[];
-  action: string;
+  action: SeccompAction;
   errnoRet?: number;
-  args?: { index: number; value: number; valueTwo?: number; op: string }[];
+  args?: LinuxSeccompArg[];
 }
 
 export interface LinuxSeccomp {
-  defaultAction: string;
+  defaultAction: SeccompAction;
   defaultErrnoRet?: number;
   architectures?: string[];
   flags?: string[];
@@ -70,19 +166,12 @@ export interface LinuxSeccomp {
 }
 
 export interface Linux {
-  namespaces: { type: 'pid' | 'network' | 'ipc' | 'uts' | 'mount' | 'user' | 'cgroup'; path?: string }[];
+  namespaces: LinuxNamespace[];
   uidMappings?: IdMapping[];
   gidMappings?: IdMapping[];
   devices?: LinuxDevice[];
   cgroupsPath?: string;
-  resources?: {
-    devices?: LinuxDeviceCgroup[];
-    memory?: { limit?: number; swap?: number };
-    cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
-    pids?: { limit: number };
-    hugepageLimits?: { pageSize: string; limit: number }[];
-    unified?: Record<string, string>;
-  };
+  resources?: LinuxResources;
   sysctl?: Record<string, string>;
   seccomp?: LinuxSeccomp;
   maskedPaths?: string[];

@@ -1,23 +1,30 @@
-// CRI container config + pod + image config -> OCI runtime spec, merged the way Docker
-// and containerd merge them: Entrypoint/Cmd vs command/args, Env, WorkingDir, USER,
-// capabilities, mounts, devices, namespaces, resources, seccomp, AppArmor, SELinux.
-import { promises as fsp, readFileSync } from 'fs';
+// CRI ContainerConfig + the pod's PodSandboxConfig + the image config -> the OCI runtime spec
+// skiff-shim runs, merged as containerd's CRI plugin merges them (container_create_linux.go,
+// opts/spec_linux.go). Pure: what it needs from the host (device numbers, host devices,
+// Localhost seccomp files, volume dirs) comes in through the input.
+import * as os from 'os';
 import * as path from 'path';
-import { FailedPrecondition, InvalidArgument } from '../errors';
+import { FailedPrecondition, Internal, InvalidArgument } from '../errors';
 import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from '../cri/gen/cri';
-import type { ContainerConfig, PodSandboxConfig, SecurityProfile } from '../cri/gen/cri';
+import type { Capability, ContainerConfig, KeyValue, LinuxContainerSecurityContext, PodSandboxConfig, SecurityProfile } from '../cri/gen/cri';
 import type { ImageConfigSummary } from '../image/image_service';
-import type { LinuxDevice, LinuxDeviceCgroup, LinuxSeccomp, Mount, Spec } from './oci';
+import type { IdMapping, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxNamespace, LinuxResources, Mount, Spec, User } from './oci';
 import { ociResources } from './resources';
-import { parseLocalhostProfile, runtimeDefaultProfile } from './seccomp';
-import { checkId, PasswdDb, resolveUser } from './user';
+import { parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';
+import { checkId, imageSupplementalGroups, PasswdDb, resolveUser } from './user';
 
-export const DEFAULT_CAPS = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+/** containerd's default capability set (oci.defaultUnixCaps). */
+export const DEFAULT_CAPABILITIES: readonly string[] = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP',
+  'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
 ];
 
-const CAP_NAMES = [
+/**
+ * Every capability by number (linux/capability.h), the same table as the shim's caps.c:
+ * "ALL" and privileged mean these. The shim skips those the running kernel lacks, so the
+ * list need not be cut to /proc/sys/kernel/cap_last_cap here.
+ */
+export const ALL_CAPABILITIES: readonly string[] = [
   'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP', 'LINUX_IMMUTABLE',
   'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER', 'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT',
   'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE', 'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE',
@@ -25,42 +32,70 @@ const CAP_NAMES = [
   'PERFMON', 'BPF', 'CHECKPOINT_RESTORE',
 ].map((c) => `CAP_${c}`);
 
-/** Every capability this kernel knows (read once at start-up). */
-export const ALL_CAPS: string[] = (() => {
-  try {
-    return CAP_NAMES.slice(0, Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim()) + 1);
-  } catch {
-    return CAP_NAMES;
-  }
-})();
+/**
+ * Capability names of a /proc/<pid>/status mask (CapEff: hex), for hostCapabilities. Bits
+ * above the table (caps newer than skiff) are left out: the shim could not name them.
+ */
+export function capabilitiesFromMask(hex: string): string[] {
+  if (!/^[0-9a-fA-F]{1,16}$/.test(hex.trim())) throw new InvalidArgument(`capability mask "${hex}" is not hexadecimal`);
+  const mask = BigInt(`0x${hex.trim()}`);
+  return ALL_CAPABILITIES.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
+}
 
-export const DEFAULT_MASKED_PATHS = [
+/** containerd's default masked paths (oci.populateDefaultUnixSpec). */
+export const DEFAULT_MASKED_PATHS: readonly string[] = [
   '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats',
-  '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+  '/proc/sched_debug', '/sys/firmware', '/sys/devices/virtual/powercap', '/proc/scsi',
 ];
-export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+export const DEFAULT_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
-const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-// The device nodes every container gets (the shim creates them) and may use.
-const DEFAULT_DEVICE_RULES: LinuxDeviceCgroup[] = [
+/**
+ * The name RuntimeDefault maps to where AppArmor is enabled (containerd's is
+ * "cri-containerd.apparmor.d"); whoever enables AppArmor support must load it.
+ */
+export const APPARMOR_DEFAULT_PROFILE = 'skiff-default';
+
+// Device cgroup rules of an unprivileged container: nothing but mknod of any node and the
+// devices every container has (runc's AllowedDevices; the shim adds the same set itself).
+const DEFAULT_DEVICE_RULES: readonly LinuxDeviceCgroup[] = [
   { allow: false, access: 'rwm' },
   { allow: true, type: 'c', access: 'm' },
   { allow: true, type: 'b', access: 'm' },
-  ...[[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 1], [5, 2], [10, 200]].map(([major, minor]): LinuxDeviceCgroup => ({ allow: true, type: 'c', major, minor, access: 'rwm' })),
+  ...([[1, 3], [1, 5], [1, 7], [1, 8], [1, 9], [5, 0], [5, 1], [5, 2], [10, 200]] as const).map(
+    ([major, minor]): LinuxDeviceCgroup => ({ allow: true, type: 'c', major, minor, access: 'rwm' }),
+  ),
   { allow: true, type: 'c', major: 136, access: 'rwm' },
 ];
 
+/** A host device node as the caller found it (stat of the host path). */
+export interface DeviceInfo {
+  type: 'c' | 'b';
+  major: number;
+  minor: number;
+  /** st_mode; its permission bits become the node's mode in the container. */
+  mode: number;
+  uid?: number;
+  gid?: number;
+}
+
+/** What the pod sandbox made that its containers use. */
 export interface PodContext {
+  /** The sandbox id (annotation io.kubernetes.cri.sandbox-id). */
   id: string;
+  /** /proc/<infra>/ns/<type> of the namespaces the pod holds; absent: the pod uses the host's. */
   namespaces: { net?: string; ipc?: string; uts?: string; pid?: string; user?: string };
   hostNetwork: boolean;
   hostsPath: string;
   resolvConfPath: string;
   hostnamePath: string;
-  /** '' when the pod shares the host's IPC namespace. */
+  /** The pod's /dev/shm tmpfs; '' when the pod uses the host's IPC namespace. */
   shmPath: string;
+  /** The pod's cgroup (cgroupfs driver); the container's is <cgroupParent>/<containerId>. */
   cgroupParent: string;
+  /** Id mappings of the pod's user namespace, when it has one. */
+  userNamespace?: { uidMappings: IdMapping[]; gidMappings: IdMapping[] };
 }
 
 export interface ContainerSpecInput {
@@ -68,276 +103,475 @@ export interface ContainerSpecInput {
   config: ContainerConfig;
   sandboxConfig: PodSandboxConfig;
   image: ImageConfigSummary;
-  imageName: string;
+  /** The image reference for io.kubernetes.cri.image-name; defaults to config.image.image. */
+  imageName?: string;
+  /** Absolute path of the mounted rootfs (root.path). */
   rootfsPath: string;
-  passwd: PasswdDb;
+  /** The image's /etc/passwd and /etc/group (readPasswdDb); absent: no entries. */
+  passwd?: PasswdDb;
   pod: PodContext;
-  /** The pid namespace of the target container, for namespace mode TARGET. */
+  /** The pid namespace of namespace_options.target_id, for pid mode TARGET. */
   targetPidNs?: string;
-  /** The lowest oom_score_adj the host lets root set. */
-  restrictOomScoreAdj: number;
+  /** The host's device nodes, which privileged containers get (outside a user namespace). */
+  hostDevices?: LinuxDevice[];
+  /** Device number and mode of a host path; undefined when it is not a device node. */
+  statDevice?: (hostPath: string) => DeviceInfo | undefined;
+  /** An empty host directory (made by the caller) for an image VOLUME at this container path. */
+  volumeDir?: (containerPath: string) => string;
+  /** Where relative Localhost seccomp refs live (absolute refs are used as they are). */
+  seccompProfileRoot?: string;
+  /** The text of a Localhost seccomp profile file (see seccompChoice to know it in advance). */
+  loadLocalhostProfile?: (file: string) => string;
+  /** The lowest oom_score_adj this host allows: lower requests are raised to it. */
+  restrictOomScoreAdj?: number;
   hostHasAppArmor: boolean;
   hostHasSELinux: boolean;
-  /** Where relative localhost/ seccomp profiles live. */
-  seccompProfileRoot?: string;
+  /** The host's hostname, for HOSTNAME of host-network pods without one; defaults to os.hostname(). */
+  hostHostname?: string;
+  /**
+   * The capabilities skiffd (and so the shim) holds, which "ALL" and privileged grant, as
+   * containerd grants cap.Current(): the shim cannot give what it lacks. Defaults to every
+   * capability (right for a runtime running as full root). See capabilitiesFromMask.
+   */
+  hostCapabilities?: readonly string[];
+  /** Node's process.arch naming the host architecture (seccomp); defaults to process.arch. */
+  arch?: string;
 }
 
-const normCap = (c: string) => {
-  const u = c.toUpperCase();
-  return u === 'ALL' ? 'ALL' : u.startsWith('CAP_') ? u : `CAP_${u}`;
-};
+const hasNul = (s: string) => s.includes('\0');
 
-function capabilities(add: string[], drop: string[], privileged: boolean): string[] {
-  if (privileged) return [...ALL_CAPS];
-  for (const c of [...add, ...drop].map(normCap)) if (c !== 'ALL' && !CAP_NAMES.includes(c)) throw new InvalidArgument(`unknown capability "${c}"`);
-  const a = add.map(normCap);
-  const d = drop.map(normCap);
-  let caps = a.includes('ALL') ? [...ALL_CAPS] : [...DEFAULT_CAPS];
-  if (d.includes('ALL')) caps = [];
-  for (const c of a) if (c !== 'ALL' && !caps.includes(c)) caps.push(c);
-  if (!d.includes('ALL')) caps = caps.filter((c) => !d.includes(c));
-  else caps = a.filter((c) => c !== 'ALL');
-  return caps.filter((c) => ALL_CAPS.includes(c));
+/** p normalised, if absolute and free of ".." components, else InvalidArgument naming the field. */
+function cleanAbsolute(p: string, field: string): string {
+  if (!p.startsWith('/')) throw new InvalidArgument(`${field} "${p}" must be an absolute path`);
+  if (hasNul(p)) throw new InvalidArgument(`${field} contains a NUL byte`);
+  if (p.split('/').includes('..')) throw new InvalidArgument(`${field} "${p}" must not contain ".."`);
+  const n = path.posix.normalize(p);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
 }
 
-/** An absolute, normalised path with no `..` component. */
-function cleanAbsolute(p: string, what: string): string {
-  if (!p || !p.startsWith('/')) throw new InvalidArgument(`${what} "${p}" must be an absolute path`);
-  if (p.split('/').includes('..')) throw new InvalidArgument(`${what} "${p}" must not contain ".."`);
-  if (p.includes('\0')) throw new InvalidArgument(`${what} contains a NUL byte`);
-  return path.posix.normalize(p).replace(/(.)\/$/, '$1');
+/** containerd's WithProcessArgs: command replaces Entrypoint and drops Cmd; args alone replaces Cmd. */
+function processArgs(config: ContainerConfig, image: ImageConfigSummary): string[] {
+  let command = config.command;
+  let args = config.args;
+  if (command.length === 0) {
+    if (args.length === 0) args = image.cmd ?? [];
+    const entrypoint = image.entrypoint ?? [];
+    // ENTRYPOINT [""] is how an image resets an inherited entrypoint.
+    if (!(entrypoint.length === 1 && entrypoint[0] === '')) command = entrypoint;
+  }
+  const all = [...command, ...args];
+  if (all.length === 0) throw new InvalidArgument('no command specified: the container config has no command or args, and the image no Entrypoint or Cmd');
+  if (!all[0]) throw new InvalidArgument('the command to run is an empty string');
+  if (all.some(hasNul)) throw new InvalidArgument('command and args must not contain NUL bytes');
+  return all;
 }
 
-function mergeEnv(image: string[], cri: { key: string; value: string }[], hostname: string): string[] {
+/**
+ * PATH default, HOSTNAME, the image's Env, then the CRI envs, each overriding an earlier
+ * value of its key in place (containerd's replaceOrAppendEnvValues); an image entry without
+ * "=" unsets the key.
+ */
+function processEnv(imageEnv: string[], criEnvs: KeyValue[], hostname: string): string[] {
   const env = new Map<string, string>();
-  for (const e of image) {
-    const i = e.indexOf('=');
-    if (i > 0) env.set(e.slice(0, i), e.slice(i + 1));
-  }
-  if (!env.has('PATH')) env.set('PATH', DEFAULT_PATH.slice(5));
-  env.set('HOSTNAME', hostname);
-  for (const { key, value } of cri) {
-    if (!key || key.includes('=')) throw new InvalidArgument(`env key "${key}" is not valid`);
-    env.set(key, value);
-  }
-  return [...env].map(([k, v]) => `${k}=${v}`);
-}
-
-function args(config: ContainerConfig, image: ImageConfigSummary): string[] {
-  // command replaces the Entrypoint and drops Cmd; args alone replaces Cmd.
-  const a = config.command.length ? [...config.command, ...config.args] : [...(image.entrypoint ?? []), ...(config.args.length ? config.args : (image.cmd ?? []))];
-  if (a.length === 0) throw new InvalidArgument('no command: neither the container config nor the image names one');
-  return a;
-}
-
-async function seccompFor(profile: SecurityProfile | null, legacyPath: string, caps: string[], privileged: boolean, root?: string): Promise<LinuxSeccomp | undefined> {
-  if (privileged) return undefined;
-  let kind: 'default' | 'unconfined' | 'localhost';
-  let file = '';
-  if (profile) {
-    if (profile.profile_type === SecurityProfile_ProfileType.RuntimeDefault) kind = 'default';
-    else if (profile.profile_type === SecurityProfile_ProfileType.Unconfined) kind = 'unconfined';
-    else {
-      kind = 'localhost';
-      file = profile.localhost_ref;
-    }
-  } else if (!legacyPath || legacyPath === 'unconfined') kind = 'unconfined';
-  else if (legacyPath === 'runtime/default' || legacyPath === 'docker/default') kind = 'default';
-  else if (legacyPath.startsWith('localhost/')) {
-    kind = 'localhost';
-    file = legacyPath.slice('localhost/'.length);
-  } else throw new InvalidArgument(`seccomp profile "${legacyPath}" is not runtime/default, unconfined or localhost/<path>`);
-  if (kind === 'unconfined') return undefined;
-  if (kind === 'default') return runtimeDefaultProfile(caps);
-  if (!file) throw new InvalidArgument('seccomp: a Localhost profile needs localhost_ref');
-  const abs = path.isAbsolute(file) ? file : path.join(root ?? '/var/lib/kubelet/seccomp', file);
-  let text: string;
-  try {
-    text = await fsp.readFile(abs, 'utf8');
-  } catch (e) {
-    throw new InvalidArgument(`seccomp profile ${abs}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  return parseLocalhostProfile(text, abs, caps);
-}
-
-function apparmorFor(profile: SecurityProfile | null, legacy: string, hostHas: boolean, privileged: boolean): string | undefined {
-  let kind = profile ? profile.profile_type : legacy ? (legacy === 'unconfined' ? SecurityProfile_ProfileType.Unconfined : legacy === 'runtime/default' ? SecurityProfile_ProfileType.RuntimeDefault : SecurityProfile_ProfileType.Localhost) : undefined;
-  const ref = profile ? profile.localhost_ref : legacy.replace(/^localhost\//, '');
-  if (kind === undefined || kind === SecurityProfile_ProfileType.Unconfined) return hostHas && kind !== undefined ? 'unconfined' : undefined;
-  if (!hostHas) {
-    // RuntimeDefault quietly means nothing where AppArmor is absent, as in containerd.
-    if (kind === SecurityProfile_ProfileType.RuntimeDefault) return undefined;
-    throw new FailedPrecondition(`AppArmor profile "${ref}" requested, but AppArmor is not enabled on this host`);
-  }
-  if (privileged) return undefined;
-  if (kind === SecurityProfile_ProfileType.RuntimeDefault) return 'skiff-default';
-  kind = SecurityProfile_ProfileType.Localhost;
-  if (!ref) throw new InvalidArgument('apparmor: a Localhost profile needs localhost_ref');
-  return ref;
-}
-
-/** Host device nodes under /dev (privileged containers get them all). */
-async function hostDevices(dir = '/dev'): Promise<LinuxDevice[]> {
-  const out: LinuxDevice[] = [];
-  let names: string[];
-  try {
-    names = await fsp.readdir(dir);
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    const p = path.join(dir, n);
-    if (['/dev/pts', '/dev/shm', '/dev/mqueue', '/dev/fd', '/dev/console'].includes(p)) continue;
-    const st = await fsp.lstat(p).catch(() => undefined);
-    if (!st) continue;
-    if (st.isDirectory()) out.push(...(await hostDevices(p)));
-    else if (st.isCharacterDevice() || st.isBlockDevice()) out.push(deviceOf(p, p, st, ''));
-  }
+  const put = (entry: string) => {
+    const eq = entry.indexOf('=');
+    if (eq < 0) env.delete(entry);
+    else if (eq > 0) env.set(entry.slice(0, eq), entry);
+  };
+  put(DEFAULT_PATH_ENV);
+  put(`HOSTNAME=${hostname}`);
+  for (const e of imageEnv) put(e);
+  criEnvs.forEach(({ key, value }, i) => {
+    if (!key || key.includes('=')) throw new InvalidArgument(`envs[${i}].key "${key}" must be a non-empty name without "="`);
+    env.set(key, `${key}=${value}`);
+  });
+  const out = [...env.values()];
+  if (out.some(hasNul)) throw new InvalidArgument('envs must not contain NUL bytes');
   return out;
 }
 
-function deviceOf(hostPath: string, containerPath: string, st: { rdev: number; mode: number; uid: number; gid: number; isCharacterDevice(): boolean }, _perm: string): LinuxDevice {
-  const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn) | Number((BigInt(st.rdev) >> 32n) & ~0xfffn);
-  const minor = Number(BigInt(st.rdev) & 0xffn) | Number((BigInt(st.rdev) >> 12n) & ~0xffn);
-  return { path: containerPath, type: st.isCharacterDevice() ? 'c' : 'b', major, minor, fileMode: st.mode & 0o777, uid: st.uid, gid: st.gid };
+/** working_dir, else the image's WorkingDir, else "/"; kept as given, since the shim resolves it inside the container. */
+function processCwd(config: ContainerConfig, image: ImageConfigSummary): string {
+  // An image's WorkingDir is absolute when built by any current tool; anchor it if not.
+  const cwd = config.working_dir || (image.workingDir ? path.posix.join('/', image.workingDir) : '/');
+  if (!cwd.startsWith('/')) throw new InvalidArgument(`working_dir "${cwd}" must be an absolute path`);
+  if (hasNul(cwd)) throw new InvalidArgument('working_dir contains a NUL byte');
+  return cwd;
 }
 
-export async function buildContainerSpec(input: ContainerSpecInput): Promise<Spec> {
-  const { config, pod, image } = input;
-  const sc = config.linux?.security_context ?? null;
-  const podSc = input.sandboxConfig.linux?.security_context ?? null;
-  const privileged = !!sc?.privileged;
-  if (privileged && !podSc?.privileged) throw new InvalidArgument('a privileged container needs a privileged pod sandbox');
-
-  // User: the CRI's run_as_* win over the image's USER.
-  if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) throw new InvalidArgument('run_as_group needs run_as_user or run_as_username');
-  const user = resolveUser(input.passwd, {
-    uid: sc?.run_as_user ? sc.run_as_user.value : undefined,
-    user: sc?.run_as_user ? undefined : sc?.run_as_username || image.user || '',
-    gid: sc?.run_as_group ? sc.run_as_group.value : undefined,
-  });
-  for (const g of sc?.supplemental_groups ?? []) checkId('supplemental group', g);
-  const strict = sc?.supplemental_groups_policy === SupplementalGroupsPolicy.Strict;
-  const additionalGids = [...new Set([user.gid, ...(sc?.supplemental_groups ?? []), ...(strict ? [] : user.groups)])];
-
-  const caps = capabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged);
-  const ambient = (sc?.capabilities?.add_ambient_capabilities ?? []).map(normCap).filter((c) => caps.includes(c));
-  const hostname = pod.hostNetwork ? (await fsp.readFile('/proc/sys/kernel/hostname', 'utf8')).trim() : input.sandboxConfig.hostname || input.sandboxConfig.metadata?.name || '';
-  const readonlyRootfs = !!sc?.readonly_rootfs;
-
-  // Mounts: the defaults, the pod's files, then the CRI's (which win by destination).
-  const criMounts: Mount[] = [];
-  const taken = new Set<string>();
-  for (const m of config.mounts) {
-    const dst = cleanAbsolute(m.container_path, 'mount container_path');
-    const src = cleanAbsolute(m.host_path, 'mount host_path');
-    if (m.recursive_read_only && (!m.readonly || m.propagation !== MountPropagation.PROPAGATION_PRIVATE))
-      throw new InvalidArgument(`mount ${dst}: recursive_read_only needs readonly and private propagation`);
-    const prop = m.propagation === MountPropagation.PROPAGATION_BIDIRECTIONAL ? 'rshared' : m.propagation === MountPropagation.PROPAGATION_HOST_TO_CONTAINER ? 'rslave' : 'rprivate';
-    const options = ['rbind', prop, m.recursive_read_only ? 'rro' : m.readonly ? 'ro' : 'rw'];
-    criMounts.push({ destination: dst, type: 'bind', source: src, options });
-    taken.add(dst);
+/** containerd's generateUserString: run_as_username or run_as_user, with ":run_as_group". */
+function criUserString(sc: LinuxContainerSecurityContext | null): string {
+  if (!sc) return '';
+  let user = '';
+  if (sc.run_as_user) user = String(checkId('run_as_user', sc.run_as_user.value));
+  if (sc.run_as_username) user = sc.run_as_username;
+  const group = sc.run_as_group ? String(checkId('run_as_group', sc.run_as_group.value)) : '';
+  if (!user) {
+    if (group) throw new InvalidArgument(`run_as_group ${group} is set without run_as_user or run_as_username`);
+    return '';
   }
-  const mounts: Mount[] = [
+  return group ? `${user}:${group}` : user;
+}
+
+/**
+ * uid, gid and groups: the CRI's run_as_* win over the image's USER; the groups are the
+ * primary gid, the groups the image's /etc/group gives the user (unless the policy is
+ * Strict), then the CRI's supplemental_groups (containerd's WithAdditionalGIDs and
+ * WithSupplementalGroups).
+ */
+function processUser(sc: LinuxContainerSecurityContext | null, image: ImageConfigSummary, db: PasswdDb): User {
+  const spec = criUserString(sc) || image.user || '';
+  const { uid, gid } = resolveUser(db, spec);
+  // The user whose group memberships count: as containerd picks it, without the group part.
+  const member = sc?.run_as_username || (sc?.run_as_user ? String(sc.run_as_user.value) : '') || (image.user ?? '').split(':')[0] || '0';
+  const strict = sc?.supplemental_groups_policy === SupplementalGroupsPolicy.Strict;
+  const fromImage = strict ? [] : imageSupplementalGroups(db, member);
+  const fromCri = (sc?.supplemental_groups ?? []).map((g, i) => checkId(`supplemental_groups[${i}]`, g));
+  return { uid, gid, additionalGids: [...new Set([gid, ...fromImage, ...fromCri])] };
+}
+
+function capName(name: string, field: string): string {
+  const u = name.trim().toUpperCase();
+  if (u === 'ALL') return u;
+  const full = u.startsWith('CAP_') ? u : `CAP_${u}`;
+  if (!ALL_CAPABILITIES.includes(full)) throw new InvalidArgument(`${field}: unknown capability "${name}"`);
+  return full;
+}
+
+/**
+ * The capability set of an unprivileged container: the defaults, "ALL" added, then "ALL"
+ * dropped, then each named add, then each named drop (containerd's WithCapabilities, so
+ * add ALL + drop CHOWN is everything but CHOWN, drop ALL + add NET_ADMIN is NET_ADMIN).
+ */
+export function containerCapabilities(c: Capability | null, all: readonly string[] = ALL_CAPABILITIES): string[] {
+  if (!c) return [...DEFAULT_CAPABILITIES];
+  const add = c.add_capabilities.map((n, i) => capName(n, `capabilities.add_capabilities[${i}]`));
+  const drop = c.drop_capabilities.map((n, i) => capName(n, `capabilities.drop_capabilities[${i}]`));
+  const caps = new Set(add.includes('ALL') ? all : DEFAULT_CAPABILITIES);
+  if (drop.includes('ALL')) caps.clear();
+  for (const a of add) if (a !== 'ALL') caps.add(a);
+  for (const d of drop) if (d !== 'ALL') caps.delete(d);
+  return [...caps];
+}
+
+function capabilitySets(sc: LinuxContainerSecurityContext | null, privileged: boolean, all: readonly string[]): LinuxCapabilities {
+  const caps = privileged ? [...all] : containerCapabilities(sc?.capabilities ?? null, all);
+  // Ambient capabilities must also be inheritable (containerd's WithAmbientCapabilities),
+  // and the kernel only raises those in the permitted set: refuse the rest by name here.
+  const ambient = privileged
+    ? []
+    : (sc?.capabilities?.add_ambient_capabilities ?? []).map((n, i) => {
+        const field = `capabilities.add_ambient_capabilities[${i}]`;
+        const c = capName(n, field);
+        if (c === 'ALL') throw new InvalidArgument(`${field}: "ALL" is not allowed for ambient capabilities`);
+        if (!caps.includes(c)) throw new InvalidArgument(`${field}: ${c} is not among the container's capabilities; add it to add_capabilities too`);
+        return c;
+      });
+  return { bounding: caps, effective: [...caps], permitted: [...caps], inheritable: [...ambient], ambient };
+}
+
+/** The namespaces, joined from the pod or new, that the container's namespace options ask for. */
+function namespacesFor(input: ContainerSpecInput, sc: LinuxContainerSecurityContext | null): { namespaces: LinuxNamespace[]; ipc: 'pod' | 'host' | 'private' } {
+  const { pod } = input;
+  const ns = sc?.namespace_options ?? null;
+  const podNs = input.sandboxConfig.linux?.security_context?.namespace_options ?? null;
+  const out: LinuxNamespace[] = [];
+
+  // A container may not take a host namespace its pod does not have. Without namespace
+  // options (crictl configs) a container gets a PID namespace of its own, as kubelet's default.
+  const pid = ns ? ns.pid : NamespaceMode.CONTAINER;
+  if (pid === NamespaceMode.POD) {
+    if (!pod.namespaces.pid) throw new InvalidArgument('namespace_options.pid is POD, but the pod sandbox has no PID namespace of its own');
+    out.push({ type: 'pid', path: pod.namespaces.pid });
+  } else if (pid === NamespaceMode.CONTAINER) {
+    out.push({ type: 'pid' });
+  } else if (pid === NamespaceMode.TARGET) {
+    if (!input.targetPidNs) throw new InvalidArgument(`namespace_options.target_id "${ns?.target_id ?? ''}" names no running container of this pod`);
+    out.push({ type: 'pid', path: input.targetPidNs });
+  } else if (pid === NamespaceMode.NODE) {
+    if (podNs?.pid !== NamespaceMode.NODE) throw new InvalidArgument('namespace_options.pid is NODE, but the pod sandbox does not use the host PID namespace');
+  } else throw new InvalidArgument(`namespace_options.pid: unknown mode ${String(pid)}`);
+
+  if (ns?.network === NamespaceMode.NODE && !pod.hostNetwork)
+    throw new InvalidArgument('namespace_options.network is NODE, but the pod sandbox does not use the host network');
+  if (!pod.hostNetwork) {
+    if (!pod.namespaces.net || !pod.namespaces.uts) throw new FailedPrecondition(`pod sandbox ${pod.id} has no network or UTS namespace to join`);
+    out.push({ type: 'network', path: pod.namespaces.net });
+  }
+
+  let ipc: 'pod' | 'host' | 'private';
+  const ipcMode = ns?.ipc ?? NamespaceMode.POD;
+  if (ipcMode === NamespaceMode.NODE) {
+    if (pod.namespaces.ipc) throw new InvalidArgument('namespace_options.ipc is NODE, but the pod sandbox does not use the host IPC namespace');
+    ipc = 'host';
+  } else if (ipcMode === NamespaceMode.CONTAINER) {
+    out.push({ type: 'ipc' });
+    ipc = 'private';
+  } else if (ipcMode === NamespaceMode.POD) {
+    // A pod without an IPC namespace of its own is a host-IPC pod: POD is the host's then.
+    if (pod.namespaces.ipc) out.push({ type: 'ipc', path: pod.namespaces.ipc });
+    ipc = pod.namespaces.ipc ? 'pod' : 'host';
+  } else throw new InvalidArgument(`namespace_options.ipc: mode ${NamespaceMode[ipcMode] ?? String(ipcMode)} is not supported for containers`);
+
+  if (!pod.hostNetwork) out.push({ type: 'uts', path: pod.namespaces.uts });
+  // Always a mount namespace of its own. No cgroup namespace: the shim unshares namespaces
+  // before it moves the process into the container's cgroup, so a new one would be rooted
+  // at the shim's cgroup instead of the container's.
+  out.push({ type: 'mount' });
+  if (pod.namespaces.user) out.push({ type: 'user', path: pod.namespaces.user });
+  else if (pod.userNamespace) out.push({ type: 'user' });
+  return { namespaces: out, ipc };
+}
+
+const PROPAGATION_OPTION: Record<MountPropagation, string> = {
+  [MountPropagation.PROPAGATION_PRIVATE]: 'rprivate',
+  [MountPropagation.PROPAGATION_HOST_TO_CONTAINER]: 'rslave',
+  [MountPropagation.PROPAGATION_BIDIRECTIONAL]: 'rshared',
+};
+
+const depth = (p: string) => (p === '/' ? 0 : p.split('/').length - 1);
+
+/**
+ * All mounts: containerd's defaults (minus those a supplied mount replaces, and all under
+ * /dev when /dev itself is supplied), the cgroup mount, then the supplied ones (CRI mounts,
+ * the pod's /etc files and /dev/shm, image volumes) parents first. Also the rootfs
+ * propagation a shared or slave mount needs.
+ */
+function mountsFor(
+  input: ContainerSpecInput,
+  sc: LinuxContainerSecurityContext | null,
+  privileged: boolean,
+  ipc: 'pod' | 'host' | 'private',
+): { mounts: Mount[]; rootfsPropagation?: string } {
+  const { config, pod, image } = input;
+  const readonlyRootfs = !!sc?.readonly_rootfs;
+  const supplied: Mount[] = [];
+  let rootfsPropagation: string | undefined;
+
+  config.mounts.forEach((m, i) => {
+    const field = `mounts[${i}]`;
+    if (m.image?.image) throw new InvalidArgument(`${field}: image volume mounts are not supported`);
+    if (m.uidMappings.length || m.gidMappings.length) throw new InvalidArgument(`${field}: id-mapped mounts are not supported`);
+    const destination = cleanAbsolute(m.container_path, `${field}.container_path`);
+    const source = cleanAbsolute(m.host_path, `${field}.host_path`);
+    const propagation = PROPAGATION_OPTION[m.propagation];
+    if (!propagation) throw new InvalidArgument(`${field}.propagation: unknown mode ${String(m.propagation)}`);
+    if (m.recursive_read_only && !m.readonly) throw new InvalidArgument(`${field}: recursive_read_only needs readonly`);
+    if (m.recursive_read_only && m.propagation !== MountPropagation.PROPAGATION_PRIVATE)
+      throw new InvalidArgument(`${field}: recursive_read_only needs propagation PROPAGATION_PRIVATE`);
+    if (propagation === 'rshared') rootfsPropagation = 'rshared';
+    else if (propagation === 'rslave' && rootfsPropagation !== 'rshared') rootfsPropagation = 'rslave';
+    supplied.push({ destination, type: 'bind', source, options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly ? 'ro' : 'rw'] });
+  });
+  const criDestinations = new Set(supplied.map((m) => m.destination));
+
+  const podFile = (destination: string, source: string, options: string[]) => {
+    if (!criDestinations.has(destination)) supplied.push({ destination, type: 'bind', source, options });
+  };
+  // The pod's files follow readonly_rootfs, as containerd's extra mounts do.
+  const fileMode = readonlyRootfs ? 'ro' : 'rw';
+  podFile('/etc/hostname', pod.hostnamePath, ['rbind', 'rprivate', fileMode]);
+  podFile('/etc/hosts', pod.hostsPath, ['rbind', 'rprivate', fileMode]);
+  podFile('/etc/resolv.conf', pod.resolvConfPath, ['rbind', 'rprivate', fileMode]);
+  // The pod's (or the host's) shared memory; a private IPC namespace keeps the default tmpfs.
+  if (ipc === 'host') podFile('/dev/shm', '/dev/shm', ['rbind', 'rprivate', 'rw']);
+  else if (ipc === 'pod' && pod.shmPath) podFile('/dev/shm', pod.shmPath, ['rbind', 'rprivate', 'nosuid', 'nodev', 'noexec', 'rw']);
+
+  // Image VOLUMEs get an empty directory of the container's, unless a CRI mount covers
+  // them; without volumeDir they stay part of the (writable) rootfs.
+  if (input.volumeDir) {
+    for (const v of image.volumes ?? []) {
+      const destination = cleanAbsolute(path.posix.join('/', v), `image volume "${v}"`);
+      if (criDestinations.has(destination) || supplied.some((m) => m.destination === destination)) continue;
+      const source = input.volumeDir(destination);
+      if (!path.isAbsolute(source)) throw new Internal(`volumeDir gave a relative path "${source}" for ${destination}`);
+      supplied.push({ destination, type: 'bind', source, options: ['rbind', 'rprivate', 'rw'] });
+    }
+  }
+
+  const suppliedDestinations = new Set(supplied.map((m) => m.destination));
+  const devSupplied = suppliedDestinations.has('/dev');
+  const sysMode = privileged ? 'rw' : 'ro';
+  const defaults: Mount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', privileged ? 'rw' : 'ro'] },
-    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', privileged ? 'rw' : 'ro'] },
-  ];
-  const ipcMode = sc?.namespace_options?.ipc ?? NamespaceMode.POD;
-  if (pod.shmPath && ipcMode !== NamespaceMode.NODE) mounts.push({ destination: '/dev/shm', type: 'bind', source: pod.shmPath, options: ['rbind', 'rprivate', 'nosuid', 'nodev', 'noexec'] });
-  else if (ipcMode === NamespaceMode.NODE) mounts.push({ destination: '/dev/shm', type: 'bind', source: '/dev/shm', options: ['rbind', 'rprivate'] });
-  else mounts.push({ destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] });
-  const podFile = (dst: string, src: string) => {
-    if (!taken.has(dst)) mounts.push({ destination: dst, type: 'bind', source: src, options: ['rbind', 'rprivate', readonlyRootfs ? 'ro' : 'rw'] });
-  };
-  podFile('/etc/hosts', pod.hostsPath);
-  podFile('/etc/resolv.conf', pod.resolvConfPath);
-  podFile('/etc/hostname', pod.hostnamePath);
-  const all = [...mounts.filter((m) => !taken.has(m.destination)), ...criMounts];
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', sysMode] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', sysMode] },
+  ].filter((m) => !suppliedDestinations.has(m.destination) && !(devSupplied && m.destination.startsWith('/dev/')));
 
-  // Devices.
-  const devices: LinuxDevice[] = privileged ? await hostDevices() : [];
-  const deviceRules: LinuxDeviceCgroup[] = privileged ? [{ allow: true, access: 'rwm' }] : [...DEFAULT_DEVICE_RULES];
-  for (const d of config.devices) {
-    const hostPath = cleanAbsolute(d.host_path, 'device host_path');
-    const containerPath = cleanAbsolute(d.container_path || d.host_path, 'device container_path');
-    const perm = d.permissions || 'rwm';
-    if (!/^[rwm]{1,3}$/.test(perm)) throw new InvalidArgument(`device ${hostPath}: permissions "${perm}" must be made of r, w and m`);
-    const st = await fsp.stat(hostPath).catch(() => undefined);
-    if (!st || !(st.isCharacterDevice() || st.isBlockDevice())) throw new InvalidArgument(`device ${hostPath} is not a device node on this host`);
-    const dev = deviceOf(hostPath, containerPath, st, perm);
-    devices.push(dev);
-    deviceRules.push({ allow: true, type: dev.type as 'c' | 'b', major: dev.major, minor: dev.minor, access: perm });
+  // Parents before children, otherwise in the order given (a stable sort).
+  supplied.sort((a, b) => depth(a.destination) - depth(b.destination));
+  return { mounts: [...defaults, ...supplied], ...(rootfsPropagation ? { rootfsPropagation } : {}) };
+}
+
+/** Device nodes and the device cgroup rules: CRI devices, and for privileged all of them. */
+function devicesFor(input: ContainerSpecInput, privileged: boolean, userns: boolean): { devices: LinuxDevice[]; rules: LinuxDeviceCgroup[] } {
+  const byPath = new Map<string, LinuxDevice>();
+  const rules: LinuxDeviceCgroup[] = privileged ? [{ allow: true, access: 'rwm' }] : DEFAULT_DEVICE_RULES.map((r) => ({ ...r }));
+  // In a user namespace host nodes cannot be created (only bound), so containerd gives a
+  // privileged container none there.
+  if (privileged && !userns) for (const d of input.hostDevices ?? []) byPath.set(d.path, { ...d });
+  input.config.devices.forEach((d, i) => {
+    const field = `devices[${i}]`;
+    const hostPath = cleanAbsolute(d.host_path, `${field}.host_path`);
+    const containerPath = d.container_path ? cleanAbsolute(d.container_path, `${field}.container_path`) : hostPath;
+    const access = d.permissions || 'rwm';
+    if (!/^[rwm]{1,3}$/.test(access) || new Set(access).size !== access.length)
+      throw new InvalidArgument(`${field}.permissions "${d.permissions}" must be made of r, w and m`);
+    if (!input.statDevice) throw new Internal(`${field}: no statDevice given to look up ${hostPath}`);
+    const st = input.statDevice(hostPath);
+    if (!st) throw new InvalidArgument(`${field}.host_path ${hostPath} is not a device node on this host`);
+    const dev: LinuxDevice = { path: containerPath, type: st.type, major: st.major, minor: st.minor, fileMode: st.mode & 0o7777 };
+    if (st.uid !== undefined) dev.uid = st.uid;
+    if (st.gid !== undefined) dev.gid = st.gid;
+    byPath.set(containerPath, dev);
+    if (!privileged) rules.push({ allow: true, type: st.type, major: st.major, minor: st.minor, access });
+  });
+  return { devices: [...byPath.values()], rules };
+}
+
+/** CRI masked/readonly paths when given, containerd's defaults when not, none when privileged. */
+function pathList(given: string[], defaults: readonly string[], privileged: boolean, field: string): string[] {
+  if (privileged) return [];
+  // CRI cannot tell an empty list from an absent one; containerd takes both as "defaults".
+  if (given.length === 0) return [...defaults];
+  return given.map((p, i) => cleanAbsolute(p, `${field}[${i}]`));
+}
+
+/** A legacy "runtime/default" | "unconfined" | "localhost/<name>" string as a SecurityProfile. */
+function legacyProfile(s: string, field: string): SecurityProfile | null {
+  if (s === '') return null;
+  if (s === 'runtime/default' || s === 'docker/default') return { profile_type: SecurityProfile_ProfileType.RuntimeDefault, localhost_ref: '' };
+  if (s === 'unconfined') return { profile_type: SecurityProfile_ProfileType.Unconfined, localhost_ref: '' };
+  if (s.startsWith('localhost/')) return { profile_type: SecurityProfile_ProfileType.Localhost, localhost_ref: s.slice('localhost/'.length) };
+  throw new InvalidArgument(`${field} "${s}" is not runtime/default, unconfined or localhost/<name>`);
+}
+
+/**
+ * The AppArmor profile, as containerd picks it: unset means RuntimeDefault; where AppArmor
+ * is off, RuntimeDefault and Unconfined mean nothing but a Localhost profile is an error
+ * (it was asked for by name and would silently not apply).
+ */
+function apparmorFor(sc: LinuxContainerSecurityContext | null, hostHas: boolean, privileged: boolean): string | undefined {
+  const p = sc?.apparmor ?? legacyProfile(sc?.apparmor_profile ?? '', 'apparmor_profile');
+  const ref = p?.localhost_ref.startsWith('localhost/') ? p.localhost_ref.slice('localhost/'.length) : p?.localhost_ref ?? '';
+  if (!hostHas) {
+    if (p?.profile_type === SecurityProfile_ProfileType.Localhost)
+      throw new FailedPrecondition(`AppArmor profile "${ref}" was requested, but AppArmor is not enabled on this host`);
+    return undefined;
   }
-
-  // Namespaces.
-  const ns = sc?.namespace_options ?? null;
-  const namespaces: Spec['linux']['namespaces'] = [{ type: 'mount' }];
-  if (!pod.hostNetwork) namespaces.push({ type: 'network', path: pod.namespaces.net }, { type: 'uts', path: pod.namespaces.uts });
-  if (ipcMode !== NamespaceMode.NODE) namespaces.push({ type: 'ipc', path: pod.namespaces.ipc });
-  const pidMode = ns?.pid ?? NamespaceMode.CONTAINER;
-  if (pidMode === NamespaceMode.POD) {
-    if (!pod.namespaces.pid) throw new InvalidArgument('namespace_options.pid is POD but the pod has no PID namespace of its own');
-    namespaces.push({ type: 'pid', path: pod.namespaces.pid });
-  } else if (pidMode === NamespaceMode.CONTAINER) namespaces.push({ type: 'pid' });
-  else if (pidMode === NamespaceMode.TARGET) {
-    if (!input.targetPidNs) throw new InvalidArgument(`namespace_options.target_id "${ns?.target_id ?? ''}" names no running container`);
-    namespaces.push({ type: 'pid', path: input.targetPidNs });
+  switch (p?.profile_type ?? SecurityProfile_ProfileType.RuntimeDefault) {
+    case SecurityProfile_ProfileType.Unconfined:
+      return undefined;
+    case SecurityProfile_ProfileType.RuntimeDefault:
+      return privileged ? undefined : APPARMOR_DEFAULT_PROFILE;
+    case SecurityProfile_ProfileType.Localhost:
+      if (!ref) throw new InvalidArgument('apparmor: a Localhost profile needs localhost_ref');
+      return ref;
+    default:
+      throw new InvalidArgument(`apparmor.profile_type ${String(p?.profile_type)} is not RuntimeDefault, Unconfined or Localhost`);
   }
-  if (pod.namespaces.user) namespaces.push({ type: 'user', path: pod.namespaces.user });
-  for (const n of namespaces) if ('path' in n && n.path === undefined) delete n.path;
+}
 
-  // Resources, oom_score_adj clamped to what the host allows.
-  const res = config.linux?.resources ? ociResources(config.linux.resources, input.restrictOomScoreAdj) : {};
-  const { oomScoreAdj, ...resources } = res;
+/** Process and mount labels from the container's SELinux options (the pod's level by default). */
+function selinuxFor(input: ContainerSpecInput, sc: LinuxContainerSecurityContext | null, privileged: boolean): { processLabel: string; mountLabel: string } | undefined {
+  const o = sc?.selinux_options;
+  if (!o || !(o.user || o.role || o.type || o.level)) return undefined;
+  if (!input.hostHasSELinux) throw new FailedPrecondition('SELinux options were requested, but SELinux is not enabled on this host');
+  if (privileged) return undefined;
+  const user = o.user || 'system_u';
+  const level = o.level || input.sandboxConfig.linux?.security_context?.selinux_options?.level || 's0';
+  return { processLabel: `${user}:${o.role || 'system_r'}:${o.type || 'container_t'}:${level}`, mountLabel: `${user}:object_r:container_file_t:${level}` };
+}
+
+/** The OCI runtime spec for one container of a pod. */
+export function buildContainerSpec(input: ContainerSpecInput): Spec {
+  const { config, sandboxConfig, pod, image } = input;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(input.containerId)) throw new InvalidArgument(`container id "${input.containerId}" is not a valid id`);
+  if (!path.isAbsolute(input.rootfsPath)) throw new InvalidArgument(`rootfs "${input.rootfsPath}" must be an absolute path`);
+  if (!pod.cgroupParent.startsWith('/') || pod.cgroupParent.includes(':')) throw new InvalidArgument(`cgroup parent "${pod.cgroupParent}" must be an absolute cgroupfs path`);
+  const sc = config.linux?.security_context ?? null;
+  const privileged = !!sc?.privileged;
+  if (privileged && !sandboxConfig.linux?.security_context?.privileged)
+    throw new InvalidArgument('security_context.privileged: a privileged container needs a privileged pod sandbox');
+
+  const hostname = sandboxConfig.hostname || (pod.hostNetwork ? input.hostHostname ?? os.hostname() : sandboxConfig.metadata?.name ?? '');
+  const capabilities = capabilitySets(sc, privileged, input.hostCapabilities ?? ALL_CAPABILITIES);
+  const { namespaces, ipc } = namespacesFor(input, sc);
+  const userns = namespaces.some((n) => n.type === 'user');
+  const { mounts, rootfsPropagation } = mountsFor(input, sc, privileged, ipc);
+  const { devices, rules } = devicesFor(input, privileged, userns);
+
+  const resources: LinuxResources = { devices: rules };
+  let oomScoreAdj: number | undefined;
+  const criResources = config.linux?.resources ?? null;
+  if (criResources) {
+    // The same mapping UpdateContainerResources uses, so create and update agree.
+    const mapped = ociResources(criResources, input.restrictOomScoreAdj ?? -1000);
+    delete mapped.oomScoreAdj;
+    Object.assign(resources, mapped);
+    // containerd sets oom_score_adj whenever resources are given, 0 included.
+    oomScoreAdj = Math.max(criResources.oom_score_adj, input.restrictOomScoreAdj ?? -1000);
+  }
 
   const spec: Spec = {
     ociVersion: '1.1.0',
     process: {
       terminal: config.tty,
-      user: { uid: user.uid, gid: user.gid, additionalGids },
-      args: args(config, image),
-      env: mergeEnv(image.env ?? [], config.envs, hostname),
-      cwd: config.working_dir || image.workingDir || '/',
-      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient },
+      user: processUser(sc, image, input.passwd ?? { users: [], groups: [] }),
+      args: processArgs(config, image),
+      env: processEnv(image.env ?? [], config.envs, hostname),
+      cwd: processCwd(config, image),
+      capabilities,
       noNewPrivileges: !!sc?.no_new_privs,
       ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
     },
-    root: { path: 'rootfs', readonly: readonlyRootfs },
-    // A host-network container has the host's UTS namespace: its hostname is not ours to set.
+    root: { path: input.rootfsPath, ...(sc?.readonly_rootfs ? { readonly: true } : {}) },
+    // Host-network pods use the host's UTS namespace, whose name is not ours to set.
     ...(pod.hostNetwork ? {} : { hostname }),
-    mounts: all,
+    mounts,
     annotations: {
-      ...config.annotations,
       'io.kubernetes.cri.container-type': 'container',
       'io.kubernetes.cri.container-name': config.metadata?.name ?? '',
       'io.kubernetes.cri.sandbox-id': pod.id,
-      'io.kubernetes.cri.sandbox-name': input.sandboxConfig.metadata?.name ?? '',
-      'io.kubernetes.cri.sandbox-namespace': input.sandboxConfig.metadata?.namespace ?? '',
-      'io.kubernetes.cri.sandbox-uid': input.sandboxConfig.metadata?.uid ?? '',
-      'io.kubernetes.cri.image-name': input.imageName,
+      'io.kubernetes.cri.sandbox-name': sandboxConfig.metadata?.name ?? '',
+      'io.kubernetes.cri.sandbox-namespace': sandboxConfig.metadata?.namespace ?? '',
+      'io.kubernetes.cri.sandbox-uid': sandboxConfig.metadata?.uid ?? '',
+      'io.kubernetes.cri.image-name': input.imageName ?? config.image?.image ?? '',
     },
     linux: {
       namespaces,
       devices,
-      cgroupsPath: `${pod.cgroupParent.replace(/\/$/, '')}/skiff-${input.containerId}`,
-      resources: { ...resources, devices: deviceRules },
-      maskedPaths: privileged ? [] : sc?.masked_paths ?? [],
-      readonlyPaths: privileged ? [] : sc?.readonly_paths ?? [],
-      rootfsPropagation: criMounts.some((m) => m.options?.includes('rshared')) ? 'rshared' : criMounts.some((m) => m.options?.includes('rslave')) ? 'rslave' : 'rprivate',
+      cgroupsPath: path.posix.join(pod.cgroupParent, input.containerId),
+      resources,
+      maskedPaths: pathList(sc?.masked_paths ?? [], DEFAULT_MASKED_PATHS, privileged, 'masked_paths'),
+      readonlyPaths: pathList(sc?.readonly_paths ?? [], DEFAULT_READONLY_PATHS, privileged, 'readonly_paths'),
+      ...(rootfsPropagation ? { rootfsPropagation } : {}),
     },
   };
-  const seccomp = await seccompFor(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? '', caps, privileged, input.seccompProfileRoot);
-  if (seccomp) spec.linux.seccomp = seccomp;
-  const apparmor = apparmorFor(sc?.apparmor ?? null, sc?.apparmor_profile ?? '', input.hostHasAppArmor, privileged);
+  if (pod.userNamespace) {
+    spec.linux.uidMappings = pod.userNamespace.uidMappings.map((m) => ({ ...m }));
+    spec.linux.gidMappings = pod.userNamespace.gidMappings.map((m) => ({ ...m }));
+  }
+
+  // Privileged containers run without seccomp (containerd's WithPrivileged).
+  if (!privileged) {
+    const choice = seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? '', input.seccompProfileRoot);
+    if (choice.kind === 'runtime-default') spec.linux.seccomp = runtimeDefaultProfile(capabilities.bounding, input.arch);
+    else if (choice.kind === 'localhost') {
+      if (!input.loadLocalhostProfile) throw new Internal(`seccomp profile ${choice.path}: no loadLocalhostProfile given`);
+      spec.linux.seccomp = parseLocalhostProfile(input.loadLocalhostProfile(choice.path), choice.path, capabilities.bounding, input.arch);
+    }
+  }
+  const apparmor = apparmorFor(sc, input.hostHasAppArmor, privileged);
   if (apparmor) spec.process.apparmorProfile = apparmor;
-  const se = sc?.selinux_options;
-  if (se && (se.user || se.role || se.type || se.level)) {
-    if (!input.hostHasSELinux) throw new FailedPrecondition('SELinux options requested, but SELinux is not enabled on this host');
-    spec.process.selinuxLabel = `${se.user || 'system_u'}:${se.role || 'system_r'}:${se.type || 'container_t'}:${se.level || 's0'}`;
+  const selinux = selinuxFor(input, sc, privileged);
+  if (selinux) {
+    spec.process.selinuxLabel = selinux.processLabel;
+    spec.linux.mountLabel = selinux.mountLabel;
   }
   return spec;
 }

@@ -1,0 +1,45 @@
+// Host device nodes for container specs, read with async fs before the (pure) spec is
+// built: the nodes a CRI config names, and every node under /dev for privileged ones.
+import { promises as fsp, Stats } from 'fs';
+import * as path from 'path';
+import type { LinuxDevice } from './oci';
+import type { DeviceInfo } from './spec';
+
+function numbers(st: Stats): { major: number; minor: number } {
+  const rdev = BigInt(st.rdev);
+  return { major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)), minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)) };
+}
+
+/** DeviceInfo of each path that is a device node (others are left out). */
+export async function statDevices(paths: string[]): Promise<Map<string, DeviceInfo>> {
+  const out = new Map<string, DeviceInfo>();
+  for (const p of paths) {
+    const st = await fsp.stat(p).catch(() => undefined);
+    if (!st || !(st.isCharacterDevice() || st.isBlockDevice())) continue;
+    out.set(p, { type: st.isCharacterDevice() ? 'c' : 'b', ...numbers(st), mode: st.mode, uid: st.uid, gid: st.gid });
+  }
+  return out;
+}
+
+const SKIP = new Set(['/dev/pts', '/dev/shm', '/dev/mqueue', '/dev/fd', '/dev/console']);
+
+/** Every device node under /dev, as containerd's HostDevices lists them. */
+export async function hostDevices(dir = '/dev'): Promise<LinuxDevice[]> {
+  const out: LinuxDevice[] = [];
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const p = path.join(dir, n);
+    if (SKIP.has(p)) continue;
+    const st = await fsp.lstat(p).catch(() => undefined);
+    if (!st) continue;
+    if (st.isDirectory()) out.push(...(await hostDevices(p)));
+    else if (st.isCharacterDevice() || st.isBlockDevice())
+      out.push({ path: p, type: st.isCharacterDevice() ? 'c' : 'b', ...numbers(st), fileMode: st.mode & 0o777, uid: st.uid, gid: st.gid });
+  }
+  return out;
+}
