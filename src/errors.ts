@@ -50,9 +50,16 @@ export class Internal extends SkiffError {
   readonly code = GrpcCode.INTERNAL;
 }
 
+/** An error from another layer (the shim) that carries a status of its own. */
+export interface CodedError extends Error {
+  readonly grpcStatus: GrpcCode;
+}
+
 /** The gRPC code for any thrown value: ours keep theirs, anything else is INTERNAL. */
 export function grpcCode(e: unknown): GrpcCode {
-  return e instanceof SkiffError ? e.code : GrpcCode.INTERNAL;
+  if (e instanceof SkiffError) return e.code;
+  const coded = (e as Partial<CodedError> | null)?.grpcStatus;
+  return typeof coded === 'number' ? coded : GrpcCode.INTERNAL;
 }
 
 export class Unimplemented extends SkiffError {

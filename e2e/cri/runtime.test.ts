@@ -233,7 +233,7 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     assert.equal(await create(ctrConfig('x', { linux: { security_context: { run_as_username: 'nobody-here' } } })), INVALID_ARGUMENT);
     assert.equal(await create(ctrConfig('x', { linux: { security_context: { capabilities: { add_capabilities: ['CAP_FLY'] } } } })), INVALID_ARGUMENT);
     assert.equal(await create(ctrConfig('x', { linux: { security_context: { privileged: true } } })), INVALID_ARGUMENT);
-    assert.equal(await create(ctrConfig('x', { command: ['/no/such/binary'] })), 13);
+    assert.equal(await create(ctrConfig('x', { command: ['/no/such/binary'] })), NOT_FOUND, 'the shim finds no such executable');
     assert.equal(fs.readdirSync(path.join(skiffd.state, 'containers')).length, before, 'no bundle left by a failed create');
     assert.equal((await c.runtime('ListContainers', { filter: { pod_sandbox_id: pod.id } })).containers.length, 0);
     assert.equal(await code(c.runtime('StartContainer', { container_id: 'nope' })), NOT_FOUND);

@@ -34,6 +34,24 @@ users:x:100:
 nogroup:x:65534:
 `;
 
+/** The host's libraries a binary links against, copied into root at the same paths. */
+function copyLibs(binary: string, root: string): void {
+  for (const [lib] of execFileSync('ldd', [binary]).toString().matchAll(/(\/\S+\.so[.\d]*)/g)) {
+    const dst = path.join(root, lib);
+    if (fs.existsSync(dst)) continue;
+    fs.mkdirSync(path.dirname(dst), { recursive: true });
+    fs.copyFileSync(fs.realpathSync(lib), dst);
+  }
+}
+
+function copyWithLibs(binary: string, root: string): void {
+  const dst = path.join(root, binary);
+  fs.mkdirSync(path.dirname(dst), { recursive: true });
+  fs.copyFileSync(binary, dst);
+  fs.chmodSync(dst, 0o755);
+  copyLibs(binary, root);
+}
+
 /** A busybox root like upstream's busybox image: dynamic busybox, its libraries, /etc. */
 function busyboxRoot(work: string): string {
   const deb = path.join(work, 'deb');
@@ -47,13 +65,14 @@ function busyboxRoot(work: string): string {
   fs.chmodSync(path.join(root, 'tmp'), 0o1777);
   fs.copyFileSync(path.join(deb, 'x/bin/busybox'), path.join(root, 'bin/busybox'));
   fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
-  // The host's libraries busybox links against, at the same paths.
-  const libs = execFileSync('ldd', [path.join(root, 'bin/busybox')]).toString().matchAll(/(\/\S+\.so[.\d]*)/g);
-  for (const [lib] of libs) {
-    const dst = path.join(root, lib);
-    fs.mkdirSync(path.dirname(dst), { recursive: true });
-    fs.copyFileSync(fs.realpathSync(lib), dst);
-  }
+  copyLibs(path.join(root, 'bin/busybox'), root);
+  // Debian's busybox has no ipcs applet, which critest's IPC specs run: the host's.
+  copyWithLibs('/usr/bin/ipcs', root);
+  // nginx stand-in: a process named nginx whose pid is in /var/run/nginx.pid, serving
+  // the page with busybox httpd, its first argument showing "master process" as nginx's.
+  fs.mkdirSync(path.join(root, 'usr/sbin'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'var/run'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'usr/sbin/nginx'), '#!/bin/sh\necho $$ > /var/run/nginx.pid\nhttpd -f -p "${PORT:-80}" -h /usr/share/nginx/html\n', { mode: 0o755 });
   const applets = execFileSync(path.join(root, 'bin/busybox'), ['--list']).toString().split('\n').filter((a) => a && a !== 'busybox');
   for (const a of applets) fs.symlinkSync('busybox', path.join(root, 'bin', a));
   fs.writeFileSync(path.join(root, 'etc/passwd'), PASSWD);
@@ -81,8 +100,9 @@ export async function pushCritestImages(reg: TestRegistry, work: string, arch: s
   const push = (repo: string, tag: string, layers: Layer[], config: Record<string, unknown> = sh) => reg.pushImage(repo, tag, [base, ...layers], undefined, config);
   await push('e2e-test-images/busybox', '1.29-2', []);
   // The web servers: busybox httpd where critest expects nginx (port 80; host network 12003).
-  await push('e2e-test-images/nginx', '1.14-2', [], { Cmd: ['httpd', '-f', '-p', '80', '-h', '/usr/share/nginx/html'], Env: PATH_ENV });
-  await push(`${STAGING}/hostnet-nginx-${arch}`, 'latest', [], { Cmd: ['httpd', '-f', '-p', '12003', '-h', '/usr/share/nginx/html'], Env: PATH_ENV });
+  const nginx = ['/usr/sbin/nginx', 'nginx: master process nginx -g daemon off;'];
+  await push('e2e-test-images/nginx', '1.14-2', [], { Cmd: nginx, Env: PATH_ENV });
+  await push(`${STAGING}/hostnet-nginx-${arch}`, 'latest', [], { Cmd: nginx, Env: [...PATH_ENV, 'PORT=12003'] });
   await push(`${STAGING}/test-image-user-uid`, 'latest', [], { ...sh, User: '1002' });
   await push(`${STAGING}/test-image-user-username`, 'latest', [], { ...sh, User: 'www-data' });
   await push(`${STAGING}/test-image-user-uid-group`, 'latest', [], { ...sh, User: '1003:users' });

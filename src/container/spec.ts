@@ -498,7 +498,8 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
   if (privileged && !sandboxConfig.linux?.security_context?.privileged)
     throw new InvalidArgument('security_context.privileged: a privileged container needs a privileged pod sandbox');
 
-  const hostname = sandboxConfig.hostname || (pod.hostNetwork ? input.hostHostname ?? os.hostname() : sandboxConfig.metadata?.name ?? '');
+  // A pod without a hostname gets the node's, as containerd gives it.
+  const hostname = sandboxConfig.hostname || (input.hostHostname ?? os.hostname());
   const capabilities = capabilitySets(sc, privileged, input.hostCapabilities ?? ALL_CAPABILITIES);
   const { namespaces, ipc } = namespacesFor(input, sc);
   const userns = namespaces.some((n) => n.type === 'user');

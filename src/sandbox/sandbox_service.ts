@@ -5,6 +5,7 @@
 import { randomBytes } from 'crypto';
 import { EventEmitter } from 'events';
 import { promises as fsp } from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../errors';
 import { NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
@@ -237,7 +238,7 @@ export class SandboxService extends EventEmitter {
     };
     await fsp.writeFile(r.hostsPath, await hostsFile(o.hostNetwork), { mode: 0o644 });
     await fsp.writeFile(r.resolvConfPath, await resolvConf(config.dns_config), { mode: 0o644 });
-    await fsp.writeFile(r.hostnamePath, hostnameFile(config.hostname || config.metadata!.name, o.hostNetwork), { mode: 0o644 });
+    await fsp.writeFile(r.hostnamePath, hostnameFile(config.hostname || os.hostname(), o.hostNetwork), { mode: 0o644 });
     if (o.ipcMode !== NamespaceMode.NODE) {
       r.shmPath = path.join(dir, 'shm');
       await fsp.mkdir(r.shmPath, { mode: 0o1777 });
@@ -249,7 +250,7 @@ export class SandboxService extends EventEmitter {
     undo.push('shut the shim down', () => shim.shutdown());
     const userns = config.linux?.security_context?.namespace_options?.userns_options;
     const pod = await shim.pod({
-      hostname: o.hostNetwork ? undefined : config.hostname || config.metadata!.name,
+      hostname: o.hostNetwork ? undefined : config.hostname || os.hostname(),
       network: o.hostNetwork ? 'host' : 'new',
       uts: o.hostNetwork ? 'host' : 'new',
       ipc: o.ipcMode === NamespaceMode.NODE ? 'host' : 'new',

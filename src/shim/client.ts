@@ -5,6 +5,7 @@ import { execFile } from 'child_process';
 import { EventEmitter } from 'events';
 import * as net from 'net';
 import * as path from 'path';
+import { CodedError, GrpcCode } from '../errors';
 
 // Responses can be large: a sync exec returns up to 2 x 16 MiB, base64-encoded.
 const MAX_LINE = 64 * 1024 * 1024;
@@ -19,8 +20,9 @@ export type ShimErrorCode =
   | 'RESOURCE_EXHAUSTED'
   | 'INTERNAL';
 
-/** An error the shim answered with. */
-export class ShimError extends Error {
+/** An error the shim answered with; its code becomes the CRI call's status. */
+export class ShimError extends Error implements CodedError {
+  readonly grpcStatus: GrpcCode;
   constructor(
     readonly code: ShimErrorCode,
     message: string,
@@ -28,6 +30,7 @@ export class ShimError extends Error {
   ) {
     super(message);
     this.name = 'ShimError';
+    this.grpcStatus = GrpcCode[code] ?? GrpcCode.INTERNAL;
   }
 }
 
