@@ -10,6 +10,7 @@ import { imageHandlers } from './cri/image';
 import * as ctr from './cri/runtime/container';
 import { runtimeConfig } from './cri/runtime/runtime_config';
 import * as pod from './cri/runtime/sandbox';
+import { containerStats, listContainerStats } from './cri/runtime/stats';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
 import { ImageService } from './image/image_service';
@@ -17,6 +18,7 @@ import { diskUsage } from './image/snapshotter';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { SandboxService } from './sandbox/sandbox_service';
+import { ContainerStatsService } from './stats/container_stats';
 
 const exists = (p: string) => fsp.access(p).then(() => true, () => false);
 
@@ -93,6 +95,8 @@ export class Daemon {
     await sandboxes.init();
     await containers.init();
 
+    const stats = new ContainerStatsService(sandboxes, images.snapshots);
+    containers.onRemoved = (id) => stats.forget(id);
     const containersDir = path.join(config.root, 'snapshots', 'containers');
     const containerFs = async () => ({ mountpoint: containersDir, ...(await diskUsage(containersDir)) });
     const server = new CriServer(
@@ -100,7 +104,7 @@ export class Daemon {
         runtime: {
           Version: version(),
           RuntimeConfig: runtimeConfig(),
-          Status: status(cni, () => ({ root: config.root, state: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'] })),
+          Status: status(cni, config['cri.runtime_handler'], () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'] })),
           UpdateRuntimeConfig: updateRuntimeConfig(cni),
           RunPodSandbox: pod.runPodSandbox(sandboxes),
           StopPodSandbox: pod.stopPodSandbox(sandboxes),
@@ -116,6 +120,8 @@ export class Daemon {
           UpdateContainerResources: ctr.updateContainerResources(containers),
           ReopenContainerLog: ctr.reopenContainerLog(containers),
           ExecSync: ctr.execSync(containers),
+          ContainerStats: containerStats(containers, stats),
+          ListContainerStats: listContainerStats(containers, stats),
         },
         image: imageHandlers(images, containerFs),
       },

@@ -296,6 +296,26 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     assert.equal(fs.readFileSync(file, 'utf8').trim(), String(96 << 20));
   });
 
+  it('reports container stats: CPU use and rate, memory, writable layer; lists them by pod', async () => {
+    const c = skiffd.client;
+    const pod = await runPod();
+    const busy = await startCtr(pod, 'busy', { command: ['sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=2 2>/dev/null; while :; do :; done'] });
+    const idle = await startCtr(pod, 'idle');
+    await new Promise((r) => setTimeout(r, 500));
+    const s1 = (await c.runtime('ContainerStats', { container_id: busy })).stats!;
+    await new Promise((r) => setTimeout(r, 500));
+    const s2 = (await c.runtime('ContainerStats', { container_id: busy })).stats!;
+    assert.equal(s2.attributes?.id, busy);
+    assert.ok(s2.cpu!.usage_core_nano_seconds!.value > s1.cpu!.usage_core_nano_seconds!.value);
+    assert.ok(s2.cpu!.usage_nano_cores!.value > 0.3e9, `a spinning shell uses most of a core: ${s2.cpu!.usage_nano_cores!.value}`);
+    assert.ok(s2.memory!.working_set_bytes!.value > 0);
+    assert.ok(s2.writable_layer!.used_bytes!.value >= 2 << 20, 'the 2 MiB file counts');
+    const list = await c.runtime('ListContainerStats', { filter: { pod_sandbox_id: pod.id } });
+    assert.deepEqual(list.stats.map((x) => x.attributes?.id).sort(), [busy, idle].sort());
+    assert.equal(await code(c.runtime('ContainerStats', { container_id: 'nope' })), NOT_FOUND);
+    await c.runtime('StopContainer', { container_id: busy, timeout: 0 });
+  });
+
   it('keeps pods running across a SIGKILL of skiffd and reports exits that happened meanwhile', async () => {
     const c = skiffd.client;
     const pod = await runPod();

@@ -68,13 +68,15 @@ function busyboxRoot(work: string): string {
   copyLibs(path.join(root, 'bin/busybox'), root);
   // Debian's busybox has no ipcs applet, which critest's IPC specs run: the host's.
   copyWithLibs('/usr/bin/ipcs', root);
+  copyWithLibs('/usr/bin/pgrep', root);
   // nginx stand-in: a process named nginx whose pid is in /var/run/nginx.pid, serving
   // the page with busybox httpd, its first argument showing "master process" as nginx's.
   fs.mkdirSync(path.join(root, 'usr/sbin'), { recursive: true });
   fs.mkdirSync(path.join(root, 'var/run'), { recursive: true });
   fs.writeFileSync(path.join(root, 'usr/sbin/nginx'), '#!/bin/sh\necho $$ > /var/run/nginx.pid\nhttpd -f -p "${PORT:-80}" -h /usr/share/nginx/html\n', { mode: 0o755 });
   const applets = execFileSync(path.join(root, 'bin/busybox'), ['--list']).toString().split('\n').filter((a) => a && a !== 'busybox');
-  for (const a of applets) fs.symlinkSync('busybox', path.join(root, 'bin', a));
+  // Hard links, as upstream's image has: masking /bin/ls must not mask /bin/busybox.
+  for (const a of applets) fs.linkSync(path.join(root, 'bin/busybox'), path.join(root, 'bin', a));
   fs.writeFileSync(path.join(root, 'etc/passwd'), PASSWD);
   fs.writeFileSync(path.join(root, 'etc/group'), GROUP);
   fs.writeFileSync(path.join(root, 'usr/share/nginx/html/index.html'), '<html><body><h1>Welcome to nginx!</h1></body></html>\n');
@@ -87,6 +89,17 @@ function fileLayer(work: string, name: string, files: Record<string, string>): L
     fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
     fs.writeFileSync(path.join(dir, p), content);
   }
+  return layerOf(dir);
+}
+
+/** A setuid-root program that prints its effective uid, as the nonewprivs test image. */
+function nonewprivsLayer(work: string): Layer {
+  const dir = path.join(work, 'layer-nnp');
+  fs.mkdirSync(path.join(dir, 'usr/local/bin'), { recursive: true });
+  const src = path.join(work, 'nnp.c');
+  fs.writeFileSync(src, '#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf("Effective uid: %d\\n", (int) geteuid()); return 0; }\n');
+  execFileSync('cc', ['-static', '-O2', '-o', path.join(dir, 'usr/local/bin/nnp'), src]);
+  fs.chmodSync(path.join(dir, 'usr/local/bin/nnp'), 0o4755);
   return layerOf(dir);
 }
 
@@ -103,6 +116,8 @@ export async function pushCritestImages(reg: TestRegistry, work: string, arch: s
   const nginx = ['/usr/sbin/nginx', 'nginx: master process nginx -g daemon off;'];
   await push('e2e-test-images/nginx', '1.14-2', [], { Cmd: nginx, Env: PATH_ENV });
   await push(`${STAGING}/hostnet-nginx-${arch}`, 'latest', [], { Cmd: nginx, Env: [...PATH_ENV, 'PORT=12003'] });
+  await push('e2e-test-images/httpd', '2.4.39-4', [], { Cmd: ['httpd', '-f', '-p', '80', '-h', '/usr/share/nginx/html'], Env: PATH_ENV });
+  await push('e2e-test-images/nonewprivs', '1.3', [nonewprivsLayer(work)], { Cmd: ['/usr/local/bin/nnp'], Env: PATH_ENV });
   await push(`${STAGING}/test-image-user-uid`, 'latest', [], { ...sh, User: '1002' });
   await push(`${STAGING}/test-image-user-username`, 'latest', [], { ...sh, User: 'www-data' });
   await push(`${STAGING}/test-image-user-uid-group`, 'latest', [], { ...sh, User: '1003:users' });

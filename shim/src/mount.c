@@ -648,6 +648,30 @@ static unsigned long propagation_flags(const char *prop)
   return MS_REC | MS_SLAVE;
 }
 
+/* Make the mount that holds path private (only that mount): walk up from path to the
+ * first directory that is a mount point, where MS_PRIVATE succeeds. */
+static int rootfs_parent_private(const char *path, struct shim_err *err)
+{
+  char p[PATH_MAX];
+  if (strlen(path) >= sizeof(p))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "rootfs path too long");
+  strcpy(p, path);
+  for (;;) {
+    char *slash;
+    if (mount(NULL, p, NULL, MS_PRIVATE, NULL) == 0)
+      return 0;
+    if (errno != EINVAL)
+      return shim_fail_errno(err, errno, "make the mount of %s private", p);
+    slash = strrchr(p, '/');
+    if (!slash || slash == p) {
+      if (mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0)
+        return shim_fail_errno(err, errno, "make / private");
+      return 0;
+    }
+    *slash = '\0';
+  }
+}
+
 int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_err *err)
 {
   json_t *linux_obj = json_object_get(spec, "linux"), *mounts = json_object_get(spec, "mounts"), *m;
@@ -657,9 +681,14 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
   bool dev_is_tmpfs = false;
   size_t i;
 
-  /* Nothing we mount may propagate back to the host. */
-  if (mount(NULL, "/", NULL, MS_REC | ((pflags & MS_SHARED) ? MS_SLAVE : (pflags & ~MS_REC)), NULL) < 0)
+  /* "/" gets the asked propagation (rslave by default), as runc does: rshared keeps
+   * the host's shared mounts peers, which bidirectional volumes need. The mount holding
+   * the rootfs is made private so the rootfs bind, our own mounts and pivot_root
+   * (which refuses shared mounts) stay out of any peer group. */
+  if (mount(NULL, "/", NULL, pflags, NULL) < 0)
     return shim_fail_errno(err, errno, "make / %s", prop ? prop : "rslave");
+  if (rootfs_parent_private(ctx->rootfs, err) < 0)
+    return -1;
   if (mount(ctx->rootfs, ctx->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
     return shim_fail_errno(err, errno, "bind rootfs %s", ctx->rootfs);
   root_fd = open(ctx->rootfs, O_DIRECTORY | O_CLOEXEC);
@@ -674,10 +703,6 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
   }
   if (setup_devices(spec, root_fd, ctx, dev_is_tmpfs, err) < 0)
     return -1;
-  if (pflags & MS_SHARED) {
-    if (mount(NULL, ctx->rootfs, NULL, pflags, NULL) < 0)
-      return shim_fail_errno(err, errno, "linux.rootfsPropagation %s", prop);
-  }
   if (fchdir(root_fd) < 0)
     return shim_fail_errno(err, errno, "chdir rootfs");
   if (syscall(SYS_pivot_root, ".", ".") < 0)

@@ -87,6 +87,8 @@ export class ContainerService {
   private readonly exitWaiters = new Map<string, (() => void)[]>();
   private readonly lock = new KeyedLock();
   private hostCaps: string[] | undefined;
+  /** Told when a container is removed (caches keyed by container id). */
+  onRemoved: (id: string) => void = () => {};
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.records = new RecordStore(path.join(opts.root, 'metadata', 'containers'), isContainerRecord, (m) => opts.log.warn(m));
@@ -391,6 +393,7 @@ export class ContainerService {
       await this.records.delete(r.id);
       this.containers.delete(r.id);
       for (const [k, v] of this.names) if (v === r.id) this.names.delete(k);
+      this.onRemoved(r.id);
     });
   }
 

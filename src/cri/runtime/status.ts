@@ -4,10 +4,18 @@ import type { CniNetwork } from '../../network/cni';
 import type { StatusRequest, StatusResponse, UpdateRuntimeConfigRequest } from '../gen/cri';
 import type { Reply } from '../server';
 
-export function status(cni: CniNetwork, info: () => Record<string, unknown>) {
+export function status(cni: CniNetwork, handlerName: string, info: () => Record<string, unknown>) {
+  // What each handler supports: recursive read-only mounts (the shim uses
+  // mount_setattr) and pod user namespaces (the shim's pod call takes mappings).
+  const features = { recursive_read_only_mounts: true, user_namespaces: true };
   return async (req: StatusRequest): Promise<Reply<StatusResponse>> => {
     const net = await cni.status();
     return {
+      runtime_handlers: [
+        { name: '', features },
+        { name: handlerName, features },
+      ],
+      features: { supplemental_groups_policy: true },
       status: {
         conditions: [
           { type: 'RuntimeReady', status: true, reason: '', message: '' },
