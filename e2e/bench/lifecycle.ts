@@ -187,7 +187,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
       pid: () => skiffd.pid!,
       shimPids: () => {
         const dir = path.join(skiffd.state, 'pods');
-        return fs.readdirSync(dir).map((id) => Number(fs.readFileSync(path.join(dir, id, 'shim.pid'), 'utf8').trim())).filter((p) => p > 0);
+        return fs.readdirSync(dir).map((id) => Number(fs.readFileSync(path.join(dir, id, 'shim', 'shim.pid'), 'utf8').trim())).filter((p) => p > 0);
       },
       stop: async () => {},
       podStart: [],

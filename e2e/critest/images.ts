@@ -116,7 +116,8 @@ export async function pushCritestImages(reg: TestRegistry, work: string, arch: s
   const nginx = ['/usr/sbin/nginx', 'nginx: master process nginx -g daemon off;'];
   await push('e2e-test-images/nginx', '1.14-2', [], { Cmd: nginx, Env: PATH_ENV });
   await push(`${STAGING}/hostnet-nginx-${arch}`, 'latest', [], { Cmd: nginx, Env: [...PATH_ENV, 'PORT=12003'] });
-  await push('e2e-test-images/httpd', '2.4.39-4', [], { Cmd: ['httpd', '-f', '-p', '80', '-h', '/usr/share/nginx/html'], Env: PATH_ENV });
+  // Apache logs its start; critest looks for "httpd" in the log.
+  await push('e2e-test-images/httpd', '2.4.39-4', [], { Cmd: ['sh', '-c', 'echo "httpd: serving /usr/share/nginx/html on port 80"; exec httpd -f -p 80 -h /usr/share/nginx/html'], Env: PATH_ENV });
   await push('e2e-test-images/nonewprivs', '1.3', [nonewprivsLayer(work)], { Cmd: ['/usr/local/bin/nnp'], Env: PATH_ENV });
   await push(`${STAGING}/test-image-user-uid`, 'latest', [], { ...sh, User: '1002' });
   await push(`${STAGING}/test-image-user-username`, 'latest', [], { ...sh, User: 'www-data' });

@@ -682,12 +682,13 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
   size_t i;
 
   /* "/" gets the asked propagation (rslave by default), as runc does: rshared keeps
-   * the host's shared mounts peers, which bidirectional volumes need. The mount holding
-   * the rootfs is made private so the rootfs bind, our own mounts and pivot_root
-   * (which refuses shared mounts) stay out of any peer group. */
+   * the host's shared mounts peers, which bidirectional volumes need. Then the mount
+   * holding the rootfs is made private so the rootfs bind, our own mounts and
+   * pivot_root (which refuses shared mounts) stay out of any peer group; under
+   * rslave they are out of it already. */
   if (mount(NULL, "/", NULL, pflags, NULL) < 0)
     return shim_fail_errno(err, errno, "make / %s", prop ? prop : "rslave");
-  if (rootfs_parent_private(ctx->rootfs, err) < 0)
+  if ((pflags & MS_SHARED) && rootfs_parent_private(ctx->rootfs, err) < 0)
     return -1;
   if (mount(ctx->rootfs, ctx->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
     return shim_fail_errno(err, errno, "bind rootfs %s", ctx->rootfs);

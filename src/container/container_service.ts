@@ -9,7 +9,7 @@ import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, N
 import type { ContainerConfig, LinuxContainerResources } from '../cri/gen/cri';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
-import { nowNs, PodRecord, SandboxService } from '../sandbox/sandbox_service';
+import { nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
 import type { ExitInfo, OciProcess } from '../shim/client';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
@@ -80,6 +80,35 @@ function exitReason(e: ExitInfo): string {
   return e.exitCode === 0 ? 'Completed' : 'Error';
 }
 
+/**
+ * Create the missing targets of bind mounts inside rootfs (a directory for a directory
+ * source, else an empty file). A path through a symlink is left alone: the shim
+ * resolves those inside the rootfs itself.
+ */
+async function createBindTargets(rootfs: string, mounts: { destination: string; type?: string; source?: string; options?: string[] }[]): Promise<void> {
+  for (const m of mounts) {
+    const isBind = m.type === 'bind' || m.options?.includes('bind') || m.options?.includes('rbind');
+    if (!isBind || !m.source) continue;
+    const parts = m.destination.split('/').filter(Boolean);
+    let cur = rootfs;
+    let ok = true;
+    for (const [i, part] of parts.entries()) {
+      cur = path.join(cur, part);
+      const st = await fsp.lstat(cur).catch(() => undefined);
+      if (st?.isSymbolicLink()) {
+        ok = false;
+        break;
+      }
+      if (st) continue;
+      const last = i === parts.length - 1;
+      const srcIsDir = last ? (await fsp.stat(m.source).catch(() => undefined))?.isDirectory() ?? true : true;
+      if (srcIsDir) await fsp.mkdir(cur, { mode: 0o755 });
+      else await fsp.writeFile(cur, '', { mode: 0o644, flag: 'wx' });
+    }
+    void ok;
+  }
+}
+
 export class ContainerService {
   private readonly records: RecordStore<ContainerRecord>;
   private readonly containers = new Map<string, ContainerRecord>();
@@ -142,7 +171,7 @@ export class ContainerService {
     const pod = this.opts.sandboxes.get(podId);
     if (!pod) return undefined;
     try {
-      return JSON.parse(await fsp.readFile(path.join(pod.dir, 'exits', `${id}.json`), 'utf8')) as ExitInfo;
+      return JSON.parse(await fsp.readFile(path.join(shimDir(pod), 'exits', `${id}.json`), 'utf8')) as ExitInfo;
     } catch {
       return undefined;
     }
@@ -294,6 +323,9 @@ export class ContainerService {
         seccompProfileRoot: this.opts.seccompProfileRoot,
         loadLocalhostProfile: () => localhostProfile ?? '',
       });
+      // In a user namespace the container's root cannot create mount targets in a rootfs
+      // owned by the host's root: skiffd makes the bind targets first.
+      if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts);
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       const shim = this.opts.sandboxes.shim(pod.id);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${pod.id} is not ready`);

@@ -38,7 +38,7 @@ export interface PodRecord {
   netnsPath: string;
   ips: string[];
   cgroupParent: string;
-  /** Runtime dir of the pod: the shim's state dir and the files below. */
+  /** Runtime dir of the pod: the shim's state dir (shim/) and the files below. */
   dir: string;
   hostsPath: string;
   resolvConfPath: string;
@@ -72,6 +72,11 @@ export declare interface SandboxService {
   on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): this;
   emit<E extends keyof SandboxEvents>(event: E, ...args: Parameters<SandboxEvents[E]>): boolean;
 }
+
+/** The shim's own state dir (0700: socket, pid file, exit files) inside the pod dir,
+ * whose shared files (hosts, resolv.conf, hostname, shm) user-namespaced containers
+ * must be able to reach. */
+export const shimDir = (r: { dir: string }) => path.join(r.dir, 'shim');
 
 const nameKey = (m: { name: string; namespace: string; uid: string; attempt: number }) => `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
 export const nowNs = () => Date.now() * 1e6;
@@ -120,7 +125,7 @@ export class SandboxService extends EventEmitter {
       if (m) this.names.set(nameKey(m), r.id);
       if (r.state !== 'ready') continue;
       try {
-        await this.attachShim(r.id, await ShimClient.connect(path.join(r.dir, 'shim.sock')));
+        await this.attachShim(r.id, await ShimClient.connect(path.join(shimDir(r), 'shim.sock')));
       } catch {
         this.opts.log.warn('pod shim gone: pod is not ready', { pod: r.id });
         await this.save({ ...r, state: 'notready' });
@@ -246,7 +251,7 @@ export class SandboxService extends EventEmitter {
       undo.push('unmount shm', () => umount2(r.shmPath, MNT_DETACH));
     }
 
-    const shim = await ShimClient.spawn({ binary: this.opts.shimBinary, stateDir: dir });
+    const shim = await ShimClient.spawn({ binary: this.opts.shimBinary, stateDir: shimDir(r) });
     undo.push('shut the shim down', () => shim.shutdown());
     const userns = config.linux?.security_context?.namespace_options?.userns_options;
     const pod = await shim.pod({
