@@ -11,6 +11,7 @@ import * as ctr from './cri/runtime/container';
 import { runtimeConfig } from './cri/runtime/runtime_config';
 import * as pod from './cri/runtime/sandbox';
 import { containerStats, listContainerStats } from './cri/runtime/stats';
+import * as streamingCalls from './cri/runtime/streaming';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
 import { ImageService } from './image/image_service';
@@ -19,6 +20,7 @@ import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { SandboxService } from './sandbox/sandbox_service';
 import { ContainerStatsService } from './stats/container_stats';
+import { StreamingServer } from './streaming/server';
 
 const exists = (p: string) => fsp.access(p).then(() => true, () => false);
 
@@ -44,6 +46,7 @@ export class Daemon {
     readonly sandboxes: SandboxService,
     readonly containers: ContainerService,
     private readonly server: CriServer,
+    private readonly streaming: StreamingServer,
     private readonly log: Logger,
   ) {}
 
@@ -95,6 +98,17 @@ export class Daemon {
     await sandboxes.init();
     await containers.init();
 
+    const streaming = new StreamingServer(
+      {
+        exec: (id, cmd, tty, stdin) => containers!.execStream(id, cmd, tty, stdin),
+        attach: (id, stdin, stdout, stderr) => containers!.attachStream(id, stdin, stdout, stderr),
+      },
+      log,
+    );
+    await streaming.listen({
+      address: config['streaming.address'],
+      tls: config['streaming.tls_cert'] ? { cert: await fsp.readFile(config['streaming.tls_cert']), key: await fsp.readFile(config['streaming.tls_key']) } : undefined,
+    });
     const stats = new ContainerStatsService(sandboxes, images.snapshots);
     containers.onRemoved = (id) => stats.forget(id);
     const containersDir = path.join(config.root, 'snapshots', 'containers');
@@ -120,6 +134,8 @@ export class Daemon {
           UpdateContainerResources: ctr.updateContainerResources(containers),
           ReopenContainerLog: ctr.reopenContainerLog(containers),
           ExecSync: ctr.execSync(containers),
+          Exec: streamingCalls.exec(containers, streaming),
+          Attach: streamingCalls.attach(containers, streaming),
           ContainerStats: containerStats(containers, stats),
           ListContainerStats: listContainerStats(containers, stats),
         },
@@ -129,12 +145,13 @@ export class Daemon {
     );
     await server.listen(config['cri.socket'], parseInt(config['cri.socket_mode'], 8));
     log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state, pods: sandboxes.list().length });
-    return new Daemon(config, images, sandboxes, containers, server, log);
+    return new Daemon(config, images, sandboxes, containers, server, streaming, log);
   }
 
   /** Stop serving. Pods keep running: their shims do not depend on skiffd. */
   async stop(): Promise<void> {
     await this.server.close();
+    await this.streaming.close();
     this.sandboxes.detach();
     await this.images.close();
     this.log.info('skiffd stopped');

@@ -1,6 +1,7 @@
 // Entry point of `npm run bench -- [suite...] [--runs N]`: runs the named suites
 // (all of them without a name); each suite ends with one JSON result line.
 import { lifecycleSuite } from './lifecycle';
+import { pullSuite } from './pull';
 import { shimSuite } from './shim';
 
 export interface BenchOptions {
@@ -17,7 +18,7 @@ export interface Suite {
 }
 
 // Later suites (pull, lifecycle, exec) register here.
-const SUITES: Suite[] = [shimSuite, lifecycleSuite];
+const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite];
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');

@@ -10,7 +10,7 @@ import type { ContainerConfig, LinuxContainerResources } from '../cri/gen/cri';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
-import type { ExitInfo, OciProcess } from '../shim/client';
+import type { ExitInfo, OciProcess, ShimStream } from '../shim/client';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Spec } from './oci';
@@ -461,6 +461,24 @@ export class ContainerService {
     const res = await shim.execSync({ id: r.id, process: await this.execProcess(r, cmd), timeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined });
     if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutS}s`);
     return { stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode };
+  }
+
+  /** A streaming exec (the CRI streaming server's exec) with the container's process settings. */
+  async execStream(id: string, cmd: string[], tty: boolean, stdin: boolean): Promise<ShimStream> {
+    const { r, shim } = this.requireRunning(id);
+    const process = { ...(await this.execProcess(r, cmd)), terminal: tty };
+    return shim.exec({ id: r.id, process, stdin });
+  }
+
+  /** Attach to the running container's stdio. */
+  attachStream(id: string, stdin: boolean, stdout: boolean, stderr: boolean): Promise<ShimStream> {
+    const { r, shim } = this.requireRunning(id);
+    return shim.attach({ id: r.id, stdin, stdout, stderr });
+  }
+
+  /** Checks for the CRI Exec and Attach calls, before a URL is handed out. */
+  checkStreamable(id: string): ContainerRecord {
+    return this.requireRunning(id).r;
   }
 
   async updateResources(id: string, resources: LinuxContainerResources | null): Promise<void> {

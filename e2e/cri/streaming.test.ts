@@ -1,0 +1,218 @@
+// Exec, Attach (and the streaming URLs behind them) of a real skiffd, spoken over
+// WebSocket the way kubectl's WebSocket executor speaks it.
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import type { ServiceError } from '@grpc/grpc-js';
+import { WebSocket } from 'ws';
+import type { PodSandboxConfig } from '../../src/cri/gen/cri';
+import type { Reply } from '../../src/cri/server';
+import { SpdySession } from '../../src/streaming/spdy';
+import { busyboxLayer } from '../fixtures/images';
+import { TestNetwork } from '../fixtures/network';
+import { TestRegistry } from '../fixtures/registry';
+import { TestSkiffd } from '../fixtures/skiffd';
+
+interface Session {
+  out: Buffer;
+  err: Buffer;
+  status: { status?: string; reason?: string; details?: { causes?: { reason: string; message: string }[] } } | null;
+  protocol: string;
+}
+
+/** Run a channel-protocol session: send stdin (then close it on v5), an optional resize, collect the rest. */
+function wsSession(url: string, protocol: string, o: { stdin?: Buffer; resize?: { Width: number; Height: number } } = {}): Promise<Session> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url.replace(/^http/, 'ws'), [protocol]);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let status: Session['status'] = null;
+    const base64 = protocol.includes('base64');
+    ws.on('open', () => {
+      const send = (ch: number, d: Buffer) => ws.send(base64 ? String.fromCharCode(48 + ch) + d.toString('base64') : Buffer.concat([Buffer.from([ch]), d]));
+      if (o.resize) send(4, Buffer.from(JSON.stringify(o.resize)));
+      if (o.stdin) {
+        for (let i = 0; i < o.stdin.length; i += 64 * 1024) send(0, o.stdin.subarray(i, i + 64 * 1024));
+        if (protocol.startsWith('v5')) ws.send(Buffer.from([255, 0]));
+      }
+    });
+    ws.on('message', (raw: Buffer, isBinary: boolean) => {
+      const m = Buffer.from(raw);
+      if (m.length === 0) return;
+      const ch = base64 && !isBinary ? m[0] - 48 : m[0];
+      const data = base64 && !isBinary ? Buffer.from(m.subarray(1).toString(), 'base64') : m.subarray(1);
+      if (data.length === 0) return;
+      if (ch === 1) out.push(data);
+      else if (ch === 2) err.push(data);
+      else if (ch === 3) status = JSON.parse(data.toString()) as Session['status'];
+    });
+    ws.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode })));
+    ws.on('error', reject);
+    ws.on('close', () => resolve({ out: Buffer.concat(out), err: Buffer.concat(err), status, protocol: ws.protocol }));
+  });
+}
+
+/** client-go's SPDY executor, in small: upgrade, open the streams, collect until the session ends. */
+function spdySession(url: string, protocols: string[], streams: { stdin?: Buffer; stdout?: boolean; stderr?: boolean; resize?: { Width: number; Height: number } }): Promise<Session> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1', 'X-Stream-Protocol-Version': protocols.join(', ') } });
+    req.on('response', (res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode })));
+    req.on('error', reject);
+    req.on('upgrade', (res, socket, head) => {
+      if (head.length) socket.unshift(head);
+      const protocol = String(res.headers['x-stream-protocol-version'] ?? '');
+      const session = new SpdySession(socket, { server: false });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      const status: Buffer[] = [];
+      const error = session.openStream({ streamtype: 'error' });
+      error.on('data', (d) => status.push(d));
+      if (streams.stdout) session.openStream({ streamtype: 'stdout' }).on('data', (d) => out.push(d));
+      if (streams.stderr) session.openStream({ streamtype: 'stderr' }).on('data', (d) => err.push(d));
+      if (streams.resize) session.openStream({ streamtype: 'resize' }).write(Buffer.from(JSON.stringify(streams.resize)));
+      if (streams.stdin) {
+        const s = session.openStream({ streamtype: 'stdin' });
+        s.write(streams.stdin);
+        s.end();
+      }
+      error.on('end', () => {
+        socket.destroy();
+        const text = Buffer.concat(status).toString();
+        resolve({ out: Buffer.concat(out), err: Buffer.concat(err), status: text ? (JSON.parse(text) as Session['status']) : null, protocol });
+      });
+    });
+    req.end();
+  });
+}
+
+const exitCode = (s: Session) => (s.status?.status === 'Success' ? 0 : Number(s.status?.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? NaN));
+const code = async (p: Promise<unknown>) => p.then(() => 0, (e: ServiceError) => e.code);
+
+describe('CRI streaming: Exec and Attach over WebSocket', function () {
+  this.timeout(120_000);
+  let reg: TestRegistry;
+  let skiffd: TestSkiffd;
+  let net: TestNetwork;
+  let podId = '';
+  let podConfig: Reply<PodSandboxConfig>;
+  let ctr = '';
+
+  before(async () => {
+    reg = await TestRegistry.start();
+    const work = fs.mkdtempSync('/tmp/skiff-st-');
+    try {
+      await reg.pushImage('library/busybox', 'latest', [busyboxLayer(work)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+    skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+    net = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
+    skiffd.mirror('docker.io', reg.host);
+    const c = skiffd.client;
+    await c.image('PullImage', { image: { image: 'busybox' } });
+    podConfig = { metadata: { name: 'st', namespace: 'e2e', uid: 'st-1', attempt: 0 }, hostname: 'st', log_directory: path.join(skiffd.dir, 'logs'), linux: {} };
+    podId = (await c.runtime('RunPodSandbox', { config: podConfig })).pod_sandbox_id;
+    ctr = (await c.runtime('CreateContainer', { pod_sandbox_id: podId, config: { metadata: { name: 'main' }, image: { image: 'busybox' }, command: ['sleep', '1000'], log_path: 'main.log' }, sandbox_config: podConfig })).container_id;
+    await c.runtime('StartContainer', { container_id: ctr });
+  });
+  after(async () => {
+    await skiffd?.cleanup();
+    net?.remove();
+    await reg?.stop();
+  });
+
+  const execUrl = async (cmd: string[], o: { stdin?: boolean; tty?: boolean; stderr?: boolean } = {}) =>
+    (await skiffd.client.runtime('Exec', { container_id: ctr, cmd, stdin: !!o.stdin, stdout: true, stderr: o.stderr ?? !o.tty, tty: !!o.tty })).url;
+
+  it('returns stdout, stderr and a non-zero exit code as kubectl reads it (v5)', async () => {
+    const s = await wsSession(await execUrl(['sh', '-c', 'echo out; echo err >&2; exit 3']), 'v5.channel.k8s.io');
+    assert.equal(s.protocol, 'v5.channel.k8s.io');
+    assert.equal(s.out.toString(), 'out\n');
+    assert.equal(s.err.toString(), 'err\n');
+    assert.equal(s.status?.reason, 'NonZeroExitCode');
+    assert.equal(exitCode(s), 3);
+  });
+
+  it('speaks the base64 channel protocol and reports success', async () => {
+    const s = await wsSession(await execUrl(['echo', 'hello']), 'v4.base64.channel.k8s.io');
+    assert.equal(s.out.toString(), 'hello\n');
+    assert.equal(s.status?.status, 'Success');
+  });
+
+  it('pipes a megabyte of stdin through cat intact', async () => {
+    const data = Buffer.alloc(1 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 9)) & 0xff;
+    const s = await wsSession(await execUrl(['cat'], { stdin: true }), 'v5.channel.k8s.io', { stdin: data });
+    assert.equal(s.out.length, data.length);
+    assert.ok(s.out.equals(data));
+    assert.equal(exitCode(s), 0);
+  });
+
+  it('gives a tty the size the client sets', async () => {
+    const s = await wsSession(await execUrl(['sh', '-c', 'sleep 0.5; stty size'], { tty: true, stdin: true }), 'v5.channel.k8s.io', { resize: { Width: 100, Height: 30 } });
+    assert.equal(s.out.toString().trim(), '30 100');
+  });
+
+  it('attaches to a running container with stdin', async () => {
+    const c = skiffd.client;
+    const id = (
+      await c.runtime('CreateContainer', {
+        pod_sandbox_id: podId,
+        config: { metadata: { name: 'reader' }, image: { image: 'busybox' }, command: ['sh', '-c', 'read x; echo "got $x"; sleep 0.5'], stdin: true, log_path: 'reader.log' },
+        sandbox_config: podConfig,
+      })
+    ).container_id;
+    await c.runtime('StartContainer', { container_id: id });
+    const { url } = await c.runtime('Attach', { container_id: id, stdin: true, stdout: true, stderr: true });
+    const s = await wsSession(url, 'v5.channel.k8s.io', { stdin: Buffer.from('hello\n') });
+    assert.match(s.out.toString(), /got hello/);
+  });
+
+  it('speaks SPDY/3.1 as client-go does: streams, exit code, stdin', async () => {
+    const s = await spdySession(await execUrl(['sh', '-c', 'echo out; echo err >&2; exit 3']), ['v4.channel.k8s.io', 'v3.channel.k8s.io'], { stdout: true, stderr: true });
+    assert.equal(s.protocol, 'v4.channel.k8s.io');
+    assert.equal(s.out.toString(), 'out\n');
+    assert.equal(s.err.toString(), 'err\n');
+    assert.equal(exitCode(s), 3);
+    const data = Buffer.alloc(512 * 1024, 'z');
+    const c = await spdySession(await execUrl(['cat'], { stdin: true }), ['v4.channel.k8s.io'], { stdin: data, stdout: true, stderr: true });
+    assert.ok(c.out.equals(data));
+    assert.equal(c.status?.status, 'Success');
+    const t = await spdySession(await execUrl(['sh', '-c', 'sleep 0.5; stty size'], { tty: true, stdin: true }), ['v4.channel.k8s.io'], { stdin: Buffer.alloc(0), stdout: true, resize: { Width: 90, Height: 20 } });
+    assert.equal(t.out.toString().trim(), '20 90');
+  });
+
+  it('refuses a SPDY client whose protocols it does not speak', async () => {
+    await assert.rejects(spdySession(await execUrl(['true']), ['v9.channel.k8s.io'], { stdout: true }), (e: { statusCode?: number }) => e.statusCode === 403);
+  });
+
+  it('refuses a used token, and bad requests with the right codes', async () => {
+    const url = await execUrl(['true']);
+    await wsSession(url, 'v5.channel.k8s.io');
+    await assert.rejects(wsSession(url, 'v5.channel.k8s.io'), (e: { statusCode?: number }) => e.statusCode === 404);
+    await assert.rejects(wsSession(url.replace(/[^/]+$/, 'forged'), 'v5.channel.k8s.io'), (e: { statusCode?: number }) => e.statusCode === 404);
+    const c = skiffd.client;
+    assert.equal(await code(c.runtime('Exec', { container_id: 'nope', cmd: ['true'], stdout: true })), 5);
+    assert.equal(await code(c.runtime('Exec', { container_id: ctr, cmd: [], stdout: true })), 3);
+    assert.equal(await code(c.runtime('Exec', { container_id: ctr, cmd: ['true'] })), 3);
+    assert.equal(await code(c.runtime('Exec', { container_id: ctr, cmd: ['true'], stdout: true, stderr: true, tty: true })), 3);
+    const created = (await c.runtime('CreateContainer', { pod_sandbox_id: podId, config: { metadata: { name: 'idle' }, image: { image: 'busybox' }, command: ['true'] }, sandbox_config: podConfig })).container_id;
+    assert.equal(await code(c.runtime('Attach', { container_id: created, stdout: true })), 9);
+  });
+
+  it('leaves no fd or process behind after 100 exec sessions', async () => {
+    const shimPid = Number(fs.readFileSync(path.join(skiffd.state, 'pods', podId, 'shim', 'shim.pid'), 'utf8'));
+    const fds = () => fs.readdirSync(`/proc/${shimPid}/fd`).length;
+    await wsSession(await execUrl(['true']), 'v5.channel.k8s.io');
+    const before = fds();
+    for (let i = 0; i < 100; i++) {
+      const s = await wsSession(await execUrl(['true']), 'v5.channel.k8s.io');
+      assert.equal(exitCode(s), 0);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(fds(), before);
+    const ps = (await skiffd.client.runtime('ExecSync', { container_id: ctr, cmd: ['ps', '-o', 'args'], timeout: 5 })).stdout;
+    assert.deepEqual(Buffer.from(ps).toString().trim().split('\n').slice(1), ['sleep 1000', 'ps -o args']);
+  });
+});
