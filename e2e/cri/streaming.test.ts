@@ -68,15 +68,22 @@ function spdySession(url: string, protocols: string[], streams: { stdin?: Buffer
       const status: Buffer[] = [];
       const error = session.openStream({ streamtype: 'error' });
       error.on('data', (d) => status.push(d));
-      if (streams.stdout) session.openStream({ streamtype: 'stdout' }).on('data', (d) => out.push(d));
-      if (streams.stderr) session.openStream({ streamtype: 'stderr' }).on('data', (d) => err.push(d));
+      // As client-go: done when the error stream and the outputs have all ended.
+      const ended: Promise<void>[] = [new Promise((r) => error.on('end', r))];
+      const output = (type: string, into: Buffer[]) => {
+        const s = session.openStream({ streamtype: type });
+        s.on('data', (d) => into.push(d));
+        ended.push(new Promise((r) => s.on('end', r)));
+      };
+      if (streams.stdout) output('stdout', out);
+      if (streams.stderr) output('stderr', err);
       if (streams.resize) session.openStream({ streamtype: 'resize' }).write(Buffer.from(JSON.stringify(streams.resize)));
       if (streams.stdin) {
         const s = session.openStream({ streamtype: 'stdin' });
         s.write(streams.stdin);
         s.end();
       }
-      error.on('end', () => {
+      void Promise.all(ended).then(() => {
         socket.destroy();
         const text = Buffer.concat(status).toString();
         resolve({ out: Buffer.concat(out), err: Buffer.concat(err), status: text ? (JSON.parse(text) as Session['status']) : null, protocol });

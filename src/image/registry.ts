@@ -5,10 +5,15 @@
 // and streams blobs with retries and a stall timeout.
 import { createHash } from 'crypto';
 import { PassThrough, Readable } from 'stream';
-import { Agent, Dispatcher, interceptors, request } from 'undici';
+import type * as Undici from 'undici';
 import { DeadlineExceeded, InvalidArgument, NotFound, SkiffError, Unauthenticated, Unavailable } from '../errors';
 import { RegistryHost, registryHosts } from './hosts';
 import { ImageReference, formatReference, isSha256Digest } from './reference';
+
+// undici costs about 20 MB of RSS once loaded: it is loaded by the first pull, not at start.
+let undiciModule: typeof Undici | undefined;
+const undici = (): typeof Undici => (undiciModule ??= require('undici') as typeof Undici);
+type Dispatcher = Undici.Dispatcher;
 
 export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -124,11 +129,11 @@ export class RegistryClient {
     if (!a) {
       // Registries redirect blob downloads to their storage; the redirect
       // interceptor drops credentials when the origin changes.
-      a = new Agent({
+      a = new (undici().Agent)({
         connect: { rejectUnauthorized: !host.skipVerify, ...(host.ca.length ? { ca: host.ca.map((c) => c.toString()) } : {}) },
         headersTimeout: this.stallMs,
         bodyTimeout: this.stallMs,
-      }).compose(interceptors.redirect({ maxRedirections: 5 }));
+      }).compose(undici().interceptors.redirect({ maxRedirections: 5 }));
       this.agents.set(key, a);
     }
     return a;
@@ -173,7 +178,7 @@ export class RegistryClient {
   private send(host: RegistryHost, url: string, accept: string, authorization: string | undefined) {
     const headers: Record<string, string> = { ...host.headers, accept, 'user-agent': 'skiff' };
     if (authorization) headers.authorization = authorization;
-    return request(url, { method: 'GET', headers, dispatcher: this.agent(host) });
+    return undici().request(url, { method: 'GET', headers, dispatcher: this.agent(host) });
   }
 
   private authHeader(host: RegistryHost, scope: string, auth: AuthConfig | undefined): string | undefined {
@@ -206,9 +211,9 @@ export class RegistryClient {
     if (auth?.identityToken) {
       // OAuth2 refresh-token grant, as the distribution token spec describes.
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: auth.identityToken, service: params.service ?? '', scope: params.scope ?? scope, client_id: 'skiff' });
-      res = await request(`${u.origin}${u.pathname}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString(), dispatcher: this.agent(host) });
+      res = await undici().request(`${u.origin}${u.pathname}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString(), dispatcher: this.agent(host) });
     } else {
-      res = await request(u.toString(), { method: 'GET', headers, dispatcher: this.agent(host) });
+      res = await undici().request(u.toString(), { method: 'GET', headers, dispatcher: this.agent(host) });
     }
     if (res.statusCode !== 200) {
       await res.body.dump();

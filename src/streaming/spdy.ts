@@ -241,8 +241,27 @@ export class SpdyStream extends EventEmitter {
     this.session.forget(this.id);
   }
 
+  get hasPending(): boolean {
+    return this.pending.length > 0;
+  }
+
+  private drainWaiters: (() => void)[] = [];
+
+  /** Resolves when all queued data has been sent (the peer's window allowing). */
+  drained(): Promise<void> {
+    if (!this.hasPending) return Promise.resolve();
+    return new Promise((r) => this.drainWaiters.push(r));
+  }
+
   /** Send what the windows allow; the rest waits for WINDOW_UPDATE. */
   flush(): boolean {
+    const sent = this.flushQueue();
+    if (!this.hasPending) for (const w of this.drainWaiters.splice(0)) w();
+    this.session.endWhenFlushed();
+    return sent;
+  }
+
+  private flushQueue(): boolean {
     const s = this.session;
     while (this.pending.length) {
       const p = this.pending[0];
@@ -351,10 +370,20 @@ export class SpdySession extends EventEmitter {
     this.unacked.delete(id);
   }
 
-  /** Close the connection once what was written is flushed. */
+  private closing = false;
+
+  /** Close the connection once every stream's queued data (held back by the peer's
+   * windows) has gone out; a peer that never opens its window gets 10 s. */
   close(): void {
-    if (this.closed) return;
-    this.socket.end();
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    this.endWhenFlushed();
+    setTimeout(() => this.socket.destroy(), 10_000).unref();
+  }
+
+  /** Called by streams after they flush. */
+  endWhenFlushed(): void {
+    if (this.closing && [...this.streams.values()].every((s) => !s.hasPending)) this.socket.end();
   }
 
   private onData(d: Buffer): void {

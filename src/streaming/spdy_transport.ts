@@ -79,6 +79,11 @@ export async function serveRemoteCommandSpdy(
   const gone = new EventEmitter();
   session.on('close', () => gone.emit('gone'));
   const sink = (s: SpdyStream | undefined) => (s ? { write: (d: Buffer) => void s.write(d), end: () => s.end() } : undefined);
+  // The final status goes out after the output: a client may stop reading at it.
+  const outputs = [streams.get('stdout'), streams.get('stderr')].filter((s): s is SpdyStream => !!s);
+  const errorStream = streams.get('error')!;
+  let last: Promise<void> = Promise.resolve();
+  const after = (fn: () => void) => (last = last.then(() => Promise.all(outputs.map((o) => o.drained()))).then(fn));
   const stdin = inputs.get('stdin');
   const resize = inputs.get('resize');
   const channels: RemoteCommandChannels = {
@@ -90,12 +95,13 @@ export async function serveRemoteCommandSpdy(
       stdin?.flow();
       resize?.flow();
     },
-    error: sink(streams.get('error'))!,
+    error: { write: (d: Buffer) => void after(() => errorStream.write(d)), end: () => void after(() => errorStream.end()) },
     onClientGone: (cb) => gone.once('gone', cb),
-    close: () => {
-      for (const s of streams.values()) s.end();
-      session.close();
-    },
+    close: () =>
+      void after(() => {
+        for (const s of streams.values()) s.end();
+        session.close();
+      }),
   };
   let shim: ShimStream;
   try {

@@ -4,7 +4,13 @@
 // to close a channel), and port forwarding with two channels (data, error) per port.
 import type { IncomingMessage } from 'http';
 import type { Duplex } from 'stream';
-import { WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
+import type * as Ws from 'ws';
+
+// ws costs about 10 MB of RSS: loaded with the first WebSocket session.
+let wsModule: typeof Ws | undefined;
+const wsLib = (): typeof Ws => (wsModule ??= require('ws') as typeof Ws);
+const OPEN = 1;
 import { EventEmitter } from 'events';
 import type { ShimStream } from '../shim/client';
 import { InputQueue, pipeSession, RemoteCommandChannels, RemoteCommandProtocol, resizeParser } from './remotecommand';
@@ -34,7 +40,7 @@ function accept(req: IncomingMessage, socket: Duplex, head: Buffer, protocols: s
       reject(new Error('no common websocket subprotocol'));
       return;
     }
-    const handle = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024, handleProtocols: () => (offered.length ? protocol : false) });
+    const handle = new (wsLib().WebSocketServer)({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024, handleProtocols: () => (offered.length ? protocol : false) });
     handle.handleUpgrade(req, socket, head, (ws) => resolve({ ws, protocol }));
   });
 }
@@ -48,7 +54,7 @@ class Channels {
     this.base64 = protocol.includes('base64');
   }
   send(ch: number, data: Buffer): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.readyState !== OPEN) return;
     if (this.base64) this.ws.send(String.fromCharCode(48 + ch) + data.toString('base64'));
     else this.ws.send(Buffer.concat([Buffer.from([ch]), data]));
   }
