@@ -316,25 +316,28 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     await c.runtime('StopContainer', { container_id: busy, timeout: 0 });
   });
 
-  it('keeps pods running across a SIGKILL of skiffd and reports exits that happened meanwhile', async () => {
+  it('keeps 20 pods running across a SIGKILL of skiffd, reporting them as before and exits that happened meanwhile', async () => {
     const c = skiffd.client;
-    const pod = await runPod();
-    const running = await startCtr(pod, 'keep');
-    const ending = await startCtr(pod, 'end', { command: ['sh', '-c', 'sleep 1; exit 7'] });
-    const pidBefore = JSON.parse((await c.runtime('ContainerStatus', { container_id: running, verbose: true })).info.info).pid;
+    const pods = await Promise.all(Array.from({ length: 20 }, () => runPod()));
+    const running = await Promise.all(pods.map((p) => startCtr(p, 'keep')));
+    const ending = await startCtr(pods[0], 'end', { command: ['sh', '-c', 'sleep 1; exit 7'] });
+    const pids = await Promise.all(running.map(async (id) => JSON.parse((await c.runtime('ContainerStatus', { container_id: id, verbose: true })).info.info).pid as number));
+    const podsBefore = (await c.runtime('ListPodSandbox', {})).items;
+    const ctrsBefore = (await c.runtime('ListContainers', {})).containers.filter((x) => x.id !== ending);
     await skiffd.kill();
     await new Promise((r) => setTimeout(r, 1500));
     await skiffd.restart();
     const c2 = skiffd.client;
-    assert.equal((await c2.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id })).status?.state, PodSandboxState.SANDBOX_READY);
-    assert.equal((await c2.runtime('ContainerStatus', { container_id: running })).status?.state, ContainerState.CONTAINER_RUNNING);
-    assert.ok(fs.existsSync(`/proc/${pidBefore}`));
+    assert.deepEqual((await c2.runtime('ListPodSandbox', {})).items, podsBefore, 'every pod reported exactly as before');
+    assert.deepEqual((await c2.runtime('ListContainers', {})).containers.filter((x) => x.id !== ending), ctrsBefore, 'every container as before');
+    for (const pid of pids) assert.ok(fs.existsSync(`/proc/${pid}`), `container process ${pid} survived`);
     const ended = await c2.runtime('ContainerStatus', { container_id: ending });
     assert.equal(ended.status?.state, ContainerState.CONTAINER_EXITED);
     assert.equal(ended.status?.exit_code, 7);
-    assert.equal((await exec(running, ['echo', 'still'])).out, 'still\n');
-    await c2.runtime('StopContainer', { container_id: running, timeout: 0 });
-    assert.equal((await c2.runtime('ContainerStatus', { container_id: running })).status?.exit_code, 137);
+    assert.equal((await exec(running[3], ['echo', 'still'])).out, 'still\n');
+    await c2.runtime('StopContainer', { container_id: running[0], timeout: 0 });
+    assert.equal((await c2.runtime('ContainerStatus', { container_id: running[0] })).status?.exit_code, 137);
+    for (const p of pods) await c2.runtime('RemovePodSandbox', { pod_sandbox_id: p.id });
   });
 
   it('serves the RuntimeService under runtime.v1alpha2 too', async () => {

@@ -54,7 +54,7 @@ export function listContainers(containers: ContainerService) {
       .filter((r) => !f || !f.pod_sandbox_id || r.podId.startsWith(f.pod_sandbox_id))
       .filter((r) => !f?.state || containerState(r) === f.state.state)
       .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
-      .sort((a, b) => a.createdAt - b.createdAt);
+      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
     return { containers: list.map(toContainer) };
   };
 }

@@ -59,7 +59,7 @@ export function listPodSandbox(pods: SandboxService) {
       .filter((r) => !f || !f.id || r.id.startsWith(f.id))
       .filter((r) => !f?.state || podState(r) === f.state.state)
       .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
-      .sort((a, b) => a.createdAt - b.createdAt);
+      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
     return { items: items.map(toPodSandbox) };
   };
 }
