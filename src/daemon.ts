@@ -102,6 +102,7 @@ export class Daemon {
       {
         exec: (id, cmd, tty, stdin) => containers!.execStream(id, cmd, tty, stdin),
         attach: (id, stdin, stdout, stderr) => containers!.attachStream(id, stdin, stdout, stderr),
+        portForward: (podId, port) => sandboxes.portForward(podId, port),
       },
       log,
     );
@@ -136,6 +137,7 @@ export class Daemon {
           ExecSync: ctr.execSync(containers),
           Exec: streamingCalls.exec(containers, streaming),
           Attach: streamingCalls.attach(containers, streaming),
+          PortForward: streamingCalls.portForward(sandboxes, streaming),
           ContainerStats: containerStats(containers, stats),
           ListContainerStats: listContainerStats(containers, stats),
         },

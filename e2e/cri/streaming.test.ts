@@ -96,7 +96,7 @@ function spdySession(url: string, protocols: string[], streams: { stdin?: Buffer
 const exitCode = (s: Session) => (s.status?.status === 'Success' ? 0 : Number(s.status?.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? NaN));
 const code = async (p: Promise<unknown>) => p.then(() => 0, (e: ServiceError) => e.code);
 
-describe('CRI streaming: Exec and Attach over WebSocket', function () {
+describe('CRI streaming: Exec, Attach and PortForward', function () {
   this.timeout(120_000);
   let reg: TestRegistry;
   let skiffd: TestSkiffd;
@@ -194,6 +194,84 @@ describe('CRI streaming: Exec and Attach over WebSocket', function () {
     await assert.rejects(spdySession(await execUrl(['true']), ['v9.channel.k8s.io'], { stdout: true }), (e: { statusCode?: number }) => e.statusCode === 403);
   });
 
+  /** Forward to ports over SPDY as kubectl port-forward does: per request an error and a data stream. */
+  const spdyForward = (url: string, port: number, send: Buffer): Promise<{ data: string; error: string }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(url, { headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1', 'X-Stream-Protocol-Version': 'portforward.k8s.io' } });
+      req.on('response', (res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      req.on('upgrade', (_res, socket, head) => {
+        if (head.length) socket.unshift(head);
+        const session = new SpdySession(socket, { server: false });
+        const h = { port: String(port), requestid: '0' };
+        const error = session.openStream({ ...h, streamtype: 'error' });
+        const data = session.openStream({ ...h, streamtype: 'data' });
+        const got: Buffer[] = [];
+        const errs: Buffer[] = [];
+        data.on('data', (d) => got.push(d));
+        error.on('data', (d) => errs.push(d));
+        data.write(send);
+        const ends = [new Promise<void>((r) => data.on('end', () => r())), new Promise<void>((r) => error.on('end', () => r()))];
+        void Promise.all(ends).then(() => {
+          socket.destroy();
+          resolve({ data: Buffer.concat(got).toString(), error: Buffer.concat(errs).toString() });
+        });
+      });
+      req.end();
+    });
+
+  it('forwards ports into the pod network namespace, over SPDY and WebSocket', async () => {
+    const c = skiffd.client;
+    const web = (
+      await c.runtime('CreateContainer', {
+        pod_sandbox_id: podId,
+        config: { metadata: { name: 'web' }, image: { image: 'busybox' }, command: ['sh', '-c', 'mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www'] },
+        sandbox_config: podConfig,
+      })
+    ).container_id;
+    await c.runtime('StartContainer', { container_id: web });
+    const get = Buffer.from('GET /index.html HTTP/1.0\r\n\r\n');
+    let r = { data: '', error: '' };
+    // httpd needs a moment to listen: refused until then.
+    for (let i = 0; i < 25 && !r.data; i++) {
+      r = await spdyForward((await c.runtime('PortForward', { pod_sandbox_id: podId, port: [8080] })).url, 8080, get);
+      if (!r.data) await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.match(r.data, /^HTTP\/1\.[01] 200/);
+    assert.match(r.data, /hello-from-pod/);
+    // A closed port: the error stream says so.
+    const refused = await spdyForward((await c.runtime('PortForward', { pod_sandbox_id: podId, port: [8081] })).url, 8081, get);
+    assert.match(refused.error, /port 8081.*(refused|Connection)/i);
+    // The host's own loopback is not the pod's.
+    const host = http.createServer((_q, res) => res.end('host')).listen(0, '127.0.0.1');
+    await new Promise((res) => host.once('listening', res));
+    const hostPort = (host.address() as { port: number }).port;
+    const other = await spdyForward((await c.runtime('PortForward', { pod_sandbox_id: podId, port: [hostPort] })).url, hostPort, get);
+    host.close();
+    assert.doesNotMatch(other.data, /host/);
+    assert.match(other.error, /refused/i);
+    // WebSocket: the port number first on each channel, then the data.
+    const wsUrl = (await c.runtime('PortForward', { pod_sandbox_id: podId, port: [8080] })).url.replace(/^http/, 'ws') + '?port=8080';
+    const body = await new Promise<string>((resolve, reject) => {
+      const ws = new WebSocket(wsUrl, ['v4.channel.k8s.io']);
+      const chunks: Buffer[] = [];
+      let first = true;
+      ws.on('message', (m: Buffer) => {
+        const b = Buffer.from(m);
+        if (b[0] !== 0) return;
+        if (first) {
+          first = false;
+          assert.equal(b.readUInt16LE(1), 8080);
+          ws.send(Buffer.concat([Buffer.from([0]), get]));
+          return;
+        }
+        chunks.push(b.subarray(1));
+      });
+      ws.on('close', () => resolve(Buffer.concat(chunks).toString()));
+      ws.on('error', reject);
+    });
+    assert.match(body, /hello-from-pod/);
+  });
+
   it('refuses a used token, and bad requests with the right codes', async () => {
     const url = await execUrl(['true']);
     await wsSession(url, 'v5.channel.k8s.io');
@@ -206,6 +284,8 @@ describe('CRI streaming: Exec and Attach over WebSocket', function () {
     assert.equal(await code(c.runtime('Exec', { container_id: ctr, cmd: ['true'], stdout: true, stderr: true, tty: true })), 3);
     const created = (await c.runtime('CreateContainer', { pod_sandbox_id: podId, config: { metadata: { name: 'idle' }, image: { image: 'busybox' }, command: ['true'] }, sandbox_config: podConfig })).container_id;
     assert.equal(await code(c.runtime('Attach', { container_id: created, stdout: true })), 9);
+    assert.equal(await code(c.runtime('PortForward', { pod_sandbox_id: podId, port: [70000] })), 3);
+    assert.equal(await code(c.runtime('PortForward', { pod_sandbox_id: 'nope', port: [80] })), 5);
   });
 
   it('leaves no fd or process behind after 100 exec sessions', async () => {
@@ -220,6 +300,6 @@ describe('CRI streaming: Exec and Attach over WebSocket', function () {
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(fds(), before);
     const ps = (await skiffd.client.runtime('ExecSync', { container_id: ctr, cmd: ['ps', '-o', 'args'], timeout: 5 })).stdout;
-    assert.deepEqual(Buffer.from(ps).toString().trim().split('\n').slice(1), ['sleep 1000', 'ps -o args']);
+    assert.deepEqual(Buffer.from(ps).toString().trim().split('\n').slice(1).filter((l) => !l.startsWith('httpd')), ['sleep 1000', 'ps -o args']);
   });
 });

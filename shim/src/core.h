@@ -34,6 +34,7 @@ enum watch_kind {
   W_OUTPUT, /* a process's stdout/stderr pipe or pty master */
   W_STDIN,  /* a process's stdin, waiting to be writable */
   W_TIMER,  /* exec sync timeout */
+  W_FORWARD, /* a port-forward's TCP socket */
 };
 
 struct watch {
@@ -176,10 +177,13 @@ struct container {
 /* A stream session: a connection in frame mode attached to a container's
  * stdio, or driving one exec'd process. */
 struct exec_proc;
+struct forward;
+
 struct stream_sess {
   struct conn *conn;
   struct container *ctr;   /* attach */
   struct exec_proc *exec;  /* streaming exec */
+  struct forward *fwd;     /* port forward */
   bool want_stdin, want_stdout, want_stderr;
   struct stream_sess *next; /* in ctr's attach list (g_attaches) */
 };
@@ -238,6 +242,18 @@ void exec_forget_conn(struct conn *conn);
 int attach_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
 void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *data, size_t len);
 void sess_detach(struct stream_sess *s);
+/* The connection's output went below the high-water mark. */
+void sess_output_drained(struct stream_sess *s);
+
+/* ---- port forwarding (forward.c) ----------------------------------------- */
+
+/* Connect to 127.0.0.1:port in the pod's network namespace; answers req_id once
+ * connected (returns 1), or fails at once (-1). */
+int forward_start(json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
+void forward_event(struct forward *f, uint32_t events);
+void forward_input(struct forward *f, enum frame_type type, const char *data, size_t len);
+void forward_drained(struct forward *f);
+void forward_close(struct forward *f);
 void attach_broadcast(struct container *c, int stream, const char *data, size_t len);
 void attach_container_exited(struct container *c);
 

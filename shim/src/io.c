@@ -51,7 +51,12 @@ static struct proc_io *sess_io(struct stream_sess *s)
 
 void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *data, size_t len)
 {
-  struct proc_io *io = sess_io(s);
+  struct proc_io *io;
+  if (s->fwd) {
+    forward_input(s->fwd, type, data, len);
+    return;
+  }
+  io = sess_io(s);
   if (!io)
     return;
   switch (type) {
@@ -85,9 +90,19 @@ void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *
   }
 }
 
+void sess_output_drained(struct stream_sess *s)
+{
+  if (s->fwd)
+    forward_drained(s->fwd);
+}
+
 void sess_detach(struct stream_sess *s)
 {
   struct proc_io *io = sess_io(s);
+  if (s->fwd) {
+    forward_close(s->fwd);
+    s->fwd = NULL;
+  }
   if (io && io->paused_conn == s->conn)
     io->paused_conn = NULL;
   if (s->ctr) {

@@ -142,6 +142,9 @@ static int serve(int ready_fd, const char *log_path)
       case W_TIMER:
         exec_timer_event(w->obj);
         break;
+      case W_FORWARD:
+        forward_event(w->obj, evs[i].events);
+        break;
       }
     }
     loop_run_deferred();

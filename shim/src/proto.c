@@ -81,6 +81,8 @@ static void conn_flush(struct conn *c)
     return;
   }
   loop_mod(&c->w, (c->paused ? 0 : EPOLLIN) | (buf_pending(&c->out) ? EPOLLOUT : 0));
+  if (c->sess && buf_pending(&c->out) < CONN_HIGH_WATER / 2)
+    sess_output_drained(c->sess);
 }
 
 static void conn_queue(struct conn *c, const void *data, size_t len)
@@ -299,6 +301,8 @@ static int dispatch(struct conn *c, const char *method, json_t *params, json_t *
     c->subscribed = true;
     return 0;
   }
+  if (strcmp(method, "portForward") == 0)
+    return forward_start(params, c, req_id, err);
   if (strcmp(method, "shutdown") == 0) {
     /* Done before the answer, so a client that got it finds nothing left. */
     shim_shutdown();

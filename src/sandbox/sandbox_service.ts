@@ -13,7 +13,7 @@ import { MNT_DETACH, mountFs, umount2 } from '../image/libc';
 import type { Logger } from '../log';
 import type { CniNetwork } from '../network/cni';
 import { bindNetns, unbindNetns } from '../network/netns';
-import { ExitInfo, NamespaceName, ShimClient } from '../shim/client';
+import { ExitInfo, NamespaceName, ShimClient, ShimStream } from '../shim/client';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
@@ -345,6 +345,12 @@ export class SandboxService extends EventEmitter {
       s.close();
     }
     this.shims.clear();
+  }
+
+  /** A TCP connection to a port on the pod's localhost, made in its network namespace. */
+  portForward(id: string, port: number): Promise<ShimStream> {
+    const r = this.requireReady(id);
+    return this.shims.get(r.id)!.portForward({ port });
   }
 
   requireReady(id: string): PodRecord {

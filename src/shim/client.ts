@@ -495,7 +495,7 @@ export class ShimClient extends EventEmitter {
     return this.conn.request<object>(method, params).then(() => undefined);
   }
 
-  private async openStream(method: 'exec' | 'attach', params: object): Promise<ShimStream> {
+  private async openStream(method: 'exec' | 'attach' | 'portForward', params: object): Promise<ShimStream> {
     const conn = new Connection(await connectSocket(this.socketPath));
     try {
       const r = await conn.request<{ pid?: number }>(method, params, true);
@@ -508,6 +508,15 @@ export class ShimClient extends EventEmitter {
       conn.close();
       throw e;
     }
+  }
+
+  /**
+   * A TCP connection to 127.0.0.1:port in the pod's network namespace (the host's for
+   * a host-network pod), as a stream: write() sends, 'stdout' receives, closeStdin()
+   * half-closes; `exited` resolves when the connection ends.
+   */
+  portForward(p: { port: number }): Promise<ShimStream> {
+    return this.openStream('portForward', p);
   }
 
   /** Receive exit events on this connection ('exit'). */

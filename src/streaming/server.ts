@@ -21,8 +21,7 @@ export type StreamRequest =
 export interface StreamBackend {
   exec(containerId: string, cmd: string[], tty: boolean, stdin: boolean): Promise<ShimStream>;
   attach(containerId: string, stdin: boolean, stdout: boolean, stderr: boolean): Promise<ShimStream>;
-  /** Absent until the shim can connect inside a pod's network namespace. */
-  portForward?(podId: string, port: number): Promise<ShimStream>;
+  portForward(podId: string, port: number): Promise<ShimStream>;
 }
 
 export interface StreamingOptions {
@@ -88,9 +87,7 @@ export class StreamingServer {
     const spdy = upgrade === 'spdy/3.1';
     if (!spdy && upgrade !== 'websocket') return refuse(socket, 400, `cannot upgrade to "${req.headers.upgrade ?? ''}": SPDY/3.1 or websocket`);
     if (r.kind === 'portforward') {
-      const forward = this.backend.portForward?.bind(this.backend);
-      if (!forward) return refuse(socket, 501, 'port forwarding is not implemented by skiff yet');
-      const open = (port: number) => forward(r.podId, port);
+      const open = (port: number) => this.backend.portForward(r.podId, port);
       if (spdy) return servePortForwardSpdy(req, socket, head, open);
       const ports = u.searchParams.getAll('port').map(Number);
       const list = ports.length ? ports : r.ports;
