@@ -6,16 +6,10 @@ import * as path from 'path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { busyboxLayer, Layer } from '../fixtures/images';
 import { TestRegistry } from '../fixtures/registry';
+import { statusCode } from '../fixtures/grpc';
 import { TestSkiffd } from '../fixtures/skiffd';
 
-const code = async (p: Promise<unknown>): Promise<number> => {
-  try {
-    await p;
-  } catch (e) {
-    return (e as ServiceError).code;
-  }
-  return 0;
-};
+const code = statusCode;
 
 describe('CRI ImageService (skiffd over gRPC)', function () {
   this.timeout(120_000);

@@ -4,23 +4,16 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { ServiceError } from '@grpc/grpc-js';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { CgroupDriver, ContainerState, NamespaceMode, PodSandboxState } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import { busyboxLayer } from '../fixtures/images';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
+import { statusCode } from '../fixtures/grpc';
 import { TestSkiffd } from '../fixtures/skiffd';
 
-const code = async (p: Promise<unknown>): Promise<number> => {
-  try {
-    await p;
-  } catch (e) {
-    return (e as ServiceError).code;
-  }
-  return 0;
-};
+const code = statusCode;
 const OK = 0;
 const INVALID_ARGUMENT = 3;
 const DEADLINE_EXCEEDED = 4;

@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
-import type { ServiceError } from '@grpc/grpc-js';
 import { WebSocket } from 'ws';
 import type { PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
@@ -12,6 +11,7 @@ import { SpdySession } from '../../src/streaming/spdy';
 import { busyboxLayer } from '../fixtures/images';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
+import { statusCode } from '../fixtures/grpc';
 import { TestSkiffd } from '../fixtures/skiffd';
 
 interface Session {
@@ -94,7 +94,7 @@ function spdySession(url: string, protocols: string[], streams: { stdin?: Buffer
 }
 
 const exitCode = (s: Session) => (s.status?.status === 'Success' ? 0 : Number(s.status?.details?.causes?.find((c) => c.reason === 'ExitCode')?.message ?? NaN));
-const code = async (p: Promise<unknown>) => p.then(() => 0, (e: ServiceError) => e.code);
+const code = statusCode;
 
 describe('CRI streaming: Exec, Attach and PortForward', function () {
   this.timeout(120_000);

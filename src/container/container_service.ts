@@ -11,6 +11,7 @@ import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
 import type { ExitInfo, OciProcess, ShimStream } from '../shim/client';
+import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Spec } from './oci';
@@ -239,17 +240,11 @@ export class ContainerService {
   }
 
   get(id: string): ContainerRecord | undefined {
-    const exact = this.containers.get(id);
-    if (exact || !id) return exact;
-    const hits = [...this.containers.keys()].filter((k) => k.startsWith(id));
-    return hits.length === 1 ? this.containers.get(hits[0]) : undefined;
+    return byIdOrPrefix(this.containers, id);
   }
 
   mustGet(id: string): ContainerRecord {
-    if (!id) throw new InvalidArgument('container_id is required');
-    const r = this.get(id);
-    if (!r) throw new NotFound(`container "${id}" not found`);
-    return r;
+    return mustFind(this.containers, id, 'container_id', 'container');
   }
 
   list(): ContainerRecord[] {

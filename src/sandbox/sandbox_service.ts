@@ -7,13 +7,14 @@ import { EventEmitter } from 'events';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AlreadyExists, FailedPrecondition, InvalidArgument, NotFound } from '../errors';
+import { AlreadyExists, FailedPrecondition, InvalidArgument } from '../errors';
 import { NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
 import { MNT_DETACH, mountFs, umount2 } from '../image/libc';
 import type { Logger } from '../log';
 import type { CniNetwork } from '../network/cni';
 import { bindNetns, unbindNetns } from '../network/netns';
 import { ExitInfo, NamespaceName, ShimClient, ShimStream } from '../shim/client';
+import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
@@ -153,17 +154,11 @@ export class SandboxService extends EventEmitter {
 
   /** A pod by full id or unique id prefix. */
   get(id: string): PodRecord | undefined {
-    const exact = this.pods.get(id);
-    if (exact || !id) return exact;
-    const hits = [...this.pods.keys()].filter((k) => k.startsWith(id));
-    return hits.length === 1 ? this.pods.get(hits[0]) : undefined;
+    return byIdOrPrefix(this.pods, id);
   }
 
   mustGet(id: string): PodRecord {
-    if (!id) throw new InvalidArgument('pod_sandbox_id is required');
-    const r = this.get(id);
-    if (!r) throw new NotFound(`pod sandbox "${id}" not found`);
-    return r;
+    return mustFind(this.pods, id, 'pod_sandbox_id', 'pod sandbox');
   }
 
   list(): PodRecord[] {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import * as net from 'net';
 import * as zlib from 'zlib';
 import {
+  adler32,
   controlFrame, dataFrame, decodeHeaderBlock, encodeHeaderBlock, FrameParser, goawayFrame, HeaderCompressor, HeaderDecompressor,
   pingFrame, rstFrame, settingsFrame, SpdySession, SpdyStream, windowUpdateFrame,
 } from './spdy';
@@ -86,15 +87,6 @@ describe('SPDY/3.1 framing', () => {
   });
 });
 
-function adler32(b: Buffer): number {
-  let a = 1;
-  let s = 0;
-  for (const x of b) {
-    a = (a + x) % 65521;
-    s = (s + a) % 65521;
-  }
-  return ((s << 16) | a) >>> 0;
-}
 
 describe('SPDY sessions over a socket', () => {
   let server: net.Server;

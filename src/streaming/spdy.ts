@@ -102,7 +102,8 @@ export function decodeHeaderBlock(b: Buffer): Record<string, string> {
   return out;
 }
 
-function adler32(b: Buffer): number {
+/** zlib's checksum; a dictionary is named by it in the stream header. */
+export function adler32(b: Buffer): number {
   let a = 1;
   let s = 0;
   for (const x of b) {
