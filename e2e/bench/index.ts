@@ -1,5 +1,6 @@
 // Entry point of `npm run bench -- [suite...] [--runs N]`: runs the named suites
 // (all of them without a name); each suite ends with one JSON result line.
+import { execSuite } from './exec';
 import { lifecycleSuite } from './lifecycle';
 import { pullSuite } from './pull';
 import { shimSuite } from './shim';
@@ -18,7 +19,7 @@ export interface Suite {
 }
 
 // Later suites (pull, lifecycle, exec) register here.
-const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite];
+const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite];
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');

@@ -18,7 +18,7 @@ const CONCURRENCY = 20;
 const MANY_PODS = 100;
 const log = (s: string) => console.log(s);
 
-interface Subject {
+export interface Subject {
   name: 'skiff' | 'containerd_runc' | 'containerd_crun';
   client: CriClient;
   /** The daemon's pid, for its RSS. */
@@ -78,7 +78,7 @@ state = "${dir}/state"
 `;
 }
 
-async function startContainerd(name: Subject['name'], work: string, registryHost: string, runtimeBinary: string): Promise<{ subject: Subject; net: TestNetwork }> {
+export async function startContainerd(name: Subject['name'], work: string, registryHost: string, runtimeBinary: string): Promise<{ subject: Subject; net: TestNetwork }> {
   const dir = fs.mkdtempSync(path.join(work, `${name}-`));
   const net = new TestNetwork(path.join(dir, 'net.d'), path.join(dir, 'ipam'));
   const hosts = path.join(dir, 'certs.d', 'docker.io');

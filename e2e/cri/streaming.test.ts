@@ -7,19 +7,13 @@ import * as path from 'path';
 import { WebSocket } from 'ws';
 import type { PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
-import { SpdySession } from '../../src/streaming/spdy';
 import { busyboxLayer } from '../fixtures/images';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
 import { statusCode } from '../fixtures/grpc';
+import { Session, spdyExec as spdySession, spdyForward } from '../fixtures/spdy_client';
 import { TestSkiffd } from '../fixtures/skiffd';
 
-interface Session {
-  out: Buffer;
-  err: Buffer;
-  status: { status?: string; reason?: string; details?: { causes?: { reason: string; message: string }[] } } | null;
-  protocol: string;
-}
 
 /** Run a channel-protocol session: send stdin (then close it on v5), an optional resize, collect the rest. */
 function wsSession(url: string, protocol: string, o: { stdin?: Buffer; resize?: { Width: number; Height: number } } = {}): Promise<Session> {
@@ -50,46 +44,6 @@ function wsSession(url: string, protocol: string, o: { stdin?: Buffer; resize?: 
     ws.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode })));
     ws.on('error', reject);
     ws.on('close', () => resolve({ out: Buffer.concat(out), err: Buffer.concat(err), status, protocol: ws.protocol }));
-  });
-}
-
-/** client-go's SPDY executor, in small: upgrade, open the streams, collect until the session ends. */
-function spdySession(url: string, protocols: string[], streams: { stdin?: Buffer; stdout?: boolean; stderr?: boolean; resize?: { Width: number; Height: number } }): Promise<Session> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1', 'X-Stream-Protocol-Version': protocols.join(', ') } });
-    req.on('response', (res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { statusCode: res.statusCode })));
-    req.on('error', reject);
-    req.on('upgrade', (res, socket, head) => {
-      if (head.length) socket.unshift(head);
-      const protocol = String(res.headers['x-stream-protocol-version'] ?? '');
-      const session = new SpdySession(socket, { server: false });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      const status: Buffer[] = [];
-      const error = session.openStream({ streamtype: 'error' });
-      error.on('data', (d) => status.push(d));
-      // As client-go: done when the error stream and the outputs have all ended.
-      const ended: Promise<void>[] = [new Promise((r) => error.on('end', r))];
-      const output = (type: string, into: Buffer[]) => {
-        const s = session.openStream({ streamtype: type });
-        s.on('data', (d) => into.push(d));
-        ended.push(new Promise((r) => s.on('end', r)));
-      };
-      if (streams.stdout) output('stdout', out);
-      if (streams.stderr) output('stderr', err);
-      if (streams.resize) session.openStream({ streamtype: 'resize' }).write(Buffer.from(JSON.stringify(streams.resize)));
-      if (streams.stdin) {
-        const s = session.openStream({ streamtype: 'stdin' });
-        s.write(streams.stdin);
-        s.end();
-      }
-      void Promise.all(ended).then(() => {
-        socket.destroy();
-        const text = Buffer.concat(status).toString();
-        resolve({ out: Buffer.concat(out), err: Buffer.concat(err), status: text ? (JSON.parse(text) as Session['status']) : null, protocol });
-      });
-    });
-    req.end();
   });
 }
 
@@ -193,31 +147,6 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
   it('refuses a SPDY client whose protocols it does not speak', async () => {
     await assert.rejects(spdySession(await execUrl(['true']), ['v9.channel.k8s.io'], { stdout: true }), (e: { statusCode?: number }) => e.statusCode === 403);
   });
-
-  /** Forward to ports over SPDY as kubectl port-forward does: per request an error and a data stream. */
-  const spdyForward = (url: string, port: number, send: Buffer): Promise<{ data: string; error: string }> =>
-    new Promise((resolve, reject) => {
-      const req = http.request(url, { headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1', 'X-Stream-Protocol-Version': 'portforward.k8s.io' } });
-      req.on('response', (res) => reject(new Error(`HTTP ${res.statusCode}`)));
-      req.on('upgrade', (_res, socket, head) => {
-        if (head.length) socket.unshift(head);
-        const session = new SpdySession(socket, { server: false });
-        const h = { port: String(port), requestid: '0' };
-        const error = session.openStream({ ...h, streamtype: 'error' });
-        const data = session.openStream({ ...h, streamtype: 'data' });
-        const got: Buffer[] = [];
-        const errs: Buffer[] = [];
-        data.on('data', (d) => got.push(d));
-        error.on('data', (d) => errs.push(d));
-        data.write(send);
-        const ends = [new Promise<void>((r) => data.on('end', () => r())), new Promise<void>((r) => error.on('end', () => r()))];
-        void Promise.all(ends).then(() => {
-          socket.destroy();
-          resolve({ data: Buffer.concat(got).toString(), error: Buffer.concat(errs).toString() });
-        });
-      });
-      req.end();
-    });
 
   it('forwards ports into the pod network namespace, over SPDY and WebSocket', async () => {
     const c = skiffd.client;
