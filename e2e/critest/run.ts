@@ -24,7 +24,7 @@ async function main(): Promise<number> {
     const arch = process.arch === 'x64' ? 'amd64' : process.arch;
     console.log('critest: building and pushing test images');
     await pushCritestImages(reg, work, arch);
-    skiffd = await TestSkiffd.start({ args: ['--cri.cgroup_parent', '/skiff-critest'] });
+    skiffd = await TestSkiffd.start();
     for (const name of ['registry.k8s.io', 'gcr.io', 'docker.io']) skiffd.mirror(name, reg.host);
     const sock = `unix://${skiffd.socket}`;
     console.log(`critest: skiffd at ${sock} (log ${skiffd.logFile})`);
