@@ -1,6 +1,7 @@
 // Exec, Attach (and the streaming URLs behind them) of a real skiffd, spoken over
 // WebSocket the way kubectl's WebSocket executor speaks it.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
@@ -167,6 +168,10 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
     }
     assert.match(r.data, /^HTTP\/1\.[01] 200/);
     assert.match(r.data, /hello-from-pod/);
+    // Several forwards at once, each with its own connection in the pod.
+    const urls = await Promise.all([1, 2, 3, 4].map(async () => (await c.runtime('PortForward', { pod_sandbox_id: podId, port: [8080] })).url));
+    const many = await Promise.all(urls.map((u) => spdyForward(u, 8080, get)));
+    for (const m of many) assert.match(m.data, /hello-from-pod/);
     // A closed port: the error stream says so.
     const refused = await spdyForward((await c.runtime('PortForward', { pod_sandbox_id: podId, port: [8081] })).url, 8081, get);
     assert.match(refused.error, /port 8081.*(refused|Connection)/i);
@@ -199,6 +204,41 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
       ws.on('error', reject);
     });
     assert.match(body, /hello-from-pod/);
+  });
+
+  it('serves streaming over TLS when given a certificate', async () => {
+    const dir = fs.mkdtempSync('/tmp/skiff-tls-');
+    const tls = await TestSkiffd.start({
+      args: ['--network.write_default_config', 'false', '--streaming.tls_cert', path.join(dir, 'cert.pem'), '--streaming.tls_key', path.join(dir, 'key.pem')],
+      before: () =>
+        execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' }),
+    });
+    const tnet = new TestNetwork(path.join(tls.dir, 'net.d'), path.join(tls.dir, 'ipam'));
+    try {
+      tls.mirror('docker.io', reg.host);
+      const c = tls.client;
+      await c.image('PullImage', { image: { image: 'busybox' } });
+      const cfg = { metadata: { name: 'tls', namespace: 'e2e', uid: 'tls-1', attempt: 0 }, linux: {} };
+      const pod = (await c.runtime('RunPodSandbox', { config: cfg })).pod_sandbox_id;
+      const id = (await c.runtime('CreateContainer', { pod_sandbox_id: pod, config: { metadata: { name: 'm' }, image: { image: 'busybox' }, command: ['sleep', '100'] }, sandbox_config: cfg })).container_id;
+      await c.runtime('StartContainer', { container_id: id });
+      const { url } = await c.runtime('Exec', { container_id: id, cmd: ['echo', 'over-tls'], stdout: true });
+      assert.match(url, /^https:\/\/127\.0\.0\.1:\d+\/exec\//);
+      const out = await new Promise<string>((resolve, reject) => {
+        const ws = new WebSocket(url.replace(/^https/, 'wss'), ['v5.channel.k8s.io'], { rejectUnauthorized: false });
+        let text = '';
+        ws.on('message', (m: Buffer) => {
+          if (m[0] === 1) text += Buffer.from(m).subarray(1).toString();
+        });
+        ws.on('close', () => resolve(text));
+        ws.on('error', reject);
+      });
+      assert.equal(out, 'over-tls\n');
+    } finally {
+      await tls.cleanup();
+      tnet.remove();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a used token, and bad requests with the right codes', async () => {
