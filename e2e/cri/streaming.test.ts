@@ -131,6 +131,31 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
     assert.match(s.out.toString(), /got hello/);
   });
 
+  it('attaches two clients to a tty container, each seeing its output and the size set', async () => {
+    const c = skiffd.client;
+    const id = (
+      await c.runtime('CreateContainer', {
+        pod_sandbox_id: podId,
+        config: { metadata: { name: 'tty' }, image: { image: 'busybox' }, command: ['sh', '-c', 'read x; stty size; echo "line $x"; sleep 0.5'], tty: true, stdin: true, log_path: 'tty.log' },
+        sandbox_config: podConfig,
+      })
+    ).container_id;
+    await c.runtime('StartContainer', { container_id: id });
+    const url = async () => (await c.runtime('Attach', { container_id: id, stdin: true, stdout: true, tty: true })).url;
+    const [watcher, writer] = await Promise.all([
+      wsSession(await url(), 'v5.channel.k8s.io'),
+      (async () => {
+        const u = await url();
+        await new Promise((r) => setTimeout(r, 200)); // the watcher is attached first
+        return wsSession(u, 'v5.channel.k8s.io', { resize: { Width: 77, Height: 22 }, stdin: Buffer.from('one\n') });
+      })(),
+    ]);
+    for (const s of [watcher, writer]) {
+      assert.match(s.out.toString(), /22 77/);
+      assert.match(s.out.toString(), /line one/);
+    }
+  });
+
   it('speaks SPDY/3.1 as client-go does: streams, exit code, stdin', async () => {
     const s = await spdySession(await execUrl(['sh', '-c', 'echo out; echo err >&2; exit 3']), ['v4.channel.k8s.io', 'v3.channel.k8s.io'], { stdout: true, stderr: true });
     assert.equal(s.protocol, 'v4.channel.k8s.io');
