@@ -333,6 +333,55 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     for (const p of pods) await c2.runtime('RemovePodSandbox', { pod_sandbox_id: p.id });
   });
 
+  it('after a host reboot (empty state dir, no shims) reports pods NotReady and containers exited, and removes them cleanly', async () => {
+    // A skiffd of its own: the reboot wipes its whole state dir.
+    const own = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+    const ownNet = new TestNetwork(path.join(own.dir, 'net.d'), path.join(own.dir, 'ipam'));
+    try {
+      own.mirror('docker.io', reg.host);
+      const c = own.client;
+      await c.image('PullImage', { image: { image: 'busybox' } });
+      const cfg = podConfig();
+      const podId = (await c.runtime('RunPodSandbox', { config: cfg })).pod_sandbox_id;
+      const ctr = (await c.runtime('CreateContainer', { pod_sandbox_id: podId, config: ctrConfig('boot'), sandbox_config: cfg })).container_id;
+      await c.runtime('StartContainer', { container_id: ctr });
+      await own.kill();
+      // What a reboot does: every process and mount gone, the state dir (/run) empty.
+      const shimPid = Number(fs.readFileSync(path.join(own.state, 'pods', podId, 'shim', 'shim.pid'), 'utf8'));
+      const doomed = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(ctr);
+        } catch {
+          return false;
+        }
+      });
+      for (const p of [String(shimPid), ...doomed]) {
+        try {
+          process.kill(Number(p), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(own.state + '/'));
+      for (const m of mounts.sort().reverse()) execFileSync('umount', ['-l', m]);
+      fs.rmSync(own.state, { recursive: true, force: true });
+      await own.restart();
+      const c2 = own.client;
+      assert.equal((await c2.runtime('PodSandboxStatus', { pod_sandbox_id: podId })).status?.state, PodSandboxState.SANDBOX_NOTREADY);
+      const st = (await c2.runtime('ContainerStatus', { container_id: ctr })).status!;
+      assert.equal(st.state, ContainerState.CONTAINER_EXITED);
+      assert.equal(st.reason, 'Unknown');
+      await c2.runtime('StopPodSandbox', { pod_sandbox_id: podId });
+      await c2.runtime('RemovePodSandbox', { pod_sandbox_id: podId });
+      assert.equal(await code(c2.runtime('ContainerStatus', { container_id: ctr })), NOT_FOUND);
+      assert.equal(fs.existsSync(path.join(own.root, 'snapshots', 'containers', ctr)), false, 'the writable layer is gone');
+    } finally {
+      await own.cleanup();
+      ownNet.remove();
+    }
+  });
+
   it('serves the RuntimeService under runtime.v1alpha2 too', async () => {
     const { CriClient } = await import('../../src/cri/client');
     const old = new CriClient(skiffd.socket, 'runtime.v1alpha2');
