@@ -3,6 +3,7 @@
 // shims outlive skiffd).
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { serveAdmin } from './admin/api';
 import type { SkiffConfig } from './config';
 import { ContainerService } from './container/container_service';
 import { CriServer } from './cri/server';
@@ -145,6 +146,7 @@ export class Daemon {
       },
       log,
     );
+    serveAdmin(server, images);
     await server.listen(config['cri.socket'], parseInt(config['cri.socket_mode'], 8));
     log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state, pods: sandboxes.list().length });
     return new Daemon(config, images, sandboxes, containers, server, streaming, log);

@@ -26,7 +26,11 @@ export interface Codec<T> {
 }
 
 export function codec<T>(typeName: string): Codec<T> {
-  const type = ns().lookupType(typeName);
+  return typeCodec(ns().lookupType(typeName));
+}
+
+/** The codec of any protobufjs message type (skiff's own API uses it too). */
+export function typeCodec<T>(type: protobuf.Type): Codec<T> {
   return {
     encode: (msg) => {
       const bytes = type.encode(type.fromObject(msg as Record<string, unknown>)).finish();

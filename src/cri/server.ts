@@ -133,6 +133,31 @@ export class CriServer {
     };
   }
 
+  /**
+   * Serve a client-streaming method of another service on the same socket (skiff's
+   * own API for its CLI), through the same timing, logging and error mapping.
+   */
+  addClientStream(def: grpc.ServiceDefinition, method: string, fn: (messages: AsyncIterable<unknown>, ctx: CallContext) => Promise<unknown>): void {
+    const handler: grpc.handleClientStreamingCall<unknown, unknown> = (call, callback) => {
+      const started = process.hrtime.bigint();
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
+      Promise.resolve()
+        .then(() => fn(call, { method, pkg: 'runtime.v1', signal: abort.signal }))
+        .then(
+          (res) => {
+            this.finish(method, started, undefined);
+            callback(null, res ?? {});
+          },
+          (err: unknown) => {
+            this.finish(method, started, err);
+            callback(toStatus(err));
+          },
+        );
+    };
+    this.server.addService(def, { [method]: handler });
+  }
+
   /** Listen on a unix socket; a stale socket file from an earlier run is replaced. */
   async listen(socketPath: string, mode: number): Promise<void> {
     await fsp.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o711 });

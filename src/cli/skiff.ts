@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// The skiff CLI for node operators: talks CRI (and skiff's own API) to skiffd's socket
+// with the same client as the e2e suite.
+//   skiff [--socket PATH] [-o table|json] COMMAND [ARGS]
+// Exit codes: 0 done; 1 skiffd refused or failed the operation (the message names
+// the gRPC code); 2 bad usage; 69 skiffd unreachable.
+import * as fs from 'fs';
+import * as grpc from '@grpc/grpc-js';
+import { parseArgs } from 'util';
+import { AdminClient } from '../admin/api';
+import { CriClient } from '../cri/client';
+import type { Image } from '../cri/gen/cri';
+import { OutputFormat, humanSize, print, shortId, table } from './output';
+
+const DEFAULT_SOCKET = '/run/skiff/skiff.sock';
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+const EXIT_UNAVAILABLE = 69;
+
+class UsageError extends Error {}
+
+interface Env {
+  socket: string;
+  output: OutputFormat;
+  cri(): CriClient;
+  admin(): AdminClient;
+}
+
+interface Command {
+  usage: string;
+  summary: string;
+  run(args: string[], env: Env): Promise<void>;
+}
+
+function oneArg(args: string[], what: string): string {
+  if (args.length !== 1) throw new UsageError(`expected one ${what}, got ${args.length}`);
+  return args[0];
+}
+
+function printImages(env: Env, images: Image[]): void {
+  print(env.output, images, () =>
+    table(images, [
+      { header: 'IMAGE', value: (i) => (i.repo_tags[0] ?? '<none>').replace(/:[^:/]+$/, '') },
+      { header: 'TAG', value: (i) => /:([^:/]+)$/.exec(i.repo_tags[0] ?? '')?.[1] ?? '<none>' },
+      { header: 'IMAGE ID', value: (i) => shortId(i.id) },
+      { header: 'SIZE', value: (i) => humanSize(Number(i.size)) },
+    ]),
+  );
+}
+
+const COMMANDS: Record<string, Command> = {
+  images: {
+    usage: 'images [REF]',
+    summary: 'list images (or the one REF names)',
+    async run(args, env) {
+      if (args.length > 1) throw new UsageError('expected at most one image reference');
+      const res = await env.cri().image('ListImages', { filter: args[0] ? { image: { image: args[0] } } : null });
+      printImages(env, res.images);
+    },
+  },
+  pull: {
+    usage: 'pull REF',
+    summary: 'pull an image from its registry',
+    async run(args, env) {
+      const ref = oneArg(args, 'image reference');
+      const res = await env.cri().image('PullImage', { image: { image: ref } }, { timeoutMs: 60 * 60_000 });
+      print(env.output, { image: ref, id: res.image_ref }, () => `${ref}: ${res.image_ref}\n`);
+    },
+  },
+  import: {
+    usage: 'import FILE|-',
+    summary: 'load an OCI image layout or `docker save` archive (- reads stdin)',
+    async run(args, env) {
+      const file = oneArg(args, 'archive file');
+      const source = file === '-' ? process.stdin : fs.createReadStream(file, { highWaterMark: 1024 * 1024 });
+      const images = await env.admin().importArchive(source);
+      print(env.output, images, () => images.map((i) => `imported ${i.repo_tags.join(', ') || '<untagged>'} (${i.id})\n`).join(''));
+    },
+  },
+  rmi: {
+    usage: 'rmi REF...',
+    summary: 'remove images',
+    async run(args, env) {
+      if (!args.length) throw new UsageError('expected at least one image reference');
+      for (const ref of args) {
+        await env.cri().image('RemoveImage', { image: { image: ref } });
+        if (env.output === 'table') process.stdout.write(`removed ${ref}\n`);
+      }
+      if (env.output === 'json') print(env.output, { removed: args }, () => '');
+    },
+  },
+  version: {
+    usage: 'version',
+    summary: "skiffd's runtime name and versions",
+    async run(args, env) {
+      if (args.length) throw new UsageError('version takes no arguments');
+      const v = await env.cri().runtime('Version', { version: 'v1' });
+      print(env.output, v, () => `${v.runtime_name} ${v.runtime_version} (CRI ${v.runtime_api_version})\n`);
+    },
+  },
+};
+
+// `skiff images import FILE` is the spelling the docs use; `skiff import` is short for it.
+const ALIASES: Record<string, string[]> = { 'images import': ['import'], 'images ls': ['images'], 'images pull': ['pull'], 'images rm': ['rmi'] };
+
+function help(): string {
+  const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(22)} ${c.summary}`);
+  return [
+    'usage: skiff [--socket PATH] [-o table|json] COMMAND [ARGS]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    `--socket defaults to $SKIFF_SOCKET or ${DEFAULT_SOCKET}.`,
+    'exit codes: 0 done, 1 the operation failed, 2 bad usage, 69 skiffd unreachable.',
+    '',
+  ].join('\n');
+}
+
+function resolve(words: string[]): { command: Command; args: string[] } {
+  const pair = words.slice(0, 2).join(' ');
+  const [name, ...rest] = ALIASES[pair] ? [...ALIASES[pair], ...words.slice(2)] : words;
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(name ? `unknown command "${name}"` : 'no command given');
+  return { command, args: rest };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let env: Env | undefined;
+  let cri: CriClient | undefined;
+  let admin: AdminClient | undefined;
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        socket: { type: 'string', short: 's' },
+        output: { type: 'string', short: 'o', default: 'table' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(help());
+      return 0;
+    }
+    if (values.output !== 'table' && values.output !== 'json') throw new UsageError(`-o: expected table or json, got "${values.output}"`);
+    const { command, args } = resolve(positionals);
+    const socket = values.socket ?? process.env.SKIFF_SOCKET ?? DEFAULT_SOCKET;
+    env = {
+      socket,
+      output: values.output,
+      cri: () => (cri ??= new CriClient(socket)),
+      admin: () => (admin ??= new AdminClient(socket)),
+    };
+    await command.run(args, env);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.toString().startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`skiff: ${(e as Error).message}\n\n${help()}`);
+      return EXIT_USAGE;
+    }
+    const code = (e as grpc.ServiceError).code;
+    if (code === grpc.status.UNAVAILABLE) {
+      process.stderr.write(`skiff: cannot reach skiffd at ${env?.socket}: ${(e as grpc.ServiceError).details}\n`);
+      return EXIT_UNAVAILABLE;
+    }
+    if (typeof code === 'number') {
+      process.stderr.write(`skiff: ${grpc.status[code]}: ${(e as grpc.ServiceError).details}\n`);
+      return EXIT_FAILED;
+    }
+    process.stderr.write(`skiff: ${e instanceof Error ? e.message : String(e)}\n`);
+    return EXIT_FAILED;
+  } finally {
+    cri?.close();
+    admin?.close();
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
