@@ -14,6 +14,7 @@ import { promisify } from 'util';
 import { createGzip } from 'zlib';
 import { hostPlatform } from '../../src/image/registry';
 import { chainIds } from '../../src/image/snapshotter';
+import { busyboxLayer } from '../fixtures/images';
 import { sha256, TestRegistry } from '../fixtures/registry';
 import type { BenchOptions, Suite } from './index';
 import type { PullWorkerError, PullWorkerReady, PullWorkerResult } from './pull_worker';
@@ -21,6 +22,7 @@ import { fmt, median, printTable, round, summarize, type Summary } from './stats
 
 const DEFAULT_RUNS = 5;
 const REPOSITORY = 'bench/big';
+const WARMUP_REPOSITORY = 'bench/warmup';
 const TAG = 'latest';
 const GZIP_LEVEL = 6;
 const LAYER_MEDIA = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -33,6 +35,7 @@ const WORKER = path.join(__dirname, 'pull_worker.js');
 const START_TIMEOUT_MS = 30_000;
 const PULL_TIMEOUT_MS = 600_000;
 const STOP_TIMEOUT_MS = 10_000;
+const REGISTRY_STOP_MS = 3000;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -49,6 +52,8 @@ export const pullSuite: Suite = {
 interface Bench {
   tmp: string;
   ref: string;
+  /** A one-layer busybox image each daemon pulls first, untimed (as the pause image). */
+  warmupRef: string;
   /** skiff's registry config dir (containerd's hosts.toml layout). */
   hostsDir: string;
   /** The chain id of the image's top layer: both pullers must end with it. */
@@ -79,8 +84,10 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     cleanups.push(['remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true })]);
     cleanups.push(['unmount leftovers', () => unmountUnder(tmp)]);
 
-    const registry = await TestRegistry.start();
-    cleanups.push(['stop the registry', () => withTimeout(registry.stop(), STOP_TIMEOUT_MS, 'registry stop')]);
+    const registry = await startRegistryUnder(tmp);
+    // The fixture's stop() waits forever for a registry that a terminal's SIGINT
+    // killed already; its files are under tmp, removed anyway.
+    cleanups.push(['stop the registry', () => withTimeout(registry.stop(), REGISTRY_STOP_MS, 'registry stop')]);
     const t0 = process.hrtime.bigint();
     const image = await buildAndPushImage(registry, path.join(tmp, 'blobs'), opts.signal);
     const buildS = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -89,12 +96,15 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     log(`  image ${registry.host}/${REPOSITORY}:${TAG}: ${image.layers.length} gzip layers, ${mb(compressed)} MB compressed, ${mb(unpacked)} MB of tar (built and pushed in ${buildS.toFixed(1)} s)`);
     for (const l of image.layers) log(`    ${mb(l.size).padStart(6)} MB  ${l.description}`);
 
+    await registry.pushImage(WARMUP_REPOSITORY, TAG, [busyboxLayer(tmp)], hostPlatform());
+
     const hostsDir = path.join(tmp, 'hosts');
     fs.mkdirSync(path.join(hostsDir, registry.host), { recursive: true });
     fs.writeFileSync(path.join(hostsDir, registry.host, 'hosts.toml'), `server = "http://${registry.host}"\n`);
     const bench: Bench = {
       tmp,
       ref: `${registry.host}/${REPOSITORY}:${TAG}`,
+      warmupRef: `${registry.host}/${WARMUP_REPOSITORY}:${TAG}`,
       hostsDir,
       topChainId: chainIds(image.layers.map((l) => l.diffId)).at(-1) as string,
     };
@@ -102,11 +112,13 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     const skiff: Sample[] = [];
     const containerd: Sample[] = [];
     for (let i = 0; i < runs; i++) {
+      // A terminal's SIGINT reaches the daemons too: the run then fails, for that reason.
+      const interrupted = (e: unknown) => (opts.signal.aborted ? opts.signal.reason : e);
       if (opts.signal.aborted) throw opts.signal.reason;
-      const s = await skiffRun(bench, i);
+      const s = await skiffRun(bench, i).catch((e: unknown) => Promise.reject(interrupted(e)));
       skiff.push(s);
       if (opts.signal.aborted) throw opts.signal.reason;
-      const c = await containerdRun(bench, i);
+      const c = await containerdRun(bench, i).catch((e: unknown) => Promise.reject(interrupted(e)));
       containerd.push(c);
       log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB), containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB)`);
     }
@@ -114,7 +126,9 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     log('');
     log('timed: skiff = ImageService.pull in a worker process (fetch, verify, unpack), as skiffd does it;');
     log('       containerd = `ctr images pull --plain-http` from spawn to exit (ctr fetches into containerd, which unpacks');
-    log('       into its overlayfs snapshotter). Each run: fresh roots, a fresh daemon, page cache dropped.');
+    log('       into its overlayfs snapshotter). Each run: fresh roots, a fresh daemon that first pulls a small');
+    log('       busybox image (untimed, as a running daemon has pulled its pause image), page cache dropped.');
+    log('RSS growth = peak RSS during the pull (VmHWM, reset before it) - RSS before it (skiff: after a full GC).');
     const st = { skiff: summarize(skiff.map((s) => s.seconds)), containerd: summarize(containerd.map((s) => s.seconds)) };
     const growth = { skiff: median(skiff.map((s) => s.growthMiB)), containerd: median(containerd.map((s) => s.growthMiB)) };
     const peak = { skiff: median(skiff.map((s) => s.peakMiB)), containerd: median(containerd.map((s) => s.peakMiB)) };
@@ -146,6 +160,18 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     }
   }
   console.log(JSON.stringify(result));
+}
+
+/** TestRegistry.start() with its throwaway storage inside dir (it takes os.tmpdir() as it starts). */
+function startRegistryUnder(dir: string): Promise<TestRegistry> {
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = dir;
+  try {
+    return TestRegistry.start();
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  }
 }
 
 // ---- the image ----------------------------------------------------------
@@ -347,7 +373,7 @@ async function buildLayer(spec: LayerSpec, content: Content, blobsDir: string, i
 }
 
 /** Builds the image's layers and config, pushes them; returns the layers. */
-export async function buildAndPushImage(registry: TestRegistry, blobsDir: string, signal: AbortSignal): Promise<{ layers: BuiltLayer[] }> {
+async function buildAndPushImage(registry: TestRegistry, blobsDir: string, signal: AbortSignal): Promise<{ layers: BuiltLayer[] }> {
   fs.mkdirSync(blobsDir, { recursive: true });
   const applets = execFileSync(BUSYBOX, ['--list']).toString().split('\n').filter((a) => a && a !== 'busybox');
   const content = new Content(fs.readFileSync(BUSYBOX), applets);
@@ -399,7 +425,8 @@ export async function buildAndPushImage(registry: TestRegistry, blobsDir: string
 /** One cold pull by an ImageService on a fresh root in a fresh worker process. */
 async function skiffRun(bench: Bench, i: number): Promise<Sample> {
   const root = path.join(bench.tmp, `skiff-${i}`);
-  const child = spawn(process.execPath, [WORKER, root, bench.ref, bench.hostsDir], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const args = ['--expose-gc', WORKER, root, bench.ref, bench.hostsDir, bench.warmupRef];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
@@ -514,6 +541,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 async function containerdRun(bench: Bench, i: number): Promise<Sample> {
   const d = await startContainerd(path.join(bench.tmp, `containerd-${i}`));
   try {
+    await execFileAsync(CTR, ['--address', d.sock, '-n', CONTAINERD_NS, 'images', 'pull', '--plain-http', bench.warmupRef], { timeout: START_TIMEOUT_MS });
     dropCaches();
     // Loads ctr's own pages again, as the skiff worker's are (its process runs): cold image data only.
     await execFileAsync(CTR, ['--address', d.sock, 'version']);

@@ -1,7 +1,9 @@
 // The skiff side of the `pull` bench, in a process of its own as skiffd would be:
 // an ImageService on a fresh root pulls one image when a line arrives on stdin,
 // then reports its time and its own memory (VmRSS before, VmHWM after) as JSON.
-//   node dist/e2e/bench/pull_worker.js <root> <ref> <hostsDir>
+//   node --expose-gc dist/e2e/bench/pull_worker.js <root> <ref> <hostsDir> [<warm-up ref>]
+// A warm-up image is pulled first, as a running skiffd has pulled the pause image:
+// the big pull's RSS growth is then its own, not the first use of the HTTP client.
 import * as fs from 'fs';
 import * as readline from 'readline';
 import { ImageService } from '../../src/image/image_service';
@@ -39,11 +41,14 @@ function say(msg: PullWorkerReady | PullWorkerResult | PullWorkerError): void {
 }
 
 async function main(argv: string[]): Promise<void> {
-  if (argv.length !== 3) throw new Error('usage: pull_worker <root> <ref> <hostsDir>');
-  const [root, ref, hostsDir] = argv;
+  if (argv.length !== 3 && argv.length !== 4) throw new Error('usage: pull_worker <root> <ref> <hostsDir> [<warm-up ref>]');
+  const [root, ref, hostsDir, warmupRef] = argv;
+  // With --expose-gc: the baseline is live memory, not garbage a GC would free.
+  const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
   const images = new ImageService({ root, registry: { configPath: hostsDir } });
   try {
     await images.init();
+    if (warmupRef) await images.pull(warmupRef);
     say({ ready: true, rssKiB: statusKiB('VmRSS') });
     const lines = readline.createInterface({ input: process.stdin });
     const [go] = await Promise.race([
@@ -52,6 +57,8 @@ async function main(argv: string[]): Promise<void> {
     ]);
     lines.close();
     if (go === undefined) throw new Error('stdin closed before the go line');
+    gc();
+    gc();
     // "5" resets the peak RSS (VmHWM) to the current RSS: the peak read after the
     // pull is then the pull's own (proc(5), /proc/pid/clear_refs).
     fs.writeFileSync('/proc/self/clear_refs', '5');
