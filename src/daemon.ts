@@ -10,8 +10,9 @@ import { CriServer } from './cri/server';
 import { imageHandlers } from './cri/image';
 import * as ctr from './cri/runtime/container';
 import { runtimeConfig } from './cri/runtime/runtime_config';
+import { ContainerEvents } from './cri/runtime/events';
 import * as pod from './cri/runtime/sandbox';
-import { containerStats, listContainerStats } from './cri/runtime/stats';
+import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from './cri/runtime/stats';
 import * as streamingCalls from './cri/runtime/streaming';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
@@ -21,6 +22,7 @@ import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { SandboxService } from './sandbox/sandbox_service';
 import { ContainerStatsService } from './stats/container_stats';
+import { PodStatsService } from './stats/pod_stats';
 import { StreamingServer } from './streaming/server';
 
 const exists = (p: string) => fsp.access(p).then(() => true, () => false);
@@ -113,8 +115,10 @@ export class Daemon {
     });
     const stats = new ContainerStatsService(sandboxes, images.snapshots);
     containers.onRemoved = (id) => stats.forget(id);
+    const podStats = new PodStatsService(stats);
     const containersDir = path.join(config.root, 'snapshots', 'containers');
     const containerFs = async () => ({ mountpoint: containersDir, ...(await diskUsage(containersDir)) });
+    const events = new ContainerEvents(sandboxes, containers);
     const server = new CriServer(
       {
         runtime: {
@@ -139,7 +143,10 @@ export class Daemon {
           Exec: streamingCalls.exec(containers, streaming),
           Attach: streamingCalls.attach(containers, streaming),
           PortForward: streamingCalls.portForward(sandboxes, streaming),
+          GetContainerEvents: events.handler(),
           ContainerStats: containerStats(containers, stats),
+          PodSandboxStats: podSandboxStats(sandboxes, containers, podStats),
+          ListPodSandboxStats: listPodSandboxStats(sandboxes, containers, podStats),
           ListContainerStats: listContainerStats(containers, stats),
         },
         image: imageHandlers(images, containerFs),

@@ -46,6 +46,9 @@ export class Unauthenticated extends SkiffError {
 export class Unavailable extends SkiffError {
   readonly code = GrpcCode.UNAVAILABLE;
 }
+export class ResourceExhausted extends SkiffError {
+  readonly code = GrpcCode.RESOURCE_EXHAUSTED;
+}
 export class Internal extends SkiffError {
   readonly code = GrpcCode.INTERNAL;
 }

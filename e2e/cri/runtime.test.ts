@@ -309,6 +309,84 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     await c.runtime('StopContainer', { container_id: busy, timeout: 0 });
   });
 
+  it('reports pod stats: the sums of its containers, its processes, and its network interface', async () => {
+    const c = skiffd.client;
+    const pod = await runPod({ labels: { stats: 'yes' } });
+    const busy = await startCtr(pod, 'busy', { command: ['sh', '-c', 'while :; do :; done'] });
+    const mem = await startCtr(pod, 'mem', { command: ['sh', '-c', 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=16 2>/dev/null; sleep 1000'] });
+    // Traffic out of eth0: the bridge's gateway answers.
+    await exec(mem, ['ping', '-c', '3', '-i', '0.2', '-W', '1', `${net.gateway}`]);
+    await c.runtime('PodSandboxStats', { pod_sandbox_id: pod.id });
+    await new Promise((r) => setTimeout(r, 500));
+    const st = (await c.runtime('PodSandboxStats', { pod_sandbox_id: pod.id })).stats!;
+    assert.equal(st.attributes?.id, pod.id);
+    const linux = st.linux!;
+    const byId = new Map(linux.containers.map((x) => [x.attributes!.id, x]));
+    assert.deepEqual([...byId.keys()].sort(), [busy, mem].sort());
+    const sumOf = (f: (x: (typeof linux.containers)[number]) => number) => linux.containers.reduce((n, x) => n + f(x), 0);
+    assert.equal(linux.cpu!.usage_core_nano_seconds!.value, sumOf((x) => x.cpu!.usage_core_nano_seconds!.value));
+    assert.ok(linux.cpu!.usage_nano_cores!.value > 0.3e9, `a spinning shell uses most of a core: ${linux.cpu!.usage_nano_cores!.value}`);
+    assert.equal(linux.memory!.working_set_bytes!.value, sumOf((x) => x.memory!.working_set_bytes!.value));
+    assert.ok(linux.memory!.working_set_bytes!.value >= 16 << 20, `16 MiB of shm counts: ${linux.memory!.working_set_bytes!.value}`);
+    assert.ok(linux.process!.process_count!.value >= 2, `processes: ${linux.process!.process_count!.value}`);
+    const eth0 = linux.network!.default_interface!;
+    assert.equal(eth0.name, 'eth0');
+    assert.ok(eth0.tx_bytes!.value >= 3 * 84 && eth0.rx_bytes!.value >= 3 * 84, `ping traffic counted: ${JSON.stringify(eth0)}`);
+    // The container's CPU figure is the cgroup's own.
+    const usageFile = [`/sys/fs/cgroup/cpuacct/${skiffd.cgroupParent}/${busy}/cpuacct.usage`, `/sys/fs/cgroup/${skiffd.cgroupParent}/${busy}/cpu.stat`].find((f) => fs.existsSync(f));
+    if (usageFile?.endsWith('cpuacct.usage')) {
+      const before = byId.get(busy)!.cpu!.usage_core_nano_seconds!.value;
+      const after = Number(fs.readFileSync(usageFile, 'utf8'));
+      assert.ok(after >= before && after - before < 2e9, `cgroup ${after} vs stats ${before}`);
+    }
+    const list = await c.runtime('ListPodSandboxStats', { filter: { label_selector: { stats: 'yes' } } });
+    assert.deepEqual(list.stats.map((x) => x.attributes?.id), [pod.id]);
+    assert.equal((await c.runtime('ListPodSandboxStats', { filter: { id: pod.id.slice(0, 12) } })).stats.length, 1);
+    assert.equal(await code(c.runtime('PodSandboxStats', { pod_sandbox_id: 'nope' })), NOT_FOUND);
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    const stopped = (await c.runtime('PodSandboxStats', { pod_sandbox_id: pod.id })).stats!;
+    assert.equal(stopped.linux!.network, null);
+    assert.equal(stopped.linux!.process!.process_count!.value, 0);
+    await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+
+  it('streams container and pod events in order to every subscriber, with statuses', async () => {
+    const c = skiffd.client;
+    type Ev = { container_id: string; container_event_type: number; pod_sandbox_status: { id: string; state: number } | null; containers_statuses: { id: string; state: number; exit_code: number }[] };
+    const subscribe = () => {
+      const got: Ev[] = [];
+      const stream = c.events();
+      stream.on('data', (e: Ev) => got.push(e));
+      stream.on('error', () => {}); // cancelled at the end
+      return { got, stream };
+    };
+    const a = subscribe();
+    const b = subscribe();
+    await new Promise((r) => setTimeout(r, 200)); // both subscribed
+    const pod = await runPod();
+    const id = await startCtr(pod, 'ev', { command: ['sh', '-c', 'sleep 0.3; exit 3'] });
+    await waitState(id, ContainerState.CONTAINER_EXITED);
+    await c.runtime('RemoveContainer', { container_id: id });
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    await new Promise((r) => setTimeout(r, 300));
+    a.stream.cancel();
+    b.stream.cancel();
+    const mine = (evs: Ev[]) => evs.filter((e) => e.container_id === id || e.container_id === pod.id);
+    const seq = mine(a.got).map((e) => `${e.container_id === id ? 'ctr' : 'pod'}:${e.container_event_type}`);
+    // 0 created, 1 started, 2 stopped, 3 deleted
+    assert.deepEqual(seq, ['pod:0', 'pod:1', 'ctr:0', 'ctr:1', 'ctr:2', 'ctr:3', 'pod:2', 'pod:3']);
+    assert.deepEqual(mine(b.got), mine(a.got), 'both subscribers saw the same events');
+    const stoppedEv = mine(a.got)[4];
+    assert.equal(stoppedEv.pod_sandbox_status?.id, pod.id);
+    assert.equal(stoppedEv.pod_sandbox_status?.state, PodSandboxState.SANDBOX_READY);
+    const st = stoppedEv.containers_statuses.find((x) => x.id === id)!;
+    assert.equal(st.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(st.exit_code, 3);
+    assert.deepEqual(mine(a.got)[5].containers_statuses, [], 'a deleted container is not listed');
+    assert.equal(mine(a.got)[6].pod_sandbox_status?.state, PodSandboxState.SANDBOX_NOTREADY);
+  });
+
   it('keeps 20 pods running across a SIGKILL of skiffd, reporting them as before and exits that happened meanwhile', async () => {
     const c = skiffd.client;
     const pods = await Promise.all(Array.from({ length: 20 }, () => runPod()));

@@ -9,7 +9,7 @@ import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, N
 import type { ContainerConfig, LinuxContainerResources } from '../cri/gen/cri';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
-import { nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
+import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
 import type { ExitInfo, OciProcess, ShimStream } from '../shim/client';
 import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
@@ -119,6 +119,7 @@ export class ContainerService {
   private hostCaps: string[] | undefined;
   /** Told when a container is removed (caches keyed by container id). */
   onRemoved: (id: string) => void = () => {};
+  private readonly changeListeners = new Set<(change: LifecycleChange, r: ContainerRecord) => void>();
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.records = new RecordStore(path.join(opts.root, 'metadata', 'containers'), isContainerRecord, (m) => opts.log.warn(m));
@@ -184,8 +185,21 @@ export class ContainerService {
   }
 
   private async save(r: ContainerRecord): Promise<void> {
+    const old = this.containers.get(r.id);
     this.containers.set(r.id, r);
     await this.records.put(r.id, r);
+    const change = lifecycleChange(old?.state, r.state);
+    if (change) this.emitChange(change, r);
+  }
+
+  private emitChange(change: LifecycleChange, r: ContainerRecord): void {
+    for (const l of this.changeListeners) l(change, r);
+  }
+
+  /** Told of every container created, started, stopped (exited) and deleted. */
+  onChange(listener: (change: LifecycleChange, r: ContainerRecord) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => void this.changeListeners.delete(listener);
   }
 
   private async recordExit(r: ContainerRecord, e: ExitInfo): Promise<void> {
@@ -421,6 +435,7 @@ export class ContainerService {
       this.containers.delete(r.id);
       for (const [k, v] of this.names) if (v === r.id) this.names.delete(k);
       this.onRemoved(r.id);
+      this.emitChange('deleted', r);
     });
   }
 

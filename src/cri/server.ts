@@ -28,7 +28,9 @@ export interface CallContext {
 }
 
 export interface StreamContext<Res> extends CallContext {
+  /** false: the client is not keeping up; wait for drained() before writing more. */
   write(msg: Reply<Res>): boolean;
+  drained(): Promise<void>;
 }
 
 export type Handlers<R extends { [K in keyof R]: { req: unknown; res: unknown; stream: boolean } }> = {
@@ -118,7 +120,13 @@ export class CriServer {
       const started = process.hrtime.bigint();
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
-      const ctx: StreamContext<unknown> = { method, pkg, signal: abort.signal, write: (m) => call.write(m) };
+      const ctx: StreamContext<unknown> = {
+        method,
+        pkg,
+        signal: abort.signal,
+        write: (m) => call.write(m),
+        drained: () => new Promise((resolve) => call.once('drain', resolve)),
+      };
       const run = fn ? Promise.resolve().then(() => fn(call.request, ctx)) : Promise.reject(this.unimplemented(method));
       run.then(
         () => {

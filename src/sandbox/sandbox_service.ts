@@ -67,6 +67,8 @@ export interface SandboxEvents {
   exit: (podId: string, exit: ExitInfo) => void;
   /** A pod's shim went away (killed): its containers are gone. */
   lost: (podId: string) => void;
+  /** A pod was created, started (ready), stopped (not ready) or deleted. */
+  change: (change: LifecycleChange, pod: PodRecord) => void;
 }
 
 export declare interface SandboxService {
@@ -98,6 +100,18 @@ class Undo {
     }
     this.steps = [];
   }
+}
+
+/** What a pod or container went through, as GetContainerEvents reports it. */
+export type LifecycleChange = 'created' | 'started' | 'stopped' | 'deleted';
+
+/** The change a record's state move is; a pod is created and started in one step. */
+export function lifecycleChange(from: string | undefined, to: string): LifecycleChange | undefined {
+  if (from === to) return undefined;
+  if (to === 'created') return 'created';
+  if (to === 'running' || (to === 'ready' && from === undefined)) return 'started';
+  if (to === 'exited' || to === 'notready') return 'stopped';
+  return undefined;
 }
 
 export class SandboxService extends EventEmitter {
@@ -148,8 +162,12 @@ export class SandboxService extends EventEmitter {
   }
 
   private async save(r: PodRecord): Promise<void> {
+    const old = this.pods.get(r.id);
     await this.records.put(r.id, r);
     this.pods.set(r.id, r);
+    if (!old) this.emit('change', 'created', r);
+    const change = lifecycleChange(old?.state, r.state);
+    if (change) this.emit('change', change, r);
   }
 
   /** A pod by full id or unique id prefix. */
@@ -328,6 +346,7 @@ export class SandboxService extends EventEmitter {
       await fsp.rm(r.dir, { recursive: true, force: true });
       await this.records.delete(r.id);
       this.pods.delete(r.id);
+      this.emit('change', 'deleted', r);
       const m = r.config.metadata;
       if (m && this.names.get(nameKey(m)) === r.id) this.names.delete(nameKey(m));
     });

@@ -35,6 +35,11 @@ export class ContainerStatsService {
   }
 
   async stats(r: ContainerRecord): Promise<Reply<ContainerStats>> {
+    return (await this.sample(r)).stats;
+  }
+
+  /** A container's CRI stats and the number of its processes (0 when not running). */
+  async sample(r: ContainerRecord): Promise<{ stats: Reply<ContainerStats>; processes: number }> {
     const out: Reply<ContainerStats> = {
       attributes: { id: r.id, metadata: r.config.metadata, labels: r.config.labels, annotations: r.config.annotations },
     };
@@ -42,12 +47,12 @@ export class ContainerStatsService {
     const nowNs = Date.now() * 1e6;
     if (u) out.writable_layer = { timestamp: nowNs, fs_id: { mountpoint: this.snapshots.root }, used_bytes: { value: u.bytes }, inodes_used: { value: u.inodes } };
     const shim = this.sandboxes.shim(r.podId);
-    if (!shim || r.state === 'exited') return out;
+    if (!shim || r.state === 'exited') return { stats: out, processes: 0 };
     let s;
     try {
       s = await shim.stats({ id: r.id });
     } catch {
-      return out; // the container went away while we asked
+      return { stats: out, processes: 0 }; // the container went away while we asked
     }
     const prev = this.lastCpu.get(r.id);
     this.lastCpu.set(r.id, { ts: s.timestamp, usageNs: s.cpu.usageNs });
@@ -63,6 +68,6 @@ export class ContainerStatsService {
       major_page_faults: { value: m.majorPageFaults },
       available_bytes: m.limitBytes !== null ? { value: Math.max(0, m.limitBytes - m.workingSetBytes) } : null,
     };
-    return out;
+    return { stats: out, processes: s.pids.current };
   }
 }

@@ -1,7 +1,19 @@
-// ContainerStats and ListContainerStats (filters: id prefix, pod id prefix, labels).
+// ContainerStats and ListContainerStats (filters: id prefix, pod id prefix, labels);
+// PodSandboxStats and ListPodSandboxStats (filters: id prefix, labels).
 import type { ContainerService } from '../../container/container_service';
+import type { SandboxService } from '../../sandbox/sandbox_service';
 import type { ContainerStatsService } from '../../stats/container_stats';
-import type { ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest, ListContainerStatsResponse } from '../gen/cri';
+import type { PodStatsService } from '../../stats/pod_stats';
+import type {
+  ContainerStatsRequest,
+  ContainerStatsResponse,
+  ListContainerStatsRequest,
+  ListContainerStatsResponse,
+  ListPodSandboxStatsRequest,
+  ListPodSandboxStatsResponse,
+  PodSandboxStatsRequest,
+  PodSandboxStatsResponse,
+} from '../gen/cri';
 import type { Reply } from '../server';
 import { matchesLabels } from './convert';
 
@@ -18,5 +30,24 @@ export function listContainerStats(containers: ContainerService, stats: Containe
       .filter((r) => !f || !f.pod_sandbox_id || r.podId.startsWith(f.pod_sandbox_id))
       .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector));
     return { stats: await Promise.all(list.map((r) => stats.stats(r))) };
+  };
+}
+
+export function podSandboxStats(pods: SandboxService, containers: ContainerService, stats: PodStatsService) {
+  return async (req: PodSandboxStatsRequest): Promise<Reply<PodSandboxStatsResponse>> => {
+    const pod = pods.mustGet(req.pod_sandbox_id);
+    return { stats: await stats.stats(pod, containers.list().filter((c) => c.podId === pod.id)) };
+  };
+}
+
+export function listPodSandboxStats(pods: SandboxService, containers: ContainerService, stats: PodStatsService) {
+  return async (req: ListPodSandboxStatsRequest): Promise<Reply<ListPodSandboxStatsResponse>> => {
+    const f = req.filter;
+    const all = containers.list();
+    const list = pods
+      .list()
+      .filter((p) => !f || !f.id || p.id.startsWith(f.id))
+      .filter((p) => !f || matchesLabels(p.config.labels, f.label_selector));
+    return { stats: await Promise.all(list.map((p) => stats.stats(p, all.filter((c) => c.podId === p.id)))) };
   };
 }
