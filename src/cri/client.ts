@@ -24,9 +24,10 @@ export class CriClient {
   constructor(
     readonly socket: string,
     readonly pkg: CriPackage = 'runtime.v1',
+    channelOptions: grpc.ChannelOptions = {},
   ) {
     const address = socket.startsWith('unix:') ? socket : `unix://${socket}`;
-    const opts = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
+    const opts = { 'grpc.max_receive_message_length': 64 * 1024 * 1024, ...channelOptions };
     const Rt = grpc.makeGenericClientConstructor(serviceDefinition(pkg, 'RuntimeService'), 'RuntimeService');
     const Img = grpc.makeGenericClientConstructor(serviceDefinition(pkg, 'ImageService'), 'ImageService');
     this.rt = new Rt(address, grpc.credentials.createInsecure(), opts);

@@ -3,10 +3,12 @@
 // at debug, and maps thrown errors to gRPC status codes, so handlers hold no plumbing.
 // A method without a handler answers UNIMPLEMENTED.
 import { promises as fsp } from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { GrpcCode, SkiffError, Unimplemented, grpcCode } from '../errors';
 import { Logger } from '../log';
+import { authorityFixingStream } from './authority';
 import type { ImageServiceRpc, RuntimeServiceRpc } from './gen/cri';
 import { CRI_PACKAGES, CriPackage, CriServiceName, methodNames, serviceDefinition } from './proto';
 
@@ -61,6 +63,8 @@ export class CriServer {
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
+
+  private readonly listeners: { listener: net.Server; injector: grpc.ConnectionInjector }[] = [];
 
   constructor(
     handlers: CriHandlers,
@@ -170,14 +174,29 @@ export class CriServer {
   async listen(socketPath: string, mode: number): Promise<void> {
     await fsp.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o711 });
     await fsp.rm(socketPath, { force: true });
-    await new Promise<void>((resolve, reject) =>
-      this.server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    // skiffd accepts the connections itself: each goes through the transport that
+    // mends the socket-path :authority older grpc-go clients (kubelet <= 1.25) send.
+    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const listener = net.createServer((sock) =>
+      injector.injectConnection(authorityFixingStream(sock, (e) => this.log.warn('dropped a CRI connection', { error: e.message }))),
     );
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(socketPath, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+    this.listeners.push({ listener, injector });
     await fsp.chmod(socketPath, mode);
   }
 
   /** Stop accepting calls; calls under way get `graceMs` to finish. */
   async close(graceMs = 2000): Promise<void> {
+    for (const { listener, injector } of this.listeners) {
+      listener.close();
+      injector.drain(graceMs);
+    }
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         this.server.forceShutdown();
