@@ -35,6 +35,7 @@ export const SCHEMA = {
   'network.default_pod_cidr': { kind: 'string', default: '10.88.0.0/16', doc: 'pod CIDR of the default bridge network' },
   'network.write_default_config': { kind: 'boolean', default: true, doc: 'write a bridge conflist when conf_dir has none' },
   'network.plugin_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a CNI plugin call that runs longer is killed' },
+  'metrics.address': { kind: 'string', default: '127.0.0.1:9658', doc: 'Prometheus /metrics endpoint host:port; empty turns it off' },
   'streaming.address': { kind: 'string', default: '127.0.0.1:0', doc: 'streaming server (exec, attach, port-forward) host:port; port 0 picks a free one' },
   'streaming.tls_cert': { kind: 'string', default: '', doc: 'PEM certificate for the streaming server; empty: plain HTTP' },
   'streaming.tls_key': { kind: 'string', default: '', doc: 'PEM key for streaming.tls_cert' },
@@ -146,6 +147,8 @@ export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
   for (const k of ['root', 'state', 'cri.socket', 'image.config_path', 'network.conf_dir'] as const) {
     if (!path.isAbsolute(values.get(k) as string)) throw new ConfigError(`"${k}" must be an absolute path, got "${values.get(k)}"`);
   }
+  const metricsAddress = values.get('metrics.address') as string;
+  if (metricsAddress && !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(metricsAddress)) throw new ConfigError(`"metrics.address" must be host:port or empty, got "${metricsAddress}"`);
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(values.get('streaming.address') as string)) throw new ConfigError(`"streaming.address" must be host:port, got "${values.get('streaming.address')}"`);
   if (!values.get('streaming.tls_cert') !== !values.get('streaming.tls_key')) throw new ConfigError('"streaming.tls_cert" and "streaming.tls_key" go together');
   if (!/^0?[0-7]{3}$/.test(values.get('cri.socket_mode') as string)) throw new ConfigError(`"cri.socket_mode" must be an octal mode like 0660`);

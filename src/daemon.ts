@@ -5,6 +5,8 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { serveAdmin } from './admin/api';
 import type { SkiffConfig } from './config';
+import type { Server } from 'http';
+import { Metrics, serveMetrics } from './metrics/metrics';
 import { ContainerService } from './container/container_service';
 import { CriServer } from './cri/server';
 import { imageHandlers } from './cri/image';
@@ -50,6 +52,7 @@ export class Daemon {
     readonly containers: ContainerService,
     private readonly server: CriServer,
     private readonly streaming: StreamingServer,
+    private readonly metricsServer: Server | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -57,6 +60,8 @@ export class Daemon {
     await fsp.mkdir(config.root, { recursive: true, mode: 0o711 });
     await fsp.mkdir(config.state, { recursive: true, mode: 0o711 });
     let containers: ContainerService | undefined;
+    const metrics = new Metrics();
+    let metricsAddress = ''; // host:port once serving (port 0 in the config picks one)
     const images = new ImageService({
       root: config.root,
       registry: {
@@ -67,6 +72,7 @@ export class Daemon {
       parallelLayers: config['image.parallel_layers'],
       layersInUse: () => containers?.layersInUse() ?? new Set(),
       warn: (msg) => log.warn(msg),
+      onPull: (p) => metrics.observePull(p),
     });
     await images.init();
     const cni = new CniNetwork({
@@ -74,6 +80,7 @@ export class Daemon {
       binDirs: config['network.bin_dirs'],
       cacheDir: path.join(config.root, 'cni'),
       pluginTimeoutMs: config['network.plugin_timeout_s'] * 1000,
+      observe: (o) => metrics.observeCni(o),
     });
     if (config['network.write_default_config'] && (await cni.writeDefaultConfig({ podCidr: config['network.default_pod_cidr'] })))
       log.info('wrote the default CNI network', { dir: config['network.conf_dir'], cidr: config['network.default_pod_cidr'] });
@@ -124,7 +131,7 @@ export class Daemon {
         runtime: {
           Version: version(),
           RuntimeConfig: runtimeConfig(),
-          Status: status(cni, config['cri.runtime_handler'], () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'] })),
+          Status: status(cni, config['cri.runtime_handler'], () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], metricsAddress })),
           UpdateRuntimeConfig: updateRuntimeConfig(cni),
           RunPodSandbox: pod.runPodSandbox(sandboxes),
           StopPodSandbox: pod.stopPodSandbox(sandboxes),
@@ -152,17 +159,23 @@ export class Daemon {
         image: imageHandlers(images, containerFs),
       },
       log,
+      (method, code, seconds) => metrics.observeCall(method, code, seconds),
     );
+    metrics.watch(sandboxes, containers, images);
+    const metricsServer = config['metrics.address'] ? await serveMetrics(metrics, config['metrics.address'], log) : undefined;
+    const bound = metricsServer?.address();
+    if (bound && typeof bound === 'object') metricsAddress = `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
     serveAdmin(server, images);
     await server.listen(config['cri.socket'], parseInt(config['cri.socket_mode'], 8));
     log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state, pods: sandboxes.list().length });
-    return new Daemon(config, images, sandboxes, containers, server, streaming, log);
+    return new Daemon(config, images, sandboxes, containers, server, streaming, metricsServer, log);
   }
 
   /** Stop serving. Pods keep running: their shims do not depend on skiffd. */
   async stop(): Promise<void> {
     await this.server.close();
     await this.streaming.close();
+    await new Promise((resolve) => (this.metricsServer ? this.metricsServer.close(resolve) : resolve(undefined)));
     this.sandboxes.detach();
     await this.images.close();
     this.log.info('skiffd stopped');

@@ -8,6 +8,7 @@ import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { CgroupDriver, ContainerState, NamespaceMode, PodSandboxState } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import { busyboxLayer } from '../fixtures/images';
+import { parsePrometheus } from '../fixtures/prometheus';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
 import { statusCode } from '../fixtures/grpc';
@@ -385,6 +386,64 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     assert.equal(st.exit_code, 3);
     assert.deepEqual(mine(a.got)[5].containers_statuses, [], 'a deleted container is not listed');
     assert.equal(mine(a.got)[6].pod_sandbox_status?.state, PodSandboxState.SANDBOX_NOTREADY);
+  });
+
+  it('serves Prometheus metrics of calls, pods, containers, pulls, CNI and shims', async () => {
+    const c = skiffd.client;
+    const pod = await runPod();
+    const failing = await startCtr(pod, 'fails', { command: ['sh', '-c', 'exit 1'] });
+    await waitState(failing, ContainerState.CONTAINER_EXITED);
+    assert.equal(await code(c.runtime('ContainerStatus', { container_id: 'nope' })), NOT_FOUND);
+    const address = (JSON.parse((await c.runtime('Status', { verbose: true })).info.config) as { metricsAddress: string }).metricsAddress;
+    assert.match(address, /^127\.0\.0\.1:\d+$/);
+    const fetchText = async (p: string, accept?: string) => {
+      const res = await fetch(`http://${address}${p}`, { headers: accept ? { accept } : {} });
+      return { status: res.status, type: res.headers.get('content-type') ?? '', body: await res.text() };
+    };
+    const scrape = await fetchText('/metrics');
+    assert.equal(scrape.status, 200);
+    assert.match(scrape.type, /^text\/plain; version=0\.0\.4/);
+    const families = parsePrometheus(scrape.body);
+    const sample = (series: string, labels: Record<string, string> = {}) => {
+      const family = series.replace(/_count$/, '');
+      const f = families.get(family) ?? families.get(series);
+      assert.ok(f, `${family} is exported`);
+      const m = f.samples.find((x) => x.name === series && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+      assert.ok(m, `${series}${JSON.stringify(labels)} has a sample`);
+      return m.value;
+    };
+    const value = (name: string, labels: Record<string, string> = {}) => sample(name, labels);
+    const count = (name: string, labels: Record<string, string> = {}) => sample(`${name}_count`, labels);
+
+    assert.ok(value('skiff_cri_requests_total', { method: 'RunPodSandbox', code: 'OK' }) >= 1);
+    assert.ok(value('skiff_cri_requests_total', { method: 'ContainerStatus', code: 'NOT_FOUND' }) >= 1);
+    assert.equal(families.get('skiff_cri_request_duration_seconds')?.type, 'histogram');
+    assert.ok(count('skiff_cri_request_duration_seconds', { method: 'RunPodSandbox' }) >= 1);
+    for (const op of ['run_pod', 'create_container', 'start_container']) assert.ok(count('skiff_lifecycle_duration_seconds', { operation: op }) >= 1, op);
+    const pods = (await c.runtime('ListPodSandbox', {})).items;
+    const ready = pods.filter((p) => p.state === PodSandboxState.SANDBOX_READY).length;
+    assert.equal(value('skiff_pods', { state: 'ready' }), ready);
+    assert.equal(value('skiff_pods', { state: 'notready' }), pods.length - ready);
+    const ctrs = (await c.runtime('ListContainers', {})).containers;
+    assert.equal(value('skiff_containers', { state: 'running' }), ctrs.filter((x) => x.state === ContainerState.CONTAINER_RUNNING).length);
+    assert.ok(value('skiff_container_exits_total', { reason: 'Error' }) >= 1);
+    assert.ok(value('skiff_container_starts_total') >= 1);
+    assert.equal(value('skiff_shims'), ready);
+    assert.ok(value('skiff_shim_resident_memory_bytes') > 0);
+    assert.ok(value('skiff_image_pulls_total', { result: 'success' }) >= 2);
+    assert.ok(value('skiff_image_store_content_bytes') > 0);
+    assert.ok(count('skiff_cni_operation_duration_seconds', { command: 'ADD', plugin: 'bridge' }) >= 1);
+    assert.ok(value('process_resident_memory_bytes') > 10e6);
+    assert.ok(families.has('nodejs_eventloop_lag_seconds'));
+    // Bounded labels: no id of a pod or container in any label value.
+    for (const f of families.values()) for (const m of f.samples) for (const v of Object.values(m.labels)) assert.ok(!/^[0-9a-f]{32,}$/.test(v), `${f.name} has an id label ${v}`);
+
+    const om = await fetchText('/metrics', 'application/openmetrics-text; version=1.0.0');
+    assert.match(om.type, /^application\/openmetrics-text/);
+    assert.ok(om.body.trimEnd().endsWith('# EOF'));
+    assert.equal((await fetchText('/other')).status, 404);
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
 
   it('keeps 20 pods running across a SIGKILL of skiffd, reporting them as before and exits that happened meanwhile', async () => {

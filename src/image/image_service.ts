@@ -55,6 +55,8 @@ export interface ImageServiceOptions {
   layersInUse?: () => Set<string>;
   /** Where problems that are not errors go (a torn record skipped at start). */
   warn?: (msg: string) => void;
+  /** Told of every pull that ran (not of callers that shared it): metrics. */
+  onPull?: (p: { ok: boolean; seconds: number; bytes: number }) => void;
 }
 
 async function boundedAll<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
@@ -140,7 +142,20 @@ export class ImageService {
     const key = formatReference(ref);
     const running = this.pulls.get(key);
     if (running) return running;
-    const p = this.doPull(ref, auth).finally(() => this.pulls.delete(key));
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    const p = this.doPull(ref, auth)
+      .then(
+        (r) => {
+          this.opts.onPull?.({ ok: true, seconds: seconds(), bytes: r.size });
+          return r;
+        },
+        (e: unknown) => {
+          this.opts.onPull?.({ ok: false, seconds: seconds(), bytes: 0 });
+          throw e;
+        },
+      )
+      .finally(() => this.pulls.delete(key));
     this.pulls.set(key, p);
     return p;
   }

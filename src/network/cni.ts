@@ -15,6 +15,8 @@ export interface CniOptions {
   cacheDir: string;
   ifName?: string;
   pluginTimeoutMs?: number;
+  /** Told of every plugin run: metrics. */
+  observe?: (o: { command: string; plugin: string; seconds: number; ok: boolean }) => void;
 }
 
 export interface PortMapping {
@@ -214,7 +216,13 @@ export class CniNetwork {
       CNI_ARGS: e.args,
       CNI_PATH: this.opts.binDirs.join(':'),
     };
-    const { code, stdout, stderr } = await run(bin, env, JSON.stringify(conf), this.opts.pluginTimeoutMs ?? 60_000);
+    const started = process.hrtime.bigint();
+    const observe = (ok: boolean) => this.opts.observe?.({ command: cmd, plugin: plugin.type, seconds: Number(process.hrtime.bigint() - started) / 1e9, ok });
+    const { code, stdout, stderr } = await run(bin, env, JSON.stringify(conf), this.opts.pluginTimeoutMs ?? 60_000).catch((err: unknown) => {
+      observe(false);
+      throw err;
+    });
+    observe(code === 0);
     if (code !== 0) {
       let msg = stderr.trim() || `exit status ${code}`;
       try {
