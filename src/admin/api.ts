@@ -5,7 +5,7 @@ import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 import { Readable } from 'stream';
-import { typeCodec } from '../cri/proto';
+import { grpcServiceDefinition } from '../cri/proto';
 import type { CriServer } from '../cri/server';
 import type { ImageService } from '../image/image_service';
 
@@ -27,23 +27,7 @@ function ns(): protobuf.Namespace {
 
 /** The grpc-js definition of one service of skiff's API. */
 export function adminServiceDefinition(service: 'Images'): grpc.ServiceDefinition {
-  const svc = ns().lookup(service) as protobuf.Service;
-  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const m of svc.methodsArray) {
-    const req = typeCodec(ns().lookupType(m.requestType));
-    const res = typeCodec(ns().lookupType(m.responseType));
-    def[m.name] = {
-      path: `/${PACKAGE}.${service}/${m.name}`,
-      requestStream: !!m.requestStream,
-      responseStream: !!m.responseStream,
-      requestSerialize: req.encode,
-      requestDeserialize: req.decode,
-      responseSerialize: res.encode,
-      responseDeserialize: res.decode,
-      originalName: m.name,
-    };
-  }
-  return def;
+  return grpcServiceDefinition(ns(), PACKAGE, service);
 }
 
 /** Serve skiff's API on the CRI server's socket. */

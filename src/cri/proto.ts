@@ -42,14 +42,19 @@ export function typeCodec<T>(type: protobuf.Type): Codec<T> {
 
 /** A grpc-js service definition of one CRI service under one package name. */
 export function serviceDefinition(pkg: CriPackage, service: CriServiceName): ServiceDefinition {
-  const svc = ns().lookup(service) as protobuf.Service;
+  return grpcServiceDefinition(ns(), pkg, service);
+}
+
+/** The grpc-js definition of a protobufjs service found in `in_` (methods' types resolved there too). */
+export function grpcServiceDefinition(in_: protobuf.Namespace, pkg: string, service: string): ServiceDefinition {
+  const svc = in_.lookup(service) as protobuf.Service;
   const def: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const m of svc.methodsArray) {
-    const req = codec(m.requestType);
-    const res = codec(m.responseType);
+    const req = typeCodec(in_.lookupType(m.requestType));
+    const res = typeCodec(in_.lookupType(m.responseType));
     def[m.name] = {
       path: `/${pkg}.${service}/${m.name}`,
-      requestStream: false,
+      requestStream: !!m.requestStream,
       responseStream: !!m.responseStream,
       requestSerialize: req.encode,
       requestDeserialize: req.decode,

@@ -100,13 +100,14 @@ export class CriServer {
     return new Unimplemented(`${method} is not implemented by skiff yet`);
   }
 
-  private wrapUnary(pkg: CriPackage, method: string, fn?: (req: unknown, ctx: CallContext) => Promise<unknown>): grpc.handleUnaryCall<unknown, unknown> {
-    return (call, callback) => {
-      const started = process.hrtime.bigint();
-      const abort = new AbortController();
-      call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
-      const run = fn ? Promise.resolve().then(() => fn(call.request, { method, pkg, signal: abort.signal })) : Promise.reject(this.unimplemented(method));
-      run.then(
+  /** Run a call that answers once, timed, logged and with its error mapped. */
+  private answer(method: string, call: { on(event: 'cancelled', l: () => void): unknown }, run: (signal: AbortSignal) => Promise<unknown>, callback: grpc.sendUnaryData<unknown>): void {
+    const started = process.hrtime.bigint();
+    const abort = new AbortController();
+    call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
+    Promise.resolve()
+      .then(() => run(abort.signal))
+      .then(
         (res) => {
           this.finish(method, started, undefined);
           callback(null, res ?? {});
@@ -116,7 +117,11 @@ export class CriServer {
           callback(toStatus(err));
         },
       );
-    };
+  }
+
+  private wrapUnary(pkg: CriPackage, method: string, fn?: (req: unknown, ctx: CallContext) => Promise<unknown>): grpc.handleUnaryCall<unknown, unknown> {
+    return (call, callback) =>
+      this.answer(method, call, (signal) => (fn ? fn(call.request, { method, pkg, signal }) : Promise.reject(this.unimplemented(method))), callback);
   }
 
   private wrapStream(pkg: CriPackage, method: string, fn?: (req: unknown, ctx: StreamContext<unknown>) => Promise<void>): grpc.handleServerStreamingCall<unknown, unknown> {
@@ -150,23 +155,8 @@ export class CriServer {
    * own API for its CLI), through the same timing, logging and error mapping.
    */
   addClientStream(def: grpc.ServiceDefinition, method: string, fn: (messages: AsyncIterable<unknown>, ctx: CallContext) => Promise<unknown>): void {
-    const handler: grpc.handleClientStreamingCall<unknown, unknown> = (call, callback) => {
-      const started = process.hrtime.bigint();
-      const abort = new AbortController();
-      call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
-      Promise.resolve()
-        .then(() => fn(call, { method, pkg: 'runtime.v1', signal: abort.signal }))
-        .then(
-          (res) => {
-            this.finish(method, started, undefined);
-            callback(null, res ?? {});
-          },
-          (err: unknown) => {
-            this.finish(method, started, err);
-            callback(toStatus(err));
-          },
-        );
-    };
+    const handler: grpc.handleClientStreamingCall<unknown, unknown> = (call, callback) =>
+      this.answer(method, call, (signal) => fn(call, { method, pkg: 'runtime.v1', signal }), callback);
     this.server.addService(def, { [method]: handler });
   }
 
