@@ -12,6 +12,7 @@ import { spdyExec, spdyForward } from '../fixtures/spdy_client';
 import type { BenchOptions, Suite } from './index';
 import { startContainerd } from './lifecycle';
 import { fmt, printTable, round, summarize } from './stats';
+import { Cleanups } from './util';
 
 const DEFAULT_RUNS = 50;
 const FORWARD_MIB = 64;
@@ -74,24 +75,25 @@ async function forward(t: Target): Promise<void> {
 async function runExecBench(opts: BenchOptions): Promise<void> {
   const runs = opts.runs ?? DEFAULT_RUNS;
   const work = fs.mkdtempSync('/tmp/skb-exec-');
-  const cleanups: (() => Promise<void>)[] = [];
+  const cleanups = new Cleanups();
+  cleanups.add('remove the work dir', () => fs.rmSync(work, { recursive: true, force: true }));
   try {
     const reg = await TestRegistry.start();
-    cleanups.push(() => reg.stop());
+    cleanups.add('stop the registry', () => reg.stop());
     const layer = busyboxLayer(work);
     await reg.pushImage('bench/busybox', '1', [layer], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
     await reg.pushImage('bench/pause', '1', [layer], undefined, { Cmd: ['sleep', '2147483647'], Env: ['PATH=/bin'] });
     const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
     const net = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
     skiffd.mirror('docker.io', reg.host);
-    cleanups.push(async () => {
+    cleanups.add('remove skiffd and its network', async () => {
       await skiffd.cleanup();
       net.remove();
     });
     const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
     if (!runc) throw new Error('runc is not installed: containerd cannot be measured');
     const { subject } = await startContainerd('containerd_runc', work, reg.host, runc);
-    cleanups.push(subject.stop);
+    cleanups.add(`stop ${subject.name}`, subject.stop);
     const targets = [await setUp('skiff', skiffd.client), await setUp('containerd', subject.client)];
     for (const t of targets) for (let i = 0; i < 3; i++) await once(t); // warm-up
     for (const t of targets) {
@@ -118,8 +120,7 @@ async function runExecBench(opts: BenchOptions): Promise<void> {
     }
     console.log(JSON.stringify({ suite: 'exec', ...res }));
   } finally {
-    for (const c of cleanups.reverse()) await c().catch((e: Error) => log(`cleanup: ${e.message}`));
-    fs.rmSync(work, { recursive: true, force: true });
+    await cleanups.run(log);
   }
 }
 

@@ -12,6 +12,7 @@ import { removeCgroupTree, TestSkiffd } from '../fixtures/skiffd';
 import type { BenchOptions, Suite } from './index';
 import { freeCgroup2ControllersForCrun, vmRssKiB } from './shim';
 import { fmt, median, printTable, round, summarize } from './stats';
+import { Cleanups } from './util';
 
 const DEFAULT_RUNS = 30;
 const CONCURRENCY = 20;
@@ -150,11 +151,12 @@ function killQuietly(pid: number): void {
 async function runLifecycleBench(opts: BenchOptions): Promise<void> {
   const runs = opts.runs ?? DEFAULT_RUNS;
   const work = fs.mkdtempSync('/tmp/skb-');
-  const cleanups: (() => Promise<void>)[] = [];
+  const cleanups = new Cleanups();
+  cleanups.add('remove the work dir', () => fs.rmSync(work, { recursive: true, force: true }));
   const subjects: Subject[] = [];
   try {
     const reg = await TestRegistry.start();
-    cleanups.push(() => reg.stop());
+    cleanups.add('stop the registry', () => reg.stop());
     const layer = busyboxLayer(work);
     await reg.pushImage('bench/busybox', '1', [layer], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
     await reg.pushImage('bench/pause', '1', [layer], undefined, { Cmd: ['sleep', '2147483647'], Env: ['PATH=/bin'] });
@@ -172,12 +174,12 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
       }
       undoHybrid = freeCgroup2ControllersForCrun(crunState);
     }
-    if (undoHybrid) cleanups.push(undoHybrid);
+    if (undoHybrid) cleanups.add('give hugetlb back to cgroup2', undoHybrid);
 
     const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
     const skiffNet = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
     skiffd.mirror('docker.io', reg.host);
-    cleanups.push(async () => {
+    cleanups.add('remove skiffd and its network', async () => {
       await skiffd.cleanup();
       skiffNet.remove();
     });
@@ -202,7 +204,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
         continue;
       }
       const { subject } = await startContainerd(name, work, reg.host, bin);
-      cleanups.push(subject.stop);
+      cleanups.add(`stop ${subject.name}`, subject.stop);
       subjects.push(subject);
     }
     for (const s of subjects) await s.client.image('PullImage', { image: { image: 'docker.io/bench/busybox:1' } });
@@ -277,8 +279,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
       }),
     );
   } finally {
-    for (const c of cleanups.reverse()) await c().catch((e: Error) => log(`cleanup: ${e.message}`));
-    fs.rmSync(work, { recursive: true, force: true });
+    await cleanups.run(log);
   }
 }
 

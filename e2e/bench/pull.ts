@@ -19,6 +19,7 @@ import { sha256, TestRegistry } from '../fixtures/registry';
 import type { BenchOptions, Suite } from './index';
 import type { PullWorkerError, PullWorkerReady, PullWorkerResult } from './pull_worker';
 import { fmt, median, printTable, round, summarize, type Summary } from './stats';
+import { Cleanups, isExecutable, sleep, withTimeout } from './util';
 
 const DEFAULT_RUNS = 5;
 const REPOSITORY = 'bench/big';
@@ -76,18 +77,18 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
   if (!fs.existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: apt-get install busybox-static`);
   if (!fs.existsSync(WORKER)) throw new Error(`${WORKER} is missing: build with npx tsc -p tsconfig.json`);
 
-  const cleanups: Array<[string, () => unknown]> = []; // undone in reverse order
+  const cleanups = new Cleanups();
   let result: Record<string, unknown> | null = null;
   log(`pull: skiff vs containerd (ctr images pull), cold caches, ${runs} runs each, interleaved`);
   try {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-bench-pull-'));
-    cleanups.push(['remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true })]);
-    cleanups.push(['unmount leftovers', () => unmountUnder(tmp)]);
+    cleanups.add('remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true }));
+    cleanups.add('unmount leftovers', () => unmountUnder(tmp));
 
     const registry = await startRegistryUnder(tmp);
     // The fixture's stop() waits forever for a registry that a terminal's SIGINT
     // killed already; its files are under tmp, removed anyway.
-    cleanups.push(['stop the registry', () => withTimeout(registry.stop(), REGISTRY_STOP_MS, 'registry stop')]);
+    cleanups.add('stop the registry', () => withTimeout(registry.stop(), REGISTRY_STOP_MS, 'registry stop'));
     const t0 = process.hrtime.bigint();
     const image = await buildAndPushImage(registry, path.join(tmp, 'blobs'), opts.signal);
     const buildS = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -151,13 +152,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       skiffd_rss_growth_mib: round(growth.skiff, 1),
     };
   } finally {
-    for (const [what, undo] of cleanups.reverse()) {
-      try {
-        await undo();
-      } catch (e) {
-        log(`cleanup: ${what}: ${errText(e)}`);
-      }
-    }
+    await cleanups.run(log);
   }
   console.log(JSON.stringify(result));
 }
@@ -625,29 +620,5 @@ function tail(file: string): string {
   }
 }
 
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}

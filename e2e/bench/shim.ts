@@ -7,6 +7,7 @@ import * as path from 'path';
 import { ShimClient } from '../../src/shim/client';
 import type { BenchOptions, Suite } from './index';
 import { fmt, lapTimer, median, printTable, round, summarize, type Summary } from './stats';
+import { Cleanups, errText, isExecutable, sleep, withTimeout } from './util';
 
 const DEFAULT_RUNS = 200;
 const IDLE_WAIT_MS = 3000;
@@ -45,13 +46,13 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
   if (!fs.existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: apt-get install busybox-static`);
 
   const tag = `${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`;
-  const cleanups: Array<[string, () => unknown]> = []; // undone in reverse order
+  const cleanups = new Cleanups();
   let result: Record<string, unknown> | null = null;
 
   log(`shim: skiff-shim vs crun run vs runc run, /bin/true, ${runs} runs each, interleaved`);
   try {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-bench-'));
-    cleanups.push(['remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true })]);
+    cleanups.add('remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
     const bundle = path.join(tmp, 'bundle');
     const idleBundle = path.join(tmp, 'idle-bundle'); // the sleeping container keeps its own config
@@ -68,29 +69,26 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
     const crun = peers[0];
     if (!crun.reason) {
       const undo = freeCgroup2ControllersForCrun(crun);
-      if (undo) cleanups.push(['restore cgroup2 controllers', undo]);
+      if (undo) cleanups.add('restore cgroup2 controllers', undo);
     }
-    cleanups.push(['remove cgroups', () => removeBenchCgroups()]);
+    cleanups.add('remove cgroups', () => removeBenchCgroups());
 
     // One shim serves the pod for the whole run, as skiffd uses it.
     const stateDir = path.join(tmp, 'shim-state');
     const client = await ShimClient.spawn({ binary: SHIM_BINARY, stateDir });
     const shimPid = Number(fs.readFileSync(path.join(stateDir, 'shim.pid'), 'utf8').trim());
     let infraPid = 0;
-    cleanups.push([
-      'shut the shim down',
-      async () => {
-        try {
-          await withTimeout(client.shutdown(), 15000, 'shutdown');
-        } catch (e) {
-          // A shim that does not shut down must not outlive the benchmark.
-          for (const pid of [shimPid, infraPid]) if (pid > 0) killQuietly(pid);
-          throw e;
-        } finally {
-          client.close();
-        }
-      },
-    ]);
+    cleanups.add('shut the shim down', async () => {
+      try {
+        await withTimeout(client.shutdown(), 15000, 'shutdown');
+      } catch (e) {
+        // A shim that does not shut down must not outlive the benchmark.
+        for (const pid of [shimPid, infraPid]) if (pid > 0) killQuietly(pid);
+        throw e;
+      } finally {
+        client.close();
+      }
+    });
     const pod = await client.pod({ hostname: 'skiff-bench', network: 'new', ipc: 'new', uts: 'new', pid: 'host' });
     const podNs = (['network', 'ipc', 'uts'] as const).map((type) => {
       const p = pod.namespaces[type === 'network' ? 'net' : type];
@@ -221,13 +219,7 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
       shim_rss_kib: shimRss,
     };
   } finally {
-    for (const [what, undo] of cleanups.reverse()) {
-      try {
-        await undo();
-      } catch (e) {
-        log(`cleanup: ${what}: ${errText(e)}`);
-      }
-    }
+    await cleanups.run(log);
   }
   console.log(JSON.stringify(result));
 }
@@ -475,15 +467,6 @@ function fsType(p: string): number {
   }
 }
 
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
-
 function killQuietly(pid: number): void {
   try {
     process.kill(pid, 'SIGKILL');
@@ -492,18 +475,3 @@ function killQuietly(pid: number): void {
   }
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
