@@ -161,6 +161,16 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     await skiffd.client.runtime('StopContainer', { container_id: id, timeout: 1 });
   });
 
+  it('sends the stop signal again when the init had no handler for it yet', async () => {
+    const pod = await runPod();
+    // PID 1 is a shell without a TERM handler for its first second: the kernel drops a
+    // SIGTERM sent then. The program it execs next exits 0 on TERM.
+    const id = await startCtr(pod, 'late', { command: ['sh', '-c', 'sleep 1; exec sh -c "trap \\"exit 0\\" TERM; while true; do sleep 0.1; done"'] });
+    await skiffd.client.runtime('StopContainer', { container_id: id, timeout: 30 });
+    const st = await waitState(id, ContainerState.CONTAINER_EXITED);
+    assert.equal(st.exit_code, 0, 'exited through its TERM trap, not SIGKILL');
+  });
+
   it('lists pods and containers with id, state, pod and label filters', async () => {
     const c = skiffd.client;
     const pod = await runPod({ labels: { tier: 'list' } });

@@ -10,7 +10,7 @@ import type { ContainerConfig, LinuxContainerResources } from '../cri/gen/cri';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
-import type { ExitInfo, OciProcess, ShimStream } from '../shim/client';
+import type { ExitInfo, OciProcess, ShimClient, ShimStream } from '../shim/client';
 import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
@@ -18,6 +18,7 @@ import type { Spec } from './oci';
 import { ociResources } from './resources';
 import { hostDevices, statDevices } from './devices';
 import { readLocalhostProfile, seccompChoice } from './seccomp';
+import { initDropsSignal } from './signals';
 import { buildContainerSpec, capabilitiesFromMask } from './spec';
 import { readPasswdDb } from './user';
 
@@ -410,13 +411,30 @@ export class ContainerService {
       // Never started: nothing to signal gracefully.
       await shim.kill({ id, signal: SIGNALS.SIGKILL, all: true }).catch(() => {});
     } else if (timeoutS > 0) {
-      await shim.kill({ id, signal: signalNumber(r.stopSignal) }).catch(() => {});
-      if (await this.waitExited(id, timeoutS * 1000)) return;
+      if (await this.stopGracefully(r, shim, timeoutS * 1000)) return;
     }
     await shim.kill({ id, signal: SIGNALS.SIGKILL, all: true }).catch(() => {});
     const e = await shim.wait({ id });
     const cur = this.containers.get(id);
     if (cur) await this.recordExit(cur, e);
+  }
+
+  /** Send the stop signal and wait up to timeoutMs for the exit. While the container's
+   * init has no handler for it yet (a shell that has not exec'd its program), the kernel
+   * drops the signal: it is sent again as soon as a handler is there. */
+  private async stopGracefully(r: ContainerRecord, shim: ShimClient, timeoutMs: number): Promise<boolean> {
+    const signal = signalNumber(r.stopSignal);
+    const deadline = Date.now() + timeoutMs;
+    let dropped = await initDropsSignal(r.pid, signal);
+    await shim.kill({ id: r.id, signal }).catch(() => {});
+    while (dropped) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      if (await this.waitExited(r.id, Math.min(left, 100))) return true;
+      dropped = await initDropsSignal(r.pid, signal);
+      if (!dropped) await shim.kill({ id: r.id, signal }).catch(() => {});
+    }
+    return this.waitExited(r.id, Math.max(0, deadline - Date.now()));
   }
 
   /** Remove a container (killing it if it runs); unknown ids succeed. */
