@@ -3,4 +3,4 @@
 # flags pass through, e.g. `npm start -- --log_level debug`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec node dist/src/skiffd.js "$@"
+exec bin/skiffd "$@"
