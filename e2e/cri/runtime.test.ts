@@ -320,6 +320,53 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     await c.runtime('StopContainer', { container_id: busy, timeout: 0 });
   });
 
+  it('makes the pod cgroup with the pod resources plus overhead when kubelet names none', async () => {
+    const c = skiffd.client;
+    const MiB = 1 << 20;
+    const pod = await runPod({
+      linux: {
+        resources: { memory_limit_in_bytes: 64 * MiB, cpu_quota: 50_000, cpu_period: 100_000, cpu_shares: 512 },
+        overhead: { memory_limit_in_bytes: 16 * MiB, cpu_quota: 5_000, cpu_period: 50_000, cpu_shares: 128 },
+      },
+    });
+    const podCg = `${skiffd.cgroupParent}/skiff-pod-${pod.id}`;
+    const info = JSON.parse((await c.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id, verbose: true })).info.info);
+    assert.equal(info.cgroupParent, podCg);
+    assert.equal(info.cgroupOwned, true);
+    const ctr = await startCtr(pod, 'in-pod-cg', { linux: { resources: { memory_limit_in_bytes: 32 * MiB } } });
+    const ctrPid = JSON.parse((await c.runtime('ContainerStatus', { container_id: ctr, verbose: true })).info.info).pid;
+    const memoryCg = (pid: number) => /^\d+:memory:(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))?.[1] ?? /^0::(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'))?.[1];
+    assert.equal(memoryCg(info.pid), `${podCg}/${pod.id}`, 'the infra process is in the pod cgroup');
+    assert.equal(memoryCg(ctrPid), `${podCg}/${ctr}`);
+    const v1 = fs.existsSync(`/sys/fs/cgroup/memory${podCg}`);
+    const read = (v1file: string, v2file: string) => fs.readFileSync(v1 ? `/sys/fs/cgroup/${v1file.split('/')[0]}${podCg}/${v1file.split('/')[1]}` : `/sys/fs/cgroup${podCg}/${v2file}`, 'utf8').trim();
+    if (v1) {
+      assert.equal(Number(read('memory/memory.limit_in_bytes', '')), 80 * MiB, '64 MiB of containers + 16 MiB overhead');
+      assert.equal(Number(read('cpu/cpu.cfs_quota_us', '')), 60_000, '50 ms + 5 ms per 50 ms, in a 100 ms period');
+      assert.equal(Number(read('cpu/cpu.cfs_period_us', '')), 100_000);
+      assert.equal(Number(read('cpu/cpu.shares', '')), 640);
+    } else {
+      assert.equal(Number(read('', 'memory.max')), 80 * MiB);
+      assert.equal(read('', 'cpu.max'), '60000 100000');
+    }
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    for (const h of ['memory', 'cpu', 'pids', 'unified', '']) assert.ok(!fs.existsSync(`/sys/fs/cgroup/${h}${podCg}`), `${h} pod cgroup removed`);
+  });
+
+  it("leaves the limits of kubelet's pod cgroup to kubelet and runs the infra process inside it", async () => {
+    const c = skiffd.client;
+    const parent = `${skiffd.cgroupParent}/kubepods/podabc`;
+    const pod = await runPod({ linux: { cgroup_parent: parent, resources: { memory_limit_in_bytes: 64 << 20 } } });
+    const info = JSON.parse((await c.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id, verbose: true })).info.info);
+    assert.equal(info.cgroupParent, parent);
+    assert.equal(info.cgroupOwned, false);
+    assert.ok(fs.readFileSync(`/proc/${info.pid}/cgroup`, 'utf8').includes(`${parent}/${pod.id}\n`));
+    if (fs.existsSync(`/sys/fs/cgroup/memory${parent}`)) assert.notEqual(Number(fs.readFileSync(`/sys/fs/cgroup/memory${parent}/memory.limit_in_bytes`, 'utf8')), 64 << 20);
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    assert.ok(!fs.existsSync(`/sys/fs/cgroup/memory${parent}/${pod.id}`), "the infra's cgroup is removed with the pod's shim");
+  });
+
   it('reports pod stats: the sums of its containers, its processes, and its network interface', async () => {
     const c = skiffd.client;
     const pod = await runPod({ labels: { stats: 'yes' } });
@@ -344,7 +391,8 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     assert.equal(eth0.name, 'eth0');
     assert.ok(eth0.tx_bytes!.value >= 3 * 84 && eth0.rx_bytes!.value >= 3 * 84, `ping traffic counted: ${JSON.stringify(eth0)}`);
     // The container's CPU figure is the cgroup's own.
-    const usageFile = [`/sys/fs/cgroup/cpuacct/${skiffd.cgroupParent}/${busy}/cpuacct.usage`, `/sys/fs/cgroup/${skiffd.cgroupParent}/${busy}/cpu.stat`].find((f) => fs.existsSync(f));
+    const podCg = `${skiffd.cgroupParent}/skiff-pod-${pod.id}`;
+    const usageFile = [`/sys/fs/cgroup/cpuacct/${podCg}/${busy}/cpuacct.usage`, `/sys/fs/cgroup/${podCg}/${busy}/cpu.stat`].find((f) => fs.existsSync(f));
     if (usageFile?.endsWith('cpuacct.usage')) {
       const before = byId.get(busy)!.cpu!.usage_core_nano_seconds!.value;
       const after = Number(fs.readFileSync(usageFile, 'utf8'));

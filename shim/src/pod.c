@@ -20,8 +20,56 @@
 
 static struct {
   pid_t infra;
-  json_t *info; /* what `list` reports: pid, namespaces, hostname */
+  json_t *info;         /* what `list` reports: pid, namespaces, hostname */
+  struct cgroup *cg;    /* the infra process's cgroup, or NULL */
+  struct cgroup *pod_cg; /* the pod cgroup the shim made (params.podCgroup), or NULL */
 } g_pod;
+
+/* Remove the infra's cgroup, then the pod cgroup (after the containers' are gone). */
+static void pod_cgroups_destroy(void)
+{
+  struct cgroup **cgs[] = { &g_pod.cg, &g_pod.pod_cg };
+  for (size_t i = 0; i < sizeof(cgs) / sizeof(cgs[0]); i++) {
+    struct shim_err err;
+    if (!*cgs[i])
+      continue;
+    if (cgroup_destroy(*cgs[i], &err) < 0)
+      shim_log("pod cgroup: %s", err.msg);
+    cgroup_free(*cgs[i]);
+    *cgs[i] = NULL;
+  }
+}
+
+/* params.podCgroup (made with its limits) and params.cgroupsPath (the infra's). */
+static int pod_cgroups_create(json_t *params, struct shim_err *err)
+{
+  const char *infra_path, *pod_path = NULL;
+  json_t *pod_cg, *resources = NULL;
+  if (spec_get_string(params, "cgroupsPath", "params", &infra_path, err) < 0
+      || spec_get_object(params, "podCgroup", "params", &pod_cg, err) < 0)
+    return -1;
+  if (pod_cg) {
+    if (spec_get_string(pod_cg, "path", "params.podCgroup", &pod_path, err) < 0
+        || spec_get_object(pod_cg, "resources", "params.podCgroup", &resources, err) < 0)
+      return -1;
+    if (!pod_path)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.podCgroup.path: missing");
+    if (!infra_path)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.podCgroup: needs params.cgroupsPath inside it");
+    if (resources && cgroup_validate_resources(resources, err) < 0)
+      return -1;
+    if (cgroup_create(pod_path, resources, &g_pod.pod_cg, err) < 0) {
+      shim_err_prefix(err, "pod cgroup");
+      return -1;
+    }
+  }
+  if (infra_path && cgroup_create(infra_path, NULL, &g_pod.cg, err) < 0) {
+    shim_err_prefix(err, "infra cgroup");
+    pod_cgroups_destroy();
+    return -1;
+  }
+  return 0;
+}
 
 pid_t pod_infra_pid(void)
 {
@@ -169,11 +217,16 @@ int pod_create(json_t *params, json_t **result, struct shim_err *err)
       return -1;
     flags |= CLONE_NEWUSER;
   }
-  if (pipe2(status_pipe, O_CLOEXEC) < 0)
+  if (pod_cgroups_create(params, err) < 0)
+    return -1;
+  if (pipe2(status_pipe, O_CLOEXEC) < 0) {
+    pod_cgroups_destroy();
     return shim_fail_errno(err, errno, "pipe");
+  }
   if (pipe2(go_pipe, O_CLOEXEC) < 0) {
     close(status_pipe[0]);
     close(status_pipe[1]);
+    pod_cgroups_destroy();
     return shim_fail_errno(err, errno, "pipe");
   }
   /* clone() without CLONE_VM behaves as fork, but can create the PID
@@ -190,6 +243,8 @@ int pod_create(json_t *params, json_t **result, struct shim_err *err)
     shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
     goto out;
   }
+  if (g_pod.cg && cgroup_add_pid(g_pod.cg, child, err) < 0)
+    goto kill_child;
   if (userns && ns_write_id_mappings(child, json_object_get(userns, "uidMappings"), json_object_get(userns, "gidMappings"), err) < 0)
     goto kill_child;
   {
@@ -235,6 +290,7 @@ kill_child:
 out:
   close(status_pipe[0]);
   close(go_pipe[1]);
+  pod_cgroups_destroy();
   return -1;
 }
 
@@ -256,6 +312,7 @@ void pod_shutdown(void)
       ;
     g_pod.infra = 0;
   }
+  pod_cgroups_destroy();
   json_decref(g_pod.info);
   g_pod.info = NULL;
 }

@@ -17,6 +17,7 @@ import { ExitInfo, NamespaceName, ShimClient, ShimStream } from '../shim/client'
 import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
+import { PodCgroup, podCgroup } from './pod_cgroup';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
 import { checkSysctls } from './sysctls';
 
@@ -38,7 +39,10 @@ export interface PodRecord {
   /** The netns bind mount CNI ran in; '' for host-network pods. */
   netnsPath: string;
   ips: string[];
+  /** The pod cgroup: the containers' parent (see pod_cgroup.ts). */
   cgroupParent: string;
+  /** skiff made the pod cgroup (no cgroup_parent was given) and set the pod's limits on it. */
+  ownsCgroup?: boolean;
   /** Runtime dir of the pod: the shim's state dir (shim/) and the files below. */
   dir: string;
   hostsPath: string;
@@ -206,18 +210,17 @@ export class SandboxService extends EventEmitter {
       throw new InvalidArgument('userns_options: mode POD needs uid and gid mappings');
     if (userns && userns.mode !== NamespaceMode.POD && userns.mode !== NamespaceMode.NODE)
       throw new InvalidArgument(`userns_options: mode ${NamespaceMode[userns.mode]} is not supported for pods`);
-    const cgroupParent = config.linux?.cgroup_parent || this.opts.defaultCgroupParent;
-    if (!cgroupParent.startsWith('/') || cgroupParent.split('/').includes('..')) throw new InvalidArgument(`cgroup_parent "${cgroupParent}" must be an absolute cgroup path without ".."`);
+    const id = randomBytes(32).toString('hex');
+    const cgroup = podCgroup(id, config.linux, this.opts.defaultCgroupParent);
 
     const key = nameKey(m);
     const clash = this.names.get(key);
     if (clash) throw new AlreadyExists(`pod sandbox name "${key}" is reserved by ${clash}`);
-    const id = randomBytes(32).toString('hex');
     this.names.set(key, id);
     const undo = new Undo();
     undo.push('release name', () => void this.names.delete(key));
     try {
-      return await this.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroupParent }, undo));
+      return await this.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroup }, undo));
     } catch (e) {
       await undo.run(this.opts.log);
       throw e;
@@ -228,7 +231,7 @@ export class SandboxService extends EventEmitter {
     id: string,
     config: PodSandboxConfig,
     runtimeHandler: string,
-    o: { hostNetwork: boolean; pidMode: NamespaceMode; ipcMode: NamespaceMode; cgroupParent: string },
+    o: { hostNetwork: boolean; pidMode: NamespaceMode; ipcMode: NamespaceMode; cgroup: PodCgroup },
     undo: Undo,
   ): Promise<PodRecord> {
     const dir = path.join(this.opts.state, 'pods', id);
@@ -247,7 +250,8 @@ export class SandboxService extends EventEmitter {
       infraPid: 0,
       netnsPath: '',
       ips: [],
-      cgroupParent: o.cgroupParent,
+      cgroupParent: o.cgroup.path,
+      ownsCgroup: o.cgroup.owned,
       dir,
       hostsPath: path.join(dir, 'hosts'),
       resolvConfPath: path.join(dir, 'resolv.conf'),
@@ -281,6 +285,8 @@ export class SandboxService extends EventEmitter {
             }
           : null,
       sysctls: config.linux?.sysctls ?? {},
+      cgroupsPath: path.posix.join(o.cgroup.path, id),
+      podCgroup: o.cgroup.owned ? { path: o.cgroup.path, resources: o.cgroup.resources ?? {} } : undefined,
     });
     r.infraPid = pod.pid;
     r.namespaces = pod.namespaces;
@@ -304,7 +310,7 @@ export class SandboxService extends EventEmitter {
           hostPort: p.host_port,
           hostIp: p.host_ip || undefined,
         })).filter((p) => p.hostPort > 0),
-        cgroupParent: o.cgroupParent,
+        cgroupParent: o.cgroup.path,
       });
       r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
     }

@@ -82,6 +82,10 @@ export interface PodParams {
   pid?: NsMode;
   userns?: { uidMappings: IdMapping[]; gidMappings: IdMapping[] } | null;
   sysctls?: Record<string, string>;
+  /** The infra process's cgroup. */
+  cgroupsPath?: string;
+  /** A pod cgroup for the shim to make with these limits, and remove at shutdown. */
+  podCgroup?: { path: string; resources: object };
 }
 
 export interface PodResult {

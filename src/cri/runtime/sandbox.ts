@@ -38,6 +38,7 @@ export function podSandboxStatus(pods: SandboxService, containers: ContainerServ
         namespaces: r.namespaces,
         netns: r.netnsPath,
         cgroupParent: r.cgroupParent,
+        cgroupOwned: r.ownsCgroup ?? false,
         runtimeHandler: r.runtimeHandler,
         config: r.config,
       });

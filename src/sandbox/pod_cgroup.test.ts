@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import type { LinuxContainerResources } from '../cri/gen/cri';
+import { InvalidArgument } from '../errors';
+import { podCgroup, podLimits } from './pod_cgroup';
+
+const res = (over: Partial<LinuxContainerResources>): LinuxContainerResources => ({
+  cpu_period: 0, cpu_quota: 0, cpu_shares: 0, memory_limit_in_bytes: 0, oom_score_adj: 0,
+  cpuset_cpus: '', cpuset_mems: '', hugepage_limits: [], unified: {}, memory_swap_limit_in_bytes: 0, ...over,
+});
+const ID = 'a'.repeat(64);
+
+describe('podLimits', () => {
+  it('adds the overhead to the sum of the containers', () => {
+    const l = podLimits(res({ memory_limit_in_bytes: 100, cpu_quota: 50_000, cpu_period: 100_000, cpu_shares: 512, hugepage_limits: [{ page_size: '2MB', limit: 4 << 20 }] }),
+      res({ memory_limit_in_bytes: 10, cpu_quota: 5_000, cpu_period: 50_000, cpu_shares: 128, hugepage_limits: [{ page_size: '2MB', limit: 2 << 20 }] }))!;
+    assert.equal(l.memory_limit_in_bytes, 110);
+    assert.equal(l.cpu_period, 100_000);
+    assert.equal(l.cpu_quota, 60_000);
+    assert.equal(l.cpu_shares, 640);
+    assert.deepEqual(l.hugepage_limits, [{ page_size: '2MB', limit: 6 << 20 }]);
+  });
+  it('keeps a pod unlimited where its containers are', () => {
+    const l = podLimits(res({ cpu_shares: 2 }), res({ memory_limit_in_bytes: 10, cpu_quota: 5_000, cpu_shares: 128 }))!;
+    assert.equal(l.memory_limit_in_bytes, 0);
+    assert.equal(l.cpu_quota, 0);
+    assert.equal(l.cpu_shares, 130);
+    assert.equal(podLimits(null, null), null);
+  });
+});
+
+describe('podCgroup', () => {
+  it("uses kubelet's cgroup_parent as it is, with no limits of skiff's", () => {
+    assert.deepEqual(podCgroup(ID, { cgroup_parent: '/kubepods/burstable/pod1', security_context: null, sysctls: {}, overhead: null, resources: res({ memory_limit_in_bytes: 5 }) }, '/kubepods'), { path: '/kubepods/burstable/pod1', owned: false });
+  });
+  it('makes its own under the default parent, with the limits', () => {
+    const cg = podCgroup(ID, { cgroup_parent: '', security_context: null, sysctls: {}, overhead: res({ memory_limit_in_bytes: 1 }), resources: res({ memory_limit_in_bytes: 5 }) }, '/kubepods');
+    assert.deepEqual(cg, { path: `/kubepods/skiff-pod-${ID}`, owned: true, resources: { memory: { limit: 6 } } });
+    assert.deepEqual(podCgroup(ID, null, '/x'), { path: `/x/skiff-pod-${ID}`, owned: true });
+  });
+  it('refuses a relative parent or one with ..', () => {
+    for (const p of ['kubepods', '/a/../b']) assert.throws(() => podCgroup(ID, { cgroup_parent: p, security_context: null, sysctls: {}, overhead: null, resources: null }, '/kubepods'), InvalidArgument);
+  });
+});

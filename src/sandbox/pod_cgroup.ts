@@ -1,0 +1,61 @@
+// The pod's cgroup. kubelet names one (cgroup_parent: the pod cgroup it made and sizes,
+// overhead included) and skiff leaves its limits alone, as containerd and CRI-O do. When
+// no cgroup_parent is given (kubelet with cgroupsPerQOS off, critest, crictl), skiff makes
+// the pod cgroup itself under cri.cgroup_parent and sets on it the pod's resources plus its
+// overhead, so a pod is held to what the CRI said it may use. Either way the containers go
+// in <pod cgroup>/<container id> and the infra process in <pod cgroup>/<pod id>.
+import * as path from 'path';
+import { InvalidArgument } from '../errors';
+import type { LinuxContainerResources, LinuxPodSandboxConfig } from '../cri/gen/cri';
+import { OciLinuxResources, ociResources } from '../container/resources';
+
+export interface PodCgroup {
+  /** The pod cgroup (cgroupfs path). */
+  path: string;
+  /** skiff made it, set `resources` on it, and removes it with the pod. */
+  owned: boolean;
+  /** The limits skiff set (owned cgroups only). */
+  resources?: OciLinuxResources;
+}
+
+const DEFAULT_CPU_PERIOD = 100_000;
+
+/** The pod cgroup for pod `id`; InvalidArgument for a relative parent or one with "..". */
+export function podCgroup(id: string, linux: LinuxPodSandboxConfig | null | undefined, defaultParent: string): PodCgroup {
+  const given = linux?.cgroup_parent ?? '';
+  const parent = given || defaultParent;
+  if (!parent.startsWith('/') || parent.split('/').includes('..')) throw new InvalidArgument(`cgroup_parent "${parent}" must be an absolute cgroup path without ".."`);
+  if (given) return { path: given, owned: false };
+  const limits = podLimits(linux?.resources ?? null, linux?.overhead ?? null);
+  const resources = limits ? ociResources(limits, -1000) : undefined;
+  delete resources?.oomScoreAdj;
+  return { path: path.posix.join(parent, `skiff-pod-${id}`), owned: true, ...(resources && Object.keys(resources).length ? { resources } : {}) };
+}
+
+/** The pod's limits: its containers' sum (`resources`) plus the overhead of running the pod.
+ * A limit the sum does not set stays unset (an unlimited container makes an unlimited pod);
+ * CPU shares are a weight, so overhead alone still adds its share. */
+export function podLimits(res: LinuxContainerResources | null, ovh: LinuxContainerResources | null): LinuxContainerResources | null {
+  if (!res && !ovh) return null;
+  const zero: LinuxContainerResources = {
+    cpu_period: 0, cpu_quota: 0, cpu_shares: 0, memory_limit_in_bytes: 0, oom_score_adj: 0,
+    cpuset_cpus: '', cpuset_mems: '', hugepage_limits: [], unified: {}, memory_swap_limit_in_bytes: 0,
+  };
+  const r = res ?? zero;
+  const o = ovh ?? zero;
+  const out: LinuxContainerResources = { ...zero, cpuset_cpus: r.cpuset_cpus, cpuset_mems: r.cpuset_mems, unified: { ...r.unified } };
+  out.cpu_shares = r.cpu_shares + o.cpu_shares;
+  if (r.cpu_quota > 0) {
+    // Quotas are per period: the overhead's is counted in the pod's period.
+    out.cpu_period = r.cpu_period || DEFAULT_CPU_PERIOD;
+    const extra = o.cpu_quota > 0 ? Math.ceil((o.cpu_quota * out.cpu_period) / (o.cpu_period || DEFAULT_CPU_PERIOD)) : 0;
+    out.cpu_quota = r.cpu_quota + extra;
+  }
+  if (r.memory_limit_in_bytes > 0) out.memory_limit_in_bytes = r.memory_limit_in_bytes + Math.max(0, o.memory_limit_in_bytes);
+  if (r.memory_swap_limit_in_bytes > 0) out.memory_swap_limit_in_bytes = r.memory_swap_limit_in_bytes + Math.max(0, o.memory_limit_in_bytes);
+  out.hugepage_limits = r.hugepage_limits.map((h) => ({
+    page_size: h.page_size,
+    limit: h.limit + (o.hugepage_limits.find((x) => x.page_size === h.page_size)?.limit ?? 0),
+  }));
+  return out;
+}
