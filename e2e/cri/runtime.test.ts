@@ -504,6 +504,33 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
 
+  it("runs CNI CHECK on every pod's network after a restart and reports what it found", async () => {
+    const pod = await runPod();
+    const verbose = async () => JSON.parse((await skiffd.client.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id, verbose: true })).info.info);
+    const checked = async () => {
+      for (let i = 0; i < 100; i++) {
+        const v = await verbose();
+        if (v.networkCheck) return v.networkCheck as { ok: boolean; error?: string };
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('no CNI CHECK result after 10 s');
+    };
+    assert.equal((await verbose()).networkCheck, undefined, 'no check before a restart');
+    await skiffd.kill();
+    await skiffd.restart();
+    assert.deepEqual(await checked(), { ok: true, at: (await verbose()).networkCheck.at });
+    // The pod's interface goes away while skiffd is down: CHECK says so.
+    execFileSync('nsenter', [`--net=${(await verbose()).netns}`, 'ip', 'link', 'del', 'eth0']);
+    await skiffd.kill();
+    await skiffd.restart();
+    const bad = await checked();
+    assert.equal(bad.ok, false);
+    assert.match(bad.error ?? '', /eth0|interface|link/i);
+    assert.equal((await skiffd.client.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id })).status?.state, PodSandboxState.SANDBOX_READY, 'the state is left to kubelet');
+    await skiffd.client.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await skiffd.client.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+
   it('keeps 20 pods running across a SIGKILL of skiffd, reporting them as before and exits that happened meanwhile', async () => {
     const c = skiffd.client;
     const pods = await Promise.all(Array.from({ length: 20 }, () => runPod()));

@@ -57,6 +57,13 @@ const isPodRecord = (v: unknown): v is PodRecord => {
   return !!r && typeof r.id === 'string' && /^[a-f0-9]{64}$/.test(r.id) && !!r.config && typeof r.dir === 'string' && (r.state === 'ready' || r.state === 'notready');
 };
 
+export interface NetworkCheck {
+  ok: boolean;
+  /** When it ran (RFC 3339). */
+  at: string;
+  error?: string;
+}
+
 export interface SandboxServiceOptions {
   root: string;
   state: string;
@@ -122,6 +129,7 @@ export class SandboxService extends EventEmitter {
   private readonly records: RecordStore<PodRecord>;
   private readonly pods = new Map<string, PodRecord>();
   private readonly shims = new Map<string, ShimClient>();
+  private readonly networkChecks = new Map<string, NetworkCheck>();
   private readonly names = new Map<string, string>();
   readonly lock = new KeyedLock();
   /** Called before a pod stops (its containers are stopped first) and before removal. */
@@ -150,6 +158,31 @@ export class SandboxService extends EventEmitter {
         await this.save({ ...r, state: 'notready' });
       }
     }
+    void this.checkNetworks();
+  }
+
+  /** CNI CHECK of every ready pod's network after a restart of skiffd, one pod at a time in
+   * the background: a network that went away while skiffd was down (a deleted bridge or
+   * veth, a flushed IP allocation) is logged and shown in PodSandboxStatus's verbose info.
+   * The pod's state is left alone: whether to recreate it is kubelet's call. */
+  private async checkNetworks(): Promise<void> {
+    for (const r of [...this.pods.values()]) {
+      if (r.state !== 'ready' || !r.netnsPath) continue;
+      const at = new Date().toISOString();
+      try {
+        await this.opts.cni.check(r.id, r.netnsPath);
+        this.networkChecks.set(r.id, { ok: true, at });
+      } catch (e) {
+        const error = (e as Error).message;
+        this.networkChecks.set(r.id, { ok: false, at, error });
+        this.opts.log.warn('CNI CHECK failed for a pod found after a restart', { pod: r.id, error });
+      }
+    }
+  }
+
+  /** The result of the CNI CHECK run after skiffd's last restart, if there was one. */
+  networkCheck(id: string): NetworkCheck | undefined {
+    return this.networkChecks.get(id);
   }
 
   private async attachShim(id: string, shim: ShimClient): Promise<void> {
@@ -329,6 +362,7 @@ export class SandboxService extends EventEmitter {
       await this.beforeStop(r.id);
       if (r.netnsPath || !r.hostNetwork) await this.opts.cni.tearDown(r.id, r.netnsPath || undefined);
       if (r.netnsPath) await unbindNetns(r.netnsPath);
+      this.networkChecks.delete(r.id);
       const shim = this.shims.get(r.id);
       if (shim) {
         this.shims.delete(r.id);
@@ -352,6 +386,7 @@ export class SandboxService extends EventEmitter {
       await fsp.rm(r.dir, { recursive: true, force: true });
       await this.records.delete(r.id);
       this.pods.delete(r.id);
+      this.networkChecks.delete(r.id);
       this.emit('change', 'deleted', r);
       const m = r.config.metadata;
       if (m && this.names.get(nameKey(m)) === r.id) this.names.delete(nameKey(m));

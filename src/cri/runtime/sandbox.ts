@@ -37,6 +37,7 @@ export function podSandboxStatus(pods: SandboxService, containers: ContainerServ
         pid: r.infraPid,
         namespaces: r.namespaces,
         netns: r.netnsPath,
+        networkCheck: pods.networkCheck(r.id),
         cgroupParent: r.cgroupParent,
         cgroupOwned: r.ownsCgroup ?? false,
         runtimeHandler: r.runtimeHandler,
