@@ -14,7 +14,8 @@ import * as ctr from './cri/runtime/container';
 import { runtimeConfig } from './cri/runtime/runtime_config';
 import { ContainerEvents } from './cri/runtime/events';
 import * as pod from './cri/runtime/sandbox';
-import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from './cri/runtime/stats';
+import { containerStats, listContainerStats, listMetricDescriptors, listPodSandboxMetrics, listPodSandboxStats, podSandboxStats } from './cri/runtime/stats';
+import { CriMetricsService } from './stats/cri_metrics';
 import * as streamingCalls from './cri/runtime/streaming';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
@@ -155,6 +156,8 @@ export class Daemon {
           PodSandboxStats: podSandboxStats(sandboxes, containers, podStats),
           ListPodSandboxStats: listPodSandboxStats(sandboxes, containers, podStats),
           ListContainerStats: listContainerStats(containers, stats),
+          ListMetricDescriptors: listMetricDescriptors(),
+          ListPodSandboxMetrics: listPodSandboxMetrics(sandboxes, containers, new CriMetricsService(stats, podStats)),
         },
         image: imageHandlers(images, containerFs),
       },

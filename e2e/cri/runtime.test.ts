@@ -320,6 +320,45 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     await c.runtime('StopContainer', { container_id: busy, timeout: 0 });
   });
 
+  it("gives kubelet pod and container metrics under cAdvisor's names (ListMetricDescriptors, ListPodSandboxMetrics)", async () => {
+    const c = skiffd.client;
+    const { descriptors } = await c.runtime('ListMetricDescriptors', {});
+    const keys = new Map(descriptors.map((d) => [d.name, d.label_keys]));
+    for (const n of ['container_cpu_usage_seconds_total', 'container_memory_working_set_bytes', 'container_network_receive_bytes_total', 'container_spec_memory_limit_bytes', 'container_fs_usage_bytes'])
+      assert.ok(keys.has(n), `descriptor ${n}`);
+    const pod = await runPod({ labels: { metrics: 'yes' } });
+    const busy = await startCtr(pod, 'burn', { command: ['sh', '-c', 'while :; do :; done'], linux: { resources: { memory_limit_in_bytes: 128 << 20 } } });
+    const mem = await startCtr(pod, 'fill', { command: ['sh', '-c', 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=24 2>/dev/null; sleep 1000'] });
+    await exec(mem, ['ping', '-c', '2', '-i', '0.2', '-W', '1', `${net.gateway}`]);
+    await new Promise((r) => setTimeout(r, 1500));
+    const { pod_metrics } = await c.runtime('ListPodSandboxMetrics', {});
+    const pm = pod_metrics.find((p) => p.pod_sandbox_id === pod.id)!;
+    assert.ok(pm, 'the pod is listed');
+    const all = [...pm.metrics, ...pm.container_metrics.flatMap((x) => x.metrics)];
+    for (const m of all) assert.equal(m.label_values.length, keys.get(m.name)?.length, `${m.name}: one value per label key`);
+    const of = (id: string, name: string) => {
+      const x = pm.container_metrics.find((cm) => cm.container_id === id)!.metrics.find((m) => m.name === name)!;
+      assert.ok(x, `${name} of ${id}`);
+      return { value: x.value!.value, labels: Object.fromEntries(keys.get(name)!.map((k, i) => [k, x.label_values[i]])) };
+    };
+    const cpu = of(busy, 'container_cpu_usage_seconds_total');
+    assert.ok(cpu.value >= 1, `a spinning shell used a second of CPU: ${cpu.value}`);
+    assert.deepEqual({ container: cpu.labels.container, pod: cpu.labels.pod, namespace: cpu.labels.namespace, name: cpu.labels.name }, { container: 'burn', pod: pod.config.metadata!.name, namespace: 'e2e', name: busy });
+    assert.equal(of(busy, 'container_spec_memory_limit_bytes').value, 128 << 20);
+    assert.ok(of(mem, 'container_memory_working_set_bytes').value >= 24 << 20, '24 MiB of shm counts');
+    assert.ok(of(mem, 'container_processes').value >= 1);
+    const rx = pm.metrics.find((m) => m.name === 'container_network_receive_bytes_total' && m.label_values.at(-1) === 'eth0');
+    assert.ok(rx && rx.value!.value > 0, 'eth0 received the ping replies');
+    // v1 accounts swap with memsw files; cgroup2's memory controller always does.
+    const v2Controllers = fs.existsSync('/sys/fs/cgroup/cgroup.controllers') ? fs.readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8') : '';
+    const swapAccounted = fs.existsSync('/sys/fs/cgroup/memory/memory.memsw.usage_in_bytes') || v2Controllers.split(/\s+/).includes('memory');
+    const st = (await c.runtime('ContainerStats', { container_id: mem })).stats!;
+    assert.equal(!!st.swap, swapAccounted, 'swap stats where the host accounts swap');
+    if (st.swap) assert.equal(typeof st.swap.swap_usage_bytes?.value, 'number');
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    assert.ok(!(await c.runtime('ListPodSandboxMetrics', {})).pod_metrics.some((p) => p.pod_sandbox_id === pod.id), 'a stopped pod has no metrics');
+  });
+
   it('makes the pod cgroup with the pod resources plus overhead when kubelet names none', async () => {
     const c = skiffd.client;
     const MiB = 1 << 20;

@@ -1490,8 +1490,10 @@ static json_t *limit_json(uint64_t v, bool ok)
 
 int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err)
 {
-  uint64_t usage = 0, user = 0, sys = 0, mem = 0, inactive = 0, rss = 0, pgfault = 0, pgmaj = 0, limit = 0, pids = 0, pids_max = 0;
-  bool has_limit, has_pids_max;
+  uint64_t usage = 0, user = 0, sys = 0, mem = 0, inactive = 0, rss = 0, cache = 0, pgfault = 0, pgmaj = 0, limit = 0, pids = 0,
+           pids_max = 0, swap = 0, swap_limit = 0;
+  bool has_limit, has_pids_max, has_swap, has_swap_limit;
+  json_t *swap_json;
   int cpuacct = hier_for("cpuacct"), v2 = v2_index(cg);
   if (cpuacct >= 0 && !g_hier[cpuacct].v2) {
     long hz = sysconf(_SC_CLK_TCK);
@@ -1522,14 +1524,25 @@ int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err)
     read_key(cg, "memory", "memory.stat", "anon", &rss);
     read_key(cg, "memory", "memory.stat", "pgfault", &pgfault);
     read_key(cg, "memory", "memory.stat", "pgmajfault", &pgmaj);
+    read_key(cg, "memory", "memory.stat", "file", &cache);
     has_limit = read_u64(cg, "memory", "memory.max", &limit);
+    has_swap = read_u64(cg, "memory", "memory.swap.current", &swap);
+    has_swap_limit = read_u64(cg, "memory", "memory.swap.max", &swap_limit);
   } else {
+    /* v1 limits memory+swap (memsw, with swap accounting on): swap may use the rest. */
+    uint64_t memsw_limit = 0;
     read_u64(cg, "memory", "memory.usage_in_bytes", &mem);
     read_key(cg, "memory", "memory.stat", "total_inactive_file", &inactive);
     read_key(cg, "memory", "memory.stat", "total_rss", &rss);
     read_key(cg, "memory", "memory.stat", "total_pgfault", &pgfault);
     read_key(cg, "memory", "memory.stat", "total_pgmajfault", &pgmaj);
+    read_key(cg, "memory", "memory.stat", "total_cache", &cache);
     has_limit = read_u64(cg, "memory", "memory.limit_in_bytes", &limit);
+    has_swap = read_key(cg, "memory", "memory.stat", "total_swap", &swap);
+    has_swap_limit = read_u64(cg, "memory", "memory.memsw.limit_in_bytes", &memsw_limit);
+    swap_limit = memsw_limit;
+    if (has_swap_limit && !unlimited(memsw_limit) && has_limit && !unlimited(limit))
+      swap_limit = memsw_limit > limit ? memsw_limit - limit : 0;
   }
   if (!read_u64(cg, "pids", "pids.current", &pids)) {
     /* No pids controller: count the processes instead. */
@@ -1542,12 +1555,15 @@ int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err)
     }
   }
   has_pids_max = read_u64(cg, "pids", "pids.max", &pids_max);
-  *out = json_pack("{s:I,s:{s:I,s:I,s:I},s:{s:I,s:I,s:o,s:I,s:I,s:I},s:{s:I,s:o}}", "timestamp", (json_int_t) now_ns(), "cpu",
+  swap_json = has_swap ? json_pack("{s:I,s:o}", "usageBytes", (json_int_t) swap, "limitBytes", limit_json(swap_limit, has_swap_limit))
+                      : json_null();
+  *out = json_pack("{s:I,s:{s:I,s:I,s:I},s:{s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:o},s:o}", "timestamp", (json_int_t) now_ns(), "cpu",
                    "usageNs", (json_int_t) usage, "userNs", (json_int_t) user, "systemNs", (json_int_t) sys, "memory",
                    "usageBytes", (json_int_t) mem, "workingSetBytes", (json_int_t) (mem > inactive ? mem - inactive : 0),
                    "limitBytes", limit_json(limit, has_limit), "rssBytes", (json_int_t) rss, "pageFaults", (json_int_t) pgfault,
-                   "majorPageFaults", (json_int_t) pgmaj, "pids", "current", (json_int_t) pids, "limit",
-                   limit_json(pids_max, has_pids_max));
+                   "majorPageFaults", (json_int_t) pgmaj, "cacheBytes", (json_int_t) cache, "oomKills",
+                   (json_int_t) cgroup_oom_kills(cg), "pids", "current", (json_int_t) pids, "limit",
+                   limit_json(pids_max, has_pids_max), "swap", swap_json);
   if (!*out)
     return shim_fail(err, SHIM_INTERNAL, "encode stats");
   return 0;

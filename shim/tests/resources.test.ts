@@ -69,6 +69,12 @@ describe('shim resources', function () {
     assert.ok(s.cpu.usageNs > 0);
     assert.equal(s.pids.current, 1);
     assert.equal(s.pids.limit, 16);
+    assert.ok(s.memory.cacheBytes >= 0 && s.memory.oomKills === 0);
+    if (fs.existsSync('/sys/fs/cgroup/memory/memory.memsw.usage_in_bytes')) {
+      // v1 with swap accounting: no memsw limit was set, so swap is unlimited.
+      assert.equal(typeof s.swap?.usageBytes, 'number');
+      assert.equal(s.swap?.limitBytes, null);
+    }
     await t.client.delete({ id: 'lim', force: true });
   });
 

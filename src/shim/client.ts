@@ -138,8 +138,13 @@ export interface CgroupStats {
     rssBytes: number;
     pageFaults: number;
     majorPageFaults: number;
+    /** Page cache (v1 total_cache, v2 file). */
+    cacheBytes: number;
+    oomKills: number;
   };
   pids: { current: number; limit: number | null };
+  /** null when the host does not account swap. */
+  swap: { usageBytes: number; limitBytes: number | null } | null;
 }
 
 /** OCI linux.resources; passed through to the shim as JSON. */

@@ -6,6 +6,7 @@ import type { ContainerStats } from '../cri/gen/cri';
 import type { Reply } from '../cri/server';
 import type { Snapshotter } from '../image/snapshotter';
 import type { SandboxService } from '../sandbox/sandbox_service';
+import type { CgroupStats } from '../shim/client';
 
 const LAYER_CACHE_MS = 10_000;
 
@@ -39,7 +40,7 @@ export class ContainerStatsService {
   }
 
   /** A container's CRI stats and the number of its processes (0 when not running). */
-  async sample(r: ContainerRecord): Promise<{ stats: Reply<ContainerStats>; processes: number }> {
+  async sample(r: ContainerRecord): Promise<{ stats: Reply<ContainerStats>; processes: number; raw?: CgroupStats }> {
     const out: Reply<ContainerStats> = {
       attributes: { id: r.id, metadata: r.config.metadata, labels: r.config.labels, annotations: r.config.annotations },
     };
@@ -68,6 +69,12 @@ export class ContainerStatsService {
       major_page_faults: { value: m.majorPageFaults },
       available_bytes: m.limitBytes !== null ? { value: Math.max(0, m.limitBytes - m.workingSetBytes) } : null,
     };
-    return { stats: out, processes: s.pids.current };
+    if (s.swap)
+      out.swap = {
+        timestamp: s.timestamp,
+        swap_usage_bytes: { value: s.swap.usageBytes },
+        swap_available_bytes: s.swap.limitBytes !== null ? { value: Math.max(0, s.swap.limitBytes - s.swap.usageBytes) } : null,
+      };
+    return { stats: out, processes: s.pids.current, raw: s };
   }
 }

@@ -39,7 +39,7 @@ function sum(values: ({ value?: number | null } | null | undefined)[]): { value:
 export class PodStatsService {
   constructor(private readonly containers: ContainerStatsService) {}
 
-  private async network(pod: PodRecord, ts: number): Promise<Reply<NetworkUsage> | null> {
+  async network(pod: PodRecord, ts: number): Promise<Reply<NetworkUsage> | null> {
     if (pod.hostNetwork || pod.state !== 'ready' || !pod.infraPid) return null;
     let text: string;
     try {

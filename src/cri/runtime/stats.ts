@@ -1,14 +1,18 @@
 // ContainerStats and ListContainerStats (filters: id prefix, pod id prefix, labels);
-// PodSandboxStats and ListPodSandboxStats (filters: id prefix, labels).
+// PodSandboxStats and ListPodSandboxStats (filters: id prefix, labels);
+// ListMetricDescriptors and ListPodSandboxMetrics (every ready pod).
 import type { ContainerService } from '../../container/container_service';
 import type { SandboxService } from '../../sandbox/sandbox_service';
 import type { ContainerStatsService } from '../../stats/container_stats';
+import { CriMetricsService, metricDescriptors } from '../../stats/cri_metrics';
 import type { PodStatsService } from '../../stats/pod_stats';
 import type {
   ContainerStatsRequest,
   ContainerStatsResponse,
   ListContainerStatsRequest,
   ListContainerStatsResponse,
+  ListMetricDescriptorsResponse,
+  ListPodSandboxMetricsResponse,
   ListPodSandboxStatsRequest,
   ListPodSandboxStatsResponse,
   PodSandboxStatsRequest,
@@ -49,5 +53,17 @@ export function listPodSandboxStats(pods: SandboxService, containers: ContainerS
       .filter((p) => !f || !f.id || p.id.startsWith(f.id))
       .filter((p) => !f || matchesLabels(p.config.labels, f.label_selector));
     return { stats: await Promise.all(list.map((p) => stats.stats(p, all.filter((c) => c.podId === p.id)))) };
+  };
+}
+
+export function listMetricDescriptors() {
+  return async (): Promise<Reply<ListMetricDescriptorsResponse>> => ({ descriptors: metricDescriptors() });
+}
+
+export function listPodSandboxMetrics(pods: SandboxService, containers: ContainerService, metrics: CriMetricsService) {
+  return async (): Promise<Reply<ListPodSandboxMetricsResponse>> => {
+    const all = containers.list();
+    const ready = pods.list().filter((p) => p.state === 'ready');
+    return { pod_metrics: await Promise.all(ready.map((p) => metrics.podMetrics(p, all.filter((c) => c.podId === p.id)))) };
   };
 }

@@ -1,0 +1,93 @@
+// ListMetricDescriptors and ListPodSandboxMetrics: pod and container metrics under
+// cAdvisor's names and labels, for kubelet's /metrics/cadvisor when it takes them from the
+// runtime (feature gate PodAndContainerStatsFromCRI) instead of running cAdvisor. kubelet
+// builds a Prometheus descriptor from each MetricDescriptor once and pairs every Metric's
+// label_values with its label_keys, so every series here carries exactly its keys.
+import type { ContainerRecord } from '../container/container_service';
+import { MetricType } from '../cri/gen/cri';
+import type { ContainerMetrics, Metric, MetricDescriptor, PodSandboxMetrics } from '../cri/gen/cri';
+import type { Reply } from '../cri/server';
+import type { PodRecord } from '../sandbox/sandbox_service';
+import type { CgroupStats } from '../shim/client';
+import type { ContainerStatsService } from './container_stats';
+import type { PodStatsService } from './pod_stats';
+
+/** cAdvisor's labels on a container series, as kubelet's /metrics/cadvisor shows them. */
+const LABELS = ['container', 'id', 'image', 'name', 'namespace', 'pod'];
+const NET_LABELS = [...LABELS, 'interface'];
+
+interface Def {
+  help: string;
+  type: MetricType;
+  labels: string[];
+}
+
+const CONTAINER: Record<string, Def & { value: (s: CgroupStats, r: ContainerRecord) => number | null }> = {
+  container_cpu_usage_seconds_total: { help: 'Cumulative cpu time consumed in seconds.', type: MetricType.COUNTER, labels: LABELS, value: (s) => Math.floor(s.cpu.usageNs / 1e9) },
+  container_cpu_user_seconds_total: { help: 'Cumulative user cpu time consumed in seconds.', type: MetricType.COUNTER, labels: LABELS, value: (s) => Math.floor(s.cpu.userNs / 1e9) },
+  container_cpu_system_seconds_total: { help: 'Cumulative system cpu time consumed in seconds.', type: MetricType.COUNTER, labels: LABELS, value: (s) => Math.floor(s.cpu.systemNs / 1e9) },
+  container_memory_usage_bytes: { help: 'Current memory usage in bytes, including all memory regardless of when it was accessed', type: MetricType.GAUGE, labels: LABELS, value: (s) => s.memory.usageBytes },
+  container_memory_working_set_bytes: { help: 'Current working set in bytes.', type: MetricType.GAUGE, labels: LABELS, value: (s) => s.memory.workingSetBytes },
+  container_memory_rss: { help: 'Size of RSS in bytes.', type: MetricType.GAUGE, labels: LABELS, value: (s) => s.memory.rssBytes },
+  container_memory_cache: { help: 'Number of bytes of page cache memory.', type: MetricType.GAUGE, labels: LABELS, value: (s) => s.memory.cacheBytes },
+  container_memory_swap: { help: 'Container swap usage in bytes.', type: MetricType.GAUGE, labels: LABELS, value: (s) => s.swap?.usageBytes ?? null },
+  container_oom_events_total: { help: 'Count of out of memory events observed for the container', type: MetricType.COUNTER, labels: LABELS, value: (s) => s.memory.oomKills },
+  container_spec_memory_limit_bytes: { help: 'Memory limit for the container.', type: MetricType.GAUGE, labels: LABELS, value: (s) => s.memory.limitBytes ?? 0 },
+  container_processes: { help: 'Number of processes running inside the container.', type: MetricType.GAUGE, labels: LABELS, value: (s) => s.pids.current },
+  container_start_time_seconds: { help: 'Start time of the container since unix epoch in seconds.', type: MetricType.GAUGE, labels: LABELS, value: (_s, r) => Math.floor(r.startedAt / 1e9) },
+};
+
+const NETWORK: Record<string, Def & { field: 'rx_bytes' | 'tx_bytes' | 'rx_errors' | 'tx_errors' }> = {
+  container_network_receive_bytes_total: { help: 'Cumulative count of bytes received', type: MetricType.COUNTER, labels: NET_LABELS, field: 'rx_bytes' },
+  container_network_transmit_bytes_total: { help: 'Cumulative count of bytes transmitted', type: MetricType.COUNTER, labels: NET_LABELS, field: 'tx_bytes' },
+  container_network_receive_errors_total: { help: 'Cumulative count of errors encountered while receiving', type: MetricType.COUNTER, labels: NET_LABELS, field: 'rx_errors' },
+  container_network_transmit_errors_total: { help: 'Cumulative count of errors encountered while transmitting', type: MetricType.COUNTER, labels: NET_LABELS, field: 'tx_errors' },
+};
+
+const FS_USAGE = 'container_fs_usage_bytes';
+const FS_DEF: Def = { help: 'Number of bytes that are consumed by the container on this filesystem.', type: MetricType.GAUGE, labels: [...LABELS, 'device'] };
+
+export function metricDescriptors(): Reply<MetricDescriptor>[] {
+  const all: [string, Def][] = [...Object.entries(CONTAINER), ...Object.entries(NETWORK), [FS_USAGE, FS_DEF]];
+  return all.map(([name, d]) => ({ name, help: d.help, label_keys: d.labels }));
+}
+
+export class CriMetricsService {
+  constructor(
+    private readonly containers: ContainerStatsService,
+    private readonly pods: PodStatsService,
+  ) {}
+
+  /** Metrics of a ready pod and of its containers that have not exited. */
+  async podMetrics(pod: PodRecord, containers: ContainerRecord[]): Promise<Reply<PodSandboxMetrics>> {
+    const m = pod.config.metadata;
+    const base = (container: string, id: string, image: string, name: string) => [container, id, image, name, m?.namespace ?? '', m?.name ?? ''];
+    const ts = Date.now() * 1e6;
+    const metric = (name: string, type: MetricType, labels: string[], value: number): Reply<Metric> => ({ name, timestamp: ts, metric_type: type, label_values: labels, value: { value: Math.max(0, Math.round(value)) } });
+
+    const podMetrics: Reply<Metric>[] = [];
+    const net = await this.pods.network(pod, ts);
+    for (const i of net?.interfaces ?? [])
+      for (const [name, d] of Object.entries(NETWORK)) {
+        const v = i[d.field]?.value;
+        if (typeof v === 'number') podMetrics.push(metric(name, d.type, [...base('', pod.cgroupParent, '', pod.id), i.name ?? ''], v));
+      }
+
+    const running = containers.filter((c) => c.state !== 'exited');
+    const samples = await Promise.all(running.map((c) => this.containers.sample(c)));
+    const containerMetrics: Reply<ContainerMetrics>[] = running.map((c, k) => {
+      const labels = base(c.config.metadata?.name ?? '', `${pod.cgroupParent}/${c.id}`, c.config.image?.image || c.imageRef, c.id);
+      const out: Reply<Metric>[] = [];
+      const raw = samples[k].raw;
+      if (raw)
+        for (const [name, d] of Object.entries(CONTAINER)) {
+          const v = d.value(raw, c);
+          if (v !== null) out.push(metric(name, d.type, labels, v));
+        }
+      const layer = samples[k].stats.writable_layer;
+      if (layer?.used_bytes) out.push(metric(FS_USAGE, FS_DEF.type, [...labels, layer.fs_id?.mountpoint ?? ''], layer.used_bytes.value ?? 0));
+      return { container_id: c.id, metrics: out };
+    });
+    return { pod_sandbox_id: pod.id, metrics: podMetrics, container_metrics: containerMetrics };
+  }
+}
