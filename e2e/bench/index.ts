@@ -1,5 +1,6 @@
 // Entry point of `npm run bench -- [suite...] [--runs N]`: runs the named suites
 // (all of them without a name); each suite ends with one JSON result line.
+import { statsSuite } from './cri_stats';
 import { execSuite } from './exec';
 import { lifecycleSuite } from './lifecycle';
 import { pullSuite } from './pull';
@@ -19,7 +20,7 @@ export interface Suite {
 }
 
 // Later suites (pull, lifecycle, exec) register here.
-const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite];
+const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsSuite];
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');

@@ -55,6 +55,39 @@ async function lifecycle(s: Subject, prefix: string): Promise<{ pod: number; ctr
   return { pod: ms(t0, t1), ctr: ms(t1, t2), total: ms(t0, t3) };
 }
 
+/** docker.io/bench/busybox:1 and the pause image containerd needs, from busybox-static. */
+export async function pushBenchImages(reg: TestRegistry, work: string): Promise<void> {
+  const layer = busyboxLayer(work);
+  await reg.pushImage('bench/busybox', '1', [layer], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
+  await reg.pushImage('bench/pause', '1', [layer], undefined, { Cmd: ['sleep', '2147483647'], Env: ['PATH=/bin'] });
+}
+
+/** skiffd with a bridge network of its own and docker.io mirrored to the registry. */
+export async function startSkiff(registryHost: string, cleanups: Cleanups): Promise<Subject & { skiffd: TestSkiffd }> {
+  const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+  const skiffNet = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
+  skiffd.mirror('docker.io', registryHost);
+  cleanups.add('remove skiffd and its network', async () => {
+    await skiffd.cleanup();
+    skiffNet.remove();
+  });
+  return {
+    name: 'skiff',
+    skiffd,
+    client: skiffd.client,
+    pid: () => skiffd.pid!,
+    shimPids: () => {
+      const dir = path.join(skiffd.state, 'pods');
+      return fs.readdirSync(dir).map((id) => Number(fs.readFileSync(path.join(dir, id, 'shim', 'shim.pid'), 'utf8').trim())).filter((p) => p > 0);
+    },
+    stop: async () => {},
+    podStart: [],
+    ctrStart: [],
+    lifecycle: [],
+    concurrent: [],
+  };
+}
+
 function containerdConfig(dir: string, registryHost: string, runtimeBinary: string, confDir: string): string {
   return `version = 2
 root = "${dir}/root"
@@ -157,9 +190,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
   try {
     const reg = await TestRegistry.start();
     cleanups.add('stop the registry', () => reg.stop());
-    const layer = busyboxLayer(work);
-    await reg.pushImage('bench/busybox', '1', [layer], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
-    await reg.pushImage('bench/pause', '1', [layer], undefined, { Cmd: ['sleep', '2147483647'], Env: ['PATH=/bin'] });
+    await pushBenchImages(reg, work);
 
     const crunState = { reason: null as string | null };
     const crun = ['/usr/bin/crun', '/usr/sbin/crun'].find((p) => fs.existsSync(p));
@@ -176,27 +207,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
     }
     if (undoHybrid) cleanups.add('give hugetlb back to cgroup2', undoHybrid);
 
-    const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
-    const skiffNet = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
-    skiffd.mirror('docker.io', reg.host);
-    cleanups.add('remove skiffd and its network', async () => {
-      await skiffd.cleanup();
-      skiffNet.remove();
-    });
-    subjects.push({
-      name: 'skiff',
-      client: skiffd.client,
-      pid: () => skiffd.pid!,
-      shimPids: () => {
-        const dir = path.join(skiffd.state, 'pods');
-        return fs.readdirSync(dir).map((id) => Number(fs.readFileSync(path.join(dir, id, 'shim', 'shim.pid'), 'utf8').trim())).filter((p) => p > 0);
-      },
-      stop: async () => {},
-      podStart: [],
-      ctrStart: [],
-      lifecycle: [],
-      concurrent: [],
-    });
+    subjects.push(await startSkiff(reg.host, cleanups));
     const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
     for (const [name, bin] of [['containerd_runc', runc], ['containerd_crun', crunState.reason ? undefined : crun]] as const) {
       if (!bin) {
