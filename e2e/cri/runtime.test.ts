@@ -535,6 +535,19 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     // Bounded labels: no id of a pod or container in any label value.
     for (const f of families.values()) for (const m of f.samples) for (const v of Object.values(m.labels)) assert.ok(!/^[0-9a-f]{32,}$/.test(v), `${f.name} has an id label ${v}`);
 
+    // The Grafana dashboard asks only for series skiffd exports, with labels they carry.
+    const dashboard = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../deploy/grafana/skiff-node.json'), 'utf8')) as { panels: { targets: { expr: string }[] }[] };
+    const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
+    assert.ok(exprs.length >= 10);
+    for (const expr of exprs)
+      for (const m of expr.matchAll(/\b((?:skiff|process|nodejs)_[a-z0-9_]+)(?:\{([^}]*)\})?/g)) {
+        const series = m[1];
+        const family = families.get(series) ?? families.get(series.replace(/_(bucket|sum|count)$/, ''));
+        assert.ok(family, `dashboard expression uses ${series}, which skiffd does not export: ${expr}`);
+        for (const l of (m[2] ?? '').matchAll(/([a-z_]+)\s*(?:=~|!=|=)/g))
+          if (l[1] !== 'instance' && l[1] !== 'le') assert.ok(family.samples.some((x) => l[1] in x.labels), `${series} has no label ${l[1]}`);
+      }
+
     const om = await fetchText('/metrics', 'application/openmetrics-text; version=1.0.0');
     assert.match(om.type, /^application\/openmetrics-text/);
     assert.ok(om.body.trimEnd().endsWith('# EOF'));
