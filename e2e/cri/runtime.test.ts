@@ -485,6 +485,19 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     assert.equal(mine(a.got)[6].pod_sandbox_status?.state, PodSandboxState.SANDBOX_NOTREADY);
   });
 
+  it('logs JSON lines, every CRI call at debug level with its method and duration', async () => {
+    await skiffd.client.runtime('Version', {});
+    assert.equal(await code(skiffd.client.runtime('ContainerStatus', { container_id: 'no-such-container' })), NOT_FOUND);
+    const lines = skiffd.log().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const call = lines.find((l) => l.msg === 'cri call' && l.method === 'Version');
+    assert.ok(call, 'the Version call is logged');
+    assert.equal(call.level, 'debug');
+    assert.equal(typeof call.ms, 'number');
+    const failed = lines.find((l) => l.msg === 'cri call failed' && l.method === 'ContainerStatus');
+    assert.deepEqual({ code: failed?.code, level: failed?.level }, { code: 'NOT_FOUND', level: 'debug' });
+    assert.match(String(failed?.error), /no-such-container/);
+  });
+
   it('serves Prometheus metrics of calls, pods, containers, pulls, CNI and shims', async () => {
     const c = skiffd.client;
     const pod = await runPod();
