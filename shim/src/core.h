@@ -92,6 +92,7 @@ struct conn {
   bool subscribed;
   bool streaming;       /* frames instead of JSON lines */
   bool closing;         /* close once output is flushed */
+  bool write_shut;      /* output done and shut (SHUT_WR): input is discarded until the client closes */
   bool paused;          /* not reading: its target stdin is full */
   struct stream_sess *sess;
   struct conn *next;

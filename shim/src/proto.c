@@ -77,7 +77,16 @@ static void conn_flush(struct conn *c)
     buf_consume(&c->out, (size_t) w);
   }
   if (buf_pending(&c->out) == 0 && c->closing) {
-    conn_close(c);
+    /* Half-close and wait for the client to close: closing at once would make a frame the
+     * client is still sending (a resize, stdin) fail with EPIPE, and its socket would be
+     * torn down before it reads what was sent last (output, the exit). */
+    if (!c->write_shut && shutdown(c->w.fd, SHUT_WR) < 0) {
+      conn_close(c);
+      return;
+    }
+    c->write_shut = true;
+    c->paused = false;
+    loop_mod(&c->w, EPOLLIN);
     return;
   }
   loop_mod(&c->w, (c->paused ? 0 : EPOLLIN) | (buf_pending(&c->out) ? EPOLLOUT : 0));
@@ -465,6 +474,15 @@ void conn_event(struct conn *c, uint32_t events)
     conn_flush(c);
   if (c->w.fd < 0)
     return;
+  if (c->write_shut) {
+    char discard[4096];
+    ssize_t r;
+    while ((r = recv(c->w.fd, discard, sizeof(discard), MSG_DONTWAIT)) > 0 || (r < 0 && errno == EINTR))
+      ;
+    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+      conn_close(c);
+    return;
+  }
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
     char tmp[16384];
     for (;;) {

@@ -132,6 +132,17 @@ describe('shim io', function () {
     assert.match(lines[1], /^\/dev\/pts\/\d+$/);
   });
 
+  it('reports the exit of an exec that ends before its client reads a frame', async () => {
+    for (let i = 0; i < 5; i++) {
+      const s = await t.client.exec({ id: 'box', process: { args: ['sh', '-c', 'test -t 1 && echo is-a-tty'], ...PROC, terminal: true } });
+      const c = collect(s);
+      s.resize(80, 24);
+      const exit = await s.exited;
+      assert.equal(exit?.exitCode, 0, `run ${i}: ${JSON.stringify(exit)}`);
+      assert.match(c.out(), /is-a-tty/);
+    }
+  });
+
   it('ends an exec whose client disconnects', async () => {
     const s = await t.client.exec({ id: 'box', process: { args: ['sleep', '1000'], ...PROC } });
     const pid = s.pid;

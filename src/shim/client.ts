@@ -175,6 +175,7 @@ class Connection extends EventEmitter {
   private framing = false;
   private framesActive = false;
   private closed = false;
+  private closeHeld = false;
 
   constructor(readonly socket: net.Socket) {
     super();
@@ -199,6 +200,10 @@ class Connection extends EventEmitter {
   startFrames(): void {
     this.framesActive = true;
     this.parseFrames();
+    if (this.closeHeld) {
+      this.closeHeld = false;
+      this.emit('close');
+    }
   }
 
   sendFrame(type: FrameType, payload: Buffer): void {
@@ -299,7 +304,10 @@ class Connection extends EventEmitter {
     const err = new ShimLostError();
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
-    this.emit('close');
+    // Frames still held for a consumer (a fast exec's output and exit, then the shim's
+    // close, all in one read) come first: 'close' waits for startFrames.
+    if (this.framing && !this.framesActive) this.closeHeld = true;
+    else this.emit('close');
   }
 }
 
