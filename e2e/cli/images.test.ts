@@ -136,7 +136,7 @@ describe('skiff CLI: images', function () {
     const bad = skiff(['frobnicate']);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /unknown command "frobnicate"/);
-    assert.equal(skiff(['-o', 'yaml', 'images']).status, 2);
+    assert.equal(skiff(['-o', 'xml', 'images']).status, 2);
     const r = spawnSync(process.execPath, [CLI, '--socket', path.join(work, 'nobody.sock'), 'images']);
     assert.equal(r.status, 69);
     assert.match(r.stderr.toString(), /cannot reach skiffd/);

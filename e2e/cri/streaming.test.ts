@@ -8,9 +8,8 @@ import * as path from 'path';
 import { WebSocket } from 'ws';
 import type { PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
-import { busyboxLayer } from '../fixtures/images';
 import { TestNetwork } from '../fixtures/network';
-import { TestRegistry } from '../fixtures/registry';
+import { startTestNode, TestNode } from '../fixtures/node';
 import { statusCode } from '../fixtures/grpc';
 import { Session, spdyExec as spdySession, spdyForward } from '../fixtures/spdy_client';
 import { TestSkiffd } from '../fixtures/skiffd';
@@ -53,35 +52,23 @@ const code = statusCode;
 
 describe('CRI streaming: Exec, Attach and PortForward', function () {
   this.timeout(120_000);
-  let reg: TestRegistry;
+  let node: TestNode;
   let skiffd: TestSkiffd;
-  let net: TestNetwork;
   let podId = '';
   let podConfig: Reply<PodSandboxConfig>;
   let ctr = '';
 
   before(async () => {
-    reg = await TestRegistry.start();
-    const work = fs.mkdtempSync('/tmp/skiff-st-');
-    try {
-      await reg.pushImage('library/busybox', 'latest', [busyboxLayer(work)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
-    } finally {
-      fs.rmSync(work, { recursive: true, force: true });
-    }
-    skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
-    net = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
-    skiffd.mirror('docker.io', reg.host);
+    node = await startTestNode();
+    skiffd = node.skiffd;
     const c = skiffd.client;
-    await c.image('PullImage', { image: { image: 'busybox' } });
     podConfig = { metadata: { name: 'st', namespace: 'e2e', uid: 'st-1', attempt: 0 }, hostname: 'st', log_directory: path.join(skiffd.dir, 'logs'), linux: {} };
     podId = (await c.runtime('RunPodSandbox', { config: podConfig })).pod_sandbox_id;
     ctr = (await c.runtime('CreateContainer', { pod_sandbox_id: podId, config: { metadata: { name: 'main' }, image: { image: 'busybox' }, command: ['sleep', '1000'], log_path: 'main.log' }, sandbox_config: podConfig })).container_id;
     await c.runtime('StartContainer', { container_id: ctr });
   });
   after(async () => {
-    await skiffd?.cleanup();
-    net?.remove();
-    await reg?.stop();
+    await node?.stop();
   });
 
   const execUrl = async (cmd: string[], o: { stdin?: boolean; tty?: boolean; stderr?: boolean } = {}) =>
@@ -240,7 +227,7 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
     });
     const tnet = new TestNetwork(path.join(tls.dir, 'net.d'), path.join(tls.dir, 'ipam'));
     try {
-      tls.mirror('docker.io', reg.host);
+      tls.mirror('docker.io', node.reg.host);
       const c = tls.client;
       await c.image('PullImage', { image: { image: 'busybox' } });
       const cfg = { metadata: { name: 'tls', namespace: 'e2e', uid: 'tls-1', attempt: 0 }, linux: {} };
@@ -286,6 +273,8 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
     const shimPid = Number(fs.readFileSync(path.join(skiffd.state, 'pods', podId, 'shim', 'shim.pid'), 'utf8'));
     const fds = () => fs.readdirSync(`/proc/${shimPid}/fd`).length;
     await wsSession(await execUrl(['true']), 'v5.channel.k8s.io');
+    // The shim keeps a finished session's socket until skiffd has closed its end too.
+    await new Promise((r) => setTimeout(r, 200));
     const before = fds();
     for (let i = 0; i < 100; i++) {
       const s = await wsSession(await execUrl(['true']), 'v5.channel.k8s.io');

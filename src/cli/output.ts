@@ -1,5 +1,8 @@
-// How the CLI prints: a table for people, JSON for scripts (`-o json`).
-export type OutputFormat = 'table' | 'json';
+// How the CLI prints: a table for people, JSON or YAML for scripts (`-o json|yaml`).
+import { dump } from 'js-yaml';
+
+export const OUTPUT_FORMATS = ['table', 'json', 'yaml'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface Column<T> {
   header: string;
@@ -14,7 +17,9 @@ export function table<T>(rows: T[], columns: Column<T>[]): string {
 }
 
 export function print<T>(format: OutputFormat, data: T, rows: () => string): void {
-  process.stdout.write(format === 'json' ? JSON.stringify(data, null, 2) + '\n' : rows());
+  if (format === 'json') process.stdout.write(JSON.stringify(data, null, 2) + '\n');
+  else if (format === 'yaml') process.stdout.write(dump(JSON.parse(JSON.stringify(data)), { noRefs: true, lineWidth: -1 }));
+  else process.stdout.write(rows());
 }
 
 /** 1234567 -> "1.2 MB" (decimal units, as crictl and docker print sizes). */

@@ -10,32 +10,16 @@ import { parseArgs } from 'util';
 import { AdminClient } from '../admin/api';
 import { CriClient } from '../cri/client';
 import type { Image } from '../cri/gen/cri';
-import { OutputFormat, humanSize, print, shortId, table } from './output';
+import { Command, Env, Flags, oneArg, UsageError } from './command';
+import { EXEC_COMMANDS } from './exec';
+import { LOG_COMMANDS } from './logs';
+import { humanSize, OUTPUT_FORMATS, OutputFormat, print, shortId, table } from './output';
+import { WORKLOAD_COMMANDS } from './workloads';
 
 const DEFAULT_SOCKET = '/run/skiff/skiff.sock';
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 const EXIT_UNAVAILABLE = 69;
-
-class UsageError extends Error {}
-
-interface Env {
-  socket: string;
-  output: OutputFormat;
-  cri(): CriClient;
-  admin(): AdminClient;
-}
-
-interface Command {
-  usage: string;
-  summary: string;
-  run(args: string[], env: Env): Promise<void>;
-}
-
-function oneArg(args: string[], what: string): string {
-  if (args.length !== 1) throw new UsageError(`expected one ${what}, got ${args.length}`);
-  return args[0];
-}
 
 function printImages(env: Env, images: Image[]): void {
   print(env.output, images, () =>
@@ -86,7 +70,7 @@ const COMMANDS: Record<string, Command> = {
         await env.cri().image('RemoveImage', { image: { image: ref } });
         if (env.output === 'table') process.stdout.write(`removed ${ref}\n`);
       }
-      if (env.output === 'json') print(env.output, { removed: args }, () => '');
+      if (env.output !== 'table') print(env.output, { removed: args }, () => '');
     },
   },
   version: {
@@ -98,15 +82,19 @@ const COMMANDS: Record<string, Command> = {
       print(env.output, v, () => `${v.runtime_name} ${v.runtime_version} (CRI ${v.runtime_api_version})\n`);
     },
   },
+  ...WORKLOAD_COMMANDS,
+  ...LOG_COMMANDS,
+  ...EXEC_COMMANDS,
 };
 
 // `skiff images import FILE` is the spelling the docs use; `skiff import` is short for it.
 const ALIASES: Record<string, string[]> = { 'images import': ['import'], 'images ls': ['images'], 'images pull': ['pull'], 'images rm': ['rmi'] };
 
 function help(): string {
-  const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(22)} ${c.summary}`);
+  const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length)) + 2;
+  const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}${c.summary}`);
   return [
-    'usage: skiff [--socket PATH] [-o table|json] COMMAND [ARGS]',
+    'usage: skiff [--socket PATH] [-o table|json|yaml] COMMAND [ARGS]',
     '',
     'commands:',
     ...lines,
@@ -130,9 +118,11 @@ export async function main(argv: string[]): Promise<number> {
   let cri: CriClient | undefined;
   let admin: AdminClient | undefined;
   try {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
+    // Global options come before the command word; the rest is the command's.
+    let i = 0;
+    while (i < argv.length && argv[i].startsWith('-') && argv[i] !== '-') i += /^(-s|--socket|-o|--output)$/.test(argv[i]) ? 2 : 1;
+    const { values } = parseArgs({
+      args: argv.slice(0, i),
       options: {
         socket: { type: 'string', short: 's' },
         output: { type: 'string', short: 'o', default: 'table' },
@@ -143,17 +133,27 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(help());
       return 0;
     }
-    if (values.output !== 'table' && values.output !== 'json') throw new UsageError(`-o: expected table or json, got "${values.output}"`);
-    const { command, args } = resolve(positionals);
+    const positionals = argv.slice(i);
+    const { command, args: raw } = resolve(positionals);
+    let args = raw;
+    let flags: Flags = {};
+    let outputFlag = values.output;
+    if (!command.raw) {
+      const parsed = parseArgs({ args: raw, allowPositionals: true, options: { ...command.flags, output: { type: 'string', short: 'o' } } });
+      args = parsed.positionals;
+      flags = parsed.values;
+      if (typeof parsed.values.output === 'string') outputFlag = parsed.values.output;
+    }
+    const output = outputFlag as OutputFormat;
+    if (!OUTPUT_FORMATS.includes(output)) throw new UsageError(`-o: expected ${OUTPUT_FORMATS.join(', ')}, got "${outputFlag}"`);
     const socket = values.socket ?? process.env.SKIFF_SOCKET ?? DEFAULT_SOCKET;
     env = {
       socket,
-      output: values.output,
+      output,
       cri: () => (cri ??= new CriClient(socket)),
       admin: () => (admin ??= new AdminClient(socket)),
     };
-    await command.run(args, env);
-    return 0;
+    return (await command.run(args, env, flags)) ?? 0;
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.toString().startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`skiff: ${(e as Error).message}\n\n${help()}`);

@@ -18,6 +18,7 @@ import type { Spec } from './oci';
 import { ociResources } from './resources';
 import { hostDevices, statDevices } from './devices';
 import { readLocalhostProfile, seccompChoice } from './seccomp';
+import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
 import { initDropsSignal } from './signals';
 import { buildContainerSpec, capabilitiesFromMask } from './spec';
 import { readPasswdDb } from './user';
@@ -120,6 +121,8 @@ export class ContainerService {
   private hostCaps: string[] | undefined;
   /** Told when a container is removed (caches keyed by container id). */
   onRemoved: (id: string) => void = () => {};
+  /** Isolation facts from each container's spec, which does not change once written. */
+  private readonly isolationBase = new Map<string, Isolation>();
   private readonly changeListeners = new Set<(change: LifecycleChange, r: ContainerRecord) => void>();
 
   constructor(private readonly opts: ContainerServiceOptions) {
@@ -260,6 +263,18 @@ export class ContainerService {
 
   mustGet(id: string): ContainerRecord {
     return mustFind(this.containers, id, 'container_id', 'container');
+  }
+
+  /** What isolates the container (see isolation.ts): from its spec, checked against the
+   * kernel while it runs. */
+  async isolation(r: ContainerRecord): Promise<Isolation> {
+    let base = this.isolationBase.get(r.id);
+    if (!base) {
+      const spec = JSON.parse(await fsp.readFile(path.join(r.bundle, 'config.json'), 'utf8')) as Spec;
+      base = isolationFromSpec(spec, r.config.linux?.security_context?.privileged === true);
+      this.isolationBase.set(r.id, base);
+    }
+    return r.state === 'running' ? observeIsolation(base, r.pid, this.opts.sandboxes.get(r.podId)?.infraPid ?? 0) : base;
   }
 
   list(): ContainerRecord[] {
@@ -452,6 +467,7 @@ export class ContainerService {
       await this.records.delete(r.id);
       this.containers.delete(r.id);
       for (const [k, v] of this.names) if (v === r.id) this.names.delete(k);
+      this.isolationBase.delete(r.id);
       this.onRemoved(r.id);
       this.emitChange('deleted', r);
     });

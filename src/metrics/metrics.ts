@@ -128,6 +128,37 @@ export class Metrics {
       },
     });
     new client.Gauge({
+      name: 'skiff_container_isolation',
+      help:
+        'Isolation facts of running containers, by check: host_network, host_pid, host_ipc (1: the host\'s namespace), privileged, ' +
+        'seccomp_unconfined, root_on_host (runs as uid 0 and that is the host\'s root), writable_rootfs (1 when true), ' +
+        'extra_capabilities (how many beyond the default set). Labelled by Kubernetes namespace, pod and container name.',
+      labelNames: ['namespace', 'pod', 'container', 'check'],
+      registers,
+      async collect() {
+        this.reset();
+        await Promise.all(
+          containers.list().filter((c) => c.state === 'running').map(async (c) => {
+            const i = await containers.isolation(c).catch(() => null);
+            const m = pods.get(c.podId)?.config.metadata;
+            if (!i) return;
+            const labels = { namespace: m?.namespace ?? '', pod: m?.name ?? '', container: c.config.metadata?.name ?? '' };
+            const checks: Record<string, number> = {
+              host_network: +(i.namespaces.net === 'host'),
+              host_pid: +(i.namespaces.pid === 'host'),
+              host_ipc: +(i.namespaces.ipc === 'host'),
+              privileged: +i.privileged,
+              seccomp_unconfined: +(i.seccomp === 'unconfined'),
+              root_on_host: +(i.uid === 0 && i.uid0IsHostRoot),
+              writable_rootfs: +!i.readOnlyRootfs,
+              extra_capabilities: i.extraCapabilities.length,
+            };
+            for (const [check, v] of Object.entries(checks)) this.set({ ...labels, check }, v);
+          }),
+        );
+      },
+    });
+    new client.Gauge({
       name: 'skiff_images',
       help: 'Images in the image store.',
       registers,

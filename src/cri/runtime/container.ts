@@ -40,7 +40,10 @@ export function containerStatus(containers: ContainerService) {
   return async (req: ContainerStatusRequest): Promise<Reply<ContainerStatusResponse>> => {
     const r = containers.mustGet(req.container_id);
     const info: Record<string, string> = {};
-    if (req.verbose) info.info = JSON.stringify({ pid: r.pid, bundle: r.bundle, chainIds: r.chainIds, config: r.config });
+    if (req.verbose) {
+      const isolation = await containers.isolation(r).catch(() => null);
+      info.info = JSON.stringify({ pid: r.pid, bundle: r.bundle, chainIds: r.chainIds, config: r.config, isolation });
+    }
     return { status: toContainerStatus(r), info };
   };
 }

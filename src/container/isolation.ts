@@ -1,0 +1,109 @@
+// What separates a container from its pod and from the host, in one report: each of the
+// seven namespaces (private, shared with the pod, or the host's), cgroup limits,
+// capabilities beyond the default set, seccomp, no_new_privs, privileged, read-only rootfs,
+// masked paths, and whether uid 0 inside is uid 0 on the host. It comes from the OCI spec
+// skiff wrote and, while the container runs, from what the kernel says (/proc/<pid>/ns,
+// uid_map), so a namespace is reported as it is, not as it was asked for. `skiff inspect
+// --isolation` prints it; skiffd's metrics turn it into gauges to alert on.
+import { promises as fsp } from 'fs';
+import type { NamespaceType, Spec } from './oci';
+import { DEFAULT_CAPABILITIES } from './spec';
+
+export const NAMESPACES = ['mnt', 'pid', 'net', 'ipc', 'uts', 'user', 'cgroup'] as const;
+export type Namespace = (typeof NAMESPACES)[number];
+export type Sharing = 'private' | 'pod' | 'host';
+
+const OCI_TYPE: Record<Namespace, NamespaceType> = { mnt: 'mount', pid: 'pid', net: 'network', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup' };
+
+export interface Isolation {
+  namespaces: Record<Namespace, Sharing>;
+  /** Where the namespace facts come from: the running process, or the spec. */
+  observed: boolean;
+  limits: { cpus: number | null; memoryBytes: number | null; pids: number | null };
+  extraCapabilities: string[];
+  seccomp: 'filtered' | 'unconfined';
+  noNewPrivileges: boolean;
+  privileged: boolean;
+  readOnlyRootfs: boolean;
+  maskedPaths: string[];
+  /** The uid the process runs as, inside. */
+  uid: number;
+  /** uid 0 inside the container is uid 0 on the host (no user namespace maps it away). */
+  uid0IsHostRoot: boolean;
+}
+
+/** The report from the spec alone (also for a container that is not running). */
+export function isolationFromSpec(spec: Spec, privileged: boolean): Isolation {
+  const namespaces = {} as Record<Namespace, Sharing>;
+  for (const n of NAMESPACES) {
+    const entry = spec.linux.namespaces.find((x) => x.type === OCI_TYPE[n]);
+    namespaces[n] = !entry ? 'host' : entry.path ? 'pod' : 'private';
+  }
+  const r = spec.linux.resources;
+  const quota = r?.cpu?.quota ?? 0;
+  const map = spec.linux.uidMappings;
+  const seccomp = spec.linux.seccomp;
+  return {
+    namespaces,
+    observed: false,
+    limits: {
+      cpus: quota > 0 ? quota / (r?.cpu?.period || 100_000) : null,
+      memoryBytes: r?.memory?.limit && r.memory.limit > 0 ? r.memory.limit : null,
+      pids: r?.pids?.limit && r.pids.limit > 0 ? r.pids.limit : null,
+    },
+    extraCapabilities: (spec.process.capabilities?.bounding ?? []).filter((c) => !DEFAULT_CAPABILITIES.includes(c)).sort(),
+    seccomp: seccomp && (seccomp.defaultAction !== 'SCMP_ACT_ALLOW' || seccomp.syscalls?.length) ? 'filtered' : 'unconfined',
+    noNewPrivileges: spec.process.noNewPrivileges === true,
+    privileged,
+    readOnlyRootfs: spec.root.readonly === true,
+    maskedPaths: spec.linux.maskedPaths ?? [],
+    uid: spec.process.user.uid,
+    // A container joining its pod's user namespace has no mapping of its own: pods with one
+    // never map uid 0 to the host's (kubelet hands out ranges above 65535).
+    uid0IsHostRoot: namespaces.user === 'host' || (!!map && hostIdOf0(map) === 0),
+  };
+}
+
+function hostIdOf0(map: { containerID: number; hostID: number; size: number }[]): number | null {
+  const m = map.find((x) => x.containerID <= 0 && 0 < x.containerID + x.size);
+  return m ? m.hostID - m.containerID : null;
+}
+
+/** /proc/<pid>/uid_map ("inside outside count" lines) -> the host uid of uid 0, or null. */
+export function parseUidMap(text: string): number | null {
+  return hostIdOf0(
+    text
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).map(Number))
+      .filter((f) => f.length === 3 && f.every(Number.isFinite))
+      .map(([containerID, hostID, size]) => ({ containerID, hostID, size })),
+  );
+}
+
+async function nsId(pid: number, ns: Namespace): Promise<string | null> {
+  try {
+    return await fsp.readlink(`/proc/${pid}/ns/${ns}`);
+  } catch {
+    return null;
+  }
+}
+
+/** The spec's report corrected by the running process: its namespaces compared with the
+ * pod's infra process and with the host's, and its uid_map. The host's namespaces are
+ * skiffd's own (it runs in the node's; PID 1's may not be readable, e.g. in a sandbox). */
+export async function observeIsolation(base: Isolation, pid: number, infraPid: number): Promise<Isolation> {
+  if (!pid) return base;
+  const namespaces = { ...base.namespaces };
+  for (const n of NAMESPACES) {
+    const [mine, host, pod] = await Promise.all([nsId(pid, n), nsId(process.pid, n), infraPid ? nsId(infraPid, n) : Promise.resolve(null)]);
+    if (!mine) return base; // the process is gone
+    namespaces[n] = mine === host ? 'host' : mine === pod ? 'pod' : 'private';
+  }
+  let uid0IsHostRoot = base.uid0IsHostRoot;
+  try {
+    uid0IsHostRoot = parseUidMap(await fsp.readFile(`/proc/${pid}/uid_map`, 'utf8')) === 0;
+  } catch {
+    return base;
+  }
+  return { ...base, namespaces, observed: true, uid0IsHostRoot };
+}
