@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig, parseArgs, printConfig, SCHEMA } from './config';
 import { Daemon } from './daemon';
 import { Level, Logger } from './log';
+import { sdNotify } from './systemd';
 
 const USAGE = `usage: skiffd [--config FILE] [--print-config] [--<key> VALUE ...]
 
@@ -30,6 +31,14 @@ async function main(): Promise<number> {
   }
   const log = new Logger(config.log_level as Level);
   const daemon = await Daemon.start(config, log);
+  const notify = (state: string) => {
+    try {
+      sdNotify(state);
+    } catch (e) {
+      log.warn('could not notify systemd', { error: (e as Error).message });
+    }
+  };
+  notify(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving CRI on ${config['cri.socket']}`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info('stopping', { signal: sig });
@@ -38,6 +47,7 @@ async function main(): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  notify('STOPPING=1');
   await daemon.stop();
   return 0;
 }
