@@ -5,7 +5,7 @@
 #             linked into <prefix>/../../bin (/usr/local/bin)
 #   --root    install under this directory instead of / (packaging, tests); implies --no-start
 #   --no-start  install the systemd unit but do not enable or start it
-# Needs Node.js 20 or newer on PATH, and CNI plugins in /opt/cni/bin or /usr/lib/cni
+# Needs Node.js 20 or newer on PATH (or the release's own node/bin/node), and CNI plugins in /opt/cni/bin or /usr/lib/cni
 # (Debian: containernetworking-plugins) for pod networking. Keeps an existing
 # /etc/skiff/config.toml. uninstall.sh takes it all back.
 set -euo pipefail
@@ -22,8 +22,10 @@ while [ $# -gt 0 ]; do
     *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
-  echo "install.sh: skiff needs Node.js 20 or newer on PATH" >&2
+node=node
+[ -x "$here/node/bin/node" ] && node="$here/node/bin/node"
+if ! command -v "$node" >/dev/null || [ "$("$node" -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "install.sh: skiff needs Node.js 20 or newer on PATH (or in node/bin/node of the release)" >&2
   exit 1
 fi
 bindir=$(dirname "$(dirname "$prefix")")/bin

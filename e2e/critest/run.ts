@@ -1,6 +1,8 @@
 // Runs critest (kubernetes-sigs/cri-tools, built by you; not part of skiff) against a
 // skiffd of its own: local copies of critest's images behind registry mirrors, then the
-// summary and the failed specs. Usage: npm run critest -- --critest PATH [ginkgo flags]
+// summary, the failed specs and a JUnit report.
+// Usage: npm run critest -- [--critest PATH] [ginkgo flags]; critest is looked up on
+// $PATH (then $CRITEST) when --critest is not given. e2e/critest.sh runs this.
 import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -11,12 +13,14 @@ import { pushCritestImages } from './images';
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const i = argv.indexOf('--critest');
-  const critest = i >= 0 ? argv[i + 1] : process.env.CRITEST;
+  const onPath = (process.env.PATH ?? '').split(':').map((d) => path.join(d, 'critest')).find((p) => fs.existsSync(p));
+  const critest = i >= 0 ? argv[i + 1] : (onPath ?? process.env.CRITEST);
   const extra = i >= 0 ? [...argv.slice(0, i), ...argv.slice(i + 2)] : argv;
   if (!critest || !fs.existsSync(critest)) {
-    process.stderr.write('usage: npm run critest -- --critest /path/to/critest [critest/ginkgo flags]\n(or CRITEST=/path/to/critest)\n');
+    process.stderr.write('critest not found: put it on $PATH, or: npm run critest -- --critest /path/to/critest [critest/ginkgo flags]\n(or CRITEST=/path/to/critest)\n');
     return 2;
   }
+  const junit = path.resolve(process.env.CRITEST_JUNIT ?? '/tmp/skiff-critest-junit.xml');
   const work = fs.mkdtempSync('/tmp/skiff-critest-');
   const reg = await TestRegistry.start();
   let skiffd: TestSkiffd | undefined;
@@ -30,7 +34,7 @@ async function main(): Promise<number> {
     console.log(`critest: skiffd at ${sock} (log ${skiffd.logFile})`);
     const out = fs.openSync(path.join(work, 'critest.log'), 'w');
     const code = await new Promise<number>((resolve) => {
-      const p = spawn(critest, ['--runtime-endpoint', sock, '--image-endpoint', sock, '--ginkgo.no-color', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(critest, ['--runtime-endpoint', sock, '--image-endpoint', sock, '--ginkgo.no-color', `--ginkgo.junit-report=${junit}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
       const write = (d: Buffer) => {
         fs.writeSync(out, d);
         process.stdout.write(d);
@@ -48,6 +52,7 @@ async function main(): Promise<number> {
     fs.copyFileSync(path.join(work, 'critest.log'), '/tmp/skiff-critest.log');
     fs.copyFileSync(skiffd.logFile, '/tmp/skiff-critest-skiffd.log');
     console.log('logs: /tmp/skiff-critest.log, /tmp/skiff-critest-skiffd.log');
+    if (fs.existsSync(junit)) console.log(`JUnit report: ${junit}`);
     return code;
   } finally {
     await skiffd?.cleanup();
