@@ -3,11 +3,14 @@
 // rm, the output formats and exit codes. Run as `node dist/src/cli/skiff.js`.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as http from 'http';
 import * as path from 'path';
 import { load } from 'js-yaml';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import type { Isolation } from '../../src/container/isolation';
+import { busyboxLayer } from '../fixtures/images';
 import { startTestNode, TestNode } from '../fixtures/node';
 import { parsePrometheus } from '../fixtures/prometheus';
 import type { TestSkiffd } from '../fixtures/skiffd';
@@ -146,6 +149,44 @@ describe('skiff CLI: pods and containers', function () {
     const tty = skiff(['exec', '-t', id, '--', 'sh', '-c', 'test -t 1 && echo is-a-tty']);
     assert.equal(tty.status, 0, tty.stderr);
     assert.match(tty.stdout, /is-a-tty/);
+  });
+
+  it('shows pull progress per blob while a slow registry serves the layers', async () => {
+    const work = fs.mkdtempSync('/tmp/skiff-slow-');
+    // A proxy in front of the registry that sends blobs at about 1 MB/s.
+    const proxy = http.createServer((req, res) => {
+      const up = http.request({ host: '127.0.0.1', port: Number(node.reg.host.split(':')[1]), path: req.url, method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        if (!req.url?.includes('/blobs/')) return void r.pipe(res);
+        r.on('data', (chunk: Buffer) => {
+          r.pause();
+          res.write(chunk, () => setTimeout(() => r.resume(), Math.ceil(chunk.length / 1000)));
+        });
+        r.on('end', () => res.end());
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      await node.reg.pushImage('library/slowbox', '1', [busyboxLayer(work)], undefined, { Cmd: ['sh'] });
+      skiffd.mirror('slow.test', `127.0.0.1:${(proxy.address() as { port: number }).port}`);
+      const r = await new Promise<Run>((resolve) => {
+        const p = spawn(process.execPath, [CLI, '--socket', skiffd.socket, 'pull', '--progress', 'slow.test/library/slowbox:1']);
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        p.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^slow\.test\/library\/slowbox:1: \S+/);
+      const lines = r.stderr.split('\r').map((l) => l.trim()).filter(Boolean);
+      assert.ok(lines.length >= 2, `progress redrawn while the pull ran: ${JSON.stringify(lines)}`);
+      for (const l of lines) assert.match(l, /^slow\.test\/library\/slowbox:1 \[[#.]{30}\] [\d.]+ (B|kB|MB) \/ [\d.]+ (kB|MB), \d\/2 blobs$/);
+    } finally {
+      proxy.close();
+      fs.rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it('shows stats, stops and removes containers and pods, with exit codes a script can use', async () => {

@@ -1,5 +1,5 @@
 // skiff's own API (api/skiff/v1/admin.proto), served next to the CRI on skiffd's
-// socket: what the `skiff` CLI needs and the CRI lacks. Today: image import.
+// socket: what the `skiff` CLI needs and the CRI lacks: image import, pull progress.
 import * as fs from 'fs';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
@@ -32,16 +32,28 @@ export function adminServiceDefinition(service: 'Images'): grpc.ServiceDefinitio
 
 /** Serve skiff's API on the CRI server's socket. */
 export function serveAdmin(server: CriServer, images: ImageService): void {
-  server.addClientStream(adminServiceDefinition('Images'), 'Import', async (messages, ctx) => {
-    async function* chunks() {
-      for await (const m of messages as AsyncIterable<{ data: Buffer }>) if (m.data.length) yield m.data;
-    }
-    const source = Readable.from(chunks(), { objectMode: false });
-    ctx.signal.addEventListener('abort', () => source.destroy(ctx.signal.reason as Error), { once: true });
-    const installed = await images.importArchive(source);
-    return {
-      images: installed.map((r) => ({ id: r.id, repo_tags: r.repoTags, repo_digests: r.repoDigests, size: r.size })),
-    };
+  server.addExtraService(adminServiceDefinition('Images'), {
+    Import: {
+      kind: 'clientStream',
+      fn: async (messages, ctx) => {
+        async function* chunks() {
+          for await (const m of messages as AsyncIterable<{ data: Buffer }>) if (m.data.length) yield m.data;
+        }
+        const source = Readable.from(chunks(), { objectMode: false });
+        ctx.signal.addEventListener('abort', () => source.destroy(ctx.signal.reason as Error), { once: true });
+        const installed = await images.importArchive(source);
+        return {
+          images: installed.map((r) => ({ id: r.id, repo_tags: r.repoTags, repo_digests: r.repoDigests, size: r.size })),
+        };
+      },
+    },
+    PullProgress: {
+      kind: 'unary',
+      fn: async (req) => {
+        const blobs = images.pullProgress((req as { image: string }).image);
+        return { active: blobs !== null, blobs: blobs ?? [] };
+      },
+    },
   });
 }
 
@@ -52,6 +64,19 @@ export class AdminClient {
   constructor(socket: string) {
     const Images = grpc.makeGenericClientConstructor(adminServiceDefinition('Images'), 'Images');
     this.images = new Images(socket.startsWith('unix:') ? socket : `unix://${socket}`, grpc.credentials.createInsecure());
+  }
+
+  /** The blobs of a running pull of `image` and the bytes fetched so far. */
+  pullProgress(image: string): Promise<{ active: boolean; blobs: { digest: string; size: number; fetched: number; done: boolean }[] }> {
+    type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+    const fn = (this.images as unknown as Record<string, Unary>).PullProgress.bind(this.images);
+    return new Promise((resolve, reject) =>
+      fn({ image }, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => {
+        if (err) return reject(err);
+        const r = res as { active: boolean; blobs: { digest: string; size: number | string; fetched: number | string; done: boolean }[] };
+        resolve({ active: r.active, blobs: r.blobs.map((b) => ({ ...b, size: Number(b.size), fetched: Number(b.fetched) })) });
+      }),
+    );
   }
 
   /** Send an archive to skiffd; resolves with the images it installed. */

@@ -32,6 +32,35 @@ function printImages(env: Env, images: Image[]): void {
   );
 }
 
+/** One line on stderr, redrawn while the pull runs: a bar, bytes fetched and layers done. */
+export function progressLine(ref: string, blobs: { size: number; fetched: number; done: boolean }[], width = 30): string {
+  const total = blobs.reduce((n, b) => n + b.size, 0);
+  const got = blobs.reduce((n, b) => n + (b.done ? b.size : Math.min(b.fetched, b.size)), 0);
+  const filled = total ? Math.round((got / total) * width) : 0;
+  const done = blobs.filter((b) => b.done).length;
+  return `${ref} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${humanSize(got)} / ${humanSize(total)}, ${done}/${blobs.length} blobs`;
+}
+
+async function withProgress<T>(env: Env, ref: string, pulling: Promise<T>): Promise<T> {
+  let finished = false;
+  let last = '';
+  const draw = async () => {
+    const p = await env.admin().pullProgress(ref).catch(() => null);
+    if (finished || !p?.active || !p.blobs.length) return;
+    const line = progressLine(ref, p.blobs);
+    if (line !== last) process.stderr.write(`\r${line}`);
+    last = line;
+  };
+  const timer = setInterval(() => void draw(), 200);
+  try {
+    return await pulling;
+  } finally {
+    finished = true;
+    clearInterval(timer);
+    if (last) process.stderr.write(process.stderr.isTTY ? '\r\x1b[K' : '\n');
+  }
+}
+
 const COMMANDS: Record<string, Command> = {
   images: {
     usage: 'images [REF]',
@@ -43,11 +72,13 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   pull: {
-    usage: 'pull REF',
-    summary: 'pull an image from its registry',
-    async run(args, env) {
+    usage: 'pull [--progress] REF',
+    summary: 'pull an image from its registry (a progress bar on a terminal, or with --progress)',
+    flags: { progress: { type: 'boolean' } },
+    async run(args, env, flags) {
       const ref = oneArg(args, 'image reference');
-      const res = await env.cri().image('PullImage', { image: { image: ref } }, { timeoutMs: 60 * 60_000 });
+      const pulling = env.cri().image('PullImage', { image: { image: ref } }, { timeoutMs: 60 * 60_000 });
+      const res = flags.progress || process.stderr.isTTY ? await withProgress(env, ref, pulling) : await pulling;
       print(env.output, { image: ref, id: res.image_ref }, () => `${ref}: ${res.image_ref}\n`);
     },
   },

@@ -58,6 +58,11 @@ function toStatus(e: unknown): Partial<grpc.StatusObject> {
   return { code: code as number as grpc.status, details: message };
 }
 
+/** A method of a service served next to the CRI (see addExtraService). */
+export type ExtraMethod =
+  | { kind: 'unary'; fn: (req: unknown, ctx: CallContext) => Promise<unknown> }
+  | { kind: 'clientStream'; fn: (messages: AsyncIterable<unknown>, ctx: CallContext) => Promise<unknown> };
+
 export class CriServer {
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
@@ -151,13 +156,19 @@ export class CriServer {
   }
 
   /**
-   * Serve a client-streaming method of another service on the same socket (skiff's
-   * own API for its CLI), through the same timing, logging and error mapping.
+   * Serve another service on the same socket (skiff's own API for its CLI), its unary and
+   * client-streaming methods through the same timing, logging and error mapping.
    */
-  addClientStream(def: grpc.ServiceDefinition, method: string, fn: (messages: AsyncIterable<unknown>, ctx: CallContext) => Promise<unknown>): void {
-    const handler: grpc.handleClientStreamingCall<unknown, unknown> = (call, callback) =>
-      this.answer(method, call, (signal) => fn(call, { method, pkg: 'runtime.v1', signal }), callback);
-    this.server.addService(def, { [method]: handler });
+  addExtraService(def: grpc.ServiceDefinition, methods: Record<string, ExtraMethod>): void {
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const [method, m] of Object.entries(methods)) {
+      const ctx = (signal: AbortSignal): CallContext => ({ method, pkg: 'runtime.v1', signal });
+      impl[method] =
+        m.kind === 'clientStream'
+          ? ((call, callback) => this.answer(method, call, (signal) => m.fn(call, ctx(signal)), callback)) as grpc.handleClientStreamingCall<unknown, unknown>
+          : ((call, callback) => this.answer(method, call, (signal) => m.fn(call.request, ctx(signal)), callback)) as grpc.handleUnaryCall<unknown, unknown>;
+    }
+    this.server.addService(def, impl);
   }
 
   /** Listen on a unix socket; a stale socket file from an earlier run is replaced. */

@@ -8,9 +8,11 @@ import { InvalidArgument, NotFound } from '../errors';
 import { RecordStore } from '../store/records';
 import { readImageArchive } from './archive';
 import { ContentStore } from './content_store';
-import { AuthConfig, RegistryClient, RegistryOptions } from './registry';
+import { AuthConfig, Descriptor, RegistryClient, RegistryOptions } from './registry';
 import { ImageReference, formatReference, isSha256Digest, parseReference, repoName } from './reference';
 import { Snapshotter, chainIds } from './snapshotter';
+import { PullProgress } from './pull_progress';
+import type { BlobProgress } from './pull_progress';
 import { layerCompression } from './unpack';
 
 /** What containers need from an image config (OCI image spec "config"). */
@@ -77,6 +79,7 @@ export class ImageService {
   private readonly records: RecordStore<ImageRecord>;
   private readonly images = new Map<string, ImageRecord>();
   private readonly pulls = new Map<string, Promise<ImageRecord>>();
+  private readonly progress = new Map<string, PullProgress>();
   private usage: { at: number; value: Promise<{ bytes: number; inodes: number; timestamp: number }> } | undefined;
 
   constructor(private readonly opts: ImageServiceOptions) {
@@ -144,7 +147,9 @@ export class ImageService {
     if (running) return running;
     const started = process.hrtime.bigint();
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
-    const p = this.doPull(ref, auth)
+    const progress = new PullProgress();
+    this.progress.set(key, progress);
+    const p = this.doPull(ref, auth, progress)
       .then(
         (r) => {
           this.opts.onPull?.({ ok: true, seconds: seconds(), bytes: r.size });
@@ -155,26 +160,46 @@ export class ImageService {
           throw e;
         },
       )
-      .finally(() => this.pulls.delete(key));
+      .finally(() => {
+        this.pulls.delete(key);
+        this.progress.delete(key);
+      });
     this.pulls.set(key, p);
     return p;
   }
 
-  private async doPull(ref: ImageReference, auth: AuthConfig | undefined): Promise<ImageRecord> {
+  /** The blobs of a running pull of `image` with the bytes fetched so far; null when
+   * no pull of it runs. */
+  pullProgress(image: string): BlobProgress[] | null {
+    let key: string;
+    try {
+      key = formatReference(parseReference(image));
+    } catch {
+      return null;
+    }
+    return this.progress.get(key)?.snapshot() ?? null;
+  }
+
+  private async doPull(ref: ImageReference, auth: AuthConfig | undefined, progress: PullProgress): Promise<ImageRecord> {
     const what = `pull ${formatReference(ref)}`;
     const m = await this.registry.resolve(ref, auth);
     await this.content.writeBuffer(m.body, m.digest);
     const cfgDesc = m.manifest.config;
     if (!cfgDesc || !isSha256Digest(cfgDesc.digest)) throw new InvalidArgument(`${what}: manifest has no config`);
-    await this.content.ingest(cfgDesc.digest, () => this.registry.fetchBlob(m.host, ref, cfgDesc, auth), { size: cfgDesc.size });
     const layers = m.manifest.layers ?? [];
+    for (const d of [cfgDesc, ...layers]) progress.expect(d);
+    const fetch = async (d: Descriptor) => {
+      await this.content.ingest(d.digest, async () => progress.count(d.digest, await this.registry.fetchBlob(m.host, ref, d, auth)), { size: d.size });
+      progress.done(d.digest);
+    };
+    await fetch(cfgDesc);
     return this.install(
       what,
       cfgDesc,
       layers,
       { repoTags: ref.tag ? [`${repoName(ref)}:${ref.tag}`] : [], repoDigests: [`${repoName(ref)}@${m.topDigest}`] },
       [m.digest],
-      (layer) => this.content.ingest(layer.digest, () => this.registry.fetchBlob(m.host, ref, layer, auth), { size: layer.size }),
+      (layer) => fetch(layer),
     );
   }
 
