@@ -11,6 +11,7 @@ import { ContentStore } from './content_store';
 import { AuthConfig, Descriptor, RegistryClient, RegistryOptions } from './registry';
 import { ImageReference, formatReference, isSha256Digest, parseReference, repoName } from './reference';
 import { Snapshotter, chainIds } from './snapshotter';
+import { mallocTrim } from './libc';
 import { PullProgress } from './pull_progress';
 import type { BlobProgress } from './pull_progress';
 import { layerCompression } from './unpack';
@@ -163,9 +164,22 @@ export class ImageService {
       .finally(() => {
         this.pulls.delete(key);
         this.progress.delete(key);
+        this.trimSoon();
       });
     this.pulls.set(key, p);
     return p;
+  }
+
+  private trimTimer: NodeJS.Timeout | null = null;
+
+  /** Once no pull has run for a second, return the C heap's free memory to the system. */
+  private trimSoon(): void {
+    if (this.trimTimer) clearTimeout(this.trimTimer);
+    this.trimTimer = setTimeout(() => {
+      this.trimTimer = null;
+      if (!this.pulls.size) mallocTrim();
+    }, 1000);
+    this.trimTimer.unref();
   }
 
   /** The blobs of a running pull of `image` with the bytes fetched so far; null when
@@ -261,6 +275,14 @@ export class ImageService {
    * registry, and kind's image loading). Returns the images installed.
    */
   async importArchive(source: Readable): Promise<ImageRecord[]> {
+    try {
+      return await this.doImport(source);
+    } finally {
+      this.trimSoon();
+    }
+  }
+
+  private async doImport(source: Readable): Promise<ImageRecord[]> {
     const images = await readImageArchive(source, this.content, this.registry.platform);
     const out: ImageRecord[] = [];
     for (const img of images) {

@@ -15,6 +15,7 @@ function bind() {
     umount2: libc.func('int umount2(const char *target, int flags)'),
     mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
     close: libc.func('int close(int fd)'),
+    malloc_trim: libc.func('int malloc_trim(size_t pad)'),
   };
 }
 
@@ -41,6 +42,12 @@ export function makedev(major: number, minor: number): bigint {
 export const S_IFCHR = 0o020000;
 export const S_IFBLK = 0o060000;
 export const S_IFIFO = 0o010000;
+
+/** Give the C heap's free memory back to the system (glibc malloc_trim): a pull's zlib
+ * and I/O buffers leave tens of MiB free but resident otherwise. */
+export function mallocTrim(): void {
+  libc().malloc_trim(0);
+}
 
 export function mknod(path: string, mode: number, dev: bigint): void {
   if (libc().mknod(path, mode, dev) !== 0) fail('mknod', path);
