@@ -1,7 +1,7 @@
 // What every CLI command gets: the socket, the output format and lazily made clients.
 import type { AdminClient } from '../admin/api';
 import type { CriClient } from '../cri/client';
-import type { OutputFormat } from './output';
+import { OutputFormat, print } from './output';
 
 import type * as grpc from '@grpc/grpc-js';
 
@@ -41,4 +41,17 @@ export interface Command {
 export function oneArg(args: string[], what: string): string {
   if (args.length !== 1) throw new UsageError(`expected one ${what}, got ${args.length}`);
   return args[0];
+}
+
+/** Act on each argument in turn. A table prints a line per argument as it is done; JSON
+ * and YAML print `{ [key]: [values] }` once all are done. */
+export async function forEachArg(env: Env, args: string[], what: string, key: string, act: (arg: string) => Promise<{ value: string; line: string }>): Promise<void> {
+  if (!args.length) throw new UsageError(`expected at least one ${what}`);
+  const done: string[] = [];
+  for (const arg of args) {
+    const r = await act(arg);
+    done.push(r.value);
+    if (env.output === 'table') process.stdout.write(`${r.line}\n`);
+  }
+  if (env.output !== 'table') print(env.output, { [key]: done }, () => '');
 }

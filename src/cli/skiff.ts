@@ -10,7 +10,7 @@ import { parseArgs } from 'util';
 import { AdminClient } from '../admin/api';
 import { CriClient } from '../cri/client';
 import type { Image } from '../cri/gen/cri';
-import { Command, Env, Flags, oneArg, UsageError } from './command';
+import { Command, Env, Flags, forEachArg, oneArg, UsageError } from './command';
 import { EXEC_COMMANDS } from './exec';
 import { LOG_COMMANDS } from './logs';
 import { humanSize, OUTPUT_FORMATS, OutputFormat, print, shortId, table } from './output';
@@ -95,14 +95,11 @@ const COMMANDS: Record<string, Command> = {
   rmi: {
     usage: 'rmi REF...',
     summary: 'remove images',
-    async run(args, env) {
-      if (!args.length) throw new UsageError('expected at least one image reference');
-      for (const ref of args) {
+    run: (args, env) =>
+      forEachArg(env, args, 'image reference', 'removed', async (ref) => {
         await env.cri().image('RemoveImage', { image: { image: ref } });
-        if (env.output === 'table') process.stdout.write(`removed ${ref}\n`);
-      }
-      if (env.output !== 'table') print(env.output, { removed: args }, () => '');
-    },
+        return { value: ref, line: `removed ${ref}` };
+      }),
   },
   version: {
     usage: 'version',

@@ -5,7 +5,7 @@ import type { Isolation } from '../container/isolation';
 import { NAMESPACES } from '../container/isolation';
 import { ContainerState, PodSandboxState } from '../cri/gen/cri';
 import type { Container, ContainerStats, PodSandbox } from '../cri/gen/cri';
-import { CliFailure, Command, Env, oneArg, UsageError } from './command';
+import { CliFailure, Command, Env, forEachArg, oneArg, UsageError } from './command';
 import { humanSize, print, table } from './output';
 
 const short = (id: string) => id.slice(0, 13);
@@ -219,28 +219,22 @@ export const WORKLOAD_COMMANDS: Record<string, Command> = {
     summary: 'stop containers (SIGKILL after -t, default 10 s) or pods',
     flags: { timeout: { type: 'string', short: 't' } },
     async run(args, env, flags) {
-      if (!args.length) throw new UsageError('expected at least one container or pod id');
       const timeout = flags.timeout === undefined ? 10 : Number(flags.timeout);
       if (!Number.isInteger(timeout) || timeout < 0) throw new UsageError(`-t: expected whole seconds, got "${flags.timeout}"`);
-      const done: string[] = [];
-      for (const id of args) {
+      await forEachArg(env, args, 'container or pod id', 'stopped', async (id) => {
         const t = await resolveTarget(env, id);
         if (t.kind === 'container') await env.cri().runtime('StopContainer', { container_id: t.id, timeout }, { timeoutMs: (timeout + 30) * 1000 });
         else await env.cri().runtime('StopPodSandbox', { pod_sandbox_id: t.id }, { timeoutMs: 5 * 60_000 });
-        done.push(t.id);
-        if (env.output === 'table') process.stdout.write(`${t.id}\n`);
-      }
-      if (env.output !== 'table') print(env.output, { stopped: done }, () => '');
+        return { value: t.id, line: t.id };
+      });
     },
   },
   rm: {
     usage: 'rm [-f] ID...',
     summary: 'remove containers or pods (-f: also running ones)',
     flags: { force: { type: 'boolean', short: 'f' } },
-    async run(args, env, flags) {
-      if (!args.length) throw new UsageError('expected at least one container or pod id');
-      const done: string[] = [];
-      for (const id of args) {
+    run: (args, env, flags) =>
+      forEachArg(env, args, 'container or pod id', 'removed', async (id) => {
         const t = await resolveTarget(env, id);
         if (t.kind === 'container') {
           const st = (await env.cri().runtime('ContainerStatus', { container_id: t.id })).status!;
@@ -251,10 +245,7 @@ export const WORKLOAD_COMMANDS: Record<string, Command> = {
           if (st.state === PodSandboxState.SANDBOX_READY && !flags.force) throw new CliFailure(grpc.status.FAILED_PRECONDITION, `pod ${short(t.id)} is ready: stop it first, or use -f`);
           await env.cri().runtime('RemovePodSandbox', { pod_sandbox_id: t.id }, { timeoutMs: 5 * 60_000 });
         }
-        done.push(t.id);
-        if (env.output === 'table') process.stdout.write(`${t.id}\n`);
-      }
-      if (env.output !== 'table') print(env.output, { removed: done }, () => '');
-    },
+        return { value: t.id, line: t.id };
+      }),
   },
 };
