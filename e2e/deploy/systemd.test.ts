@@ -8,6 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadAll } from 'js-yaml';
 import { SCHEMA } from '../../src/config';
+import { sdNotify } from '../../src/systemd';
 import { NotifySocket } from '../fixtures/notify';
 import { TestSkiffd } from '../fixtures/skiffd';
 
@@ -49,6 +50,12 @@ describe('systemd: the unit and sd_notify', function () {
       await skiffd?.cleanup();
       sock.close();
     }
+  });
+
+  it('does nothing without $NOTIFY_SOCKET, and fails naming a socket nobody listens on', () => {
+    assert.equal(sdNotify('READY=1', ''), false);
+    assert.throws(() => sdNotify('READY=1', `@skiff-test-nobody-${process.pid}`), /sendto sd_notify to @skiff-test-nobody-\d+: errno 111/);
+    assert.throws(() => sdNotify('READY=1', `/${'x'.repeat(120)}`), /longer than a unix socket path/);
   });
 
   it('keeps shims on a restart of skiffd, waits for READY=1, and is a valid unit', function () {

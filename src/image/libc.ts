@@ -1,6 +1,6 @@
 // The few libc calls skiffd needs that Node does not offer, called directly through
-// koffi (never through a shell): mknod, lsetxattr, bind mounts, and mounting through
-// the new mount API.
+// koffi (never through a shell): mknod, lsetxattr, bind mounts, mounting through the new
+// mount API, malloc_trim, and one datagram to a unix socket (sd_notify).
 import { readSync } from 'fs';
 import koffi from 'koffi';
 
@@ -16,6 +16,8 @@ function bind() {
     mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
     close: libc.func('int close(int fd)'),
     malloc_trim: libc.func('int malloc_trim(size_t pad)'),
+    socket: libc.func('int socket(int domain, int type, int protocol)'),
+    sendto: libc.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
   };
 }
 
@@ -47,6 +49,23 @@ export const S_IFIFO = 0o010000;
  * and I/O buffers leave tens of MiB free but resident otherwise. */
 export function mallocTrim(): void {
   libc().malloc_trim(0);
+}
+
+const AF_UNIX = 1;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const MSG_NOSIGNAL = 0x4000;
+
+/** Send one datagram to the unix socket at `addr` (a struct sockaddr_un). */
+export function sendUnixDatagram(addr: Buffer, msg: Buffer, what: string): void {
+  const l = libc();
+  const fd = l.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0) as number;
+  if (fd < 0) fail('socket', what);
+  try {
+    if ((l.sendto(fd, msg, msg.length, MSG_NOSIGNAL, addr, addr.length) as number) < 0) fail('sendto', what);
+  } finally {
+    l.close(fd);
+  }
 }
 
 export function mknod(path: string, mode: number, dev: bigint): void {
