@@ -88,14 +88,19 @@ async function nsId(pid: number, ns: Namespace): Promise<string | null> {
   }
 }
 
+/** The host's namespaces are skiffd's own (it runs in the node's; PID 1's may not be
+ * readable, e.g. in a sandbox). They do not change: read once. */
+let hostNamespaces: Promise<(string | null)[]> | null = null;
+
 /** The spec's report corrected by the running process: its namespaces compared with the
- * pod's infra process and with the host's, and its uid_map. The host's namespaces are
- * skiffd's own (it runs in the node's; PID 1's may not be readable, e.g. in a sandbox). */
+ * pod's infra process and with the host's, and its uid_map. */
 export async function observeIsolation(base: Isolation, pid: number, infraPid: number): Promise<Isolation> {
   if (!pid) return base;
+  const hosts = await (hostNamespaces ??= Promise.all(NAMESPACES.map((n) => nsId(process.pid, n))));
   const namespaces = { ...base.namespaces };
-  for (const n of NAMESPACES) {
-    const [mine, host, pod] = await Promise.all([nsId(pid, n), nsId(process.pid, n), infraPid ? nsId(infraPid, n) : Promise.resolve(null)]);
+  for (const [i, n] of NAMESPACES.entries()) {
+    const host = hosts[i];
+    const [mine, pod] = await Promise.all([nsId(pid, n), infraPid ? nsId(infraPid, n) : Promise.resolve(null)]);
     if (!mine) return base; // the process is gone
     namespaces[n] = mine === host ? 'host' : mine === pod ? 'pod' : 'private';
   }

@@ -27,8 +27,8 @@ export function podCgroup(id: string, linux: LinuxPodSandboxConfig | null | unde
   if (!parent.startsWith('/') || parent.split('/').includes('..')) throw new InvalidArgument(`cgroup_parent "${parent}" must be an absolute cgroup path without ".."`);
   if (given) return { path: given, owned: false };
   const limits = podLimits(linux?.resources ?? null, linux?.overhead ?? null);
+  // podLimits sets no oom_score_adj (a process setting, not a cgroup's): none comes back.
   const resources = limits ? ociResources(limits, -1000) : undefined;
-  delete resources?.oomScoreAdj;
   return { path: path.posix.join(parent, `skiff-pod-${id}`), owned: true, ...(resources && Object.keys(resources).length ? { resources } : {}) };
 }
 
