@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
+import { execFileSync } from 'child_process';
 import * as http from 'http';
+import * as https from 'https';
 import * as os from 'os';
 import * as path from 'path';
 import { gzipSync } from 'zlib';
@@ -219,6 +221,65 @@ describe('registry client', function () {
     } finally {
       await stally.close();
       await reg.close();
+    }
+  });
+
+  it('follows a blob redirect to storage without the credentials, and refuses a redirect loop', async () => {
+    const blob = Buffer.alloc(5000, 7);
+    let storageAuth: string | undefined = 'unset';
+    const storage = await fakeRegistry((req, res) => {
+      storageAuth = req.headers.authorization;
+      res.writeHead(200, { 'content-length': String(blob.length) }).end(blob);
+    });
+    const basic = `Basic ${Buffer.from('bob:pw').toString('base64')}`;
+    const reg = await fakeRegistry((req, res) => {
+      if (req.headers.authorization !== basic) res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+      else if (req.url!.includes('/loop/')) res.writeHead(302, { location: req.url! }).end();
+      // A same-origin hop first: it keeps the credentials, the next one drops them.
+      else if (!req.url!.endsWith('?hop')) res.writeHead(307, { location: `${req.url}?hop` }).end();
+      else res.writeHead(307, { location: `http://${storage.host}/bucket/blob?sig=1` }).end();
+    });
+    try {
+      const ref = parseReference(`${reg.host}/r/x:v1`);
+      const hosts = await registryHosts(hostsDir, ref.registry);
+      const d = { mediaType: GZ, digest: sha256(blob), size: blob.length };
+      await store.ingest(d.digest, () => client.fetchBlob(hosts[0], ref, d, { username: 'bob', password: 'pw' }), { size: d.size });
+      assert.equal(await store.has(d.digest), true);
+      assert.equal(storageAuth, undefined, 'no credentials sent to the storage origin');
+      const loop = parseReference(`${reg.host}/loop/x:v1`);
+      await assert.rejects(client.fetchBlob(hosts[0], loop, d, { username: 'bob', password: 'pw' }), (e: Error) => e instanceof Unavailable && /more than 5 redirects/.test(e.message));
+    } finally {
+      await reg.close();
+      await storage.close();
+    }
+  });
+
+  it('speaks TLS with a CA from hosts.toml, or skip_verify, and refuses an unknown certificate', async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(tmp, 'key.pem'), '-out', path.join(tmp, 'cert.pem')], { stdio: 'ignore' });
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.ociManifest, config: { mediaType: 'x', digest: sha256('c'), size: 1 }, layers: [] }));
+    const port = await freePort();
+    const server = https.createServer({ key: fs.readFileSync(path.join(tmp, 'key.pem')), cert: fs.readFileSync(path.join(tmp, 'cert.pem')) }, (_req, res) => {
+      res.writeHead(200, { 'content-type': MEDIA.ociManifest }).end(manifest);
+    });
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    const hostDir = path.join(hostsDir, `127.0.0.1:${port}`);
+    fs.mkdirSync(hostDir);
+    const ref = parseReference(`127.0.0.1:${port}/r/x:v1`);
+    const resolveWith = async (toml: string) => {
+      fs.writeFileSync(path.join(hostDir, 'hosts.toml'), `server = "https://127.0.0.1:${port}"\n${toml}`);
+      const c = new RegistryClient({ configPath: hostsDir, attempts: 1 });
+      try {
+        return await c.resolve(ref);
+      } finally {
+        await c.close();
+      }
+    };
+    try {
+      assert.equal((await resolveWith(`ca = "${path.join(tmp, 'cert.pem')}"\n`)).digest, sha256(manifest));
+      assert.equal((await resolveWith('skip_verify = true\n')).digest, sha256(manifest));
+      await assert.rejects(resolveWith(''), (e: Error) => e instanceof Unavailable && /certificate/.test(e.message));
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
     }
   });
 

@@ -1,19 +1,14 @@
-// RegistryClient: the OCI distribution API (pull side) over undici. Resolves a
+// RegistryClient: the OCI distribution API (pull side) over node:http. Resolves a
 // reference to a manifest through the configured hosts (mirrors first),
 // authenticates (anonymous, Basic, Bearer tokens from WWW-Authenticate),
 // picks the host's platform from an index, verifies every manifest digest,
 // and streams blobs with retries and a stall timeout.
 import { createHash } from 'crypto';
 import { PassThrough, Readable } from 'stream';
-import type * as Undici from 'undici';
 import { DeadlineExceeded, InvalidArgument, NotFound, SkiffError, Unauthenticated, Unavailable } from '../errors';
 import { RegistryHost, registryHosts } from './hosts';
+import { BodyTooLarge, HttpClient, HttpTimeout, drain, readBody } from './http_client';
 import { ImageReference, formatReference, isSha256Digest } from './reference';
-
-// undici costs about 20 MB of RSS once loaded: it is loaded by the first pull, not at start.
-let undiciModule: typeof Undici | undefined;
-const undici = (): typeof Undici => (undiciModule ??= require('undici') as typeof Undici);
-type Dispatcher = Undici.Dispatcher;
 
 export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -26,6 +21,7 @@ export const MEDIA = {
 
 const ACCEPT = [MEDIA.ociIndex, MEDIA.ociManifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', ');
 const MAX_MANIFEST = 4 * 1024 * 1024;
+const MAX_TOKEN_ANSWER = 1024 * 1024;
 
 /** Credentials as the CRI AuthConfig carries them. */
 export interface AuthConfig {
@@ -105,7 +101,7 @@ export function parseChallenge(header: string): { scheme: string; params: Record
 }
 
 export class RegistryClient {
-  private readonly agents = new Map<string, Dispatcher>();
+  private readonly clients = new Map<string, HttpClient>();
   /** Bearer tokens by host origin and scope. */
   private readonly tokens = new Map<string, string>();
   private readonly stallMs: number;
@@ -119,24 +115,20 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.agents.values()].map((a) => a.close()));
-    this.agents.clear();
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
   }
 
-  private agent(host: RegistryHost): Dispatcher {
+  /** The HTTP client for a host's TLS settings. Registries redirect blob downloads
+   * to their storage; the client drops credentials when the origin changes. */
+  private http(host: RegistryHost): HttpClient {
     const key = `${host.origin}|${host.skipVerify}|${host.ca.length}`;
-    let a = this.agents.get(key);
-    if (!a) {
-      // Registries redirect blob downloads to their storage; the redirect
-      // interceptor drops credentials when the origin changes.
-      a = new (undici().Agent)({
-        connect: { rejectUnauthorized: !host.skipVerify, ...(host.ca.length ? { ca: host.ca.map((c) => c.toString()) } : {}) },
-        headersTimeout: this.stallMs,
-        bodyTimeout: this.stallMs,
-      }).compose(undici().interceptors.redirect({ maxRedirections: 5 }));
-      this.agents.set(key, a);
+    let c = this.clients.get(key);
+    if (!c) {
+      c = new HttpClient({ rejectUnauthorized: !host.skipVerify, ca: host.ca }, this.stallMs);
+      this.clients.set(key, c);
     }
-    return a;
+    return c;
   }
 
   /**
@@ -153,16 +145,16 @@ export class RegistryClient {
         let res = await this.send(host, url, accept, this.authHeader(host, scope, auth));
         if (res.statusCode === 401) {
           const challenge = String(res.headers['www-authenticate'] ?? '');
-          await res.body.dump();
+          await drain(res.body);
           const header = await this.answerChallenge(host, challenge, scope, auth, what);
           res = await this.send(host, url, accept, header);
           if (res.statusCode === 401 || res.statusCode === 403) {
-            await res.body.dump();
+            await drain(res.body);
             throw new Unauthenticated(`${what}: ${host.origin} refused the credentials (HTTP ${res.statusCode})`);
           }
         }
         if (res.statusCode >= 500 || res.statusCode === 429) {
-          await res.body.dump();
+          await drain(res.body);
           throw new RetryableError(`${what}: ${host.origin} answered HTTP ${res.statusCode}`);
         }
         return res;
@@ -178,7 +170,7 @@ export class RegistryClient {
   private send(host: RegistryHost, url: string, accept: string, authorization: string | undefined) {
     const headers: Record<string, string> = { ...host.headers, accept, 'user-agent': 'skiff' };
     if (authorization) headers.authorization = authorization;
-    return undici().request(url, { method: 'GET', headers, dispatcher: this.agent(host) });
+    return this.http(host).request(url, { headers });
   }
 
   private authHeader(host: RegistryHost, scope: string, auth: AuthConfig | undefined): string | undefined {
@@ -211,16 +203,21 @@ export class RegistryClient {
     if (auth?.identityToken) {
       // OAuth2 refresh-token grant, as the distribution token spec describes.
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: auth.identityToken, service: params.service ?? '', scope: params.scope ?? scope, client_id: 'skiff' });
-      res = await undici().request(`${u.origin}${u.pathname}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString(), dispatcher: this.agent(host) });
+      res = await this.http(host).request(`${u.origin}${u.pathname}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() });
     } else {
-      res = await undici().request(u.toString(), { method: 'GET', headers, dispatcher: this.agent(host) });
+      res = await this.http(host).request(u.toString(), { headers });
     }
     if (res.statusCode !== 200) {
-      await res.body.dump();
+      await drain(res.body);
       throw new Unauthenticated(`${what}: token server ${u.origin} refused (HTTP ${res.statusCode}) for ${host.origin}`);
     }
-    const body = (await res.body.json()) as { token?: string; access_token?: string };
-    const token = body.token ?? body.access_token;
+    let body: { token?: unknown; access_token?: unknown };
+    try {
+      body = JSON.parse((await readBody(res.body, MAX_TOKEN_ANSWER, `the answer of token server ${u.origin}`)).toString('utf8'));
+    } catch (e) {
+      throw new Unauthenticated(`${what}: token server ${u.origin} gave no usable answer: ${(e as Error).message}`);
+    }
+    const token = typeof body?.token === 'string' && body.token ? body.token : typeof body?.access_token === 'string' ? body.access_token : '';
     if (!token) throw new Unauthenticated(`${what}: token server ${u.origin} returned no token`);
     this.tokens.set(`${host.origin}|${scope}`, token);
     return `Bearer ${token}`;
@@ -231,20 +228,25 @@ export class RegistryClient {
     const what = `pull ${formatReference(ref)}`;
     const res = await this.get(host, ref.repository, `manifests/${tagOrDigest}`, ACCEPT, auth, what);
     if (res.statusCode === 404) {
-      await res.body.dump();
+      await drain(res.body);
       throw new NotFound(`${what}: manifest ${tagOrDigest} not found on ${host.origin}`);
     }
     if (res.statusCode !== 200) {
-      await res.body.dump();
+      await drain(res.body);
       throw new Unavailable(`${what}: ${host.origin} answered HTTP ${res.statusCode} for manifest ${tagOrDigest}`);
     }
     const len = Number(res.headers['content-length'] ?? 0);
     if (len > MAX_MANIFEST) {
-      await res.body.dump();
+      await drain(res.body);
       throw new InvalidArgument(`${what}: manifest of ${len} bytes is too large`);
     }
-    const body = Buffer.from(await res.body.arrayBuffer());
-    if (body.length > MAX_MANIFEST) throw new InvalidArgument(`${what}: manifest too large`);
+    let body: Buffer;
+    try {
+      body = await readBody(res.body, MAX_MANIFEST, `manifest ${tagOrDigest}`);
+    } catch (e) {
+      if (e instanceof BodyTooLarge) throw new InvalidArgument(`${what}: ${e.message}`);
+      throw new Unavailable(`${what}: reading from ${host.origin}: ${(e as Error).message}`);
+    }
     const digest = sha256(body);
     const want = isSha256Digest(tagOrDigest) ? tagOrDigest : (res.headers['docker-content-digest'] as string | undefined);
     if (want && isSha256Digest(want) && want !== digest)
@@ -311,30 +313,17 @@ export class RegistryClient {
     const what = `pull ${formatReference(ref)}: blob ${d.digest}`;
     const res = await this.get(host, ref.repository, `blobs/${d.digest}`, '*/*', auth, what);
     if (res.statusCode === 404) {
-      await res.body.dump();
+      await drain(res.body);
       throw new NotFound(`${what}: not found on ${host.origin}`);
     }
     if (res.statusCode !== 200) {
-      await res.body.dump();
+      await drain(res.body);
       throw new Unavailable(`${what}: ${host.origin} answered HTTP ${res.statusCode}`);
     }
+    // The client fails a body that stalls for stallMs with HttpTimeout.
     const out = new PassThrough();
-    let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => out.destroy(new DeadlineExceeded(`${what}: no data from ${host.origin} for ${this.stallMs} ms`)), this.stallMs);
-    };
-    arm();
-    res.body.on('data', arm);
-    res.body.on('end', () => clearTimeout(timer));
-    res.body.on('error', (e) => {
-      clearTimeout(timer);
-      out.destroy(new Unavailable(`${what}: ${e.message}`));
-    });
-    out.on('close', () => {
-      clearTimeout(timer);
-      res.body.destroy();
-    });
+    res.body.on('error', (e) => out.destroy(e instanceof HttpTimeout ? new DeadlineExceeded(`${what}: ${e.message}`) : new Unavailable(`${what}: ${e.message}`)));
+    out.on('close', () => res.body.destroy());
     res.body.pipe(out);
     return out;
   }
