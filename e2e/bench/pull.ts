@@ -417,11 +417,19 @@ async function buildAndPushImage(registry: TestRegistry, blobsDir: string, signa
 
 // ---- skiff ----------------------------------------------------------------
 
+/** The Node.js flags bin/skiffd runs skiffd with, so that the worker pulls as skiffd would. */
+function skiffdNodeFlags(): string[] {
+  const launcher = fs.readFileSync(path.join(__dirname, '../../../bin/skiffd'), 'utf8');
+  const m = /^node_flags="([^"]*)"$/m.exec(launcher);
+  if (!m) throw new Error('bin/skiffd: no node_flags line');
+  return m[1].split(/\s+/).filter(Boolean);
+}
+
 /** One cold pull by an ImageService on a fresh root in a fresh worker process. */
 async function skiffRun(bench: Bench, i: number): Promise<Sample> {
   const root = path.join(bench.tmp, `skiff-${i}`);
-  const args = ['--expose-gc', WORKER, root, bench.ref, bench.hostsDir, bench.warmupRef];
-  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const args = ['--expose-gc', ...skiffdNodeFlags(), WORKER, root, bench.ref, bench.hostsDir, bench.warmupRef];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { MALLOC_ARENA_MAX: '2', ...process.env } });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));

@@ -123,6 +123,10 @@ export class ContainerService {
   onRemoved: (id: string) => void = () => {};
   /** Isolation facts from each container's spec, which does not change once written. */
   private readonly isolationBase = new Map<string, Isolation>();
+  /** The last observation of a running container, by the pids it was made on: a
+   * process's namespaces and uid_map are fixed once it runs, and a scrape asks for
+   * every container's. */
+  private readonly isolationSeen = new Map<string, { pid: number; infraPid: number; isolation: Isolation }>();
   private readonly changeListeners = new Set<(change: LifecycleChange, r: ContainerRecord) => void>();
 
   constructor(private readonly opts: ContainerServiceOptions) {
@@ -274,7 +278,13 @@ export class ContainerService {
       base = isolationFromSpec(spec, r.config.linux?.security_context?.privileged === true);
       this.isolationBase.set(r.id, base);
     }
-    return r.state === 'running' ? observeIsolation(base, r.pid, this.opts.sandboxes.get(r.podId)?.infraPid ?? 0) : base;
+    if (r.state !== 'running') return base;
+    const infraPid = this.opts.sandboxes.get(r.podId)?.infraPid ?? 0;
+    const seen = this.isolationSeen.get(r.id);
+    if (seen && seen.pid === r.pid && seen.infraPid === infraPid) return seen.isolation;
+    const isolation = await observeIsolation(base, r.pid, infraPid);
+    if (isolation.observed) this.isolationSeen.set(r.id, { pid: r.pid, infraPid, isolation });
+    return isolation;
   }
 
   list(): ContainerRecord[] {
@@ -468,6 +478,7 @@ export class ContainerService {
       this.containers.delete(r.id);
       for (const [k, v] of this.names) if (v === r.id) this.names.delete(k);
       this.isolationBase.delete(r.id);
+      this.isolationSeen.delete(r.id);
       this.onRemoved(r.id);
       this.emitChange('deleted', r);
     });
