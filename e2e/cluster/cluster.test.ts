@@ -1,0 +1,197 @@
+// A one-node cluster on skiff: etcd, kube-apiserver, kube-controller-manager and
+// kube-scheduler 1.20 on loopback, and a kubelet registered as the node, driving skiffd
+// over CRI v1alpha2. An operator's kubectl (1.20, from the same source) runs, reads
+// logs of, execs into, attaches to, port-forwards to and deletes pods on skiff; the
+// API server reaches kubelet's streaming endpoints, which redirect to skiffd's.
+// Skipped, with the reason printed, when the binaries have not been built
+// (hack/build-kube.sh, which `npm test` runs).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import { busyboxLayer } from '../fixtures/images';
+import { TestControlPlane, controlPlaneMissing } from '../fixtures/cluster';
+import { KUBELET, TestKubelet } from '../fixtures/kubelet';
+import { TestNetwork } from '../fixtures/network';
+import { TestRegistry } from '../fixtures/registry';
+import { TestSkiffd } from '../fixtures/skiffd';
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    const v = await fn().catch((e) => {
+      last = e;
+      return undefined;
+    });
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('a cluster on skiff: kubectl against kube-apiserver 1.20 and a kubelet node', function () {
+  this.timeout(180_000);
+  let reg: TestRegistry;
+  let skiffd: TestSkiffd;
+  let net: TestNetwork;
+  let cp: TestControlPlane;
+  let kubelet: TestKubelet;
+  let dir: string;
+  let nodeLink: string | undefined;
+  const logDirs = new Set<string>();
+
+  before(async function () {
+    const missing = controlPlaneMissing() ?? (fs.existsSync(KUBELET) ? null : `missing ${KUBELET}`);
+    if (missing) {
+      console.log(`      skipped: ${missing}`);
+      this.skip();
+    }
+    reg = await TestRegistry.start();
+    dir = fs.mkdtempSync('/tmp/skiff-cluster-');
+    await reg.pushImage('library/busybox', 'latest', [busyboxLayer(dir)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
+    skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+    net = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'), { portmap: true });
+    skiffd.mirror('docker.io', reg.host);
+    cp = await TestControlPlane.start(path.join(dir, 'cp'));
+    // The node's address: kubelet will not take a loopback one, so a bridge of the test's own (no ports).
+    const link = `skn${Math.random().toString(16).slice(2, 8)}`;
+    const nodeIP = `10.251.${Math.floor(Math.random() * 250) + 1}.1`;
+    execFileSync('ip', ['link', 'add', link, 'type', 'bridge']);
+    nodeLink = link;
+    execFileSync('ip', ['addr', 'add', `${nodeIP}/32`, 'dev', link]);
+    execFileSync('ip', ['link', 'set', link, 'up']);
+    kubelet = new TestKubelet(path.join(skiffd.dir, 'kl'), skiffd.socket);
+    kubelet.start({ kubeconfig: cp.kubeletKubeconfig, clientCaFile: cp.caFile, nodeIP });
+    await until('node skiff-node to be Ready', async () => (await cp.kubectl(['get', 'node', 'skiff-node', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])) === 'True');
+    // The controller-manager makes each namespace's default service account (pods need it).
+    await until('the default service account', () => cp.kubectl(['get', 'serviceaccount', 'default', '-o', 'name']));
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    // Log dirs under /var/log/pods are kubelet's: it leaves them when it stops first.
+    const pods = cp ? await cp.kubectl(['get', 'pods', '-o', 'jsonpath={range .items[*]}{.metadata.namespace}_{.metadata.name}_{.metadata.uid} {end}']).catch(() => '') : '';
+    for (const p of pods.split(' ').filter(Boolean)) logDirs.add(`/var/log/pods/${p}`);
+    if (cp && kubelet?.running) await cp.kubectl(['delete', 'pods', '--all', '--grace-period=1', '--wait=true'], { timeoutMs: 60_000 }).catch(() => undefined);
+    if (this.currentTest?.state === 'failed' && kubelet) console.log(kubelet.log().split('\n').filter((l) => /^[EF]\d/.test(l)).slice(-20).join('\n'));
+    await kubelet?.cleanup();
+    await cp?.stop();
+    if (skiffd) {
+      for (const p of (await skiffd.client.runtime('ListPodSandbox', {}).catch(() => ({ items: [] }))).items) {
+        const st = await skiffd.client.runtime('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true }).catch(() => undefined);
+        const logDir = st ? (JSON.parse(st.info.info ?? '{}') as { config?: { log_directory?: string } }).config?.log_directory : undefined;
+        if (logDir) logDirs.add(logDir);
+      }
+      await skiffd.cleanup();
+    }
+    for (const d of logDirs) if (d.startsWith('/var/log/pods/')) fs.rmSync(d, { recursive: true, force: true });
+    net?.remove();
+    if (nodeLink) execFileSync('ip', ['link', 'del', nodeLink]);
+    await reg?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const podField = (pod: string, jsonpath: string) => cp.kubectl(['get', 'pod', pod, '-o', `jsonpath=${jsonpath}`]);
+  // A pod deleted by a test is gone from the API server by the end: its log dir is noted first.
+  const noteLogDir = async (pod: string) => logDirs.add(`/var/log/pods/default_${pod}_${await podField(pod, '{.metadata.uid}')}`);
+
+  it('kubectl run: the scheduler binds the pod to the node, skiff runs it, kubectl logs reads it', async () => {
+    await cp.kubectl([
+      'run', 'web', '--image=busybox', '--restart=Never', '--',
+      'sh', '-c', 'echo hello-from-cluster; mkdir -p /www; echo served-by-skiff > /www/index.html; exec httpd -f -p 8080 -h /www',
+    ]);
+    await cp.kubectl(['wait', '--for=condition=Ready', 'pod/web', '--timeout=120s'], { timeoutMs: 130_000 });
+    assert.equal(await podField('web', '{.spec.nodeName}'), 'skiff-node');
+    const ip = await podField('web', '{.status.podIP}');
+    assert.ok(ip.startsWith(net.prefix + '.'), `pod IP ${ip} on skiff's bridge`);
+    assert.equal(await until('the log line', () => cp.kubectl(['logs', 'web'])), 'hello-from-cluster\n');
+    // The container's status as kubelet reports it from skiff's ContainerStatus.
+    assert.match(await podField('web', '{.status.containerStatuses[0].containerID}'), /^skiff:\/\/[0-9a-f]{64}$/);
+    const sandboxes = (await skiffd.client.runtime('ListPodSandbox', { filter: { label_selector: { 'io.kubernetes.pod.name': 'web' } } })).items;
+    assert.equal(sandboxes.length, 1);
+  });
+
+  it('kubectl exec: output, exit codes, stdin, and the service account token the pod was given', async () => {
+    assert.equal(await cp.kubectl(['exec', 'web', '--', 'cat', '/www/index.html']), 'served-by-skiff\n');
+    await assert.rejects(cp.kubectl(['exec', 'web', '--', 'sh', '-c', 'echo failing >&2; exit 3']), /failing[\s\S]*exit code 3/);
+    assert.equal(await cp.kubectl(['exec', '-i', 'web', '--', 'sh', '-c', 'tr a-z A-Z'], { input: 'through stdin\n' }), 'THROUGH STDIN\n');
+    const token = await cp.kubectl(['exec', 'web', '--', 'cat', '/var/run/secrets/kubernetes.io/serviceaccount/token']);
+    assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT from the token controller, mounted from a secret volume');
+  });
+
+  it('kubectl port-forward reaches the pod through kubelet and skiffd', async () => {
+    const pf = cp.kubectlSpawn(['port-forward', 'pod/web', ':8080']);
+    try {
+      let out = '';
+      pf.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      pf.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      const port = await until('port-forward to listen', async () => /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out)?.[1], 30_000);
+      assert.equal(await httpGet(`http://127.0.0.1:${port}/`), 'served-by-skiff\n');
+      assert.equal(await httpGet(`http://127.0.0.1:${port}/index.html`), 'served-by-skiff\n');
+    } finally {
+      pf.kill('SIGKILL');
+    }
+  });
+
+  it('kubectl attach: stdin reaches a running container and its output comes back', async () => {
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: `apiVersion: v1
+kind: Pod
+metadata: {name: echo}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: echo
+    image: busybox
+    stdin: true
+    stdinOnce: true
+    command: ["sh", "-c", "while read l; do echo got:$l; done; echo stdin-closed"]
+`,
+    });
+    await cp.kubectl(['wait', '--for=condition=Ready', 'pod/echo', '--timeout=120s'], { timeoutMs: 130_000 });
+    const out = await cp.kubectl(['attach', '-i', 'echo'], { input: 'one\ntwo\n' });
+    assert.match(out, /got:one\ngot:two\n/);
+    // stdinOnce: the container saw EOF when kubectl closed its stdin, and finished.
+    await until('the echo container to finish', async () => (await podField('echo', '{.status.phase}')) === 'Succeeded');
+    assert.equal(await cp.kubectl(['logs', 'echo']), 'got:one\ngot:two\nstdin-closed\n');
+  });
+
+  it('a SIGKILL of skiffd: the pod keeps running, the API server sees no restart, kubectl still reaches it', async () => {
+    const containerID = await podField('web', '{.status.containerStatuses[0].containerID}');
+    await skiffd.kill();
+    await new Promise((r) => setTimeout(r, 3000)); // kubelet's calls fail meanwhile
+    await skiffd.restart();
+    await new Promise((r) => setTimeout(r, 8000)); // several kubelet sync loops
+    assert.equal(await podField('web', '{.status.phase}'), 'Running');
+    assert.equal(await podField('web', '{.status.containerStatuses[0].containerID}'), containerID, 'the same container');
+    assert.equal(await podField('web', '{.status.containerStatuses[0].restartCount}'), '0');
+    assert.equal(await cp.kubectl(['exec', 'web', '--', 'cat', '/www/index.html']), 'served-by-skiff\n');
+    assert.equal(await cp.kubectl(['logs', 'web']), 'hello-from-cluster\n');
+  });
+
+  it('kubectl delete: the pod goes from the API server and from skiff', async () => {
+    const uid = await podField('web', '{.metadata.uid}');
+    await noteLogDir('web');
+    await cp.kubectl(['delete', 'pod', 'web', '--grace-period=1', '--wait=true'], { timeoutMs: 60_000 });
+    await assert.rejects(cp.kubectl(['get', 'pod', 'web']), /NotFound|not found/);
+    await until('skiff to remove the pod', async () => {
+      const items = (await skiffd.client.runtime('ListPodSandbox', { filter: { label_selector: { 'io.kubernetes.pod.uid': uid } } })).items;
+      return items.length === 0;
+    });
+  });
+});
