@@ -8,40 +8,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
-import * as http from 'http';
 import * as path from 'path';
 import { busyboxLayer } from '../fixtures/images';
 import { TestControlPlane, controlPlaneMissing } from '../fixtures/cluster';
-import { KUBELET, TestKubelet } from '../fixtures/kubelet';
+import { KUBELET, TestKubelet, cleanupSkiffdAndPodLogs, httpGet, until } from '../fixtures/kubelet';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    const v = await fn().catch((e) => {
-      last = e;
-      return undefined;
-    });
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-function httpGet(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
 
 describe('a cluster on skiff: kubectl against kube-apiserver 1.20 and a kubelet node', function () {
   this.timeout(180_000);
@@ -90,15 +63,7 @@ describe('a cluster on skiff: kubectl against kube-apiserver 1.20 and a kubelet 
     if (this.currentTest?.state === 'failed' && kubelet) console.log(kubelet.log().split('\n').filter((l) => /^[EF]\d/.test(l)).slice(-20).join('\n'));
     await kubelet?.cleanup();
     await cp?.stop();
-    if (skiffd) {
-      for (const p of (await skiffd.client.runtime('ListPodSandbox', {}).catch(() => ({ items: [] }))).items) {
-        const st = await skiffd.client.runtime('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true }).catch(() => undefined);
-        const logDir = st ? (JSON.parse(st.info.info ?? '{}') as { config?: { log_directory?: string } }).config?.log_directory : undefined;
-        if (logDir) logDirs.add(logDir);
-      }
-      await skiffd.cleanup();
-    }
-    for (const d of logDirs) if (d.startsWith('/var/log/pods/')) fs.rmSync(d, { recursive: true, force: true });
+    if (skiffd) await cleanupSkiffdAndPodLogs(skiffd, logDirs);
     net?.remove();
     if (nodeLink) execFileSync('ip', ['link', 'del', nodeLink]);
     await reg?.stop();

@@ -4,36 +4,15 @@
 // (hack/build-kube.sh, which `npm test` runs).
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
-import * as http from 'http';
 import * as path from 'path';
 import { ContainerState, PodSandboxState } from '../../src/cri/gen/cri';
 import { busyboxLayer } from '../fixtures/images';
-import { KUBELET, TestKubelet } from '../fixtures/kubelet';
+import { KUBELET, TestKubelet, cleanupSkiffdAndPodLogs, httpGet, until } from '../fixtures/kubelet';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
 
 const NODE = 'skiff-node';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-function get(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get(url, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
 
 describe('kubelet on skiff: static pods (standalone kubelet 1.20, CRI v1alpha2)', function () {
   this.timeout(180_000);
@@ -69,16 +48,7 @@ describe('kubelet on skiff: static pods (standalone kubelet 1.20, CRI v1alpha2)'
       await kubelet.cleanup();
       if (this.currentTest?.state === 'failed') console.log(kubelet.log().split('\n').filter((l) => /^[EF]\d/.test(l)).slice(-20).join('\n'));
     }
-    // Log dirs of our pods' sandboxes under /var/log/pods: kubelet leaves them when it stops first.
-    if (skiffd) {
-      for (const p of (await skiffd.client.runtime('ListPodSandbox', {}).catch(() => ({ items: [] }))).items) {
-        const st = await skiffd.client.runtime('PodSandboxStatus', { pod_sandbox_id: p.id, verbose: true }).catch(() => undefined);
-        const dir = st ? (JSON.parse(st.info.info ?? '{}') as { config?: { log_directory?: string } }).config?.log_directory : undefined;
-        if (dir) logDirs.add(dir);
-      }
-      await skiffd.cleanup();
-    }
-    for (const d of logDirs) if (d.startsWith('/var/log/pods/')) fs.rmSync(d, { recursive: true, force: true });
+    if (skiffd) await cleanupSkiffdAndPodLogs(skiffd, logDirs);
     net?.remove();
     await reg?.stop();
   });
@@ -142,7 +112,7 @@ spec:
 `,
     );
     await until('the httpd container', () => running('port', 'httpd'), 60_000);
-    const body = await until('an answer on the hostPort', () => get(`http://${net.gateway}:${hostPort}/index.html`));
+    const body = await until('an answer on the hostPort', () => httpGet(`http://${net.gateway}:${hostPort}/index.html`));
     assert.equal(body, 'served-by-skiff\n');
   });
 
