@@ -1,6 +1,7 @@
 // The `stats` suite: ListContainerStats and ListPodSandboxStats with 100 running
 // containers (10 pods of 10), skiff against containerd (Debian's, runc) through the same
-// CRI client, and the latency of a scrape of skiffd's /metrics.
+// CRI client, and the latency of a scrape of skiffd's /metrics. Then, with 100 more pods
+// (no containers), ListPodSandbox over 110 pods and ListContainers over 100 containers.
 import * as fs from 'fs';
 import { TestRegistry } from '../fixtures/registry';
 import { removeCgroupTree } from '../fixtures/skiffd';
@@ -12,6 +13,8 @@ import { Cleanups, errText } from './util';
 const DEFAULT_RUNS = 30;
 const PODS = 10;
 const CONTAINERS_PER_POD = 10;
+/** Pods without containers added for the listing calls. */
+const EMPTY_PODS = 100;
 const log = (s: string) => console.log(s);
 /** Pods get a cgroup_parent, as kubelet gives them: containerd's pod stats need one. */
 const CGROUP_ROOT = '/skiff-bench-stats';
@@ -36,6 +39,35 @@ async function fill(s: Subject): Promise<void> {
       }
     }),
   );
+}
+
+/** EMPTY_PODS more pods, ten at a time. */
+async function addEmptyPods(s: Subject): Promise<void> {
+  for (let b = 0; b < EMPTY_PODS; b += 10)
+    await Promise.all(
+      Array.from({ length: Math.min(10, EMPTY_PODS - b) }, (_, i) =>
+        s.client.runtime('RunPodSandbox', {
+          config: { metadata: { name: `list${b + i}`, namespace: 'bench', uid: `list-${b + i}`, attempt: 0 }, hostname: `l${b + i}`, linux: { cgroup_parent: `${CGROUP_ROOT}/${s.name}/list${b + i}` } },
+        }),
+      ),
+    );
+}
+
+/** Time each call `runs` times on each subject, interleaved; a failing call is reported
+ * once (warm-up) and not timed. */
+async function timeCalls(subjects: Subject[], calls: Record<string, (s: Subject) => Promise<unknown>>, runs: number, signal: AbortSignal, between?: () => Promise<void>) {
+  const samples: Record<string, Record<string, number[]>> = {};
+  const failed: Record<string, string> = {};
+  for (const s of subjects) for (const [key, call] of Object.entries(calls)) await call(s).catch((e) => (failed[`${key}/${s.name}`] = errText(e)));
+  for (let i = 0; i < runs && !signal.aborted; i++) {
+    for (const [key, call] of Object.entries(calls))
+      for (const s of subjects) {
+        if (failed[`${key}/${s.name}`]) continue;
+        ((samples[key] ??= {})[s.name] ??= []).push(await timeMs(() => call(s)));
+      }
+    await between?.();
+  }
+  return { samples, failed };
 }
 
 async function runStatsBench(opts: BenchOptions): Promise<void> {
@@ -78,33 +110,41 @@ async function runStatsBench(opts: BenchOptions): Promise<void> {
         if (r.stats.length < PODS) throw new Error(`${s.name}: ListPodSandboxStats gave ${r.stats.length} pods`);
       },
     };
-    const samples: Record<string, Record<string, number[]>> = { list_container_stats_ms: {}, list_pod_stats_ms: {} };
-    const failed: Record<string, string> = {};
-    // Warm-up: the first call walks every writable layer (then cached) and fills caches.
-    for (const s of subjects) for (const [key, call] of Object.entries(calls)) await call(s).catch((e) => (failed[`${key}/${s.name}`] = errText(e)));
+    // The first stats call walks every writable layer (then cached) and fills caches.
     await scrape();
     const scrapes: number[] = [];
-    for (let i = 0; i < runs && !opts.signal.aborted; i++) {
-      for (const [key, call] of Object.entries(calls))
-        for (const s of subjects) {
-          if (failed[`${key}/${s.name}`]) continue;
-          (samples[key][s.name] ??= []).push(await timeMs(() => call(s)));
-        }
-      scrapes.push(await timeMs(scrape));
-    }
+    const stats = await timeCalls(subjects, calls, runs, opts.signal, async () => void scrapes.push(await timeMs(scrape)));
 
-    const res: Record<string, Record<string, number | null>> = { list_container_stats_ms: {}, list_pod_stats_ms: {} };
+    for (const s of subjects) {
+      log(`${s.name}: adding ${EMPTY_PODS} pods without containers`);
+      await addEmptyPods(s);
+    }
+    const listCalls: Record<string, (s: Subject) => Promise<unknown>> = {
+      list_pods_ms: async (s) => {
+        const r = await s.client.runtime('ListPodSandbox', {});
+        if (r.items.length < PODS + EMPTY_PODS) throw new Error(`${s.name}: ListPodSandbox gave ${r.items.length} pods`);
+      },
+      list_containers_ms: async (s) => {
+        const r = await s.client.runtime('ListContainers', {});
+        if (r.containers.length < PODS * CONTAINERS_PER_POD) throw new Error(`${s.name}: ListContainers gave ${r.containers.length} containers`);
+      },
+    };
+    const lists = await timeCalls(subjects, listCalls, runs, opts.signal);
+    const samples = { ...stats.samples, ...lists.samples };
+    const failed = { ...stats.failed, ...lists.failed };
+
+    const res: Record<string, Record<string, number | null>> = {};
     const rows: string[][] = [];
-    for (const key of Object.keys(calls))
+    for (const key of [...Object.keys(calls), ...Object.keys(listCalls)])
       for (const s of subjects) {
         const why = failed[`${key}/${s.name}`];
         if (why) {
           log(`${key} ${s.name}: not measured: ${why}`);
-          res[key][s.name === 'skiff' ? 'skiff' : 'containerd'] = null;
+          (res[key] ??= {})[s.name === 'skiff' ? 'skiff' : 'containerd'] = null;
           continue;
         }
-        const sum = summarize(samples[key][s.name] ?? []);
-        res[key][s.name === 'skiff' ? 'skiff' : 'containerd'] = round(sum.median);
+        const sum = summarize(samples[key]?.[s.name] ?? []);
+        (res[key] ??= {})[s.name === 'skiff' ? 'skiff' : 'containerd'] = round(sum.median);
         const base = res[key].skiff;
         rows.push([key, s.name, String(sum.n), fmt(sum.median), fmt(sum.p99), s.name === 'skiff' || base === null || base === undefined ? '' : fmt(base / sum.median)]);
       }
@@ -120,6 +160,6 @@ async function runStatsBench(opts: BenchOptions): Promise<void> {
 
 export const statsSuite: Suite = {
   name: 'stats',
-  description: 'ListContainerStats / ListPodSandboxStats with 100 running containers, /metrics scrape: skiff vs containerd',
+  description: 'ListContainerStats / ListPodSandboxStats with 100 running containers, /metrics scrape, ListPodSandbox / ListContainers over 110 pods: skiff vs containerd',
   run: runStatsBench,
 };

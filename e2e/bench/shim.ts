@@ -118,6 +118,11 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
     const skiffSamples: number[] = [];
     const skiffPhases: number[][] = [[], [], [], []]; // create, start, wait, delete
     const baseline: number[] = [];
+    // The physical floor: the namespaces skiff makes for each container here (mount and
+    // pid; net, ipc and uts are the pod's) and an exec of the same binary, with no
+    // runtime at all (util-linux unshare, chrooted into the same rootfs).
+    const floor: number[] = [];
+    const floorArgs = ['--mount', '--pid', '--fork', `--root=${path.join(bundle, 'rootfs')}`, '/bin/true'];
     const skiffRun = async (id: string) => {
       writeConfig(bundle, id, ['/bin/true'], podNs);
       let created = false;
@@ -173,6 +178,8 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
       // What spawning any program costs this process, included in crun/runc figures.
       const base = await runTimed('/bin/true', []);
       if (!warm) baseline.push(base);
+      const bare = await runTimed('unshare', floorArgs);
+      if (!warm) floor.push(bare);
       const done = i + 1 - WARMUP_RUNS;
       if (done > 0 && done % 50 === 0 && done < runs) log(`  ${done}/${runs} runs`);
     }
@@ -181,15 +188,18 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
     log('');
     log('timed: skiff = create+start+wait+delete over the shim socket (one shim, pod with new net/ipc/uts);');
     log('       crun/runc = `<rt> run --bundle B ID` from spawn until it exits (new pid/mount/net/ipc/uts);');
-    log('       (spawn /bin/true) = what any spawn from this process costs, part of the crun/runc figures.');
+    log('       (spawn /bin/true) = what any spawn from this process costs, part of the crun/runc figures;');
+    log('       (floor) = `unshare --mount --pid --fork --root` + exec of the same /bin/true (the namespaces skiff');
+    log('       makes per container here): the kernel work alone, spawn cost included.');
     const skiff = summarize(skiffSamples);
     const stats = peers.map((p) => ({ peer: p, s: p.reason ? null : summarize(p.samples) }));
     const base = summarize(baseline);
+    const bare = summarize(floor);
     const row = (name: string, s: Summary | null) =>
       s ? [name, String(s.n), fmt(s.median), fmt(s.p99), fmt(s.min), fmt(s.max)] : [name, '0', '-', '-', '-', '-'];
     printTable(
       ['runtime', 'runs', 'median ms', 'p99 ms', 'min ms', 'max ms'],
-      [row('skiff-shim', skiff), ...stats.map(({ peer, s }) => row(peer.name, s)), row('(spawn /bin/true)', base)],
+      [row('skiff-shim', skiff), ...stats.map(({ peer, s }) => row(peer.name, s)), row('(spawn /bin/true)', base), row('(floor: unshare+exec)', bare)],
     );
     const ph = skiffPhases.map((xs) => fmt(median(xs)));
     log(`skiff-shim phases (medians, ms): create ${ph[0]}, start ${ph[1]}, wait ${ph[2]}, delete ${ph[3]}`);
@@ -204,6 +214,7 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
         log(`ratio skiff/${peer.name} (medians): ${fmt(ratio(i), 3)}; ${fmt(net, 3)} without the spawn cost`);
       }
     }
+    log(`floor without the spawn cost: ${fmt(bare.median - base.median)} ms; skiff-shim is ${fmt(skiff.median - (bare.median - base.median))} ms above it`);
     log('');
     log(`memory: skiff-shim pid ${shimPid} VmRSS ${shimRss} KiB idle (pod + one sleeping container, ${IDLE_WAIT_MS / 1000} s without requests; private ${shimUss} KiB)`);
     log(`        ${shimRssBusy} KiB right after the container started; infra pid ${pod.pid} VmRSS ${infraRss} KiB; shim right after the runs: ${shimRssAfter} KiB`);
@@ -216,6 +227,7 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
       skiff_p99_ms: round(skiff.p99),
       ratio_crun: round(ratio(0)),
       ratio_runc: round(ratio(1)),
+      floor_ms: round(bare.median),
       shim_rss_kib: shimRss,
     };
   } finally {
