@@ -83,7 +83,7 @@ async function runExecBench(opts: BenchOptions): Promise<void> {
     const layer = busyboxLayer(work);
     await reg.pushImage('bench/busybox', '1', [layer], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
     await reg.pushImage('bench/pause', '1', [layer], undefined, { Cmd: ['sleep', '2147483647'], Env: ['PATH=/bin'] });
-    const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+    const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false', '--log_level', 'info'] });
     const net = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
     skiffd.mirror('docker.io', reg.host);
     cleanups.add('remove skiffd and its network', async () => {

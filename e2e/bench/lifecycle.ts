@@ -62,9 +62,12 @@ export async function pushBenchImages(reg: TestRegistry, work: string): Promise<
   await reg.pushImage('bench/pause', '1', [layer], undefined, { Cmd: ['sleep', '2147483647'], Env: ['PATH=/bin'] });
 }
 
-/** skiffd with a bridge network of its own and docker.io mirrored to the registry. */
+/** skiffd with a bridge network of its own, docker.io mirrored to the registry, logging at
+ * its default level. */
 export async function startSkiff(registryHost: string, cleanups: Cleanups): Promise<Subject & { skiffd: TestSkiffd }> {
-  const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
+  // skiffd as a node runs it: the test fixture's debug log (a line per CRI call, written
+  // synchronously) would be measured too; containerd runs at its default level as well.
+  const skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false', '--log_level', 'info'] });
   const skiffNet = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'));
   skiffd.mirror('docker.io', registryHost);
   cleanups.add('remove skiffd and its network', async () => {
