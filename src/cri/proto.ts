@@ -29,10 +29,48 @@ export function codec<T>(typeName: string): Codec<T> {
   return typeCodec(ns().lookupType(typeName));
 }
 
+/** A reply given as its encoded bytes (see EncodedItems): the codec sends them as they are. */
+export const ENCODED = Symbol('skiff.encoded');
+export interface Encoded {
+  [ENCODED]: Buffer;
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  for (; n > 0x7f; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+  out.push(n);
+  return out;
+}
+
+/**
+ * Encoded list items kept between calls while their source's version stays the same.
+ * kubelet lists every pod and container each second; only what changed is encoded
+ * again, and a reply that is one repeated field is the items' bytes joined.
+ */
+export class EncodedItems<R> {
+  private readonly items = new Map<string, { version: string; bytes: Buffer }>();
+
+  constructor(private readonly encode: (r: R) => Buffer) {}
+
+  /** The reply whose field `field` repeats these items, encoded. `live` tells the ids
+   * that still exist: the others are forgotten once the cache outgrows the reply. */
+  reply(field: number, list: { id: string; version: string; item: R }[], live: (id: string) => boolean): Encoded {
+    const parts: Buffer[] = [];
+    for (const { id, version, item } of list) {
+      let e = this.items.get(id);
+      if (!e || e.version !== version) this.items.set(id, (e = { version, bytes: this.encode(item) }));
+      parts.push(Buffer.from([(field << 3) | 2, ...varint(e.bytes.length)]), e.bytes);
+    }
+    if (this.items.size > list.length + 64) for (const id of this.items.keys()) if (!live(id)) this.items.delete(id);
+    return { [ENCODED]: Buffer.concat(parts) };
+  }
+}
+
 /** The codec of any protobufjs message type (skiff's own API uses it too). */
 export function typeCodec<T>(type: protobuf.Type): Codec<T> {
   return {
     encode: (msg) => {
+      if ((msg as Partial<Encoded>)?.[ENCODED]) return (msg as Encoded)[ENCODED];
       const bytes = type.encode(type.fromObject(msg as Record<string, unknown>)).finish();
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     },

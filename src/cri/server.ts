@@ -10,7 +10,7 @@ import { GrpcCode, SkiffError, Unimplemented, grpcCode } from '../errors';
 import { Logger } from '../log';
 import { authorityFixingStream } from './authority';
 import type { ImageServiceRpc, RuntimeServiceRpc } from './gen/cri';
-import { CRI_PACKAGES, CriPackage, CriServiceName, methodNames, serviceDefinition } from './proto';
+import { CRI_PACKAGES, CriPackage, CriServiceName, Encoded, methodNames, serviceDefinition } from './proto';
 
 /** What a handler may return: any subset of the response message. */
 export type Reply<T> = T extends (infer U)[]
@@ -35,10 +35,11 @@ export interface StreamContext<Res> extends CallContext {
   drained(): Promise<void>;
 }
 
+/** CRI handlers; a unary one may answer with its reply already encoded (EncodedItems). */
 export type Handlers<R extends { [K in keyof R]: { req: unknown; res: unknown; stream: boolean } }> = {
   [M in keyof R]?: R[M]['stream'] extends true
     ? (req: R[M]['req'], ctx: StreamContext<R[M]['res']>) => Promise<void>
-    : (req: R[M]['req'], ctx: CallContext) => Promise<Reply<R[M]['res']>>;
+    : (req: R[M]['req'], ctx: CallContext) => Promise<Reply<R[M]['res']> | Encoded>;
 };
 
 type UnaryHandler = ((req: unknown, ctx: CallContext) => Promise<unknown>) | undefined;

@@ -1,13 +1,16 @@
 // CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
 // ListContainers, UpdateContainerResources, ReopenContainerLog, ExecSync.
-import type { ContainerService } from '../../container/container_service';
+import type { ContainerRecord, ContainerService } from '../../container/container_service';
 import type {
-  ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ExecSyncRequest, ExecSyncResponse,
-  ListContainersRequest, ListContainersResponse, RemoveContainerRequest, ReopenContainerLogRequest, StartContainerRequest,
+  Container, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ExecSyncRequest, ExecSyncResponse,
+  ListContainersRequest, RemoveContainerRequest, ReopenContainerLogRequest, StartContainerRequest,
   StopContainerRequest, UpdateContainerResourcesRequest,
 } from '../gen/cri';
+import { Encoded, EncodedItems, codec } from '../proto';
 import type { Reply } from '../server';
 import { containerState, matchesLabels, toContainer, toContainerStatus } from './convert';
+
+const containerCodec = codec<Container>('Container');
 
 export function createContainer(containers: ContainerService) {
   return async (req: CreateContainerRequest): Promise<Reply<CreateContainerResponse>> => ({
@@ -49,7 +52,9 @@ export function containerStatus(containers: ContainerService) {
 }
 
 export function listContainers(containers: ContainerService) {
-  return async (req: ListContainersRequest): Promise<Reply<ListContainersResponse>> => {
+  // A container's listing changes only with its state (the rest is fixed at create).
+  const encoded = new EncodedItems<ContainerRecord>((r) => containerCodec.encode(toContainer(r)));
+  return async (req: ListContainersRequest): Promise<Encoded> => {
     const f = req.filter;
     const list = containers
       .list()
@@ -58,7 +63,7 @@ export function listContainers(containers: ContainerService) {
       .filter((r) => !f?.state || containerState(r) === f.state.state)
       .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
       .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
-    return { containers: list.map(toContainer) };
+    return encoded.reply(1, list.map((r) => ({ id: r.id, version: String(containerState(r)), item: r })), (id) => !!containers.get(id));
   };
 }
 

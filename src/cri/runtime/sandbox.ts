@@ -1,12 +1,15 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
 import type { ContainerService } from '../../container/container_service';
-import type { SandboxService } from '../../sandbox/sandbox_service';
+import type { PodRecord, SandboxService } from '../../sandbox/sandbox_service';
 import type {
-  ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
+  ListPodSandboxRequest, PodSandbox, PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
   RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest,
 } from '../gen/cri';
+import { Encoded, EncodedItems, codec } from '../proto';
 import type { Reply } from '../server';
 import { matchesLabels, podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './convert';
+
+const podSandboxCodec = codec<PodSandbox>('PodSandbox');
 
 export function runPodSandbox(pods: SandboxService) {
   return async (req: RunPodSandboxRequest): Promise<Reply<RunPodSandboxResponse>> => ({
@@ -54,7 +57,9 @@ export function podSandboxStatus(pods: SandboxService, containers: ContainerServ
 }
 
 export function listPodSandbox(pods: SandboxService) {
-  return async (req: ListPodSandboxRequest): Promise<Reply<ListPodSandboxResponse>> => {
+  // A pod's listing changes only with its state (the rest is fixed when it is made).
+  const encoded = new EncodedItems<PodRecord>((r) => podSandboxCodec.encode(toPodSandbox(r)));
+  return async (req: ListPodSandboxRequest): Promise<Encoded> => {
     const f = req.filter;
     const items = pods
       .list()
@@ -62,6 +67,6 @@ export function listPodSandbox(pods: SandboxService) {
       .filter((r) => !f?.state || podState(r) === f.state.state)
       .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
       .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
-    return { items: items.map(toPodSandbox) };
+    return encoded.reply(1, items.map((r) => ({ id: r.id, version: String(podState(r)), item: r })), (id) => !!pods.get(id));
   };
 }

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import type { ListPodSandboxResponse, PodSandbox } from './gen/cri';
+import { ENCODED, EncodedItems, codec } from './proto';
+
+describe('EncodedItems (list replies encoded once per item version)', () => {
+  const podCodec = codec<PodSandbox>('PodSandbox');
+  const listCodec = codec<ListPodSandboxResponse>('ListPodSandboxResponse');
+  const pod = (i: number, state: number) => ({
+    id: `${i}`.repeat(64).slice(0, 64),
+    metadata: { name: `pod${i}`, uid: `uid-${i}`, namespace: 'ns', attempt: 0 },
+    state,
+    created_at: 1_700_000_000_000_000_000 + i,
+    // Long enough that an item's length needs two varint bytes.
+    labels: { app: 'x'.repeat(200), 'io.kubernetes.pod.name': `pod${i}` },
+    annotations: { a: 'b' },
+    runtime_handler: '',
+  });
+
+  it('gives the bytes the codec gives for the whole reply, and re-encodes only a changed item', () => {
+    let encodes = 0;
+    const items = new EncodedItems<ReturnType<typeof pod>>((p) => {
+      encodes++;
+      return podCodec.encode(p);
+    });
+    const pods = [pod(1, 0), pod(2, 0), pod(3, 1)];
+    const list = () => pods.map((p) => ({ id: p.id, version: String(p.state), item: p }));
+    const first = items.reply(1, list(), () => true)[ENCODED];
+    assert.deepEqual(first, listCodec.encode({ items: pods }));
+    assert.deepEqual(listCodec.decode(first).items.map((p) => p.metadata!.name), ['pod1', 'pod2', 'pod3']);
+    assert.equal(encodes, 3);
+    pods[1] = pod(2, 1);
+    const second = items.reply(1, list(), () => true)[ENCODED];
+    assert.equal(encodes, 4, 'only the pod whose state changed is encoded again');
+    assert.deepEqual(second, listCodec.encode({ items: pods }));
+    assert.equal(listCodec.decode(second).items[1].state, 1);
+  });
+
+  it('is sent as it is by the codec, empty when the list is', () => {
+    const items = new EncodedItems<ReturnType<typeof pod>>((p) => podCodec.encode(p));
+    const reply = items.reply(1, [], () => true);
+    assert.equal(listCodec.encode(reply).length, 0);
+    assert.deepEqual(listCodec.decode(listCodec.encode(items.reply(1, [{ id: 'x', version: '0', item: pod(7, 0) }], () => true))).items[0].metadata!.name, 'pod7');
+  });
+
+  it('forgets items that are gone once it holds many more than a reply', () => {
+    let encodes = 0;
+    const items = new EncodedItems<ReturnType<typeof pod>>((p) => {
+      encodes++;
+      return podCodec.encode(p);
+    });
+    const many = Array.from({ length: 100 }, (_, i) => pod(i, 0));
+    items.reply(1, many.map((p) => ({ id: `${p.metadata.name}`, version: '0', item: p })), () => true);
+    const kept = many[0];
+    // Only pod0 is left: the other 99 are pruned, pod0 stays encoded.
+    items.reply(1, [{ id: 'pod0', version: '0', item: kept }], (id) => id === 'pod0');
+    encodes = 0;
+    items.reply(1, [{ id: 'pod0', version: '0', item: kept }], (id) => id === 'pod0');
+    assert.equal(encodes, 0);
+    // A pruned id comes back encoded afresh.
+    items.reply(1, [{ id: 'pod5', version: '0', item: many[5] }], () => true);
+    assert.equal(encodes, 1);
+  });
+});
