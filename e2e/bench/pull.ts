@@ -63,6 +63,8 @@ interface Bench {
 
 interface Sample {
   seconds: number;
+  /** The same pull again, the image already there. */
+  warmSeconds: number;
   /** Peak RSS during the pull minus RSS right before it. */
   growthMiB: number;
   peakMiB: number;
@@ -121,7 +123,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       if (opts.signal.aborted) throw opts.signal.reason;
       const c = await containerdRun(bench, i).catch((e: unknown) => Promise.reject(interrupted(e)));
       containerd.push(c);
-      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB), containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB)`);
+      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB; warm ${s.warmSeconds.toFixed(3)} s), containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB; warm ${c.warmSeconds.toFixed(3)} s)`);
     }
 
     log('');
@@ -129,6 +131,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     log('       containerd = `ctr images pull --plain-http` from spawn to exit (ctr fetches into containerd, which unpacks');
     log('       into its overlayfs snapshotter). Each run: fresh roots, a fresh daemon that first pulls a small');
     log('       busybox image (untimed, as a running daemon has pulled its pause image), page cache dropped.');
+    log('       warm = the same pull again right after, the image already there (skiff: same worker; containerd: ctr again).');
     log('RSS growth = peak RSS during the pull (VmHWM, reset before it) - RSS before it (skiff: after a full GC).');
     const st = { skiff: summarize(skiff.map((s) => s.seconds)), containerd: summarize(containerd.map((s) => s.seconds)) };
     const growth = { skiff: median(skiff.map((s) => s.growthMiB)), containerd: median(containerd.map((s) => s.growthMiB)) };
@@ -141,6 +144,9 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     const ratio = st.skiff.median / st.containerd.median;
     const mbps = (s: number) => (compressed / 1e6 / s).toFixed(0);
     log(`ratio skiff/containerd (medians): ${fmt(ratio, 3)}  (${mbps(st.skiff.median)} vs ${mbps(st.containerd.median)} MB/s of compressed image)`);
+    const warm = { skiff: summarize(skiff.map((s) => s.warmSeconds)), containerd: summarize(containerd.map((s) => s.warmSeconds)) };
+    const warmRatio = warm.skiff.median / warm.containerd.median;
+    log(`warm pull (medians): skiff ${fmt(warm.skiff.median * 1000)} ms (p99 ${fmt(warm.skiff.p99 * 1000)}), containerd ${fmt(warm.containerd.median * 1000)} ms (p99 ${fmt(warm.containerd.p99 * 1000)}; ctr's start included): ratio ${fmt(warmRatio, 3)}`);
     log(`ctr client peak RSS (it does the fetching): median ${fmt(median(containerd.map((s) => s.clientPeakMiB ?? NaN)), 1)} MiB`);
     log(`targets: pull time <= containerd's: ${ratio <= 1 ? 'met' : 'MISSED'}; skiff RSS growth < ${RSS_TARGET_MIB} MiB: ${growth.skiff < RSS_TARGET_MIB ? 'met' : 'MISSED'}`);
 
@@ -149,6 +155,9 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       skiff_s: round(st.skiff.median),
       containerd_s: round(st.containerd.median),
       ratio: round(ratio),
+      skiff_warm_s: round(warm.skiff.median, 4),
+      containerd_warm_s: round(warm.containerd.median, 4),
+      warm_ratio: round(warmRatio),
       skiffd_rss_growth_mib: round(growth.skiff, 1),
     };
   } finally {
@@ -452,7 +461,10 @@ async function skiffRun(bench: Bench, i: number): Promise<Sample> {
     const res = await nextMessage(PULL_TIMEOUT_MS, 'pull');
     if (!isWorkerResult(res)) throw new Error(`skiff worker: expected the result line, got ${JSON.stringify(res)}`);
     if (res.chainIds.at(-1) !== bench.topChainId) throw new Error(`skiff pulled top layer ${res.chainIds.at(-1)}, the image's is ${bench.topChainId}`);
-    return { seconds: res.seconds, growthMiB: (res.hwmKiB - res.rssBeforeKiB) / KiB, peakMiB: res.hwmKiB / KiB };
+    child.stdin!.write('pull\n');
+    const warm = await nextMessage(PULL_TIMEOUT_MS, 'warm pull');
+    if (!isWorkerResult(warm)) throw new Error(`skiff worker: expected the warm result line, got ${JSON.stringify(warm)}`);
+    return { seconds: res.seconds, warmSeconds: warm.seconds, growthMiB: (res.hwmKiB - res.rssBeforeKiB) / KiB, peakMiB: res.hwmKiB / KiB };
   } finally {
     if (child.exitCode === null && child.signalCode === null) {
       child.stdin!.end();
@@ -554,7 +566,8 @@ async function containerdRun(bench: Bench, i: number): Promise<Sample> {
     const hwm = statusKiB(d.pid, 'VmHWM');
     const m = /image chain ID: (sha256:[a-f0-9]{64})/.exec(pull.stdout);
     if (m?.[1] !== bench.topChainId) throw new Error(`ctr pull ended without the image's top layer ${bench.topChainId}: ${pull.stdout.slice(-1000)}`);
-    return { seconds: pull.seconds, growthMiB: (hwm - rssBefore) / KiB, peakMiB: hwm / KiB, clientPeakMiB: pull.clientHwmKiB / KiB };
+    const warm = await runCtrPull(d.sock, bench.ref);
+    return { seconds: pull.seconds, warmSeconds: warm.seconds, growthMiB: (hwm - rssBefore) / KiB, peakMiB: hwm / KiB, clientPeakMiB: pull.clientHwmKiB / KiB };
   } finally {
     await d.stop();
   }
