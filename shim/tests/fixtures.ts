@@ -1,6 +1,7 @@
 // Test fixtures for the shim suites: a busybox rootfs from Debian's
 // busybox-static, OCI bundles, and a TestPod that spawns a shim and checks on
 // cleanup that it left no process, cgroup or mount behind.
+import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -300,3 +301,11 @@ export function readCriLog(file: string): { time: string; stream: string; tag: s
       return { time: m[1], stream: m[2], tag: m[3], text: m[4] };
     });
 }
+
+// Any run that loads a shim suite, even one file alone, removes what the run made: a
+// root-level hook, registered once however many suites import this module.
+after(function () {
+  const leaked = leakedCgroups();
+  cleanupRun();
+  assert.deepEqual(leaked, [], 'container cgroups left behind');
+});
