@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ShimClient, PodParams, PodResult, OciProcess } from '../../src/shim/client';
+import { removeCgroupTree } from '../../e2e/fixtures/skiffd';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const SHIM_BINARY = path.join(REPO, 'shim', 'build', 'skiff-shim');
@@ -253,31 +254,15 @@ export function removeCgroup(rel: string): void {
   for (const d of cgroupDirs(rel)) fs.rmdirSync(d);
 }
 
-/** Remove what the run left: temp dirs, and the cgroup parent dirs. A shim that was
- * just killed may still be leaving its group: EBUSY is retried for a few seconds. */
+/** Remove what the run left: temp dirs, and the cgroup parent dirs (a shim that was
+ * just killed may still be leaving its group: removeCgroupTree retries EBUSY). */
 export function cleanupRun(): void {
-  for (const d of cgroupDirs(CGROUP_PARENT)) {
-    for (const leaf of fs.readdirSync(d, { withFileTypes: true })) if (leaf.isDirectory()) rmdirRetrying(path.join(d, leaf.name));
-    rmdirRetrying(d);
-  }
+  removeCgroupTree(CGROUP_PARENT);
   for (const d of tempDirs.splice(0)) {
     for (const m of mountsUnder(d).reverse()) execFileSync('umount', ['-l', m]);
     fs.rmSync(d, { recursive: true, force: true });
   }
   sharedRootfs = null;
-}
-
-function rmdirRetrying(dir: string): void {
-  for (let i = 0; ; i++) {
-    try {
-      fs.rmdirSync(dir);
-      return;
-    } catch (e) {
-      // Anything else (a process still in it, a child left) is reported by the leak check.
-      if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || i === 50) return;
-      execFileSync('sleep', ['0.1']);
-    }
-  }
 }
 
 /** Container cgroup leaves still present for this run (should be none). */

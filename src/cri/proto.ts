@@ -35,13 +35,6 @@ export interface Encoded {
   [ENCODED]: Buffer;
 }
 
-function varint(n: number): number[] {
-  const out: number[] = [];
-  for (; n > 0x7f; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
-  out.push(n);
-  return out;
-}
-
 /**
  * Encoded list items kept between calls while their source's version stays the same.
  * kubelet lists every pod and container each second; only what changed is encoded
@@ -55,14 +48,15 @@ export class EncodedItems<R> {
   /** The reply whose field `field` repeats these items, encoded. `live` tells the ids
    * that still exist: the others are forgotten once the cache outgrows the reply. */
   reply(field: number, list: { id: string; version: string; item: R }[], live: (id: string) => boolean): Encoded {
-    const parts: Buffer[] = [];
+    const w = protobuf.Writer.create();
     for (const { id, version, item } of list) {
       let e = this.items.get(id);
       if (!e || e.version !== version) this.items.set(id, (e = { version, bytes: this.encode(item) }));
-      parts.push(Buffer.from([(field << 3) | 2, ...varint(e.bytes.length)]), e.bytes);
+      w.uint32((field << 3) | 2).bytes(e.bytes);
     }
     if (this.items.size > list.length + 64) for (const id of this.items.keys()) if (!live(id)) this.items.delete(id);
-    return { [ENCODED]: Buffer.concat(parts) };
+    const bytes = w.finish();
+    return { [ENCODED]: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
   }
 }
 

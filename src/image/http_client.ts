@@ -53,8 +53,7 @@ export class HttpClient {
       if (![301, 302, 303, 307, 308].includes(res.statusCode) || !location) return res;
       await drain(res.body);
       if (hop === MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects from ${url}`);
-      const next = new URL(location, target);
-      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new Error(`redirect from ${target.origin} to unsupported URL ${next.protocol}`);
+      const next = new URL(location, target); // once() refuses a scheme other than http(s)
       if (next.origin !== target.origin) headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !CREDENTIAL_HEADERS.includes(k.toLowerCase())));
       // As browsers and curl do: 303, and 301/302 after a POST, continue as a GET.
       if (res.statusCode === 303 || (method === 'POST' && res.statusCode <= 302)) {
@@ -68,7 +67,7 @@ export class HttpClient {
 
   private once(url: URL, method: string, headers: Record<string, string>, body: string | undefined): Promise<HttpResponse> {
     const secure = url.protocol === 'https:';
-    if (!secure && url.protocol !== 'http:') return Promise.reject(new Error(`unsupported URL scheme ${url.protocol}`));
+    if (!secure && url.protocol !== 'http:') return Promise.reject(new Error(`unsupported URL scheme ${url.protocol} (${url.href})`));
     return new Promise((resolve, reject) => {
       const send = secure ? https.request : http.request;
       const req = send(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: secure ? this.tls : this.plain });

@@ -224,7 +224,7 @@ describe('registry client', function () {
     }
   });
 
-  it('follows a blob redirect to storage without the credentials, and refuses a redirect loop', async () => {
+  it('follows a blob redirect to storage without the credentials, and refuses a redirect loop or to another scheme', async () => {
     const blob = Buffer.alloc(5000, 7);
     let storageAuth: string | undefined = 'unset';
     const storage = await fakeRegistry((req, res) => {
@@ -235,6 +235,7 @@ describe('registry client', function () {
     const reg = await fakeRegistry((req, res) => {
       if (req.headers.authorization !== basic) res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
       else if (req.url!.includes('/loop/')) res.writeHead(302, { location: req.url! }).end();
+      else if (req.url!.includes('/ftp/')) res.writeHead(302, { location: 'ftp://127.0.0.1/blob' }).end();
       // A same-origin hop first: it keeps the credentials, the next one drops them.
       else if (!req.url!.endsWith('?hop')) res.writeHead(307, { location: `${req.url}?hop` }).end();
       else res.writeHead(307, { location: `http://${storage.host}/bucket/blob?sig=1` }).end();
@@ -248,6 +249,8 @@ describe('registry client', function () {
       assert.equal(storageAuth, undefined, 'no credentials sent to the storage origin');
       const loop = parseReference(`${reg.host}/loop/x:v1`);
       await assert.rejects(client.fetchBlob(hosts[0], loop, d, { username: 'bob', password: 'pw' }), (e: Error) => e instanceof Unavailable && /more than 5 redirects/.test(e.message));
+      const ftp = parseReference(`${reg.host}/ftp/x:v1`);
+      await assert.rejects(client.fetchBlob(hosts[0], ftp, d, { username: 'bob', password: 'pw' }), (e: Error) => e instanceof Unavailable && /unsupported URL scheme ftp:/.test(e.message));
     } finally {
       await reg.close();
       await storage.close();
