@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 # (htpasswd) for a loopback registry.
 # Pods: containernetworking-plugins (bridge, host-local, loopback, portmap) for CNI.
 # Benchmarks: crun and runc as peers of skiff-shim, containerd as skiffd's peer.
-PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd docker-registry apache2-utils crun runc containernetworking-plugins iptables containerd)
+# Tests: openssl for certificates (a TLS registry, the cluster suite's control plane).
+PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd docker-registry apache2-utils crun runc containernetworking-plugins iptables containerd openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do
