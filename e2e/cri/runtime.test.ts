@@ -107,7 +107,7 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
 
   it('merges the image config with the CRI config and logs in the CRI format', async () => {
     const pod = await runPod();
-    const id = await startCtr(pod, 'env', { command: ['sh', '-c', 'echo "$FROM_IMAGE $MINE $(pwd)"; echo oops >&2'], envs: [{ key: 'MINE', value: 'x' }], working_dir: '/tmp' });
+    const id = await startCtr(pod, 'env', { command: ['sh', '-c', 'echo "$FROM_IMAGE $MINE $(pwd)"; echo oops >&2'], envs: [{ key: 'MINE', value: Buffer.from('x') }], working_dir: '/tmp' });
     const st = await waitState(id, ContainerState.CONTAINER_EXITED);
     assert.equal(st.exit_code, 0);
     assert.equal(st.reason, 'Completed');

@@ -35,18 +35,18 @@ function resources(over: Partial<LinuxContainerResources> = {}): LinuxContainerR
 function criMount(over: Partial<CriMount>): CriMount {
   return {
     container_path: '/data', host_path: '/srv/data', readonly: false, selinux_relabel: false, propagation: MountPropagation.PROPAGATION_PRIVATE,
-    uidMappings: [], gidMappings: [], recursive_read_only: false, image: null, ...over,
+    uidMappings: [], gidMappings: [], recursive_read_only: false, image: null, image_sub_path: '', ...over,
   };
 }
 
 function containerConfig(over: Partial<ContainerConfig> = {}, sc?: Partial<LinuxContainerSecurityContext>): ContainerConfig {
   return {
     metadata: { name: 'app', attempt: 0 },
-    image: { image: 'busybox:latest', annotations: {}, user_specified_image: '', runtime_handler: '' },
+    image: { image: 'busybox:latest', annotations: {}, user_specified_image: '', runtime_handler: '', image_ref: '' },
     command: [], args: [], working_dir: '', envs: [], mounts: [], devices: [], labels: {}, annotations: {}, log_path: '',
     stdin: false, stdin_once: false, tty: false,
     linux: sc ? { resources: null, security_context: securityContext(sc) } : null,
-    windows: null, CDI_devices: [],
+    windows: null, CDI_devices: [], stop_signal: 0,
     ...over,
   };
 }
@@ -127,7 +127,7 @@ describe('container spec: process', () => {
 
   it('builds Env: PATH default, HOSTNAME, image env, CRI envs overriding by key', () => {
     const env = (image: string[], cri: [string, string][]) =>
-      build({ image: { cmd: ['x'], env: image }, config: containerConfig({ envs: cri.map(([key, value]) => ({ key, value })) }) }).process.env;
+      build({ image: { cmd: ['x'], env: image }, config: containerConfig({ envs: cri.map(([key, value]) => ({ key, value: Buffer.from(value) })) }) }).process.env;
     assert.deepEqual(env([], []), [DEFAULT_PATH_ENV, 'HOSTNAME=web-0']);
     assert.deepEqual(env(['PATH=/img', 'A=1', 'B=2'], [['A', '3'], ['C', 'x=y']]), ['PATH=/img', 'HOSTNAME=web-0', 'A=3', 'B=2', 'C=x=y']);
     assert.deepEqual(env(['A=1', 'A'], [['HOSTNAME', 'mine']]), [DEFAULT_PATH_ENV, 'HOSTNAME=mine'], 'an entry without "=" unsets');

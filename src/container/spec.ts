@@ -183,7 +183,8 @@ function processEnv(imageEnv: string[], criEnvs: KeyValue[], hostname: string): 
   for (const e of imageEnv) put(e);
   criEnvs.forEach(({ key, value }, i) => {
     if (!key || key.includes('=')) throw new InvalidArgument(`envs[${i}].key "${key}" must be a non-empty name without "="`);
-    env.set(key, `${key}=${value}`);
+    // cri-api 0.36 made the value bytes (the wire is the same as v1alpha2's string); it becomes UTF-8 text in config.json.
+    env.set(key, `${key}=${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8')}`);
   });
   const out = [...env.values()];
   if (out.some(hasNul)) throw new InvalidArgument('envs must not contain NUL bytes');

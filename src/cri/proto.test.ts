@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as protobuf from 'protobufjs';
 import type { ListPodSandboxResponse, PodSandbox } from './gen/cri';
-import { ENCODED, EncodedItems, codec } from './proto';
+import { CRI_PACKAGES, ENCODED, EncodedItems, PROTO_FILE, codec, methodNames, serviceDefinition } from './proto';
 
 describe('EncodedItems (list replies encoded once per item version)', () => {
   const podCodec = codec<PodSandbox>('PodSandbox');
@@ -59,5 +62,51 @@ describe('EncodedItems (list replies encoded once per item version)', () => {
     // A pruned id comes back encoded afresh.
     items.reply(1, [{ id: 'pod5', version: '0', item: many[5] }], () => true);
     assert.equal(encodes, 1);
+  });
+});
+
+describe('the served CRI proto (api/cri/v1/api.proto)', () => {
+  /** Every RPC, field and enum value of a protobufjs namespace, one line each, in wire-facts.txt's format. */
+  function wireFacts(ns: protobuf.Namespace): string[] {
+    const out: string[] = [];
+    const walk = (t: protobuf.ReflectionObject, prefix: string): void => {
+      if (t instanceof protobuf.Enum) for (const [k, v] of Object.entries(t.values)) out.push(`enum ${prefix}${t.name}.${k} = ${v}`);
+      else if (t instanceof protobuf.Service)
+        for (const m of t.methodsArray) out.push(`rpc ${t.name}.${m.name}(${m.requestType}) returns (${m.responseStream ? 'stream ' : ''}${m.responseType})`);
+      else if (t instanceof protobuf.Type) {
+        for (const f of t.fieldsArray) {
+          const type = f instanceof protobuf.MapField ? `map<${f.keyType},${f.type}>` : `${f.repeated ? 'repeated ' : ''}${f.type}`;
+          out.push(`field ${prefix}${t.name}.${f.name} = ${f.id} ${type}`);
+        }
+        for (const n of t.nestedArray) walk(n, `${prefix}${t.name}.`);
+      }
+    };
+    for (const t of ns.nestedArray) walk(t, '');
+    return out.sort();
+  }
+
+  it('states every RPC, field number and enum value of cri-api v0.36.3, and nothing else', () => {
+    const served = wireFacts(protobuf.parse(fs.readFileSync(PROTO_FILE, 'utf8'), { keepCase: true }).root.lookup('runtime.v1') as protobuf.Namespace);
+    const expected = fs
+      .readFileSync(path.join(path.dirname(PROTO_FILE), 'wire-facts.txt'), 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'));
+    const missing = expected.filter((l) => !served.includes(l));
+    const extra = served.filter((l) => !expected.includes(l));
+    assert.deepEqual({ missing, extra }, { missing: [], extra: [] });
+  });
+
+  it('serves every RPC under runtime.v1 and runtime.v1alpha2, streams as streams', () => {
+    for (const service of ['RuntimeService', 'ImageService'] as const) {
+      const names = methodNames(service);
+      assert.ok(names.length > 0);
+      for (const pkg of CRI_PACKAGES) {
+        const def = serviceDefinition(pkg, service);
+        assert.deepEqual(Object.keys(def).sort(), [...names].sort());
+        for (const m of ['StreamPodSandboxes', 'StreamContainers', 'StreamContainerStats', 'StreamPodSandboxStats', 'StreamPodSandboxMetrics', 'StreamImages'])
+          if (def[m]) assert.equal(def[m].responseStream, true, `${pkg}.${service}/${m} streams`);
+        if (service === 'RuntimeService') assert.equal(def.UpdatePodSandboxResources.path, `/${pkg}.RuntimeService/UpdatePodSandboxResources`);
+      }
+    }
   });
 });

@@ -47,6 +47,7 @@ export interface Mount {
   gidMappings: IDMapping[];
   recursive_read_only: boolean;
   image: ImageSpec | null;
+  image_sub_path: string;
 }
 
 export interface IDMapping {
@@ -234,6 +235,14 @@ export interface ListPodSandboxResponse {
   items: PodSandbox[];
 }
 
+export interface StreamPodSandboxesRequest {
+  filter: PodSandboxFilter | null;
+}
+
+export interface StreamPodSandboxesResponse {
+  pod_sandboxes: PodSandbox[];
+}
+
 export interface PodSandboxStatsRequest {
   pod_sandbox_id: string;
 }
@@ -255,6 +264,14 @@ export interface ListPodSandboxStatsResponse {
   stats: PodSandboxStats[];
 }
 
+export interface StreamPodSandboxStatsRequest {
+  filter: PodSandboxStatsFilter | null;
+}
+
+export interface StreamPodSandboxStatsResponse {
+  pod_sandbox_stats: PodSandboxStats[];
+}
+
 export interface PodSandboxAttributes {
   id: string;
   metadata: PodSandboxMetadata | null;
@@ -274,6 +291,7 @@ export interface LinuxPodSandboxStats {
   network: NetworkUsage | null;
   process: ProcessUsage | null;
   containers: ContainerStats[];
+  io: IoUsage | null;
 }
 
 export interface WindowsPodSandboxStats {
@@ -327,11 +345,12 @@ export interface ImageSpec {
   annotations: Record<string, string>;
   user_specified_image: string;
   runtime_handler: string;
+  image_ref: string;
 }
 
 export interface KeyValue {
   key: string;
-  value: string;
+  value: Uint8Array;
 }
 
 export interface LinuxContainerResources {
@@ -469,6 +488,7 @@ export interface ContainerConfig {
   linux: LinuxContainerConfig | null;
   windows: WindowsContainerConfig | null;
   CDI_devices: CDIDevice[];
+  stop_signal: Signal;
 }
 
 export interface CreateContainerRequest {
@@ -542,6 +562,14 @@ export interface ListContainersResponse {
   containers: Container[];
 }
 
+export interface StreamContainersRequest {
+  filter: ContainerFilter | null;
+}
+
+export interface StreamContainersResponse {
+  containers: Container[];
+}
+
 export interface ContainerStatusRequest {
   container_id: string;
   verbose: boolean;
@@ -566,6 +594,7 @@ export interface ContainerStatus {
   resources: ContainerResources | null;
   image_id: string;
   user: ContainerUser | null;
+  stop_signal: Signal;
 }
 
 export interface ContainerStatusResponse {
@@ -661,6 +690,14 @@ export interface ListImagesResponse {
   images: Image[];
 }
 
+export interface StreamImagesRequest {
+  filter: ImageFilter | null;
+}
+
+export interface StreamImagesResponse {
+  images: Image[];
+}
+
 export interface ImageStatusRequest {
   image: ImageSpec | null;
   verbose: boolean;
@@ -739,6 +776,7 @@ export interface RuntimeHandler {
 
 export interface RuntimeFeatures {
   supplemental_groups_policy: boolean;
+  user_namespaces_host_network: boolean;
 }
 
 export interface StatusResponse {
@@ -799,6 +837,14 @@ export interface ListContainerStatsResponse {
   stats: ContainerStats[];
 }
 
+export interface StreamContainerStatsRequest {
+  filter: ContainerStatsFilter | null;
+}
+
+export interface StreamContainerStatsResponse {
+  container_stats: ContainerStats[];
+}
+
 export interface ContainerAttributes {
   id: string;
   metadata: ContainerMetadata | null;
@@ -812,6 +858,7 @@ export interface ContainerStats {
   memory: MemoryUsage | null;
   writable_layer: FilesystemUsage | null;
   swap: SwapUsage | null;
+  io: IoUsage | null;
 }
 
 export interface WindowsContainerStats {
@@ -825,6 +872,19 @@ export interface CpuUsage {
   timestamp: number;
   usage_core_nano_seconds: UInt64Value | null;
   usage_nano_cores: UInt64Value | null;
+  psi: PsiStats | null;
+}
+
+export interface PsiStats {
+  Full: PsiData | null;
+  Some: PsiData | null;
+}
+
+export interface PsiData {
+  Total: number;
+  Avg10: number;
+  Avg60: number;
+  Avg300: number;
 }
 
 export interface WindowsCpuUsage {
@@ -841,6 +901,12 @@ export interface MemoryUsage {
   rss_bytes: UInt64Value | null;
   page_faults: UInt64Value | null;
   major_page_faults: UInt64Value | null;
+  psi: PsiStats | null;
+}
+
+export interface IoUsage {
+  timestamp: number;
+  psi: PsiStats | null;
 }
 
 export interface SwapUsage {
@@ -911,6 +977,13 @@ export interface ListPodSandboxMetricsResponse {
   pod_metrics: PodSandboxMetrics[];
 }
 
+export interface StreamPodSandboxMetricsRequest {
+}
+
+export interface StreamPodSandboxMetricsResponse {
+  pod_sandbox_metrics: PodSandboxMetrics[];
+}
+
 export interface PodSandboxMetrics {
   pod_sandbox_id: string;
   metrics: Metric[];
@@ -951,6 +1024,84 @@ export enum CgroupDriver {
   CGROUPFS = 1,
 }
 
+export interface UpdatePodSandboxResourcesRequest {
+  pod_sandbox_id: string;
+  overhead: LinuxContainerResources | null;
+  resources: LinuxContainerResources | null;
+}
+
+export interface UpdatePodSandboxResourcesResponse {
+}
+
+export enum Signal {
+  RUNTIME_DEFAULT = 0,
+  SIGABRT = 1,
+  SIGALRM = 2,
+  SIGBUS = 3,
+  SIGCHLD = 4,
+  SIGCLD = 5,
+  SIGCONT = 6,
+  SIGFPE = 7,
+  SIGHUP = 8,
+  SIGILL = 9,
+  SIGINT = 10,
+  SIGIO = 11,
+  SIGIOT = 12,
+  SIGKILL = 13,
+  SIGPIPE = 14,
+  SIGPOLL = 15,
+  SIGPROF = 16,
+  SIGPWR = 17,
+  SIGQUIT = 18,
+  SIGSEGV = 19,
+  SIGSTKFLT = 20,
+  SIGSTOP = 21,
+  SIGSYS = 22,
+  SIGTERM = 23,
+  SIGTRAP = 24,
+  SIGTSTP = 25,
+  SIGTTIN = 26,
+  SIGTTOU = 27,
+  SIGURG = 28,
+  SIGUSR1 = 29,
+  SIGUSR2 = 30,
+  SIGVTALRM = 31,
+  SIGWINCH = 32,
+  SIGXCPU = 33,
+  SIGXFSZ = 34,
+  SIGRTMIN = 35,
+  SIGRTMINPLUS1 = 36,
+  SIGRTMINPLUS2 = 37,
+  SIGRTMINPLUS3 = 38,
+  SIGRTMINPLUS4 = 39,
+  SIGRTMINPLUS5 = 40,
+  SIGRTMINPLUS6 = 41,
+  SIGRTMINPLUS7 = 42,
+  SIGRTMINPLUS8 = 43,
+  SIGRTMINPLUS9 = 44,
+  SIGRTMINPLUS10 = 45,
+  SIGRTMINPLUS11 = 46,
+  SIGRTMINPLUS12 = 47,
+  SIGRTMINPLUS13 = 48,
+  SIGRTMINPLUS14 = 49,
+  SIGRTMINPLUS15 = 50,
+  SIGRTMAXMINUS14 = 51,
+  SIGRTMAXMINUS13 = 52,
+  SIGRTMAXMINUS12 = 53,
+  SIGRTMAXMINUS11 = 54,
+  SIGRTMAXMINUS10 = 55,
+  SIGRTMAXMINUS9 = 56,
+  SIGRTMAXMINUS8 = 57,
+  SIGRTMAXMINUS7 = 58,
+  SIGRTMAXMINUS6 = 59,
+  SIGRTMAXMINUS5 = 60,
+  SIGRTMAXMINUS4 = 61,
+  SIGRTMAXMINUS3 = 62,
+  SIGRTMAXMINUS2 = 63,
+  SIGRTMAXMINUS1 = 64,
+  SIGRTMAX = 65,
+}
+
 export interface RuntimeServiceRpc {
   Version: { req: VersionRequest; res: VersionResponse; stream: false };
   RunPodSandbox: { req: RunPodSandboxRequest; res: RunPodSandboxResponse; stream: false };
@@ -958,11 +1109,13 @@ export interface RuntimeServiceRpc {
   RemovePodSandbox: { req: RemovePodSandboxRequest; res: RemovePodSandboxResponse; stream: false };
   PodSandboxStatus: { req: PodSandboxStatusRequest; res: PodSandboxStatusResponse; stream: false };
   ListPodSandbox: { req: ListPodSandboxRequest; res: ListPodSandboxResponse; stream: false };
+  StreamPodSandboxes: { req: StreamPodSandboxesRequest; res: StreamPodSandboxesResponse; stream: true };
   CreateContainer: { req: CreateContainerRequest; res: CreateContainerResponse; stream: false };
   StartContainer: { req: StartContainerRequest; res: StartContainerResponse; stream: false };
   StopContainer: { req: StopContainerRequest; res: StopContainerResponse; stream: false };
   RemoveContainer: { req: RemoveContainerRequest; res: RemoveContainerResponse; stream: false };
   ListContainers: { req: ListContainersRequest; res: ListContainersResponse; stream: false };
+  StreamContainers: { req: StreamContainersRequest; res: StreamContainersResponse; stream: true };
   ContainerStatus: { req: ContainerStatusRequest; res: ContainerStatusResponse; stream: false };
   UpdateContainerResources: { req: UpdateContainerResourcesRequest; res: UpdateContainerResourcesResponse; stream: false };
   ReopenContainerLog: { req: ReopenContainerLogRequest; res: ReopenContainerLogResponse; stream: false };
@@ -972,19 +1125,24 @@ export interface RuntimeServiceRpc {
   PortForward: { req: PortForwardRequest; res: PortForwardResponse; stream: false };
   ContainerStats: { req: ContainerStatsRequest; res: ContainerStatsResponse; stream: false };
   ListContainerStats: { req: ListContainerStatsRequest; res: ListContainerStatsResponse; stream: false };
+  StreamContainerStats: { req: StreamContainerStatsRequest; res: StreamContainerStatsResponse; stream: true };
   PodSandboxStats: { req: PodSandboxStatsRequest; res: PodSandboxStatsResponse; stream: false };
   ListPodSandboxStats: { req: ListPodSandboxStatsRequest; res: ListPodSandboxStatsResponse; stream: false };
+  StreamPodSandboxStats: { req: StreamPodSandboxStatsRequest; res: StreamPodSandboxStatsResponse; stream: true };
   UpdateRuntimeConfig: { req: UpdateRuntimeConfigRequest; res: UpdateRuntimeConfigResponse; stream: false };
   Status: { req: StatusRequest; res: StatusResponse; stream: false };
   CheckpointContainer: { req: CheckpointContainerRequest; res: CheckpointContainerResponse; stream: false };
   GetContainerEvents: { req: GetEventsRequest; res: ContainerEventResponse; stream: true };
   ListMetricDescriptors: { req: ListMetricDescriptorsRequest; res: ListMetricDescriptorsResponse; stream: false };
   ListPodSandboxMetrics: { req: ListPodSandboxMetricsRequest; res: ListPodSandboxMetricsResponse; stream: false };
+  StreamPodSandboxMetrics: { req: StreamPodSandboxMetricsRequest; res: StreamPodSandboxMetricsResponse; stream: true };
   RuntimeConfig: { req: RuntimeConfigRequest; res: RuntimeConfigResponse; stream: false };
+  UpdatePodSandboxResources: { req: UpdatePodSandboxResourcesRequest; res: UpdatePodSandboxResourcesResponse; stream: false };
 }
 
 export interface ImageServiceRpc {
   ListImages: { req: ListImagesRequest; res: ListImagesResponse; stream: false };
+  StreamImages: { req: StreamImagesRequest; res: StreamImagesResponse; stream: true };
   ImageStatus: { req: ImageStatusRequest; res: ImageStatusResponse; stream: false };
   PullImage: { req: PullImageRequest; res: PullImageResponse; stream: false };
   RemoveImage: { req: RemoveImageRequest; res: RemoveImageResponse; stream: false };
