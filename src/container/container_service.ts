@@ -3,7 +3,6 @@
 // exits recorded from the shim's events, and every step undone when create fails.
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound } from '../errors';
 import type { ContainerConfig, LinuxContainerResources } from '../cri/gen/cri';
@@ -19,7 +18,7 @@ import { ociResources } from './resources';
 import { hostDevices, statDevices } from './devices';
 import { readLocalhostProfile, seccompChoice } from './seccomp';
 import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
-import { initDropsSignal } from './signals';
+import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from './signals';
 import { buildContainerSpec, capabilitiesFromMask } from './spec';
 import { readPasswdDb } from './user';
 
@@ -33,6 +32,9 @@ export interface ContainerRecord {
   /** The repo digest the image was pulled by, else its id. */
   imageRef: string;
   chainIds: string[];
+  /** The signal StopContainer sends first, by name ("SIGUSR1", "SIGRTMIN+3"; see
+   * stopSignalInForce). Records from before CRI stop signals hold the image's
+   * STOPSIGNAL as written, or '' for SIGTERM. */
   stopSignal: string;
   state: ContainerRunState;
   createdAt: number;
@@ -66,16 +68,6 @@ export interface ContainerServiceOptions {
   hostHasSELinux: boolean;
   /** Where relative Localhost seccomp profiles are found (kubelet's seccomp dir). */
   seccompProfileRoot?: string;
-}
-
-const SIGNALS = os.constants.signals as Record<string, number>;
-
-/** "SIGQUIT", "QUIT", "3" -> 3; unknown or empty -> SIGTERM. */
-export function signalNumber(name: string): number {
-  if (!name) return SIGNALS.SIGTERM;
-  if (/^\d+$/.test(name)) return Number(name);
-  const n = name.toUpperCase();
-  return SIGNALS[n.startsWith('SIG') ? n : `SIG${n}`] ?? SIGNALS.SIGTERM;
 }
 
 function exitReason(e: ExitInfo): string {
@@ -299,6 +291,7 @@ export class ContainerService {
     const pod = this.opts.sandboxes.requireReady(podId);
     const image = this.opts.images.find(config.image.image);
     if (!image) throw new NotFound(`image "${config.image.image}" not found`);
+    const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);
     let logPath = '';
     if (config.log_path) {
       if (path.isAbsolute(config.log_path) || config.log_path.split('/').includes('..'))
@@ -374,7 +367,7 @@ export class ContainerService {
         imageId: image.id,
         imageRef: image.repoDigests[0] ?? image.id,
         chainIds: image.chainIds,
-        stopSignal: image.config.stopSignal ?? '',
+        stopSignal,
         state: 'created',
         createdAt: nowNs(),
         startedAt: 0,
@@ -416,7 +409,8 @@ export class ContainerService {
     });
   }
 
-  /** Stop with the image's STOPSIGNAL (or SIGTERM), SIGKILL after timeoutS.
+  /** Stop with the stop signal in force (the config's, the image's, or SIGTERM), SIGKILL
+   * after timeoutS.
    * An exited or unknown container is not an error. */
   async stop(id: string, timeoutS: number): Promise<void> {
     const found = this.get(id);
@@ -434,11 +428,11 @@ export class ContainerService {
     }
     if (r.state === 'created') {
       // Never started: nothing to signal gracefully.
-      await shim.kill({ id, signal: SIGNALS.SIGKILL, all: true }).catch(() => {});
+      await shim.kill({ id, signal: SIGKILL, all: true }).catch(() => {});
     } else if (timeoutS > 0) {
       if (await this.stopGracefully(r, shim, timeoutS * 1000)) return;
     }
-    await shim.kill({ id, signal: SIGNALS.SIGKILL, all: true }).catch(() => {});
+    await shim.kill({ id, signal: SIGKILL, all: true }).catch(() => {});
     const e = await shim.wait({ id });
     const cur = this.containers.get(id);
     if (cur) await this.recordExit(cur, e);
@@ -448,7 +442,7 @@ export class ContainerService {
    * init has no handler for it yet (a shell that has not exec'd its program), the kernel
    * drops the signal: it is sent again as soon as a handler is there. */
   private async stopGracefully(r: ContainerRecord, shim: ShimClient, timeoutMs: number): Promise<boolean> {
-    const signal = signalNumber(r.stopSignal);
+    const signal = recordedStopSignal(r.stopSignal);
     const deadline = Date.now() + timeoutMs;
     let dropped = await initDropsSignal(r.pid, signal);
     await shim.kill({ id: r.id, signal }).catch(() => {});

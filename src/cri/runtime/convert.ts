@@ -1,6 +1,7 @@
 // Pod and container records -> CRI messages, and the label-selector matching that the
 // List calls share.
 import type { ContainerRecord } from '../../container/container_service';
+import { criSignal, recordedStopSignal } from '../../container/signals';
 import type { PodRecord } from '../../sandbox/sandbox_service';
 import { ContainerState, NamespaceMode, PodSandboxState } from '../gen/cri';
 import type { Container, ContainerStatus, PodSandbox, PodSandboxStatus } from '../gen/cri';
@@ -87,5 +88,8 @@ export function toContainerStatus(r: ContainerRecord): Reply<ContainerStatus> {
     log_path: r.logPath,
     resources: r.resources ? { linux: r.resources } : null,
     user: { linux: { uid: r.user.uid, gid: r.user.gid, supplemental_groups: r.user.additionalGids } },
+    // The signal in force, resolved as containerd reports it (SIGTERM when neither the
+    // config nor the image names one); RUNTIME_DEFAULT only for 32/33, which have no name.
+    stop_signal: criSignal(recordedStopSignal(r.stopSignal)),
   };
 }
