@@ -445,11 +445,21 @@ static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct m
     /* sysfs needs its own network namespace; without one, bind the host's
      * read-only, as other runtimes do. */
     if (strcmp(type, "sysfs") == 0 && (e == EPERM || e == EBUSY)) {
-      if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) < 0
-          || syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE,
-                     &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC },
-                     sizeof(struct mount_attr)) < 0) {
+      if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) < 0) {
         shim_fail_errno(err, errno, "bind /sys");
+        goto fail;
+      }
+      /* As for a bind above: mount_setattr needs the new mount's root, not the
+       * directory the old fd names under it (EINVAL). */
+      close(fd);
+      fd = make_target(root_fd, m->dest, false, err);
+      if (fd < 0)
+        goto fail;
+      fd_path(fd, target, sizeof(target));
+      if (syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE,
+                  &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC },
+                  sizeof(struct mount_attr)) < 0) {
+        shim_fail_errno(err, errno, "make the bound /sys read-only");
         goto fail;
       }
     } else {
