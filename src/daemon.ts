@@ -24,6 +24,7 @@ import { diskUsage } from './image/snapshotter';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { SandboxService } from './sandbox/sandbox_service';
+import { probeKernelFeatures } from './shim/features';
 import { ContainerStatsService } from './stats/container_stats';
 import { PodStatsService } from './stats/pod_stats';
 import { StreamingServer } from './streaming/server';
@@ -86,6 +87,8 @@ export class Daemon {
     if (config['network.write_default_config'] && (await cni.writeDefaultConfig({ podCidr: config['network.default_pod_cidr'] })))
       log.info('wrote the default CNI network', { dir: config['network.conf_dir'], cidr: config['network.default_pod_cidr'] });
     const shimBinary = config['shim.binary'] || path.resolve(__dirname, '../../shim/build/skiff-shim');
+    const kernel = await probeKernelFeatures(shimBinary);
+    for (const [name, f] of Object.entries(kernel)) if (!f.supported) log.warn('kernel feature unavailable', { feature: name, error: f.error });
     const sandboxes = new SandboxService({
       root: config.root,
       state: config.state,
@@ -132,7 +135,7 @@ export class Daemon {
         runtime: {
           Version: version(),
           RuntimeConfig: runtimeConfig(),
-          Status: status(cni, config['cri.runtime_handler'], () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], metricsAddress })),
+          Status: status(cni, config['cri.runtime_handler'], kernel, () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], metricsAddress })),
           UpdateRuntimeConfig: updateRuntimeConfig(cni),
           RunPodSandbox: pod.runPodSandbox(sandboxes),
           StopPodSandbox: pod.stopPodSandbox(sandboxes),

@@ -19,7 +19,8 @@
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: skiff-shim --state-dir DIR [--socket PATH] [--log PATH]\n");
+  fprintf(stderr, "usage: skiff-shim --state-dir DIR [--socket PATH] [--log PATH]\n"
+                  "       skiff-shim --features   (what this kernel supports, as JSON)\n");
   exit(2);
 }
 
@@ -175,6 +176,7 @@ int main(int argc, char **argv)
     { "socket", required_argument, NULL, 'S' },
     { "log", required_argument, NULL, 'l' },
     { "version", no_argument, NULL, 'v' },
+    { "features", no_argument, NULL, 'f' },
     { NULL, 0, NULL, 0 },
   };
   static char sock_buf[PATH_MAX], log_buf[PATH_MAX], exits[PATH_MAX];
@@ -189,6 +191,7 @@ int main(int argc, char **argv)
     case 'S': g_shim.socket_path = optarg; break;
     case 'l': log_path = optarg; break;
     case 'v': printf("skiff-shim %s protocol %d\n", SHIM_VERSION, SHIM_PROTOCOL_VERSION); return 0;
+    case 'f': return features_print();
     default: usage();
     }
   }

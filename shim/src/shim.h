@@ -199,6 +199,13 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
 /* Open path inside root_fd without leaving it (openat2 RESOLVE_IN_ROOT). */
 int open_in_root(int root_fd, const char *path, int flags, mode_t mode, struct shim_err *err);
 
+/* ---- kernel features (features.c) ---------------------------------------- */
+
+/* Probe recursive read-only mounts, user namespaces, id-mapped mounts and /sys for a
+ * user namespace in the host's network namespace; print them as one JSON object
+ * ({"<feature>": {"supported": bool, "error"?: string}}). Returns the exit code. */
+int features_print(void);
+
 /* ---- CRI log files (log.c) ----------------------------------------------- */
 
 struct cri_log;

@@ -1,28 +1,48 @@
 // Status: RuntimeReady, and NetworkReady with CNI's reason while it has no usable
-// config; UpdateRuntimeConfig hands the pod CIDR to the default network.
+// config; the runtime handlers' and the runtime's features, from the kernel features
+// probed at start-up; UpdateRuntimeConfig hands the pod CIDR to the default network.
 import type { CniNetwork } from '../../network/cni';
-import type { StatusRequest, StatusResponse, UpdateRuntimeConfigRequest } from '../gen/cri';
+import type { KernelFeatures } from '../../shim/features';
+import type { RuntimeFeatures, RuntimeHandlerFeatures, StatusRequest, StatusResponse, UpdateRuntimeConfigRequest } from '../gen/cri';
 import type { Reply } from '../server';
 
-export function status(cni: CniNetwork, handlerName: string, info: () => Record<string, unknown>) {
-  // What each handler supports: recursive read-only mounts (the shim uses
-  // mount_setattr) and pod user namespaces (the shim's pod call takes mappings).
-  const features = { recursive_read_only_mounts: true, user_namespaces: true };
+/** What Status tells kubelet skiff can do on this kernel. */
+export function statusFeatures(kernel: KernelFeatures): { handler: RuntimeHandlerFeatures; runtime: RuntimeFeatures } {
+  const userns = kernel.userNamespaces.supported;
+  return {
+    handler: {
+      // The shim makes "rro" mounts with mount_setattr(AT_RECURSIVE), Linux 5.12+.
+      recursive_read_only_mounts: kernel.recursiveReadOnlyMounts.supported,
+      // The CRI's user namespaces are a user namespace and id-mapped mounts together
+      // (containerd: the runtime's "user" namespace and idmap features).
+      user_namespaces: userns && kernel.idmapMounts.supported,
+    },
+    runtime: {
+      // Strict and Merge are skiff's own work on the image's /etc/group: no kernel part.
+      supplemental_groups_policy: true,
+      user_namespaces_host_network: userns && kernel.userNamespacesHostNetwork.supported,
+    },
+  };
+}
+
+export function status(cni: Pick<CniNetwork, 'status'>, handlerName: string, kernel: KernelFeatures, info: () => Record<string, unknown>) {
+  // Decided once: kubelet asks every few seconds, and the kernel does not change.
+  const { handler, runtime } = statusFeatures(kernel);
   return async (req: StatusRequest): Promise<Reply<StatusResponse>> => {
     const net = await cni.status();
     return {
       runtime_handlers: [
-        { name: '', features },
-        { name: handlerName, features },
+        { name: '', features: handler },
+        { name: handlerName, features: handler },
       ],
-      features: { supplemental_groups_policy: true },
+      features: runtime,
       status: {
         conditions: [
           { type: 'RuntimeReady', status: true, reason: '', message: '' },
           { type: 'NetworkReady', status: net.ready, reason: net.ready ? '' : (net.reason ?? 'NetworkPluginNotReady'), message: net.ready ? '' : (net.message ?? '') },
         ],
       },
-      info: req.verbose ? { config: JSON.stringify(info()) } : {},
+      info: req.verbose ? { config: JSON.stringify(info()), kernelFeatures: JSON.stringify(kernel) } : {},
     };
   };
 }

@@ -1,0 +1,55 @@
+// The Status features of a real skiffd on this host (Linux 6.x): probed from the kernel
+// at start-up, all present here; and what user_namespaces_host_network promises works:
+// a user-namespaced pod on the host's network gets the host's /sys, read-only.
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { PodSandboxConfig } from '../../src/cri/gen/cri';
+import { ContainerState, NamespaceMode } from '../../src/cri/gen/cri';
+import type { Reply } from '../../src/cri/server';
+import { startTestNode, TestNode } from '../fixtures/node';
+
+describe('CRI Status features (skiffd over gRPC)', function () {
+  this.timeout(120_000);
+  let node: TestNode;
+
+  before(async () => {
+    node = await startTestNode();
+  });
+  after(async () => {
+    await node?.stop();
+  });
+
+  it('reports recursive read-only mounts, user namespaces, with the host network too, and supplemental groups policy', async () => {
+    const st = await node.skiffd.client.runtime('Status', { verbose: true });
+    assert.deepEqual(st.runtime_handlers.map((h) => h.name), ['', 'skiff']);
+    for (const h of st.runtime_handlers) assert.deepEqual(h.features, { recursive_read_only_mounts: true, user_namespaces: true }, h.name);
+    assert.deepEqual(st.features, { supplemental_groups_policy: true, user_namespaces_host_network: true });
+    const kernel = JSON.parse(st.info.kernelFeatures) as Record<string, { supported: boolean }>;
+    assert.deepEqual(Object.values(kernel).map((f) => f.supported), [true, true, true, true]);
+  });
+
+  it('runs a user-namespaced pod on the host network with the host\'s /sys, read-only', async () => {
+    const c = node.skiffd.client;
+    const map = [{ host_id: 300000, container_id: 0, length: 65536 }];
+    const config: Reply<PodSandboxConfig> = {
+      metadata: { name: 'userns-hostnet', namespace: 'e2e', uid: 'uid-userns-hostnet', attempt: 0 },
+      log_directory: path.join(node.skiffd.dir, 'logs', 'userns-hostnet'),
+      linux: { security_context: { namespace_options: { network: NamespaceMode.NODE, userns_options: { mode: NamespaceMode.POD, uids: map, gids: map } } } },
+    };
+    const { pod_sandbox_id } = await c.runtime('RunPodSandbox', { config });
+    const { container_id } = await c.runtime('CreateContainer', {
+      pod_sandbox_id,
+      config: { metadata: { name: 'c', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '1000'] },
+      sandbox_config: config,
+    });
+    await c.runtime('StartContainer', { container_id });
+    assert.equal((await c.runtime('ContainerStatus', { container_id })).status?.state, ContainerState.CONTAINER_RUNNING);
+    const script = 'cat /proc/self/uid_map; ls -1 /sys/class/net; if touch /sys/kernel/x 2>/dev/null; then echo writable; else echo read-only; fi';
+    const r = await c.runtime('ExecSync', { container_id, cmd: ['sh', '-c', script], timeout: 30 });
+    const [uidMap, ...rest] = Buffer.from(r.stdout).toString().trim().split('\n');
+    assert.match(uidMap, /^\s*0\s+300000\s+65536$/, 'root of the container is host uid 300000');
+    assert.deepEqual(rest.slice(0, -1).sort(), fs.readdirSync('/sys/class/net').sort(), "the host's network interfaces");
+    assert.equal(rest[rest.length - 1], 'read-only');
+  });
+});
