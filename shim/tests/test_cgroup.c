@@ -128,6 +128,38 @@ static bool is_dir(const char *path)
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* stats.psi and stats.io against what the test reads itself: psi is an object where the
+ * cgroup has a cgroup2 dir with pressure files (each total no later than the file's now),
+ * else null; io is a device list where the cgroup has io.stat or blkio files, else null. */
+static void check_psi_io(struct cgroup *cg, json_t *stats, const char *what)
+{
+  static const char *const res[] = { "cpu", "memory", "io" };
+  const char *v2dir = cgroup_dir(cg, ""), *blkio = cgroup_dir(cg, "blkio");
+  char path[PATH_MAX + 32];
+  json_t *psi = json_object_get(stats, "psi"), *io = json_object_get(stats, "io");
+  bool has_psi;
+  snprintf(path, sizeof(path), "%s/cpu.pressure", v2dir ? v2dir : "/nonexistent");
+  has_psi = v2dir && access(path, R_OK) == 0;
+  check(has_psi ? json_is_object(psi) : json_is_null(psi), "%s: psi %s (the cgroup %s cpu.pressure)", what,
+        has_psi ? "reported" : "null", has_psi ? "has" : "has no");
+  for (size_t i = 0; has_psi && i < 3; i++) {
+    char file[32], *text;
+    snprintf(file, sizeof(file), "%s.pressure", res[i]);
+    text = cat(v2dir, file); /* its first line: "some ..." */
+    json_t *now = cgstat_pressure_json(text), *got = json_object_get(json_object_get(psi, res[i]), "some");
+    check(now && got
+              && json_integer_value(json_object_get(got, "totalUs")) <= json_integer_value(json_object_get(json_object_get(now, "some"), "totalUs")),
+          "%s: psi.%s.some matches %s.pressure read afterwards", what, res[i], res[i]);
+    json_decref(now);
+    free(text);
+  }
+  snprintf(path, sizeof(path), "%s/blkio.throttle.io_service_bytes", blkio ? blkio : "/nonexistent");
+  if (blkio && access(path, R_OK) != 0)
+    snprintf(path, sizeof(path), "%s/io.stat", blkio);
+  check(blkio && access(path, R_OK) == 0 ? json_is_array(json_object_get(io, "devices")) : json_is_null(io), "%s: io %s (%s)", what,
+        json_is_null(io) ? "null" : "a device list", blkio ? path : "no blkio/io cgroup");
+}
+
 /* ---- cgroup roots, as the test sees them independently of cgroup.c ---------- */
 
 static size_t roots(char out[][PATH_MAX], size_t max)
@@ -659,6 +691,7 @@ static void test_host(void)
     check(json_integer_value(json_object_get(mem, "limitBytes")) == 64 * MiB, "stats: memory limit");
     check(json_integer_value(json_object_get(pids, "current")) == 1 && json_integer_value(json_object_get(pids, "limit")) == 32,
           "stats: pids");
+    check_psi_io(c1, stats, "stats");
     json_decref(stats);
     stats = NULL;
   }
@@ -920,6 +953,7 @@ static void test_v2(void)
     free(dump);
     check(json_integer_value(json_object_get(json_object_get(stats, "cpu"), "usageNs")) >= 50 * 1000000LL, "v2: cpu usage from cpu.stat");
     check(json_integer_value(json_object_get(json_object_get(stats, "pids"), "current")) == 1, "v2: pids current");
+    check_psi_io(cg, stats, "v2: stats");
     json_decref(stats);
   }
   rc = cgroup_destroy(cg, &err);
