@@ -3,6 +3,7 @@
  * on a hybrid host, the pure-v2 paths (BPF device filter included) by running
  * again in a private mount namespace with cgroup2 on /sys/fs/cgroup. */
 #include "shim.h"
+#include "tap.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -24,28 +25,11 @@
 
 #define MiB (1024 * 1024)
 
-static int passed, failed;
 static char g_top[64];   /* "/skiff-test-<pid>": parent of every test cgroup */
 static char g_tmp[128];  /* temp dir holding device nodes */
 static pid_t g_kids[64]; /* processes to kill on the way out */
 static size_t g_nkids;
 static bool g_in_v2_child;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-  va_list ap;
-  printf("%s - ", ok ? "ok" : "not ok");
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  printf("\n");
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 /* Report a call's result (0 or -1), with its error when it failed. */
 static bool check_rc(int rc, const struct shim_err *err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1064,6 +1048,5 @@ int main(int argc, char **argv)
 
   cleanup();
   check(count_dirs(g_top, true) == 0, "the test's parent cgroups are gone");
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }

@@ -1,21 +1,12 @@
 /* test_cgstat.c: the parsers of *.pressure, io.stat and v1 blkio files on fixture
  * texts as kernels write them, and on malformed, partial and empty ones. */
 #include "shim.h"
+#include "tap.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
-
-static void check(bool ok, const char *name)
-{
-  printf("%s - %s\n", ok ? "ok" : "not ok", name);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 static bool near(json_t *v, double want)
 {
@@ -145,6 +136,5 @@ int main(void)
   pressure();
   io_stat();
   blkio();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }
