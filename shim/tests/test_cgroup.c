@@ -680,6 +680,19 @@ static void test_host(void)
     check(json_integer_value(json_object_get(pids, "current")) == 1 && json_integer_value(json_object_get(pids, "limit")) == 32,
           "stats: pids");
     check_psi_io(c1, stats, "stats");
+    {
+      /* podStats reads the infra cgroup's parent: the pod's, never the root. */
+      struct cgroup *parent = NULL, *top = NULL, *root = NULL;
+      const char *mine = cgroup_dir(c1, "memory");
+      const char *theirs = cgroup_open_parent(c1, &parent, &err) == 0 ? cgroup_dir(parent, "memory") : NULL;
+      check(theirs && strncmp(theirs, mine, strlen(theirs)) == 0 && strcmp(mine + strlen(theirs), strrchr(mine, '/')) == 0,
+            "cgroup_open_parent opens the parent (%s)", theirs ? theirs : err.msg);
+      check(cgroup_open(g_top, &top, &err) == 0 && cgroup_open_parent(top, &root, &err) < 0 && err.code == SHIM_FAILED_PRECONDITION,
+            "cgroup_open_parent refuses the root cgroup (%s)", err.msg);
+      cgroup_free(parent);
+      cgroup_free(top);
+      cgroup_free(root);
+    }
     json_decref(stats);
     stats = NULL;
   }
