@@ -126,7 +126,7 @@ export class Daemon {
     });
     const stats = new ContainerStatsService(sandboxes, images.snapshots);
     containers.onRemoved = (id) => stats.forget(id);
-    const podStats = new PodStatsService(stats);
+    const podStats = new PodStatsService(stats, sandboxes);
     const containersDir = path.join(config.root, 'snapshots', 'containers');
     const containerFs = async () => ({ mountpoint: containersDir, ...(await diskUsage(containersDir)) });
     const events = new ContainerEvents(sandboxes, containers);

@@ -1445,6 +1445,18 @@ int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *
   return 0;
 }
 
+int cgroup_open_parent(struct cgroup *cg, struct cgroup **out, struct shim_err *err)
+{
+  char parent[PATH_MAX];
+  char *slash;
+  snprintf(parent, sizeof(parent), "%s", cg->path);
+  slash = strrchr(parent, '/');
+  if (!slash || slash == parent)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "cgroup %s: its parent is the root cgroup", cg->path);
+  *slash = '\0';
+  return cgroup_open(parent, out, err);
+}
+
 int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err)
 {
   char buf[32];
@@ -1486,6 +1498,60 @@ static json_t *limit_json(uint64_t v, bool ok)
   if (!ok || unlimited(v))
     return json_null();
   return json_integer((json_int_t) v);
+}
+
+/* PSI of the cgroup's cgroup2 dir (on a hybrid host the unified one, which tracks
+ * pressure whatever controllers it holds): {"cpu", "memory", "io"}, each null when its
+ * file is unreadable or malformed; null itself where no pressure file can be read
+ * (no cgroup2 dir, kernel without PSI or booted with psi=0). */
+static json_t *psi_json(struct cgroup *cg)
+{
+  static const char *const res[] = { "cpu", "memory", "io" };
+  json_t *out;
+  bool any = false;
+  int v2 = v2_index(cg);
+  if (v2 < 0)
+    return json_null();
+  out = json_object();
+  for (size_t i = 0; i < 3; i++) {
+    char path[PATH_MAX + 32];
+    cleanup_free char *text = NULL;
+    struct shim_err ignored;
+    json_t *p = NULL;
+    snprintf(path, sizeof(path), "%s/%s.pressure", cg->dirs[v2], res[i]);
+    if (read_file(path, &text, NULL, 4096, &ignored) == 0) {
+      any = true;
+      p = cgstat_pressure_json(text);
+    }
+    json_object_set_new(out, res[i], p ? p : json_null());
+  }
+  if (!any) {
+    json_decref(out);
+    return json_null();
+  }
+  return out;
+}
+
+/* Bytes and operations per device: io.stat where the io controller is on cgroup2,
+ * else v1 blkio's throttle counters (which a kernel may keep only for devices with a
+ * throttling rule); null where the cgroup has neither. */
+static json_t *io_json(struct cgroup *cg)
+{
+  cleanup_free char *bytes = NULL;
+  cleanup_free char *ops = NULL;
+  if (ctl_v2("io")) {
+    bytes = cg_read(cg, "io", "io.stat");
+    return bytes ? json_pack("{s:o}", "devices", cgstat_io_stat_json(bytes)) : json_null();
+  }
+  bytes = cg_read(cg, "blkio", "blkio.throttle.io_service_bytes_recursive");
+  if (!bytes)
+    bytes = cg_read(cg, "blkio", "blkio.throttle.io_service_bytes");
+  ops = cg_read(cg, "blkio", "blkio.throttle.io_serviced_recursive");
+  if (!ops)
+    ops = cg_read(cg, "blkio", "blkio.throttle.io_serviced");
+  if (!bytes && !ops)
+    return json_null();
+  return json_pack("{s:o}", "devices", cgstat_blkio_json(bytes, ops));
 }
 
 int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err)
@@ -1566,6 +1632,8 @@ int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err)
                    limit_json(pids_max, has_pids_max), "swap", swap_json);
   if (!*out)
     return shim_fail(err, SHIM_INTERNAL, "encode stats");
+  json_object_set_new(*out, "psi", psi_json(cg));
+  json_object_set_new(*out, "io", io_json(cg));
   return 0;
 }
 

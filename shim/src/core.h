@@ -283,6 +283,8 @@ int spawn_release(int sync_fd, struct shim_err *err);
 
 int pod_create(json_t *params, json_t **result, struct shim_err *err);
 json_t *pod_json(void);
+/* Stats of the pod cgroup (see api/shim/PROTOCOL.md "podStats"). */
+int pod_stats(json_t **out, struct shim_err *err);
 pid_t pod_infra_pid(void);
 void pod_reaped(pid_t pid, int status);
 void pod_shutdown(void);

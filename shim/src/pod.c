@@ -71,6 +71,26 @@ static int pod_cgroups_create(json_t *params, struct shim_err *err)
   return 0;
 }
 
+int pod_stats(json_t **out, struct shim_err *err)
+{
+  struct cgroup *parent = NULL;
+  int r;
+  /* The pod cgroup holds every container's and the infra's: its PSI is the pod's
+   * (pressure does not add up over children). */
+  if (g_pod.pod_cg)
+    return cgroup_stats(g_pod.pod_cg, out, err);
+  if (!g_pod.cg)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "the pod has no cgroup (no params.cgroupsPath)");
+  /* kubelet's pod cgroup: the infra's parent. */
+  if (cgroup_open_parent(g_pod.cg, &parent, err) < 0) {
+    shim_err_prefix(err, "pod cgroup");
+    return -1;
+  }
+  r = cgroup_stats(parent, out, err);
+  cgroup_free(parent);
+  return r;
+}
+
 pid_t pod_infra_pid(void)
 {
   return g_pod.infra;

@@ -310,6 +310,8 @@ static int dispatch(struct conn *c, const char *method, json_t *params, json_t *
     c->subscribed = true;
     return 0;
   }
+  if (strcmp(method, "podStats") == 0)
+    return pod_stats(result, err);
   if (strcmp(method, "portForward") == 0)
     return forward_start(params, c, req_id, err);
   if (strcmp(method, "shutdown") == 0) {

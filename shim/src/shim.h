@@ -110,6 +110,19 @@ int seccomp_validate(json_t *seccomp, struct shim_err *err);
 /* Load the filter into the calling process (last step before execve). */
 int seccomp_apply(json_t *seccomp, struct shim_err *err);
 
+/* ---- cgroup stat files (cgstat.c) ----------------------------------------- */
+
+/* A cgroup2 *.pressure file as {"some": <psi>, "full": <psi>|null}, <psi> being
+ * {"avg10", "avg60", "avg300", "totalUs"}; NULL when it has no well-formed "some"
+ * line. "full" is null where the file has none (cpu before Linux 5.13). */
+json_t *cgstat_pressure_json(const char *text);
+/* cgroup2 io.stat as an array of {"major", "minor", "readBytes", "writeBytes",
+ * "reads", "writes"}; lines without the four counters are skipped. */
+json_t *cgstat_io_stat_json(const char *text);
+/* v1 blkio.throttle.io_service_bytes and io_serviced (either may be NULL) as the
+ * same array, from their Read and Write lines. */
+json_t *cgstat_blkio_json(const char *bytes, const char *ops);
+
 /* ---- cgroups (cgroup.c) -------------------------------------------------- */
 
 struct cgroup; /* opaque: one path per hierarchy (v1 controllers and/or v2) */
@@ -122,6 +135,9 @@ int cgroup_validate_resources(json_t *resources, struct shim_err *err);
 int cgroup_create(const char *cgroups_path, json_t *resources, struct cgroup **out, struct shim_err *err);
 /* Open an existing cgroup (exec joins the container's cgroup; recovery). */
 int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *err);
+/* Open the parent of cg (the pod cgroup of an infra cgroup kubelet named); the
+ * root cgroup is refused: its figures are the host's. */
+int cgroup_open_parent(struct cgroup *cg, struct cgroup **out, struct shim_err *err);
 int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err);
 int cgroup_update(struct cgroup *cg, json_t *resources, struct shim_err *err);
 /* Stats as a JSON object (see api/shim/PROTOCOL.md "stats"). */

@@ -2,6 +2,7 @@
  * as root and after a switch to uid 1000, ambient caps surviving execve.
  * Every case that changes capabilities runs in a forked child. */
 #include "shim.h"
+#include "tap.h"
 
 #include <grp.h>
 #include <stdarg.h>
@@ -14,22 +15,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-static void check(bool ok, const char *fmt, ...)
-{
-  va_list ap;
-  printf("%s - ", ok ? "ok" : "not ok");
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  printf("\n");
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 #define BIT(n) (1ULL << (n))
 #define CHOWN 0
@@ -317,6 +302,5 @@ int main(void)
   check(rc == 0 && cap_field(out, "CapEff") == BIT(CHOWN) && cap_field(out, "CapBnd") == BIT(CHOWN),
         "a name listed twice is harmless");
 
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }

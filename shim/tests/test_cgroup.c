@@ -3,6 +3,7 @@
  * on a hybrid host, the pure-v2 paths (BPF device filter included) by running
  * again in a private mount namespace with cgroup2 on /sys/fs/cgroup. */
 #include "shim.h"
+#include "tap.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -24,28 +25,11 @@
 
 #define MiB (1024 * 1024)
 
-static int passed, failed;
 static char g_top[64];   /* "/skiff-test-<pid>": parent of every test cgroup */
 static char g_tmp[128];  /* temp dir holding device nodes */
 static pid_t g_kids[64]; /* processes to kill on the way out */
 static size_t g_nkids;
 static bool g_in_v2_child;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-  va_list ap;
-  printf("%s - ", ok ? "ok" : "not ok");
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  printf("\n");
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 /* Report a call's result (0 or -1), with its error when it failed. */
 static bool check_rc(int rc, const struct shim_err *err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -126,6 +110,38 @@ static bool is_dir(const char *path)
 {
   struct stat st;
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* stats.psi and stats.io against what the test reads itself: psi is an object where the
+ * cgroup has a cgroup2 dir with pressure files (each total no later than the file's now),
+ * else null; io is a device list where the cgroup has io.stat or blkio files, else null. */
+static void check_psi_io(struct cgroup *cg, json_t *stats, const char *what)
+{
+  static const char *const res[] = { "cpu", "memory", "io" };
+  const char *v2dir = cgroup_dir(cg, ""), *blkio = cgroup_dir(cg, "blkio");
+  char path[PATH_MAX + 32];
+  json_t *psi = json_object_get(stats, "psi"), *io = json_object_get(stats, "io");
+  bool has_psi;
+  snprintf(path, sizeof(path), "%s/cpu.pressure", v2dir ? v2dir : "/nonexistent");
+  has_psi = v2dir && access(path, R_OK) == 0;
+  check(has_psi ? json_is_object(psi) : json_is_null(psi), "%s: psi %s (the cgroup %s cpu.pressure)", what,
+        has_psi ? "reported" : "null", has_psi ? "has" : "has no");
+  for (size_t i = 0; has_psi && i < 3; i++) {
+    char file[32], *text;
+    snprintf(file, sizeof(file), "%s.pressure", res[i]);
+    text = cat(v2dir, file); /* its first line: "some ..." */
+    json_t *now = cgstat_pressure_json(text), *got = json_object_get(json_object_get(psi, res[i]), "some");
+    check(now && got
+              && json_integer_value(json_object_get(got, "totalUs")) <= json_integer_value(json_object_get(json_object_get(now, "some"), "totalUs")),
+          "%s: psi.%s.some matches %s.pressure read afterwards", what, res[i], res[i]);
+    json_decref(now);
+    free(text);
+  }
+  snprintf(path, sizeof(path), "%s/blkio.throttle.io_service_bytes", blkio ? blkio : "/nonexistent");
+  if (blkio && access(path, R_OK) != 0)
+    snprintf(path, sizeof(path), "%s/io.stat", blkio);
+  check(blkio && access(path, R_OK) == 0 ? json_is_array(json_object_get(io, "devices")) : json_is_null(io), "%s: io %s (%s)", what,
+        json_is_null(io) ? "null" : "a device list", blkio ? path : "no blkio/io cgroup");
 }
 
 /* ---- cgroup roots, as the test sees them independently of cgroup.c ---------- */
@@ -318,11 +334,15 @@ static int kid_sleep(int ready, void *arg)
 static int kid_work(int ready, void *arg)
 {
   volatile unsigned long x = 0;
-  double t0 = mono_s();
   char *mem = malloc(8 * MiB);
+  struct timespec cpu = { 0, 0 };
   (void) arg;
-  while (mono_s() - t0 < 0.1)
+  /* 100 ms of its own CPU time, however busy the machine (a wall-clock spin got less
+   * than the 50 ms the stats checks expect on a loaded host). */
+  while (cpu.tv_sec == 0 && cpu.tv_nsec < 100000000L) {
     x++;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+  }
   if (!mem)
     return 1;
   memset(mem, 1, 8 * MiB);
@@ -659,6 +679,20 @@ static void test_host(void)
     check(json_integer_value(json_object_get(mem, "limitBytes")) == 64 * MiB, "stats: memory limit");
     check(json_integer_value(json_object_get(pids, "current")) == 1 && json_integer_value(json_object_get(pids, "limit")) == 32,
           "stats: pids");
+    check_psi_io(c1, stats, "stats");
+    {
+      /* podStats reads the infra cgroup's parent: the pod's, never the root. */
+      struct cgroup *parent = NULL, *top = NULL, *root = NULL;
+      const char *mine = cgroup_dir(c1, "memory");
+      const char *theirs = cgroup_open_parent(c1, &parent, &err) == 0 ? cgroup_dir(parent, "memory") : NULL;
+      check(theirs && strncmp(theirs, mine, strlen(theirs)) == 0 && strcmp(mine + strlen(theirs), strrchr(mine, '/')) == 0,
+            "cgroup_open_parent opens the parent (%s)", theirs ? theirs : err.msg);
+      check(cgroup_open(g_top, &top, &err) == 0 && cgroup_open_parent(top, &root, &err) < 0 && err.code == SHIM_FAILED_PRECONDITION,
+            "cgroup_open_parent refuses the root cgroup (%s)", err.msg);
+      cgroup_free(parent);
+      cgroup_free(top);
+      cgroup_free(root);
+    }
     json_decref(stats);
     stats = NULL;
   }
@@ -920,6 +954,7 @@ static void test_v2(void)
     free(dump);
     check(json_integer_value(json_object_get(json_object_get(stats, "cpu"), "usageNs")) >= 50 * 1000000LL, "v2: cpu usage from cpu.stat");
     check(json_integer_value(json_object_get(json_object_get(stats, "pids"), "current")) == 1, "v2: pids current");
+    check_psi_io(cg, stats, "v2: stats");
     json_decref(stats);
   }
   rc = cgroup_destroy(cg, &err);
@@ -1026,6 +1061,5 @@ int main(int argc, char **argv)
 
   cleanup();
   check(count_dirs(g_top, true) == 0, "the test's parent cgroups are gone");
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }

@@ -1,6 +1,7 @@
 /* test_log.c: the CRI log writer: F for full lines, P for partial pieces and
  * 16 KiB cuts, one record per line, and reopen after rotation. */
 #include "shim.h"
+#include "tap.h"
 
 #include <regex.h>
 #include <stdio.h>
@@ -8,16 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-static void check(bool ok, const char *name)
-{
-  printf("%s - %s\n", ok ? "ok" : "not ok", name);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 static char *slurp(const char *path)
 {
@@ -108,6 +99,5 @@ int main(void)
   unlink(path);
   unlink(rotated);
   rmdir(dir);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }

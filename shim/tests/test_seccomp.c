@@ -2,6 +2,7 @@
  * loaded in forked children (errno actions, argument rules, allow lists,
  * kill/trap, unknown names, several architectures, execve under a filter). */
 #include "shim.h"
+#include "tap.h"
 
 #include <fcntl.h>
 #include <seccomp.h>
@@ -17,23 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int passed, failed;
 static char tmpdir[] = "/tmp/skiff-test-seccomp-XXXXXX";
-
-static void check(bool ok, const char *fmt, ...)
-{
-  va_list ap;
-  printf("%s - ", ok ? "ok" : "not ok");
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  printf("\n");
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 static json_t *parse(const char *text)
 {
@@ -510,6 +495,5 @@ int main(void)
   test_load_refused();
   remove_tmpdir();
   check(access(tmpdir, F_OK) < 0, "the temporary directory is gone");
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }

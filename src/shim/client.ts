@@ -145,6 +145,34 @@ export interface CgroupStats {
   pids: { current: number; limit: number | null };
   /** null when the host does not account swap. */
   swap: { usageBytes: number; limitBytes: number | null } | null;
+  /** Pressure (PSI) from the cgroup's cgroup2 dir; null where it has none or the kernel
+   * offers no PSI. Absent from shims started before it was added (they outlive skiffd). */
+  psi?: { cpu: Pressure | null; memory: Pressure | null; io: Pressure | null } | null;
+  /** Per-device IO from io.stat (v2) or blkio throttle files (v1); null where neither. */
+  io?: { devices: BlockDeviceIo[] } | null;
+}
+
+/** One *.pressure file: percentages and microseconds, as the kernel writes them. */
+export interface Pressure {
+  some: PressureLine;
+  /** null where the file has no "full" line (cpu before Linux 5.13). */
+  full: PressureLine | null;
+}
+
+export interface PressureLine {
+  avg10: number;
+  avg60: number;
+  avg300: number;
+  totalUs: number;
+}
+
+export interface BlockDeviceIo {
+  major: number;
+  minor: number;
+  readBytes: number;
+  writeBytes: number;
+  reads: number;
+  writes: number;
 }
 
 /** OCI linux.resources; passed through to the shim as JSON. */
@@ -506,6 +534,11 @@ export class ShimClient extends EventEmitter {
 
   stats(p: { id: string }): Promise<CgroupStats> {
     return this.conn.request('stats', p);
+  }
+
+  /** Stats of the pod cgroup (podCgroup, or the parent of the infra's cgroup). */
+  podStats(): Promise<CgroupStats> {
+    return this.conn.request('podStats', {});
   }
 
   private done(method: string, params: object): Promise<void> {

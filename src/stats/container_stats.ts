@@ -1,12 +1,14 @@
 // Container stats for the CRI: CPU, memory and pids from the shim's cgroup readings,
-// CPU rate from the delta between two samples, and the writable layer's usage from a
-// walk of the container's upper dir, cached so that a stats call stays cheap.
+// CPU rate from the delta between two samples, pressure (PSI) of cpu, memory and io
+// where the cgroup has it, and the writable layer's usage from a walk of the
+// container's upper dir, cached so that a stats call stays cheap.
 import type { ContainerRecord } from '../container/container_service';
 import type { ContainerStats } from '../cri/gen/cri';
 import type { Reply } from '../cri/server';
 import type { Snapshotter } from '../image/snapshotter';
 import type { SandboxService } from '../sandbox/sandbox_service';
 import type { CgroupStats } from '../shim/client';
+import { ioUsage, psiStats } from './pressure';
 
 const LAYER_CACHE_MS = 10_000;
 
@@ -58,7 +60,12 @@ export class ContainerStatsService {
     const prev = this.lastCpu.get(r.id);
     this.lastCpu.set(r.id, { ts: s.timestamp, usageNs: s.cpu.usageNs });
     const rate = prev && s.timestamp > prev.ts ? Math.round(((s.cpu.usageNs - prev.usageNs) / (s.timestamp - prev.ts)) * 1e9) : undefined;
-    out.cpu = { timestamp: s.timestamp, usage_core_nano_seconds: { value: s.cpu.usageNs }, usage_nano_cores: rate !== undefined && rate >= 0 ? { value: rate } : null };
+    out.cpu = {
+      timestamp: s.timestamp,
+      usage_core_nano_seconds: { value: s.cpu.usageNs },
+      usage_nano_cores: rate !== undefined && rate >= 0 ? { value: rate } : null,
+      psi: psiStats(s.psi?.cpu),
+    };
     const m = s.memory;
     out.memory = {
       timestamp: s.timestamp,
@@ -68,7 +75,9 @@ export class ContainerStatsService {
       page_faults: { value: m.pageFaults },
       major_page_faults: { value: m.majorPageFaults },
       available_bytes: m.limitBytes !== null ? { value: Math.max(0, m.limitBytes - m.workingSetBytes) } : null,
+      psi: psiStats(s.psi?.memory),
     };
+    out.io = ioUsage(s);
     if (s.swap)
       out.swap = {
         timestamp: s.timestamp,

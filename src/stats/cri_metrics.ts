@@ -3,18 +3,24 @@
 // runtime (feature gate PodAndContainerStatsFromCRI) instead of running cAdvisor. kubelet
 // builds a Prometheus descriptor from each MetricDescriptor once and pairs every Metric's
 // label_values with its label_keys, so every series here carries exactly its keys.
+// Pressure (PSI) and block IO series come from the container's cgroup and, for the pod's
+// own series (container ""), from the pod cgroup; a series whose source the host lacks is
+// left out, never sent as zero.
 import type { ContainerRecord } from '../container/container_service';
 import { MetricType } from '../cri/gen/cri';
 import type { ContainerMetrics, Metric, MetricDescriptor, PodSandboxMetrics } from '../cri/gen/cri';
 import type { Reply } from '../cri/server';
 import type { PodRecord } from '../sandbox/sandbox_service';
-import type { CgroupStats } from '../shim/client';
+import type { BlockDeviceIo, CgroupStats } from '../shim/client';
+import { BlockDeviceNames } from './block_devices';
 import type { ContainerStatsService } from './container_stats';
 import type { PodStatsService } from './pod_stats';
+import { pressureSeconds } from './pressure';
 
 /** cAdvisor's labels on a container series, as kubelet's /metrics/cadvisor shows them. */
 const LABELS = ['container', 'id', 'image', 'name', 'namespace', 'pod'];
 const NET_LABELS = [...LABELS, 'interface'];
+const DEVICE_LABELS = [...LABELS, 'device'];
 
 interface Def {
   help: string;
@@ -44,50 +50,89 @@ const NETWORK: Record<string, Def & { field: 'rx_bytes' | 'tx_bytes' | 'rx_error
   container_network_transmit_errors_total: { help: 'Cumulative count of errors encountered while transmitting', type: MetricType.COUNTER, labels: NET_LABELS, field: 'tx_errors' },
 };
 
+/** cAdvisor's PSI counters: "waiting" is the some line, "stalled" the full one. */
+const PRESSURE: Record<string, Def & { resource: 'cpu' | 'memory' | 'io'; line: 'some' | 'full' }> = {
+  container_pressure_cpu_stalled_seconds_total: { help: 'Total time duration no tasks in the container could make progress due to CPU congestion.', type: MetricType.COUNTER, labels: LABELS, resource: 'cpu', line: 'full' },
+  container_pressure_cpu_waiting_seconds_total: { help: 'Total time duration tasks in the container have waited due to CPU congestion.', type: MetricType.COUNTER, labels: LABELS, resource: 'cpu', line: 'some' },
+  container_pressure_memory_stalled_seconds_total: { help: 'Total time duration no tasks in the container could make progress due to memory congestion.', type: MetricType.COUNTER, labels: LABELS, resource: 'memory', line: 'full' },
+  container_pressure_memory_waiting_seconds_total: { help: 'Total time duration tasks in the container have waited due to memory congestion.', type: MetricType.COUNTER, labels: LABELS, resource: 'memory', line: 'some' },
+  container_pressure_io_stalled_seconds_total: { help: 'Total time duration no tasks in the container could make progress due to IO congestion.', type: MetricType.COUNTER, labels: LABELS, resource: 'io', line: 'full' },
+  container_pressure_io_waiting_seconds_total: { help: 'Total time duration tasks in the container have waited due to IO congestion.', type: MetricType.COUNTER, labels: LABELS, resource: 'io', line: 'some' },
+};
+
+/** cAdvisor's block IO counters per device (from io.stat on v2, blkio throttle files on v1). */
+const BLOCK_IO: Record<string, Def & { field: keyof Omit<BlockDeviceIo, 'major' | 'minor'> }> = {
+  container_fs_reads_bytes_total: { help: 'Cumulative count of bytes read', type: MetricType.COUNTER, labels: DEVICE_LABELS, field: 'readBytes' },
+  container_fs_reads_total: { help: 'Cumulative count of reads completed', type: MetricType.COUNTER, labels: DEVICE_LABELS, field: 'reads' },
+  container_fs_writes_bytes_total: { help: 'Cumulative count of bytes written', type: MetricType.COUNTER, labels: DEVICE_LABELS, field: 'writeBytes' },
+  container_fs_writes_total: { help: 'Cumulative count of writes completed', type: MetricType.COUNTER, labels: DEVICE_LABELS, field: 'writes' },
+};
+
 const FS_USAGE = 'container_fs_usage_bytes';
-const FS_DEF: Def = { help: 'Number of bytes that are consumed by the container on this filesystem.', type: MetricType.GAUGE, labels: [...LABELS, 'device'] };
+const FS_DEF: Def = { help: 'Number of bytes that are consumed by the container on this filesystem.', type: MetricType.GAUGE, labels: DEVICE_LABELS };
 
 export function metricDescriptors(): Reply<MetricDescriptor>[] {
-  const all: [string, Def][] = [...Object.entries(CONTAINER), ...Object.entries(NETWORK), [FS_USAGE, FS_DEF]];
+  const all: [string, Def][] = [...Object.entries(CONTAINER), ...Object.entries(NETWORK), ...Object.entries(PRESSURE), ...Object.entries(BLOCK_IO), [FS_USAGE, FS_DEF]];
   return all.map(([name, d]) => ({ name, help: d.help, label_keys: d.labels }));
 }
+
+type MetricOf = (name: string, type: MetricType, labels: string[], value: number) => Reply<Metric>;
 
 export class CriMetricsService {
   constructor(
     private readonly containers: ContainerStatsService,
     private readonly pods: PodStatsService,
+    private readonly devices = new BlockDeviceNames(),
   ) {}
+
+  /** Pressure and per-device IO series of one cgroup's readings. Devices sysfs cannot
+   * name are left out: two unnamed ones would make duplicate series, which fail a scrape. */
+  private async cgroupSeries(s: CgroupStats, labels: string[], metric: MetricOf): Promise<Reply<Metric>[]> {
+    const out: Reply<Metric>[] = [];
+    for (const [name, d] of Object.entries(PRESSURE)) {
+      const v = pressureSeconds(s.psi?.[d.resource], d.line);
+      if (v !== null) out.push(metric(name, d.type, labels, v));
+    }
+    for (const dev of s.io?.devices ?? []) {
+      const device = await this.devices.name(dev.major, dev.minor);
+      if (device) for (const [name, d] of Object.entries(BLOCK_IO)) out.push(metric(name, d.type, [...labels, device], dev[d.field]));
+    }
+    return out;
+  }
 
   /** Metrics of a ready pod and of its containers that have not exited. */
   async podMetrics(pod: PodRecord, containers: ContainerRecord[]): Promise<Reply<PodSandboxMetrics>> {
     const m = pod.config.metadata;
     const base = (container: string, id: string, image: string, name: string) => [container, id, image, name, m?.namespace ?? '', m?.name ?? ''];
     const ts = Date.now() * 1e6;
-    const metric = (name: string, type: MetricType, labels: string[], value: number): Reply<Metric> => ({ name, timestamp: ts, metric_type: type, label_values: labels, value: { value: Math.max(0, Math.round(value)) } });
+    const metric: MetricOf = (name, type, labels, value) => ({ name, timestamp: ts, metric_type: type, label_values: labels, value: { value: Math.max(0, Math.round(value)) } });
 
-    const podMetrics: Reply<Metric>[] = [];
-    const net = await this.pods.network(pod, ts);
+    const podLabels = base('', pod.cgroupParent, '', pod.id);
+    const [own, net] = await Promise.all([this.pods.cgroup(pod), this.pods.network(pod, ts)]);
+    const podMetrics: Reply<Metric>[] = own ? await this.cgroupSeries(own, podLabels, metric) : [];
     for (const i of net?.interfaces ?? [])
       for (const [name, d] of Object.entries(NETWORK)) {
         const v = i[d.field]?.value;
-        if (typeof v === 'number') podMetrics.push(metric(name, d.type, [...base('', pod.cgroupParent, '', pod.id), i.name ?? ''], v));
+        if (typeof v === 'number') podMetrics.push(metric(name, d.type, [...podLabels, i.name ?? ''], v));
       }
 
     const running = containers.filter((c) => c.state !== 'exited');
     const samples = await Promise.all(running.map((c) => this.containers.sample(c)));
-    const containerMetrics: Reply<ContainerMetrics>[] = running.map((c, k) => {
+    const containerMetrics: Reply<ContainerMetrics>[] = await Promise.all(running.map(async (c, k) => {
       const labels = base(c.config.metadata?.name ?? '', `${pod.cgroupParent}/${c.id}`, c.config.image?.image || c.imageRef, c.id);
       const out: Reply<Metric>[] = [];
       const raw = samples[k].raw;
-      if (raw)
+      if (raw) {
         for (const [name, d] of Object.entries(CONTAINER)) {
           const v = d.value(raw, c);
           if (v !== null) out.push(metric(name, d.type, labels, v));
         }
+        out.push(...(await this.cgroupSeries(raw, labels, metric)));
+      }
       const layer = samples[k].stats.writable_layer;
       if (layer?.used_bytes) out.push(metric(FS_USAGE, FS_DEF.type, [...labels, layer.fs_id?.mountpoint ?? ''], layer.used_bytes.value ?? 0));
       return { container_id: c.id, metrics: out };
-    });
+    }));
     return { pod_sandbox_id: pod.id, metrics: podMetrics, container_metrics: containerMetrics };
   }
 }
