@@ -1,7 +1,7 @@
 // What the Stream* list calls (StreamPodSandboxes, StreamContainers, StreamImages and the
 // stats and metrics streams) share: a list's encoded items sent as several replies, each
 // bounded in bytes and in items, at the pace the client reads, until it cancels.
-import { Encoded, repeatedField } from './proto';
+import { Encoded, EncodedItems, repeatedField } from './proto';
 import type { StreamContext } from './server';
 
 export interface ChunkBounds {
@@ -41,13 +41,53 @@ export function* chunks(field: number, items: readonly Buffer[], bounds: ChunkBo
   if (items.length > start) yield repeatedField(field, items.slice(start));
 }
 
+/** The field that repeats the items in every CRI List and Stream reply. */
+const ITEMS_FIELD = 1;
+
 /** Send the items as chunks (see chunks), waiting whenever the client is behind; a
  * client that cancels ends it quietly, with nothing more written. The chunks go out
  * encoded: the response codec passes an Encoded message through as it is. */
-export async function sendChunked(ctx: StreamContext<unknown>, field: number, items: readonly Buffer[], bounds: ChunkBounds): Promise<void> {
+export async function sendChunked(ctx: StreamContext<unknown>, items: readonly Buffer[], bounds: ChunkBounds): Promise<void> {
   const cancelled = new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
-  for (const chunk of chunks(field, items, bounds)) {
+  for (const chunk of chunks(ITEMS_FIELD, items, bounds)) {
     if (ctx.signal.aborted) return;
     if (!ctx.write(chunk)) await Promise.race([ctx.drained(), cancelled]);
+  }
+}
+
+/**
+ * A List call and its Stream call over records whose encodings are kept between calls
+ * (EncodedItems): the same selection, answered whole or in chunks.
+ */
+export class CachedListing<R extends { id: string }, F> {
+  private readonly encoded: EncodedItems<R>;
+
+  constructor(
+    private readonly o: {
+      /** The records a filter selects, in the order they are answered in. */
+      select: (f: F) => R[];
+      /** Changes whenever a record's encoding would. */
+      version: (r: R) => string;
+      encode: (r: R) => Buffer;
+      /** Whether a record still exists (the cache forgets the others). */
+      live: (id: string) => boolean;
+    },
+    private readonly bounds: ChunkBounds,
+  ) {
+    this.encoded = new EncodedItems(o.encode);
+  }
+
+  private items(f: F) {
+    return this.o.select(f).map((r) => ({ id: r.id, version: this.o.version(r), item: r }));
+  }
+
+  /** The List reply, encoded. */
+  reply(f: F): Encoded {
+    return this.encoded.reply(ITEMS_FIELD, this.items(f), this.o.live);
+  }
+
+  /** The Stream call's replies. */
+  send(f: F, ctx: StreamContext<unknown>): Promise<void> {
+    return sendChunked(ctx, this.encoded.bytes(this.items(f), this.o.live), this.bounds);
   }
 }

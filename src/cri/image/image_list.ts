@@ -25,5 +25,5 @@ export function listImages(images: Images) {
 
 export function streamImages(images: Images, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   return async (req: StreamImagesRequest, ctx: StreamContext<StreamImagesResponse>): Promise<void> =>
-    sendChunked(ctx, 1, selectedImages(images, req.filter).map(imageCodec.encode), bounds);
+    sendChunked(ctx, selectedImages(images, req.filter).map(imageCodec.encode), bounds);
 }

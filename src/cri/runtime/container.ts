@@ -7,8 +7,8 @@ import type {
   ExecSyncResponse, ListContainersRequest, RemoveContainerRequest, ReopenContainerLogRequest, StartContainerRequest,
   StopContainerRequest, StreamContainersRequest, StreamContainersResponse, UpdateContainerResourcesRequest,
 } from '../gen/cri';
-import { ChunkBounds, STREAM_CHUNK_BOUNDS, sendChunked } from '../list_stream';
-import { Encoded, EncodedItems, codec } from '../proto';
+import { CachedListing, ChunkBounds, STREAM_CHUNK_BOUNDS } from '../list_stream';
+import { Encoded, codec } from '../proto';
 import type { Reply, StreamContext } from '../server';
 import { byCreation, containerState, selectContainers, toContainer, toContainerStatus } from './convert';
 
@@ -59,16 +59,18 @@ export function containerStatus(containers: ContainerService) {
  * rest is fixed at create).
  */
 export function containerLists(containers: Pick<ContainerService, 'list' | 'get'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
-  const encoded = new EncodedItems<ContainerRecord>((r) => containerCodec.encode(toContainer(r)));
-  const live = (id: string) => !!containers.get(id);
-  const selected = (f: ContainerFilter | null) =>
-    selectContainers(containers.list(), f)
-      .sort(byCreation)
-      .map((r) => ({ id: r.id, version: String(containerState(r)), item: r }));
+  const listing = new CachedListing<ContainerRecord, ContainerFilter | null>(
+    {
+      select: (f) => selectContainers(containers.list(), f).sort(byCreation),
+      version: (r) => String(containerState(r)),
+      encode: (r) => containerCodec.encode(toContainer(r)),
+      live: (id) => !!containers.get(id),
+    },
+    bounds,
+  );
   return {
-    ListContainers: async (req: ListContainersRequest): Promise<Encoded> => encoded.reply(1, selected(req.filter), live),
-    StreamContainers: async (req: StreamContainersRequest, ctx: StreamContext<StreamContainersResponse>): Promise<void> =>
-      sendChunked(ctx, 1, encoded.bytes(selected(req.filter), live), bounds),
+    ListContainers: async (req: ListContainersRequest): Promise<Encoded> => listing.reply(req.filter),
+    StreamContainers: async (req: StreamContainersRequest, ctx: StreamContext<StreamContainersResponse>): Promise<void> => listing.send(req.filter, ctx),
   };
 }
 

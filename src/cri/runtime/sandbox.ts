@@ -6,8 +6,8 @@ import type {
   ListPodSandboxRequest, PodSandbox, PodSandboxFilter, PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
   RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StreamPodSandboxesRequest, StreamPodSandboxesResponse,
 } from '../gen/cri';
-import { ChunkBounds, STREAM_CHUNK_BOUNDS, sendChunked } from '../list_stream';
-import { Encoded, EncodedItems, codec } from '../proto';
+import { CachedListing, ChunkBounds, STREAM_CHUNK_BOUNDS } from '../list_stream';
+import { Encoded, codec } from '../proto';
 import type { Reply, StreamContext } from '../server';
 import { byCreation, podState, selectPods, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './convert';
 
@@ -64,15 +64,17 @@ export function podSandboxStatus(pods: SandboxService, containers: ContainerServ
  * is made).
  */
 export function podSandboxLists(pods: Pick<SandboxService, 'list' | 'get'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
-  const encoded = new EncodedItems<PodRecord>((r) => podSandboxCodec.encode(toPodSandbox(r)));
-  const live = (id: string) => !!pods.get(id);
-  const selected = (f: PodSandboxFilter | null) =>
-    selectPods(pods.list(), f)
-      .sort(byCreation)
-      .map((r) => ({ id: r.id, version: String(podState(r)), item: r }));
+  const listing = new CachedListing<PodRecord, PodSandboxFilter | null>(
+    {
+      select: (f) => selectPods(pods.list(), f).sort(byCreation),
+      version: (r) => String(podState(r)),
+      encode: (r) => podSandboxCodec.encode(toPodSandbox(r)),
+      live: (id) => !!pods.get(id),
+    },
+    bounds,
+  );
   return {
-    ListPodSandbox: async (req: ListPodSandboxRequest): Promise<Encoded> => encoded.reply(1, selected(req.filter), live),
-    StreamPodSandboxes: async (req: StreamPodSandboxesRequest, ctx: StreamContext<StreamPodSandboxesResponse>): Promise<void> =>
-      sendChunked(ctx, 1, encoded.bytes(selected(req.filter), live), bounds),
+    ListPodSandbox: async (req: ListPodSandboxRequest): Promise<Encoded> => listing.reply(req.filter),
+    StreamPodSandboxes: async (req: StreamPodSandboxesRequest, ctx: StreamContext<StreamPodSandboxesResponse>): Promise<void> => listing.send(req.filter, ctx),
   };
 }

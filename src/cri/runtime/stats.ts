@@ -56,7 +56,7 @@ export function listContainerStats(containers: Containers, stats: Pick<Container
 
 export function streamContainerStats(containers: Containers, stats: Pick<ContainerStatsService, 'stats'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   return async (req: StreamContainerStatsRequest, ctx: StreamContext<StreamContainerStatsResponse>): Promise<void> =>
-    sendChunked(ctx, 1, (await selectedContainerStats(containers, stats, req.filter)).map(containerStatsCodec.encode), bounds);
+    sendChunked(ctx, (await selectedContainerStats(containers, stats, req.filter)).map(containerStatsCodec.encode), bounds);
 }
 
 export function podSandboxStats(pods: SandboxService, containers: ContainerService, stats: PodStatsService) {
@@ -78,7 +78,7 @@ export function listPodSandboxStats(pods: Pods, containers: Containers, stats: P
 
 export function streamPodSandboxStats(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'stats'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   return async (req: StreamPodSandboxStatsRequest, ctx: StreamContext<StreamPodSandboxStatsResponse>): Promise<void> =>
-    sendChunked(ctx, 1, (await selectedPodStats(pods, containers, stats, req.filter)).map(podSandboxStatsCodec.encode), bounds);
+    sendChunked(ctx, (await selectedPodStats(pods, containers, stats, req.filter)).map(podSandboxStatsCodec.encode), bounds);
 }
 
 export function listMetricDescriptors() {
@@ -98,5 +98,5 @@ export function listPodSandboxMetrics(pods: Pods, containers: Containers, metric
 
 export function streamPodSandboxMetrics(pods: Pods, containers: Containers, metrics: Pick<CriMetricsService, 'podMetrics'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   return async (_req: unknown, ctx: StreamContext<StreamPodSandboxMetricsResponse>): Promise<void> =>
-    sendChunked(ctx, 1, (await readyPodMetrics(pods, containers, metrics)).map(podSandboxMetricsCodec.encode), bounds);
+    sendChunked(ctx, (await readyPodMetrics(pods, containers, metrics)).map(podSandboxMetricsCodec.encode), bounds);
 }
