@@ -14,7 +14,7 @@ import * as ctr from './cri/runtime/container';
 import { runtimeConfig } from './cri/runtime/runtime_config';
 import { ContainerEvents } from './cri/runtime/events';
 import * as pod from './cri/runtime/sandbox';
-import { containerStats, listContainerStats, listMetricDescriptors, listPodSandboxMetrics, listPodSandboxStats, podSandboxStats } from './cri/runtime/stats';
+import * as statsCalls from './cri/runtime/stats';
 import { CriMetricsService } from './stats/cri_metrics';
 import * as streamingCalls from './cri/runtime/streaming';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
@@ -130,6 +130,7 @@ export class Daemon {
     const containersDir = path.join(config.root, 'snapshots', 'containers');
     const containerFs = async () => ({ mountpoint: containersDir, ...(await diskUsage(containersDir)) });
     const events = new ContainerEvents(sandboxes, containers);
+    const criMetrics = new CriMetricsService(stats, podStats);
     const server = new CriServer(
       {
         runtime: {
@@ -141,13 +142,13 @@ export class Daemon {
           StopPodSandbox: pod.stopPodSandbox(sandboxes),
           RemovePodSandbox: pod.removePodSandbox(sandboxes),
           PodSandboxStatus: pod.podSandboxStatus(sandboxes, containers),
-          ListPodSandbox: pod.listPodSandbox(sandboxes),
+          ...pod.podSandboxLists(sandboxes),
           CreateContainer: ctr.createContainer(containers),
           StartContainer: ctr.startContainer(containers),
           StopContainer: ctr.stopContainer(containers),
           RemoveContainer: ctr.removeContainer(containers),
           ContainerStatus: ctr.containerStatus(containers),
-          ListContainers: ctr.listContainers(containers),
+          ...ctr.containerLists(containers),
           UpdateContainerResources: ctr.updateContainerResources(containers),
           ReopenContainerLog: ctr.reopenContainerLog(containers),
           ExecSync: ctr.execSync(containers),
@@ -155,12 +156,15 @@ export class Daemon {
           Attach: streamingCalls.attach(containers, streaming),
           PortForward: streamingCalls.portForward(sandboxes, streaming),
           GetContainerEvents: events.handler(),
-          ContainerStats: containerStats(containers, stats),
-          PodSandboxStats: podSandboxStats(sandboxes, containers, podStats),
-          ListPodSandboxStats: listPodSandboxStats(sandboxes, containers, podStats),
-          ListContainerStats: listContainerStats(containers, stats),
-          ListMetricDescriptors: listMetricDescriptors(),
-          ListPodSandboxMetrics: listPodSandboxMetrics(sandboxes, containers, new CriMetricsService(stats, podStats)),
+          ContainerStats: statsCalls.containerStats(containers, stats),
+          PodSandboxStats: statsCalls.podSandboxStats(sandboxes, containers, podStats),
+          ListPodSandboxStats: statsCalls.listPodSandboxStats(sandboxes, containers, podStats),
+          StreamPodSandboxStats: statsCalls.streamPodSandboxStats(sandboxes, containers, podStats),
+          ListContainerStats: statsCalls.listContainerStats(containers, stats),
+          StreamContainerStats: statsCalls.streamContainerStats(containers, stats),
+          ListMetricDescriptors: statsCalls.listMetricDescriptors(),
+          ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(sandboxes, containers, criMetrics),
+          StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(sandboxes, containers, criMetrics),
         },
         image: imageHandlers(images, containerFs),
       },

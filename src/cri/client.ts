@@ -15,6 +15,10 @@ export interface CriCallError extends Error {
   details: string;
 }
 
+type ServerStreaming<T> = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientReadableStream<T>;
+/** The methods of a service that answer with a stream. */
+type StreamingMethod<R> = { [M in keyof R]: R[M] extends { stream: true } ? M : never }[keyof R];
+
 type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
 
 export class CriClient {
@@ -50,14 +54,39 @@ export class CriClient {
     return this.unary(this.img, method, req, opts);
   }
 
+  /** A server-streaming RuntimeService call (GetContainerEvents, the Stream* lists) as
+   * its stream; cancel() it to stop. */
+  runtimeStream<M extends StreamingMethod<RuntimeServiceRpc>>(method: M, req: Reply<RuntimeServiceRpc[M]['req']>, opts: CallOptions = {}): grpc.ClientReadableStream<RuntimeServiceRpc[M]['res']> {
+    return this.serverStream(this.rt, method, req, opts);
+  }
+
+  /** A server-streaming ImageService call (StreamImages) as its stream. */
+  imageStream<M extends StreamingMethod<ImageServiceRpc>>(method: M, req: Reply<ImageServiceRpc[M]['req']>, opts: CallOptions = {}): grpc.ClientReadableStream<ImageServiceRpc[M]['res']> {
+    return this.serverStream(this.img, method, req, opts);
+  }
+
+  private serverStream<T>(client: grpc.Client, method: string, req: unknown, opts: CallOptions): grpc.ClientReadableStream<T> {
+    const fn = (client as unknown as Record<string, ServerStreaming<T>>)[method].bind(client);
+    return fn(req, new grpc.Metadata(), opts.timeoutMs === undefined ? {} : { deadline: Date.now() + opts.timeoutMs });
+  }
+
   /** GetContainerEvents as a stream; cancel() it to stop. */
   events(): grpc.ClientReadableStream<RuntimeServiceRpc['GetContainerEvents']['res']> {
-    const fn = (this.rt as unknown as Record<string, (req: unknown) => grpc.ClientReadableStream<RuntimeServiceRpc['GetContainerEvents']['res']>>).GetContainerEvents.bind(this.rt);
-    return fn({});
+    return this.runtimeStream('GetContainerEvents', {});
   }
 
   close(): void {
     this.rt.close();
     this.img.close();
   }
+}
+
+/** Every message of a stream, once it ends (rejects with the call's error). */
+export function readAll<T>(stream: grpc.ClientReadableStream<T>): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const got: T[] = [];
+    stream.on('data', (m: T) => got.push(m));
+    stream.on('error', reject);
+    stream.on('end', () => resolve(got));
+  });
 }

@@ -48,16 +48,29 @@ export class EncodedItems<R> {
   /** The reply whose field `field` repeats these items, encoded. `live` tells the ids
    * that still exist: the others are forgotten once the cache outgrows the reply. */
   reply(field: number, list: { id: string; version: string; item: R }[], live: (id: string) => boolean): Encoded {
-    const w = protobuf.Writer.create();
-    for (const { id, version, item } of list) {
+    return repeatedField(field, this.bytes(list, live));
+  }
+
+  /** Each item's encoding, in order: cached unless its version changed (see reply). */
+  bytes(list: { id: string; version: string; item: R }[], live: (id: string) => boolean): Buffer[] {
+    const out = new Array<Buffer>(list.length);
+    for (let i = 0; i < list.length; i++) {
+      const { id, version, item } = list[i];
       let e = this.items.get(id);
       if (!e || e.version !== version) this.items.set(id, (e = { version, bytes: this.encode(item) }));
-      w.uint32((field << 3) | 2).bytes(e.bytes);
+      out[i] = e.bytes;
     }
     if (this.items.size > list.length + 64) for (const id of this.items.keys()) if (!live(id)) this.items.delete(id);
-    const bytes = w.finish();
-    return { [ENCODED]: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+    return out;
   }
+}
+
+/** A message whose only field, `field`, repeats these encoded messages. */
+export function repeatedField(field: number, items: readonly Buffer[]): Encoded {
+  const w = protobuf.Writer.create();
+  for (const b of items) w.uint32((field << 3) | 2).bytes(b);
+  const bytes = w.finish();
+  return { [ENCODED]: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
 /** The codec of any protobufjs message type (skiff's own API uses it too). */

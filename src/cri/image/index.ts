@@ -3,7 +3,7 @@ import type { ImageService } from '../../image/image_service';
 import type { ImageServiceRpc } from '../gen/cri';
 import type { Handlers } from '../server';
 import { imageFsInfo } from './imagefs_info';
-import { listImages } from './image_list';
+import { listImages, streamImages } from './image_list';
 import { pullImage } from './image_pull';
 import { removeImage } from './image_remove';
 import { imageStatus } from './image_status';
@@ -14,6 +14,7 @@ export function imageHandlers(
 ): Handlers<ImageServiceRpc> {
   return {
     ListImages: listImages(images),
+    StreamImages: streamImages(images),
     ImageStatus: imageStatus(images),
     PullImage: pullImage(images),
     RemoveImage: removeImage(images),

@@ -1,14 +1,16 @@
 // CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
-// ListContainers, UpdateContainerResources, ReopenContainerLog, ExecSync.
+// ListContainers and StreamContainers, UpdateContainerResources, ReopenContainerLog,
+// ExecSync.
 import type { ContainerRecord, ContainerService } from '../../container/container_service';
 import type {
-  Container, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ExecSyncRequest, ExecSyncResponse,
-  ListContainersRequest, RemoveContainerRequest, ReopenContainerLogRequest, StartContainerRequest,
-  StopContainerRequest, UpdateContainerResourcesRequest,
+  Container, ContainerFilter, ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ExecSyncRequest,
+  ExecSyncResponse, ListContainersRequest, RemoveContainerRequest, ReopenContainerLogRequest, StartContainerRequest,
+  StopContainerRequest, StreamContainersRequest, StreamContainersResponse, UpdateContainerResourcesRequest,
 } from '../gen/cri';
-import { Encoded, EncodedItems, codec } from '../proto';
-import type { Reply } from '../server';
-import { containerState, matchesLabels, toContainer, toContainerStatus } from './convert';
+import { CachedListing, ChunkBounds, STREAM_CHUNK_BOUNDS } from '../list_stream';
+import { Encoded, codec } from '../proto';
+import type { Reply, StreamContext } from '../server';
+import { byCreation, containerState, selectContainers, toContainer, toContainerStatus } from './convert';
 
 const containerCodec = codec<Container>('Container');
 
@@ -51,19 +53,24 @@ export function containerStatus(containers: ContainerService) {
   };
 }
 
-export function listContainers(containers: ContainerService) {
-  // A container's listing changes only with its state (the rest is fixed at create).
-  const encoded = new EncodedItems<ContainerRecord>((r) => containerCodec.encode(toContainer(r)));
-  return async (req: ListContainersRequest): Promise<Encoded> => {
-    const f = req.filter;
-    const list = containers
-      .list()
-      .filter((r) => !f || !f.id || r.id.startsWith(f.id))
-      .filter((r) => !f || !f.pod_sandbox_id || r.podId.startsWith(f.pod_sandbox_id))
-      .filter((r) => !f?.state || containerState(r) === f.state.state)
-      .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
-      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
-    return encoded.reply(1, list.map((r) => ({ id: r.id, version: String(containerState(r)), item: r })), (id) => !!containers.get(id));
+/**
+ * ListContainers and StreamContainers: the same filter, oldest container first, over one
+ * cache of encoded containers. A container's listing changes only with its state (the
+ * rest is fixed at create).
+ */
+export function containerLists(containers: Pick<ContainerService, 'list' | 'get'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
+  const listing = new CachedListing<ContainerRecord, ContainerFilter | null>(
+    {
+      select: (f) => selectContainers(containers.list(), f).sort(byCreation),
+      version: (r) => String(containerState(r)),
+      encode: (r) => containerCodec.encode(toContainer(r)),
+      live: (id) => !!containers.get(id),
+    },
+    bounds,
+  );
+  return {
+    ListContainers: async (req: ListContainersRequest): Promise<Encoded> => listing.reply(req.filter),
+    StreamContainers: async (req: StreamContainersRequest, ctx: StreamContext<StreamContainersResponse>): Promise<void> => listing.send(req.filter, ctx),
   };
 }
 

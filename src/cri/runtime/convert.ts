@@ -1,5 +1,5 @@
-// Pod and container records -> CRI messages, and the label-selector matching that the
-// List calls share.
+// Pod and container records -> CRI messages, and the filters that the List and Stream
+// calls share.
 import type { ContainerRecord } from '../../container/container_service';
 import { criSignal, recordedStopSignal } from '../../container/signals';
 import type { PodRecord } from '../../sandbox/sandbox_service';
@@ -15,6 +15,42 @@ export const containerState = (r: ContainerRecord) =>
 export function matchesLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
+
+/** What PodSandboxFilter and PodSandboxStatsFilter (no state) ask for. */
+interface PodSelector {
+  id: string;
+  state?: { state: PodSandboxState } | null;
+  label_selector: Record<string, string>;
+}
+
+/** What ContainerFilter and ContainerStatsFilter (no state) ask for. */
+interface ContainerSelector {
+  id: string;
+  pod_sandbox_id: string;
+  state?: { state: ContainerState } | null;
+  label_selector: Record<string, string>;
+}
+
+/** The pods a filter selects: id prefix, state, labels; every pod without a filter. */
+export function selectPods(list: PodRecord[], f: PodSelector | null): PodRecord[] {
+  if (!f) return list.slice();
+  return list.filter((r) => (!f.id || r.id.startsWith(f.id)) && (!f.state || podState(r) === f.state.state) && matchesLabels(r.config.labels, f.label_selector));
+}
+
+/** The containers a filter selects: id prefix, pod id prefix, state, labels. */
+export function selectContainers(list: ContainerRecord[], f: ContainerSelector | null): ContainerRecord[] {
+  if (!f) return list.slice();
+  return list.filter(
+    (r) =>
+      (!f.id || r.id.startsWith(f.id)) &&
+      (!f.pod_sandbox_id || r.podId.startsWith(f.pod_sandbox_id)) &&
+      (!f.state || containerState(r) === f.state.state) &&
+      matchesLabels(r.config.labels, f.label_selector),
+  );
+}
+
+/** Oldest first, then by id: the order ListPodSandbox and ListContainers answer in. */
+export const byCreation = <R extends { createdAt: number; id: string }>(a: R, b: R): number => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1);
 
 export function toPodSandbox(r: PodRecord): Reply<PodSandbox> {
   return {

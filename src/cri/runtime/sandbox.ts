@@ -1,13 +1,15 @@
-// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox and
+// StreamPodSandboxes.
 import type { ContainerService } from '../../container/container_service';
 import type { PodRecord, SandboxService } from '../../sandbox/sandbox_service';
 import type {
-  ListPodSandboxRequest, PodSandbox, PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
-  RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest,
+  ListPodSandboxRequest, PodSandbox, PodSandboxFilter, PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
+  RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StreamPodSandboxesRequest, StreamPodSandboxesResponse,
 } from '../gen/cri';
-import { Encoded, EncodedItems, codec } from '../proto';
-import type { Reply } from '../server';
-import { matchesLabels, podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './convert';
+import { CachedListing, ChunkBounds, STREAM_CHUNK_BOUNDS } from '../list_stream';
+import { Encoded, codec } from '../proto';
+import type { Reply, StreamContext } from '../server';
+import { byCreation, podState, selectPods, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './convert';
 
 const podSandboxCodec = codec<PodSandbox>('PodSandbox');
 
@@ -56,17 +58,23 @@ export function podSandboxStatus(pods: SandboxService, containers: ContainerServ
   };
 }
 
-export function listPodSandbox(pods: SandboxService) {
-  // A pod's listing changes only with its state (the rest is fixed when it is made).
-  const encoded = new EncodedItems<PodRecord>((r) => podSandboxCodec.encode(toPodSandbox(r)));
-  return async (req: ListPodSandboxRequest): Promise<Encoded> => {
-    const f = req.filter;
-    const items = pods
-      .list()
-      .filter((r) => !f || !f.id || r.id.startsWith(f.id))
-      .filter((r) => !f?.state || podState(r) === f.state.state)
-      .filter((r) => !f || matchesLabels(r.config.labels, f.label_selector))
-      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
-    return encoded.reply(1, items.map((r) => ({ id: r.id, version: String(podState(r)), item: r })), (id) => !!pods.get(id));
+/**
+ * ListPodSandbox and StreamPodSandboxes: the same filter, oldest pod first, over one cache
+ * of encoded pods. A pod's listing changes only with its state (the rest is fixed when it
+ * is made).
+ */
+export function podSandboxLists(pods: Pick<SandboxService, 'list' | 'get'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
+  const listing = new CachedListing<PodRecord, PodSandboxFilter | null>(
+    {
+      select: (f) => selectPods(pods.list(), f).sort(byCreation),
+      version: (r) => String(podState(r)),
+      encode: (r) => podSandboxCodec.encode(toPodSandbox(r)),
+      live: (id) => !!pods.get(id),
+    },
+    bounds,
+  );
+  return {
+    ListPodSandbox: async (req: ListPodSandboxRequest): Promise<Encoded> => listing.reply(req.filter),
+    StreamPodSandboxes: async (req: StreamPodSandboxesRequest, ctx: StreamContext<StreamPodSandboxesResponse>): Promise<void> => listing.send(req.filter, ctx),
   };
 }
