@@ -123,6 +123,8 @@ int cgroup_create(const char *cgroups_path, json_t *resources, struct cgroup **o
 /* Open an existing cgroup (exec joins the container's cgroup; recovery). */
 int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *err);
 int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err);
+/* Apply resources to a live cgroup; if the kernel refuses a value half-way,
+ * the files already written get their old contents back (v1 device rules excepted). */
 int cgroup_update(struct cgroup *cg, json_t *resources, struct shim_err *err);
 /* Stats as a JSON object (see api/shim/PROTOCOL.md "stats"). */
 int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err);
