@@ -139,6 +139,7 @@ export class Daemon {
           RemovePodSandbox: pod.removePodSandbox(sandboxes),
           PodSandboxStatus: pod.podSandboxStatus(sandboxes, containers),
           ListPodSandbox: pod.listPodSandbox(sandboxes),
+          UpdatePodSandboxResources: pod.updatePodSandboxResources(sandboxes),
           CreateContainer: ctr.createContainer(containers),
           StartContainer: ctr.startContainer(containers),
           StopContainer: ctr.stopContainer(containers),
