@@ -69,7 +69,7 @@ export function ociResources(r: LinuxContainerResources, minOomScoreAdj: number)
   for (const [k, v] of [['cpu_period', r.cpu_period], ['cpu_quota', r.cpu_quota], ['cpu_shares', r.cpu_shares], ['memory_limit_in_bytes', r.memory_limit_in_bytes]] as const)
     if (v < 0 && !(k === 'cpu_quota' && v === -1)) throw new InvalidArgument(`resources.${k} must not be negative, got ${v}`);
   if (r.oom_score_adj < -1000 || r.oom_score_adj > 1000) throw new InvalidArgument(`resources.oom_score_adj must be in [-1000, 1000], got ${r.oom_score_adj}`);
-  for (const [k, v] of Object.entries(r.unified)) if (k.includes('/') || k.includes('..') || !k) throw new InvalidArgument(`resources.unified: bad key "${k}"`); else void v;
+  for (const k of Object.keys(r.unified)) if (!isUnifiedKey(k)) throw new InvalidArgument(`resources.unified: bad key "${k}"`);
   const out: OciLinuxResources & { oomScoreAdj?: number } = {};
   const cpu: NonNullable<OciLinuxResources['cpu']> = {};
   if (r.cpu_shares) cpu.shares = r.cpu_shares;
