@@ -428,8 +428,12 @@ export class SandboxService extends EventEmitter {
     try {
       await shim.updatePod({ resources: limits as Record<string, unknown> });
     } catch (e) {
-      if (e instanceof ShimError && e.grpcStatus === GrpcCode.INVALID_ARGUMENT) throw new InvalidArgument(criFieldNames(e.message), { cause: e });
-      throw e;
+      if (!(e instanceof ShimError) || e.grpcStatus !== GrpcCode.INVALID_ARGUMENT) throw e;
+      // A shim started by an older skiffd (pods outlive upgrades) has no updatePod: it took
+      // the call for a container method and asked for params.id, which updatePod never reads.
+      if (e.message.startsWith('params.id') || e.message.includes('unknown method "updatePod"'))
+        throw new FailedPrecondition(`pod sandbox ${r.id}: its shim predates pod resizing; its cgroup keeps its limits until the pod is made again`, { cause: e });
+      throw new InvalidArgument(criFieldNames(e.message), { cause: e });
     }
   }
 
