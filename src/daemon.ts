@@ -143,6 +143,7 @@ export class Daemon {
           RemovePodSandbox: pod.removePodSandbox(sandboxes),
           PodSandboxStatus: pod.podSandboxStatus(sandboxes, containers),
           ...pod.podSandboxLists(sandboxes),
+          UpdatePodSandboxResources: pod.updatePodSandboxResources(sandboxes),
           CreateContainer: ctr.createContainer(containers),
           StartContainer: ctr.startContainer(containers),
           StopContainer: ctr.stopContainer(containers),

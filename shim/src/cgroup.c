@@ -39,6 +39,18 @@ struct cgroup {
   char dirs[MAX_HIER][PATH_MAX]; /* per hierarchy */
   bool used[MAX_HIER];           /* the cgroup lives in this hierarchy */
   size_t created_from[MAX_HIER]; /* length of the shallowest dir cgroup_create made, 0 if none */
+  struct journal *journal;       /* set while cgroup_update runs: what each write replaced */
+};
+
+/* The files an update wrote, each with what it held before the first write,
+ * so that an update the kernel refuses half-way can be put back. */
+struct journal_entry {
+  char *path;
+  char *old;
+};
+struct journal {
+  struct journal_entry *e;
+  size_t n, cap;
 };
 
 static struct hier g_hier[MAX_HIER];
@@ -272,6 +284,90 @@ static int v2_index(struct cgroup *cg)
   return -1;
 }
 
+/* ---- the update journal ------------------------------------------------------ */
+
+/* What to write back to restore a file: its contents, except memory.oom_control,
+ * which reads as "oom_kill_disable N ..." and takes N. */
+static char *restorable(const char *path, char *text)
+{
+  const char *base = strrchr(path, '/') + 1, *key = "oom_kill_disable ";
+  char *v;
+  if (strcmp(base, "memory.oom_control") != 0)
+    return text;
+  v = strstr(text, key);
+  if (!v) {
+    free(text);
+    return NULL;
+  }
+  memmove(text, v + strlen(key), strcspn(v + strlen(key), "\n") + 1);
+  text[strcspn(text, "\n")] = '\0';
+  return text;
+}
+
+/* Remember path's contents before the update's first write to it. A file that
+ * cannot be read back (v1 devices.allow/deny are write-only) is not restored. */
+static void journal_note(struct journal *j, const char *path)
+{
+  struct shim_err ignored;
+  char *old = NULL;
+  for (size_t k = 0; k < j->n; k++)
+    if (strcmp(j->e[k].path, path) == 0)
+      return;
+  if (j->n == j->cap) {
+    size_t cap = j->cap ? j->cap * 2 : 16;
+    struct journal_entry *e = realloc(j->e, cap * sizeof(*e));
+    if (!e)
+      return;
+    j->e = e;
+    j->cap = cap;
+  }
+  if (read_file(path, &old, NULL, 1 << 16, &ignored) < 0 || !(old = restorable(path, old)))
+    return;
+  j->e[j->n].path = strdup(path);
+  j->e[j->n].old = old;
+  if (!j->e[j->n].path) {
+    free(old);
+    return;
+  }
+  j->n++;
+}
+
+/* Put every journaled file back, newest first: each step returns to a state the
+ * cgroup was in before, so the kernel's own rules (memory <= memory+swap, a
+ * realtime runtime within its period) hold at every step. */
+static void journal_rollback(struct journal *j)
+{
+  for (size_t k = j->n; k-- > 0;) {
+    struct shim_err err;
+    if (write_file(j->e[k].path, j->e[k].old, strlen(j->e[k].old), 0, &err) < 0)
+      shim_log("update rollback: %s", err.msg);
+  }
+}
+
+static void journal_free(struct journal *j)
+{
+  for (size_t k = 0; k < j->n; k++) {
+    free(j->e[k].path);
+    free(j->e[k].old);
+  }
+  free(j->e);
+}
+
+/* Every write of a limit goes through here, so that an update can be undone. */
+static int cg_write_path(struct cgroup *cg, const char *path, const char *value, size_t len, struct shim_err *err)
+{
+  if (cg->journal)
+    journal_note(cg->journal, path);
+  if (write_file(path, value, len, 0, err) == 0)
+    return 0;
+  /* The kernel will not take this value in the cgroup's present state, e.g. a v1
+   * memory limit below the memory in use that it cannot reclaim. */
+  if (err->errnum == EBUSY)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "the kernel refused \"%.*s\" for %s in the cgroup's present state (%s)",
+                     (int) (len > 64 ? 64 : len), value, path, strerror(EBUSY));
+  return -1;
+}
+
 static int cg_write(struct cgroup *cg, const char *c, const char *file, const char *value, const char *field, struct shim_err *err)
 {
   char path[PATH_MAX + 64];
@@ -279,7 +375,7 @@ static int cg_write(struct cgroup *cg, const char *c, const char *file, const ch
   if (i < 0 || !cg->used[i])
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "%s: the %s cgroup controller is not available on this host", field, c);
   snprintf(path, sizeof(path), "%s/%s", cg->dirs[i], file);
-  if (write_file(path, value, strlen(value), 0, err) == 0)
+  if (cg_write_path(cg, path, value, strlen(value), err) == 0)
     return 0;
   if (err->errnum == ENOENT && g_hier[i].v2)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "%s: %s does not exist: the %s controller is not enabled for this cgroup",
@@ -1190,7 +1286,7 @@ static int apply_unified(struct cgroup *cg, json_t *unified, struct shim_err *er
     if (!exists(path))
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: %s does not exist (no such cgroup v2 file, or its controller is not enabled here)",
                        field, path);
-    if (write_file(path, json_string_value(v), json_string_length(v), 0, err) < 0) {
+    if (cg_write_path(cg, path, json_string_value(v), json_string_length(v), err) < 0) {
       shim_err_prefix(err, "%s", field);
       return -1;
     }
@@ -1476,7 +1572,15 @@ int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err)
 
 int cgroup_update(struct cgroup *cg, json_t *resources, struct shim_err *err)
 {
-  return apply(cg, resources, err);
+  struct journal j = { 0 };
+  int rc;
+  cg->journal = &j;
+  rc = apply(cg, resources, err);
+  cg->journal = NULL;
+  if (rc < 0)
+    journal_rollback(&j);
+  journal_free(&j);
+  return rc;
 }
 
 /* ---- reading -------------------------------------------------------------------- */

@@ -288,6 +288,8 @@ int pod_stats(json_t **out, struct shim_err *err);
 pid_t pod_infra_pid(void);
 void pod_reaped(pid_t pid, int status);
 void pod_shutdown(void);
+/* New limits for the pod cgroup the shim made; all or nothing (cgroup_update). */
+int pod_update(json_t *params, struct shim_err *err);
 
 /* ---- stats/update (container.c) ----------------------------------------- */
 int container_update(struct container *c, json_t *resources, struct shim_err *err);

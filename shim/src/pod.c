@@ -314,6 +314,24 @@ out:
   return -1;
 }
 
+int pod_update(json_t *params, struct shim_err *err)
+{
+  json_t *res;
+  if (spec_get_object(params, "resources", "params", &res, err) < 0)
+    return -1;
+  if (!res)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.resources: required");
+  if (cgroup_validate_resources(res, err) < 0)
+    return -1;
+  if (!g_pod.pod_cg)
+    return shim_fail(err, SHIM_FAILED_PRECONDITION, "the shim made no pod cgroup (params.podCgroup of \"pod\")");
+  if (cgroup_update(g_pod.pod_cg, res, err) < 0) {
+    shim_err_prefix(err, "pod cgroup");
+    return -1;
+  }
+  return 0;
+}
+
 void pod_reaped(pid_t pid, int status)
 {
   if (pid != g_pod.infra || pid <= 0)

@@ -297,6 +297,8 @@ static int dispatch(struct conn *c, const char *method, json_t *params, json_t *
   }
   if (strcmp(method, "pod") == 0)
     return pod_create(params, result, err);
+  if (strcmp(method, "updatePod") == 0)
+    return pod_update(params, err);
   if (strcmp(method, "create") == 0)
     return container_create(params, result, err);
   if (strcmp(method, "list") == 0) {

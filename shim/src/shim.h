@@ -139,6 +139,8 @@ int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *
  * root cgroup is refused: its figures are the host's. */
 int cgroup_open_parent(struct cgroup *cg, struct cgroup **out, struct shim_err *err);
 int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err);
+/* Apply resources to a live cgroup; if the kernel refuses a value half-way,
+ * the files already written get their old contents back (v1 device rules excepted). */
 int cgroup_update(struct cgroup *cg, json_t *resources, struct shim_err *err);
 /* Stats as a JSON object (see api/shim/PROTOCOL.md "stats"). */
 int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err);

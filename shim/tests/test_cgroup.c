@@ -730,6 +730,29 @@ static void test_host(void)
           "stats show the updated limits");
     json_decref(stats);
     stats = NULL;
+
+    /* All or nothing: cpu files are written before the hugepage limit the host
+     * lacks is found; they get their old values back. */
+    {
+      cleanup_free char *shares = cat(cpu, v2 ? "cpu.weight" : "cpu.shares");
+      cleanup_free char *quota = cat(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us");
+      res = J("{\"cpu\": {\"shares\": 3000, \"quota\": 30000, \"period\": 100000}, \"hugepageLimits\": [{\"pageSize\": \"64KB\", \"limit\": 1}]}");
+      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "hugepageLimits[0]"), "an update that fails half-way fails (%s)", err.msg);
+      json_decref(res);
+      check(shares && quota && file_is(cpu, v2 ? "cpu.weight" : "cpu.shares", shares) && file_is(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us", quota),
+            "... and leaves the cpu files as they were (%s, %s)", shares ? shares : "?", quota ? quota : "?");
+    }
+    /* v1 refuses a limit below the memory in use it cannot reclaim (8 MiB of
+     * anonymous memory, no swap); v2 would OOM-kill instead. */
+    if (!v2 && !has_word("/proc/swaps", "partition") && !has_word("/proc/swaps", "file")) {
+      cleanup_free char *shares = cat(cpu, "cpu.shares");
+      res = J("{\"cpu\": {\"shares\": 3000}, \"memory\": {\"limit\": 1048576, \"swap\": 1048576}}");
+      check(cgroup_update(c1, res, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, "linux.resources.memory"),
+            "a memory limit below the memory in use is refused as invalid (%s)", err.msg);
+      json_decref(res);
+      check(shares && file_is(cpu, "cpu.shares", shares) && file_is(mem, "memory.limit_in_bytes", w),
+            "... and the cpu shares and memory limit are as they were");
+    }
   }
 
   /* Unified files. */

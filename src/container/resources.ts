@@ -11,11 +11,65 @@ export interface OciLinuxResources {
   unified?: Record<string, string>;
 }
 
+/** Bounds the kernel puts on what it takes (cgroup v1 names; v2 maps onto the same ranges). */
+const CPU_SHARES = { min: 2, max: 262_144 };
+const CPU_PERIOD_US = { min: 1_000, max: 1_000_000 };
+const MIN_CPU_QUOTA_US = 1_000;
+/** More bytes than any machine has: a limit above it is a mistake, not a limit. */
+const MAX_BYTES = 2 ** 62;
+const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+const PAGE_SIZE = /^[1-9]\d*[KMG]B$/;
+
+/** A cgroup file name of the pod's or container's own directory (the shim's rule). */
+export const isUnifiedKey = (k: string) => !!k && !k.startsWith('.') && !k.includes('/') && !k.includes('..') && k.includes('.');
+
+/**
+ * Every value of `r` the kernel would take, or InvalidArgument naming the field
+ * (`<field>.cpu_quota`). Stricter than what CreateContainer has long accepted: used where
+ * a bad value must be caught before anything is changed (UpdatePodSandboxResources).
+ */
+export function checkLinuxResources(r: LinuxContainerResources | null, field: string): void {
+  if (!r) return;
+  const bad = (name: string, why: string) => new InvalidArgument(`${field}.${name}: ${why}`);
+  for (const [k, v] of Object.entries(r)) if (typeof v === 'number' && !Number.isSafeInteger(v)) throw bad(k, `${v} is not an integer`);
+  if (r.cpu_shares !== 0 && (r.cpu_shares < CPU_SHARES.min || r.cpu_shares > CPU_SHARES.max))
+    throw bad('cpu_shares', `${r.cpu_shares} is not 0 (unset) or in ${CPU_SHARES.min}..${CPU_SHARES.max}`);
+  if (r.cpu_period !== 0 && (r.cpu_period < CPU_PERIOD_US.min || r.cpu_period > CPU_PERIOD_US.max))
+    throw bad('cpu_period', `${r.cpu_period} is not 0 (unset) or in ${CPU_PERIOD_US.min}..${CPU_PERIOD_US.max} microseconds`);
+  if (r.cpu_quota !== 0 && r.cpu_quota !== -1 && r.cpu_quota < MIN_CPU_QUOTA_US)
+    throw bad('cpu_quota', `${r.cpu_quota} is not -1 (no limit), 0 (unset) or at least ${MIN_CPU_QUOTA_US} microseconds`);
+  if (r.cpu_quota > 0 && r.cpu_period === 0) throw bad('cpu_quota', `${r.cpu_quota} needs cpu_period: a quota is per period`);
+  if (r.memory_limit_in_bytes < 0 || r.memory_limit_in_bytes > MAX_BYTES)
+    throw bad('memory_limit_in_bytes', `${r.memory_limit_in_bytes} is not 0 (unset) or a size up to 2^62`);
+  if (r.memory_swap_limit_in_bytes < -1 || r.memory_swap_limit_in_bytes > MAX_BYTES)
+    throw bad('memory_swap_limit_in_bytes', `${r.memory_swap_limit_in_bytes} is not -1 (no limit), 0 (unset) or a size up to 2^62`);
+  if (r.memory_swap_limit_in_bytes > 0 && r.memory_limit_in_bytes > 0 && r.memory_swap_limit_in_bytes < r.memory_limit_in_bytes)
+    throw bad('memory_swap_limit_in_bytes', `${r.memory_swap_limit_in_bytes} is below memory_limit_in_bytes ${r.memory_limit_in_bytes} (it is memory plus swap)`);
+  if (r.oom_score_adj < -1000 || r.oom_score_adj > 1000) throw bad('oom_score_adj', `${r.oom_score_adj} is not in -1000..1000`);
+  for (const k of ['cpuset_cpus', 'cpuset_mems'] as const) {
+    const list = r[k];
+    if (!list) continue;
+    if (!CPU_LIST.test(list)) throw bad(k, `"${list}" is not a list like "0-3,5"`);
+    for (const range of list.split(',')) {
+      const [a, b] = range.split('-').map(Number);
+      if (b !== undefined && b < a) throw bad(k, `range ${range} in "${list}" is backwards`);
+    }
+  }
+  const sizes = new Set<string>();
+  r.hugepage_limits.forEach((h, i) => {
+    if (!PAGE_SIZE.test(h.page_size)) throw bad(`hugepage_limits[${i}].page_size`, `"${h.page_size}" is not a size like "2MB" or "1GB"`);
+    if (sizes.has(h.page_size)) throw bad(`hugepage_limits[${i}].page_size`, `"${h.page_size}" is given twice`);
+    sizes.add(h.page_size);
+    if (!Number.isSafeInteger(h.limit) || h.limit < 0 || h.limit > MAX_BYTES) throw bad(`hugepage_limits[${i}].limit`, `${h.limit} is not a size up to 2^62`);
+  });
+  for (const k of Object.keys(r.unified)) if (!isUnifiedKey(k)) throw bad('unified', `"${k}" is not a cgroup file name like "memory.high"`);
+}
+
 export function ociResources(r: LinuxContainerResources, minOomScoreAdj: number): OciLinuxResources & { oomScoreAdj?: number } {
   for (const [k, v] of [['cpu_period', r.cpu_period], ['cpu_quota', r.cpu_quota], ['cpu_shares', r.cpu_shares], ['memory_limit_in_bytes', r.memory_limit_in_bytes]] as const)
     if (v < 0 && !(k === 'cpu_quota' && v === -1)) throw new InvalidArgument(`resources.${k} must not be negative, got ${v}`);
   if (r.oom_score_adj < -1000 || r.oom_score_adj > 1000) throw new InvalidArgument(`resources.oom_score_adj must be in [-1000, 1000], got ${r.oom_score_adj}`);
-  for (const [k, v] of Object.entries(r.unified)) if (k.includes('/') || k.includes('..') || !k) throw new InvalidArgument(`resources.unified: bad key "${k}"`); else void v;
+  for (const k of Object.keys(r.unified)) if (!isUnifiedKey(k)) throw new InvalidArgument(`resources.unified: bad key "${k}"`);
   const out: OciLinuxResources & { oomScoreAdj?: number } = {};
   const cpu: NonNullable<OciLinuxResources['cpu']> = {};
   if (r.cpu_shares) cpu.shares = r.cpu_shares;

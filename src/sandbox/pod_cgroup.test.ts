@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { LinuxContainerResources } from '../cri/gen/cri';
 import { InvalidArgument } from '../errors';
-import { podCgroup, podLimits } from './pod_cgroup';
+import { criFieldNames, podCgroup, podCgroupUpdate, podLimits } from './pod_cgroup';
 
 const res = (over: Partial<LinuxContainerResources>): LinuxContainerResources => ({
   cpu_period: 0, cpu_quota: 0, cpu_shares: 0, memory_limit_in_bytes: 0, oom_score_adj: 0,
@@ -39,5 +39,29 @@ describe('podCgroup', () => {
   });
   it('refuses a relative parent or one with ..', () => {
     for (const p of ['kubepods', '/a/../b']) assert.throws(() => podCgroup(ID, { cgroup_parent: p, security_context: null, sysctls: {}, overhead: null, resources: null }, '/kubepods'), InvalidArgument);
+  });
+});
+
+describe('podCgroupUpdate', () => {
+  it('sets the same sum as RunPodSandbox', () => {
+    const r = res({ memory_limit_in_bytes: 100, cpu_quota: 50_000, cpu_period: 100_000, cpu_shares: 512 });
+    const o = res({ memory_limit_in_bytes: 10, cpu_quota: 5_000, cpu_period: 50_000, cpu_shares: 128 });
+    const run = podCgroup(ID, { cgroup_parent: '', security_context: null, sysctls: {}, overhead: o, resources: r }, '/kubepods').resources;
+    assert.deepEqual(podCgroupUpdate(r, o), { ...run, memory: { limit: 110, swap: -1 } });
+    assert.deepEqual(podCgroupUpdate(r, o)?.cpu, { shares: 640, quota: 60_000, period: 100_000 });
+  });
+  it('lifts the memory and CPU limits a pod no longer has', () => {
+    assert.deepEqual(podCgroupUpdate(res({ cpu_shares: 1024, cpu_quota: -1, cpu_period: 100_000 }), null), {
+      cpu: { quota: -1, shares: 1024 },
+      memory: { limit: -1, swap: -1 },
+    });
+    assert.equal(podCgroupUpdate(null, null), undefined);
+  });
+});
+
+describe('criFieldNames', () => {
+  it("names the CRI fields in a shim's message", () => {
+    assert.equal(criFieldNames('pod cgroup: linux.resources.hugepageLimits[1].pageSize: no 3MB pages; linux.resources.memory.limit'),
+      'resources (plus overhead): pod cgroup: hugepage_limits[1].page_size: no 3MB pages; memory_limit_in_bytes');
   });
 });

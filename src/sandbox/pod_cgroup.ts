@@ -26,10 +26,46 @@ export function podCgroup(id: string, linux: LinuxPodSandboxConfig | null | unde
   const parent = given || defaultParent;
   if (!parent.startsWith('/') || parent.split('/').includes('..')) throw new InvalidArgument(`cgroup_parent "${parent}" must be an absolute cgroup path without ".."`);
   if (given) return { path: given, owned: false };
-  const limits = podLimits(linux?.resources ?? null, linux?.overhead ?? null);
-  // podLimits sets no oom_score_adj (a process setting, not a cgroup's): none comes back.
-  const resources = limits ? ociResources(limits, -1000) : undefined;
+  const resources = podCgroupLimits(linux?.resources ?? null, linux?.overhead ?? null);
   return { path: path.posix.join(parent, `skiff-pod-${id}`), owned: true, ...(resources && Object.keys(resources).length ? { resources } : {}) };
+}
+
+/** The limits of a pod cgroup skiff owns, as the shim takes them: podLimits in OCI terms. */
+function podCgroupLimits(res: LinuxContainerResources | null, ovh: LinuxContainerResources | null): OciLinuxResources | undefined {
+  const limits = podLimits(res, ovh);
+  // podLimits sets no oom_score_adj (a process setting, not a cgroup's): none comes back.
+  return limits ? ociResources(limits, -1000) : undefined;
+}
+
+/**
+ * The limits an UpdatePodSandboxResources sets on a pod cgroup skiff owns: the same sum as
+ * at RunPodSandbox, where a limit the pod no longer has is lifted (memory, memory+swap and
+ * CPU quota back to unlimited) instead of being left at its old value. CPU shares, cpusets
+ * and hugepage sizes not given stay as they are. undefined: nothing to set.
+ */
+export function podCgroupUpdate(res: LinuxContainerResources | null, ovh: LinuxContainerResources | null): OciLinuxResources | undefined {
+  const limits = podCgroupLimits(res, ovh);
+  if (!limits) return undefined;
+  return { ...limits, cpu: { quota: -1, ...limits.cpu }, memory: { limit: -1, swap: -1, ...limits.memory } };
+}
+
+/** OCI field names in a shim error (linux.resources.cpu.quota) as the CRI names them. */
+const CRI_FIELDS: [RegExp, string][] = [
+  [/linux\.resources\.cpu\.shares/g, 'cpu_shares'],
+  [/linux\.resources\.cpu\.quota/g, 'cpu_quota'],
+  [/linux\.resources\.cpu\.period/g, 'cpu_period'],
+  [/linux\.resources\.cpu\.cpus/g, 'cpuset_cpus'],
+  [/linux\.resources\.cpu\.mems/g, 'cpuset_mems'],
+  [/linux\.resources\.memory\.limit/g, 'memory_limit_in_bytes'],
+  [/linux\.resources\.memory\.swap/g, 'memory_swap_limit_in_bytes'],
+  [/linux\.resources\.hugepageLimits\[(\d+)\]\.pageSize/g, 'hugepage_limits[$1].page_size'],
+  [/linux\.resources\.hugepageLimits/g, 'hugepage_limits'],
+  [/linux\.resources\.unified/g, 'unified'],
+];
+
+/** A pod cgroup error of the shim's, naming the request's field (the sum of resources and overhead). */
+export function criFieldNames(message: string): string {
+  return `resources (plus overhead): ${CRI_FIELDS.reduce((m, [re, name]) => m.replace(re, name), message)}`;
 }
 
 /** The pod's limits: its containers' sum (`resources`) plus the overhead of running the pod.

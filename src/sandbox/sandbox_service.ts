@@ -7,21 +7,34 @@ import { EventEmitter } from 'events';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AlreadyExists, FailedPrecondition, InvalidArgument } from '../errors';
-import { NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
+import { AlreadyExists, FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
+import { LinuxContainerResources, NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
+import { checkLinuxResources } from '../container/resources';
 import { MNT_DETACH, mountFs, umount2 } from '../image/libc';
 import type { Logger } from '../log';
 import type { CniNetwork } from '../network/cni';
 import { bindNetns, unbindNetns } from '../network/netns';
-import { ExitInfo, NamespaceName, ShimClient, ShimStream } from '../shim/client';
+import { ExitInfo, NamespaceName, ShimClient, ShimError, ShimStream } from '../shim/client';
 import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
-import { PodCgroup, podCgroup } from './pod_cgroup';
+import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
 import { checkSysctls } from './sysctls';
 
 export type PodState = 'ready' | 'notready';
+
+/** The pod-level resources of the last UpdatePodSandboxResources (in-place pod resize). */
+export interface PodResources {
+  /** The sum of the containers' resources, as kubelet sent it. */
+  resources: LinuxContainerResources | null;
+  overhead: LinuxContainerResources | null;
+  /** Nanoseconds since the epoch. */
+  updatedAt: number;
+  /** Recorded before the pod cgroup is changed: a restart finds the change unfinished and
+   * applies it again, or, if the cgroup refuses it, goes back to `previous`. */
+  pending?: { previous: PodResources | null };
+}
 
 export interface PodRecord {
   id: string;
@@ -43,6 +56,8 @@ export interface PodRecord {
   cgroupParent: string;
   /** skiff made the pod cgroup (no cgroup_parent was given) and set the pod's limits on it. */
   ownsCgroup?: boolean;
+  /** Set by UpdatePodSandboxResources; until then the config's linux.resources/overhead hold. */
+  podResources?: PodResources;
   /** Runtime dir of the pod: the shim's state dir (shim/) and the files below. */
   dir: string;
   hostsPath: string;
@@ -158,7 +173,24 @@ export class SandboxService extends EventEmitter {
         await this.save({ ...r, state: 'notready' });
       }
     }
+    for (const r of [...this.pods.values()]) if (r.podResources?.pending) await this.finishResize(r);
     void this.checkNetworks();
+  }
+
+  /** A resize a crash interrupted: applied again (the shim's update is all or nothing and
+   * can be repeated), or, if the cgroup will not take it now, the record goes back. */
+  private async finishResize(r: PodRecord): Promise<void> {
+    const p = r.podResources!;
+    try {
+      await this.applyPodResources(r, p);
+      await this.save({ ...r, podResources: { resources: p.resources, overhead: p.overhead, updatedAt: p.updatedAt } });
+    } catch (e) {
+      this.opts.log.warn('an interrupted pod resize could not be finished: back to the resources before it', { pod: r.id, error: (e as Error).message });
+      const back: PodRecord = { ...r };
+      if (p.pending!.previous) back.podResources = p.pending!.previous;
+      else delete back.podResources;
+      await this.save(back);
+    }
   }
 
   /** CNI CHECK of every ready pod's network after a restart of skiffd, one pod at a time in
@@ -349,6 +381,60 @@ export class SandboxService extends EventEmitter {
     }
     await this.save(r);
     return r;
+  }
+
+  /**
+   * UpdatePodSandboxResources (in-place pod resize): kubelet sends the pod's new total and
+   * overhead after resizing its containers. Validated before anything changes; set on the
+   * pod cgroup when skiff owns it and the pod is ready (the sum is that of RunPodSandbox);
+   * recorded either way, as containerd and CRI-O do for any pod they know, ready or not.
+   * A value the kernel refuses leaves the cgroup (the shim rolls back) and the record as
+   * they were.
+   */
+  async updateResources(id: string, resources: LinuxContainerResources | null, overhead: LinuxContainerResources | null): Promise<void> {
+    const found = this.mustGet(id);
+    checkLinuxResources(resources, 'resources');
+    checkLinuxResources(overhead, 'overhead');
+    await this.lock.run(found.id, async () => {
+      const r = this.pods.get(found.id);
+      if (!r) throw new NotFound(`pod sandbox "${id}" not found`);
+      const next: PodResources = { resources, overhead, updatedAt: nowNs() };
+      if (!this.appliesPodResources(r)) {
+        await this.save({ ...r, podResources: next });
+        return;
+      }
+      await this.save({ ...r, podResources: { ...next, pending: { previous: r.podResources ?? null } } });
+      try {
+        await this.applyPodResources(r, next);
+      } catch (e) {
+        await this.save(r);
+        throw e;
+      }
+      await this.save({ ...r, podResources: next });
+    });
+  }
+
+  /** skiff sets the pod's limits on its cgroup: it made it, and the shim holding it runs. */
+  private appliesPodResources(r: PodRecord): boolean {
+    return !!r.ownsCgroup && r.state === 'ready';
+  }
+
+  private async applyPodResources(r: PodRecord, p: Pick<PodResources, 'resources' | 'overhead'>): Promise<void> {
+    if (!this.appliesPodResources(r)) return;
+    const limits = podCgroupUpdate(p.resources, p.overhead);
+    if (!limits) return;
+    const shim = this.shims.get(r.id);
+    if (!shim) throw new FailedPrecondition(`pod sandbox ${r.id} is not ready`);
+    try {
+      await shim.updatePod({ resources: limits as Record<string, unknown> });
+    } catch (e) {
+      if (!(e instanceof ShimError) || e.grpcStatus !== GrpcCode.INVALID_ARGUMENT) throw e;
+      // A shim started by an older skiffd (pods outlive upgrades) has no updatePod: it took
+      // the call for a container method and asked for params.id, which updatePod never reads.
+      if (e.message.startsWith('params.id') || e.message.includes('unknown method "updatePod"'))
+        throw new FailedPrecondition(`pod sandbox ${r.id}: its shim predates pod resizing; its cgroup keeps its limits until the pod is made again`, { cause: e });
+      throw new InvalidArgument(criFieldNames(e.message), { cause: e });
+    }
   }
 
   /** Stop: containers first (beforeStop), then the network, the shim and /dev/shm.

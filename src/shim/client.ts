@@ -532,6 +532,11 @@ export class ShimClient extends EventEmitter {
     return this.done('update', p);
   }
 
+  /** New limits for the pod cgroup this shim made (PodParams.podCgroup); all or nothing. */
+  updatePod(p: { resources: OciResources }): Promise<void> {
+    return this.done('updatePod', p);
+  }
+
   stats(p: { id: string }): Promise<CgroupStats> {
     return this.conn.request('stats', p);
   }

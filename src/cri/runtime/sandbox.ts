@@ -1,10 +1,11 @@
-// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox and
-// StreamPodSandboxes.
+// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox,
+// StreamPodSandboxes and UpdatePodSandboxResources.
 import type { ContainerService } from '../../container/container_service';
 import type { PodRecord, SandboxService } from '../../sandbox/sandbox_service';
 import type {
   ListPodSandboxRequest, PodSandbox, PodSandboxFilter, PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
   RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StreamPodSandboxesRequest, StreamPodSandboxesResponse,
+  UpdatePodSandboxResourcesRequest,
 } from '../gen/cri';
 import { CachedListing, ChunkBounds, STREAM_CHUNK_BOUNDS } from '../list_stream';
 import { Encoded, codec } from '../proto';
@@ -33,6 +34,26 @@ export function removePodSandbox(pods: SandboxService) {
   };
 }
 
+export function updatePodSandboxResources(pods: SandboxService) {
+  return async (req: UpdatePodSandboxResourcesRequest): Promise<Reply<object>> => {
+    await pods.updateResources(req.pod_sandbox_id, req.resources, req.overhead);
+    return {};
+  };
+}
+
+/** The pod's resources now: the last UpdatePodSandboxResources, else RunPodSandbox's config.
+ * Keys and shape as containerd's verbose info ({"linux": LinuxContainerResources}). */
+function podResourcesInfo(r: PodRecord) {
+  const p = r.podResources;
+  const resources = p ? p.resources : (r.config.linux?.resources ?? null);
+  const overhead = p ? p.overhead : (r.config.linux?.overhead ?? null);
+  return {
+    resources: resources && { linux: resources },
+    overhead: overhead && { linux: overhead },
+    resourcesUpdatedAt: p?.updatedAt ?? null,
+  };
+}
+
 export function podSandboxStatus(pods: SandboxService, containers: ContainerService) {
   return async (req: PodSandboxStatusRequest): Promise<Reply<PodSandboxStatusResponse>> => {
     const r = pods.mustGet(req.pod_sandbox_id);
@@ -45,6 +66,7 @@ export function podSandboxStatus(pods: SandboxService, containers: ContainerServ
         networkCheck: pods.networkCheck(r.id),
         cgroupParent: r.cgroupParent,
         cgroupOwned: r.ownsCgroup ?? false,
+        ...podResourcesInfo(r),
         runtimeHandler: r.runtimeHandler,
         config: r.config,
       });
