@@ -1,6 +1,7 @@
 // Status: RuntimeReady, and NetworkReady with CNI's reason while it has no usable
 // config; UpdateRuntimeConfig hands the pod CIDR to the default network.
 import type { CniNetwork } from '../../network/cni';
+import type { DefaultNetwork } from '../../network/default_network';
 import type { StatusRequest, StatusResponse, UpdateRuntimeConfigRequest } from '../gen/cri';
 import type { Reply } from '../server';
 
@@ -27,10 +28,11 @@ export function status(cni: CniNetwork, handlerName: string, info: () => Record<
   };
 }
 
-export function updateRuntimeConfig(cni: CniNetwork) {
+export function updateRuntimeConfig(network: DefaultNetwork) {
   return async (req: UpdateRuntimeConfigRequest): Promise<Reply<object>> => {
+    // An empty pod_cidr is kubelet saying nothing about it (no pod CIDR yet).
     const cidr = req.runtime_config?.network_config?.pod_cidr;
-    if (cidr) await cni.updatePodCidr(cidr);
+    if (cidr) await network.updatePodCidr(cidr);
     return {};
   };
 }
