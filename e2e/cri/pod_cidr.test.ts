@@ -14,6 +14,7 @@ import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
 
 const INVALID_ARGUMENT = 3;
+const FAILED_PRECONDITION = 9;
 const CONFLIST = '10-skiff-bridge.conflist';
 
 /** IPv4 routes of the host as [network, prefix]. */
@@ -179,6 +180,13 @@ describe('pod CIDR from UpdateRuntimeConfig on the default network (skiffd over 
     assert.deepEqual(ipv4Of(`${bridge}-1`), [`${gatewayOf(rangeB)}/24`]);
     const info = JSON.parse((await skiffd.client.runtime('Status', { verbose: true })).info.config) as { podCidr: string };
     assert.equal(info.podCidr, rangeB);
+    // A range inside one that pods still use would make the host's routes ambiguous.
+    const text = fs.readFileSync(conflist(), 'utf8');
+    const err = await update(rangeA.replace('/24', '/25')).then(() => undefined, (e: ServiceError) => e);
+    assert.equal(err?.code, FAILED_PRECONDITION);
+    assert.match(err?.details ?? '', new RegExp(`overlaps ${rangeA.replace(/\./g, '\\.')}`));
+    assert.equal(fs.readFileSync(conflist(), 'utf8'), text);
+    assert.deepEqual(JSON.parse(fs.readFileSync(recordFile(), 'utf8')), { podCidr: rangeB });
   });
 
   it('keeps the recorded range, the file and both bridges across a SIGKILL of skiffd', async () => {
@@ -242,6 +250,20 @@ describe('pod CIDR from UpdateRuntimeConfig on the default network (skiffd over 
     currentBridge = readConf().plugins[0].bridge!;
     assert.deepEqual(ipv4Of(currentBridge) ?? [], ipv4Of(currentBridge)?.length ? [`${gatewayOf(rangeC)}/24`] : []);
     assert.deepEqual(bridges.filter((b) => b !== currentBridge && fs.existsSync(`/sys/class/net/${b}`)), [], 'the old range\'s bridge went with its pods');
+  });
+
+  it('at start-up deletes its bridge when no pod uses it and its address is not the gateway of the range (an older skiff left it so)', async () => {
+    await skiffd.kill();
+    if (!fs.existsSync(`/sys/class/net/${currentBridge}`)) execFileSync('ip', ['link', 'add', currentBridge, 'type', 'bridge']);
+    execFileSync('ip', ['addr', 'flush', 'dev', currentBridge]);
+    execFileSync('ip', ['addr', 'add', `${gatewayOf(rangeA)}/24`, 'dev', currentBridge]);
+    await skiffd.restart();
+    assert.equal(ipv4Of(currentBridge), undefined);
+    const pod = await runPod();
+    assert.ok(inRange(pod.ip, rangeC), pod.ip);
+    assert.ok(await reaches(pod.ctr, gatewayOf(rangeC)));
+    assert.deepEqual(ipv4Of(currentBridge), [`${gatewayOf(rangeC)}/24`]);
+    await removePod(pod.id);
   });
 
   it("never rewrites an operator's config, even under skiff's file name: it records the CIDR and says so", async () => {
