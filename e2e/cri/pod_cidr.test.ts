@@ -123,11 +123,14 @@ describe('pod CIDR from UpdateRuntimeConfig on the default network (skiffd over 
     await skiffd.client.image('PullImage', { image: { image: 'busybox' } });
   });
   after(async () => {
-    await skiffd?.cleanup();
-    // The bridges skiffd made for this run's names (the current one stays while skiffd runs).
-    for (const b of bridges) if (fs.existsSync(`/sys/class/net/${b}`)) execFileSync('ip', ['link', 'del', b]);
-    if (ipamDir) fs.rmSync(ipamDir, { recursive: true, force: true });
-    await reg?.stop();
+    try {
+      await skiffd?.cleanup();
+    } finally {
+      // The bridges skiffd made under this run's names (the current one stays while skiffd runs).
+      for (const b of bridges) if (fs.existsSync(`/sys/class/net/${b}`)) execFileSync('ip', ['link', 'del', b], { stdio: 'ignore' });
+      if (ipamDir) fs.rmSync(ipamDir, { recursive: true, force: true });
+      await reg?.stop();
+    }
   });
 
   let podA: Awaited<ReturnType<typeof runPod>>;

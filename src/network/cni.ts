@@ -55,7 +55,7 @@ interface CniResult {
   [k: string]: unknown;
 }
 
-export type PluginConf = { type: string; capabilities?: Record<string, boolean>; [k: string]: unknown };
+type PluginConf = { type: string; capabilities?: Record<string, boolean>; [k: string]: unknown };
 export interface NetworkList {
   cniVersion: string;
   name: string;
@@ -153,7 +153,7 @@ export class CniNetwork {
   async attachedLists(): Promise<NetworkList[]> {
     let names: string[];
     try {
-      names = (await fsp.readdir(this.opts.cacheDir)).filter((n) => n.endsWith('.json'));
+      names = (await fsp.readdir(this.opts.cacheDir)).filter((n) => /^[A-Za-z0-9_.-]+\.json$/.test(n));
     } catch {
       return [];
     }

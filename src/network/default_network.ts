@@ -127,25 +127,28 @@ export class DefaultNetwork {
 
   private async rewrite(own: OwnConfig, bridge: string, cidrs: PodCidr[]): Promise<void> {
     // No pod uses the bridge: delete it, so the plugin makes it with the new gateway.
-    if (bridge === own.bridge) deleteBridge(bridge);
+    if (bridge === own.bridge && !(await this.attachedBridges()).has(bridge)) deleteBridge(bridge);
     await this.writeConflist(own.list.file, bridge, cidrs, own.list.name);
     this.o.log.info('moved the default CNI network to a new pod CIDR', { file: own.list.file, from: own.ranges, to: cidrText(cidrs), bridge, previousBridge: own.bridge });
     await this.dropUnusedBridges();
   }
 
-  /** The bridge for the new range: the current one when no pod uses it, else the first
-   * of skiff's names that no pod uses. A new range that overlaps one still in use would
-   * make the host route ambiguous: refused. */
+  /** The bridge for the new range: one whose pods already have exactly this range (a
+   * change back), else the current one when no pod uses it, else the first of skiff's
+   * names that no pod uses. A range that overlaps one still in use on another bridge
+   * would make the host's routes ambiguous: refused, before anything changed. */
   private async planBridge(own: OwnConfig, cidrs: PodCidr[]): Promise<string> {
     const attached = await this.attachedBridges();
-    const inUse = async (b: string) => attached.has(b) || (await hasPorts(b));
-    if (!(await inUse(own.bridge))) return own.bridge;
+    const text = cidrText(cidrs);
+    for (const [b, ranges] of attached) if (cidrText(ranges) === text) return b;
     for (const [b, ranges] of attached)
       for (const r of ranges)
         for (const c of cidrs)
           if (overlaps(r, c)) throw new FailedPrecondition(`pod_cidr ${c.text} overlaps ${r.text}, still used by pods on bridge ${b}: remove those pods first`);
+    const inUse = async (b: string) => attached.has(b) || (await hasPorts(b));
+    if (!(await inUse(own.bridge))) return own.bridge;
     for (const b of this.bridgeNames()) if (b !== own.bridge && !(await inUse(b))) return b;
-    throw new FailedPrecondition(`pod_cidr ${cidrText(cidrs)}: pods still use every one of the bridges ${this.bridgeNames().join(', ')}`);
+    throw new FailedPrecondition(`pod_cidr ${text}: pods still use every one of the bridges ${this.bridgeNames().join(', ')}`);
   }
 
   private async dropUnusedBridgesLocked(): Promise<void> {
