@@ -32,8 +32,10 @@ export const SCHEMA = {
   'image.attempts': { kind: 'number', default: 3, min: 1, doc: 'tries of a registry request that fails with 5xx or a reset' },
   'network.conf_dir': { kind: 'string', default: '/etc/cni/net.d', doc: 'CNI configuration directory' },
   'network.bin_dirs': { kind: 'string[]', default: ['/opt/cni/bin', '/usr/lib/cni'], doc: 'CNI plugin directories, searched in order' },
-  'network.default_pod_cidr': { kind: 'string', default: '10.88.0.0/16', doc: 'pod CIDR of the default bridge network' },
-  'network.write_default_config': { kind: 'boolean', default: true, doc: 'write a bridge conflist when conf_dir has none' },
+  'network.default_pod_cidr': { kind: 'string', default: '10.88.0.0/16', doc: 'pod CIDR of the default bridge network until kubelet gives one (UpdateRuntimeConfig)' },
+  'network.write_default_config': { kind: 'boolean', default: true, doc: 'write a bridge conflist when conf_dir has none, and move it to the pod CIDR kubelet gives' },
+  'network.bridge': { kind: 'string', default: 'skiff0', doc: 'bridge of the default network; after a pod CIDR change while pods use it, new pods go on <bridge>-1 .. -9' },
+  'network.ipam_data_dir': { kind: 'string', default: '', doc: "host-local IPAM state dir of the default network; empty: host-local's own (/var/lib/cni/networks)" },
   'network.plugin_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a CNI plugin call that runs longer is killed' },
   'metrics.address': { kind: 'string', default: '127.0.0.1:9658', doc: 'Prometheus /metrics endpoint host:port; empty turns it off' },
   'streaming.address': { kind: 'string', default: '127.0.0.1:0', doc: 'streaming server (exec, attach, port-forward) host:port; port 0 picks a free one' },
@@ -147,6 +149,9 @@ export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
   for (const k of ['root', 'state', 'cri.socket', 'image.config_path', 'network.conf_dir'] as const) {
     if (!path.isAbsolute(values.get(k) as string)) throw new ConfigError(`"${k}" must be an absolute path, got "${values.get(k)}"`);
   }
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(values.get('network.bridge') as string)) throw new ConfigError(`"network.bridge" must be an interface name of 1 to 15 letters, digits, "_", "." or "-", got "${values.get('network.bridge')}"`);
+  const ipamDir = values.get('network.ipam_data_dir') as string;
+  if (ipamDir && !path.isAbsolute(ipamDir)) throw new ConfigError(`"network.ipam_data_dir" must be an absolute path or empty, got "${ipamDir}"`);
   const metricsAddress = values.get('metrics.address') as string;
   if (metricsAddress && !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(metricsAddress)) throw new ConfigError(`"metrics.address" must be host:port or empty, got "${metricsAddress}"`);
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(values.get('streaming.address') as string)) throw new ConfigError(`"streaming.address" must be host:port, got "${values.get('streaming.address')}"`);

@@ -23,6 +23,7 @@ import { ImageService } from './image/image_service';
 import { diskUsage } from './image/snapshotter';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
+import { DefaultNetwork } from './network/default_network';
 import { SandboxService } from './sandbox/sandbox_service';
 import { probeKernelFeatures } from './shim/features';
 import { ContainerStatsService } from './stats/container_stats';
@@ -84,8 +85,17 @@ export class Daemon {
       pluginTimeoutMs: config['network.plugin_timeout_s'] * 1000,
       observe: (o) => metrics.observeCni(o),
     });
-    if (config['network.write_default_config'] && (await cni.writeDefaultConfig({ podCidr: config['network.default_pod_cidr'] })))
-      log.info('wrote the default CNI network', { dir: config['network.conf_dir'], cidr: config['network.default_pod_cidr'] });
+    const defaultNetwork = new DefaultNetwork({
+      confDir: config['network.conf_dir'],
+      stateDir: path.join(config.root, 'network'),
+      bridge: config['network.bridge'],
+      defaultPodCidr: config['network.default_pod_cidr'],
+      ipamDataDir: config['network.ipam_data_dir'] || undefined,
+      write: config['network.write_default_config'],
+      cni,
+      log,
+    });
+    await defaultNetwork.init();
     const shimBinary = config['shim.binary'] || path.resolve(__dirname, '../../shim/build/skiff-shim');
     const kernel = await probeKernelFeatures(shimBinary);
     for (const [name, f] of Object.entries(kernel)) if (!f.supported) log.warn('kernel feature unavailable', { feature: name, error: f.error });
@@ -136,8 +146,8 @@ export class Daemon {
         runtime: {
           Version: version(),
           RuntimeConfig: runtimeConfig(),
-          Status: status(cni, config['cri.runtime_handler'], kernel, () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], metricsAddress })),
-          UpdateRuntimeConfig: updateRuntimeConfig(cni),
+          Status: status(cni, config['cri.runtime_handler'], kernel, () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress })),
+          UpdateRuntimeConfig: updateRuntimeConfig(defaultNetwork),
           RunPodSandbox: pod.runPodSandbox(sandboxes),
           StopPodSandbox: pod.stopPodSandbox(sandboxes),
           RemovePodSandbox: pod.removePodSandbox(sandboxes),

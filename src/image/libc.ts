@@ -1,6 +1,7 @@
 // The few libc calls skiffd needs that Node does not offer, called directly through
 // koffi (never through a shell): mknod, lsetxattr, bind mounts, mounting through the new
-// mount API, malloc_trim, and one datagram to a unix socket (sd_notify).
+// mount API, malloc_trim, one datagram to a unix socket (sd_notify), and the interface
+// ioctls that read a bridge's address and delete a bridge.
 import { readSync } from 'fs';
 import koffi from 'koffi';
 
@@ -18,6 +19,7 @@ function bind() {
     malloc_trim: libc.func('int malloc_trim(size_t pad)'),
     socket: libc.func('int socket(int domain, int type, int protocol)'),
     sendto: libc.func('long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)'),
+    ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   };
 }
 
@@ -157,4 +159,66 @@ export function bindMount(source: string, target: string): void {
 
 export function umount2(target: string, flags = 0): void {
   if (libc().umount2(target, flags) !== 0) fail('umount2', target);
+}
+
+const AF_INET = 2;
+const SIOCGIFFLAGS = 0x8913;
+const SIOCSIFFLAGS = 0x8914;
+const SIOCGIFADDR = 0x8915;
+const SIOCBRDELBR = 0x89a1;
+const IFF_UP = 0x1;
+const IFNAMSIZ = 16;
+const ENODEV = 19;
+const EADDRNOTAVAIL = 99;
+
+/** A struct ifreq (40 bytes on 64-bit Linux) naming the interface. */
+function ifreq(name: string): Buffer {
+  const b = Buffer.alloc(40);
+  if (Buffer.byteLength(name) >= IFNAMSIZ) throw new Error(`interface name "${name}" is longer than ${IFNAMSIZ - 1} bytes`);
+  b.write(name, 0, 'utf8');
+  return b;
+}
+
+function withInetSocket<T>(fn: (fd: number) => T, what: string): T {
+  const l = libc();
+  const fd = l.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0) as number;
+  if (fd < 0) fail('socket', what);
+  try {
+    return fn(fd);
+  } finally {
+    l.close(fd);
+  }
+}
+
+/** The primary IPv4 address of an interface (SIOCGIFADDR); undefined when the
+ * interface does not exist or has no IPv4 address. */
+export function interfaceIPv4(name: string): string | undefined {
+  return withInetSocket((fd) => {
+    const req = ifreq(name);
+    if (libc().ioctl(fd, SIOCGIFADDR, 'void *', req) !== 0) {
+      const errno = koffi.errno();
+      if (errno === ENODEV || errno === EADDRNOTAVAIL) return undefined;
+      fail('SIOCGIFADDR', name);
+    }
+    // ifr_addr: a struct sockaddr_in at offset 16; sin_addr at 16 + 4.
+    return [...req.subarray(20, 24)].join('.');
+  }, name);
+}
+
+/** Take a bridge down and delete it (brctl delbr); a bridge that is gone is fine. */
+export function deleteBridge(name: string): void {
+  withInetSocket((fd) => {
+    const l = libc();
+    const req = ifreq(name);
+    if (l.ioctl(fd, SIOCGIFFLAGS, 'void *', req) !== 0) {
+      if (koffi.errno() === ENODEV) return;
+      fail('SIOCGIFFLAGS', name);
+    }
+    const flags = req.readUInt16LE(IFNAMSIZ);
+    if (flags & IFF_UP) {
+      req.writeUInt16LE(flags & ~IFF_UP, IFNAMSIZ);
+      if (l.ioctl(fd, SIOCSIFFLAGS, 'void *', req) !== 0) fail('SIOCSIFFLAGS', name);
+    }
+    if (l.ioctl(fd, SIOCBRDELBR, 'str', name) !== 0 && koffi.errno() !== ENODEV) fail('SIOCBRDELBR', name);
+  }, name);
 }

@@ -1,12 +1,13 @@
 // CNI plugin invocation for pods (CNI spec 1.0 / 0.4 conflists): ADD in order with each
 // result chained as prevResult, DEL in reverse, CHECK; the result and the config used
 // are cached per pod (as libcni does) so DEL after a restart of skiffd undoes exactly
-// what ADD did. A default bridge network is written when the conf dir has none.
+// what ADD did. Set-ups share the network config; a change of it (default_network.ts)
+// holds them back while it runs.
 import { spawn } from 'child_process';
-import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Internal, InvalidArgument } from '../errors';
+import { SharedLock } from '../store/keyed_lock';
 
 export interface CniOptions {
   confDir: string;
@@ -55,7 +56,7 @@ interface CniResult {
 }
 
 type PluginConf = { type: string; capabilities?: Record<string, boolean>; [k: string]: unknown };
-interface NetworkList {
+export interface NetworkList {
   cniVersion: string;
   name: string;
   plugins: PluginConf[];
@@ -71,8 +72,6 @@ interface CacheEntry {
   args: string;
 }
 
-export const DEFAULT_CONFIG_NAME = '10-skiff-bridge.conflist';
-
 const versionAtLeast = (v: string, want: string) => {
   const a = v.split('.').map(Number);
   const b = want.split('.').map(Number);
@@ -81,15 +80,20 @@ const versionAtLeast = (v: string, want: string) => {
 };
 
 export class CniNetwork {
-  private cached: { file: string; mtimeMs: number; list: NetworkList } | undefined;
+  private cached: { file: string; ino: number; mtimeMs: number; list: NetworkList } | undefined;
   private readonly ifName: string;
+  private readonly configLock = new SharedLock();
+  /** Runs after every tear-down, outside the config lock: the default network drops
+   * what no pod uses any more. */
+  afterTearDown: (() => Promise<void>) | undefined;
 
   constructor(private readonly opts: CniOptions) {
     this.ifName = opts.ifName ?? 'eth0';
   }
 
-  /** The first config file in lexical order (.conflist, .conf, .json), parsed; cached by mtime. */
-  private async load(): Promise<NetworkList | undefined> {
+  /** The config file in use: the first in lexical order (.conflist, .conf, .json),
+   * parsed; cached by inode and mtime (a rewrite is a rename, so a new inode). */
+  async load(): Promise<NetworkList | undefined> {
     let names: string[];
     try {
       names = (await fsp.readdir(this.opts.confDir)).filter((n) => /\.(conflist|conf|json)$/.test(n)).sort();
@@ -104,9 +108,9 @@ export class CniNetwork {
       } catch {
         continue;
       }
-      if (this.cached && this.cached.file === file && this.cached.mtimeMs === st.mtimeMs) return this.cached.list;
+      if (this.cached && this.cached.file === file && this.cached.ino === st.ino && this.cached.mtimeMs === st.mtimeMs) return this.cached.list;
       const list = parseNetworkConfig(await fsp.readFile(file, 'utf8'), file);
-      this.cached = { file, mtimeMs: st.mtimeMs, list };
+      this.cached = { file, ino: st.ino, mtimeMs: st.mtimeMs, list };
       return list;
     }
     return undefined;
@@ -140,57 +144,25 @@ export class CniNetwork {
     return { ready: true };
   }
 
-  /** Write skiff's bridge network when the conf dir holds no config at all. */
-  async writeDefaultConfig(o: { podCidr: string; podCidrV6?: string; bridge?: string; name?: string; ipamDataDir?: string }): Promise<boolean> {
-    await fsp.mkdir(this.opts.confDir, { recursive: true, mode: 0o755 });
-    if (await this.load().catch(() => undefined)) return false;
-    const names = await fsp.readdir(this.opts.confDir);
-    if (names.some((n) => /\.(conflist|conf|json)$/.test(n))) return false; // a broken config is the operator's
-    await this.writeDefault(o);
-    return true;
+  /** Run fn with no pod set-up or tear-down in flight, and none starting until it is done. */
+  withConfigExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.configLock.exclusive(fn);
   }
 
-  private async writeDefault(o: { podCidr: string; podCidrV6?: string; bridge?: string; name?: string; ipamDataDir?: string }): Promise<void> {
-    const ranges = [[{ subnet: o.podCidr }]];
-    if (o.podCidrV6) ranges.push([{ subnet: o.podCidrV6 }]);
-    const conf = {
-      cniVersion: '1.0.0',
-      name: o.name ?? 'skiff',
-      plugins: [
-        {
-          type: 'bridge',
-          bridge: o.bridge ?? 'skiff0',
-          isGateway: true,
-          ipMasq: true,
-          hairpinMode: true,
-          ipam: {
-            type: 'host-local',
-            ranges,
-            routes: [{ dst: '0.0.0.0/0' }, ...(o.podCidrV6 ? [{ dst: '::/0' }] : [])],
-            ...(o.ipamDataDir ? { dataDir: o.ipamDataDir } : {}),
-          },
-        },
-        { type: 'portmap', capabilities: { portMappings: true }, snat: true },
-      ],
-    };
-    const file = path.join(this.opts.confDir, DEFAULT_CONFIG_NAME);
-    const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-    await fsp.writeFile(tmp, JSON.stringify(conf, null, 2) + '\n', { mode: 0o644 });
-    await fsp.rename(tmp, file);
-  }
-
-  /** UpdateRuntimeConfig: a new pod CIDR rewrites skiff's own default network only. */
-  async updatePodCidr(cidr: string): Promise<void> {
-    const parts = cidr.split(',').map((c) => c.trim()).filter(Boolean);
-    for (const c of parts) if (!/^[0-9a-fA-F:.]+\/\d{1,3}$/.test(c)) throw new InvalidArgument(`pod_cidr "${c}" is not a CIDR`);
-    const list = await this.load().catch(() => undefined);
-    if (!list || path.basename(list.file) !== DEFAULT_CONFIG_NAME) return;
-    const bridge = list.plugins.find((p) => p.type === 'bridge') as (PluginConf & { bridge?: string; ipam?: { ranges?: { subnet: string }[][]; dataDir?: string } }) | undefined;
-    const current = (bridge?.ipam?.ranges ?? []).map((r) => r[0]?.subnet).join(',');
-    const v4 = parts.find((p) => p.includes('.'));
-    const v6 = parts.find((p) => p.includes(':'));
-    if (!v4 || current === parts.join(',')) return;
-    await this.writeDefault({ podCidr: v4, podCidrV6: v6, bridge: bridge?.bridge, name: list.name, ipamDataDir: bridge?.ipam?.dataDir });
+  /** The network configs the pods set up so far were added with (their cached ADDs). */
+  async attachedLists(): Promise<NetworkList[]> {
+    let names: string[];
+    try {
+      names = (await fsp.readdir(this.opts.cacheDir)).filter((n) => /^[A-Za-z0-9_.-]+\.json$/.test(n));
+    } catch {
+      return [];
+    }
+    const out: NetworkList[] = [];
+    for (const n of names) {
+      const entry = await this.readCache(n.slice(0, -'.json'.length));
+      if (entry?.list) out.push(entry.list);
+    }
+    return out;
   }
 
   private cacheFile(id: string): string {
@@ -243,6 +215,10 @@ export class CniNetwork {
 
   /** ADD the pod to the network; on failure what was added is deleted again. */
   async setUp(pod: PodNetworkRequest): Promise<NetworkResult> {
+    return this.configLock.shared(() => this.add(pod));
+  }
+
+  private async add(pod: PodNetworkRequest): Promise<NetworkResult> {
     const list = await this.load();
     if (!list) throw new Internal(`CNI: no network config in ${this.opts.confDir}`);
     const args = `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.id};K8S_POD_UID=${pod.uid}`;
@@ -281,6 +257,11 @@ export class CniNetwork {
   /** DEL in reverse order with the cached config and result; idempotent, and fine
    * when the netns is already gone. */
   async tearDown(id: string, netnsPath?: string): Promise<void> {
+    await this.configLock.shared(() => this.del(id, netnsPath));
+    await this.afterTearDown?.();
+  }
+
+  private async del(id: string, netnsPath?: string): Promise<void> {
     const cached = await this.readCache(id);
     const list = cached?.list ?? (await this.load().catch(() => undefined));
     if (!list) return;

@@ -24,26 +24,7 @@ export class RecordStore<T> {
   }
 
   async put(key: string, value: T): Promise<void> {
-    const tmp = path.join(this.dir, `.tmp-${randomBytes(6).toString('hex')}`);
-    const fh = await fsp.open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(value));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await fsp.rename(tmp, this.file(key));
-    } catch (e) {
-      await fsp.rm(tmp, { force: true });
-      throw e;
-    }
-    const dh = await fsp.open(this.dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await writeFileAtomic(this.file(key), JSON.stringify(value), 0o600);
   }
 
   async delete(key: string): Promise<void> {
@@ -65,5 +46,32 @@ export class RecordStore<T> {
       }
     }
     return out;
+  }
+}
+
+/** Replace `file` so a reader sees the old or the new content, never a torn one, and
+ * the new content survives a crash once this returns: temp file beside it (a leftover
+ * is named `.tmp-*`), fsync, rename, fsync of the directory. */
+export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.tmp-${randomBytes(6).toString('hex')}`);
+  const fh = await fsp.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  const dh = await fsp.open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
   }
 }

@@ -2,6 +2,7 @@
 // config; the runtime handlers' and the runtime's features, from the kernel features
 // probed at start-up; UpdateRuntimeConfig hands the pod CIDR to the default network.
 import type { CniNetwork } from '../../network/cni';
+import type { DefaultNetwork } from '../../network/default_network';
 import type { KernelFeatures } from '../../shim/features';
 import type { RuntimeFeatures, RuntimeHandlerFeatures, StatusRequest, StatusResponse, UpdateRuntimeConfigRequest } from '../gen/cri';
 import type { Reply } from '../server';
@@ -47,10 +48,11 @@ export function status(cni: Pick<CniNetwork, 'status'>, handlerName: string, ker
   };
 }
 
-export function updateRuntimeConfig(cni: CniNetwork) {
+export function updateRuntimeConfig(network: DefaultNetwork) {
   return async (req: UpdateRuntimeConfigRequest): Promise<Reply<object>> => {
+    // An empty pod_cidr is kubelet saying nothing about it (no pod CIDR yet).
     const cidr = req.runtime_config?.network_config?.pod_cidr;
-    if (cidr) await cni.updatePodCidr(cidr);
+    if (cidr) await network.updatePodCidr(cidr);
     return {};
   };
 }
