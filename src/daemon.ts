@@ -20,7 +20,6 @@ import * as streamingCalls from './cri/runtime/streaming';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
 import { ImageService } from './image/image_service';
-import { diskUsage } from './image/snapshotter';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { SandboxService } from './sandbox/sandbox_service';
@@ -124,8 +123,6 @@ export class Daemon {
     const stats = new ContainerStatsService(sandboxes, images.snapshots);
     containers.onRemoved = (id) => stats.forget(id);
     const podStats = new PodStatsService(stats);
-    const containersDir = path.join(config.root, 'snapshots', 'containers');
-    const containerFs = async () => ({ mountpoint: containersDir, ...(await diskUsage(containersDir)) });
     const events = new ContainerEvents(sandboxes, containers);
     const server = new CriServer(
       {
@@ -159,7 +156,7 @@ export class Daemon {
           ListMetricDescriptors: listMetricDescriptors(),
           ListPodSandboxMetrics: listPodSandboxMetrics(sandboxes, containers, new CriMetricsService(stats, podStats)),
         },
-        image: imageHandlers(images, containerFs),
+        image: imageHandlers(images),
       },
       log,
       (method, code, seconds) => metrics.observeCall(method, code, seconds),

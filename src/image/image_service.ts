@@ -48,6 +48,20 @@ function isImageRecord(v: unknown): v is ImageRecord {
   return !!r && isSha256Digest(r.id) && Array.isArray(r.repoTags) && Array.isArray(r.repoDigests) && Array.isArray(r.chainIds) && Array.isArray(r.blobs) && typeof r.size === 'number';
 }
 
+/** A filesystem as ImageFsInfo reports it: its fs_id mountpoint and what skiff stores there. */
+export interface FilesystemUsage {
+  mountpoint: string;
+  bytes: number;
+  inodes: number;
+  /** Milliseconds since the epoch. */
+  timestamp: number;
+}
+
+export interface StorageFilesystems {
+  image: FilesystemUsage;
+  container: FilesystemUsage;
+}
+
 export interface ImageServiceOptions {
   /** Holds content/, snapshots/ and metadata/images/. */
   root: string;
@@ -81,7 +95,7 @@ export class ImageService {
   private readonly images = new Map<string, ImageRecord>();
   private readonly pulls = new Map<string, Promise<ImageRecord>>();
   private readonly progress = new Map<string, PullProgress>();
-  private usage: { at: number; value: Promise<{ bytes: number; inodes: number; timestamp: number }> } | undefined;
+  private usage: { at: number; value: Promise<StorageFilesystems> } | undefined;
 
   constructor(private readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(path.join(opts.root, 'content'));
@@ -103,17 +117,25 @@ export class ImageService {
   }
 
   /**
-   * Bytes and inodes of the image store (blobs and unpacked layers). Walking the
-   * layers costs, so a result is reused for a few seconds and callers share a walk.
+   * The image filesystem and the writable layers' filesystem, for ImageFsInfo. On one
+   * filesystem both are one entry counting images and writable layers once (CRI-O answers
+   * so too): kubelet then takes image_filesystems[0] for both. On two, each counts its
+   * own. Walking the trees costs, so a result is reused for a few seconds and callers
+   * share a walk.
    */
-  fsUsage(): Promise<{ bytes: number; inodes: number; timestamp: number }> {
+  storageFilesystems(): Promise<StorageFilesystems> {
     const now = Date.now();
     if (this.usage && now - this.usage.at < 5000) return this.usage.value;
-    const value = Promise.all([this.content.usage(), this.snapshots.layersUsage()]).then(([c, l]) => ({
-      bytes: c.bytes + l.bytes,
-      inodes: c.inodes + l.inodes,
-      timestamp: now,
-    }));
+    const value = Promise.all([this.content.usage(), this.snapshots.layersUsage(), this.snapshots.containersUsage(), this.snapshots.filesystemIds()]).then(
+      ([c, l, w, ids]): StorageFilesystems => {
+        const image = { mountpoint: ids.image, bytes: c.bytes + l.bytes, inodes: c.inodes + l.inodes, timestamp: now };
+        if (ids.container === ids.image) {
+          const one = { ...image, bytes: image.bytes + w.bytes, inodes: image.inodes + w.inodes };
+          return { image: one, container: one };
+        }
+        return { image, container: { mountpoint: ids.container, ...w, timestamp: now } };
+      },
+    );
     this.usage = { at: now, value };
     value.catch(() => (this.usage = undefined));
     return value;

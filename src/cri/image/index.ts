@@ -8,15 +8,12 @@ import { pullImage } from './image_pull';
 import { removeImage } from './image_remove';
 import { imageStatus } from './image_status';
 
-export function imageHandlers(
-  images: ImageService,
-  containerFs: () => Promise<{ mountpoint: string; bytes: number; inodes: number }>,
-): Handlers<ImageServiceRpc> {
+export function imageHandlers(images: ImageService): Handlers<ImageServiceRpc> {
   return {
     ListImages: listImages(images),
     ImageStatus: imageStatus(images),
     PullImage: pullImage(images),
     RemoveImage: removeImage(images),
-    ImageFsInfo: imageFsInfo(images, containerFs),
+    ImageFsInfo: imageFsInfo(images),
   };
 }
