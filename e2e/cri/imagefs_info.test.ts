@@ -4,9 +4,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { ImageFsInfoResponse, PodSandboxConfig } from '../../src/cri/gen/cri';
-import { NamespaceMode } from '../../src/cri/gen/cri';
-import type { Reply } from '../../src/cri/server';
+import type { ImageFsInfoResponse } from '../../src/cri/gen/cri';
+import { runHostPod, startHostContainer } from '../fixtures/host_pods';
 import { busyboxLayer } from '../fixtures/images';
 import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
@@ -51,17 +50,7 @@ describe('ImageFsInfo as kubelet reads it (skiffd over gRPC)', function () {
     const c = skiffd.client;
     skiffd.mirror('docker.io', reg.host);
     await c.image('PullImage', { image: { image: 'busybox' } });
-    const config: Reply<PodSandboxConfig> = {
-      metadata: { name: 'fs', namespace: 'e2e', uid: 'uid-fs', attempt: 0 },
-      linux: { security_context: { namespace_options: { network: NamespaceMode.NODE } } },
-    };
-    const { pod_sandbox_id } = await c.runtime('RunPodSandbox', { config });
-    const { container_id } = await c.runtime('CreateContainer', {
-      pod_sandbox_id,
-      config: { metadata: { name: 'writer', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '1000'], linux: { security_context: { namespace_options: { network: NamespaceMode.NODE } } } },
-      sandbox_config: config,
-    });
-    await c.runtime('StartContainer', { container_id });
+    const container_id = await startHostContainer(c, await runHostPod(c, 'fs'), 'writer');
     const r = await c.runtime('ExecSync', { container_id, cmd: ['dd', 'if=/dev/zero', 'of=/written', 'bs=1048576', 'count=16'], timeout: 30 });
     assert.equal(r.exit_code, 0, Buffer.from(r.stderr).toString());
     return container_id;
