@@ -71,6 +71,8 @@ export class Daemon {
       },
       parallelLayers: config['image.parallel_layers'],
       layersInUse: () => containers?.layersInUse() ?? new Set(),
+      imagesInUse: () => containers?.imagesInUse() ?? new Map(),
+      pinnedImages: config['image.pinned_images'],
       warn: (msg) => log.warn(msg),
       onPull: (p) => metrics.observePull(p),
     });
@@ -156,7 +158,7 @@ export class Daemon {
           ListMetricDescriptors: listMetricDescriptors(),
           ListPodSandboxMetrics: listPodSandboxMetrics(sandboxes, containers, new CriMetricsService(stats, podStats)),
         },
-        image: imageHandlers(images),
+        image: imageHandlers(images, config['cri.runtime_handler']),
       },
       log,
       (method, code, seconds) => metrics.observeCall(method, code, seconds),

@@ -1,16 +1,18 @@
-// ListImages: every image, or those a filter's image reference names.
+// ListImages: every image, or those a filter's image reference names; one runtime handler
+// serves every image, so a served handler in the filter narrows nothing.
 import type { ImageService } from '../../image/image_service';
 import type { ListImagesRequest, ListImagesResponse } from '../gen/cri';
 import type { Reply } from '../server';
-import { toCriImage } from './convert';
+import { requireServedHandler, toCriImage } from './convert';
 
-export function listImages(images: ImageService) {
+export function listImages(images: ImageService, runtimeHandler: string) {
   return async (req: ListImagesRequest): Promise<Reply<ListImagesResponse>> => {
+    requireServedHandler(req.filter?.image ?? null, runtimeHandler, 'filter.image.runtime_handler');
     const want = req.filter?.image?.image;
     if (want) {
       const r = images.find(want);
-      return { images: r ? [toCriImage(r)] : [] };
+      return { images: r ? [toCriImage(images, r)] : [] };
     }
-    return { images: images.list().map(toCriImage) };
+    return { images: images.list().map((r) => toCriImage(images, r)) };
   };
 }
