@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ServiceError } from '@grpc/grpc-js';
-import { busyboxLayer } from '../fixtures/images';
 import { createHostContainer, HostPod, runHostPod, startHostContainer } from '../fixtures/host_pods';
-import { TestRegistry } from '../fixtures/registry';
+import { startBusyboxRegistry } from '../fixtures/node';
+import type { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
 
 const INVALID_ARGUMENT = 3;
@@ -34,15 +34,8 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
   const envOf = async (id: string) => Buffer.from((await skiffd.client.runtime('ExecSync', { container_id: id, cmd: ['env'], timeout: 10 })).stdout).toString();
 
   before(async () => {
-    reg = await TestRegistry.start();
-    const work = fs.mkdtempSync('/tmp/skiff-pinning-');
-    try {
-      const layer = busyboxLayer(work);
-      // Three images (their configs differ) over one layer.
-      for (const tag of ['latest', 'pinned', 'other']) await reg.pushImage('library/busybox', tag, [layer], undefined, { Cmd: ['sh'], Env: ['PATH=/bin', `TAG=${tag}`] });
-    } finally {
-      fs.rmSync(work, { recursive: true, force: true });
-    }
+    // Three images, their configs differing.
+    reg = await startBusyboxRegistry(Object.fromEntries(['latest', 'pinned', 'other'].map((tag) => [tag, { Cmd: ['sh'], Env: ['PATH=/bin', `TAG=${tag}`] }])));
     skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false', '--image.pinned_images', 'docker.io/library/busybox:pinned'] });
     skiffd.mirror('docker.io', reg.host);
     for (const tag of ['latest', 'pinned']) await skiffd.client.image('PullImage', { image: { image: `busybox:${tag}` } });
@@ -114,10 +107,13 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
     const c = skiffd.client;
     await c.image('PullImage', { image: { image: 'busybox:latest' } });
     const image = await idOf('busybox:latest');
+    const { chainIds } = JSON.parse((await c.image('ImageStatus', { image: { image }, verbose: true })).info.info) as { chainIds: string[] };
+    const layersDir = path.join(skiffd.root, 'snapshots', 'layers');
     const id = await startHostContainer(c, pod, `inuse${++seq}`, { image: { image: 'busybox:latest' } });
     assert.equal((await c.image('ImageStatus', { image: { image: image } })).image?.pinned, true, 'a used image reads pinned');
     for (const name of ['busybox:latest', image]) await rejectsWith(c.image('RemoveImage', { image: { image: name } }), FAILED_PRECONDITION, new RegExp(`in use by container ${id}`));
     assert.match(await envOf(id), /TAG=latest/, 'the container still works');
+    for (const chain of chainIds) assert.ok(fs.existsSync(path.join(layersDir, chain.slice(7))), `its layer ${chain} is kept`);
     await c.runtime('StopContainer', { container_id: id, timeout: 0 });
     await rejectsWith(c.image('RemoveImage', { image: { image: image } }), FAILED_PRECONDITION, /in use by container/);
     const st = (await c.runtime('ContainerStatus', { container_id: id })).status!;
@@ -128,6 +124,7 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
     await c.image('RemoveImage', { image: { image: image } });
     assert.equal((await c.image('ImageStatus', { image: { image: image } })).image, null);
     assert.ok(!blobs().includes(image.slice(7)), 'its config blob is collected');
+    for (const chain of chainIds) assert.ok(!fs.existsSync(path.join(layersDir, chain.slice(7))), `its layer ${chain} is collected`);
     assert.deepEqual(fs.readdirSync(path.join(skiffd.root, 'snapshots', 'containers')), [], 'no writable layer left');
   });
 

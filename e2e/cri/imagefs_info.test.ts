@@ -6,8 +6,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { ImageFsInfoResponse } from '../../src/cri/gen/cri';
 import { runHostPod, startHostContainer } from '../fixtures/host_pods';
-import { busyboxLayer } from '../fixtures/images';
-import { TestRegistry } from '../fixtures/registry';
+import { startBusyboxRegistry } from '../fixtures/node';
+import type { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
 
 /**
@@ -32,13 +32,7 @@ describe('ImageFsInfo as kubelet reads it (skiffd over gRPC)', function () {
   let reg: TestRegistry;
 
   before(async () => {
-    reg = await TestRegistry.start();
-    const work = fs.mkdtempSync('/tmp/skiff-imagefs-');
-    try {
-      await reg.pushImage('library/busybox', 'latest', [busyboxLayer(work)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
-    } finally {
-      fs.rmSync(work, { recursive: true, force: true });
-    }
+    reg = await startBusyboxRegistry();
   });
   after(async () => {
     await reg?.stop();
