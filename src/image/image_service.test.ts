@@ -139,8 +139,10 @@ describe('image service', function () {
       const v1 = await pinning.pull(`${reg.host}/skiff/busybox:v1`);
       assert.equal(pinning.keepReason(baseImg), 'pinned by image.pinned_images');
       assert.equal(pinning.keepReason(v1), undefined);
+      assert.deepEqual(pinning.keptIds(), new Set([baseImg.id]));
       inUse.set(v1.id, 'c'.repeat(64));
       assert.equal(pinning.keepReason(v1), `in use by container ${'c'.repeat(64)}`);
+      assert.deepEqual(pinning.keptIds(), new Set([baseImg.id, v1.id]));
       const blobs = await pinning.content.list();
       await assert.rejects(pinning.remove(baseImg.id), (e: Error) => e instanceof FailedPrecondition && /pinned by image\.pinned_images/.test(e.message));
       await assert.rejects(pinning.remove(`${reg.host}/skiff/busybox:v1`), (e: Error) => e instanceof FailedPrecondition && /in use by container c+/.test(e.message));

@@ -53,9 +53,22 @@ export interface PullSpec {
   runtimeHandler?: string;
 }
 
+const isStringMap = (v: unknown): v is Record<string, string> =>
+  !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
+
 function isImageRecord(v: unknown): v is ImageRecord {
   const r = v as ImageRecord;
-  return !!r && isSha256Digest(r.id) && Array.isArray(r.repoTags) && Array.isArray(r.repoDigests) && Array.isArray(r.chainIds) && Array.isArray(r.blobs) && typeof r.size === 'number';
+  return (
+    !!r &&
+    isSha256Digest(r.id) &&
+    Array.isArray(r.repoTags) &&
+    Array.isArray(r.repoDigests) &&
+    Array.isArray(r.chainIds) &&
+    Array.isArray(r.blobs) &&
+    typeof r.size === 'number' &&
+    (r.annotations === undefined || isStringMap(r.annotations)) &&
+    (r.runtimeHandler === undefined || typeof r.runtimeHandler === 'string')
+  );
 }
 
 /** A filesystem as ImageFsInfo reports it: its fs_id mountpoint and what skiff stores there. */
@@ -191,6 +204,17 @@ export class ImageService {
     }
     if (!parsed.digest) throw new InvalidArgument(`image_ref "${ref}" is neither an image id nor a digest reference`);
     return this.find(ref);
+  }
+
+  /** Ids of the images that must stay (reported pinned): pinned by configuration or used
+   * by a container. */
+  keptIds(): Set<string> {
+    const ids = new Set(this.opts.imagesInUse?.().keys() ?? []);
+    for (const ref of this.opts.pinnedImages ?? []) {
+      const r = this.find(ref);
+      if (r) ids.add(r.id);
+    }
+    return ids;
   }
 
   /** Why an image must stay: pinned by configuration or used by a container; undefined

@@ -2,11 +2,12 @@
 // image's USER as a uid (numeric) or a username; beyond containerd, the spec the image was
 // pulled with (annotations, runtime handler) and whether it is pinned.
 import { InvalidArgument } from '../../errors';
-import type { ImageRecord, ImageService } from '../../image/image_service';
+import type { ImageRecord } from '../../image/image_service';
 import type { Image, ImageSpec } from '../gen/cri';
 import type { Reply } from '../server';
 
-export function toCriImage(images: ImageService, r: ImageRecord): Reply<Image> {
+/** `kept`: ids of the images that must stay (ImageService.keptIds), reported pinned. */
+export function toCriImage(r: ImageRecord, kept: Set<string>): Reply<Image> {
   const user = (r.config.user ?? '').split(':')[0];
   const numeric = /^\d+$/.test(user);
   return {
@@ -17,7 +18,7 @@ export function toCriImage(images: ImageService, r: ImageRecord): Reply<Image> {
     uid: numeric ? { value: Number(user) } : null,
     username: numeric ? '' : user,
     spec: { image: r.id, annotations: r.annotations ?? {}, runtime_handler: r.runtimeHandler ?? '' },
-    pinned: images.keepReason(r) !== undefined,
+    pinned: kept.has(r.id),
   };
 }
 

@@ -9,10 +9,11 @@ export function listImages(images: ImageService, runtimeHandler: string) {
   return async (req: ListImagesRequest): Promise<Reply<ListImagesResponse>> => {
     requireServedHandler(req.filter?.image ?? null, runtimeHandler, 'filter.image.runtime_handler');
     const want = req.filter?.image?.image;
+    const kept = images.keptIds();
     if (want) {
       const r = images.find(want);
-      return { images: r ? [toCriImage(images, r)] : [] };
+      return { images: r ? [toCriImage(r, kept)] : [] };
     }
-    return { images: images.list().map((r) => toCriImage(images, r)) };
+    return { images: images.list().map((r) => toCriImage(r, kept)) };
   };
 }

@@ -16,6 +16,6 @@ export function imageStatus(images: ImageService, runtimeHandler: string) {
       const config: unknown = JSON.parse((await images.content.read(r.id)).toString('utf8'));
       info.info = JSON.stringify({ id: r.id, chainIds: r.chainIds, size: r.size, pulledAt: new Date(r.pulledAt).toISOString(), imageSpec: config });
     }
-    return { image: toCriImage(images, r), info };
+    return { image: toCriImage(r, images.keptIds()), info };
   };
 }
