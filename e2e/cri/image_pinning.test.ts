@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ServiceError } from '@grpc/grpc-js';
+import { CriClient } from '../../src/cri/client';
 import { createHostContainer, HostPod, runHostPod, startHostContainer } from '../fixtures/host_pods';
 import { startBusyboxRegistry } from '../fixtures/node';
 import type { TestRegistry } from '../fixtures/registry';
@@ -141,5 +142,12 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
     assert.deepEqual(after?.spec?.annotations, annotations);
     assert.equal(after?.pinned, false);
     assert.equal((await skiffd.client.image('ImageStatus', { image: { image: 'busybox:pinned' } })).image?.pinned, true, 'pinned after the restart too');
+    // runtime.v1alpha2's ImageSpec has annotations and no runtime handler.
+    const old = new CriClient(skiffd.socket, 'runtime.v1alpha2');
+    try {
+      assert.deepEqual((await old.image('ImageStatus', { image: { image: 'busybox:latest' } })).image?.spec?.annotations, annotations);
+    } finally {
+      old.close();
+    }
   });
 });
