@@ -30,6 +30,13 @@ describe('config', () => {
     assert.equal(cfg['cri.socket'], '/tmp/st/skiff.sock', 'the socket follows the state dir');
   });
 
+  it('reads pinned images as a list and refuses one that is no image reference', async () => {
+    const cfg = await loadConfig(parseArgs(['--config', file('[image]\npinned_images = ["docker.io/library/busybox:1", "registry.k8s.io/pause@sha256:' + 'a'.repeat(64) + '"]\n')]));
+    assert.equal(cfg['image.pinned_images'].length, 2);
+    assert.deepEqual((await loadConfig(parseArgs(['--config', file('')])))['image.pinned_images'], []);
+    await assert.rejects(loadConfig(parseArgs(['--config', file('[image]\npinned_images = ["UPPER/case"]\n')])), (e: Error) => e instanceof ConfigError && /image\.pinned_images.*UPPER\/case/.test(e.message));
+  });
+
   it('refuses unknown keys, bad values and unknown flags, naming them', async () => {
     await assert.rejects(loadConfig(parseArgs(['--config', file('[cri]\nsokcet = "/x"\n')])), (e: Error) => e instanceof ConfigError && /cri\.sokcet/.test(e.message));
     await assert.rejects(loadConfig(parseArgs(['--config', file('[image]\nparallel_layers = 0\n')])), /image\.parallel_layers/);

@@ -4,6 +4,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { parse as parseToml } from 'smol-toml';
+import { parseReference } from './image/reference';
 
 type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'level';
 interface Key {
@@ -30,6 +31,7 @@ export const SCHEMA = {
   'image.parallel_layers': { kind: 'number', default: 3, min: 1, doc: 'layers downloaded at once per pull' },
   'image.stall_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a blob download with no progress for this long fails' },
   'image.attempts': { kind: 'number', default: 3, min: 1, doc: 'tries of a registry request that fails with 5xx or a reset' },
+  'image.pinned_images': { kind: 'string[]', default: [] as string[], doc: 'image references reported pinned and never removed by RemoveImage (images containers use are kept too)' },
   'network.conf_dir': { kind: 'string', default: '/etc/cni/net.d', doc: 'CNI configuration directory' },
   'network.bin_dirs': { kind: 'string[]', default: ['/opt/cni/bin', '/usr/lib/cni'], doc: 'CNI plugin directories, searched in order' },
   'network.default_pod_cidr': { kind: 'string', default: '10.88.0.0/16', doc: 'pod CIDR of the default bridge network until kubelet gives one (UpdateRuntimeConfig)' },
@@ -156,6 +158,13 @@ export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
   if (metricsAddress && !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(metricsAddress)) throw new ConfigError(`"metrics.address" must be host:port or empty, got "${metricsAddress}"`);
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(values.get('streaming.address') as string)) throw new ConfigError(`"streaming.address" must be host:port, got "${values.get('streaming.address')}"`);
   if (!values.get('streaming.tls_cert') !== !values.get('streaming.tls_key')) throw new ConfigError('"streaming.tls_cert" and "streaming.tls_key" go together');
+  for (const ref of values.get('image.pinned_images') as string[]) {
+    try {
+      parseReference(ref);
+    } catch (e) {
+      throw new ConfigError(`"image.pinned_images": "${ref}" is not an image reference: ${(e as Error).message}`);
+    }
+  }
   if (!/^0?[0-7]{3}$/.test(values.get('cri.socket_mode') as string)) throw new ConfigError(`"cri.socket_mode" must be an octal mode like 0660`);
   return Object.freeze(Object.fromEntries(values)) as SkiffConfig;
 }

@@ -20,7 +20,6 @@ import * as streamingCalls from './cri/runtime/streaming';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
 import { ImageService } from './image/image_service';
-import { diskUsage } from './image/snapshotter';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { DefaultNetwork } from './network/default_network';
@@ -74,6 +73,8 @@ export class Daemon {
       },
       parallelLayers: config['image.parallel_layers'],
       layersInUse: () => containers?.layersInUse() ?? new Set(),
+      imagesInUse: () => containers?.imagesInUse() ?? new Map(),
+      pinnedImages: config['image.pinned_images'],
       warn: (msg) => log.warn(msg),
       onPull: (p) => metrics.observePull(p),
     });
@@ -137,8 +138,6 @@ export class Daemon {
     const stats = new ContainerStatsService(sandboxes, images.snapshots);
     containers.onRemoved = (id) => stats.forget(id);
     const podStats = new PodStatsService(stats, sandboxes);
-    const containersDir = path.join(config.root, 'snapshots', 'containers');
-    const containerFs = async () => ({ mountpoint: containersDir, ...(await diskUsage(containersDir)) });
     const events = new ContainerEvents(sandboxes, containers);
     const criMetrics = new CriMetricsService(stats, podStats);
     const server = new CriServer(
@@ -177,7 +176,7 @@ export class Daemon {
           ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(sandboxes, containers, criMetrics),
           StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(sandboxes, containers, criMetrics),
         },
-        image: imageHandlers(images, containerFs),
+        image: imageHandlers(images, config['cri.runtime_handler']),
       },
       log,
       (method, code, seconds) => metrics.observeCall(method, code, seconds),

@@ -5,8 +5,8 @@ import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound } from '../errors';
-import type { ContainerConfig, LinuxContainerResources } from '../cri/gen/cri';
-import type { ImageService } from '../image/image_service';
+import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri/gen/cri';
+import type { ImageRecord, ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
 import type { ExitInfo, OciProcess, ShimClient, ShimStream } from '../shim/client';
@@ -120,6 +120,8 @@ export class ContainerService {
    * every container's. */
   private readonly isolationSeen = new Map<string, { pid: number; infraPid: number; isolation: Isolation }>();
   private readonly changeListeners = new Set<(change: LifecycleChange, r: ContainerRecord) => void>();
+  /** Containers being created, by id: their image and layers are in use before they are recorded. */
+  private readonly creating = new Map<string, { imageId: string; chainIds: string[] }>();
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.records = new RecordStore(path.join(opts.root, 'metadata', 'containers'), isContainerRecord, (m) => opts.log.warn(m));
@@ -286,11 +288,9 @@ export class ContainerService {
   async create(podId: string, config: ContainerConfig | null, sandboxConfig: unknown): Promise<ContainerRecord> {
     if (!config) throw new InvalidArgument('config is required');
     if (!config.metadata?.name) throw new InvalidArgument('config.metadata.name is required');
-    if (!config.image?.image) throw new InvalidArgument('config.image.image is required');
     void sandboxConfig; // kubelet resends the pod's config; the record holds the one it ran with
     const pod = this.opts.sandboxes.requireReady(podId);
-    const image = this.opts.images.find(config.image.image);
-    if (!image) throw new NotFound(`image "${config.image.image}" not found`);
+    const image = this.resolveImage(config.image);
     const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);
     let logPath = '';
     if (config.log_path) {
@@ -303,9 +303,10 @@ export class ContainerService {
     if (clash) throw new AlreadyExists(`container name "${key}" is reserved by ${clash}`);
     const id = randomBytes(32).toString('hex');
     this.names.set(key, id);
+    this.creating.set(id, { imageId: image.id, chainIds: image.chainIds });
     const bundle = path.join(this.opts.state, 'containers', id);
     const rootfs = path.join(bundle, 'rootfs');
-    const undo: (() => Promise<unknown>)[] = [async () => this.names.delete(key)];
+    const undo: (() => Promise<unknown>)[] = [async () => this.names.delete(key), async () => this.creating.delete(id)];
     try {
       await fsp.mkdir(rootfs, { recursive: true, mode: 0o711 });
       undo.push(() => fsp.rm(bundle, { recursive: true, force: true }));
@@ -328,7 +329,7 @@ export class ContainerService {
         config,
         sandboxConfig: pod.config,
         image: image.config,
-        imageName: config.image.image,
+        imageName: config.image?.image || image.id,
         rootfsPath: rootfs,
         passwd: await readPasswdDb(rootfs),
         pod: {
@@ -382,6 +383,7 @@ export class ContainerService {
         resources: config.linux?.resources ?? null,
       };
       await this.save(r);
+      this.creating.delete(id);
       return r;
     } catch (e) {
       for (const u of undo.reverse()) await u().catch((err: Error) => this.opts.log.warn('undo of a failed create failed', { container: id, error: err.message }));
@@ -475,6 +477,9 @@ export class ContainerService {
       this.isolationSeen.delete(r.id);
       this.onRemoved(r.id);
       this.emitChange('deleted', r);
+      // Layers only this container kept (its image was removed while it was created) go now.
+      if (!this.opts.images.find(r.imageId))
+        await this.opts.images.collectGarbage().catch((e: Error) => this.opts.log.warn('image garbage collection failed', { container: r.id, error: e.message }));
     });
   }
 
@@ -486,9 +491,33 @@ export class ContainerService {
     await Promise.all(this.list().filter((c) => c.podId === podId).map((c) => this.remove(c.id)));
   }
 
-  /** Chain ids of every container's rootfs: image GC keeps them. */
+  /** The image a CreateContainer names: image_ref, when set, names the exact image (the id
+   * or digest kubelet resolved), else image.image by id, tag or digest. */
+  private resolveImage(spec: ImageSpec | null): ImageRecord {
+    const ref = spec?.image_ref?.trim();
+    if (ref) {
+      const exact = this.opts.images.findExact(ref);
+      if (!exact) throw new NotFound(`config.image.image_ref "${ref}" not found`);
+      return exact;
+    }
+    if (!spec?.image) throw new InvalidArgument('config.image.image is required');
+    const image = this.opts.images.find(spec.image);
+    if (!image) throw new NotFound(`image "${spec.image}" not found`);
+    return image;
+  }
+
+  /** Chain ids of every container's rootfs (also of those being created): image GC keeps them. */
   layersInUse(): Set<string> {
-    return new Set(this.list().flatMap((c) => c.chainIds));
+    return new Set([...this.list(), ...this.creating.values()].flatMap((c) => c.chainIds));
+  }
+
+  /** Image id -> a container that uses it, in any state until it is removed (also while
+   * it is created): such an image is not removed. */
+  imagesInUse(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [id, c] of this.creating) out.set(c.imageId, id);
+    for (const c of this.list()) out.set(c.imageId, c.id);
+    return out;
   }
 
   private requireRunning(id: string): { r: ContainerRecord; shim: NonNullable<ReturnType<SandboxService['shim']>> } {

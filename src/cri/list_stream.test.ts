@@ -90,7 +90,7 @@ function fakeNode(pods: PodRecord[], containers: ContainerRecord[], images: Imag
   return {
     pods: { list: () => [...podMap.values()], get: (id: string) => podMap.get(id) },
     containers: { list: () => [...ctrMap.values()], get: (id: string) => ctrMap.get(id) },
-    images: { list: () => images, find: (ref: string) => images.find((r) => r.id === ref || r.repoTags.includes(ref)) },
+    images: { list: () => images, find: (ref: string) => images.find((r) => r.id === ref || r.repoTags.includes(ref)), keptIds: () => new Set<string>() },
     // Deterministic numbers: a list and its stream must match field for field.
     containerStats: { stats: async (r: ContainerRecord) => ({ attributes: attrs(r), cpu: { timestamp: 1, usage_core_nano_seconds: { value: seq(r.id) } } }) },
     podStats: {
@@ -157,7 +157,7 @@ async function startServer(node: Node, bounds: ChunkBounds, observed: Observed) 
         ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(node.pods, node.containers, node.metrics),
         StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(node.pods, node.containers, node.metrics, bounds),
       },
-      image: { ListImages: listImages(node.images), StreamImages: streamImages(node.images, bounds) },
+      image: { ListImages: listImages(node.images, 'skiff'), StreamImages: streamImages(node.images, 'skiff', bounds) },
     },
     new Logger('error'),
   );

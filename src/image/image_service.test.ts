@@ -8,7 +8,7 @@ import { Readable } from 'stream';
 import * as tar from 'tar-stream';
 import { gunzipSync } from 'zlib';
 import { TestRegistry, sha256 } from '../../e2e/fixtures/registry';
-import { NotFound } from '../errors';
+import { FailedPrecondition, InvalidArgument, NotFound } from '../errors';
 import { ImageService } from './image_service';
 
 const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -123,6 +123,82 @@ describe('image service', function () {
     assert.deepEqual(await svc.snapshots.listLayers(), []);
     assert.deepEqual(await svc.content.list(), []);
     await assert.rejects(svc.remove(baseImg.id), (e: Error) => e instanceof NotFound);
+  });
+
+  it('refuses to remove a pinned image or one a container uses, naming why, and removes nothing', async () => {
+    const inUse = new Map<string, string>();
+    const pinning = new ImageService({
+      root: path.join(work, 'root'),
+      registry: { configPath: path.join(work, 'certs.d') },
+      pinnedImages: [`${reg.host}/skiff/busybox:base`],
+      imagesInUse: () => inUse,
+    });
+    await pinning.init();
+    try {
+      const baseImg = await pinning.pull(`${reg.host}/skiff/busybox:base`);
+      const v1 = await pinning.pull(`${reg.host}/skiff/busybox:v1`);
+      assert.equal(pinning.keepReason(baseImg), 'pinned by image.pinned_images');
+      assert.equal(pinning.keepReason(v1), undefined);
+      assert.deepEqual(pinning.keptIds(), new Set([baseImg.id]));
+      inUse.set(v1.id, 'c'.repeat(64));
+      assert.equal(pinning.keepReason(v1), `in use by container ${'c'.repeat(64)}`);
+      assert.deepEqual(pinning.keptIds(), new Set([baseImg.id, v1.id]));
+      const blobs = await pinning.content.list();
+      await assert.rejects(pinning.remove(baseImg.id), (e: Error) => e instanceof FailedPrecondition && /pinned by image\.pinned_images/.test(e.message));
+      await assert.rejects(pinning.remove(`${reg.host}/skiff/busybox:v1`), (e: Error) => e instanceof FailedPrecondition && /in use by container c+/.test(e.message));
+      assert.deepEqual(await pinning.content.list(), blobs);
+      assert.equal((await pinning.snapshots.listLayers()).length, 2);
+      inUse.clear();
+      await pinning.remove(v1.id);
+      assert.equal(pinning.find(v1.id), undefined);
+    } finally {
+      await pinning.close();
+    }
+  });
+
+  it('finds the exact image an id or digest names, and refuses a tag or short id as image_ref', async () => {
+    const img = await svc.pull(`${reg.host}/skiff/busybox:v1`);
+    assert.equal(svc.findExact(img.id)?.id, img.id);
+    assert.equal(svc.findExact(img.id.slice(7))?.id, img.id);
+    assert.equal(svc.findExact(img.repoDigests[0])?.id, img.id);
+    assert.equal(svc.findExact(`sha256:${'0'.repeat(64)}`), undefined);
+    assert.throws(() => svc.findExact(`${reg.host}/skiff/busybox:v1`), (e: Error) => e instanceof InvalidArgument && /neither an image id nor a digest/.test(e.message));
+    assert.throws(() => svc.findExact(img.id.slice(7, 19)), InvalidArgument);
+  });
+
+  it('keeps the pull spec (annotations, runtime handler) across a restart; a later pull replaces it', async () => {
+    const root = path.join(work, 'root');
+    await svc.pull(`${reg.host}/skiff/busybox:v1`, undefined, { annotations: { a: '1' }, runtimeHandler: 'skiff' });
+    const again = new ImageService({ root, registry: { configPath: path.join(work, 'certs.d') } });
+    await again.init();
+    try {
+      const r = again.find(`${reg.host}/skiff/busybox:v1`)!;
+      assert.deepEqual(r.annotations, { a: '1' });
+      assert.equal(r.runtimeHandler, 'skiff');
+      const re = await again.pull(`${reg.host}/skiff/busybox:v1`, undefined, { annotations: { b: '2' } });
+      assert.deepEqual(re.annotations, { b: '2' });
+      assert.equal(re.runtimeHandler, '');
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('reports images and writable layers on one filesystem as one entry, counted once', async () => {
+    const img = await svc.pull(`${reg.host}/skiff/busybox:v1`);
+    const target = path.join(work, 'mnt');
+    fs.mkdirSync(target, { recursive: true });
+    await svc.snapshots.mountRootfs('c1', img.chainIds, target);
+    try {
+      fs.writeFileSync(path.join(target, 'written'), Buffer.alloc(4 << 20, 1));
+      const { image, container } = await svc.storageFilesystems();
+      assert.equal(image, container);
+      assert.equal(image.mountpoint, svc.snapshots.root);
+      const images = (await svc.content.usage()).bytes + (await svc.snapshots.layersUsage()).bytes;
+      assert.equal(image.bytes, images + (await svc.snapshots.containersUsage()).bytes);
+      assert.ok(image.bytes >= images + (4 << 20));
+    } finally {
+      await svc.snapshots.removeRootfs('c1', target);
+    }
   });
 
   it('survives a SIGKILL mid-pull: no corrupt blob or half record, and the next pull completes', async function () {

@@ -4,7 +4,7 @@
 // collection of the blobs and layers nothing else uses.
 import * as path from 'path';
 import { Readable } from 'stream';
-import { InvalidArgument, NotFound } from '../errors';
+import { FailedPrecondition, InvalidArgument, NotFound } from '../errors';
 import { RecordStore } from '../store/records';
 import { readImageArchive } from './archive';
 import { ContentStore } from './content_store';
@@ -41,11 +41,48 @@ export interface ImageRecord {
   blobs: string[];
   config: ImageConfigSummary;
   pulledAt: number;
+  /** ImageSpec.annotations of the latest pull (absent in records made before they were kept). */
+  annotations?: Record<string, string>;
+  /** ImageSpec.runtime_handler of the latest pull ('' for the default). */
+  runtimeHandler?: string;
 }
+
+/** What a pull was asked for besides the reference: kept with the image. */
+export interface PullSpec {
+  annotations?: Record<string, string>;
+  runtimeHandler?: string;
+}
+
+const isStringMap = (v: unknown): v is Record<string, string> =>
+  !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
 
 function isImageRecord(v: unknown): v is ImageRecord {
   const r = v as ImageRecord;
-  return !!r && isSha256Digest(r.id) && Array.isArray(r.repoTags) && Array.isArray(r.repoDigests) && Array.isArray(r.chainIds) && Array.isArray(r.blobs) && typeof r.size === 'number';
+  return (
+    !!r &&
+    isSha256Digest(r.id) &&
+    Array.isArray(r.repoTags) &&
+    Array.isArray(r.repoDigests) &&
+    Array.isArray(r.chainIds) &&
+    Array.isArray(r.blobs) &&
+    typeof r.size === 'number' &&
+    (r.annotations === undefined || isStringMap(r.annotations)) &&
+    (r.runtimeHandler === undefined || typeof r.runtimeHandler === 'string')
+  );
+}
+
+/** A filesystem as ImageFsInfo reports it: its fs_id mountpoint and what skiff stores there. */
+export interface FilesystemUsage {
+  mountpoint: string;
+  bytes: number;
+  inodes: number;
+  /** Milliseconds since the epoch. */
+  timestamp: number;
+}
+
+export interface StorageFilesystems {
+  image: FilesystemUsage;
+  container: FilesystemUsage;
 }
 
 export interface ImageServiceOptions {
@@ -56,6 +93,10 @@ export interface ImageServiceOptions {
   parallelLayers?: number;
   /** Chain ids containers still use: GC keeps them. */
   layersInUse?: () => Set<string>;
+  /** Image id -> a container that uses it (any state, until removed): never removed. */
+  imagesInUse?: () => Map<string, string>;
+  /** References of images that are never removed and are reported pinned. */
+  pinnedImages?: string[];
   /** Where problems that are not errors go (a torn record skipped at start). */
   warn?: (msg: string) => void;
   /** Told of every pull that ran (not of callers that shared it): metrics. */
@@ -81,7 +122,7 @@ export class ImageService {
   private readonly images = new Map<string, ImageRecord>();
   private readonly pulls = new Map<string, Promise<ImageRecord>>();
   private readonly progress = new Map<string, PullProgress>();
-  private usage: { at: number; value: Promise<{ bytes: number; inodes: number; timestamp: number }> } | undefined;
+  private usage: { at: number; value: Promise<StorageFilesystems> } | undefined;
 
   constructor(private readonly opts: ImageServiceOptions) {
     this.content = new ContentStore(path.join(opts.root, 'content'));
@@ -103,17 +144,25 @@ export class ImageService {
   }
 
   /**
-   * Bytes and inodes of the image store (blobs and unpacked layers). Walking the
-   * layers costs, so a result is reused for a few seconds and callers share a walk.
+   * The image filesystem and the writable layers' filesystem, for ImageFsInfo. On one
+   * filesystem both are one entry counting images and writable layers once (CRI-O answers
+   * so too): kubelet then takes image_filesystems[0] for both. On two, each counts its
+   * own. Walking the trees costs, so a result is reused for a few seconds and callers
+   * share a walk.
    */
-  fsUsage(): Promise<{ bytes: number; inodes: number; timestamp: number }> {
+  storageFilesystems(): Promise<StorageFilesystems> {
     const now = Date.now();
     if (this.usage && now - this.usage.at < 5000) return this.usage.value;
-    const value = Promise.all([this.content.usage(), this.snapshots.layersUsage()]).then(([c, l]) => ({
-      bytes: c.bytes + l.bytes,
-      inodes: c.inodes + l.inodes,
-      timestamp: now,
-    }));
+    const value = Promise.all([this.content.usage(), this.snapshots.layersUsage(), this.snapshots.containersUsage(), this.snapshots.filesystemIds()]).then(
+      ([c, l, w, ids]): StorageFilesystems => {
+        const image = { mountpoint: ids.image, bytes: c.bytes + l.bytes, inodes: c.inodes + l.inodes, timestamp: now };
+        if (ids.container === ids.image) {
+          const one = { ...image, bytes: image.bytes + w.bytes, inodes: image.inodes + w.inodes };
+          return { image: one, container: one };
+        }
+        return { image, container: { mountpoint: ids.container, ...w, timestamp: now } };
+      },
+    );
     this.usage = { at: now, value };
     value.catch(() => (this.usage = undefined));
     return value;
@@ -140,8 +189,45 @@ export class ImageService {
     return this.list().find((r) => (ref.digest ? r.repoDigests.includes(`${repoName(ref)}@${ref.digest}`) : r.repoTags.includes(name)));
   }
 
-  /** Pull an image; concurrent pulls of one reference share one. */
-  pull(image: string, auth?: AuthConfig): Promise<ImageRecord> {
+  /**
+   * The image an exact reference names (ImageSpec.image_ref): its id (with or without
+   * "sha256:") or a digest reference. A tag or a short id names no exact image.
+   */
+  findExact(ref: string): ImageRecord | undefined {
+    if (isSha256Digest(ref)) return this.images.get(ref);
+    if (/^[a-f0-9]{64}$/.test(ref)) return this.images.get(`sha256:${ref}`);
+    let parsed: ImageReference;
+    try {
+      parsed = parseReference(ref);
+    } catch (e) {
+      throw new InvalidArgument(`image_ref "${ref}": ${(e as Error).message}`);
+    }
+    if (!parsed.digest) throw new InvalidArgument(`image_ref "${ref}" is neither an image id nor a digest reference`);
+    return this.find(ref);
+  }
+
+  /** Ids of the images that must stay (reported pinned): pinned by configuration or used
+   * by a container. */
+  keptIds(): Set<string> {
+    const ids = new Set(this.opts.imagesInUse?.().keys() ?? []);
+    for (const ref of this.opts.pinnedImages ?? []) {
+      const r = this.find(ref);
+      if (r) ids.add(r.id);
+    }
+    return ids;
+  }
+
+  /** Why an image must stay: pinned by configuration or used by a container; undefined
+   * when it may be removed. */
+  keepReason(r: ImageRecord): string | undefined {
+    if ((this.opts.pinnedImages ?? []).some((ref) => this.find(ref)?.id === r.id)) return 'pinned by image.pinned_images';
+    const user = this.opts.imagesInUse?.().get(r.id);
+    return user ? `in use by container ${user}` : undefined;
+  }
+
+  /** Pull an image; concurrent pulls of one reference share one (and the first caller's
+   * spec). */
+  pull(image: string, auth?: AuthConfig, spec: PullSpec = {}): Promise<ImageRecord> {
     const ref = parseReference(image);
     const key = formatReference(ref);
     const running = this.pulls.get(key);
@@ -150,7 +236,7 @@ export class ImageService {
     const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     const progress = new PullProgress();
     this.progress.set(key, progress);
-    const p = this.doPull(ref, auth, progress)
+    const p = this.doPull(ref, auth, progress, spec)
       .then(
         (r) => {
           this.opts.onPull?.({ ok: true, seconds: seconds(), bytes: r.size });
@@ -194,7 +280,7 @@ export class ImageService {
     return this.progress.get(key)?.snapshot() ?? null;
   }
 
-  private async doPull(ref: ImageReference, auth: AuthConfig | undefined, progress: PullProgress): Promise<ImageRecord> {
+  private async doPull(ref: ImageReference, auth: AuthConfig | undefined, progress: PullProgress, spec: PullSpec): Promise<ImageRecord> {
     const what = `pull ${formatReference(ref)}`;
     const m = await this.registry.resolve(ref, auth);
     await this.content.writeBuffer(m.body, m.digest);
@@ -214,6 +300,7 @@ export class ImageService {
       { repoTags: ref.tag ? [`${repoName(ref)}:${ref.tag}`] : [], repoDigests: [`${repoName(ref)}@${m.topDigest}`] },
       [m.digest],
       (layer) => fetch(layer),
+      { annotations: spec.annotations ?? {}, runtimeHandler: spec.runtimeHandler ?? '' },
     );
   }
 
@@ -230,6 +317,7 @@ export class ImageService {
     names: { repoTags: string[]; repoDigests: string[] },
     extraBlobs: string[],
     ensureBlob: (layer: { digest: string; mediaType: string; size: number }) => Promise<void>,
+    spec: PullSpec = {},
   ): Promise<ImageRecord> {
     let cfg: { config?: Record<string, unknown>; rootfs?: { diff_ids?: string[] } };
     try {
@@ -266,6 +354,7 @@ export class ImageService {
         labels: c.Labels as Record<string, string> | undefined,
       },
       pulledAt: Date.now(),
+      ...spec,
     };
     return this.commit(record);
   }
@@ -296,11 +385,13 @@ export class ImageService {
     return out;
   }
 
-  /** Record an image, merging names with an existing record of the same id
-   * and moving its tags away from any other image. */
+  /** Record an image, merging names with an existing record of the same id (whose pull
+   * spec stays unless this one names one) and moving its tags away from any other image. */
   private async commit(record: ImageRecord): Promise<ImageRecord> {
     const old = this.images.get(record.id);
     if (old) {
+      record.annotations ??= old.annotations;
+      record.runtimeHandler ??= old.runtimeHandler;
       record.repoTags = [...new Set([...old.repoTags, ...record.repoTags])];
       record.repoDigests = [...new Set([...old.repoDigests, ...record.repoDigests])];
       record.blobs = [...new Set([...old.blobs, ...record.blobs])];
@@ -316,12 +407,21 @@ export class ImageService {
     return record;
   }
 
-  /** Remove an image and collect what no other image or container uses. */
+  /** Remove an image and collect what no other image or container uses. A pinned image
+   * or one a container uses is refused: nothing is removed. */
   async remove(image: string): Promise<void> {
     const r = this.find(image);
     if (!r) throw new NotFound(`image "${image}" not found`);
-    await this.records.delete(r.id.slice(7));
+    const keep = this.keepReason(r);
+    if (keep) throw new FailedPrecondition(`image "${image}" (${r.id}) is ${keep}: not removed`);
+    // Gone from the map before the first await: a container created meanwhile cannot find it.
     this.images.delete(r.id);
+    try {
+      await this.records.delete(r.id.slice(7));
+    } catch (e) {
+      this.images.set(r.id, r);
+      throw e;
+    }
     await this.collectGarbage();
   }
 

@@ -23,6 +23,9 @@ export function chainIds(diffIds: string[]): string[] {
   return out;
 }
 
+/** Stats of every container ask for the writable layers' fs_id: the answer is reused. */
+const FS_IDS_CACHE_MS = 5000;
+
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 export class Snapshotter {
@@ -30,6 +33,7 @@ export class Snapshotter {
   private readonly containersDir: string;
   private readonly tmpDir: string;
   private readonly unpacking = new Map<string, Promise<void>>();
+  private fsIds: { at: number; value: Promise<{ image: string; container: string }> } | undefined;
 
   constructor(readonly root: string) {
     this.layersDir = path.join(root, 'layers');
@@ -92,6 +96,29 @@ export class Snapshotter {
   /** Bytes and inodes the unpacked layers take (hardlinked files counted once). */
   layersUsage(): Promise<{ bytes: number; inodes: number }> {
     return diskUsage(this.layersDir);
+  }
+
+  /** Bytes and inodes of every container's writable layer together. */
+  containersUsage(): Promise<{ bytes: number; inodes: number }> {
+    return diskUsage(this.containersDir);
+  }
+
+  /**
+   * The fs_id mountpoints of the layers' filesystem and of the writable layers'. kubelet
+   * takes two different strings for two disks ("split image filesystem"), so both are the
+   * snapshotter root (containerd's convention) while one filesystem (one st_dev) holds
+   * both, and the containers dir once it is a filesystem of its own.
+   */
+  filesystemIds(): Promise<{ image: string; container: string }> {
+    const now = Date.now();
+    if (this.fsIds && now - this.fsIds.at < FS_IDS_CACHE_MS) return this.fsIds.value;
+    const value = Promise.all([fsp.stat(this.layersDir), fsp.stat(this.containersDir)]).then(([layers, containers]) => ({
+      image: this.root,
+      container: layers.dev === containers.dev ? this.root : this.containersDir,
+    }));
+    this.fsIds = { at: now, value };
+    value.catch(() => (this.fsIds = undefined));
+    return value;
   }
 
   /** Bytes and inodes of a container's writable layer. */

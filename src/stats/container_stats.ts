@@ -46,9 +46,10 @@ export class ContainerStatsService {
     const out: Reply<ContainerStats> = {
       attributes: { id: r.id, metadata: r.config.metadata, labels: r.config.labels, annotations: r.config.annotations },
     };
-    const u = await this.layerUsage(r.id).catch(() => undefined);
+    const [u, fsIds] = await Promise.all([this.layerUsage(r.id).catch(() => undefined), this.snapshots.filesystemIds().catch(() => undefined)]);
     const nowNs = Date.now() * 1e6;
-    if (u) out.writable_layer = { timestamp: nowNs, fs_id: { mountpoint: this.snapshots.root }, used_bytes: { value: u.bytes }, inodes_used: { value: u.inodes } };
+    // The writable layer's fs_id is the container filesystem's, as ImageFsInfo names it.
+    if (u) out.writable_layer = { timestamp: nowNs, fs_id: { mountpoint: fsIds?.container ?? this.snapshots.root }, used_bytes: { value: u.bytes }, inodes_used: { value: u.inodes } };
     const shim = this.sandboxes.shim(r.podId);
     if (!shim || r.state === 'exited') return { stats: out, processes: 0 };
     let s;

@@ -1,11 +1,13 @@
 // ImageRecord -> CRI Image, as containerd reports it: id, tags, digests, size, and the
-// image's USER as a uid (numeric) or a username.
+// image's USER as a uid (numeric) or a username; beyond containerd, the spec the image was
+// pulled with (annotations, runtime handler) and whether it is pinned.
 import { InvalidArgument } from '../../errors';
 import type { ImageRecord } from '../../image/image_service';
-import type { Image } from '../gen/cri';
+import type { Image, ImageSpec } from '../gen/cri';
 import type { Reply } from '../server';
 
-export function toCriImage(r: ImageRecord): Reply<Image> {
+/** `kept`: ids of the images that must stay (ImageService.keptIds), reported pinned. */
+export function toCriImage(r: ImageRecord, kept: Set<string>): Reply<Image> {
   const user = (r.config.user ?? '').split(':')[0];
   const numeric = /^\d+$/.test(user);
   return {
@@ -15,8 +17,8 @@ export function toCriImage(r: ImageRecord): Reply<Image> {
     size: r.size,
     uid: numeric ? { value: Number(user) } : null,
     username: numeric ? '' : user,
-    spec: { image: r.id, annotations: {} },
-    pinned: false,
+    spec: { image: r.id, annotations: r.annotations ?? {}, runtime_handler: r.runtimeHandler ?? '' },
+    pinned: kept.has(r.id),
   };
 }
 
@@ -24,5 +26,16 @@ export function toCriImage(r: ImageRecord): Reply<Image> {
 export function requiredImage(spec: { image: string } | null, field: string): string {
   const name = spec?.image?.trim();
   if (!name) throw new InvalidArgument(`${field} is required`);
+  return name;
+}
+
+/**
+ * An image call's ImageSpec.runtime_handler (KEP-4216) must be one skiff serves: its
+ * configured handler or the empty name (the default). The CRI asks that an unknown one be
+ * rejected; skiff answers as its RunPodSandbox does, and before anything is done.
+ */
+export function requireServedHandler(spec: Pick<ImageSpec, 'runtime_handler'> | null, served: string, field: string): string {
+  const name = spec?.runtime_handler ?? '';
+  if (name && name !== served) throw new InvalidArgument(`${field} "${name}" is not configured (skiff serves "${served}" and the default "")`);
   return name;
 }

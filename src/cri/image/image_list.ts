@@ -1,29 +1,32 @@
-// ListImages and StreamImages: every image, or those a filter's image reference names.
+// ListImages and StreamImages: every image, or those a filter's image reference names; one
+// runtime handler serves every image, so a served handler in the filter narrows nothing.
 import type { ImageService } from '../../image/image_service';
 import type { Image, ImageFilter, ListImagesRequest, ListImagesResponse, StreamImagesRequest, StreamImagesResponse } from '../gen/cri';
 import { ChunkBounds, STREAM_CHUNK_BOUNDS, sendChunked } from '../list_stream';
 import { codec } from '../proto';
 import type { Reply, StreamContext } from '../server';
-import { toCriImage } from './convert';
+import { requireServedHandler, toCriImage } from './convert';
 
 const imageCodec = codec<Image>('Image');
 
-type Images = Pick<ImageService, 'list' | 'find'>;
+type Images = Pick<ImageService, 'list' | 'find' | 'keptIds'>;
 
-function selectedImages(images: Images, f: ImageFilter | null): Reply<Image>[] {
+function selectedImages(images: Images, f: ImageFilter | null, runtimeHandler: string): Reply<Image>[] {
+  requireServedHandler(f?.image ?? null, runtimeHandler, 'filter.image.runtime_handler');
   const want = f?.image?.image;
+  const kept = images.keptIds();
   if (want) {
     const r = images.find(want);
-    return r ? [toCriImage(r)] : [];
+    return r ? [toCriImage(r, kept)] : [];
   }
-  return images.list().map(toCriImage);
+  return images.list().map((r) => toCriImage(r, kept));
 }
 
-export function listImages(images: Images) {
-  return async (req: ListImagesRequest): Promise<Reply<ListImagesResponse>> => ({ images: selectedImages(images, req.filter) });
+export function listImages(images: Images, runtimeHandler: string) {
+  return async (req: ListImagesRequest): Promise<Reply<ListImagesResponse>> => ({ images: selectedImages(images, req.filter, runtimeHandler) });
 }
 
-export function streamImages(images: Images, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
+export function streamImages(images: Images, runtimeHandler: string, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   return async (req: StreamImagesRequest, ctx: StreamContext<StreamImagesResponse>): Promise<void> =>
-    sendChunked(ctx, selectedImages(images, req.filter).map(imageCodec.encode), bounds);
+    sendChunked(ctx, selectedImages(images, req.filter, runtimeHandler).map(imageCodec.encode), bounds);
 }

@@ -1,10 +1,11 @@
 // PullImage: fetch through the registry client with the CRI credentials; the answer is
-// the image id (config digest), as containerd gives it.
+// the image id (config digest), as containerd gives it. The request's annotations and
+// runtime handler are kept with the image.
 import type { ImageService } from '../../image/image_service';
 import type { AuthConfig } from '../../image/registry';
 import type { AuthConfig as CriAuth, PullImageRequest, PullImageResponse } from '../gen/cri';
 import type { Reply } from '../server';
-import { requiredImage } from './convert';
+import { requireServedHandler, requiredImage } from './convert';
 
 function toAuth(a: CriAuth | null): AuthConfig | undefined {
   if (!a) return undefined;
@@ -17,9 +18,11 @@ function toAuth(a: CriAuth | null): AuthConfig | undefined {
   return Object.keys(auth).length ? auth : undefined;
 }
 
-export function pullImage(images: ImageService) {
+export function pullImage(images: ImageService, runtimeHandler: string) {
   return async (req: PullImageRequest): Promise<Reply<PullImageResponse>> => {
-    const r = await images.pull(requiredImage(req.image, 'image.image'), toAuth(req.auth));
+    const name = requiredImage(req.image, 'image.image');
+    const handler = requireServedHandler(req.image, runtimeHandler, 'image.runtime_handler');
+    const r = await images.pull(name, toAuth(req.auth), { annotations: req.image?.annotations ?? {}, runtimeHandler: handler });
     return { image_ref: r.id };
   };
 }

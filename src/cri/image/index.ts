@@ -1,4 +1,5 @@
-// The CRI ImageService handlers over skiff's image store.
+// The CRI ImageService handlers over skiff's image store; `runtimeHandler` is the one
+// handler skiff serves (besides the empty name).
 import type { ImageService } from '../../image/image_service';
 import type { ImageServiceRpc } from '../gen/cri';
 import type { Handlers } from '../server';
@@ -8,16 +9,13 @@ import { pullImage } from './image_pull';
 import { removeImage } from './image_remove';
 import { imageStatus } from './image_status';
 
-export function imageHandlers(
-  images: ImageService,
-  containerFs: () => Promise<{ mountpoint: string; bytes: number; inodes: number }>,
-): Handlers<ImageServiceRpc> {
+export function imageHandlers(images: ImageService, runtimeHandler: string): Handlers<ImageServiceRpc> {
   return {
-    ListImages: listImages(images),
-    StreamImages: streamImages(images),
-    ImageStatus: imageStatus(images),
-    PullImage: pullImage(images),
-    RemoveImage: removeImage(images),
-    ImageFsInfo: imageFsInfo(images, containerFs),
+    ListImages: listImages(images, runtimeHandler),
+    StreamImages: streamImages(images, runtimeHandler),
+    ImageStatus: imageStatus(images, runtimeHandler),
+    PullImage: pullImage(images, runtimeHandler),
+    RemoveImage: removeImage(images, runtimeHandler),
+    ImageFsInfo: imageFsInfo(images),
   };
 }
