@@ -10,6 +10,7 @@ import { load } from 'js-yaml';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import type { Isolation } from '../../src/container/isolation';
+import { APPARMOR_DEFAULT_PROFILE, detectHostLsm } from '../../src/container/lsm';
 import { busyboxLayer } from '../fixtures/images';
 import { startTestNode, TestNode } from '../fixtures/node';
 import { parsePrometheus } from '../fixtures/prometheus';
@@ -98,6 +99,9 @@ describe('skiff CLI: pods and containers', function () {
     assert.deepEqual(iso.limits, { cpus: 0.5, memoryBytes: 64 << 20, pids: null });
     assert.deepEqual(iso.extraCapabilities, ['CAP_NET_ADMIN']);
     assert.equal(iso.seccomp, 'unconfined');
+    // RuntimeDefault AppArmor (unset means it) confines where AppArmor enforces.
+    const apparmor = (await detectHostLsm()).apparmor;
+    assert.deepEqual([iso.lsm, iso.lsmUnconfined], [{ apparmor: apparmor ? APPARMOR_DEFAULT_PROFILE : null, selinux: null }, !apparmor]);
     assert.deepEqual([iso.noNewPrivileges, iso.privileged, iso.readOnlyRootfs, iso.uid0IsHostRoot], [true, false, true, true]);
     assert.ok(iso.maskedPaths.includes('/proc/kcore'));
     const hostIso = json<{ containers: { id: string; isolation: Isolation }[] }>(['inspect', '--isolation', open]).containers[0].isolation;
@@ -106,7 +110,7 @@ describe('skiff CLI: pods and containers', function () {
     const table = skiff(['inspect', '--isolation', pod.id]);
     assert.equal(table.status, 0, table.stderr);
     assert.match(table.stdout, /CONTAINER\s+MNT\s+PID\s+NET\s+IPC\s+UTS\s+USER\s+CGROUP\s+CPU\s+MEMORY/);
-    assert.match(table.stdout, /locked\s+private\s+private\s+pod\s+pod\s+pod\s+host\s+host\s+0\.5\s+67 MB\s+none\s+NET_ADMIN\s+unconfined\s+yes\s+no\s+yes/);
+    assert.match(table.stdout, /locked\s+private\s+private\s+pod\s+pod\s+pod\s+host\s+host\s+0\.5\s+67 MB\s+none\s+NET_ADMIN\s+unconfined\s+(unconfined|apparmor:skiff-default)\s+yes\s+no\s+yes/);
 
     const status = await skiffd.client.runtime('Status', { verbose: true });
     const address = (JSON.parse(status.info.config) as { metricsAddress: string }).metricsAddress;
@@ -117,6 +121,7 @@ describe('skiff CLI: pods and containers', function () {
     assert.equal(gauge('open', 'privileged'), 1);
     assert.equal(gauge('locked', 'host_network'), 0);
     assert.equal(gauge('locked', 'seccomp_unconfined'), 1);
+    assert.equal(gauge('locked', 'lsm_unconfined'), apparmor ? 0 : 1);
     assert.equal(gauge('locked', 'writable_rootfs'), 0);
     assert.equal(gauge('locked', 'extra_capabilities'), 1);
     assert.equal(families.get('skiff_container_isolation')?.samples.find((s) => s.labels.container === 'open')?.labels.namespace, 'ops');
