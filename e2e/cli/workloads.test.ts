@@ -11,6 +11,7 @@ import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import type { Isolation } from '../../src/container/isolation';
 import { APPARMOR_DEFAULT_PROFILE, detectHostLsm } from '../../src/container/lsm';
+import { CriPod, CriPods } from '../fixtures/cri_pods';
 import { busyboxLayer } from '../fixtures/images';
 import { startTestNode, TestNode } from '../fixtures/node';
 import { parsePrometheus } from '../fixtures/prometheus';
@@ -28,7 +29,6 @@ describe('skiff CLI: pods and containers', function () {
   this.timeout(120_000);
   let node: TestNode;
   let skiffd: TestSkiffd;
-  let seq = 0;
 
   const skiff = (args: string[], input?: string): Run => {
     const r = spawnSync(process.execPath, [CLI, '--socket', skiffd.socket, ...args], { input, maxBuffer: 1 << 26, timeout: 60_000 });
@@ -39,22 +39,14 @@ describe('skiff CLI: pods and containers', function () {
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as T;
   };
-  const runPod = async (over: Reply<PodSandboxConfig> = {}) => {
-    const n = ++seq;
-    const config: Reply<PodSandboxConfig> = { metadata: { name: `cli${n}`, namespace: 'ops', uid: `cli-${n}`, attempt: 0 }, hostname: `cli${n}`, log_directory: path.join(skiffd.dir, 'logs', `cli${n}`), linux: {}, ...over };
-    const { pod_sandbox_id } = await skiffd.client.runtime('RunPodSandbox', { config });
-    return { id: pod_sandbox_id, config };
-  };
-  const startCtr = async (pod: { id: string; config: Reply<PodSandboxConfig> }, name: string, over: Reply<ContainerConfig> = {}) => {
-    const config: Reply<ContainerConfig> = { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '1000'], log_path: `${name}.log`, ...over };
-    const { container_id } = await skiffd.client.runtime('CreateContainer', { pod_sandbox_id: pod.id, config, sandbox_config: pod.config });
-    await skiffd.client.runtime('StartContainer', { container_id });
-    return container_id;
-  };
+  let cri: CriPods;
+  const runPod = (over: Reply<PodSandboxConfig> = {}) => cri.runPod(over);
+  const startCtr = (pod: CriPod, name: string, over: Reply<ContainerConfig> = {}) => cri.startCtr(pod, name, over);
 
   before(async () => {
     node = await startTestNode();
     skiffd = node.skiffd;
+    cri = new CriPods(skiffd, { prefix: 'cli', namespace: 'ops', uidPrefix: 'cli-' });
   });
   after(async () => {
     await node?.stop();

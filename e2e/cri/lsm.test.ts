@@ -4,18 +4,15 @@
 // their execs run in the profile or label skiffd chose (skipped elsewhere, saying why).
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
-import * as path from 'path';
 import type { ServiceError } from '@grpc/grpc-js';
-import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { SecurityProfile_ProfileType } from '../../src/cri/gen/cri';
-import type { Reply } from '../../src/cri/server';
 import type { Isolation } from '../../src/container/isolation';
 import { APPARMOR_DEFAULT_PROFILE, detectHostLsm, HostLsm } from '../../src/container/lsm';
 import { startTestNode, TestNode } from '../fixtures/node';
 import type { TestSkiffd } from '../fixtures/skiffd';
+import { CriPods } from '../fixtures/cri_pods';
 
 const FAILED_PRECONDITION = 9;
-let seq = 0;
 
 /** The process's current LSM label as the kernel has it (AppArmor's own file first). */
 function currentLabel(pid: number | 'self'): string {
@@ -34,34 +31,10 @@ describe('mandatory access control: AppArmor and SELinux (skiffd over gRPC)', fu
   let node: TestNode;
   let skiffd: TestSkiffd;
   let lsm: HostLsm;
-  let logDir: string;
 
-  const runPod = async (over: Reply<PodSandboxConfig> = {}) => {
-    const n = ++seq;
-    const config: Reply<PodSandboxConfig> = { metadata: { name: `lsm${n}`, namespace: 'e2e', uid: `lsm-uid-${n}`, attempt: 0 }, hostname: `lsm${n}`, log_directory: path.join(logDir, `lsm${n}`), linux: {}, ...over };
-    const { pod_sandbox_id } = await skiffd.client.runtime('RunPodSandbox', { config });
-    return { id: pod_sandbox_id, config };
-  };
-  const ctrConfig = (name: string, over: Reply<ContainerConfig> = {}): Reply<ContainerConfig> => ({
-    metadata: { name, attempt: 0 },
-    image: { image: 'busybox' },
-    command: ['sleep', '1000'],
-    log_path: `${name}.log`,
-    ...over,
-  });
-  const create = (pod: { id: string; config: Reply<PodSandboxConfig> }, name: string, over: Reply<ContainerConfig> = {}) =>
-    skiffd.client.runtime('CreateContainer', { pod_sandbox_id: pod.id, config: ctrConfig(name, over), sandbox_config: pod.config });
-  const startCtr = async (pod: { id: string; config: Reply<PodSandboxConfig> }, name: string, over: Reply<ContainerConfig> = {}) => {
-    const { container_id } = await create(pod, name, over);
-    await skiffd.client.runtime('StartContainer', { container_id });
-    return container_id;
-  };
+  let cri: CriPods;
   const info = async (id: string) =>
     JSON.parse((await skiffd.client.runtime('ContainerStatus', { container_id: id, verbose: true })).info.info) as { pid: number; isolation: Isolation };
-  const exec = async (id: string, cmd: string[]) => {
-    const r = await skiffd.client.runtime('ExecSync', { container_id: id, cmd, timeout: 10 });
-    return { out: Buffer.from(r.stdout).toString(), err: Buffer.from(r.stderr).toString(), code: r.exit_code };
-  };
   const containersOf = async (podId: string) => (await skiffd.client.runtime('ListContainers', { filter: { pod_sandbox_id: podId } })).containers;
   // What kubelet sends for a pod with seLinuxOptions {level: s0} (the EmptyDir conformance
   // pods'): the pod's options, copied into each container's security context.
@@ -74,16 +47,16 @@ describe('mandatory access control: AppArmor and SELinux (skiffd over gRPC)', fu
     console.log(`      (this host: AppArmor ${lsm.apparmor ? 'enabled' : 'not enabled'}, SELinux ${lsm.selinux ? 'enabled' : 'not enabled'})`);
     node = await startTestNode();
     skiffd = node.skiffd;
-    logDir = path.join(skiffd.dir, 'logs');
+    cri = new CriPods(skiffd, { prefix: 'lsm', namespace: 'e2e', uidPrefix: 'lsm-uid-' });
   });
   after(async () => {
     await node?.stop();
   });
 
   it('runs a pod with seLinuxOptions level s0 and a RuntimeDefault AppArmor container, and its execs', async () => {
-    const pod = await runPod({ linux: { security_context: { selinux_options: SELINUX_S0 } } });
-    const id = await startCtr(pod, 'confined', { linux: { security_context: { selinux_options: SELINUX_S0, apparmor: runtimeDefault, apparmor_profile: 'runtime/default' } } });
-    const r = await exec(id, ['echo', 'ran']);
+    const pod = await cri.runPod({ linux: { security_context: { selinux_options: SELINUX_S0 } } });
+    const id = await cri.startCtr(pod, 'confined', { linux: { security_context: { selinux_options: SELINUX_S0, apparmor: runtimeDefault, apparmor_profile: 'runtime/default' } } });
+    const r = await cri.exec(id, ['echo', 'ran']);
     assert.deepEqual([r.code, r.out], [0, 'ran\n'], r.err);
     const { isolation } = await info(id);
     assert.equal(isolation.lsm.apparmor, lsm.apparmor ? APPARMOR_DEFAULT_PROFILE : null);
@@ -97,8 +70,8 @@ describe('mandatory access control: AppArmor and SELinux (skiffd over gRPC)', fu
       console.log('      (skipped: this host has an LSM; the confined case is checked below)');
       this.skip();
     }
-    const pod = await runPod();
-    const id = await startCtr(pod, 'plain');
+    const pod = await cri.runPod();
+    const id = await cri.startCtr(pod, 'plain');
     const { isolation } = await info(id);
     assert.deepEqual([isolation.lsm, isolation.lsmUnconfined], [{ apparmor: null, selinux: null }, true]);
     const status = await skiffd.client.runtime('Status', { verbose: true });
@@ -112,9 +85,9 @@ describe('mandatory access control: AppArmor and SELinux (skiffd over gRPC)', fu
       console.log('      (skipped: AppArmor is enabled on this host)');
       this.skip();
     }
-    const pod = await runPod();
+    const pod = await cri.runPod();
     for (const sc of [{ apparmor: localhost('my-profile') }, { apparmor_profile: 'localhost/my-profile' }]) {
-      await assert.rejects(create(pod, 'named', { linux: { security_context: sc } }), (e: ServiceError) => {
+      await assert.rejects(cri.createCtr(pod, 'named', { linux: { security_context: sc } }), (e: ServiceError) => {
         assert.equal(e.code, FAILED_PRECONDITION, e.message);
         assert.match(e.message, /AppArmor profile "my-profile" was requested, but AppArmor is not enabled on this host/);
         return true;
@@ -122,7 +95,7 @@ describe('mandatory access control: AppArmor and SELinux (skiffd over gRPC)', fu
     }
     assert.deepEqual(await containersOf(pod.id), []);
     // The name is free again: nothing of the refused create was kept.
-    await startCtr(pod, 'named');
+    await cri.startCtr(pod, 'named');
   });
 
   it('where AppArmor enforces: the container and its execs run in skiff-default, which skiffd loaded', async function () {
@@ -130,19 +103,19 @@ describe('mandatory access control: AppArmor and SELinux (skiffd over gRPC)', fu
       console.log('      (skipped: AppArmor is not enabled on this host)');
       this.skip();
     }
-    const pod = await runPod();
+    const pod = await cri.runPod();
     const caps = { add_capabilities: ['SYS_ADMIN'], drop_capabilities: [], add_ambient_capabilities: [] };
-    const id = await startCtr(pod, 'aa', { linux: { security_context: { capabilities: caps } } });
+    const id = await cri.startCtr(pod, 'aa', { linux: { security_context: { capabilities: caps } } });
     assert.match(fs.readFileSync('/sys/kernel/security/apparmor/profiles', 'utf8'), new RegExp(`^${APPARMOR_DEFAULT_PROFILE} \\(enforce\\)$`, 'm'));
     assert.equal(currentLabel((await info(id)).pid), `${APPARMOR_DEFAULT_PROFILE} (enforce)`);
-    const inExec = await exec(id, ['cat', '/proc/self/attr/current']);
+    const inExec = await cri.exec(id, ['cat', '/proc/self/attr/current']);
     assert.equal(inExec.out.replace(/\0/g, '').trim(), `${APPARMOR_DEFAULT_PROFILE} (enforce)`, inExec.err);
     // The profile, not the capability set, stops this: CAP_SYS_ADMIN was granted.
-    const mount = await exec(id, ['mount', '-t', 'tmpfs', 'none', '/mnt']);
+    const mount = await cri.exec(id, ['mount', '-t', 'tmpfs', 'none', '/mnt']);
     assert.notEqual(mount.code, 0, 'mount is denied by skiff-default');
-    const unconfined = await startCtr(pod, 'free', { linux: { security_context: { apparmor: { profile_type: SecurityProfile_ProfileType.Unconfined, localhost_ref: '' } } } });
+    const unconfined = await cri.startCtr(pod, 'free', { linux: { security_context: { apparmor: { profile_type: SecurityProfile_ProfileType.Unconfined, localhost_ref: '' } } } });
     assert.equal(currentLabel((await info(unconfined)).pid), 'unconfined');
-    await assert.rejects(create(pod, 'absent', { linux: { security_context: { apparmor: localhost('skiff-test-no-such-profile') } } }), (e: ServiceError) =>
+    await assert.rejects(cri.createCtr(pod, 'absent', { linux: { security_context: { apparmor: localhost('skiff-test-no-such-profile') } } }), (e: ServiceError) =>
       e.code === FAILED_PRECONDITION && /"skiff-test-no-such-profile" is not loaded/.test(e.message),
     );
   });
@@ -152,12 +125,12 @@ describe('mandatory access control: AppArmor and SELinux (skiffd over gRPC)', fu
       console.log('      (skipped: SELinux is not enabled on this host)');
       this.skip();
     }
-    const pod = await runPod({ linux: { security_context: { selinux_options: { ...SELINUX_S0, level: 's0:c4,c5' } } } });
-    const id = await startCtr(pod, 'se', { linux: { security_context: { selinux_options: { ...SELINUX_S0, level: 's0:c4,c5' } } } });
+    const pod = await cri.runPod({ linux: { security_context: { selinux_options: { ...SELINUX_S0, level: 's0:c4,c5' } } } });
+    const id = await cri.startCtr(pod, 'se', { linux: { security_context: { selinux_options: { ...SELINUX_S0, level: 's0:c4,c5' } } } });
     const { pid, isolation } = await info(id);
     assert.equal(currentLabel(pid), isolation.lsm.selinux);
     assert.match(isolation.lsm.selinux ?? '', /:s0:c4,c5$/);
-    const inExec = await exec(id, ['cat', '/proc/self/attr/current']);
+    const inExec = await cri.exec(id, ['cat', '/proc/self/attr/current']);
     assert.equal(inExec.out.replace(/\0/g, '').trim(), isolation.lsm.selinux, inExec.err);
     const mountinfo = fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
     assert.match(mountinfo, /\/dev\/mqueue .*context="?[^"\s]*container_file_t:s0:c4,c5/);

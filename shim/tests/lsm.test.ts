@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ShimError } from '../../src/shim/client';
-import { CGROUP_PARENT, TestPod, cgroupDirs, descendants, makeBundle, mountsUnder, readCriLog, tempDir } from './fixtures';
+import { TestPod, makeBundle, readCriLog, tempDir } from './fixtures';
 
 const hasApparmor = (() => {
   try {
@@ -26,19 +26,7 @@ describe('shim LSM steps on this kernel', function () {
     await t.stop();
   });
 
-  /** create must fail naming what, and leave nothing. */
-  async function refused(id: string, edit: Parameters<typeof makeBundle>[0]['edit'], re: RegExp): Promise<void> {
-    const bundle = makeBundle({ id, args: ['true'], edit });
-    const before = descendants(t.shimPid).length;
-    await assert.rejects(t.client.create({ id, bundle }), (e: ShimError) => {
-      assert.match(e.message, re);
-      return true;
-    });
-    assert.equal(cgroupDirs(`${CGROUP_PARENT}/${id}`).length, 0, 'no cgroup left');
-    assert.equal(descendants(t.shimPid).length, before, 'no process left');
-    assert.deepEqual(mountsUnder(path.dirname(bundle)), []);
-    assert.equal((await t.client.list()).containers.some((c) => c.id === id), false);
-  }
+  const refused = (id: string, edit: Parameters<typeof makeBundle>[0]['edit'], re: RegExp) => t.createRefused(id, makeBundle({ id, args: ['true'], edit }), re);
 
   it('fails create for an AppArmor profile the kernel cannot enter, naming the profile', async function () {
     if (hasApparmor) {
