@@ -103,13 +103,6 @@ int caps_drop_bounding(json_t *process, struct shim_err *err);
  * inheritable, then raise ambient. */
 int caps_set(json_t *process, struct shim_err *err);
 
-/* ---- seccomp (seccomp.c) -------------------------------------------------- */
-
-/* Validate linux.seccomp (actions, arches, syscall names, arg ops). */
-int seccomp_validate(json_t *seccomp, struct shim_err *err);
-/* Load the filter into the calling process (last step before execve). */
-int seccomp_apply(json_t *seccomp, struct shim_err *err);
-
 /* ---- LSMs: AppArmor and SELinux (lsm.c) --------------------------------- */
 
 /* How the labels reach the kernel: real /proc writes, or a test's recorder.
@@ -130,6 +123,13 @@ int lsm_set_exec_labels(const struct lsm_ops *ops, json_t *process, struct shim_
 /* Append context="<label>" to the data of a tmpfs, mqueue or devpts mount
  * (not a bind); nothing without a label. */
 int lsm_mount_data(const char *type, bool bind, const char *label, char *data, size_t size, struct shim_err *err);
+
+/* ---- seccomp (seccomp.c) -------------------------------------------------- */
+
+/* Validate linux.seccomp (actions, arches, syscall names, arg ops). */
+int seccomp_validate(json_t *seccomp, struct shim_err *err);
+/* Load the filter into the calling process (last step before execve). */
+int seccomp_apply(json_t *seccomp, struct shim_err *err);
 
 /* ---- cgroups (cgroup.c) -------------------------------------------------- */
 
