@@ -8,6 +8,7 @@ import type { SkiffConfig } from './config';
 import type { Server } from 'http';
 import { Metrics, serveMetrics } from './metrics/metrics';
 import { ContainerService } from './container/container_service';
+import { detectHostLsm } from './container/lsm';
 import { CriServer } from './cri/server';
 import { imageHandlers } from './cri/image';
 import * as ctr from './cri/runtime/container';
@@ -29,7 +30,6 @@ import { ContainerStatsService } from './stats/container_stats';
 import { PodStatsService } from './stats/pod_stats';
 import { StreamingServer } from './streaming/server';
 
-const exists = (p: string) => fsp.access(p).then(() => true, () => false);
 
 /** The lowest oom_score_adj this host lets skiffd give a process: some hosts refuse any
  * value below skiffd's own, even to root. */
@@ -97,6 +97,8 @@ export class Daemon {
       log,
     });
     await defaultNetwork.init();
+    const hostLsm = await detectHostLsm();
+    log.info('mandatory access control', { apparmor: hostLsm.apparmor, selinux: !!hostLsm.selinux });
     const shimBinary = config['shim.binary'] || path.resolve(__dirname, '../../shim/build/skiff-shim');
     const kernel = await probeKernelFeatures(shimBinary);
     for (const [name, f] of Object.entries(kernel)) if (!f.supported) log.warn('kernel feature unavailable', { feature: name, error: f.error });
@@ -116,8 +118,7 @@ export class Daemon {
       sandboxes,
       log,
       minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
-      hostHasAppArmor: (await fsp.readFile('/sys/module/apparmor/parameters/enabled', 'utf8').catch(() => 'N')).trim() === 'Y',
-      hostHasSELinux: await exists('/sys/fs/selinux/enforce'),
+      lsm: hostLsm,
       seccompProfileRoot: config['cri.seccomp_profile_root'],
     });
     await sandboxes.init();

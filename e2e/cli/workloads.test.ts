@@ -10,6 +10,8 @@ import { load } from 'js-yaml';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import type { Isolation } from '../../src/container/isolation';
+import { APPARMOR_DEFAULT_PROFILE, detectHostLsm } from '../../src/container/lsm';
+import { CriPod, CriPods } from '../fixtures/cri_pods';
 import { busyboxLayer } from '../fixtures/images';
 import { startTestNode, TestNode } from '../fixtures/node';
 import { parsePrometheus } from '../fixtures/prometheus';
@@ -27,7 +29,6 @@ describe('skiff CLI: pods and containers', function () {
   this.timeout(120_000);
   let node: TestNode;
   let skiffd: TestSkiffd;
-  let seq = 0;
 
   const skiff = (args: string[], input?: string): Run => {
     const r = spawnSync(process.execPath, [CLI, '--socket', skiffd.socket, ...args], { input, maxBuffer: 1 << 26, timeout: 60_000 });
@@ -38,22 +39,14 @@ describe('skiff CLI: pods and containers', function () {
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as T;
   };
-  const runPod = async (over: Reply<PodSandboxConfig> = {}) => {
-    const n = ++seq;
-    const config: Reply<PodSandboxConfig> = { metadata: { name: `cli${n}`, namespace: 'ops', uid: `cli-${n}`, attempt: 0 }, hostname: `cli${n}`, log_directory: path.join(skiffd.dir, 'logs', `cli${n}`), linux: {}, ...over };
-    const { pod_sandbox_id } = await skiffd.client.runtime('RunPodSandbox', { config });
-    return { id: pod_sandbox_id, config };
-  };
-  const startCtr = async (pod: { id: string; config: Reply<PodSandboxConfig> }, name: string, over: Reply<ContainerConfig> = {}) => {
-    const config: Reply<ContainerConfig> = { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '1000'], log_path: `${name}.log`, ...over };
-    const { container_id } = await skiffd.client.runtime('CreateContainer', { pod_sandbox_id: pod.id, config, sandbox_config: pod.config });
-    await skiffd.client.runtime('StartContainer', { container_id });
-    return container_id;
-  };
+  let cri: CriPods;
+  const runPod = (over: Reply<PodSandboxConfig> = {}) => cri.runPod(over);
+  const startCtr = (pod: CriPod, name: string, over: Reply<ContainerConfig> = {}) => cri.startCtr(pod, name, over);
 
   before(async () => {
     node = await startTestNode();
     skiffd = node.skiffd;
+    cri = new CriPods(skiffd, { prefix: 'cli', namespace: 'ops', uidPrefix: 'cli-' });
   });
   after(async () => {
     await node?.stop();
@@ -98,6 +91,9 @@ describe('skiff CLI: pods and containers', function () {
     assert.deepEqual(iso.limits, { cpus: 0.5, memoryBytes: 64 << 20, pids: null });
     assert.deepEqual(iso.extraCapabilities, ['CAP_NET_ADMIN']);
     assert.equal(iso.seccomp, 'unconfined');
+    // RuntimeDefault AppArmor (unset means it) confines where AppArmor enforces.
+    const apparmor = (await detectHostLsm()).apparmor;
+    assert.deepEqual([iso.lsm, iso.lsmUnconfined], [{ apparmor: apparmor ? APPARMOR_DEFAULT_PROFILE : null, selinux: null }, !apparmor]);
     assert.deepEqual([iso.noNewPrivileges, iso.privileged, iso.readOnlyRootfs, iso.uid0IsHostRoot], [true, false, true, true]);
     assert.ok(iso.maskedPaths.includes('/proc/kcore'));
     const hostIso = json<{ containers: { id: string; isolation: Isolation }[] }>(['inspect', '--isolation', open]).containers[0].isolation;
@@ -106,7 +102,7 @@ describe('skiff CLI: pods and containers', function () {
     const table = skiff(['inspect', '--isolation', pod.id]);
     assert.equal(table.status, 0, table.stderr);
     assert.match(table.stdout, /CONTAINER\s+MNT\s+PID\s+NET\s+IPC\s+UTS\s+USER\s+CGROUP\s+CPU\s+MEMORY/);
-    assert.match(table.stdout, /locked\s+private\s+private\s+pod\s+pod\s+pod\s+host\s+host\s+0\.5\s+67 MB\s+none\s+NET_ADMIN\s+unconfined\s+yes\s+no\s+yes/);
+    assert.match(table.stdout, /locked\s+private\s+private\s+pod\s+pod\s+pod\s+host\s+host\s+0\.5\s+67 MB\s+none\s+NET_ADMIN\s+unconfined\s+(unconfined|apparmor:skiff-default)\s+yes\s+no\s+yes/);
 
     const status = await skiffd.client.runtime('Status', { verbose: true });
     const address = (JSON.parse(status.info.config) as { metricsAddress: string }).metricsAddress;
@@ -117,6 +113,7 @@ describe('skiff CLI: pods and containers', function () {
     assert.equal(gauge('open', 'privileged'), 1);
     assert.equal(gauge('locked', 'host_network'), 0);
     assert.equal(gauge('locked', 'seccomp_unconfined'), 1);
+    assert.equal(gauge('locked', 'lsm_unconfined'), apparmor ? 0 : 1);
     assert.equal(gauge('locked', 'writable_rootfs'), 0);
     assert.equal(gauge('locked', 'extra_capabilities'), 1);
     assert.equal(families.get('skiff_container_isolation')?.samples.find((s) => s.labels.container === 'open')?.labels.namespace, 'ops');

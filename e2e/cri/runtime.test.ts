@@ -12,6 +12,7 @@ import { parsePrometheus } from '../fixtures/prometheus';
 import { TestNetwork } from '../fixtures/network';
 import { statusCode } from '../fixtures/grpc';
 import { TestSkiffd } from '../fixtures/skiffd';
+import { CriPod, CriPods } from '../fixtures/cri_pods';
 
 const code = statusCode;
 const OK = 0;
@@ -20,41 +21,19 @@ const DEADLINE_EXCEEDED = 4;
 const NOT_FOUND = 5;
 const ALREADY_EXISTS = 6;
 
-let seq = 0;
 
 describe('CRI RuntimeService (skiffd over gRPC)', function () {
   this.timeout(120_000);
   let node: TestNode;
   let skiffd: TestSkiffd;
   let net: TestNetwork;
-  let logDir: string;
 
-  const podConfig = (over: Reply<PodSandboxConfig> = {}): Reply<PodSandboxConfig> => {
-    const n = ++seq;
-    return { metadata: { name: `pod${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 }, hostname: `pod${n}`, log_directory: path.join(logDir, `pod${n}`), linux: {}, ...over };
-  };
-  const runPod = async (over: Reply<PodSandboxConfig> = {}) => {
-    const config = podConfig(over);
-    const { pod_sandbox_id } = await skiffd.client.runtime('RunPodSandbox', { config });
-    return { id: pod_sandbox_id, config };
-  };
-  const ctrConfig = (name: string, over: Reply<ContainerConfig> = {}): Reply<ContainerConfig> => ({
-    metadata: { name, attempt: 0 },
-    image: { image: 'busybox' },
-    command: ['sleep', '1000'],
-    log_path: `${name}.log`,
-    ...over,
-  });
-  const startCtr = async (pod: { id: string; config: Reply<PodSandboxConfig> }, name: string, over: Reply<ContainerConfig> = {}) => {
-    const c = skiffd.client;
-    const { container_id } = await c.runtime('CreateContainer', { pod_sandbox_id: pod.id, config: ctrConfig(name, over), sandbox_config: pod.config });
-    await c.runtime('StartContainer', { container_id });
-    return container_id;
-  };
-  const exec = async (id: string, cmd: string[]) => {
-    const r = await skiffd.client.runtime('ExecSync', { container_id: id, cmd, timeout: 10 });
-    return { out: Buffer.from(r.stdout).toString(), err: Buffer.from(r.stderr).toString(), code: r.exit_code };
-  };
+  let cri: CriPods;
+  const podConfig = (over: Reply<PodSandboxConfig> = {}) => cri.podConfig(over);
+  const runPod = (over: Reply<PodSandboxConfig> = {}) => cri.runPod(over);
+  const ctrConfig = (name: string, over: Reply<ContainerConfig> = {}) => cri.ctrConfig(name, over);
+  const startCtr = (pod: CriPod, name: string, over: Reply<ContainerConfig> = {}) => cri.startCtr(pod, name, over);
+  const exec = (id: string, cmd: string[]) => cri.exec(id, cmd);
   const waitState = async (id: string, state: ContainerState) => {
     for (let i = 0; i < 200; i++) {
       const st = await skiffd.client.runtime('ContainerStatus', { container_id: id });
@@ -70,7 +49,7 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
       user: { Cmd: ['sh'], Env: ['PATH=/bin'], User: 'app', StopSignal: 'SIGUSR1' },
     });
     ({ skiffd, net } = node);
-    logDir = path.join(skiffd.dir, 'logs');
+    cri = new CriPods(skiffd, { prefix: 'pod', namespace: 'e2e', uidPrefix: 'uid-' });
   });
   after(async () => {
     await node?.stop();

@@ -58,7 +58,7 @@ struct mnt {
   const char *dest, *type, *source;
   unsigned long flags, clear, propagation;
   bool rro;
-  char data[1024];
+  char data[LSM_MOUNT_DATA_MAX];
 };
 
 static const struct mount_opt *find_opt(const char *name)
@@ -609,17 +609,20 @@ static int setup_devices(json_t *spec, int root_fd, const struct mount_ctx *ctx,
 
 /* ---- after pivot_root ------------------------------------------------------------- */
 
-static int mask_paths(json_t *paths, struct shim_err *err)
+static int mask_paths(json_t *paths, const char *mount_label, struct shim_err *err)
 {
   size_t i;
   json_t *v;
+  char data[LSM_MOUNT_DATA_MAX] = "";
+  if (lsm_mount_data("tmpfs", false, mount_label, data, sizeof(data), err) < 0)
+    return -1;
   json_array_foreach (paths, i, v) {
     const char *p = json_string_value(v);
     struct stat st;
     if (lstat(p, &st) < 0)
       continue; /* nothing to mask */
     if (S_ISDIR(st.st_mode)) {
-      if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, data[0] ? data : NULL) < 0)
         return shim_fail_errno(err, errno, "linux.maskedPaths[%zu]: mask %s", i, p);
     } else if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0) {
       return shim_fail_errno(err, errno, "linux.maskedPaths[%zu]: mask %s", i, p);
@@ -686,6 +689,8 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
 {
   json_t *linux_obj = json_object_get(spec, "linux"), *mounts = json_object_get(spec, "mounts"), *m;
   const char *prop = json_string_value(json_object_get(linux_obj, "rootfsPropagation"));
+  /* SELinux: the file systems made here for the container get its file context. */
+  const char *mount_label = json_string_value(json_object_get(linux_obj, "mountLabel"));
   unsigned long pflags = propagation_flags(prop);
   cleanup_close int root_fd = -1;
   bool dev_is_tmpfs = false;
@@ -707,7 +712,9 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
     return shim_fail_errno(err, errno, "open rootfs %s", ctx->rootfs);
   json_array_foreach (mounts, i, m) {
     struct mnt parsed;
-    if (parse_mount(m, i, &parsed, err) < 0 || do_mount(&parsed, i, root_fd, ctx, err) < 0)
+    if (parse_mount(m, i, &parsed, err) < 0
+        || lsm_mount_data(parsed.type, parsed.flags & MS_BIND, mount_label, parsed.data, sizeof(parsed.data), err) < 0
+        || do_mount(&parsed, i, root_fd, ctx, err) < 0)
       return -1;
     if (strcmp(parsed.dest, "/dev") == 0)
       dev_is_tmpfs = parsed.type && strcmp(parsed.type, "tmpfs") == 0;
@@ -723,7 +730,7 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
     return shim_fail_errno(err, errno, "detach the old root");
   if (chdir("/") < 0)
     return shim_fail_errno(err, errno, "chdir /");
-  if (mask_paths(json_object_get(linux_obj, "maskedPaths"), err) < 0
+  if (mask_paths(json_object_get(linux_obj, "maskedPaths"), mount_label, err) < 0
       || readonly_paths(json_object_get(linux_obj, "readonlyPaths"), err) < 0)
     return -1;
   if (json_is_true(json_object_get(json_object_get(spec, "root"), "readonly"))

@@ -103,6 +103,27 @@ int caps_drop_bounding(json_t *process, struct shim_err *err);
  * inheritable, then raise ambient. */
 int caps_set(json_t *process, struct shim_err *err);
 
+/* ---- LSMs: AppArmor and SELinux (lsm.c) --------------------------------- */
+
+/* How the labels reach the kernel: real /proc writes, or a test's recorder.
+ * write_attr fills err (errnum set) and returns -1 on failure. */
+struct lsm_ops {
+  int (*write_attr)(const char *path, const char *data, struct shim_err *err);
+};
+extern const struct lsm_ops lsm_real_ops;
+/* Mount data (file system options) the kernel takes: one page. */
+#define LSM_MOUNT_DATA_MAX 4096
+/* process.apparmorProfile and process.selinuxLabel: strings without NUL,
+ * newline or quote; linux.mountLabel likewise. */
+int lsm_validate_process(json_t *process, const char *where, struct shim_err *err);
+int lsm_validate_linux(json_t *linux_obj, struct shim_err *err);
+/* Right before execve: the SELinux label, then the AppArmor profile, that the
+ * execve enters. Writes nothing when the process names neither. */
+int lsm_set_exec_labels(const struct lsm_ops *ops, json_t *process, struct shim_err *err);
+/* Append context="<label>" to the data of a tmpfs, mqueue or devpts mount
+ * (not a bind); nothing without a label. */
+int lsm_mount_data(const char *type, bool bind, const char *label, char *data, size_t size, struct shim_err *err);
+
 /* ---- seccomp (seccomp.c) -------------------------------------------------- */
 
 /* Validate linux.seccomp (actions, arches, syscall names, arg ops). */

@@ -442,6 +442,12 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
   }
   if (ensure_cwd(cwd ? cwd : "/", err) < 0)
     return -1;
+  /* The labels take effect at execve. Written as crun and runc do: after the
+   * mounts (so through the container's own /proc), while still root, and before
+   * no_new_privs and any seccomp filter, which could refuse the writes. A failure
+   * fails create (or exec), and the process is torn down with nothing started. */
+  if (lsm_set_exec_labels(&lsm_real_ops, process, err) < 0)
+    return -1;
   /* Without no_new_privs a filter can only be loaded with CAP_SYS_ADMIN, which
    * the user switch may drop: load it first then, as other runtimes do. */
   if (!nnp && seccomp && seccomp_apply(seccomp, err) < 0)

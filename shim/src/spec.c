@@ -200,7 +200,7 @@ int spec_validate_process(json_t *process, const char *where, struct shim_err *e
     return -1;
   if (present && (v < -1000 || v > 1000))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.oomScoreAdj: %lld not in -1000..1000", where, (long long) v);
-  if (validate_rlimits(process, err) < 0 || caps_validate(process, err) < 0)
+  if (validate_rlimits(process, err) < 0 || caps_validate(process, err) < 0 || lsm_validate_process(process, where, err) < 0)
     return -1;
   {
     bool b;
@@ -251,7 +251,7 @@ int spec_load(const char *bundle, json_t **out, struct shim_err *err)
     goto fail;
   if (spec_get_object(spec, "linux", "config", &linux_obj, err) < 0)
     goto fail;
-  if (ns_validate(linux_obj, err) < 0 || mount_validate(spec, err) < 0)
+  if (ns_validate(linux_obj, err) < 0 || mount_validate(spec, err) < 0 || lsm_validate_linux(linux_obj, err) < 0)
     goto fail;
   if (spec_get_object(linux_obj, "resources", "linux", &resources, err) < 0
       || cgroup_validate_resources(resources, err) < 0)

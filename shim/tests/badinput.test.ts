@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ShimError } from '../../src/shim/client';
-import { TestPod, CGROUP_PARENT, cgroupDirs, descendants, makeBundle, mountsUnder, tempDir, buildBusyboxRootfs } from './fixtures';
+import { TestPod, makeBundle, mountsUnder, tempDir, buildBusyboxRootfs } from './fixtures';
 
 describe('shim bad input', function () {
   let t: TestPod;
@@ -15,19 +15,7 @@ describe('shim bad input', function () {
     await t.stop();
   });
 
-  /** create must fail with code and a message matching re, leaving nothing. */
-  async function refused(id: string, bundle: string, code: string, re: RegExp): Promise<void> {
-    const before = descendants(t.shimPid).length;
-    await assert.rejects(t.client.create({ id, bundle }), (e: ShimError) => {
-      assert.equal(e.code, code, e.message);
-      assert.match(e.message, re);
-      return true;
-    });
-    assert.equal(cgroupDirs(`${CGROUP_PARENT}/${id}`).length, 0, 'no cgroup left');
-    assert.equal(descendants(t.shimPid).length, before, 'no process left');
-    assert.deepEqual(mountsUnder(path.dirname(bundle)), []);
-    assert.equal((await t.client.list()).containers.some((c) => c.id === id), false);
-  }
+  const refused = (id: string, bundle: string, code: string, re: RegExp) => t.createRefused(id, bundle, re, code);
 
   it('refuses malformed config.json', async () => {
     const b = tempDir();

@@ -6,7 +6,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ShimClient, PodParams, PodResult, OciProcess } from '../../src/shim/client';
+import { ShimClient, ShimError, PodParams, PodResult, OciProcess } from '../../src/shim/client';
 import { removeCgroupTree } from '../../e2e/fixtures/skiffd';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -232,6 +232,21 @@ export class TestPod {
     await this.client.create({ id: opts.id, bundle, logPath: opts.logPath, stdin: opts.stdin, stdinOnce: opts.stdinOnce });
     await this.client.start({ id: opts.id });
     return opts.id;
+  }
+
+  /** create must fail with a message matching re (and code, when given), leaving
+   * nothing: no process, cgroup, mount or container. */
+  async createRefused(id: string, bundle: string, re: RegExp, code?: string): Promise<void> {
+    const before = descendants(this.shimPid).length;
+    await assert.rejects(this.client.create({ id, bundle }), (e: ShimError) => {
+      if (code) assert.equal(e.code, code, e.message);
+      assert.match(e.message, re);
+      return true;
+    });
+    assert.equal(cgroupDirs(`${CGROUP_PARENT}/${id}`).length, 0, 'no cgroup left');
+    assert.equal(descendants(this.shimPid).length, before, 'no process left');
+    assert.deepEqual(mountsUnder(path.dirname(bundle)), []);
+    assert.equal((await this.client.list()).containers.some((c) => c.id === id), false);
   }
 
   /** Shut the shim down and check it left nothing: no process, no cgroup. */

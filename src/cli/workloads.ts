@@ -51,6 +51,13 @@ function limitsText(i: Isolation): [string, string, string] {
 }
 
 /** One row per container: the seven namespaces, limits, and the security settings. */
+/** "apparmor:<profile>", "selinux:<label>", both, or "unconfined"; reports from a skiffd
+ * before LSM support have no lsm field. */
+function lsmText(i: Isolation): string {
+  const parts = [i.lsm?.apparmor && `apparmor:${i.lsm.apparmor}`, i.lsm?.selinux && `selinux:${i.lsm.selinux}`].filter(Boolean);
+  return parts.join(' ') || 'unconfined';
+}
+
 export function isolationTable(rows: { name: string; isolation: Isolation }[]): string {
   return table(rows, [
     { header: 'CONTAINER', value: (r) => r.name },
@@ -60,6 +67,7 @@ export function isolationTable(rows: { name: string; isolation: Isolation }[]): 
     { header: 'PIDS', value: (r) => limitsText(r.isolation)[2] },
     { header: 'EXTRA CAPS', value: (r) => r.isolation.extraCapabilities.map((c) => c.replace(/^CAP_/, '')).join(',') || 'none' },
     { header: 'SECCOMP', value: (r) => r.isolation.seccomp },
+    { header: 'LSM', value: (r) => lsmText(r.isolation) },
     { header: 'NO_NEW_PRIVS', value: (r) => yesNo(r.isolation.noNewPrivileges) },
     { header: 'PRIVILEGED', value: (r) => yesNo(r.isolation.privileged) },
     { header: 'RO ROOTFS', value: (r) => yesNo(r.isolation.readOnlyRootfs) },

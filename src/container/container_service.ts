@@ -21,6 +21,7 @@ import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
 import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from './signals';
 import { buildContainerSpec, capabilitiesFromMask } from './spec';
 import { readPasswdDb } from './user';
+import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
 
 export type ContainerRunState = 'created' | 'running' | 'exited';
 
@@ -64,8 +65,11 @@ export interface ContainerServiceOptions {
   log: Logger;
   /** The lowest oom_score_adj this host lets root set. */
   minOomScoreAdj: number;
-  hostHasAppArmor: boolean;
-  hostHasSELinux: boolean;
+  /** The LSMs that enforce on this host (detectHostLsm). */
+  lsm: HostLsm;
+  /** Where AppArmor enforces: the kernel's profiles and skiff's default; defaults to
+   * the real host's, with skiff-default's text under <state>/apparmor. */
+  appArmorProfiles?: AppArmorProfiles;
   /** Where relative Localhost seccomp profiles are found (kubelet's seccomp dir). */
   seccompProfileRoot?: string;
 }
@@ -123,7 +127,10 @@ export class ContainerService {
   /** Containers being created, by id: their image and layers are in use before they are recorded. */
   private readonly creating = new Map<string, { imageId: string; chainIds: string[] }>();
 
+  private readonly appArmor: AppArmorProfiles;
+
   constructor(private readonly opts: ContainerServiceOptions) {
+    this.appArmor = opts.appArmorProfiles ?? new AppArmorProfiles({ stateDir: opts.state });
     this.records = new RecordStore(path.join(opts.root, 'metadata', 'containers'), isContainerRecord, (m) => opts.log.warn(m));
     opts.sandboxes.on('exit', (podId, e) => void this.onExit(podId, e));
     opts.sandboxes.on('lost', (podId) => void this.onShimLost(podId));
@@ -317,6 +324,7 @@ export class ContainerService {
       const devices = await statDevices(config.devices.map((d) => d.host_path));
       const seccomp = sc?.privileged ? undefined : seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? '', this.opts.seccompProfileRoot);
       const localhostProfile = seccomp?.kind === 'localhost' ? await readLocalhostProfile(seccomp.path) : undefined;
+      const appArmorProfilesLoaded = this.opts.lsm.apparmor ? await this.appArmor.loaded() : undefined;
       // Image VOLUMEs get an empty directory of the container's own, gone with it.
       const volumes = new Map<string, string>();
       for (const [i, v] of (image.config.volumes ?? []).entries()) {
@@ -343,8 +351,8 @@ export class ContainerService {
           cgroupParent: pod.cgroupParent,
         },
         restrictOomScoreAdj: this.opts.minOomScoreAdj,
-        hostHasAppArmor: this.opts.hostHasAppArmor,
-        hostHasSELinux: this.opts.hostHasSELinux,
+        lsm: this.opts.lsm,
+        appArmorProfilesLoaded,
         hostCapabilities: this.hostCaps,
         hostDevices: sc?.privileged ? await hostDevices() : undefined,
         statDevice: (p) => devices.get(p),
@@ -352,6 +360,7 @@ export class ContainerService {
         seccompProfileRoot: this.opts.seccompProfileRoot,
         loadLocalhostProfile: () => localhostProfile ?? '',
       });
+      if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await this.appArmor.ensureDefault();
       // In a user namespace the container's root cannot create mount targets in a rootfs
       // owned by the host's root: skiffd makes the bind targets first.
       if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts);
@@ -530,6 +539,9 @@ export class ContainerService {
   /** The container's process settings (user, env, caps ...) with other args: what exec runs. */
   private async execProcess(r: ContainerRecord, args: string[]): Promise<OciProcess> {
     const spec = JSON.parse(await fsp.readFile(path.join(r.bundle, 'config.json'), 'utf8')) as Spec;
+    // An exec enters the container's profile too (the shim writes it before execve):
+    // load skiff-default again should it have been removed since the create.
+    if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await this.appArmor.ensureDefault();
     return { ...(spec.process as unknown as OciProcess), args, terminal: false };
   }
 

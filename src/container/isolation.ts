@@ -1,7 +1,8 @@
 // What separates a container from its pod and from the host, in one report: each of the
 // seven namespaces (private, shared with the pod, or the host's), cgroup limits,
-// capabilities beyond the default set, seccomp, no_new_privs, privileged, read-only rootfs,
-// masked paths, and whether uid 0 inside is uid 0 on the host. It comes from the OCI spec
+// capabilities beyond the default set, seccomp, the AppArmor profile and SELinux label,
+// no_new_privs, privileged, read-only rootfs, masked paths, and whether uid 0 inside is
+// uid 0 on the host. It comes from the OCI spec
 // skiff wrote and, while the container runs, from what the kernel says (/proc/<pid>/ns,
 // uid_map), so a namespace is reported as it is, not as it was asked for. `skiff inspect
 // --isolation` prints it; skiffd's metrics turn it into gauges to alert on.
@@ -22,6 +23,11 @@ export interface Isolation {
   limits: { cpus: number | null; memoryBytes: number | null; pids: number | null };
   extraCapabilities: string[];
   seccomp: 'filtered' | 'unconfined';
+  /** The mandatory access control the process execs into: skiffd names a profile or
+   * label only where the host's LSM enforces it, and the shim fails rather than skip it. */
+  lsm: { apparmor: string | null; selinux: string | null };
+  /** Neither an AppArmor profile nor an SELinux label confines the container. */
+  lsmUnconfined: boolean;
   noNewPrivileges: boolean;
   privileged: boolean;
   readOnlyRootfs: boolean;
@@ -53,6 +59,8 @@ export function isolationFromSpec(spec: Spec, privileged: boolean): Isolation {
     },
     extraCapabilities: (spec.process.capabilities?.bounding ?? []).filter((c) => !DEFAULT_CAPABILITIES.includes(c)).sort(),
     seccomp: seccomp && (seccomp.defaultAction !== 'SCMP_ACT_ALLOW' || seccomp.syscalls?.length) ? 'filtered' : 'unconfined',
+    lsm: { apparmor: spec.process.apparmorProfile || null, selinux: spec.process.selinuxLabel || null },
+    lsmUnconfined: !spec.process.apparmorProfile && !spec.process.selinuxLabel,
     noNewPrivileges: spec.process.noNewPrivileges === true,
     privileged,
     readOnlyRootfs: spec.root.readonly === true,

@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { FailedPrecondition, Internal, InvalidArgument } from '../errors';
 import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from '../cri/gen/cri';
-import type { ContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext, Mount as CriMount, NamespaceOption, PodSandboxConfig } from '../cri/gen/cri';
+import type { ContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext, Mount as CriMount, NamespaceOption, PodSandboxConfig, SELinuxOption } from '../cri/gen/cri';
 import type { ImageConfigSummary } from '../image/image_service';
 import type { LinuxDevice, Mount, Spec } from './oci';
 import {
-  ALL_CAPABILITIES, APPARMOR_DEFAULT_PROFILE, buildContainerSpec, capabilitiesFromMask, ContainerSpecInput, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV,
+  ALL_CAPABILITIES, buildContainerSpec, capabilitiesFromMask, ContainerSpecInput, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV,
   DEFAULT_READONLY_PATHS,
 } from './spec';
 import { parseGroup, parsePasswd } from './user';
+import { APPARMOR_DEFAULT_PROFILE, HostLsm, NO_LSM, parseSelinuxContext } from './lsm';
 
 // ---- fixtures: CRI messages as the decoder gives them (every scalar and list present) ----
 
@@ -51,7 +52,7 @@ function containerConfig(over: Partial<ContainerConfig> = {}, sc?: Partial<Linux
   };
 }
 
-function sandboxConfig(podSc: { privileged?: boolean; pid?: NamespaceMode; ipc?: NamespaceMode; network?: NamespaceMode } = {}): PodSandboxConfig {
+function sandboxConfig(podSc: { privileged?: boolean; pid?: NamespaceMode; ipc?: NamespaceMode; network?: NamespaceMode; selinux_options?: SELinuxOption } = {}): PodSandboxConfig {
   return {
     metadata: { name: 'web-0', uid: 'uid-1', namespace: 'default', attempt: 0 },
     hostname: 'web-0', log_directory: '', dns_config: null, port_mappings: [], labels: {}, annotations: {},
@@ -59,7 +60,7 @@ function sandboxConfig(podSc: { privileged?: boolean; pid?: NamespaceMode; ipc?:
       cgroup_parent: '/kubepods/pod1', sysctls: {}, overhead: null, resources: null,
       security_context: {
         namespace_options: nsOptions({ pid: podSc.pid ?? NamespaceMode.CONTAINER, ipc: podSc.ipc ?? NamespaceMode.POD, network: podSc.network ?? NamespaceMode.POD }),
-        selinux_options: null, run_as_user: null, run_as_group: null, readonly_rootfs: false, supplemental_groups: [],
+        selinux_options: podSc.selinux_options ?? null, run_as_user: null, run_as_group: null, readonly_rootfs: false, supplemental_groups: [],
         supplemental_groups_policy: SupplementalGroupsPolicy.Merge, privileged: !!podSc.privileged, seccomp: null, apparmor: null, seccomp_profile_path: '',
       },
     },
@@ -92,8 +93,7 @@ function input(over: Partial<ContainerSpecInput> = {}): ContainerSpecInput {
       shmPath: '/run/skiff/pods/p/shm',
       cgroupParent: '/kubepods/pod1',
     },
-    hostHasAppArmor: false,
-    hostHasSELinux: false,
+    lsm: NO_LSM,
     hostHostname: 'node-1',
     arch: 'x64',
     ...over,
@@ -514,29 +514,81 @@ describe('container spec: seccomp, AppArmor, SELinux', () => {
     assert.throws(() => withSc({ seccomp_profile_path: 'strict' }), is(InvalidArgument, /seccomp_profile_path "strict"/));
   });
 
-  it('drops AppArmor RuntimeDefault where AppArmor is off, and refuses a Localhost profile there', () => {
+  // The three hosts an LSM test can be: this one (neither), AppArmor's, SELinux's.
+  const APPARMOR: Partial<ContainerSpecInput> = { lsm: { apparmor: true, selinux: null }, appArmorProfilesLoaded: new Set([APPARMOR_DEFAULT_PROFILE, 'my-profile']) };
+  const SELINUX_HOST: HostLsm = {
+    apparmor: false,
+    selinux: { process: parseSelinuxContext('system_u:system_r:container_t:s0:c1022')!, file: parseSelinuxContext('system_u:object_r:container_file_t:s0')! },
+  };
+  const SELINUX: Partial<ContainerSpecInput> = { lsm: SELINUX_HOST };
+  const privilegedPod = (rest: Partial<ContainerSpecInput>) => ({ ...rest, sandboxConfig: sandboxConfig({ privileged: true }) });
+
+  it('without AppArmor: RuntimeDefault and Unconfined are ignored, a Localhost profile is refused naming it and why', () => {
+    assert.equal(build().process.apparmorProfile, undefined);
     assert.equal(withSc({ apparmor: sp(SecurityProfile_ProfileType.RuntimeDefault) }).process.apparmorProfile, undefined);
     assert.equal(withSc({ apparmor_profile: 'runtime/default' }).process.apparmorProfile, undefined);
-    assert.throws(() => withSc({ apparmor: sp(SecurityProfile_ProfileType.Localhost, 'my-profile') }), is(FailedPrecondition, /AppArmor profile "my-profile" was requested, but AppArmor is not enabled/));
+    assert.equal(withSc({ apparmor: sp(SecurityProfile_ProfileType.Unconfined) }).process.apparmorProfile, undefined);
+    assert.throws(() => withSc({ apparmor: sp(SecurityProfile_ProfileType.Localhost, 'my-profile') }), is(FailedPrecondition, /AppArmor profile "my-profile" was requested, but AppArmor is not enabled on this host/));
     assert.throws(() => withSc({ apparmor_profile: 'localhost/my-profile' }), is(FailedPrecondition, /"my-profile"/));
   });
 
-  it('sets the AppArmor profile where AppArmor is on', () => {
-    const on = { hostHasAppArmor: true };
-    assert.equal(build(on).process.apparmorProfile, APPARMOR_DEFAULT_PROFILE, 'unset means RuntimeDefault');
-    assert.equal(withSc({ apparmor: sp(SecurityProfile_ProfileType.Localhost, 'localhost/my-profile') }, {}, on).process.apparmorProfile, 'my-profile');
-    assert.equal(withSc({ apparmor_profile: 'unconfined' }, {}, on).process.apparmorProfile, undefined);
-    assert.equal(withSc({ privileged: true }, {}, { ...on, sandboxConfig: sandboxConfig({ privileged: true }) }).process.apparmorProfile, undefined);
-    assert.throws(() => withSc({ apparmor_profile: 'bogus' }, {}, on), is(InvalidArgument, /apparmor_profile "bogus"/));
+  it('with AppArmor: RuntimeDefault (also unset) is skiff-default, Localhost is the loaded profile, Unconfined is none', () => {
+    assert.equal(build(APPARMOR).process.apparmorProfile, APPARMOR_DEFAULT_PROFILE, 'unset means RuntimeDefault');
+    assert.equal(withSc({ apparmor: sp(SecurityProfile_ProfileType.RuntimeDefault) }, {}, APPARMOR).process.apparmorProfile, APPARMOR_DEFAULT_PROFILE);
+    assert.equal(withSc({ apparmor_profile: 'runtime/default' }, {}, APPARMOR).process.apparmorProfile, APPARMOR_DEFAULT_PROFILE);
+    assert.equal(withSc({ apparmor: sp(SecurityProfile_ProfileType.Localhost, 'localhost/my-profile') }, {}, APPARMOR).process.apparmorProfile, 'my-profile');
+    assert.equal(withSc({ apparmor: sp(SecurityProfile_ProfileType.Localhost, 'my-profile') }, {}, APPARMOR).process.apparmorProfile, 'my-profile');
+    assert.equal(withSc({ apparmor_profile: 'localhost/my-profile' }, {}, APPARMOR).process.apparmorProfile, 'my-profile');
+    assert.equal(withSc({ apparmor_profile: 'unconfined' }, {}, APPARMOR).process.apparmorProfile, undefined);
+    assert.equal(withSc({ apparmor: sp(SecurityProfile_ProfileType.Unconfined) }, {}, APPARMOR).process.apparmorProfile, undefined);
   });
 
-  it('refuses SELinux options where SELinux is off, and labels the process and mounts where it is on', () => {
-    const selinux_options = { user: '', role: '', type: 'spc_t', level: 's0:c1,c2' };
-    assert.throws(() => withSc({ selinux_options }), is(FailedPrecondition, /SELinux options were requested, but SELinux is not enabled/));
-    const s = withSc({ selinux_options }, {}, { hostHasSELinux: true });
+  it('with AppArmor: a Localhost profile the kernel does not hold is refused, naming it', () => {
+    assert.throws(() => withSc({ apparmor: sp(SecurityProfile_ProfileType.Localhost, 'absent') }, {}, APPARMOR), is(FailedPrecondition, /AppArmor profile "absent" is not loaded/));
+    assert.throws(() => withSc({ apparmor: sp(SecurityProfile_ProfileType.Localhost, '') }, {}, APPARMOR), is(InvalidArgument, /needs localhost_ref/));
+    assert.throws(() => withSc({ apparmor: sp(SecurityProfile_ProfileType.RuntimeDefault, 'my-profile') }, {}, APPARMOR), is(InvalidArgument, /localhost_ref must only be set/));
+    assert.throws(() => withSc({ apparmor_profile: 'bogus' }, {}, APPARMOR), is(InvalidArgument, /apparmor_profile "bogus"/));
+  });
+
+  it('privileged containers run unconfined unless a Localhost profile is asked (containerd)', () => {
+    assert.equal(withSc({ privileged: true }, {}, privilegedPod(APPARMOR)).process.apparmorProfile, undefined);
+    assert.equal(withSc({ privileged: true, apparmor: sp(SecurityProfile_ProfileType.RuntimeDefault) }, {}, privilegedPod(APPARMOR)).process.apparmorProfile, undefined);
+    assert.equal(withSc({ privileged: true, apparmor: sp(SecurityProfile_ProfileType.Localhost, 'my-profile') }, {}, privilegedPod(APPARMOR)).process.apparmorProfile, 'my-profile');
+  });
+
+  it('without SELinux: SELinux options (the EmptyDir conformance pods\' level s0) are ignored, not refused', () => {
+    const s = withSc({ selinux_options: { user: '', role: '', type: '', level: 's0' } }, {}, { sandboxConfig: { ...sandboxConfig({ selinux_options: { user: '', role: '', type: '', level: 's0' } }) } });
+    assert.equal(s.process.selinuxLabel, undefined);
+    assert.equal(s.linux.mountLabel, undefined);
+    assert.equal(withSc({ selinux_options: { user: 'u', role: 'r', type: 'spc_t', level: 's0:c1,c2' } }).process.selinuxLabel, undefined);
+  });
+
+  it('with SELinux: options become the process and mount labels, missing parts from the host\'s container contexts', () => {
+    const s = withSc({ selinux_options: { user: '', role: '', type: 'spc_t', level: 's0:c1,c2' } }, {}, SELINUX);
     assert.equal(s.process.selinuxLabel, 'system_u:system_r:spc_t:s0:c1,c2');
     assert.equal(s.linux.mountLabel, 'system_u:object_r:container_file_t:s0:c1,c2');
-    assert.equal(build({ hostHasSELinux: true }).process.selinuxLabel, undefined);
+    const full = withSc({ selinux_options: { user: 'staff_u', role: 'staff_r', type: 'my_t', level: 's0:c5,c9' } }, {}, SELINUX);
+    assert.equal(full.process.selinuxLabel, 'staff_u:staff_r:my_t:s0:c5,c9');
+    assert.equal(full.linux.mountLabel, 'staff_u:object_r:container_file_t:s0:c5,c9', 'user and level apply to the mount label too (go-selinux)');
+  });
+
+  it('with SELinux: the level comes from the container, else the pod, else a pair of categories from the pod id', () => {
+    const podLevel = { sandboxConfig: sandboxConfig({ selinux_options: { user: '', role: '', type: '', level: 's0:c7,c8' } }) };
+    assert.equal(withSc({ selinux_options: { user: '', role: '', type: 'my_t', level: '' } }, {}, { ...SELINUX, ...podLevel }).process.selinuxLabel, 'system_u:system_r:my_t:s0:c7,c8');
+    assert.equal(build({ ...SELINUX, ...podLevel }).process.selinuxLabel, 'system_u:system_r:container_t:s0:c7,c8', 'the pod\'s options when the container has none');
+    const derived = withSc({ selinux_options: { user: '', role: '', type: 'my_t', level: '' } }, {}, SELINUX).process.selinuxLabel!;
+    assert.match(derived, /^system_u:system_r:my_t:s0:c(\d+),c(\d+)$/);
+    const [, a, b] = /c(\d+),c(\d+)$/.exec(derived)!.map(Number);
+    assert.ok(a < b && b < 1024, derived);
+    const other = withSc({ selinux_options: { user: '', role: '', type: 'my_t', level: '' } }, {}, { ...SELINUX, pod: { ...input().pod, id: 'q'.repeat(64) } }).process.selinuxLabel;
+    assert.notEqual(other, derived, 'another pod draws other categories');
+  });
+
+  it('with SELinux: nothing asked, or a privileged container, gets no label (containerd)', () => {
+    assert.equal(build(SELINUX).process.selinuxLabel, undefined);
+    assert.equal(build(SELINUX).linux.mountLabel, undefined);
+    const priv = withSc({ privileged: true, selinux_options: { user: '', role: '', type: 'spc_t', level: 's0' } }, {}, privilegedPod(SELINUX));
+    assert.equal(priv.process.selinuxLabel, undefined);
   });
 });
 

@@ -6,9 +6,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { FailedPrecondition, Internal, InvalidArgument } from '../errors';
 import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from '../cri/gen/cri';
-import type { Capability, ContainerConfig, KeyValue, LinuxContainerSecurityContext, PodSandboxConfig, SecurityProfile } from '../cri/gen/cri';
+import type { Capability, ContainerConfig, KeyValue, LinuxContainerSecurityContext, PodSandboxConfig, SecurityProfile, SELinuxOption } from '../cri/gen/cri';
 import type { ImageConfigSummary } from '../image/image_service';
 import type { IdMapping, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxNamespace, LinuxResources, Mount, Spec, User } from './oci';
+import { APPARMOR_DEFAULT_PROFILE, formatSelinuxContext, HostLsm } from './lsm';
 import { ociResources } from './resources';
 import { parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';
 import { checkId, imageSupplementalGroups, PasswdDb, resolveUser } from './user';
@@ -50,12 +51,6 @@ export const DEFAULT_MASKED_PATHS: readonly string[] = [
 export const DEFAULT_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-/**
- * The name RuntimeDefault maps to where AppArmor is enabled (containerd's is
- * "cri-containerd.apparmor.d"); whoever enables AppArmor support must load it.
- */
-export const APPARMOR_DEFAULT_PROFILE = 'skiff-default';
 
 // Device cgroup rules of an unprivileged container: nothing but mknod of any node and the
 // devices every container has (runc's AllowedDevices; the shim adds the same set itself).
@@ -124,8 +119,12 @@ export interface ContainerSpecInput {
   loadLocalhostProfile?: (file: string) => string;
   /** The lowest oom_score_adj this host allows: lower requests are raised to it. */
   restrictOomScoreAdj?: number;
-  hostHasAppArmor: boolean;
-  hostHasSELinux: boolean;
+  /** The LSMs that enforce on this host (detectHostLsm): what is asked of one that does
+   * not is ignored, or refused where ignoring it would hide a named profile. */
+  lsm: HostLsm;
+  /** The AppArmor profiles the kernel holds (AppArmorProfiles.loaded), which a Localhost
+   * profile must be among; read by the caller where AppArmor enforces. */
+  appArmorProfilesLoaded?: ReadonlySet<string>;
   /** The host's hostname, for HOSTNAME of host-network pods without one; defaults to os.hostname(). */
   hostHostname?: string;
   /**
@@ -452,40 +451,68 @@ function legacyProfile(s: string, field: string): SecurityProfile | null {
 }
 
 /**
- * The AppArmor profile, as containerd picks it: unset means RuntimeDefault; where AppArmor
- * is off, RuntimeDefault and Unconfined mean nothing but a Localhost profile is an error
- * (it was asked for by name and would silently not apply).
+ * The AppArmor profile, as containerd picks it where AppArmor enforces: unset means
+ * RuntimeDefault (kubernetes#51746), which privileged containers go without; a Localhost
+ * profile must be loaded. Where AppArmor is off, RuntimeDefault and Unconfined mean
+ * nothing (as CRI-O takes them: the pod runs, the isolation report says unconfined) but
+ * a Localhost profile is refused, as containerd refuses it: it was asked for by name.
  */
-function apparmorFor(sc: LinuxContainerSecurityContext | null, hostHas: boolean, privileged: boolean): string | undefined {
+function apparmorFor(input: ContainerSpecInput, sc: LinuxContainerSecurityContext | null, privileged: boolean): string | undefined {
   const p = sc?.apparmor ?? legacyProfile(sc?.apparmor_profile ?? '', 'apparmor_profile');
+  const type = p?.profile_type ?? SecurityProfile_ProfileType.RuntimeDefault;
   const ref = p?.localhost_ref.startsWith('localhost/') ? p.localhost_ref.slice('localhost/'.length) : p?.localhost_ref ?? '';
-  if (!hostHas) {
-    if (p?.profile_type === SecurityProfile_ProfileType.Localhost)
-      throw new FailedPrecondition(`AppArmor profile "${ref}" was requested, but AppArmor is not enabled on this host`);
-    return undefined;
-  }
-  switch (p?.profile_type ?? SecurityProfile_ProfileType.RuntimeDefault) {
+  if (type !== SecurityProfile_ProfileType.Localhost && ref) throw new InvalidArgument('apparmor.localhost_ref must only be set when profile_type is Localhost');
+  switch (type) {
     case SecurityProfile_ProfileType.Unconfined:
       return undefined;
     case SecurityProfile_ProfileType.RuntimeDefault:
-      return privileged ? undefined : APPARMOR_DEFAULT_PROFILE;
+      return input.lsm.apparmor && !privileged ? APPARMOR_DEFAULT_PROFILE : undefined;
     case SecurityProfile_ProfileType.Localhost:
       if (!ref) throw new InvalidArgument('apparmor: a Localhost profile needs localhost_ref');
+      if (!input.lsm.apparmor) throw new FailedPrecondition(`AppArmor profile "${ref}" was requested, but AppArmor is not enabled on this host`);
+      if (!input.appArmorProfilesLoaded?.has(ref))
+        throw new FailedPrecondition(`AppArmor profile "${ref}" is not loaded on this host (not in /sys/kernel/security/apparmor/profiles)`);
       return ref;
     default:
       throw new InvalidArgument(`apparmor.profile_type ${String(p?.profile_type)} is not RuntimeDefault, Unconfined or Localhost`);
   }
 }
 
-/** Process and mount labels from the container's SELinux options (the pod's level by default). */
+const hasSelinuxOptions = (o: SELinuxOption | null | undefined): o is SELinuxOption => !!o && !!(o.user || o.role || o.type || o.level);
+
+/**
+ * An MCS level of two categories from the pod's id, so pods that ask for no level are
+ * kept apart by MCS as go-selinux's per-pod reservation keeps them (derived rather
+ * than reserved, so nothing has to be recorded; two pods may draw the same pair).
+ */
+export function podMcsLevel(podId: string): string {
+  let h = 2166136261;
+  for (const ch of podId) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  const a = h % 1024;
+  let b = (h >>> 10) % 1023;
+  if (b >= a) b++;
+  return `s0:c${Math.min(a, b)},c${Math.max(a, b)}`;
+}
+
+/**
+ * Process and mount labels where SELinux enforces and the container (or its pod) asks
+ * for SELinux options; each missing part comes from the host's container contexts
+ * (lxc_contexts), the level from the container, else the pod, else podMcsLevel. As
+ * go-selinux's InitLabels does for containerd and CRI-O, user and level apply to the
+ * mount label too. Privileged containers are left unlabelled, as containerd leaves them.
+ * Without SELinux the options are ignored, as both do (go-selinux gives no labels).
+ */
 function selinuxFor(input: ContainerSpecInput, sc: LinuxContainerSecurityContext | null, privileged: boolean): { processLabel: string; mountLabel: string } | undefined {
-  const o = sc?.selinux_options;
-  if (!o || !(o.user || o.role || o.type || o.level)) return undefined;
-  if (!input.hostHasSELinux) throw new FailedPrecondition('SELinux options were requested, but SELinux is not enabled on this host');
-  if (privileged) return undefined;
-  const user = o.user || 'system_u';
-  const level = o.level || input.sandboxConfig.linux?.security_context?.selinux_options?.level || 's0';
-  return { processLabel: `${user}:${o.role || 'system_r'}:${o.type || 'container_t'}:${level}`, mountLabel: `${user}:object_r:container_file_t:${level}` };
+  const selinux = input.lsm.selinux;
+  const podOptions = input.sandboxConfig.linux?.security_context?.selinux_options;
+  const o = hasSelinuxOptions(sc?.selinux_options) ? sc!.selinux_options! : podOptions;
+  if (!selinux || privileged || !hasSelinuxOptions(o)) return undefined;
+  const level = o.level || podOptions?.level || podMcsLevel(input.pod.id);
+  const user = o.user || selinux.process.user;
+  return {
+    processLabel: formatSelinuxContext({ user, role: o.role || selinux.process.role, type: o.type || selinux.process.type, level }),
+    mountLabel: formatSelinuxContext({ ...selinux.file, user: o.user || selinux.file.user, level }),
+  };
 }
 
 /** The OCI runtime spec for one container of a pod. */
@@ -568,7 +595,7 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
       spec.linux.seccomp = parseLocalhostProfile(input.loadLocalhostProfile(choice.path), choice.path, capabilities.bounding, input.arch);
     }
   }
-  const apparmor = apparmorFor(sc, input.hostHasAppArmor, privileged);
+  const apparmor = apparmorFor(input, sc, privileged);
   if (apparmor) spec.process.apparmorProfile = apparmor;
   const selinux = selinuxFor(input, sc, privileged);
   if (selinux) {

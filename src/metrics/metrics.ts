@@ -131,7 +131,8 @@ export class Metrics {
       name: 'skiff_container_isolation',
       help:
         'Isolation facts of running containers, by check: host_network, host_pid, host_ipc (1: the host\'s namespace), privileged, ' +
-        'seccomp_unconfined, root_on_host (runs as uid 0 and that is the host\'s root), writable_rootfs (1 when true), ' +
+        'seccomp_unconfined, lsm_unconfined (neither an AppArmor profile nor an SELinux label), ' +
+        'root_on_host (runs as uid 0 and that is the host\'s root), writable_rootfs (1 when true), ' +
         'extra_capabilities (how many beyond the default set). Labelled by Kubernetes namespace, pod and container name.',
       labelNames: ['namespace', 'pod', 'container', 'check'],
       registers,
@@ -149,6 +150,7 @@ export class Metrics {
               host_ipc: +(i.namespaces.ipc === 'host'),
               privileged: +i.privileged,
               seccomp_unconfined: +(i.seccomp === 'unconfined'),
+              lsm_unconfined: +i.lsmUnconfined,
               root_on_host: +(i.uid === 0 && i.uid0IsHostRoot),
               writable_rootfs: +!i.readOnlyRootfs,
               extra_capabilities: i.extraCapabilities.length,

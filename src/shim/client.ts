@@ -117,6 +117,9 @@ export interface OciProcess {
   rlimits?: { type: string; soft: number; hard: number }[];
   noNewPrivileges?: boolean;
   oomScoreAdj?: number;
+  /** The AppArmor profile and SELinux label the process execs into. */
+  apparmorProfile?: string;
+  selinuxLabel?: string;
 }
 
 export interface ExecSyncResult {
