@@ -33,7 +33,7 @@ function cgroupStats(over: Partial<CgroupStats> = {}): CgroupStats {
 function fakes(container: CgroupStats, pod: CgroupStats | Error, sysDevBlock?: string) {
   const shim = { stats: async () => container, podStats: async () => (pod instanceof Error ? Promise.reject(pod) : pod) } as unknown as ShimClient;
   const sandboxes = { shim: (id: string) => (id === 'p1' ? shim : undefined) } as unknown as SandboxService;
-  const snapshots = { root: '/snap', containerUsage: () => Promise.reject(new Error('no layer')) } as unknown as Snapshotter;
+  const snapshots = { root: '/snap', filesystemIds: () => Promise.resolve({ image: '/snap', container: '/snap' }), containerUsage: () => Promise.reject(new Error('no layer')) } as unknown as Snapshotter;
   const podRecord = { id: 'p1', state: 'ready', hostNetwork: true, cgroupParent: '/kubepods/pod1', config: { metadata: { name: 'web', namespace: 'ns', uid: 'u', attempt: 0 }, labels: {}, annotations: {} } } as unknown as PodRecord;
   const ctr = { id: 'c1', podId: 'p1', state: 'running', startedAt: 0, imageRef: 'img', config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, labels: {}, annotations: {} } } as unknown as ContainerRecord;
   const containers = new ContainerStatsService(sandboxes, snapshots);
