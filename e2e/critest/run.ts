@@ -4,6 +4,7 @@
 // Usage: npm run critest -- [--critest PATH] [ginkgo flags]; critest is looked up on
 // $PATH (then $CRITEST) when --critest is not given. e2e/critest.sh runs this.
 import { execFileSync, spawn } from 'child_process';
+import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { TestRegistry } from '../fixtures/registry';
@@ -22,13 +23,17 @@ async function main(): Promise<number> {
   }
   const junit = path.resolve(process.env.CRITEST_JUNIT ?? '/tmp/skiff-critest-junit.xml');
   const work = fs.mkdtempSync('/tmp/skiff-critest-');
+  // A bridge, range and IPAM state of this run's own: other skiffds on the host (the
+  // default skiff0, a node e2e's) keep theirs, and only this one is deleted at the end.
+  const bridge = `skc${randomBytes(3).toString('hex')}`;
+  const podCidr = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
   const reg = await TestRegistry.start();
   let skiffd: TestSkiffd | undefined;
   try {
     const arch = process.arch === 'x64' ? 'amd64' : process.arch;
     console.log('critest: building and pushing test images');
     await pushCritestImages(reg, work, arch);
-    skiffd = await TestSkiffd.start();
+    skiffd = await TestSkiffd.start({ args: ['--network.bridge', bridge, '--network.default_pod_cidr', podCidr, '--network.ipam_data_dir', path.join(work, 'ipam')] });
     for (const name of ['registry.k8s.io', 'gcr.io', 'docker.io']) skiffd.mirror(name, reg.host);
     const sock = `unix://${skiffd.socket}`;
     console.log(`critest: skiffd at ${sock} (log ${skiffd.logFile})`);
@@ -59,7 +64,7 @@ async function main(): Promise<number> {
     await reg.stop();
     fs.rmSync(work, { recursive: true, force: true });
     try {
-      execFileSync('ip', ['link', 'del', 'skiff0'], { stdio: 'ignore' });
+      execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
     } catch {
       /* no bridge */
     }
