@@ -21,6 +21,7 @@ import { RecordStore } from '../store/records';
 import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
 import { checkSysctls } from './sysctls';
+import { checkPodUserNamespace } from './userns';
 
 export type PodState = 'ready' | 'notready';
 
@@ -270,11 +271,7 @@ export class SandboxService extends EventEmitter {
     if (pidMode === NamespaceMode.TARGET) throw new InvalidArgument('namespace_options.pid: TARGET is for containers, not pods');
     checkSysctls(config.linux?.sysctls ?? {}, { hostNetwork, hostIpc: ipcMode === NamespaceMode.NODE });
     if (config.log_directory && !path.isAbsolute(config.log_directory)) throw new InvalidArgument(`log_directory "${config.log_directory}" must be an absolute path`);
-    const userns = ns?.userns_options ?? null;
-    if (userns && userns.mode === NamespaceMode.POD && (userns.uids.length === 0 || userns.gids.length === 0))
-      throw new InvalidArgument('userns_options: mode POD needs uid and gid mappings');
-    if (userns && userns.mode !== NamespaceMode.POD && userns.mode !== NamespaceMode.NODE)
-      throw new InvalidArgument(`userns_options: mode ${NamespaceMode[userns.mode]} is not supported for pods`);
+    checkPodUserNamespace(ns?.userns_options ?? null);
     const id = randomBytes(32).toString('hex');
     const cgroup = podCgroup(id, config.linux, this.opts.defaultCgroupParent);
 
