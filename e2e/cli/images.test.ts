@@ -68,8 +68,8 @@ describe('skiff CLI: images', function () {
     const list = skiff(['images']);
     assert.equal(list.status, 0, list.stderr);
     const [header, row] = list.stdout.trim().split('\n');
-    assert.match(header, /^IMAGE\s+TAG\s+IMAGE ID\s+SIZE$/);
-    assert.match(row, new RegExp(`^docker.io/saved/app\\s+v1\\s+${sha256(cfg).slice(7, 19)}\\s+\\d`));
+    assert.match(header, /^IMAGE\s+TAG\s+IMAGE ID\s+SIZE\s+PINNED$/);
+    assert.match(row, new RegExp(`^docker.io/saved/app\\s+v1\\s+${sha256(cfg).slice(7, 19)}\\s+\\d.*\\s+no$`));
 
     // The image works: a container of it runs as the image's USER.
     const c = skiffd.client;

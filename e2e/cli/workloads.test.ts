@@ -193,7 +193,7 @@ describe('skiff CLI: pods and containers', function () {
     assert.equal(stats.length, 1);
     assert.ok((stats[0].cpuPercent ?? 0) > 20, `a spinning shell uses CPU: ${stats[0].cpuPercent}`);
     assert.ok((stats[0].memoryBytes ?? 0) > 0);
-    assert.match(skiff(['stats', '-p', pod.id]).stdout, /CONTAINER\s+NAME\s+CPU %\s+MEM\s+DISK\s+INODES\n\S+\s+busy\s+\d+\.\d\d/);
+    assert.match(skiff(['stats', '-p', pod.id]).stdout, /CONTAINER\s+NAME\s+CPU %\s+MEM\s+DISK\s+INODES\s+CPU PSI\s+MEM PSI\s+IO PSI\n\S+\s+busy\s+\d+\.\d\d\s.*\s(\d+\.\d\d|-)\s+(\d+\.\d\d|-)\s+(\d+\.\d\d|-)\n/);
 
     const rmRunning = skiff(['rm', id]);
     assert.equal(rmRunning.status, 1);

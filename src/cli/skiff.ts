@@ -28,6 +28,7 @@ function printImages(env: Env, images: Image[]): void {
       { header: 'TAG', value: (i) => /:([^:/]+)$/.exec(i.repo_tags[0] ?? '')?.[1] ?? '<none>' },
       { header: 'IMAGE ID', value: (i) => shortId(i.id) },
       { header: 'SIZE', value: (i) => humanSize(Number(i.size)) },
+      { header: 'PINNED', value: (i) => (i.pinned ? 'yes' : 'no') },
     ]),
   );
 }

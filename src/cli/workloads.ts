@@ -107,8 +107,15 @@ function statsRow(s: ContainerStats) {
     memoryBytes: s.memory?.working_set_bytes?.value ?? null,
     diskBytes: s.writable_layer?.used_bytes?.value ?? null,
     inodes: s.writable_layer?.inodes_used?.value ?? null,
+    // Pressure stall: the share of the last 10 s some task waited for CPU, memory or IO;
+    // null where the host has no pressure files for the container.
+    cpuPressure: s.cpu?.psi?.Some?.Avg10 ?? null,
+    memoryPressure: s.memory?.psi?.Some?.Avg10 ?? null,
+    ioPressure: s.io?.psi?.Some?.Avg10 ?? null,
   };
 }
+
+const percent = (v: number | null): string => (v === null ? '-' : v.toFixed(2));
 
 export const WORKLOAD_COMMANDS: Record<string, Command> = {
   info: {
@@ -198,7 +205,7 @@ export const WORKLOAD_COMMANDS: Record<string, Command> = {
   },
   stats: {
     usage: 'stats [-p POD] [ID]',
-    summary: 'CPU, memory and writable layer use of containers',
+    summary: 'CPU, memory and writable layer use of containers, and their pressure (PSI, some avg10 %)',
     flags: { pod: { type: 'string', short: 'p' } },
     async run(args, env, flags) {
       if (args.length > 1) throw new UsageError('expected at most one container id');
@@ -214,10 +221,13 @@ export const WORKLOAD_COMMANDS: Record<string, Command> = {
         table(rows, [
           { header: 'CONTAINER', value: (r) => short(r.id) },
           { header: 'NAME', value: (r) => r.name },
-          { header: 'CPU %', value: (r) => (r.cpuPercent === null ? '-' : r.cpuPercent.toFixed(2)) },
+          { header: 'CPU %', value: (r) => percent(r.cpuPercent) },
           { header: 'MEM', value: (r) => (r.memoryBytes === null ? '-' : humanSize(r.memoryBytes)) },
           { header: 'DISK', value: (r) => (r.diskBytes === null ? '-' : humanSize(r.diskBytes)) },
           { header: 'INODES', value: (r) => (r.inodes === null ? '-' : String(r.inodes)) },
+          { header: 'CPU PSI', value: (r) => percent(r.cpuPressure) },
+          { header: 'MEM PSI', value: (r) => percent(r.memoryPressure) },
+          { header: 'IO PSI', value: (r) => percent(r.ioPressure) },
         ]),
       );
     },
