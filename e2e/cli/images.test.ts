@@ -24,9 +24,17 @@ describe('skiff CLI: images', function () {
   let work: string;
   let layerTar: Buffer;
 
-  const skiff = (args: string[], input?: Buffer): Run => {
-    const r = spawnSync(process.execPath, [CLI, '--socket', skiffd.socket, ...args], { input, maxBuffer: 1 << 26 });
-    return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  /** The CLI, its stdin the file `stdinFile` (as `skiff ... < file`). A socketpair fed by
+   * spawnSync's `input` once never reached EOF here (the parent kept its end open with
+   * every byte sent), hanging the run; a file is read to its end. A hang fails the test. */
+  const skiff = (args: string[], stdinFile?: string): Run => {
+    const stdin = stdinFile ? fs.openSync(stdinFile, 'r') : 'ignore';
+    try {
+      const r = spawnSync(process.execPath, [CLI, '--socket', skiffd.socket, ...args], { stdio: [stdin, 'pipe', 'pipe'], maxBuffer: 1 << 26, timeout: 120_000 });
+      return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() + (r.error ? `\n${r.error.message}` : '') };
+    } finally {
+      if (typeof stdin === 'number') fs.closeSync(stdin);
+    }
   };
 
   /** A tar(1) archive of the files given, written under work. */
@@ -104,7 +112,7 @@ describe('skiff CLI: images', function () {
     const index = { schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'io.containerd.image.name': 'registry.k8s.io/oci/app:v2' } }] };
     const blob = (b: Buffer): [string, Buffer] => [`blobs/sha256/${sha256(b).slice(7)}`, b];
     const file = archive('oci', Object.fromEntries([['oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}')], ['index.json', Buffer.from(JSON.stringify(index))], blob(manifest), blob(cfg), blob(layer.data)]));
-    const r = skiff(['-o', 'json', 'import', '-'], fs.readFileSync(file));
+    const r = skiff(['-o', 'json', 'import', '-'], file);
     assert.equal(r.status, 0, r.stderr);
     const images = JSON.parse(r.stdout) as { id: string; repo_tags: string[] }[];
     assert.deepEqual(images.map((i) => [i.id, i.repo_tags]), [[sha256(cfg), ['registry.k8s.io/oci/app:v2']]]);
