@@ -245,7 +245,15 @@ export class TestPod {
     });
     assert.equal(cgroupDirs(`${CGROUP_PARENT}/${id}`).length, 0, 'no cgroup left');
     assert.equal(descendants(this.shimPid).length, before, 'no process left');
-    assert.deepEqual(mountsUnder(path.dirname(bundle)), []);
+    // Only this bundle's paths: other work on the machine may mount under /tmp meanwhile.
+    const dirs = [bundle];
+    try {
+      const root = (JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')) as { root?: { path?: string } }).root?.path;
+      if (typeof root === 'string') dirs.push(path.resolve(bundle, root));
+    } catch {
+      /* a malformed config.json: the bundle alone */
+    }
+    assert.deepEqual(dirs.flatMap(mountsUnder), [], 'no mount left');
     assert.equal((await this.client.list()).containers.some((c) => c.id === id), false);
   }
 
