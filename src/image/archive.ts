@@ -37,6 +37,11 @@ function repoTagOf(name: string | undefined): string | null {
   }
 }
 
+/** Read a tar entry to its end, keeping nothing. */
+async function drain(entry: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of entry);
+}
+
 /** Read an archive into the content store; returns the images it holds. */
 export async function readImageArchive(source: Readable, store: ContentStore, platform: Platform): Promise<ArchivedImage[]> {
   const small = new Map<string, Buffer>();
@@ -53,7 +58,10 @@ export async function readImageArchive(source: Readable, store: ContentStore, pl
         entry.resume();
       } else if (blob) {
         const digest = `sha256:${blob[1]}`;
-        await store.ingest(digest, entry as unknown as Readable, { size });
+        // A blob the store has is read past: the store would destroy a source it does not
+        // need, and a tar entry left unread stalls the archive's reader for good.
+        if (await store.has(digest)) await drain(entry);
+        else await store.ingest(digest, entry as unknown as Readable, { size });
         byPath.set(name, { digest, size });
         if (size <= SMALL_FILE) small.set(name, await store.read(digest));
       } else if (name.endsWith('.json') && size <= SMALL_FILE) {
