@@ -35,7 +35,7 @@ nogroup:x:65534:
 `;
 
 /** The host's libraries a binary links against, copied into root at the same paths. */
-function copyLibs(binary: string, root: string): void {
+export function copyLibs(binary: string, root: string): void {
   for (const [lib] of execFileSync('ldd', [binary]).toString().matchAll(/(\/\S+\.so[.\d]*)/g)) {
     const dst = path.join(root, lib);
     if (fs.existsSync(dst)) continue;

@@ -6,7 +6,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { busyboxRoot, copyWithLibs, fileLayer, nonewprivsLayer, PATH_ENV } from '../critest/images';
+import { busyboxRoot, copyLibs, copyWithLibs, fileLayer, nonewprivsLayer, PATH_ENV } from '../critest/images';
 import { layerOf, Layer } from '../fixtures/images';
 import type { TestRegistry } from '../fixtures/registry';
 
@@ -19,6 +19,9 @@ export const MIRRORED_REGISTRIES = ['k8s.gcr.io', 'gcr.io', 'docker.io', 'regist
 
 /** The sandbox image containerd runs (kubelet 1.20's default pause image). */
 export const PAUSE_IMAGE = 'k8s.gcr.io/pause:3.2';
+
+/** Where under the image work dir Debian's netcat-openbsd package is (or is fetched to). */
+export const NETCAT_DEB_DIR = 'deb-netcat';
 
 /** Images some specs name that cannot be made offline, and why (their specs fail on every runtime). */
 export const UNAVAILABLE: Record<string, string> = {
@@ -59,6 +62,17 @@ function agnhostLayer(work: string): Layer {
   fs.symlinkSync('agnhost', path.join(dir, 'agnhost-2'));
   for (const f of ['localhost.crt', 'localhost.key']) fs.copyFileSync(path.join(AGNHOST_SRC, 'porter', f), path.join(dir, f));
   if (fs.existsSync('/usr/bin/curl')) copyWithLibs('/usr/bin/curl', dir);
+  // OpenBSD netcat as upstream's image has (the specs run `nc -u`, which busybox's lacks),
+  // from Debian's package (NETCAT_DEB_DIR: fetched by the caller, this may run offline).
+  const debDir = path.join(work, NETCAT_DEB_DIR);
+  fs.mkdirSync(debDir, { recursive: true });
+  if (!fs.readdirSync(debDir).some((f) => f.endsWith('.deb'))) execFileSync('apt-get', ['download', 'netcat-openbsd'], { cwd: debDir, stdio: 'ignore' });
+  const deb = fs.readdirSync(debDir).find((f) => f.endsWith('.deb'))!;
+  execFileSync('dpkg-deb', ['-x', path.join(debDir, deb), path.join(debDir, 'x')]);
+  fs.mkdirSync(path.join(dir, 'usr/bin'), { recursive: true });
+  fs.copyFileSync(path.join(debDir, 'x/bin/nc.openbsd'), path.join(dir, 'usr/bin/nc'));
+  fs.chmodSync(path.join(dir, 'usr/bin/nc'), 0o755);
+  copyLibs(path.join(dir, 'usr/bin/nc'), dir);
   return layerOf(dir);
 }
 
@@ -83,6 +97,8 @@ export async function pushNodeConformanceImages(reg: TestRegistry, work: string)
     pushed.push(name);
   };
   await push('docker.io/library/busybox:1.29', []);
+  // The mirror pod specs' static pod manifest names this one (mirror_pod_grace_period_test.go).
+  await push('docker.io/library/busybox:1.31.1', []);
   await push('k8s.gcr.io/e2e-test-images/agnhost:2.21', [agnhostLayer(work)], { Entrypoint: ['/agnhost'], Cmd: ['pause'], Env: PATH_ENV });
   // busybox httpd where the specs expect nginx (port 80) and Apache httpd (port 80).
   const nginx = { Cmd: ['/usr/sbin/nginx', 'nginx: master process nginx -g daemon off;'], Env: PATH_ENV };

@@ -5,7 +5,8 @@
 // containerd (or, with --runtimes skiff, that is not in known_failures.ts).
 //
 // Usage: npm run e2e:node -- [--runtimes skiff,containerd] [--focus RE] [--skip RE]
-//        [--report-dir DIR] [-- e2e_node.test flags]
+//        [--report-dir DIR] [--report-only] [-- e2e_node.test flags]
+// --report-only compares the JUnit reports already in the report dir, running nothing.
 //
 // The process runs twice: as the supervisor in the host's network namespace (makes the
 // namespace, records and sweeps what the run makes: host.ts), and, inside that namespace,
@@ -15,7 +16,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { TestRegistry } from '../fixtures/registry';
 import { CGROUP_ROOT, makeCgroupRoot, makeNetns, NETNS_PATH, NODE_IP, sweep, WORK, writeLedger } from './host';
-import { pushNodeConformanceImages, UNAVAILABLE } from './images';
+import { NETCAT_DEB_DIR, pushNodeConformanceImages, UNAVAILABLE } from './images';
 import { KNOWN_FAILURES } from './known_failures';
 import { counts, failsOnlyOn, readJunit, RunResult } from './results';
 import { RuntimeName, startContainerd, startSkiff, TestRuntime } from './runtimes';
@@ -30,11 +31,13 @@ interface Options {
   focus: string;
   skip: string;
   reportDir: string;
+  /** Only read the JUnit reports already in reportDir and compare them (no run). */
+  reportOnly: boolean;
   extra: string[];
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { runtimes: ['skiff', 'containerd'], focus: DEFAULT_FOCUS, skip: '', reportDir: process.env.E2E_NODE_REPORT_DIR ?? '/tmp/skiff-e2e-node-report', extra: [] };
+  const o: Options = { runtimes: ['skiff', 'containerd'], focus: DEFAULT_FOCUS, skip: '', reportDir: process.env.E2E_NODE_REPORT_DIR ?? '/tmp/skiff-e2e-node-report', reportOnly: false, extra: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -44,7 +47,8 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--focus') o.focus = argv[++i];
     else if (a === '--skip') o.skip = argv[++i];
     else if (a === '--report-dir') o.reportDir = path.resolve(argv[++i]);
-    else throw new Error(`unknown argument ${a} (usage: [--runtimes skiff,containerd] [--focus RE] [--skip RE] [--report-dir DIR] [-- e2e_node.test flags])`);
+    else if (a === '--report-only') o.reportOnly = true;
+    else throw new Error(`unknown argument ${a} (usage: [--runtimes skiff,containerd] [--focus RE] [--skip RE] [--report-dir DIR] [--report-only] [-- e2e_node.test flags])`);
   }
   for (const r of o.runtimes) if (r !== 'skiff' && r !== 'containerd') throw new Error(`--runtimes: unknown runtime ${r}`);
   return o;
@@ -55,13 +59,16 @@ const say = (s: string) => console.log(`e2e:node: ${s}`);
 // ---- the supervisor (host network namespace) ----
 
 async function supervise(argv: string[]): Promise<number> {
-  parseArgs(argv); // fail on bad usage before touching the host
+  const o = parseArgs(argv); // fail on bad usage before touching the host
+  if (o.reportOnly) return reportFromFiles(o);
   if (!fs.existsSync(E2E_NODE)) throw new Error(`${E2E_NODE} missing: run hack/build-e2e-node.sh`);
   sweep((s) => say(`an earlier run left things behind: ${s}`));
   writeLedger();
-  // The runner has no network: Debian's busybox package is fetched here.
-  fs.mkdirSync(path.join(WORK, 'images', 'deb'), { recursive: true });
-  execFileSync('apt-get', ['download', 'busybox'], { cwd: path.join(WORK, 'images', 'deb'), stdio: 'ignore' });
+  // The runner has no network: the Debian packages the images take files from are fetched here.
+  for (const [dir, pkg] of [['deb', 'busybox'], [NETCAT_DEB_DIR, 'netcat-openbsd']]) {
+    fs.mkdirSync(path.join(WORK, 'images', dir), { recursive: true });
+    execFileSync('apt-get', ['download', pkg], { cwd: path.join(WORK, 'images', dir), stdio: 'ignore' });
+  }
   let child: ChildProcess | undefined;
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -218,6 +225,16 @@ async function runner(argv: string[]): Promise<number> {
     await reg?.stop();
   }
   return report(results, o, stopping);
+}
+
+/** The comparison of the reports an earlier run left in the report dir (runs of each
+ * runtime may have been made separately, e.g. with different --skip). */
+function reportFromFiles(o: Options): number {
+  const results: RunResult[] = o.runtimes.map((rt) => {
+    const junit = path.join(o.reportDir, rt, `junit_${rt}_01.xml`);
+    return { runtime: rt, junit, log: path.join(o.reportDir, rt, 'e2e_node.log'), seconds: 0, ...readJunit(junit, new RegExp(o.focus)) };
+  });
+  return report(results, o, false);
 }
 
 function report(results: RunResult[], o: Options, interrupted: boolean): number {
