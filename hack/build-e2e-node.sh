@@ -7,11 +7,15 @@
 #  - the vendored github.com/modern-go/reflect2 v1.0.1 crashes at run time when built with
 #    Go >= 1.18; `go test -overlay` swaps in Debian's fixed reflect2 (1.0.2) without
 #    touching the tree.
-# The result is cached: $SKIFF_KUBE_CACHE/bin/e2e_node.test (default /var/cache/skiff/kube).
+# It also builds agnhost (test/images/agnhost, static), the multi-tool most of the suite's
+# pods run, which e2e/node_conformance puts in an image under its upstream name.
+# The results are cached: $SKIFF_KUBE_CACHE/bin/e2e_node.test and .../bin/agnhost (default
+# /var/cache/skiff/kube).
 set -euo pipefail
 CACHE=${SKIFF_KUBE_CACHE:-/var/cache/skiff/kube}
 OUT="$CACHE/bin/e2e_node.test"
-[ -x "$OUT" ] && exit 0
+AGNHOST="$CACHE/bin/agnhost"
+[ -x "$OUT" ] && [ -x "$AGNHOST" ] && exit 0
 cd "$(dirname "$0")/.."
 # kubelet first: it fetches and unpacks the source and installs the toolchain.
 bash hack/build-kube.sh kubelet
@@ -49,6 +53,12 @@ vend="$SRC_DIR/vendor/github.com/modern-go/reflect2"
   printf '}}\n'
 } > "$overlay"
 
+if [ ! -x "$AGNHOST" ]; then
+  echo "building agnhost (static)" >&2
+  CGO_ENABLED=0 go build -overlay "$overlay" -ldflags '-s -w' -o "$AGNHOST.tmp" ./test/images/agnhost
+  mv "$AGNHOST.tmp" "$AGNHOST"
+fi
+[ -x "$OUT" ] && exit 0
 echo "building e2e_node.test (GOPATH mode, go $(go env GOVERSION))" >&2
 v=k8s.io/kubernetes/vendor/k8s.io/component-base/version
 go test -c -vet=off -overlay "$overlay" -ldflags "-X $v.gitVersion=v1.20.2 -X $v.gitMajor=1 -X $v.gitMinor=20" -o "$OUT.tmp" ./test/e2e_node

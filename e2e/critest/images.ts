@@ -35,7 +35,7 @@ nogroup:x:65534:
 `;
 
 /** The host's libraries a binary links against, copied into root at the same paths. */
-function copyLibs(binary: string, root: string): void {
+export function copyLibs(binary: string, root: string): void {
   for (const [lib] of execFileSync('ldd', [binary]).toString().matchAll(/(\/\S+\.so[.\d]*)/g)) {
     const dst = path.join(root, lib);
     if (fs.existsSync(dst)) continue;
@@ -44,7 +44,7 @@ function copyLibs(binary: string, root: string): void {
   }
 }
 
-function copyWithLibs(binary: string, root: string): void {
+export function copyWithLibs(binary: string, root: string): void {
   const dst = path.join(root, binary);
   fs.mkdirSync(path.dirname(dst), { recursive: true });
   fs.copyFileSync(binary, dst);
@@ -52,11 +52,13 @@ function copyWithLibs(binary: string, root: string): void {
   copyLibs(binary, root);
 }
 
-/** A busybox root like upstream's busybox image: dynamic busybox, its libraries, /etc. */
-function busyboxRoot(work: string): string {
+/** A busybox root like upstream's busybox image: dynamic busybox (from work/deb/*.deb,
+ * downloaded there when missing), its libraries, /etc. */
+export function busyboxRoot(work: string): string {
   const deb = path.join(work, 'deb');
   fs.mkdirSync(deb, { recursive: true });
-  execFileSync('apt-get', ['download', 'busybox'], { cwd: deb, stdio: 'ignore' });
+  // Downloaded once: a caller without network (a namespace of its own) fetches it first.
+  if (!fs.readdirSync(deb).some((f) => f.endsWith('.deb'))) execFileSync('apt-get', ['download', 'busybox'], { cwd: deb, stdio: 'ignore' });
   const file = fs.readdirSync(deb).find((f) => f.endsWith('.deb'));
   if (!file) throw new Error('apt-get download busybox gave no .deb');
   execFileSync('dpkg-deb', ['-x', path.join(deb, file), path.join(deb, 'x')]);
@@ -83,7 +85,7 @@ function busyboxRoot(work: string): string {
   return root;
 }
 
-function fileLayer(work: string, name: string, files: Record<string, string>): Layer {
+export function fileLayer(work: string, name: string, files: Record<string, string>): Layer {
   const dir = path.join(work, `layer-${name}`);
   for (const [p, content] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
@@ -93,7 +95,7 @@ function fileLayer(work: string, name: string, files: Record<string, string>): L
 }
 
 /** A setuid-root program that prints its effective uid, as the nonewprivs test image. */
-function nonewprivsLayer(work: string): Layer {
+export function nonewprivsLayer(work: string): Layer {
   const dir = path.join(work, 'layer-nnp');
   fs.mkdirSync(path.join(dir, 'usr/local/bin'), { recursive: true });
   const src = path.join(work, 'nnp.c');
@@ -104,7 +106,7 @@ function nonewprivsLayer(work: string): Layer {
 }
 
 const STAGING = 'k8s-staging-cri-tools';
-const PATH_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+export const PATH_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
 
 /** Build and push every critest image; returns the registry names they are served as. */
 export async function pushCritestImages(reg: TestRegistry, work: string, arch: string): Promise<void> {

@@ -1,0 +1,140 @@
+// What a node conformance run makes on the host, under its own names only, and the sweep
+// that removes it: after every run, on SIGINT, and at the start of the next run when an
+// earlier one was killed. Everything runs in a network namespace of its own (kubelet's
+// fixed ports 10250/10255, the API server's 6443, kubelet's iptables chains, pod bridges
+// and veths all live and die there); pods' cgroups are under CGROUP_ROOT; files under
+// WORK and SKIFFD_PREFIX*; kubelet's pod logs in /var/log/pods and /var/log/containers
+// in the e2e namespaces; the kernel tunables kubelet sets are put back from the ledger.
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { removeCgroupTree } from '../fixtures/skiffd';
+
+export const NETNS = 'skiff-e2e-node';
+export const NETNS_PATH = `/run/netns/${NETNS}`;
+export const WORK = '/tmp/skiff-e2e-node';
+/** The test skiffd's dir prefix: short, as shim socket paths under it must fit 108 bytes. */
+export const SKIFFD_PREFIX = '/tmp/skn-';
+/** kubelet's --cgroup-root: every pod cgroup of the run is below it. */
+export const CGROUP_ROOT = '/skiff-e2e-node';
+/** The node's address, on a veth in the namespace (kubelet wants a non-loopback one). */
+export const NODE_IP = '10.213.0.1';
+const NODE_IFACE = 'skn-node0';
+const LEDGER = path.join(WORK, 'ledger.json');
+/** Host-wide sysctls kubelet sets when it does not protect kernel defaults. */
+const KERNEL_TUNABLES = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes'];
+/** An e2e test namespace (`<base>-<4 digits>`), as pod log dir names start. */
+const E2E_POD_LOG = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?-\d{4}_/;
+const E2E_CONTAINER_LOG = /_[a-z0-9]([a-z0-9-]*[a-z0-9])?-\d{4}_[^_]+-[0-9a-f]{64}\.log$/;
+
+interface Ledger {
+  tunables: Record<string, string>;
+  /** Dirs that did not exist before the run and are removed after it when empty or ours. */
+  madeDirs: string[];
+}
+
+const quiet = (f: () => void) => {
+  try {
+    f();
+  } catch {
+    /* already gone */
+  }
+};
+
+/** Record what the run will change, before changing it. */
+export function writeLedger(): void {
+  fs.mkdirSync(WORK, { recursive: true });
+  const tunables: Record<string, string> = {};
+  for (const t of KERNEL_TUNABLES) quiet(() => (tunables[t] = fs.readFileSync(`/proc/sys/${t}`, 'utf8').trim()));
+  // The in-process API server writes its self-signed pair to /var/run/kubernetes.
+  const madeDirs = ['/var/run/kubernetes', '/var/lib/kubelet'].filter((d) => !fs.existsSync(d));
+  fs.writeFileSync(LEDGER, JSON.stringify({ tunables, madeDirs } satisfies Ledger));
+}
+
+/** The network namespace every process of the run lives in: loopback up, and a veth
+ * (both ends inside; no dummy driver on every kernel) with the node's address and a default route (kubelet picks the node IP there). */
+export function makeNetns(): void {
+  execFileSync('ip', ['netns', 'add', NETNS]);
+  const inNs = (...args: string[]) => execFileSync('nsenter', [`--net=${NETNS_PATH}`, '--', ...args]);
+  inNs('ip', 'link', 'set', 'lo', 'up');
+  inNs('ip', 'link', 'add', NODE_IFACE, 'type', 'veth', 'peer', 'name', `${NODE_IFACE}p`);
+  inNs('ip', 'link', 'set', `${NODE_IFACE}p`, 'up');
+  inNs('ip', 'addr', 'add', `${NODE_IP}/24`, 'dev', NODE_IFACE);
+  inNs('ip', 'link', 'set', NODE_IFACE, 'up');
+  inNs('ip', 'route', 'add', 'default', 'via', '10.213.0.254', 'dev', NODE_IFACE);
+  // Nothing answers outside: name servers unreachable at once, not after a 5 s timeout per
+  // try (e2e_node.test fetches a manifest from GitHub at start, in each of its 3 processes).
+  for (const [, ns] of fs.readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)) inNs('ip', 'route', 'add', 'unreachable', `${ns}/32`);
+}
+
+/** Make the cgroup root in every hierarchy (kubelet refuses a --cgroup-root that does not exist). */
+export function makeCgroupRoot(): void {
+  for (const root of cgroupMounts()) fs.mkdirSync(path.join(root, CGROUP_ROOT), { recursive: true });
+}
+
+function cgroupMounts(): string[] {
+  const roots = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f.includes('cgroup') || f.includes('cgroup2')).map((f) => f[4]);
+  return [...new Set(roots)];
+}
+
+/** Every pid in the run's network namespace or in its cgroups (not this process). */
+function runPids(): number[] {
+  const pids = new Set<number>();
+  if (fs.existsSync(NETNS_PATH)) {
+    quiet(() => {
+      for (const p of execFileSync('ip', ['netns', 'pids', NETNS]).toString().split(/\s+/)) if (p) pids.add(Number(p));
+    });
+  }
+  const walk = (dir: string) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    quiet(() => {
+      for (const p of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (p) pids.add(Number(p));
+    });
+    for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name));
+  };
+  for (const root of cgroupMounts()) walk(path.join(root, CGROUP_ROOT));
+  pids.delete(process.pid);
+  return [...pids];
+}
+
+function mountsUnder(prefixes: string[]): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m) => m && prefixes.some((p) => m.startsWith(p)));
+}
+
+/** Remove everything a run made (idempotent; what is not there is skipped). */
+export function sweep(log: (s: string) => void = () => {}): void {
+  const skiffdDirs = fs.readdirSync('/tmp').filter((n) => n.startsWith(path.basename(SKIFFD_PREFIX))).map((n) => path.join('/tmp', n));
+  // Processes first (several rounds: a dying shim's children, a restarting kubelet).
+  for (let round = 0; round < 20; round++) {
+    const pids = runPids();
+    if (pids.length === 0) break;
+    if (round === 0) log(`sweep: killing ${pids.length} processes of the run`);
+    for (const p of pids) quiet(() => process.kill(p, 'SIGKILL'));
+    execFileSync('sleep', ['0.2']);
+  }
+  const mounts = mountsUnder([WORK + '/', ...skiffdDirs.map((d) => d + '/')]);
+  if (mounts.length) log(`sweep: unmounting ${mounts.length} mounts`);
+  for (const m of mounts.sort().reverse()) quiet(() => execFileSync('umount', ['-l', m], { stdio: 'ignore' }));
+  removeCgroupTree(CGROUP_ROOT);
+  if (fs.existsSync(NETNS_PATH)) quiet(() => execFileSync('ip', ['netns', 'del', NETNS], { stdio: 'ignore' }));
+  for (const d of ['/var/log/pods', '/var/log/containers']) {
+    const re = d.endsWith('pods') ? E2E_POD_LOG : E2E_CONTAINER_LOG;
+    for (const n of fs.existsSync(d) ? fs.readdirSync(d) : []) if (re.test(n)) fs.rmSync(path.join(d, n), { recursive: true, force: true });
+  }
+  let ledger: Ledger | undefined;
+  quiet(() => (ledger = JSON.parse(fs.readFileSync(LEDGER, 'utf8')) as Ledger));
+  for (const [t, v] of Object.entries(ledger?.tunables ?? {})) quiet(() => fs.writeFileSync(`/proc/sys/${t}`, v));
+  for (const d of ledger?.madeDirs ?? []) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of skiffdDirs) fs.rmSync(d, { recursive: true, force: true });
+  // Reports stay: they are outside WORK.
+  fs.rmSync(WORK, { recursive: true, force: true });
+}
