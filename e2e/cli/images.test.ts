@@ -49,8 +49,11 @@ describe('skiff CLI: images', function () {
     return out;
   };
 
+  // Each image's config is its own (a fresh label): busybox layers built within one second
+  // are byte-identical, and two imports must not become one image with both names.
+  let built = 0;
   const config = (diffIds: string[]) =>
-    Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'], User: 'app' }, rootfs: { type: 'layers', diff_ids: diffIds } }));
+    Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'], User: 'app', Labels: { 'skiff.test/image': String(++built) } }, rootfs: { type: 'layers', diff_ids: diffIds } }));
 
   before(async () => {
     skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });

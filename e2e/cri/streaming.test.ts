@@ -123,7 +123,7 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
     const id = (
       await c.runtime('CreateContainer', {
         pod_sandbox_id: podId,
-        config: { metadata: { name: 'tty' }, image: { image: 'busybox' }, command: ['sh', '-c', 'read x; stty size; echo "line $x"; sleep 0.5'], tty: true, stdin: true, log_path: 'tty.log' },
+        config: { metadata: { name: 'tty' }, image: { image: 'busybox' }, command: ['sh', '-c', 'read x; until stty size >/dev/null 2>&1; do sleep 0.05; done; stty size; echo "line $x"; sleep 0.5'], tty: true, stdin: true, log_path: 'tty.log' },
         sandbox_config: podConfig,
       })
     ).container_id;
@@ -134,6 +134,8 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
       (async () => {
         const u = await url();
         await new Promise((r) => setTimeout(r, 200)); // the watcher is attached first
+        // The size and the line travel on separate channels and may reach the terminal in
+        // either order: the shell waits for a size before it prints one.
         return wsSession(u, 'v5.channel.k8s.io', { resize: { Width: 77, Height: 22 }, stdin: Buffer.from('one\n') });
       })(),
     ]);
