@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { CriClient } from '../../src/cri/client';
-import { createHostContainer, HostPod, runHostPod, startHostContainer } from '../fixtures/host_pods';
+import { CriPod, CriPods, HOST_NETWORK } from '../fixtures/cri_pods';
 import { startBusyboxRegistry } from '../fixtures/node';
 import type { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
@@ -28,7 +28,8 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
   this.timeout(120_000);
   let reg: TestRegistry;
   let skiffd: TestSkiffd;
-  let pod: HostPod;
+  let pods: CriPods;
+  let pod: CriPod;
   let seq = 0;
   const blobs = () => fs.readdirSync(path.join(skiffd.root, 'content', 'blobs', 'sha256')).sort();
   const idOf = async (image: string) => (await skiffd.client.image('ImageStatus', { image: { image } })).image!.id;
@@ -40,7 +41,8 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
     skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false', '--image.pinned_images', 'docker.io/library/busybox:pinned'] });
     skiffd.mirror('docker.io', reg.host);
     for (const tag of ['latest', 'pinned']) await skiffd.client.image('PullImage', { image: { image: `busybox:${tag}` } });
-    pod = await runHostPod(skiffd.client, 'pinning');
+    pods = new CriPods(skiffd, { prefix: 'pinning', namespace: 'e2e', uidPrefix: 'uid-pinning-' });
+    pod = await pods.runPod(HOST_NETWORK);
   });
   after(async () => {
     await skiffd?.cleanup();
@@ -74,19 +76,19 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
     const c = skiffd.client;
     const other = await idOf('busybox:other');
     // image names the tag kubelet was given; image_ref the image kubelet resolved: it wins.
-    const id = await startHostContainer(c, pod, `ref${++seq}`, { image: { image: 'busybox:latest', image_ref: other } });
+    const id = await pods.startCtr(pod, `ref${++seq}`, { image: { image: 'busybox:latest', image_ref: other } });
     assert.match(await envOf(id), /TAG=other/);
     const st = (await c.runtime('ContainerStatus', { container_id: id })).status!;
     assert.equal(st.image_id, other);
     assert.equal(st.image?.image, 'busybox:latest');
     const digestRef = (await c.image('ImageStatus', { image: { image: other } })).image!.repo_digests[0];
-    const byDigest = await startHostContainer(c, pod, `ref${++seq}`, { image: { image: 'busybox', image_ref: digestRef } });
+    const byDigest = await pods.startCtr(pod, `ref${++seq}`, { image: { image: 'busybox', image_ref: digestRef } });
     assert.match(await envOf(byDigest), /TAG=other/);
 
     const containers = (await c.runtime('ListContainers', {})).containers.length;
     const missing = `sha256:${'0'.repeat(64)}`;
-    await rejectsWith(createHostContainer(c, pod, `ref${++seq}`, { image: { image: 'busybox', image_ref: missing } }), NOT_FOUND, new RegExp(`image_ref "${missing}" not found`));
-    await rejectsWith(createHostContainer(c, pod, `ref${++seq}`, { image: { image: 'busybox', image_ref: 'busybox:latest' } }), INVALID_ARGUMENT, /image_ref "busybox:latest" is neither an image id nor a digest/);
+    await rejectsWith(pods.createCtr(pod, `ref${++seq}`, { image: { image: 'busybox', image_ref: missing } }), NOT_FOUND, new RegExp(`image_ref "${missing}" not found`));
+    await rejectsWith(pods.createCtr(pod, `ref${++seq}`, { image: { image: 'busybox', image_ref: 'busybox:latest' } }), INVALID_ARGUMENT, /image_ref "busybox:latest" is neither an image id nor a digest/);
     assert.equal((await c.runtime('ListContainers', {})).containers.length, containers, 'nothing created');
     for (const cid of [id, byDigest]) await c.runtime('RemoveContainer', { container_id: cid });
   });
@@ -99,7 +101,7 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
     assert.deepEqual(pinned, ['docker.io/library/busybox:pinned']);
     for (const name of ['busybox:pinned', st.image!.id]) await rejectsWith(c.image('RemoveImage', { image: { image: name } }), FAILED_PRECONDITION, /pinned by image\.pinned_images: not removed/);
     assert.ok(blobs().includes(st.image!.id.slice(7)), 'its config blob is kept');
-    const id = await startHostContainer(c, pod, `pinned${++seq}`, { image: { image: 'busybox:pinned' } });
+    const id = await pods.startCtr(pod, `pinned${++seq}`, { image: { image: 'busybox:pinned' } });
     assert.match(await envOf(id), /TAG=pinned/);
     await c.runtime('RemoveContainer', { container_id: id });
   });
@@ -110,7 +112,7 @@ describe('image specs: runtime handler, image_ref, pinned images, annotations (s
     const image = await idOf('busybox:latest');
     const { chainIds } = JSON.parse((await c.image('ImageStatus', { image: { image }, verbose: true })).info.info) as { chainIds: string[] };
     const layersDir = path.join(skiffd.root, 'snapshots', 'layers');
-    const id = await startHostContainer(c, pod, `inuse${++seq}`, { image: { image: 'busybox:latest' } });
+    const id = await pods.startCtr(pod, `inuse${++seq}`, { image: { image: 'busybox:latest' } });
     assert.equal((await c.image('ImageStatus', { image: { image: image } })).image?.pinned, true, 'a used image reads pinned');
     for (const name of ['busybox:latest', image]) await rejectsWith(c.image('RemoveImage', { image: { image: name } }), FAILED_PRECONDITION, new RegExp(`in use by container ${id}`));
     assert.match(await envOf(id), /TAG=latest/, 'the container still works');

@@ -5,7 +5,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ImageFsInfoResponse } from '../../src/cri/gen/cri';
-import { runHostPod, startHostContainer } from '../fixtures/host_pods';
+import { CriPods, HOST_NETWORK } from '../fixtures/cri_pods';
 import { startBusyboxRegistry } from '../fixtures/node';
 import type { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
@@ -44,7 +44,8 @@ describe('ImageFsInfo as kubelet reads it (skiffd over gRPC)', function () {
     const c = skiffd.client;
     skiffd.mirror('docker.io', reg.host);
     await c.image('PullImage', { image: { image: 'busybox' } });
-    const container_id = await startHostContainer(c, await runHostPod(c, 'fs'), 'writer');
+    const pods = new CriPods(skiffd, { prefix: 'fs', namespace: 'e2e', uidPrefix: 'uid-fs-' });
+    const container_id = await pods.startCtr(await pods.runPod(HOST_NETWORK), 'writer');
     const r = await c.runtime('ExecSync', { container_id, cmd: ['dd', 'if=/dev/zero', 'of=/written', 'bs=1048576', 'count=16'], timeout: 30 });
     assert.equal(r.exit_code, 0, Buffer.from(r.stderr).toString());
     return container_id;

@@ -3,10 +3,8 @@
 // a user-namespaced pod on the host's network gets the host's /sys, read-only.
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
-import * as path from 'path';
-import type { PodSandboxConfig } from '../../src/cri/gen/cri';
 import { ContainerState, NamespaceMode } from '../../src/cri/gen/cri';
-import type { Reply } from '../../src/cri/server';
+import { CriPods } from '../fixtures/cri_pods';
 import { startTestNode, TestNode } from '../fixtures/node';
 
 describe('CRI Status features (skiffd over gRPC)', function () {
@@ -32,18 +30,9 @@ describe('CRI Status features (skiffd over gRPC)', function () {
   it('runs a user-namespaced pod on the host network with the host\'s /sys, read-only', async () => {
     const c = node.skiffd.client;
     const map = [{ host_id: 300000, container_id: 0, length: 65536 }];
-    const config: Reply<PodSandboxConfig> = {
-      metadata: { name: 'userns-hostnet', namespace: 'e2e', uid: 'uid-userns-hostnet', attempt: 0 },
-      log_directory: path.join(node.skiffd.dir, 'logs', 'userns-hostnet'),
-      linux: { security_context: { namespace_options: { network: NamespaceMode.NODE, userns_options: { mode: NamespaceMode.POD, uids: map, gids: map } } } },
-    };
-    const { pod_sandbox_id } = await c.runtime('RunPodSandbox', { config });
-    const { container_id } = await c.runtime('CreateContainer', {
-      pod_sandbox_id,
-      config: { metadata: { name: 'c', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '1000'] },
-      sandbox_config: config,
-    });
-    await c.runtime('StartContainer', { container_id });
+    const pods = new CriPods(node.skiffd, { prefix: 'userns-hostnet-', namespace: 'e2e', uidPrefix: 'uid-userns-hostnet-' });
+    const pod = await pods.runPod({ linux: { security_context: { namespace_options: { network: NamespaceMode.NODE, userns_options: { mode: NamespaceMode.POD, uids: map, gids: map } } } } });
+    const container_id = await pods.startCtr(pod, 'c');
     assert.equal((await c.runtime('ContainerStatus', { container_id })).status?.state, ContainerState.CONTAINER_RUNNING);
     const script = 'cat /proc/self/uid_map; ls -1 /sys/class/net; if touch /sys/kernel/x 2>/dev/null; then echo writable; else echo read-only; fi';
     const r = await c.runtime('ExecSync', { container_id, cmd: ['sh', '-c', script], timeout: 30 });

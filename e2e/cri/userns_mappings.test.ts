@@ -2,10 +2,10 @@
 // would refuse (overlapping, past 2^32, container id 0 unmapped, empty, NODE with mappings)
 // are INVALID_ARGUMENT naming the field before anything is made.
 import assert from 'node:assert/strict';
-import * as path from 'path';
 import type { IDMapping, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { NamespaceMode } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
+import { CriPods } from '../fixtures/cri_pods';
 import { statusCode } from '../fixtures/grpc';
 import { startTestNode, TestNode } from '../fixtures/node';
 
@@ -14,23 +14,21 @@ const INVALID_ARGUMENT = 3;
 describe('pod user namespace mappings (skiffd over gRPC)', function () {
   this.timeout(120_000);
   let node: TestNode;
-  let seq = 0;
+  let pods: CriPods;
 
   before(async () => {
     node = await startTestNode();
+    pods = new CriPods(node.skiffd, { prefix: 'userns-', namespace: 'e2e', uidPrefix: 'uid-userns-' });
   });
   after(async () => {
     await node?.stop();
   });
 
-  const podConfig = (mode: NamespaceMode, uids: Reply<IDMapping>[], gids = uids): Reply<PodSandboxConfig> => {
-    const name = `userns-${++seq}`;
-    return {
-      metadata: { name, namespace: 'e2e', uid: `uid-${name}`, attempt: 0 },
-      log_directory: path.join(node.skiffd.dir, 'logs', name),
-      linux: { security_context: { namespace_options: { network: NamespaceMode.NODE, userns_options: { mode, uids, gids } } } },
-    };
-  };
+  /** A host-network pod's config with these user namespace options. */
+  const userns = (mode: NamespaceMode, uids: Reply<IDMapping>[], gids = uids): Reply<PodSandboxConfig> => ({
+    linux: { security_context: { namespace_options: { network: NamespaceMode.NODE, userns_options: { mode, uids, gids } } } },
+  });
+  const podConfig = (mode: NamespaceMode, uids: Reply<IDMapping>[], gids = uids): Reply<PodSandboxConfig> => pods.podConfig(userns(mode, uids, gids));
 
   it('maps several ranges: the pod sees each of them', async () => {
     const c = node.skiffd.client;
@@ -38,19 +36,12 @@ describe('pod user namespace mappings (skiffd over gRPC)', function () {
       { container_id: 0, host_id: 310000, length: 1000 },
       { container_id: 1000, host_id: 320000, length: 64536 },
     ];
-    const config = podConfig(NamespaceMode.POD, map);
-    const { pod_sandbox_id } = await c.runtime('RunPodSandbox', { config });
-    const { container_id } = await c.runtime('CreateContainer', {
-      pod_sandbox_id,
-      config: { metadata: { name: 'c', attempt: 0 }, image: { image: 'busybox' }, command: ['sleep', '1000'] },
-      sandbox_config: config,
-    });
-    await c.runtime('StartContainer', { container_id });
-    const r = await c.runtime('ExecSync', { container_id, cmd: ['cat', '/proc/self/uid_map'], timeout: 30 });
-    const lines = Buffer.from(r.stdout).toString().trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
+    const pod = await pods.runPod(userns(NamespaceMode.POD, map));
+    const container_id = await pods.startCtr(pod, 'c');
+    const lines = (await pods.exec(container_id, ['cat', '/proc/self/uid_map'])).out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number));
     assert.deepEqual(lines, [[0, 310000, 1000], [1000, 320000, 64536]]);
-    await c.runtime('StopPodSandbox', { pod_sandbox_id });
-    await c.runtime('RemovePodSandbox', { pod_sandbox_id });
+    await c.runtime('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
 
   it('refuses mappings the kernel would refuse, naming the field, and makes nothing', async () => {
