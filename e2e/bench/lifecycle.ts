@@ -1,10 +1,11 @@
 // The `lifecycle` suite: skiff against containerd (Debian's, with runc, and with crun
 // when present) through the same CRI client: RunPodSandbox, Create+StartContainer, a
 // full pod lifecycle serial and 20-way concurrent, and the daemons' and shims' memory.
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { CriClient } from '../../src/cri/client';
+import { launchContainerd } from '../fixtures/containerd';
 import { busyboxLayer } from '../fixtures/images';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
@@ -91,51 +92,18 @@ export async function startSkiff(registryHost: string, cleanups: Cleanups): Prom
   };
 }
 
-function containerdConfig(dir: string, registryHost: string, runtimeBinary: string, confDir: string): string {
-  return `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-[grpc]
-  address = "${dir}/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "docker.io/bench/pause:1"
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "${confDir}"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "${dir}/certs.d"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "${runtimeBinary}"
-# registry ${registryHost}
-`;
-}
-
 export async function startContainerd(name: Subject['name'], work: string, registryHost: string, runtimeBinary: string): Promise<{ subject: Subject; net: TestNetwork }> {
   const dir = fs.mkdtempSync(path.join(work, `${name}-`));
   const net = new TestNetwork(path.join(dir, 'net.d'), path.join(dir, 'ipam'));
-  const hosts = path.join(dir, 'certs.d', 'docker.io');
-  fs.mkdirSync(hosts, { recursive: true });
-  fs.writeFileSync(path.join(hosts, 'hosts.toml'), `server = "http://${registryHost}"\n[host."http://${registryHost}"]\n  capabilities = ["pull", "resolve"]\n`);
-  fs.writeFileSync(path.join(dir, 'config.toml'), containerdConfig(dir, registryHost, runtimeBinary, path.join(dir, 'net.d')));
-  const logFd = fs.openSync(path.join(dir, 'containerd.log'), 'a');
-  const proc: ChildProcess = spawn('containerd', ['--config', path.join(dir, 'config.toml')], { stdio: ['ignore', logFd, logFd] });
-  fs.closeSync(logFd);
-  const client = new CriClient(path.join(dir, 'containerd.sock'));
-  for (let i = 0; ; i++) {
-    try {
-      await client.runtime('Version', {}, { timeoutMs: 1000 });
-      break;
-    } catch (e) {
-      if (i > 200 || proc.exitCode !== null) throw new Error(`containerd did not start: ${fs.readFileSync(path.join(dir, 'containerd.log'), 'utf8').slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  const sock = path.join(dir, 'containerd.sock');
+  const { proc, client, socket: sock } = await launchContainerd({
+    dir,
+    registryHost,
+    mirrors: ['docker.io'],
+    cniConfDir: path.join(dir, 'net.d'),
+    sandboxImage: 'docker.io/bench/pause:1',
+    runtimeBinary,
+    cri: { restrict_oom_score_adj: true },
+  });
   const subject: Subject = {
     name,
     client,
