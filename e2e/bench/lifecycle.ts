@@ -9,7 +9,7 @@ import { launchContainerd } from '../fixtures/containerd';
 import { busyboxLayer } from '../fixtures/images';
 import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
-import { removeCgroupTree, TestSkiffd } from '../fixtures/skiffd';
+import { removeCgroupTree, TestSkiffd, unmountUnder } from '../fixtures/skiffd';
 import type { BenchOptions, Suite } from './index';
 import { freeCgroup2ControllersForCrun, vmRssKiB } from './shim';
 import { fmt, median, printTable, round, summarize } from './stats';
@@ -130,8 +130,7 @@ export async function startContainerd(name: Subject['name'], work: string, regis
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
         if (proc.exitCode === null) proc.kill('SIGKILL');
       }
-      const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(dir + '/'));
-      for (const m of mounts.sort().reverse()) execFileSync('umount', ['-l', m]);
+      unmountUnder(dir);
       net.remove();
       removeCgroupTree('/k8s.io');
       fs.rmSync(dir, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import { hostPlatform } from '../../src/image/registry';
 import { chainIds } from '../../src/image/snapshotter';
 import { busyboxLayer } from '../fixtures/images';
 import { sha256, TestRegistry } from '../fixtures/registry';
+import { unmountUnder } from '../fixtures/skiffd';
 import type { BenchOptions, Suite } from './index';
 import type { PullWorkerError, PullWorkerReady, PullWorkerResult } from './pull_worker';
 import { fmt, median, printTable, round, summarize, type Summary } from './stats';
@@ -614,17 +615,6 @@ function runCtrPull(sock: string, ref: string): Promise<{ seconds: number; stdou
 function dropCaches(): void {
   execFileSync('sync');
   fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
-}
-
-/** Lazily unmounts every mount point under dir, deepest first. */
-function unmountUnder(dir: string): void {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  const mounts = fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => unescape(l.split(' ')[4] ?? ''))
-    .filter((m) => m.startsWith(`${dir}/`));
-  for (const m of mounts.sort().reverse()) execFileSync('umount', ['-l', m]);
 }
 
 function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {

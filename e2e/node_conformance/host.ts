@@ -8,7 +8,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { removeCgroupTree } from '../fixtures/skiffd';
+import { cgroupMounts, removeCgroupTree, unmountUnder } from '../fixtures/skiffd';
 
 export const NETNS = 'skiff-e2e-node';
 export const NETNS_PATH = `/run/netns/${NETNS}`;
@@ -72,11 +72,6 @@ export function makeCgroupRoot(): void {
   for (const root of cgroupMounts()) fs.mkdirSync(path.join(root, CGROUP_ROOT), { recursive: true });
 }
 
-function cgroupMounts(): string[] {
-  const roots = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f.includes('cgroup') || f.includes('cgroup2')).map((f) => f[4]);
-  return [...new Set(roots)];
-}
-
 /** Every pid in the run's network namespace or in its cgroups (not this process). */
 function runPids(): number[] {
   const pids = new Set<number>();
@@ -102,14 +97,6 @@ function runPids(): number[] {
   return [...pids];
 }
 
-function mountsUnder(prefixes: string[]): string[] {
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m) => m && prefixes.some((p) => m.startsWith(p)));
-}
-
 /** Remove everything a run made (idempotent; what is not there is skipped). */
 export function sweep(log: (s: string) => void = () => {}): void {
   const skiffdDirs = fs.readdirSync('/tmp').filter((n) => n.startsWith(path.basename(SKIFFD_PREFIX))).map((n) => path.join('/tmp', n));
@@ -121,9 +108,8 @@ export function sweep(log: (s: string) => void = () => {}): void {
     for (const p of pids) quiet(() => process.kill(p, 'SIGKILL'));
     execFileSync('sleep', ['0.2']);
   }
-  const mounts = mountsUnder([WORK + '/', ...skiffdDirs.map((d) => d + '/')]);
-  if (mounts.length) log(`sweep: unmounting ${mounts.length} mounts`);
-  for (const m of mounts.sort().reverse()) quiet(() => execFileSync('umount', ['-l', m], { stdio: 'ignore' }));
+  const unmounted = [WORK, ...skiffdDirs].reduce((n, d) => n + unmountUnder(d, { quiet: true }), 0);
+  if (unmounted) log(`sweep: unmounted ${unmounted} mounts`);
   removeCgroupTree(CGROUP_ROOT);
   if (fs.existsSync(NETNS_PATH)) quiet(() => execFileSync('ip', ['netns', 'del', NETNS], { stdio: 'ignore' }));
   for (const d of ['/var/log/pods', '/var/log/containers']) {
