@@ -79,6 +79,9 @@ export class Daemon {
       onPull: (p) => metrics.observePull(p),
     });
     await images.init();
+    const shimBinary = config['shim.binary'] || path.resolve(__dirname, '../../shim/build/skiff-shim');
+    // Probed while the rest starts (a process of its own): Status is the first to need it.
+    const kernelProbe = probeKernelFeatures(shimBinary);
     const cni = new CniNetwork({
       confDir: config['network.conf_dir'],
       binDirs: config['network.bin_dirs'],
@@ -99,9 +102,6 @@ export class Daemon {
     await defaultNetwork.init();
     const hostLsm = await detectHostLsm();
     log.info('mandatory access control', { apparmor: hostLsm.apparmor, selinux: !!hostLsm.selinux });
-    const shimBinary = config['shim.binary'] || path.resolve(__dirname, '../../shim/build/skiff-shim');
-    const kernel = await probeKernelFeatures(shimBinary);
-    for (const [name, f] of Object.entries(kernel)) if (!f.supported) log.warn('kernel feature unavailable', { feature: name, error: f.error });
     const sandboxes = new SandboxService({
       root: config.root,
       state: config.state,
@@ -123,6 +123,8 @@ export class Daemon {
     });
     await sandboxes.init();
     await containers.init();
+    const kernel = await kernelProbe;
+    for (const [name, f] of Object.entries(kernel)) if (!f.supported) log.warn('kernel feature unavailable', { feature: name, error: f.error });
 
     const streaming = new StreamingServer(
       {
