@@ -43,6 +43,7 @@ export const SCHEMA = {
   'streaming.address': { kind: 'string', default: '127.0.0.1:0', doc: 'streaming server (exec, attach, port-forward) host:port; port 0 picks a free one' },
   'streaming.tls_cert': { kind: 'string', default: '', doc: 'PEM certificate for the streaming server; empty: plain HTTP' },
   'streaming.tls_key': { kind: 'string', default: '', doc: 'PEM key for streaming.tls_cert' },
+  'debug.failpoints': { kind: 'string[]', default: [] as string[], doc: 'tests only: steps where skiffd kills itself or fails (step=kill|error, see src/failpoints.ts); also SKIFF_FAILPOINTS' },
 } satisfies Record<string, Key>;
 
 export type ConfigKey = keyof typeof SCHEMA;

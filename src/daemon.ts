@@ -29,6 +29,9 @@ import { probeKernelFeatures } from './shim/features';
 import { ContainerStatsService } from './stats/container_stats';
 import { PodStatsService } from './stats/pod_stats';
 import { StreamingServer } from './streaming/server';
+import { armFailpoints, shimFailpoints } from './failpoints';
+import { recover } from './recovery';
+import { IntentJournal } from './store/intents';
 
 
 /** The lowest oom_score_adj this host lets skiffd give a process: some hosts refuse any
@@ -62,6 +65,10 @@ export class Daemon {
     await fsp.mkdir(config.root, { recursive: true, mode: 0o711 });
     await fsp.mkdir(config.state, { recursive: true, mode: 0o711 });
     let containers: ContainerService | undefined;
+    armFailpoints([...config['debug.failpoints'], ...(process.env.SKIFF_FAILPOINTS ?? '').split(',')]);
+    const shimSteps = shimFailpoints();
+    const journal = new IntentJournal(path.join(config.root, 'metadata', 'intents'), (m) => log.warn(m));
+    await journal.init();
     const metrics = new Metrics();
     let metricsAddress = ''; // host:port once serving (port 0 in the config picks one)
     const images = new ImageService({
@@ -77,6 +84,7 @@ export class Daemon {
       pinnedImages: config['image.pinned_images'],
       warn: (msg) => log.warn(msg),
       onPull: (p) => metrics.observePull(p),
+      journal,
     });
     await images.init();
     const shimBinary = config['shim.binary'] || path.resolve(__dirname, '../../shim/build/skiff-shim');
@@ -110,6 +118,9 @@ export class Daemon {
       defaultCgroupParent: config['cri.cgroup_parent'],
       cni,
       log,
+      journal,
+      recovered: (kind) => metrics.observeRecovery(kind),
+      shimEnv: shimSteps ? { SKIFF_SHIM_FAILPOINTS: shimSteps } : undefined,
     });
     containers = new ContainerService({
       root: config.root,
@@ -120,9 +131,12 @@ export class Daemon {
       minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
       lsm: hostLsm,
       seccompProfileRoot: config['cri.seccomp_profile_root'],
+      journal,
+      recovered: (kind) => metrics.observeRecovery(kind),
     });
     await sandboxes.init();
     await containers.init();
+    await recover({ journal, sandboxes, containers, images, log, observe: (kind) => metrics.observeRecovery(kind) });
     const kernel = await kernelProbe;
     for (const [name, f] of Object.entries(kernel)) if (!f.supported) log.warn('kernel feature unavailable', { feature: name, error: f.error });
 

@@ -382,6 +382,7 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     c->cg = NULL;
     goto fail;
   }
+  shim_failpoint("create.cgroup");
   if (log_path && *log_path) {
     if (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path)))
       goto fail_cg;
@@ -403,6 +404,7 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
       goto fail_cg;
     }
   }
+  shim_failpoint("create.spawned");
   proc_io_close_child_ends(stdio);
   if (proc_io_start(&c->io, master, want_stdin, err) < 0) {
     kill(c->pid, SIGKILL);
@@ -416,6 +418,7 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   c->oom_kills_at_start = cgroup_oom_kills(c->cg);
   c->next = g_containers;
   g_containers = c;
+  shim_failpoint("create.ready");
   *result = json_pack("{s:i}", "pid", (int) c->pid);
   shim_log("created container %s pid %d", c->id, (int) c->pid);
   return 0;
@@ -440,6 +443,7 @@ int container_start(struct container *c, json_t **result, struct shim_err *err)
   if (c->status != CTR_CREATED)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is %s, not created", c->id,
                      status_names[c->status]);
+  shim_failpoint("start.go");
   r = spawn_release(c->sync_fd, err);
   close(c->sync_fd);
   c->sync_fd = -1;

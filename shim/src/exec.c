@@ -107,6 +107,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
       .stdio = { stdio[0], stdio[1], stdio[2] },
     };
     int r = spawn_process(&req, &e->pid, &sync_fd, &master, err);
+    shim_failpoint("exec.spawned");
     proc_io_close_child_ends(stdio);
     if (r == 0) {
       r = spawn_release(sync_fd, err);

@@ -57,6 +57,10 @@ void cleanup_jsonp(json_t **j);
 /* Diagnostics to the shim's own log (stderr redirected to <state>/shim.log). */
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Tests' failpoints: die (SIGKILL) at `step` ("create.cgroup", ...) when it is named in
+ * $SKIFF_SHIM_FAILPOINTS (comma-separated; skiffd passes what its failpoints ask). */
+void shim_failpoint(const char *step);
+
 /* ---- small helpers (util.c: only generic fs/string helpers) --------------- */
 
 /* Write a whole buffer to a file path (O_WRONLY|O_TRUNC or O_CREAT as given). */

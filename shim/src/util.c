@@ -2,6 +2,7 @@
 #include "shim.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,4 +177,18 @@ void format_rfc3339nano(int64_t ns, char *buf, size_t len)
   gmtime_r(&secs, &tm);
   strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(buf, len, "%s.%09lldZ", date, (long long) (ns % 1000000000LL));
+}
+
+void shim_failpoint(const char *step)
+{
+  const char *list = getenv("SKIFF_SHIM_FAILPOINTS");
+  size_t n = strlen(step);
+  while (list && *list) {
+    const char *end = strchrnul(list, ',');
+    if ((size_t) (end - list) == n && strncmp(list, step, n) == 0) {
+      shim_log("failpoint %s: SIGKILL", step);
+      raise(SIGKILL);
+    }
+    list = *end ? end + 1 : end;
+  }
 }

@@ -4,15 +4,18 @@
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound } from '../errors';
+import { AlreadyExists, DeadlineExceeded, FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
 import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri/gen/cri';
 import type { ImageRecord, ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
-import type { ExitInfo, OciProcess, ShimClient, ShimStream } from '../shim/client';
+import { ExitInfo, OciProcess, ShimClient, ShimError, ShimStream } from '../shim/client';
 import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
+import type { Intent, IntentJournal } from '../store/intents';
+import { failpoint } from '../failpoints';
+import { removeCgroupTree } from '../sandbox/host_cgroups';
 import type { Spec } from './oci';
 import { ociResources } from './resources';
 import { hostDevices, statDevices } from './devices';
@@ -72,6 +75,10 @@ export interface ContainerServiceOptions {
   appArmorProfiles?: AppArmorProfiles;
   /** Where relative Localhost seccomp profiles are found (kubelet's seccomp dir). */
   seccompProfileRoot?: string;
+  /** Where each operation records its intent before it touches the host. */
+  journal: IntentJournal;
+  /** Told of each leftover start-up recovery removed (logged already). */
+  recovered?: (kind: string) => void;
 }
 
 function exitReason(e: ExitInfo): string {
@@ -105,6 +112,16 @@ async function createBindTargets(rootfs: string, mounts: { destination: string; 
       else await fsp.writeFile(cur, '', { mode: 0o644, flag: 'wx' });
     }
     void ok;
+  }
+}
+
+/** Delete a container from its shim, if the shim has it; a shim that died took its
+ * containers with it. */
+async function deleteFromShim(shim: ShimClient, id: string): Promise<void> {
+  try {
+    await shim.delete({ id, force: true });
+  } catch (e) {
+    if (shim.connected && !(e instanceof ShimError && e.grpcStatus === GrpcCode.NOT_FOUND)) throw e;
   }
 }
 
@@ -314,11 +331,15 @@ export class ContainerService {
     const bundle = path.join(this.opts.state, 'containers', id);
     const rootfs = path.join(bundle, 'rootfs');
     const undo: (() => Promise<unknown>)[] = [async () => this.names.delete(key), async () => this.creating.delete(id)];
+    let intent: Intent | undefined;
     try {
+      intent = await this.opts.journal.begin('create_container', id, { podId: pod.id, bundle, cgroupParent: pod.cgroupParent });
+      failpoint('create_container.journaled');
       await fsp.mkdir(rootfs, { recursive: true, mode: 0o711 });
       undo.push(() => fsp.rm(bundle, { recursive: true, force: true }));
-      await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs);
       undo.push(() => this.opts.images.snapshots.removeRootfs(id, rootfs));
+      await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs);
+      failpoint('create_container.rootfs');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
       const sc = config.linux?.security_context ?? null;
       const devices = await statDevices(config.devices.map((d) => d.host_path));
@@ -365,10 +386,13 @@ export class ContainerService {
       // owned by the host's root: skiffd makes the bind targets first.
       if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts);
       await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      failpoint('create_container.spec');
       const shim = this.opts.sandboxes.shim(pod.id);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${pod.id} is not ready`);
+      undo.push(() => removeCgroupTree(path.posix.join(pod.cgroupParent, id)));
+      undo.push(() => deleteFromShim(shim, id));
       const created = await shim.create({ id, bundle, logPath: logPath || undefined, stdin: config.stdin, stdinOnce: config.stdin_once });
-      undo.push(() => shim.delete({ id, force: true }));
+      failpoint('create_container.shim');
       const user = spec.process?.user ?? { uid: 0, gid: 0 };
       const r: ContainerRecord = {
         id,
@@ -393,11 +417,26 @@ export class ContainerService {
       };
       await this.save(r);
       this.creating.delete(id);
-      return r;
     } catch (e) {
-      for (const u of undo.reverse()) await u().catch((err: Error) => this.opts.log.warn('undo of a failed create failed', { container: id, error: err.message }));
+      let clean = true;
+      for (const u of undo.reverse())
+        await u().catch((err: Error) => {
+          clean = false;
+          this.opts.log.warn('undo of a failed create failed', { container: id, error: err.message });
+        });
+      // Undone in full: the intent is done with. Else a restart undoes what is left.
+      if (clean && intent) await this.endIntent(intent);
       throw e;
     }
+    failpoint('create_container.recorded');
+    await this.endIntent(intent);
+    return this.containers.get(id)!;
+  }
+
+  /** Drop an intent whose outcome is recorded; should that fail, the next start finds the
+   * intent settled by the record. */
+  private async endIntent(intent: Intent): Promise<void> {
+    await this.opts.journal.end(intent).catch((e: Error) => this.opts.log.warn('could not drop a settled intent', { op: intent.op, id: intent.id, error: e.message }));
   }
 
   async start(id: string): Promise<void> {
@@ -407,15 +446,21 @@ export class ContainerService {
       if (r.state !== 'created') throw new FailedPrecondition(`container ${r.id} is ${r.state}, not created`);
       const shim = this.opts.sandboxes.shim(r.podId);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} of container ${r.id} is not ready`);
+      const intent = await this.opts.journal.begin('start_container', r.id, { podId: r.podId });
       try {
+        failpoint('start_container.journaled');
         const s = await shim.start({ id: r.id });
+        failpoint('start_container.shim');
         const cur = this.containers.get(r.id)!;
         // A process that exits at once may have been recorded exited already.
         if (cur.state === 'created') await this.save({ ...cur, state: 'running', startedAt: nowNs(), pid: s.pid });
         else await this.save({ ...cur, startedAt: cur.startedAt || nowNs() });
+        failpoint('start_container.recorded');
       } catch (e) {
         await this.save({ ...r, state: 'exited', finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (e as Error).message });
         throw e;
+      } finally {
+        await this.opts.journal.end(intent);
       }
     });
   }
@@ -474,11 +519,19 @@ export class ContainerService {
     await this.lock.run(found.id, async () => {
       const r = this.containers.get(found.id);
       if (!r) return;
+      const intent = await this.opts.journal.begin('remove_container', r.id, { podId: r.podId });
+      failpoint('remove_container.journaled');
       if (r.state !== 'exited') await this.doStop(r.id, 0);
+      failpoint('remove_container.stopped');
       const shim = this.opts.sandboxes.shim(r.podId);
       if (shim) await shim.delete({ id: r.id, force: true }).catch((e: Error) => this.opts.log.warn('shim delete failed', { container: r.id, error: e.message }));
+      // The shim removes the container's cgroup; a killed one could not.
+      const pod = this.opts.sandboxes.get(r.podId);
+      if (pod) await removeCgroupTree(path.posix.join(pod.cgroupParent, r.id));
+      failpoint('remove_container.shim');
       await this.opts.images.snapshots.removeRootfs(r.id, path.join(r.bundle, 'rootfs'));
       await fsp.rm(r.bundle, { recursive: true, force: true });
+      failpoint('remove_container.rootfs');
       await this.records.delete(r.id);
       this.containers.delete(r.id);
       for (const [k, v] of this.names) if (v === r.id) this.names.delete(k);
@@ -486,10 +539,61 @@ export class ContainerService {
       this.isolationSeen.delete(r.id);
       this.onRemoved(r.id);
       this.emitChange('deleted', r);
+      failpoint('remove_container.recorded');
+      await this.opts.journal.end(intent);
       // Layers only this container kept (its image was removed while it was created) go now.
       if (!this.opts.images.find(r.imageId))
         await this.opts.images.collectGarbage().catch((e: Error) => this.opts.log.warn('image garbage collection failed', { container: r.id, error: e.message }));
     });
+  }
+
+  /**
+   * Start-up recovery of an operation a crash interrupted: a create with no record is
+   * undone (the shim's container, its cgroup, the rootfs mount and writable layer, the
+   * bundle); a start was settled by reconcile (the shim says whether it ran); a removal
+   * of a container still recorded is carried out again.
+   */
+  async recoverIntent(i: Intent): Promise<string> {
+    const r = this.containers.get(i.id);
+    switch (i.op) {
+      case 'create_container': {
+        if (r) return 'finished';
+        const shim = this.opts.sandboxes.shim(i.plan.podId);
+        if (shim) await deleteFromShim(shim, i.id);
+        await removeCgroupTree(path.posix.join(i.plan.cgroupParent, i.id));
+        await this.opts.images.snapshots.removeRootfs(i.id, path.join(i.plan.bundle, 'rootfs'));
+        await fsp.rm(i.plan.bundle, { recursive: true, force: true });
+        return 'undone';
+      }
+      case 'start_container':
+        return r?.state === 'created' ? 'undone' : 'finished';
+      case 'remove_container':
+        if (r) await this.remove(r.id);
+        return 'finished';
+      default:
+        throw new Error(`not a container operation: ${i.op}`);
+    }
+  }
+
+  /** Remove what no container record owns: bundles (and their rootfs mounts) under the
+   * state dir, and writable layers in the snapshotter. */
+  async sweep(): Promise<void> {
+    const ID = /^[a-f0-9]{64}$/;
+    const bundles = path.join(this.opts.state, 'containers');
+    for (const id of (await fsp.readdir(bundles).catch(() => [] as string[])).filter((n) => ID.test(n) && !this.containers.has(n))) {
+      await this.opts.images.snapshots.removeRootfs(id, path.join(bundles, id, 'rootfs'));
+      await fsp.rm(path.join(bundles, id), { recursive: true, force: true });
+      this.recovered('rootfs', id);
+    }
+    for (const id of (await this.opts.images.snapshots.listWritableLayers()).filter((n) => ID.test(n) && !this.containers.has(n))) {
+      await this.opts.images.snapshots.removeRootfs(id, path.join(bundles, id, 'rootfs'));
+      this.recovered('writable_layer', id);
+    }
+  }
+
+  private recovered(kind: string, id: string): void {
+    this.opts.log.warn('recovery removed a leftover', { kind, container: id });
+    this.opts.recovered?.(kind);
   }
 
   private async stopAllInPod(podId: string): Promise<void> {

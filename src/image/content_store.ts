@@ -34,11 +34,14 @@ export class ContentStore {
     this.ingestDir = path.join(root, 'ingest');
   }
 
-  /** Create the directories and drop what a killed write left in ingest/. */
-  async init(): Promise<void> {
+  /** Create the directories and drop what a killed write left in ingest/; returns the
+   * names of the files dropped. */
+  async init(): Promise<string[]> {
     await fsp.mkdir(this.blobsDir, { recursive: true, mode: 0o700 });
+    const left = await fsp.readdir(this.ingestDir).catch(() => [] as string[]);
     await fsp.rm(this.ingestDir, { recursive: true, force: true });
     await fsp.mkdir(this.ingestDir, { recursive: true, mode: 0o700 });
+    return left;
   }
 
   blobPath(digest: string): string {

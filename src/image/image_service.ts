@@ -2,6 +2,8 @@
 // keeps one durable record per image (by config digest) with its tags and
 // digests, finds images by id, tag or digest, and removes them with garbage
 // collection of the blobs and layers nothing else uses.
+import { failpoint } from '../failpoints';
+import { IntentJournal, operationId } from '../store/intents';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { FailedPrecondition, InvalidArgument, NotFound } from '../errors';
@@ -101,6 +103,8 @@ export interface ImageServiceOptions {
   warn?: (msg: string) => void;
   /** Told of every pull that ran (not of callers that shared it): metrics. */
   onPull?: (p: { ok: boolean; seconds: number; bytes: number }) => void;
+  /** Where a pull records its intent before it writes content. */
+  journal?: IntentJournal;
 }
 
 async function boundedAll<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
@@ -131,8 +135,11 @@ export class ImageService {
     this.records = new RecordStore(path.join(opts.root, 'metadata', 'images'), isImageRecord, opts.warn);
   }
 
+  /** Files a killed pull left in the content store's ingest dir, dropped by init. */
+  leftoverIngests: string[] = [];
+
   async init(): Promise<void> {
-    await this.content.init();
+    this.leftoverIngests = await this.content.init();
     await this.snapshots.init();
     await this.records.init();
     this.images.clear();
@@ -280,7 +287,18 @@ export class ImageService {
     return this.progress.get(key)?.snapshot() ?? null;
   }
 
+  /** A pull records its intent first: after a crash mid-pull, start-up collects the
+   * blobs and layers it left that no image owns (recovery.ts). */
   private async doPull(ref: ImageReference, auth: AuthConfig | undefined, progress: PullProgress, spec: PullSpec): Promise<ImageRecord> {
+    const intent = await this.opts.journal?.begin('pull_image', operationId(), { image: formatReference(ref) });
+    failpoint('pull_image.journaled');
+    const r = await this.fetchAndInstall(ref, auth, progress, spec);
+    failpoint('pull_image.recorded');
+    if (intent) await this.opts.journal!.end(intent);
+    return r;
+  }
+
+  private async fetchAndInstall(ref: ImageReference, auth: AuthConfig | undefined, progress: PullProgress, spec: PullSpec): Promise<ImageRecord> {
     const what = `pull ${formatReference(ref)}`;
     const m = await this.registry.resolve(ref, auth);
     await this.content.writeBuffer(m.body, m.digest);
@@ -293,6 +311,7 @@ export class ImageService {
       progress.done(d.digest);
     };
     await fetch(cfgDesc);
+    failpoint('pull_image.blob');
     return this.install(
       what,
       cfgDesc,
@@ -334,6 +353,7 @@ export class ImageService {
       const compression = layerCompression(layer.mediaType);
       await ensureBlob(layer);
       await this.snapshots.addLayer(chains[i], diffIds[i], async () => this.content.openRead(layer.digest), compression);
+      failpoint('pull_image.layer');
     });
     const c = (cfg.config ?? {}) as Record<string, unknown>;
     const record: ImageRecord = {

@@ -163,6 +163,11 @@ export class Snapshotter {
     }
   }
 
+  /** The container ids with a writable layer. */
+  async listWritableLayers(): Promise<string[]> {
+    return (await fsp.readdir(this.containersDir).catch(() => [] as string[])).filter((n) => CONTAINER_ID.test(n));
+  }
+
   /** Unmount a container's rootfs (if mounted) and drop its writable layer. */
   async removeRootfs(containerId: string, target: string): Promise<void> {
     if (!CONTAINER_ID.test(containerId)) throw new InvalidArgument(`bad container id "${containerId}"`);

@@ -53,6 +53,7 @@ export class Metrics {
   private readonly cniDuration: client.Histogram<'command' | 'plugin'>;
   private readonly cniErrors: client.Counter<'command' | 'plugin'>;
   private readonly shimLosses: client.Counter;
+  private readonly recoveries: client.Counter<'kind'>;
   private scraping: Promise<unknown> = Promise.resolve();
 
   constructor() {
@@ -75,6 +76,17 @@ export class Metrics {
     this.cniDuration = new client.Histogram({ name: 'skiff_cni_operation_duration_seconds', help: 'Time of CNI plugin runs, by command (ADD, DEL, CHECK) and plugin.', labelNames: ['command', 'plugin'], buckets: LATENCY_BUCKETS, registers });
     this.cniErrors = new client.Counter({ name: 'skiff_cni_operation_errors_total', help: 'CNI plugin runs that failed, by command and plugin.', labelNames: ['command', 'plugin'], registers });
     this.shimLosses = new client.Counter({ name: 'skiff_shim_losses_total', help: 'Pod shims whose connection was lost while their pod was ready (killed or crashed).', registers });
+    this.recoveries = new client.Counter({
+      name: 'skiff_recovered_total',
+      help: 'What start-up recovery finished, undid or removed: interrupted operations (op_<name>) and leftovers no record owned (shim, netns, shm_mount, pod_dir, cni, cgroup, rootfs, writable_layer, ingest).',
+      labelNames: ['kind'],
+      registers,
+    });
+  }
+
+  /** One thing start-up recovery finished, undid or removed. */
+  observeRecovery(kind: string): void {
+    this.recoveries.inc({ kind });
   }
 
   /** The CriServer's call observer. */

@@ -7,7 +7,9 @@ import { spawn } from 'child_process';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Internal, InvalidArgument } from '../errors';
+import { failpoint } from '../failpoints';
 import { SharedLock } from '../store/keyed_lock';
+import { writeFileAtomic } from '../store/records';
 
 export interface CniOptions {
   confDir: string;
@@ -66,7 +68,10 @@ export interface NetworkList {
 
 interface CacheEntry {
   list: NetworkList;
-  result: CniResult;
+  /** Absent while the ADD is pending. */
+  result?: CniResult;
+  /** Written before ADD ran; the result replaces it once ADD is done. */
+  pending?: boolean;
   ifName: string;
   runtimeConfig: Record<string, unknown>;
   args: string;
@@ -151,18 +156,28 @@ export class CniNetwork {
 
   /** The network configs the pods set up so far were added with (their cached ADDs). */
   async attachedLists(): Promise<NetworkList[]> {
-    let names: string[];
-    try {
-      names = (await fsp.readdir(this.opts.cacheDir)).filter((n) => /^[A-Za-z0-9_.-]+\.json$/.test(n));
-    } catch {
-      return [];
-    }
     const out: NetworkList[] = [];
-    for (const n of names) {
-      const entry = await this.readCache(n.slice(0, -'.json'.length));
+    for (const id of await this.cachedIds()) {
+      const entry = await this.readCache(id);
       if (entry?.list) out.push(entry.list);
     }
     return out;
+  }
+
+  /** Drop temp files of cache writes a crash cut short; returns how many. */
+  async dropTempFiles(): Promise<number> {
+    const tmp = (await fsp.readdir(this.opts.cacheDir).catch(() => [] as string[])).filter((n) => n.startsWith('.tmp-') || n.endsWith('.json.tmp'));
+    for (const n of tmp) await fsp.rm(path.join(this.opts.cacheDir, n), { force: true });
+    return tmp.length;
+  }
+
+  /** The ids with a cache entry: added, or (pending) an ADD was about to run. */
+  async cachedIds(): Promise<string[]> {
+    try {
+      return (await fsp.readdir(this.opts.cacheDir)).filter((n) => /^[A-Za-z0-9_.-]+\.json$/.test(n)).map((n) => n.slice(0, -'.json'.length));
+    } catch {
+      return [];
+    }
   }
 
   private cacheFile(id: string): string {
@@ -226,24 +241,32 @@ export class CniNetwork {
     if (pod.portMappings?.length) runtimeConfig.portMappings = pod.portMappings;
     if (pod.cgroupParent) runtimeConfig.cgroupPath = pod.cgroupParent;
     const e = { id: pod.id, netns: pod.netnsPath, args, ifName: this.ifName, runtimeConfig };
+    // The intent of the ADD, durably, before a plugin runs: a DEL after a crash mid-ADD
+    // needs the config and runtime config (port mappings) the ADD was given.
+    await this.writeCache(pod.id, { list, ifName: this.ifName, runtimeConfig, args, pending: true });
+    failpoint('run_pod.cni_pending');
     let prev: CniResult | undefined;
-    const done: PluginConf[] = [];
     try {
       for (const p of list.plugins) {
         prev = (await this.exec('ADD', p, list, { ...e, prevResult: prev })) ?? prev;
-        done.push(p);
+        failpoint('run_pod.cni_plugin');
       }
     } catch (err) {
       for (const p of [...list.plugins].reverse()) await this.exec('DEL', p, list, { ...e, prevResult: prev }).catch(() => {});
+      await fsp.rm(this.cacheFile(pod.id), { force: true });
       throw err;
     }
     const result = prev ?? {};
-    await fsp.mkdir(this.opts.cacheDir, { recursive: true, mode: 0o700 });
-    const entry: CacheEntry = { list, result, ifName: this.ifName, runtimeConfig, args };
+    // Not synced: should a crash lose it, the pending entry serves the DEL as well.
     const tmp = `${this.cacheFile(pod.id)}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(entry), { mode: 0o600 });
+    await fsp.writeFile(tmp, JSON.stringify({ list, result, ifName: this.ifName, runtimeConfig, args } satisfies CacheEntry), { mode: 0o600 });
     await fsp.rename(tmp, this.cacheFile(pod.id));
     return { ips: podIps(result, this.ifName), raw: result };
+  }
+
+  private async writeCache(id: string, entry: CacheEntry): Promise<void> {
+    await fsp.mkdir(this.opts.cacheDir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.cacheFile(id), JSON.stringify(entry), 0o600);
   }
 
   private async readCache(id: string): Promise<CacheEntry | undefined> {
@@ -285,7 +308,7 @@ export class CniNetwork {
 
   async check(id: string, netnsPath: string): Promise<void> {
     const cached = await this.readCache(id);
-    if (!cached || !versionAtLeast(cached.list.cniVersion, '0.4.0')) return;
+    if (!cached || cached.pending || !versionAtLeast(cached.list.cniVersion, '0.4.0')) return;
     for (const p of cached.list.plugins)
       await this.exec('CHECK', p, cached.list, { id, netns: netnsPath, args: cached.args, ifName: cached.ifName, runtimeConfig: cached.runtimeConfig, prevResult: cached.result });
   }

@@ -18,6 +18,10 @@ import { ExitInfo, NamespaceName, ShimClient, ShimError, ShimStream } from '../s
 import { byIdOrPrefix, mustFind } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
+import type { Intent, IntentJournal } from '../store/intents';
+import { failpoint } from '../failpoints';
+import { findShims, killShim } from '../shim/processes';
+import { cgroupChildren, removeCgroupTree, unescapeMountPath } from './host_cgroups';
 import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
 import { checkSysctls } from './sysctls';
@@ -88,6 +92,12 @@ export interface SandboxServiceOptions {
   defaultCgroupParent: string;
   cni: CniNetwork;
   log: Logger;
+  /** Where each operation records its intent before it touches the host. */
+  journal: IntentJournal;
+  /** Told of each thing start-up recovery finished, undid or removed (logged already). */
+  recovered?: (kind: string) => void;
+  /** Environment of the shims skiffd starts (failpoints of tests). */
+  shimEnv?: Record<string, string>;
 }
 
 export interface SandboxEvents {
@@ -117,15 +127,19 @@ class Undo {
   push(what: string, fn: () => Promise<void> | void): void {
     this.steps.push({ what, fn });
   }
-  async run(log: Logger): Promise<void> {
+  /** Run every step; false when one failed (it was logged). */
+  async run(log: Logger): Promise<boolean> {
+    let clean = true;
     for (const s of this.steps.reverse()) {
       try {
         await s.fn();
       } catch (e) {
+        clean = false;
         log.warn('undo step failed', { step: s.what, error: (e as Error).message });
       }
     }
     this.steps = [];
+    return clean;
   }
 }
 
@@ -281,12 +295,38 @@ export class SandboxService extends EventEmitter {
     this.names.set(key, id);
     const undo = new Undo();
     undo.push('release name', () => void this.names.delete(key));
+    let intent: Intent | undefined;
+    let r: PodRecord;
     try {
-      return await this.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroup }, undo));
+      intent = await this.opts.journal.begin('run_pod', id, this.runPlan(id, cgroup, hostNetwork, ipcMode));
+      failpoint('run_pod.journaled');
+      r = await this.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroup }, undo));
     } catch (e) {
-      await undo.run(this.opts.log);
+      // Undone in full: the intent is done with. Else a restart undoes what is left.
+      if ((await undo.run(this.opts.log)) && intent) await this.endIntent(intent);
       throw e;
     }
+    failpoint('run_pod.recorded');
+    await this.endIntent(intent);
+    return r;
+  }
+
+  /** Drop an intent whose outcome is recorded; should that fail, the next start finds the
+   * intent settled by the record. */
+  private async endIntent(intent: Intent): Promise<void> {
+    await this.opts.journal.end(intent).catch((e: Error) => this.opts.log.warn('could not drop a settled intent', { op: intent.op, id: intent.id, error: e.message }));
+  }
+
+  /** Where a pod's run puts things on the host: all a restart needs to undo it. */
+  private runPlan(id: string, cgroup: PodCgroup, hostNetwork: boolean, ipcMode: NamespaceMode) {
+    const dir = path.join(this.opts.state, 'pods', id);
+    return {
+      dir,
+      netnsPath: hostNetwork ? '' : path.join(this.opts.state, 'netns', id),
+      shmPath: ipcMode === NamespaceMode.NODE ? '' : path.join(dir, 'shm'),
+      cgroupParent: cgroup.path,
+      ownsCgroup: cgroup.owned,
+    };
   }
 
   private async doRun(
@@ -296,9 +336,11 @@ export class SandboxService extends EventEmitter {
     o: { hostNetwork: boolean; pidMode: NamespaceMode; ipcMode: NamespaceMode; cgroup: PodCgroup },
     undo: Undo,
   ): Promise<PodRecord> {
-    const dir = path.join(this.opts.state, 'pods', id);
+    const plan = this.runPlan(id, o.cgroup, o.hostNetwork, o.ipcMode);
+    const dir = plan.dir;
     await fsp.mkdir(dir, { mode: 0o711 });
     undo.push('remove pod dir', () => fsp.rm(dir, { recursive: true, force: true }));
+    undo.push('remove pod cgroups', () => this.removeCgroups(plan.cgroupParent, plan.ownsCgroup, [id]));
     const r: PodRecord = {
       id,
       config,
@@ -323,14 +365,17 @@ export class SandboxService extends EventEmitter {
     await fsp.writeFile(r.hostsPath, await hostsFile(o.hostNetwork), { mode: 0o644 });
     await fsp.writeFile(r.resolvConfPath, await resolvConf(config.dns_config), { mode: 0o644 });
     await fsp.writeFile(r.hostnamePath, hostnameFile(config.hostname || os.hostname(), o.hostNetwork), { mode: 0o644 });
-    if (o.ipcMode !== NamespaceMode.NODE) {
-      r.shmPath = path.join(dir, 'shm');
+    failpoint('run_pod.dir');
+    if (plan.shmPath) {
+      r.shmPath = plan.shmPath;
       await fsp.mkdir(r.shmPath, { mode: 0o1777 });
       mountFs('tmpfs', r.shmPath, [['source', 'shm'], ['size', '64m'], ['mode', '1777']]);
       undo.push('unmount shm', () => umount2(r.shmPath, MNT_DETACH));
+      failpoint('run_pod.shm');
     }
 
-    const shim = await ShimClient.spawn({ binary: this.opts.shimBinary, stateDir: shimDir(r) });
+    undo.push('stop a shim that did not answer', () => this.stopShim(dir, true));
+    const shim = await ShimClient.spawn({ binary: this.opts.shimBinary, stateDir: shimDir(r), env: this.opts.shimEnv });
     undo.push('shut the shim down', () => shim.shutdown());
     const userns = config.linux?.security_context?.namespace_options?.userns_options;
     const pod = await shim.pod({
@@ -354,11 +399,13 @@ export class SandboxService extends EventEmitter {
     r.namespaces = pod.namespaces;
     await this.attachShim(id, shim);
     undo.push('forget the shim', () => void this.shims.delete(id));
+    failpoint('run_pod.shim');
 
-    if (!o.hostNetwork) {
-      r.netnsPath = path.join(this.opts.state, 'netns', id);
+    if (plan.netnsPath) {
+      r.netnsPath = plan.netnsPath;
       await bindNetns(`/proc/${pod.pid}/ns/net`, r.netnsPath);
       undo.push('unbind netns', () => unbindNetns(r.netnsPath));
+      failpoint('run_pod.netns');
       undo.push('CNI DEL', () => this.opts.cni.tearDown(id, r.netnsPath));
       const net = await this.opts.cni.setUp({
         id,
@@ -375,6 +422,7 @@ export class SandboxService extends EventEmitter {
         cgroupParent: o.cgroup.path,
       });
       r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
+      failpoint('run_pod.network');
     }
     await this.save(r);
     return r;
@@ -442,18 +490,28 @@ export class SandboxService extends EventEmitter {
     await this.lock.run(found.id, async () => {
       const r = this.pods.get(found.id);
       if (!r) return;
+      // Stopping again a pod that is stopped already only repeats idempotent steps.
+      const intent = r.state === 'ready' || this.shims.has(r.id) ? await this.opts.journal.begin('stop_pod', r.id, {}) : undefined;
+      failpoint('stop_pod.journaled');
       await this.beforeStop(r.id);
+      failpoint('stop_pod.containers');
       if (r.netnsPath || !r.hostNetwork) await this.opts.cni.tearDown(r.id, r.netnsPath || undefined);
       if (r.netnsPath) await unbindNetns(r.netnsPath);
       this.networkChecks.delete(r.id);
+      failpoint('stop_pod.network');
       const shim = this.shims.get(r.id);
       if (shim) {
         this.shims.delete(r.id);
         shim.removeAllListeners('lost');
         await shim.shutdown().catch((e: Error) => this.opts.log.warn('shim shutdown failed', { pod: r.id, error: e.message }));
       }
+      // A shim skiffd had lost (it never answered after a restart of skiffd).
+      else await this.stopShim(r.dir, false);
       if (r.shmPath) unmountQuietly(r.shmPath);
+      failpoint('stop_pod.shim');
       if (r.state !== 'notready') await this.save({ ...r, state: 'notready' });
+      failpoint('stop_pod.recorded');
+      if (intent) await this.opts.journal.end(intent);
     });
   }
 
@@ -461,19 +519,142 @@ export class SandboxService extends EventEmitter {
   async remove(id: string): Promise<void> {
     const found = this.get(id);
     if (!found) return;
+    const intent = await this.opts.journal.begin('remove_pod', found.id, {});
+    failpoint('remove_pod.journaled');
     await this.stop(found.id);
     await this.lock.run(found.id, async () => {
       const r = this.pods.get(found.id);
       if (!r) return;
       await this.beforeRemove(r.id);
+      failpoint('remove_pod.containers');
+      // The shim removes its cgroups when it shuts down; a killed one could not.
+      await this.removeCgroups(r.cgroupParent, !!r.ownsCgroup, [r.id]);
+      failpoint('remove_pod.cgroups');
       await fsp.rm(r.dir, { recursive: true, force: true });
+      failpoint('remove_pod.dir');
       await this.records.delete(r.id);
       this.pods.delete(r.id);
       this.networkChecks.delete(r.id);
       this.emit('change', 'deleted', r);
       const m = r.config.metadata;
       if (m && this.names.get(nameKey(m)) === r.id) this.names.delete(nameKey(m));
+      failpoint('remove_pod.recorded');
     });
+    await this.opts.journal.end(intent);
+  }
+
+  /** Remove cgroups skiff named: `<parent>/<id>` for each id (the infra's, containers'),
+   * and the pod cgroup itself when skiff made it. */
+  async removeCgroups(parent: string, owned: boolean, ids: string[]): Promise<void> {
+    if (owned) {
+      await removeCgroupTree(parent);
+      return;
+    }
+    for (const id of ids) await removeCgroupTree(path.posix.join(parent, id));
+  }
+
+  /** Shut down the shim serving in a pod dir, else SIGKILL the one started there: by its
+   * pid file, or (scan) by its command line, which finds one that is not serving yet. */
+  private async stopShim(podDir: string, scan: boolean): Promise<void> {
+    const stateDir = shimDir({ dir: podDir });
+    try {
+      const shim = await ShimClient.connect(path.join(stateDir, 'shim.sock'));
+      await shim.shutdown();
+      return;
+    } catch {
+      /* not serving: find its process */
+    }
+    const pid = Number((await fsp.readFile(path.join(stateDir, 'shim.pid'), 'utf8').catch(() => '')).trim());
+    const shims = scan ? await findShims(podDir) : pid > 0 ? (await findShims(podDir, [pid])) : [];
+    for (const p of shims) await killShim(p.pid);
+  }
+
+  /**
+   * Start-up recovery of an operation a crash interrupted. A pod's run with no record is
+   * undone (shim, CNI DEL with what the ADD was given, netns, /dev/shm, cgroups, dir); a
+   * stop or remove of a pod still recorded is carried out again (both are idempotent).
+   */
+  async recoverIntent(i: Intent): Promise<string> {
+    const r = this.pods.get(i.id);
+    switch (i.op) {
+      case 'run_pod': {
+        if (r) return 'finished';
+        const p = i.plan;
+        await this.stopShim(p.dir, true);
+        if (p.netnsPath) {
+          await this.opts.cni.tearDown(i.id, p.netnsPath);
+          await unbindNetns(p.netnsPath);
+        }
+        if (p.shmPath) unmountQuietly(p.shmPath);
+        await this.removeCgroups(p.cgroupParent, p.ownsCgroup, [i.id]);
+        await fsp.rm(p.dir, { recursive: true, force: true });
+        return 'undone';
+      }
+      case 'stop_pod':
+        if (!r) return 'finished';
+        await this.stop(r.id);
+        return 'finished';
+      case 'remove_pod':
+        if (!r) return 'finished';
+        await this.remove(r.id);
+        return 'finished';
+      default:
+        throw new Error(`not a pod operation: ${i.op}`);
+    }
+  }
+
+  /**
+   * Remove what no pod record owns under skiff's own names and roots: shims started in
+   * an unknown pod's dir, pod dirs (and their /dev/shm mounts), netns bind mounts, CNI
+   * cache entries (CNI DEL with the cached config releases the IP, veth and rules), and
+   * `skiff-pod-<id>` cgroups under the configured cgroup parent.
+   */
+  async sweep(): Promise<void> {
+    const known = (id: string) => this.pods.has(id);
+    const podsDir = path.join(this.opts.state, 'pods');
+    const unknownDirs = (await fsp.readdir(podsDir).catch(() => [] as string[])).filter((n) => POD_ID.test(n) && !known(n));
+    for (const p of await findShims(podsDir)) {
+      const id = path.basename(path.dirname(p.stateDir));
+      if (known(id)) continue;
+      await killShim(p.pid);
+      this.recovered('shim', { pod: id, pid: p.pid });
+    }
+    const mounts = await mountPoints();
+    for (const id of unknownDirs) {
+      const dir = path.join(podsDir, id);
+      for (const m of mounts.filter((m) => m.startsWith(dir + '/')).sort().reverse()) {
+        unmountQuietly(m);
+        this.recovered('shm_mount', { pod: id, path: m });
+      }
+    }
+    const netnsDir = path.join(this.opts.state, 'netns');
+    for (const id of (await fsp.readdir(netnsDir).catch(() => [] as string[])).filter((n) => POD_ID.test(n) && !known(n))) {
+      const p = path.join(netnsDir, id);
+      await this.opts.cni.tearDown(id, p).catch((e: Error) => this.opts.log.warn('CNI DEL of a leftover netns failed', { pod: id, error: e.message }));
+      await unbindNetns(p);
+      this.recovered('netns', { pod: id, path: p });
+    }
+    for (let n = await this.opts.cni.dropTempFiles(); n > 0; n--) this.recovered('cni', { file: 'temp file of a cut-short write' });
+    for (const id of (await this.opts.cni.cachedIds()).filter((n) => POD_ID.test(n) && !known(n))) {
+      await this.opts.cni.tearDown(id);
+      this.recovered('cni', { pod: id });
+    }
+    const parent = this.opts.defaultCgroupParent;
+    for (const name of await cgroupChildren(parent)) {
+      const m = /^skiff-pod-([a-f0-9]{64})$/.exec(name);
+      if (!m || known(m[1])) continue;
+      await removeCgroupTree(path.posix.join(parent, name));
+      this.recovered('cgroup', { pod: m[1], path: path.posix.join(parent, name) });
+    }
+    for (const id of unknownDirs) {
+      await fsp.rm(path.join(podsDir, id), { recursive: true, force: true });
+      this.recovered('pod_dir', { pod: id });
+    }
+  }
+
+  private recovered(kind: string, detail: Record<string, unknown>): void {
+    this.opts.log.warn('recovery removed a leftover', { kind, ...detail });
+    this.opts.recovered?.(kind);
   }
 
   /** Let go of shims without stopping them (skiffd shutting down). */
@@ -496,6 +677,13 @@ export class SandboxService extends EventEmitter {
     if (r.state !== 'ready' || !this.shims.get(r.id)) throw new FailedPrecondition(`pod sandbox ${r.id} is not ready`);
     return r;
   }
+}
+
+const POD_ID = /^[a-f0-9]{64}$/;
+
+/** Every mount point of skiffd's mount namespace. */
+async function mountPoints(): Promise<string[]> {
+  return (await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter(Boolean).map((l) => unescapeMountPath(l.split(' ')[4]));
 }
 
 function unmountQuietly(target: string): void {

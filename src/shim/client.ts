@@ -413,6 +413,8 @@ export interface SpawnOptions {
   binary: string;
   stateDir: string;
   socketPath?: string;
+  /** Extra environment (failpoints of tests). */
+  env?: Record<string, string>;
 }
 
 export class ShimClient extends EventEmitter {
@@ -437,7 +439,7 @@ export class ShimClient extends EventEmitter {
     const args = ['--state-dir', opts.stateDir];
     if (opts.socketPath) args.push('--socket', opts.socketPath);
     return new Promise((resolve, reject) => {
-      execFile(opts.binary, args, { timeout: 30_000 }, (err, _stdout, stderr) => {
+      execFile(opts.binary, args, { timeout: 30_000, env: opts.env ? { ...process.env, ...opts.env } : undefined }, (err, _stdout, stderr) => {
         if (err) {
           reject(new Error(`skiff-shim failed to start: ${stderr.trim() || err.message}`));
           return;

@@ -1,0 +1,70 @@
+// The intent journal: an operation that changes the host records, durably and before its
+// first side effect, what it is about to make or remove, and drops the record once its
+// outcome is recorded (the pod or container record written or deleted). After a crash,
+// every intent left is an operation that was in flight: skiffd's start-up finishes it or
+// undoes it (see recovery.ts) before the CRI socket answers.
+import { randomBytes } from 'crypto';
+import { RecordStore } from './records';
+
+/** What each operation records before it starts. Names on the host follow from the ids
+ * (see the services), so a plan holds only what cannot be derived again. */
+export interface IntentPlans {
+  /** The pod dir, netns path and pod cgroup it will make; CNI ADD runs under the pod id. */
+  run_pod: { dir: string; netnsPath: string; shmPath: string; cgroupParent: string; ownsCgroup: boolean };
+  stop_pod: Record<string, never>;
+  remove_pod: Record<string, never>;
+  create_container: { podId: string; bundle: string; cgroupParent: string };
+  start_container: { podId: string };
+  remove_container: { podId: string };
+  pull_image: { image: string };
+}
+
+export type IntentOp = keyof IntentPlans;
+
+export type Intent = { [K in IntentOp]: { op: K; id: string; at: number; plan: IntentPlans[K] } }[IntentOp];
+
+const OPS: IntentOp[] = ['run_pod', 'stop_pod', 'remove_pod', 'create_container', 'start_container', 'remove_container', 'pull_image'];
+
+const isIntent = (v: unknown): v is Intent => {
+  const i = v as Intent;
+  return !!i && OPS.includes(i.op) && typeof i.id === 'string' && /^[a-f0-9]{16,64}$/.test(i.id) && typeof i.at === 'number' && !!i.plan && typeof i.plan === 'object';
+};
+
+export class IntentJournal {
+  private readonly store: RecordStore<Intent>;
+
+  constructor(dir: string, warn: (msg: string) => void) {
+    this.store = new RecordStore(dir, isIntent, warn);
+  }
+
+  get dir(): string {
+    return this.store.dir;
+  }
+
+  init(): Promise<void> {
+    return this.store.init();
+  }
+
+  /** Record the intent durably; the operation may touch the host once this returns. */
+  async begin<K extends IntentOp>(op: K, id: string, plan: IntentPlans[K]): Promise<Intent> {
+    const intent = { op, id, at: Date.now(), plan } as Intent;
+    await this.store.put(key(intent), intent);
+    return intent;
+  }
+
+  /** The outcome is recorded: the intent is done with. Not synced: an intent found again
+   * after a crash is recognised as done by the record its operation left. */
+  async end(intent: Intent): Promise<void> {
+    await this.store.delete(key(intent));
+  }
+
+  /** The intents left by operations a crash interrupted, oldest first. */
+  async pending(): Promise<Intent[]> {
+    return [...(await this.store.all()).values()].sort((a, b) => a.at - b.at);
+  }
+}
+
+const key = (i: { op: IntentOp; id: string }) => `${i.op}.${i.id}`;
+
+/** An id for an operation that has none of its own (a pull). */
+export const operationId = () => randomBytes(8).toString('hex');
