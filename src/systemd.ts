@@ -3,7 +3,7 @@
 // socket that answers. The protocol is one datagram to the unix socket named in
 // $NOTIFY_SOCKET ('@' for the abstract namespace); Node has no unix datagram sockets,
 // so it goes through libc (image/libc.ts), as the other few libc calls do.
-import { sendUnixDatagram } from './image/libc';
+import { sendUnixDatagram } from './sys/libc';
 
 const AF_UNIX = 1;
 

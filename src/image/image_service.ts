@@ -13,7 +13,7 @@ import { ContentStore } from './content_store';
 import { AuthConfig, Descriptor, RegistryClient, RegistryOptions } from './registry';
 import { ImageReference, formatReference, isSha256Digest, parseReference, repoName } from './reference';
 import { Snapshotter, chainIds } from './snapshotter';
-import { mallocTrim } from './libc';
+import { mallocTrim } from '../sys/libc';
 import { PullProgress } from './pull_progress';
 import type { BlobProgress } from './pull_progress';
 import { layerCompression } from './unpack';

@@ -9,7 +9,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { InvalidArgument, NotFound } from '../errors';
-import { MNT_DETACH, mountFs, umount2 } from './libc';
+import { MNT_DETACH, mountFs, umount2 } from '../sys/libc';
 import { isSha256Digest } from './reference';
 import { Compression, unpackLayer } from './unpack';
 

@@ -25,7 +25,7 @@ import * as tar from 'tar-stream';
 import { promisify } from 'util';
 import { createGunzip } from 'zlib';
 import { InvalidArgument } from '../errors';
-import { S_IFBLK, S_IFCHR, S_IFIFO, lsetxattr, makedev, mknod } from './libc';
+import { S_IFBLK, S_IFCHR, S_IFIFO, lsetxattr, makedev, mknod } from '../sys/libc';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 

@@ -11,7 +11,7 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { FailedPrecondition, InvalidArgument } from '../errors';
-import { deleteBridge, interfaceIPv4 } from '../image/libc';
+import { deleteBridge, interfaceIPv4 } from '../sys/libc';
 import type { Logger } from '../log';
 import { writeFileAtomic } from '../store/records';
 import type { CniNetwork, NetworkList } from './cni';

@@ -2,7 +2,7 @@
 // CNI plugins, and CNI DEL after a restart of skiffd, can enter it by name.
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { bindMount, MNT_DETACH, umount2 } from '../image/libc';
+import { bindMount, MNT_DETACH, umount2 } from '../sys/libc';
 
 export async function bindNetns(source: string, target: string): Promise<void> {
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o711 });

@@ -10,7 +10,7 @@ import * as path from 'path';
 import { AlreadyExists, FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
 import { LinuxContainerResources, NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
 import { checkLinuxResources } from '../container/resources';
-import { MNT_DETACH, mountFs, umount2 } from '../image/libc';
+import { MNT_DETACH, mountFs, umount2 } from '../sys/libc';
 import type { Logger } from '../log';
 import type { CniNetwork } from '../network/cni';
 import { bindNetns, unbindNetns } from '../network/netns';
