@@ -20,6 +20,7 @@ import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
+import { checkPortMappings, cniPortMappings } from './port_mappings';
 import { checkSysctls } from './sysctls';
 import { checkPodUserNamespace } from './userns';
 
@@ -272,6 +273,7 @@ export class SandboxService extends EventEmitter {
     checkSysctls(config.linux?.sysctls ?? {}, { hostNetwork, hostIpc: ipcMode === NamespaceMode.NODE });
     if (config.log_directory && !path.isAbsolute(config.log_directory)) throw new InvalidArgument(`log_directory "${config.log_directory}" must be an absolute path`);
     checkPodUserNamespace(ns?.userns_options ?? null);
+    checkPortMappings(config.port_mappings);
     const id = randomBytes(32).toString('hex');
     const cgroup = podCgroup(id, config.linux, this.opts.defaultCgroupParent);
 
@@ -366,12 +368,7 @@ export class SandboxService extends EventEmitter {
         namespace: config.metadata!.namespace,
         uid: config.metadata!.uid,
         netnsPath: r.netnsPath,
-        portMappings: config.port_mappings.map((p) => ({
-          protocol: (['tcp', 'udp', 'sctp'] as const)[p.protocol] ?? 'tcp',
-          containerPort: p.container_port,
-          hostPort: p.host_port,
-          hostIp: p.host_ip || undefined,
-        })).filter((p) => p.hostPort > 0),
+        portMappings: cniPortMappings(config.port_mappings),
         cgroupParent: o.cgroup.path,
       });
       r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
