@@ -10,7 +10,7 @@ import type { ImageRecord, ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
 import type { ExitInfo, OciProcess, ShimClient, ShimStream } from '../shim/client';
-import { byIdOrPrefix, mustFind } from '../store/ids';
+import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Spec } from './oci';
@@ -422,8 +422,9 @@ export class ContainerService {
 
   /** Stop with the stop signal in force (the config's, the image's, or SIGTERM), SIGKILL
    * after timeoutS.
-   * An exited or unknown container is not an error. */
+   * An exited or unknown container is not an error; an empty id is. */
   async stop(id: string, timeoutS: number): Promise<void> {
+    requireId(id, 'container_id');
     const found = this.get(id);
     if (!found) return;
     await this.lock.run(found.id, () => this.doStop(found.id, timeoutS));
@@ -467,8 +468,9 @@ export class ContainerService {
     return this.waitExited(r.id, Math.max(0, deadline - Date.now()));
   }
 
-  /** Remove a container (killing it if it runs); unknown ids succeed. */
+  /** Remove a container (killing it if it runs); unknown ids succeed, an empty one is refused. */
   async remove(id: string): Promise<void> {
+    requireId(id, 'container_id');
     const found = this.get(id);
     if (!found) return;
     await this.lock.run(found.id, async () => {

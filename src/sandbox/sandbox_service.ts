@@ -15,7 +15,7 @@ import type { Logger } from '../log';
 import type { CniNetwork } from '../network/cni';
 import { bindNetns, unbindNetns } from '../network/netns';
 import { ExitInfo, NamespaceName, ShimClient, ShimError, ShimStream } from '../shim/client';
-import { byIdOrPrefix, mustFind } from '../store/ids';
+import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
@@ -432,8 +432,10 @@ export class SandboxService extends EventEmitter {
   }
 
   /** Stop: containers first (beforeStop), then the network, the shim and /dev/shm.
-   * The record stays, NOTREADY. A second stop, or a stop of an unknown pod, succeeds. */
+   * The record stays, NOTREADY. A second stop, or a stop of an unknown pod, succeeds; an
+   * empty id is refused. */
   async stop(id: string): Promise<void> {
+    requireId(id, 'pod_sandbox_id');
     const found = this.get(id);
     if (!found) return;
     await this.lock.run(found.id, async () => {
@@ -454,8 +456,10 @@ export class SandboxService extends EventEmitter {
     });
   }
 
-  /** Remove a pod and everything it holds; unknown ids succeed, as kubelet expects. */
+  /** Remove a pod and everything it holds; unknown ids succeed, as kubelet expects (an
+   * empty one is refused). */
   async remove(id: string): Promise<void> {
+    requireId(id, 'pod_sandbox_id');
     const found = this.get(id);
     if (!found) return;
     await this.stop(found.id);
