@@ -14,7 +14,7 @@ import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Spec } from './oci';
-import { ociResources } from './resources';
+import { checkMemoryFloor, ociResources } from './resources';
 import { hostDevices, statDevices } from './devices';
 import { readLocalhostProfile, seccompChoice } from './seccomp';
 import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
@@ -295,6 +295,7 @@ export class ContainerService {
   async create(podId: string, config: ContainerConfig | null, sandboxConfig: unknown): Promise<ContainerRecord> {
     if (!config) throw new InvalidArgument('config is required');
     if (!config.metadata?.name) throw new InvalidArgument('config.metadata.name is required');
+    checkMemoryFloor(config.linux?.resources?.memory_limit_in_bytes ?? 0, 'config.linux.resources.memory_limit_in_bytes');
     void sandboxConfig; // kubelet resends the pod's config; the record holds the one it ran with
     const pod = this.opts.sandboxes.requireReady(podId);
     const image = this.resolveImage(config.image);
@@ -576,6 +577,7 @@ export class ContainerService {
   async updateResources(id: string, resources: LinuxContainerResources | null): Promise<void> {
     const r = this.mustGet(id);
     if (!resources) return;
+    checkMemoryFloor(resources.memory_limit_in_bytes, 'linux.memory_limit_in_bytes');
     if (r.state === 'exited') throw new FailedPrecondition(`container ${r.id} has exited`);
     const shim = this.opts.sandboxes.shim(r.podId);
     if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} is not ready`);
