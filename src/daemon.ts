@@ -77,6 +77,7 @@ export class Daemon {
         configPath: config['image.config_path'],
         stallTimeoutMs: config['image.stall_timeout_s'] * 1000,
         attempts: config['image.attempts'],
+        retryWindowMs: config['image.retry_window_s'] * 1000,
       },
       parallelLayers: config['image.parallel_layers'],
       layersInUse: () => containers?.layersInUse() ?? new Set(),

@@ -1597,6 +1597,15 @@ long cgroup_oom_kills(struct cgroup *cg)
   return (long) v;
 }
 
+bool cgroup_memory_limit(struct cgroup *cg, uint64_t *out)
+{
+  uint64_t v = 0;
+  if (!cg || !read_u64(cg, "memory", ctl_v2("memory") ? "memory.max" : "memory.limit_in_bytes", &v) || unlimited(v))
+    return false;
+  *out = v;
+  return true;
+}
+
 static json_t *limit_json(uint64_t v, bool ok)
 {
   if (!ok || unlimited(v))

@@ -329,6 +329,21 @@ static bool has_new_pidns(json_t *spec)
   return false;
 }
 
+/* The container's process was killed by its cgroup's OOM killer before its command ran
+ * (`step`: "create" or "start"): say so, with the limit that was too low, instead of the
+ * bare "exited unexpectedly" of a process that vanished. */
+static int oom_failure(struct container *c, const char *step, struct shim_err *err)
+{
+  const char *what = "the kernel's OOM killer ended the container process before its command ran";
+  uint64_t limit;
+  if (cgroup_memory_limit(c->cg, &limit))
+    return shim_fail(err, SHIM_RESOURCE_EXHAUSTED, "%s container \"%s\": %s: its memory limit of %llu bytes is too low for it to start",
+                     step, c->id, what, (unsigned long long) limit);
+  return shim_fail(err, SHIM_RESOURCE_EXHAUSTED,
+                   "%s container \"%s\": %s: it has no memory limit of its own; that of a cgroup above it (its pod's) is too low for it to start",
+                   step, c->id, what);
+}
+
 int container_create(json_t *params, json_t **result, struct shim_err *err)
 {
   const char *id, *bundle, *log_path;
@@ -339,6 +354,7 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   const char *cg_path;
   char default_cg[256];
   int stdio[3] = { -1, -1, -1 }, master = -1;
+  long oom_kills;
 
   if (spec_get_string(params, "id", "params", &id, err) < 0 || spec_get_string(params, "bundle", "params", &bundle, err) < 0
       || spec_get_string(params, "logPath", "params", &log_path, err) < 0
@@ -382,6 +398,7 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     c->cg = NULL;
     goto fail;
   }
+  oom_kills = cgroup_oom_kills(c->cg);
   shim_failpoint("create.cgroup");
   if (log_path && *log_path) {
     if (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path)))
@@ -399,6 +416,8 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
       .create = true,
     };
     if (spawn_process(&req, &c->pid, &c->sync_fd, &master, err) < 0) {
+      if (cgroup_oom_kills(c->cg) > oom_kills)
+        oom_failure(c, "create", err);
       proc_io_close_child_ends(stdio);
       proc_io_close(&c->io);
       goto fail_cg;
@@ -447,6 +466,13 @@ int container_start(struct container *c, json_t **result, struct shim_err *err)
   r = spawn_release(c->sync_fd, err);
   close(c->sync_fd);
   c->sync_fd = -1;
+  /* Until execve the process is alone in its cgroup: an OOM kill there since create is
+   * its own, before its command ran or as it began. It did not start; should it live on
+   * for a moment, it is ended, so that it is not running while reported failed. */
+  if (cgroup_oom_kills(c->cg) > c->oom_kills_at_start) {
+    kill(c->pid, SIGKILL);
+    return oom_failure(c, "start", err);
+  }
   if (r < 0) {
     shim_err_prefix(err, "start container \"%s\"", c->id);
     return -1;

@@ -172,6 +172,9 @@ int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err);
 /* Number of OOM kills recorded for this cgroup (memory.oom_control oom_kill
  * on v1, memory.events oom_kill on v2); 0 when unknown. */
 long cgroup_oom_kills(struct cgroup *cg);
+/* The memory limit of the cgroup's own dir (memory.max on v2, memory.limit_in_bytes on
+ * v1): false when it has none (a limit may still be set above it). */
+bool cgroup_memory_limit(struct cgroup *cg, uint64_t *out);
 /* Signal every process in the cgroup. */
 int cgroup_signal_all(struct cgroup *cg, int sig, struct shim_err *err);
 /* Processes currently in the cgroup (malloc'd array). */

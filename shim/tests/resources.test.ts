@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ShimError } from '../../src/shim/client';
-import { TestPod, CGROUP_PARENT, cgroupDirs } from './fixtures';
+import { TestPod, CGROUP_PARENT, cgroupDirs, makeBundle } from './fixtures';
 
 const PROC = { env: ['PATH=/bin'], cwd: '/' };
 
@@ -97,6 +97,16 @@ describe('shim resources', function () {
     const e = await t.client.wait({ id: 'nooom' });
     assert.equal(e.oomKilled, false);
     await t.client.delete({ id: 'nooom' });
+  });
+
+  it('names the OOM kill and the limit when a container cannot even be set up under its memory limit', async () => {
+    const bundle = makeBundle({ id: 'starved', args: ['true'], edit: (s) => (s.linux.resources = { memory: { limit: 64 * 1024 } }) });
+    await t.createRefused(
+      'starved',
+      bundle,
+      /^create container "starved": the kernel's OOM killer ended the container process before its command ran: its memory limit of 65536 bytes is too low for it to start$/,
+      'RESOURCE_EXHAUSTED',
+    );
   });
 
   it('enforces the pids limit', async () => {

@@ -10,14 +10,14 @@ import type { ImageRecord, ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
 import { ExitInfo, OciProcess, ShimClient, ShimError, ShimStream } from '../shim/client';
-import { byIdOrPrefix, mustFind } from '../store/ids';
+import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Intent, IntentJournal } from '../store/intents';
 import { failpoint } from '../failpoints';
 import { removeCgroupTree } from '../sandbox/host_cgroups';
 import type { Spec } from './oci';
-import { ociResources } from './resources';
+import { checkMemoryFloor, ociResources } from './resources';
 import { hostDevices, statDevices } from './devices';
 import { readLocalhostProfile, seccompChoice } from './seccomp';
 import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
@@ -312,6 +312,7 @@ export class ContainerService {
   async create(podId: string, config: ContainerConfig | null, sandboxConfig: unknown): Promise<ContainerRecord> {
     if (!config) throw new InvalidArgument('config is required');
     if (!config.metadata?.name) throw new InvalidArgument('config.metadata.name is required');
+    checkMemoryFloor(config.linux?.resources?.memory_limit_in_bytes ?? 0, 'config.linux.resources.memory_limit_in_bytes');
     void sandboxConfig; // kubelet resends the pod's config; the record holds the one it ran with
     const pod = this.opts.sandboxes.requireReady(podId);
     const image = this.resolveImage(config.image);
@@ -467,8 +468,9 @@ export class ContainerService {
 
   /** Stop with the stop signal in force (the config's, the image's, or SIGTERM), SIGKILL
    * after timeoutS.
-   * An exited or unknown container is not an error. */
+   * An exited or unknown container is not an error; an empty id is. */
   async stop(id: string, timeoutS: number): Promise<void> {
+    requireId(id, 'container_id');
     const found = this.get(id);
     if (!found) return;
     await this.lock.run(found.id, () => this.doStop(found.id, timeoutS));
@@ -512,8 +514,9 @@ export class ContainerService {
     return this.waitExited(r.id, Math.max(0, deadline - Date.now()));
   }
 
-  /** Remove a container (killing it if it runs); unknown ids succeed. */
+  /** Remove a container (killing it if it runs); unknown ids succeed, an empty one is refused. */
   async remove(id: string): Promise<void> {
+    requireId(id, 'container_id');
     const found = this.get(id);
     if (!found) return;
     await this.lock.run(found.id, async () => {
@@ -678,6 +681,7 @@ export class ContainerService {
   async updateResources(id: string, resources: LinuxContainerResources | null): Promise<void> {
     const r = this.mustGet(id);
     if (!resources) return;
+    checkMemoryFloor(resources.memory_limit_in_bytes, 'linux.memory_limit_in_bytes');
     if (r.state === 'exited') throw new FailedPrecondition(`container ${r.id} has exited`);
     const shim = this.opts.sandboxes.shim(r.podId);
     if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} is not ready`);

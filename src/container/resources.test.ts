@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { LinuxContainerResources } from '../cri/gen/cri';
 import { InvalidArgument } from '../errors';
-import { checkLinuxResources } from './resources';
+import { MIN_MEMORY_LIMIT_BYTES, checkLinuxResources, checkMemoryFloor } from './resources';
 
 const res = (over: Partial<LinuxContainerResources>): LinuxContainerResources => ({
   cpu_period: 0, cpu_quota: 0, cpu_shares: 0, memory_limit_in_bytes: 0, oom_score_adj: 0,
@@ -36,5 +36,20 @@ describe('checkLinuxResources', () => {
     ];
     for (const [over, field] of cases)
       assert.throws(() => checkLinuxResources(res(over), 'overhead'), (e: Error) => e instanceof InvalidArgument && e.message.startsWith(`${field}:`), JSON.stringify(over));
+  });
+});
+
+describe('checkMemoryFloor', () => {
+  it('takes no limit (0) and limits from the minimum up', () => {
+    checkMemoryFloor(0, 'linux.memory_limit_in_bytes');
+    checkMemoryFloor(MIN_MEMORY_LIMIT_BYTES, 'linux.memory_limit_in_bytes');
+    checkMemoryFloor(64 << 20, 'linux.memory_limit_in_bytes');
+  });
+  it('refuses a limit no container starts under, naming the field and the minimum', () => {
+    for (const bytes of [1, 4096, MIN_MEMORY_LIMIT_BYTES - 1])
+      assert.throws(
+        () => checkMemoryFloor(bytes, 'config.linux.resources.memory_limit_in_bytes'),
+        (e: Error) => e instanceof InvalidArgument && e.message === `config.linux.resources.memory_limit_in_bytes: ${bytes} bytes is below the minimum of 1048576 bytes (1 MiB) a container needs to start`,
+      );
   });
 });

@@ -20,6 +20,21 @@ const MAX_BYTES = 2 ** 62;
 const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
 const PAGE_SIZE = /^[1-9]\d*[KMG]B$/;
 
+/**
+ * The least memory limit a container is made with. Below it the kernel kills the process
+ * while skiff-shim sets it up or as it execs its command (about 200 KiB on cgroup v1, more
+ * on v2, which also charges the kernel's memory): such a limit is a mistake, refused with
+ * its field named rather than failing as an exit nobody asked for. CRI-O refuses limits
+ * under its runtime's floor the same way (12 MiB for runc, 500 KiB for crun).
+ */
+export const MIN_MEMORY_LIMIT_BYTES = 1024 * 1024;
+
+/** InvalidArgument for a memory limit (0: none) under MIN_MEMORY_LIMIT_BYTES, naming `field`. */
+export function checkMemoryFloor(bytes: number, field: string): void {
+  if (bytes > 0 && bytes < MIN_MEMORY_LIMIT_BYTES)
+    throw new InvalidArgument(`${field}: ${bytes} bytes is below the minimum of ${MIN_MEMORY_LIMIT_BYTES} bytes (1 MiB) a container needs to start`);
+}
+
 /** A cgroup file name of the pod's or container's own directory (the shim's rule). */
 export const isUnifiedKey = (k: string) => !!k && !k.startsWith('.') && !k.includes('/') && !k.includes('..') && k.includes('.');
 

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import { execFileSync } from 'child_process';
 import * as http from 'http';
 import * as https from 'https';
+import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { gzipSync } from 'zlib';
@@ -11,7 +12,8 @@ import { DeadlineExceeded, InvalidArgument, NotFound, Unauthenticated, Unavailab
 import { ContentStore } from './content_store';
 import { registryHosts } from './hosts';
 import { parseReference } from './reference';
-import { MEDIA, RegistryClient, parseChallenge } from './registry';
+import { HttpTimeout } from './http_client';
+import { MEDIA, RegistryClient, parseChallenge, retryable } from './registry';
 
 const GZ = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
@@ -182,6 +184,73 @@ describe('registry client', function () {
       failFirst = 100;
       await assert.rejects(client.resolve(parseReference(`${reg.host}/r/x:v1`)), (e: Error) => e instanceof Unavailable && /after 3 attempts/.test(e.message));
     } finally {
+      await reg.close();
+    }
+  });
+
+  it('tries again only what can recover: resets and timeouts, not a refused loopback port, a certificate or a bad name', () => {
+    const sys = (code: string, address?: string) => Object.assign(new Error(code), { code, address });
+    for (const e of [sys('ECONNRESET'), sys('EPIPE'), sys('ETIMEDOUT'), sys('EAI_AGAIN'), sys('EHOSTUNREACH'), sys('ECONNREFUSED', '10.1.2.3'), sys('ECONNREFUSED', '2001:db8::1'), new HttpTimeout('silent')])
+      assert.equal(retryable(e), true, e.message);
+    for (const e of [sys('ECONNREFUSED', '127.0.0.1'), sys('ECONNREFUSED', '127.8.0.1'), sys('ECONNREFUSED', '::1'), sys('ECONNREFUSED', '::ffff:127.0.0.1'), sys('ENOTFOUND'),
+      sys('ERR_TLS_CERT_ALTNAME_INVALID'), sys('DEPTH_ZERO_SELF_SIGNED_CERT'), sys('HPE_INVALID_CONSTANT'), new Error('more than 5 redirects'), new Unavailable('x'), null])
+      assert.equal(retryable(e), false, String(e?.message));
+  });
+
+  it('fails at once, naming the address, when a loopback port refuses the connection', async () => {
+    const port = await freePort(); // free: nothing listens on it
+    const eager = new RegistryClient({ configPath: hostsDir, attempts: 50, retryWindowMs: 600_000 });
+    try {
+      await assert.rejects(eager.resolve(parseReference(`127.0.0.1:${port}/r/x:v1`)), (e: Error) => {
+        assert.ok(e instanceof Unavailable, e.message);
+        assert.match(e.message, new RegExp(`http://127\\.0\\.0\\.1:${port} failed after 1 attempt \\(not retried.*ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
+        return true;
+      });
+    } finally {
+      await eager.close();
+    }
+  });
+
+  it('retries a reset connection up to the attempts, and a malformed answer not at all', async () => {
+    let conns = 0;
+    let mode: 'reset' | 'garbage' = 'reset';
+    const open = new Set<net.Socket>();
+    const server = net.createServer((sock) => {
+      conns++;
+      open.add(sock.on('close', () => open.delete(sock)));
+      if (mode === 'reset') sock.resetAndDestroy();
+      else sock.end('SPEAK FRIEND\r\n\r\n');
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    try {
+      await assert.rejects(client.resolve(parseReference(`127.0.0.1:${port}/r/x:v1`)), (e: Error) => e instanceof Unavailable && /failed after 3 attempts/.test(e.message));
+      assert.equal(conns, 3, 'the configured 3 attempts');
+      conns = 0;
+      mode = 'garbage';
+      await assert.rejects(client.resolve(parseReference(`127.0.0.1:${port}/r/x:v1`)), (e: Error) => e instanceof Unavailable && /failed after 1 attempt \(not retried/.test(e.message));
+      assert.equal(conns, 1, 'a malformed answer is not asked for again');
+    } finally {
+      for (const sock of open) sock.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('starts no attempt after the retry window, whatever the attempts allow', async () => {
+    let calls = 0;
+    const reg = await fakeRegistry((_req, res) => {
+      calls++;
+      res.writeHead(503).end();
+    });
+    // Backoff waits 200, 400, 800 ms: a 1 s window has room for three attempts at most.
+    const patient = new RegistryClient({ configPath: hostsDir, attempts: 1000, retryWindowMs: 1000 });
+    try {
+      const err = await patient.resolve(parseReference(`${reg.host}/r/x:v1`)).then(() => assert.fail('resolved'), (e: Error) => e);
+      assert.ok(err instanceof Unavailable, err.message);
+      assert.ok(calls >= 1 && calls <= 3, `${calls} attempts`);
+      assert.match(err.message, new RegExp(`failed after ${calls} attempts?: .*HTTP 503`));
+    } finally {
+      await patient.close();
       await reg.close();
     }
   });

@@ -82,12 +82,39 @@ export interface RegistryOptions {
   configPath: string;
   /** A blob download that receives nothing for this long fails. */
   stallTimeoutMs?: number;
-  /** Attempts for a request that fails with 5xx or a broken connection. */
+  /** Attempts for a request that fails in a way that can recover (see retryable). */
   attempts?: number;
+  /** No new attempt of a request starts once this long has passed since its first. */
+  retryWindowMs?: number;
   platform?: Platform;
 }
 
 class RetryableError extends Unavailable {}
+
+/** Socket errors a registry or the network between recovers from: a dropped or reset
+ * connection, a timeout, a route or name server that is back a moment later, a port
+ * refused while a remote registry restarts. */
+const TRANSIENT_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'EAI_AGAIN']);
+
+const isLoopback = (address: string) => /^127\./.test(address) || /^::ffff:127\./i.test(address) || address === '::1';
+
+/**
+ * Whether another attempt can succeed where this one failed: 5xx and 429 answers, and the
+ * transient socket errors above, but for a connection refused by this machine (nothing
+ * listens on that loopback port, and nothing will a moment later). A certificate, a name
+ * that does not resolve, a malformed answer or a redirect loop fail the same way again.
+ */
+export function retryable(e: unknown): boolean {
+  if (e instanceof RetryableError || e instanceof HttpTimeout) return true;
+  const err = e as Partial<NodeJS.ErrnoException & { address: string }> | null;
+  if (!err?.code || !TRANSIENT_SOCKET_ERRORS.has(err.code)) return false;
+  return !(err.code === 'ECONNREFUSED' && typeof err.address === 'string' && isLoopback(err.address));
+}
+
+/** The wait before attempt n+1: 200 ms doubling, at most 5 s. */
+const backoffMs = (n: number) => Math.min(100 * 2 ** n, 5_000);
+
+const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -106,11 +133,13 @@ export class RegistryClient {
   private readonly tokens = new Map<string, string>();
   private readonly stallMs: number;
   private readonly attempts: number;
+  private readonly retryWindowMs: number;
   readonly platform: Platform;
 
   constructor(private readonly opts: RegistryOptions) {
     this.stallMs = opts.stallTimeoutMs ?? 60_000;
     this.attempts = opts.attempts ?? 4;
+    this.retryWindowMs = opts.retryWindowMs ?? 30_000;
     this.platform = opts.platform ?? hostPlatform();
   }
 
@@ -132,15 +161,16 @@ export class RegistryClient {
   }
 
   /**
-   * GET a registry path on one host, authenticating on 401 and retrying
-   * 5xx and broken connections with backoff. Returns status, headers, body.
+   * GET a registry path on one host, authenticating on 401. A failure that can recover
+   * (retryable) is tried again with backoff, up to `attempts` times and only while the
+   * retry window since the first attempt lasts; any other fails at once. Returns status,
+   * headers, body.
    */
   private async get(host: RegistryHost, repo: string, subpath: string, accept: string, auth: AuthConfig | undefined, what: string) {
     const url = `${host.origin}${host.apiRoot}/${repo}/${subpath}`;
     const scope = `repository:${repo}:pull`;
-    let lastErr: unknown;
-    for (let attempt = 0; attempt < this.attempts; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+    const deadline = Date.now() + this.retryWindowMs;
+    for (let attempt = 1; ; attempt++) {
       try {
         let res = await this.send(host, url, accept, this.authHeader(host, scope, auth));
         if (res.statusCode === 401) {
@@ -159,12 +189,15 @@ export class RegistryClient {
         }
         return res;
       } catch (e) {
-        lastErr = e;
         if (e instanceof SkiffError && !(e instanceof RetryableError)) throw e;
+        const msg = e instanceof Error ? e.message : String(e);
+        if (!retryable(e)) throw new Unavailable(`${what}: ${host.origin} failed after ${plural(attempt, 'attempt')} (not retried: the same request would fail again): ${msg}`, { cause: e });
+        const wait = backoffMs(attempt);
+        if (attempt >= this.attempts || Date.now() + wait > deadline)
+          throw new Unavailable(`${what}: ${host.origin} failed after ${plural(attempt, 'attempt')}: ${msg}`, { cause: e });
+        await new Promise((r) => setTimeout(r, wait));
       }
     }
-    const msg = lastErr instanceof Error ? lastErr.message : String(lastErr);
-    throw new Unavailable(`${what}: ${host.origin} failed after ${this.attempts} attempts: ${msg}`);
   }
 
   private send(host: RegistryHost, url: string, accept: string, authorization: string | undefined) {

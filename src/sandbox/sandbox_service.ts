@@ -15,7 +15,7 @@ import type { Logger } from '../log';
 import type { CniNetwork } from '../network/cni';
 import { bindNetns, unbindNetns } from '../network/netns';
 import { ExitInfo, NamespaceName, ShimClient, ShimError, ShimStream } from '../shim/client';
-import { byIdOrPrefix, mustFind } from '../store/ids';
+import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Intent, IntentJournal } from '../store/intents';
@@ -24,6 +24,7 @@ import { findShims, killShim } from '../shim/processes';
 import { cgroupChildren, removeCgroupTree, unescapeMountPath } from './host_cgroups';
 import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
+import { checkPortMappings, cniPortMappings } from './port_mappings';
 import { checkSysctls } from './sysctls';
 import { checkPodUserNamespace } from './userns';
 
@@ -286,6 +287,7 @@ export class SandboxService extends EventEmitter {
     checkSysctls(config.linux?.sysctls ?? {}, { hostNetwork, hostIpc: ipcMode === NamespaceMode.NODE });
     if (config.log_directory && !path.isAbsolute(config.log_directory)) throw new InvalidArgument(`log_directory "${config.log_directory}" must be an absolute path`);
     checkPodUserNamespace(ns?.userns_options ?? null);
+    checkPortMappings(config.port_mappings);
     const id = randomBytes(32).toString('hex');
     const cgroup = podCgroup(id, config.linux, this.opts.defaultCgroupParent);
 
@@ -413,12 +415,7 @@ export class SandboxService extends EventEmitter {
         namespace: config.metadata!.namespace,
         uid: config.metadata!.uid,
         netnsPath: r.netnsPath,
-        portMappings: config.port_mappings.map((p) => ({
-          protocol: (['tcp', 'udp', 'sctp'] as const)[p.protocol] ?? 'tcp',
-          containerPort: p.container_port,
-          hostPort: p.host_port,
-          hostIp: p.host_ip || undefined,
-        })).filter((p) => p.hostPort > 0),
+        portMappings: cniPortMappings(config.port_mappings),
         cgroupParent: o.cgroup.path,
       });
       r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
@@ -483,8 +480,10 @@ export class SandboxService extends EventEmitter {
   }
 
   /** Stop: containers first (beforeStop), then the network, the shim and /dev/shm.
-   * The record stays, NOTREADY. A second stop, or a stop of an unknown pod, succeeds. */
+   * The record stays, NOTREADY. A second stop, or a stop of an unknown pod, succeeds; an
+   * empty id is refused. */
   async stop(id: string): Promise<void> {
+    requireId(id, 'pod_sandbox_id');
     const found = this.get(id);
     if (!found) return;
     await this.lock.run(found.id, async () => {
@@ -515,8 +514,10 @@ export class SandboxService extends EventEmitter {
     });
   }
 
-  /** Remove a pod and everything it holds; unknown ids succeed, as kubelet expects. */
+  /** Remove a pod and everything it holds; unknown ids succeed, as kubelet expects (an
+   * empty one is refused). */
   async remove(id: string): Promise<void> {
+    requireId(id, 'pod_sandbox_id');
     const found = this.get(id);
     if (!found) return;
     const intent = await this.opts.journal.begin('remove_pod', found.id, {});
