@@ -439,7 +439,7 @@ function skiffdNodeFlags(): string[] {
 async function skiffRun(bench: Bench, i: number): Promise<Sample> {
   const root = path.join(bench.tmp, `skiff-${i}`);
   const args = ['--expose-gc', ...skiffdNodeFlags(), WORKER, root, bench.ref, bench.hostsDir, bench.warmupRef];
-  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { MALLOC_ARENA_MAX: '2', ...process.env } });
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', ...process.env } });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));

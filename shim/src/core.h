@@ -9,7 +9,13 @@
 
 #define LINE_MAX_BYTES (4 * 1024 * 1024)
 #define FRAME_MAX_BYTES (1024 * 1024)
-#define EXEC_SYNC_MAX_OUTPUT (16 * 1024 * 1024)
+/* A sync exec keeps at most this much of stdout and stderr together (the rest is
+ * read and dropped): the CRI reply, these bytes and at most 21 bytes of protobuf
+ * framing, then fits the 16 MiB that kubelet accepts. */
+#define EXEC_SYNC_MAX_OUTPUT (16 * 1024 * 1024 - 1024)
+/* A connection keeps an output buffer this large between replies; a larger one
+ * (a big reply, a slow stream reader) is freed once sent. */
+#define CONN_KEEP_BYTES (64 * 1024)
 /* A client whose unsent output passes this is slow: stream data to it is
  * dropped (attach) or the producer pauses (exec), so a container never blocks
  * on a reader. */
@@ -86,9 +92,17 @@ void buf_free(struct buf *b);
 
 struct stream_sess;
 
+/* Output queued behind a connection's out buffer: buffers handed over whole
+ * (conn_give), and what was queued after them. */
+struct out_seg {
+  struct buf b;
+  struct out_seg *next;
+};
+
 struct conn {
   struct watch w;
   struct buf in, out;
+  struct out_seg *more, *more_last; /* sent after out, in order */
   bool subscribed;
   bool streaming;       /* frames instead of JSON lines */
   bool closing;         /* close once output is flushed */
@@ -101,11 +115,16 @@ struct conn {
 void conn_accept(int listen_fd);
 void conn_event(struct conn *c, uint32_t events);
 void conn_close(struct conn *c);
-/* Queue output; returns -1 (and closes the conn later) on allocation failure. */
-void conn_send_json(struct conn *c, json_t *msg);
-void conn_send_result(struct conn *c, json_t *id, json_t *result);
+/* Queue output; returns -1 when it could not (no memory: the conn is closed). */
+int conn_send_json(struct conn *c, json_t *msg);
+int conn_send_result(struct conn *c, json_t *id, json_t *result);
 void conn_send_error(struct conn *c, json_t *id, const struct shim_err *err);
 void conn_send_frame(struct conn *c, enum frame_type type, const void *data, size_t len);
+/* Queue a whole buffer without copying it: the connection takes it over (*b is
+ * left empty) and frees it once sent. */
+void conn_give(struct conn *c, struct buf *b);
+/* Bytes queued and not yet sent. */
+size_t conn_pending(const struct conn *c);
 /* Send an event line to every subscribed connection. */
 void conn_broadcast_event(const char *event, json_t *params);
 void conn_resume(struct conn *c);
@@ -197,7 +216,8 @@ struct exec_proc {
   bool sync;
   struct conn *conn;      /* sync: who gets the reply; streaming: the stream conn */
   json_t *req_id;
-  struct buf out_acc, err_acc; /* sync: captured output */
+  bool raw_output;        /* sync: the reply line is followed by the output bytes */
+  struct buf out_acc, err_acc; /* sync: captured output, EXEC_SYNC_MAX_OUTPUT together */
   bool truncated;
   struct watch timer;
   bool timed_out;

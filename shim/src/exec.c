@@ -68,7 +68,7 @@ static void exec_unlink(struct exec_proc *e)
 int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err)
 {
   json_t *process;
-  bool sync, want_stdin, tty;
+  bool sync, want_stdin, tty, raw_output;
   bool has_timeout;
   int64_t timeout_ms;
   int stdio[3], master = -1, sync_fd = -1;
@@ -79,6 +79,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
   if (spec_get_object(params, "process", "params", &process, err) < 0
       || spec_validate_process(process, "params.process", err) < 0 || spec_get_bool(params, "sync", "params", &sync, err) < 0
       || spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0
+      || spec_get_bool(params, "rawOutput", "params", &raw_output, err) < 0
       || spec_get_int64(params, "timeoutMs", "params", &has_timeout, &timeout_ms, err) < 0)
     return -1;
   if (has_timeout && timeout_ms < 0)
@@ -92,6 +93,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
   e->ctr = c;
   snprintf(e->ctr_id, sizeof(e->ctr_id), "%s", c->id);
   e->sync = sync;
+  e->raw_output = raw_output;
   e->timer = (struct watch) { .kind = W_TIMER, .fd = -1, .obj = e };
   proc_io_init(&e->io, NULL, e);
   if (proc_io_pipes(&e->io, tty, want_stdin, stdio, err) < 0) {
@@ -157,8 +159,11 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
 void exec_output(struct exec_proc *e, int stream, const char *data, size_t len)
 {
   if (e->sync) {
+    /* Past the cap output is still read, so the process never blocks on a full
+     * pipe, but dropped. */
     struct buf *b = stream == STREAM_STDERR ? &e->err_acc : &e->out_acc;
-    size_t room = EXEC_SYNC_MAX_OUTPUT > b->len ? EXEC_SYNC_MAX_OUTPUT - b->len : 0;
+    size_t held = e->out_acc.len + e->err_acc.len;
+    size_t room = EXEC_SYNC_MAX_OUTPUT > held ? EXEC_SYNC_MAX_OUTPUT - held : 0;
     if (len > room) {
       e->truncated = true;
       len = room;
@@ -171,6 +176,35 @@ void exec_output(struct exec_proc *e, int stream, const char *data, size_t len)
     conn_send_frame(e->conn, stream == STREAM_STDERR ? FRAME_STDERR : FRAME_STDOUT, data, len);
 }
 
+/* The answer to a sync exec. Raw: the output follows the result line as it was
+ * captured, handed to the connection rather than copied; else base64 in the line
+ * (clients from before rawOutput). */
+static void exec_reply(struct exec_proc *e)
+{
+  struct exit_info *x = &e->exit;
+  struct conn *c = e->conn;
+  json_t *res;
+  if (e->raw_output) {
+    res = json_pack("{s:i,s:i,s:b,s:b,s:I,s:I}", "exitCode", x->exit_code, "signal", x->signal, "timedOut", e->timed_out,
+                    "truncated", e->truncated, "stdoutBytes", (json_int_t) e->out_acc.len, "stderrBytes",
+                    (json_int_t) e->err_acc.len);
+    /* No bytes without the line that announces them. */
+    if (!res || conn_send_result(c, e->req_id, res) < 0)
+      return;
+    conn_give(c, &e->out_acc);
+    conn_give(c, &e->err_acc);
+    return;
+  }
+  {
+    char *out = base64(e->out_acc.data, e->out_acc.len), *errb = base64(e->err_acc.data, e->err_acc.len);
+    res = json_pack("{s:i,s:i,s:b,s:s,s:s,s:b}", "exitCode", x->exit_code, "signal", x->signal, "timedOut",
+                    e->timed_out, "stdout", out ? out : "", "stderr", errb ? errb : "", "truncated", e->truncated);
+    conn_send_result(c, e->req_id, res);
+    free(out);
+    free(errb);
+  }
+}
+
 void exec_exited(struct exec_proc *e, int status)
 {
   struct exit_info *x = &e->exit;
@@ -178,12 +212,7 @@ void exec_exited(struct exec_proc *e, int status)
   e->exited = true;
   proc_io_drain(&e->io);
   if (e->conn && e->sync) {
-    char *out = base64(e->out_acc.data, e->out_acc.len), *errb = base64(e->err_acc.data, e->err_acc.len);
-    json_t *res = json_pack("{s:i,s:i,s:b,s:s,s:s,s:b}", "exitCode", x->exit_code, "signal", x->signal, "timedOut",
-                            e->timed_out, "stdout", out ? out : "", "stderr", errb ? errb : "", "truncated", e->truncated);
-    conn_send_result(e->conn, e->req_id, res);
-    free(out);
-    free(errb);
+    exec_reply(e);
   } else if (e->conn) {
     json_t *ej = exit_json(e->ctr_id, x);
     char *text = json_dumps(ej, JSON_COMPACT);

@@ -247,7 +247,7 @@ void forward_event(struct forward *f, uint32_t events)
       if (f->conn->w.fd < 0)
         return;
       /* The client reads slower than the socket gives: wait for it to drain. */
-      if (buf_pending(&f->conn->out) > CONN_HIGH_WATER)
+      if (conn_pending(f->conn) > CONN_HIGH_WATER)
         f->reading = false;
     }
     forward_update(f);
@@ -267,7 +267,7 @@ void forward_input(struct forward *f, enum frame_type type, const char *data, si
     /* The socket takes less than the client sends: stop reading the client. */
     if (!f->done && buf_pending(&f->out) > CONN_HIGH_WATER && !f->conn->paused) {
       f->conn->paused = true;
-      loop_mod(&f->conn->w, buf_pending(&f->conn->out) ? EPOLLOUT : 0);
+      loop_mod(&f->conn->w, conn_pending(f->conn) ? EPOLLOUT : 0);
     }
   } else if (type == FRAME_CLOSE_STDIN) {
     f->shut_wr = true;

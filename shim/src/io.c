@@ -65,7 +65,7 @@ void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *
       /* The process is not reading: stop reading from the client too. */
       s->conn->paused = true;
       io->paused_conn = s->conn;
-      loop_mod(&s->conn->w, buf_pending(&s->conn->out) ? EPOLLOUT : 0);
+      loop_mod(&s->conn->w, conn_pending(s->conn) ? EPOLLOUT : 0);
     }
     break;
   case FRAME_CLOSE_STDIN:
@@ -128,7 +128,7 @@ void attach_broadcast(struct container *c, int stream, const char *data, size_t 
     if ((stream == STREAM_STDOUT && !s->want_stdout) || (stream == STREAM_STDERR && !s->want_stderr))
       continue;
     /* A slow reader loses output rather than stall the container. */
-    if (buf_pending(&s->conn->out) > CONN_HIGH_WATER)
+    if (conn_pending(s->conn) > CONN_HIGH_WATER)
       continue;
     conn_send_frame(s->conn, stream == STREAM_STDERR ? FRAME_STDERR : FRAME_STDOUT, data, len);
   }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,10 @@ int main(int argc, char **argv)
   int pipefd[2], c;
   pid_t pid;
 
+  /* A fixed threshold (glibc's own rises, up to 32 MiB, each time a large block is
+   * freed): every block of 128 KiB or more, such as a sync exec's output, is a mapping
+   * of its own that goes back to the kernel when freed and grows by mremap. */
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
     case 's': g_shim.state_dir = optarg; break;

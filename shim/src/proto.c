@@ -62,20 +62,49 @@ void buf_free(struct buf *b)
 
 /* ---- output --------------------------------------------------------------- */
 
+size_t conn_pending(const struct conn *c)
+{
+  size_t n = buf_pending(&c->out);
+  for (const struct out_seg *s = c->more; s; s = s->next)
+    n += buf_pending(&s->b);
+  return n;
+}
+
+/* out is sent: the next queued buffer takes its place. */
+static void conn_next_seg(struct conn *c)
+{
+  struct out_seg *s = c->more;
+  buf_free(&c->out);
+  c->out = s->b;
+  c->more = s->next;
+  if (!c->more)
+    c->more_last = NULL;
+  free(s);
+}
+
 static void conn_flush(struct conn *c)
 {
-  while (buf_pending(&c->out) > 0) {
-    ssize_t w = send(c->w.fd, c->out.data + c->out.off, buf_pending(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      break;
-    if (w < 0) {
-      conn_close(c);
-      return;
+  for (;;) {
+    while (buf_pending(&c->out) > 0) {
+      ssize_t w = send(c->w.fd, c->out.data + c->out.off, buf_pending(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        break;
+      if (w < 0) {
+        conn_close(c);
+        return;
+      }
+      buf_consume(&c->out, (size_t) w);
     }
-    buf_consume(&c->out, (size_t) w);
+    if (buf_pending(&c->out) > 0 || !c->more)
+      break;
+    conn_next_seg(c);
   }
+  /* What a large reply or a slow reader took is given back, not kept for the
+   * connection's life (skiffd keeps one per pod). */
+  if (buf_pending(&c->out) == 0 && c->out.cap > CONN_KEEP_BYTES)
+    buf_free(&c->out);
   if (buf_pending(&c->out) == 0 && c->closing) {
     /* Half-close and wait for the client to close: closing at once would make a frame the
      * client is still sending (a resize, stdin) fail with EPIPE, and its socket would be
@@ -90,42 +119,53 @@ static void conn_flush(struct conn *c)
     return;
   }
   loop_mod(&c->w, (c->paused ? 0 : EPOLLIN) | (buf_pending(&c->out) ? EPOLLOUT : 0));
-  if (c->sess && buf_pending(&c->out) < CONN_HIGH_WATER / 2)
+  if (c->sess && conn_pending(c) < CONN_HIGH_WATER / 2)
     sess_output_drained(c->sess);
 }
 
-static void conn_queue(struct conn *c, const void *data, size_t len)
+/* Where queued output goes: behind whatever is queued already. */
+static struct buf *conn_tail(struct conn *c)
 {
-  if (c->w.fd < 0)
-    return;
-  if (buf_append(&c->out, data, len) < 0) {
-    shim_log("connection output: out of memory; closing it");
-    conn_close(c);
-    return;
-  }
-  conn_flush(c);
+  return c->more_last ? &c->more_last->b : &c->out;
 }
 
-void conn_send_json(struct conn *c, json_t *msg)
+static int conn_queue(struct conn *c, const void *data, size_t len)
+{
+  if (c->w.fd < 0)
+    return -1;
+  if (buf_append(conn_tail(c), data, len) < 0) {
+    shim_log("connection output: out of memory; closing it");
+    conn_close(c);
+    return -1;
+  }
+  conn_flush(c);
+  return 0;
+}
+
+int conn_send_json(struct conn *c, json_t *msg)
 {
   char *text = json_dumps(msg, JSON_COMPACT);
+  int r;
   if (!text) {
     shim_log("encode response: out of memory");
-    return;
+    return -1;
   }
   size_t n = strlen(text);
   text[n] = '\n'; /* replace NUL; we send n + 1 bytes */
-  conn_queue(c, text, n + 1);
+  r = conn_queue(c, text, n + 1);
   free(text);
+  return r;
 }
 
-void conn_send_result(struct conn *c, json_t *id, json_t *result)
+int conn_send_result(struct conn *c, json_t *id, json_t *result)
 {
   json_t *msg = json_pack("{s:O?,s:o}", "id", id, "result", result ? result : json_object());
+  int r = -1;
   if (msg) {
-    conn_send_json(c, msg);
+    r = conn_send_json(c, msg);
     json_decref(msg);
   }
+  return r;
 }
 
 void conn_send_error(struct conn *c, json_t *id, const struct shim_err *err)
@@ -146,10 +186,39 @@ void conn_send_frame(struct conn *c, enum frame_type type, const void *data, siz
   memcpy(hdr + 1, &be, 4);
   if (c->w.fd < 0)
     return;
-  if (buf_append(&c->out, hdr, 5) < 0 || buf_append(&c->out, data, len) < 0) {
+  if (buf_append(conn_tail(c), hdr, 5) < 0 || buf_append(conn_tail(c), data, len) < 0) {
     conn_close(c);
     return;
   }
+  conn_flush(c);
+}
+
+void conn_give(struct conn *c, struct buf *b)
+{
+  struct out_seg *s;
+  if (c->w.fd < 0 || buf_pending(b) == 0) {
+    buf_free(b);
+    return;
+  }
+  if (!c->more && buf_pending(&c->out) == 0) {
+    buf_free(&c->out);
+    c->out = *b;
+  } else {
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+      buf_free(b);
+      shim_log("connection output: out of memory; closing it");
+      conn_close(c);
+      return;
+    }
+    s->b = *b;
+    if (c->more_last)
+      c->more_last->next = s;
+    else
+      c->more = s;
+    c->more_last = s;
+  }
+  memset(b, 0, sizeof(*b));
   conn_flush(c);
 }
 
@@ -170,6 +239,8 @@ static void conn_free(void *p)
 {
   struct conn *c = p;
   buf_free(&c->in);
+  while (c->more)
+    conn_next_seg(c);
   buf_free(&c->out);
   free(c);
 }

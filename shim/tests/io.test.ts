@@ -2,8 +2,9 @@
 // and streaming exec with and without a tty, and attach.
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
-import { ShimError, ShimStream } from '../../src/shim/client';
+import { EXEC_SYNC_MAX_OUTPUT, ShimError, ShimStream } from '../../src/shim/client';
 import { TestPod, processAlive, readCriLog, tempDir, waitFor } from './fixtures';
 
 const RFC3339NANO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
@@ -87,10 +88,56 @@ describe('shim io', function () {
     assert.ok(Date.now() - start < 10000);
   });
 
-  it('caps sync exec output at 16 MiB', async () => {
-    const r = await t.client.execSync({ id: 'box', process: { args: ['sh', '-c', 'head -c 17000000 /dev/zero'], ...PROC } });
-    assert.equal(r.stdout.length, 16 * 1024 * 1024);
+  it('caps sync exec output, stdout and stderr together, and keeps reading past the cap', async () => {
+    // The writer is never blocked by the cap: it writes all 40 MiB and its exit code comes back.
+    const r = await t.client.execSync({ id: 'box', process: { args: ['sh', '-c', 'head -c 1000000 /dev/zero >&2; head -c 40000000 /dev/zero; echo done >&2; exit 4'], ...PROC } });
+    assert.equal(r.exitCode, 4);
+    assert.equal(r.stderr.length, 1000000);
+    assert.equal(r.stdout.length, EXEC_SYNC_MAX_OUTPUT - 1000000);
     assert.equal(r.truncated, true);
+    const whole = await t.client.execSync({ id: 'box', process: { args: ['sh', '-c', `head -c ${EXEC_SYNC_MAX_OUTPUT} /dev/zero`], ...PROC } });
+    assert.deepEqual([whole.stdout.length, whole.truncated], [EXEC_SYNC_MAX_OUTPUT, false]);
+  });
+
+  it('answers a sync exec after its output on the same connection, in order with other calls', async () => {
+    // Two large execs and small calls at once on the one connection: each answer gets its own bytes.
+    const big = (c: string, n: number) => t.client.execSync({ id: 'box', process: { args: ['sh', '-c', `head -c ${n} /dev/zero | tr '\\0' ${c}; echo -n ${c} >&2`], ...PROC } });
+    const [a, state, b] = await Promise.all([big('a', 3_000_000), t.client.state({ id: 'box' }), big('b', 5_000_000)]);
+    assert.equal(state.status, 'running');
+    for (const [r, c, n] of [[a, 'a', 3_000_000], [b, 'b', 5_000_000]] as const) {
+      assert.equal(r.stdout.length, n);
+      assert.ok(r.stdout.every((x) => x === c.charCodeAt(0)));
+      assert.equal(r.stderr.toString(), c);
+    }
+    assert.equal((await t.client.version()).protocol, 1, 'the connection still speaks JSON lines');
+  });
+
+  it('answers a client from before rawOutput with base64 in the line', async () => {
+    const sock = net.createConnection(path.join(t.stateDir, 'shim.sock'));
+    const lines: string[] = [];
+    let rest = '';
+    sock.on('data', (d) => {
+      const parts = (rest + d.toString()).split('\n');
+      rest = parts.pop()!;
+      lines.push(...parts);
+    });
+    sock.write(JSON.stringify({ id: 1, method: 'exec', params: { id: 'box', sync: true, process: { args: ['sh', '-c', 'echo out; echo err >&2'], ...PROC } } }) + '\n');
+    await waitFor(() => lines.length > 0, 10_000, 'the answer');
+    sock.destroy();
+    const { result } = JSON.parse(lines[0]) as { result: { stdout: string; stderr: string; exitCode: number } };
+    assert.deepEqual([Buffer.from(result.stdout, 'base64').toString(), Buffer.from(result.stderr, 'base64').toString(), result.exitCode], ['out\n', 'err\n', 0]);
+  });
+
+  it('gives back what a large sync exec took', async () => {
+    const rss = () => Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${t.shimPid}/status`, 'utf8'))![1]) * 1024;
+    await t.client.execSync({ id: 'box', process: { args: ['true'], ...PROC } });
+    const before = rss();
+    fs.writeFileSync(`/proc/${t.shimPid}/clear_refs`, '5'); // VmHWM from here on
+    await Promise.all([0, 1].map(() => t.client.execSync({ id: 'box', process: { args: ['sh', '-c', 'head -c 64000000 /dev/zero'], ...PROC } })));
+    const peak = Number(/^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${t.shimPid}/status`, 'utf8'))![1]) * 1024;
+    assert.ok(peak - before <= 2.5 * EXEC_SYNC_MAX_OUTPUT, `two calls at once took ${peak - before} bytes at the peak`);
+    // Blocks this large are mappings of their own, unmapped once the reply is sent.
+    await waitFor(() => rss() - before <= 2 * 1024 * 1024, 10_000, `the shim to give back memory (${rss() - before} bytes kept)`);
   });
 
   it('fails an exec of a missing binary with a clear message', async () => {

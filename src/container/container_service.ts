@@ -9,7 +9,7 @@ import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri
 import type { ImageRecord, ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
-import { ExitInfo, OciProcess, ShimClient, ShimError, ShimStream } from '../shim/client';
+import { ExecOutputBuffers, ExitInfo, OciProcess, ShimClient, ShimError, ShimStream } from '../shim/client';
 import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
@@ -652,10 +652,12 @@ export class ContainerService {
     return { ...(spec.process as unknown as OciProcess), args, terminal: false };
   }
 
-  async execSync(id: string, cmd: string[], timeoutS: number): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
+  /** Run cmd in the container to its end: its exit code and output (at most
+   * EXEC_SYNC_MAX_OUTPUT of stdout and stderr together), written where `into` says. */
+  async execSync(id: string, cmd: string[], timeoutS: number, into?: ExecOutputBuffers): Promise<{ stdout: Buffer; stderr: Buffer; exitCode: number }> {
     if (cmd.length === 0) throw new InvalidArgument('cmd is required');
     const { r, shim } = this.requireRunning(id);
-    const res = await shim.execSync({ id: r.id, process: await this.execProcess(r, cmd), timeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined });
+    const res = await shim.execSync({ id: r.id, process: await this.execProcess(r, cmd), timeoutMs: timeoutS > 0 ? timeoutS * 1000 : undefined }, into);
     if (res.timedOut) throw new DeadlineExceeded(`command ${JSON.stringify(cmd)} in container ${r.id} timed out after ${timeoutS}s`);
     return { stdout: res.stdout, stderr: res.stderr, exitCode: res.exitCode };
   }

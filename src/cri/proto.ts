@@ -73,6 +73,16 @@ export function repeatedField(field: number, items: readonly Buffer[]): Encoded 
   return { [ENCODED]: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
 }
 
+/** The tag and length that open a length-delimited field (bytes, string, message). */
+export function lengthDelimitedHead(field: number, length: number): Uint8Array {
+  return protobuf.Writer.create().uint32((field << 3) | 2).uint32(length).finish();
+}
+
+/** An int32 field, encoded (a negative value takes ten bytes). */
+export function int32Field(field: number, value: number): Uint8Array {
+  return protobuf.Writer.create().uint32(field << 3).int32(value).finish();
+}
+
 /** The codec of any protobufjs message type (skiff's own API uses it too). */
 export function typeCodec<T>(type: protobuf.Type): Codec<T> {
   return {

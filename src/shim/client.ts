@@ -7,9 +7,26 @@ import * as net from 'net';
 import * as path from 'path';
 import { CodedError, GrpcCode } from '../errors';
 
-// Responses can be large: a sync exec returns up to 2 x 16 MiB, base64-encoded.
+// A line can be large: a shim from before rawOutput answers a sync exec with up to
+// 2 x 16 MiB of output, base64-encoded, in its line.
 const MAX_LINE = 64 * 1024 * 1024;
 const MAX_FRAME = 1024 * 1024;
+
+/** The most output a sync exec returns, stdout and stderr together: what the shim keeps
+ * (EXEC_SYNC_MAX_OUTPUT in shim/src/core.h), so that a CRI reply carrying it, with its
+ * framing, fits the 16 MiB kubelet accepts. */
+export const EXEC_SYNC_MAX_OUTPUT = 16 * 1024 * 1024 - 1024;
+
+/** Where a sync exec's output is written, given its sizes: buffers of exactly those
+ * sizes (by default new ones; the CRI reply passes views into its own encoding). */
+export type ExecOutputBuffers = (stdoutBytes: number, stderrBytes: number) => { stdout: Buffer; stderr: Buffer };
+
+const newOutputBuffers: ExecOutputBuffers = (stdoutBytes, stderrBytes) => ({ stdout: Buffer.allocUnsafe(stdoutBytes), stderr: Buffer.allocUnsafe(stderrBytes) });
+
+// Every shim socket reads into this one buffer: reads are handled one at a time, and
+// what is kept is copied out before the next. A sync exec's output goes straight into its
+// buffers instead of through a new buffer per read.
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 export type ShimErrorCode =
   | 'INVALID_ARGUMENT'
@@ -181,11 +198,59 @@ export interface BlockDeviceIo {
 /** OCI linux.resources; passed through to the shim as JSON. */
 export type OciResources = Record<string, unknown>;
 
-interface Pending {
+interface RequestOptions {
+  /** A successful answer switches the connection to frames. */
+  thenFrames?: boolean;
+  /** A sync exec with rawOutput: its output follows the answer's line, into these. */
+  output?: ExecOutputBuffers;
+}
+
+interface Pending extends RequestOptions {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
-  /** A successful answer switches the connection to frames. */
-  thenFrames: boolean;
+}
+
+/** Copies the bytes that follow a raw sync exec's answer into its output buffers. */
+class OutputReader {
+  private part = 0;
+  private off = 0;
+
+  constructor(
+    private readonly parts: Buffer[],
+    readonly finish: () => void,
+    readonly fail: (e: Error) => void,
+  ) {}
+
+  /** Take what belongs to the output from d; returns the rest. */
+  fill(d: Buffer): Buffer {
+    while (d.length > 0 && !this.full) {
+      const n = d.copy(this.parts[this.part], this.off);
+      this.off += n;
+      d = d.subarray(n);
+    }
+    return d;
+  }
+
+  get full(): boolean {
+    while (this.part < this.parts.length && this.off === this.parts[this.part].length) {
+      this.part++;
+      this.off = 0;
+    }
+    return this.part === this.parts.length;
+  }
+}
+
+/** A sync exec's answer: sizes and raw bytes after the line, or (shims from before
+ * rawOutput) base64 in it. */
+interface ExecSyncAnswer {
+  exitCode: number;
+  signal: number;
+  timedOut: boolean;
+  truncated: boolean;
+  stdoutBytes?: number;
+  stderrBytes?: number;
+  stdout: string | Buffer;
+  stderr: string | Buffer;
 }
 
 export enum FrameType {
@@ -197,7 +262,8 @@ export enum FrameType {
   Exit = 5,
 }
 
-/** Splits a byte stream into JSON lines, then (after switch) into frames. */
+/** Splits a byte stream into JSON lines (a raw sync exec's output after its line), then
+ * (after switch) into frames. */
 class Connection extends EventEmitter {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -207,22 +273,35 @@ class Connection extends EventEmitter {
   private framesActive = false;
   private closed = false;
   private closeHeld = false;
+  private output: OutputReader | null = null;
 
-  constructor(readonly socket: net.Socket) {
+  private constructor(readonly socket: net.Socket) {
     super();
-    socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('close', () => this.onClose());
     socket.on('error', () => {
       /* 'close' follows and reports it */
     });
   }
 
-  request<T>(method: string, params?: object, thenFrames = false): Promise<T> {
+  static open(socketPath: string): Promise<Connection> {
+    return new Promise((resolve, reject) => {
+      const conn: Connection = new Connection(
+        net.createConnection({ path: socketPath, onread: { buffer: READ_BUFFER, callback: (n: number) => (conn.onData(READ_BUFFER.subarray(0, n)), true) } }),
+      );
+      conn.socket.once('connect', () => {
+        conn.socket.removeListener('error', reject);
+        resolve(conn);
+      });
+      conn.socket.once('error', reject);
+    });
+  }
+
+  request<T>(method: string, params?: object, opts: RequestOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new ShimLostError());
     const id = this.nextId++;
     const line = JSON.stringify({ id, method, params: params ?? {} }) + '\n';
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, thenFrames });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...opts });
       this.socket.write(line);
     });
   }
@@ -257,10 +336,15 @@ class Connection extends EventEmitter {
     return this.closed;
   }
 
-  // Incoming bytes are kept as a list of chunks and joined only when a whole
+  // The start of a line, or frames, copied out of READ_BUFFER; joined only when a whole
   // line or frame is there: a 40 MiB answer must not be re-copied per chunk.
   private chunks: Buffer[] = [];
   private chunksLen = 0;
+
+  private keep(d: Buffer): void {
+    this.chunks.push(Buffer.from(d));
+    this.chunksLen += d.length;
+  }
 
   private take(n: number): Buffer {
     const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.chunksLen);
@@ -271,25 +355,34 @@ class Connection extends EventEmitter {
     return out;
   }
 
+  /** Bytes read into READ_BUFFER: only what is kept is copied out. */
   private onData(d: Buffer): void {
-    this.chunks.push(d);
-    this.chunksLen += d.length;
-    if (this.framing) return this.parseFrames();
-    // Only the new chunk can hold the end of the pending line.
-    let searchFrom = this.chunksLen - d.length;
-    for (;;) {
-      const last = this.chunks[this.chunks.length - 1];
-      const base = this.chunksLen - (last ? last.length : 0);
-      const nlInLast = last ? last.indexOf(0x0a, Math.max(0, searchFrom - base)) : -1;
-      if (nlInLast < 0) {
+    while (d.length > 0 && !this.socket.destroyed) {
+      if (this.output) {
+        d = this.output.fill(d);
+        if (this.output.full) {
+          const done = this.output.finish;
+          this.output = null;
+          done();
+        }
+        continue;
+      }
+      if (this.framing) {
+        this.keep(d);
+        this.parseFrames();
+        return;
+      }
+      const nl = d.indexOf(0x0a);
+      if (nl < 0) {
+        this.keep(d);
         if (this.chunksLen > MAX_LINE) this.socket.destroy(new Error('line from shim too long'));
         return;
       }
-      const line = this.take(base + nlInLast + 1).subarray(0, base + nlInLast).toString('utf8');
-      searchFrom = 0;
+      const line = this.chunksLen ? Buffer.concat([...this.chunks, d.subarray(0, nl)]).toString('utf8') : d.toString('utf8', 0, nl);
+      this.chunks = [];
+      this.chunksLen = 0;
+      d = d.subarray(nl + 1);
       this.onLine(line);
-      if (this.framing) return this.parseFrames();
-      if (this.chunksLen === 0) return;
     }
   }
 
@@ -313,7 +406,25 @@ class Connection extends EventEmitter {
       return;
     }
     if (p.thenFrames) this.framing = true;
-    p.resolve(msg.result ?? {});
+    const result = (msg.result ?? {}) as Partial<ExecSyncAnswer>;
+    if (p.output && result.stdoutBytes !== undefined) this.readOutput(p, p.output, result);
+    else p.resolve(result);
+  }
+
+  /** A raw sync exec's output follows its answer: read it into the caller's buffers. */
+  private readOutput(p: Pending, into: ExecOutputBuffers, result: Partial<ExecSyncAnswer>): void {
+    const { stdoutBytes: out, stderrBytes: err } = result;
+    const size = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+    if (!size(out) || !size(err) || out + err > EXEC_SYNC_MAX_OUTPUT) {
+      // Nothing after it can be told apart from the output: the connection is unusable.
+      p.reject(new ShimError('INTERNAL', `skiff-shim announced ${out} + ${err} bytes of exec output; at most ${EXEC_SYNC_MAX_OUTPUT} in all`, 0));
+      this.socket.destroy(new Error('bad exec output size from shim'));
+      return;
+    }
+    const { stdout, stderr } = into(out, err);
+    const reader = new OutputReader([stdout, stderr], () => p.resolve({ ...result, stdout, stderr }), p.reject);
+    if (reader.full) reader.finish();
+    else this.output = reader;
   }
 
   private parseFrames(): void {
@@ -335,6 +446,8 @@ class Connection extends EventEmitter {
     const err = new ShimLostError();
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    this.output?.fail(err);
+    this.output = null;
     // Frames still held for a consumer (a fast exec's output and exit, then the shim's
     // close, all in one read) come first: 'close' waits for startFrames.
     if (this.framing && !this.framesActive) this.closeHeld = true;
@@ -398,17 +511,6 @@ export declare interface ShimClient {
   emit<E extends keyof ShimClientEvents>(event: E, ...args: Parameters<ShimClientEvents[E]>): boolean;
 }
 
-function connectSocket(socketPath: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(socketPath);
-    s.once('connect', () => {
-      s.removeListener('error', reject);
-      resolve(s);
-    });
-    s.once('error', reject);
-  });
-}
-
 export interface SpawnOptions {
   binary: string;
   stateDir: string;
@@ -450,7 +552,7 @@ export class ShimClient extends EventEmitter {
   }
 
   static async connect(socketPath: string): Promise<ShimClient> {
-    return new ShimClient(socketPath, new Connection(await connectSocket(socketPath)));
+    return new ShimClient(socketPath, await Connection.open(socketPath));
   }
 
   close(): void {
@@ -499,16 +601,22 @@ export class ShimClient extends EventEmitter {
     return this.done('delete', p);
   }
 
-  async execSync(p: { id: string; process: OciProcess; timeoutMs?: number }): Promise<ExecSyncResult> {
-    const r = await this.conn.request<{
-      exitCode: number;
-      signal: number;
-      timedOut: boolean;
-      stdout: string;
-      stderr: string;
-      truncated: boolean;
-    }>('exec', { ...p, sync: true });
-    return { ...r, stdout: Buffer.from(r.stdout, 'base64'), stderr: Buffer.from(r.stderr, 'base64') };
+  /** Run a process to its end and return its output, at most EXEC_SYNC_MAX_OUTPUT of
+   * stdout and stderr together (`truncated` says when some was dropped). */
+  async execSync(p: { id: string; process: OciProcess; timeoutMs?: number }, into: ExecOutputBuffers = newOutputBuffers): Promise<ExecSyncResult> {
+    const r = await this.conn.request<ExecSyncAnswer>('exec', { ...p, sync: true, rawOutput: true }, { output: into });
+    const result = { exitCode: r.exitCode, signal: r.signal, timedOut: r.timedOut, truncated: r.truncated };
+    if (Buffer.isBuffer(r.stdout) && Buffer.isBuffer(r.stderr)) return { ...result, stdout: r.stdout, stderr: r.stderr };
+    // A shim started before rawOutput (shims outlive skiffd): up to 16 MiB a stream, in
+    // base64. Cut to the same cap, stdout first.
+    const stdout = Buffer.from(r.stdout as string, 'base64');
+    const stderr = Buffer.from(r.stderr as string, 'base64');
+    const keepOut = Math.min(stdout.length, EXEC_SYNC_MAX_OUTPUT);
+    const keepErr = Math.min(stderr.length, EXEC_SYNC_MAX_OUTPUT - keepOut);
+    const out = into(keepOut, keepErr);
+    stdout.copy(out.stdout, 0, 0, keepOut);
+    stderr.copy(out.stderr, 0, 0, keepErr);
+    return { ...result, truncated: r.truncated || keepOut + keepErr < stdout.length + stderr.length, stdout: out.stdout, stderr: out.stderr };
   }
 
   /** A streaming exec on a dedicated connection. */
@@ -556,9 +664,9 @@ export class ShimClient extends EventEmitter {
   }
 
   private async openStream(method: 'exec' | 'attach' | 'portForward', params: object): Promise<ShimStream> {
-    const conn = new Connection(await connectSocket(this.socketPath));
+    const conn = await Connection.open(this.socketPath);
     try {
-      const r = await conn.request<{ pid?: number }>(method, params, true);
+      const r = await conn.request<{ pid?: number }>(method, params, { thenFrames: true });
       const s = new ShimStream(conn, r.pid ?? 0);
       // Deliver frames once the caller, resumed by this return, has added its
       // 'stdout'/'stderr' listeners.
