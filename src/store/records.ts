@@ -23,8 +23,9 @@ export class RecordStore<T> {
     return path.join(this.dir, `${key}.json`);
   }
 
-  async put(key: string, value: T): Promise<void> {
-    await writeFileAtomic(this.file(key), JSON.stringify(value), 0o600);
+  /** Write a record atomically; `sync: false` skips the fsyncs (see writeFileAtomic). */
+  async put(key: string, value: T, o: { sync?: boolean } = {}): Promise<void> {
+    await writeFileAtomic(this.file(key), JSON.stringify(value), 0o600, o);
   }
 
   async delete(key: string): Promise<void> {
@@ -51,14 +52,17 @@ export class RecordStore<T> {
 
 /** Replace `file` so a reader sees the old or the new content, never a torn one, and
  * the new content survives a crash once this returns: temp file beside it (a leftover
- * is named `.tmp-*`), fsync, rename, fsync of the directory. */
-export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+ * is named `.tmp-*`), fsync, rename, fsync of the directory. With `sync: false` the
+ * content survives a crash of the process (the page cache outlives it), not one of the
+ * host: for what a host crash makes moot anyway. */
+export async function writeFileAtomic(file: string, data: string, mode: number, o: { sync?: boolean } = {}): Promise<void> {
+  const sync = o.sync ?? true;
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.tmp-${randomBytes(6).toString('hex')}`);
   const fh = await fsp.open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (sync) await fh.sync();
   } finally {
     await fh.close();
   }
@@ -68,6 +72,7 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
     await fsp.rm(tmp, { force: true });
     throw e;
   }
+  if (!sync) return;
   const dh = await fsp.open(dir, 'r');
   try {
     await dh.sync();
