@@ -6,6 +6,7 @@ import { EventEmitter } from 'events';
 import * as net from 'net';
 import * as path from 'path';
 import { CodedError, GrpcCode } from '../errors';
+import type { IdMapping, LinuxCapabilities, LinuxResources, Process } from '../oci/runtime_spec';
 
 // Responses can be large: a sync exec returns up to 2 x 16 MiB, base64-encoded.
 const MAX_LINE = 64 * 1024 * 1024;
@@ -68,12 +69,6 @@ export interface ContainerState {
 export type NsMode = 'new' | 'host';
 export type NamespaceName = 'net' | 'ipc' | 'uts' | 'pid' | 'user';
 
-export interface IdMapping {
-  containerID: number;
-  hostID: number;
-  size: number;
-}
-
 export interface PodParams {
   hostname?: string;
   network?: NsMode;
@@ -85,7 +80,7 @@ export interface PodParams {
   /** The infra process's cgroup. */
   cgroupsPath?: string;
   /** A pod cgroup for the shim to make with these limits, and remove at shutdown. */
-  podCgroup?: { path: string; resources: object };
+  podCgroup?: { path: string; resources: LinuxResources };
 }
 
 export interface PodResult {
@@ -106,21 +101,10 @@ export interface CreateParams {
   stdinOnce?: boolean;
 }
 
-/** The OCI runtime spec "process" object (the fields skiff uses). */
-export interface OciProcess {
-  terminal?: boolean;
-  user?: { uid: number; gid: number; additionalGids?: number[]; umask?: number };
-  args: string[];
-  env?: string[];
-  cwd?: string;
-  capabilities?: Partial<Record<'bounding' | 'effective' | 'inheritable' | 'permitted' | 'ambient', string[]>>;
-  rlimits?: { type: string; soft: number; hard: number }[];
-  noNewPrivileges?: boolean;
-  oomScoreAdj?: number;
-  /** The AppArmor profile and SELinux label the process execs into. */
-  apparmorProfile?: string;
-  selinuxLabel?: string;
-}
+/** What exec runs: an OCI process of which the shim needs only args. A field or capability
+ * set left out is not applied: without user, env and cwd the process runs as root, with no
+ * environment, in "/". */
+export type ExecProcess = Pick<Process, 'args'> & Partial<Omit<Process, 'capabilities'>> & { capabilities?: Partial<LinuxCapabilities> };
 
 export interface ExecSyncResult {
   exitCode: number;
@@ -177,9 +161,6 @@ export interface BlockDeviceIo {
   reads: number;
   writes: number;
 }
-
-/** OCI linux.resources; passed through to the shim as JSON. */
-export type OciResources = Record<string, unknown>;
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -499,7 +480,7 @@ export class ShimClient extends EventEmitter {
     return this.done('delete', p);
   }
 
-  async execSync(p: { id: string; process: OciProcess; timeoutMs?: number }): Promise<ExecSyncResult> {
+  async execSync(p: { id: string; process: ExecProcess; timeoutMs?: number }): Promise<ExecSyncResult> {
     const r = await this.conn.request<{
       exitCode: number;
       signal: number;
@@ -512,7 +493,7 @@ export class ShimClient extends EventEmitter {
   }
 
   /** A streaming exec on a dedicated connection. */
-  async exec(p: { id: string; process: OciProcess; stdin?: boolean }): Promise<ShimStream> {
+  async exec(p: { id: string; process: ExecProcess; stdin?: boolean }): Promise<ShimStream> {
     return this.openStream('exec', p);
   }
 
@@ -533,12 +514,12 @@ export class ShimClient extends EventEmitter {
     return this.done('reopenLog', p);
   }
 
-  update(p: { id: string; resources: OciResources }): Promise<void> {
+  update(p: { id: string; resources: LinuxResources }): Promise<void> {
     return this.done('update', p);
   }
 
   /** New limits for the pod cgroup this shim made (PodParams.podCgroup); all or nothing. */
-  updatePod(p: { resources: OciResources }): Promise<void> {
+  updatePod(p: { resources: LinuxResources }): Promise<void> {
     return this.done('updatePod', p);
   }
 
