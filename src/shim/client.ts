@@ -5,7 +5,7 @@ import { execFile } from 'child_process';
 import { EventEmitter } from 'events';
 import * as net from 'net';
 import * as path from 'path';
-import { CodedError, GrpcCode } from '../errors';
+import { CodedError, GrpcCode, Unavailable } from '../errors';
 import type { IdMapping, LinuxCapabilities, LinuxResources, Process } from '../oci/runtime_spec';
 
 // Responses can be large: a sync exec returns up to 2 x 16 MiB, base64-encoded.
@@ -35,11 +35,11 @@ export class ShimError extends Error implements CodedError {
   }
 }
 
-/** The shim went away (killed, crashed, or shut down) before answering. */
-export class ShimLostError extends Error {
+/** The shim went away (killed, crashed, or shut down) before answering: UNAVAILABLE, as
+ * for any server that is gone, not INTERNAL. */
+export class ShimLostError extends Unavailable {
   constructor(message = 'connection to skiff-shim lost') {
     super(message);
-    this.name = 'ShimLostError';
   }
 }
 
