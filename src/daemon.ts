@@ -16,7 +16,6 @@ import { runtimeConfig } from './cri/runtime/runtime_config';
 import { ContainerEvents } from './cri/runtime/events';
 import * as pod from './cri/runtime/sandbox';
 import * as statsCalls from './cri/runtime/stats';
-import { CriMetricsService } from './stats/cri_metrics';
 import * as streamingCalls from './cri/runtime/streaming';
 import { status, updateRuntimeConfig } from './cri/runtime/status';
 import { version } from './cri/runtime/version';
@@ -26,6 +25,7 @@ import { CniNetwork } from './network/cni';
 import { DefaultNetwork } from './network/default_network';
 import { SandboxService } from './sandbox/sandbox_service';
 import { probeKernelFeatures } from './shim/features';
+import { BlockDeviceNames } from './stats/block_devices';
 import { ContainerStatsService } from './stats/container_stats';
 import { PodStatsService } from './stats/pod_stats';
 import { StreamingServer } from './streaming/server';
@@ -157,7 +157,7 @@ export class Daemon {
     containers.onRemoved = (id) => stats.forget(id);
     const podStats = new PodStatsService(stats, sandboxes);
     const events = new ContainerEvents(sandboxes, containers);
-    const criMetrics = new CriMetricsService(stats, podStats);
+    const devices = new BlockDeviceNames();
     const server = new CriServer(
       {
         runtime: {
@@ -191,8 +191,8 @@ export class Daemon {
           ListContainerStats: statsCalls.listContainerStats(containers, stats),
           StreamContainerStats: statsCalls.streamContainerStats(containers, stats),
           ListMetricDescriptors: statsCalls.listMetricDescriptors(),
-          ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(sandboxes, containers, criMetrics),
-          StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(sandboxes, containers, criMetrics),
+          ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(sandboxes, containers, podStats, devices),
+          StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(sandboxes, containers, podStats, devices),
         },
         image: imageHandlers(images, config['cri.runtime_handler']),
       },
