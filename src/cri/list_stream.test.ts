@@ -21,9 +21,11 @@ import { ContainerState, PodSandboxState } from './gen/cri';
 import { listImages, streamImages } from './image/image_list';
 import { ChunkBounds, STREAM_CHUNK_BOUNDS, chunks } from './list_stream';
 import { ENCODED, codec, serviceDefinition } from './proto';
-import { containerLists } from './runtime/container';
-import { podSandboxLists } from './runtime/sandbox';
-import * as statsCalls from './runtime/stats';
+import { containerLists } from './runtime/container_list';
+import { listContainerStats, streamContainerStats } from './runtime/container_stats';
+import { podSandboxLists } from './runtime/sandbox_list';
+import { listPodSandboxMetrics, streamPodSandboxMetrics } from './runtime/sandbox_metrics';
+import { listPodSandboxStats, streamPodSandboxStats } from './runtime/sandbox_stats';
 import { CriServer, StreamContext } from './server';
 
 const PODS = 3000;
@@ -153,12 +155,12 @@ async function startServer(node: Node, bounds: ChunkBounds, observed: Observed) 
         StreamPodSandboxes: pods.StreamPodSandboxes,
         ListContainers: ctrs.ListContainers,
         StreamContainers: observed.wrap(ctrs.StreamContainers),
-        ListContainerStats: statsCalls.listContainerStats(node.containers, node.containerStats),
-        StreamContainerStats: statsCalls.streamContainerStats(node.containers, node.containerStats, bounds),
-        ListPodSandboxStats: statsCalls.listPodSandboxStats(node.pods, node.containers, node.podStats),
-        StreamPodSandboxStats: statsCalls.streamPodSandboxStats(node.pods, node.containers, node.podStats, bounds),
-        ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices),
-        StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices, bounds),
+        ListContainerStats: listContainerStats(node.containers, node.containerStats),
+        StreamContainerStats: streamContainerStats(node.containers, node.containerStats, bounds),
+        ListPodSandboxStats: listPodSandboxStats(node.pods, node.containers, node.podStats),
+        StreamPodSandboxStats: streamPodSandboxStats(node.pods, node.containers, node.podStats, bounds),
+        ListPodSandboxMetrics: listPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices),
+        StreamPodSandboxMetrics: streamPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices, bounds),
       },
       image: { ListImages: listImages(node.images, 'skiff'), StreamImages: streamImages(node.images, 'skiff', bounds) },
     },

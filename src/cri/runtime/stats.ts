@@ -1,50 +1,14 @@
-// ContainerStats, ListContainerStats and StreamContainerStats (filters: id prefix, pod id
-// prefix, labels); PodSandboxStats, ListPodSandboxStats and StreamPodSandboxStats
-// (filters: id prefix, labels); ListMetricDescriptors, and ListPodSandboxMetrics and
-// StreamPodSandboxMetrics (every ready pod). A list and its stream answer the same items.
-// Container and pod samples (stats/) become the CRI's ContainerStats and PodSandboxStats
-// here. A pod's CPU, memory and process counts are the sums of its containers' (kubelet
-// puts a pod's containers under the pod's cgroup, so the sums are the pod's, without the
-// few KiB of skiff's infra process); its pressure is its own cgroup's. Pressure (PSI)
-// readings become PsiStats with Total in nanoseconds; absent readings stay null: kubelet
-// must not see a made-up zero stall.
-import type { ContainerService } from '../../container/container_service';
-import type { SandboxService } from '../../sandbox/sandbox_service';
+// Container and pod samples (stats/) as the CRI's ContainerStats and PodSandboxStats, for
+// the stats calls (container_stats.ts, sandbox_stats.ts). A pod's CPU, memory and process
+// counts are the sums of its containers' (kubelet puts a pod's containers under the pod's
+// cgroup, so the sums are the pod's, without the few KiB of skiff's infra process); its
+// pressure is its own cgroup's. Pressure (PSI) readings become PsiStats with Total in
+// nanoseconds; absent readings stay null: kubelet must not see a made-up zero stall.
 import type { CgroupStats, Pressure, PressureLine } from '../../shim/client';
-import type { BlockDeviceNames } from '../../stats/block_devices';
-import type { ContainerSample, ContainerStatsService } from '../../stats/container_stats';
-import type { NetworkSample, PodSample, PodStatsService } from '../../stats/pod_stats';
-import type {
-  ContainerStats,
-  ContainerStatsFilter,
-  ContainerStatsRequest,
-  ContainerStatsResponse,
-  IoUsage,
-  ListContainerStatsRequest,
-  ListContainerStatsResponse,
-  ListMetricDescriptorsResponse,
-  ListPodSandboxMetricsResponse,
-  ListPodSandboxStatsRequest,
-  ListPodSandboxStatsResponse,
-  NetworkUsage,
-  PodSandboxMetrics,
-  PodSandboxStats,
-  PodSandboxStatsFilter,
-  PodSandboxStatsRequest,
-  PodSandboxStatsResponse,
-  PsiData,
-  PsiStats,
-  StreamContainerStatsRequest,
-  StreamContainerStatsResponse,
-  StreamPodSandboxMetricsResponse,
-  StreamPodSandboxStatsRequest,
-  StreamPodSandboxStatsResponse,
-} from '../gen/cri';
-import { ChunkBounds, STREAM_CHUNK_BOUNDS, sendChunked } from '../list_stream';
-import { codec } from '../proto';
-import type { Reply, StreamContext } from '../server';
-import { metricDescriptors, podMetrics } from './cadvisor_metrics';
-import { selectContainers, selectPods } from './convert';
+import type { ContainerSample } from '../../stats/container_stats';
+import type { NetworkSample, PodSample } from '../../stats/pod_stats';
+import type { ContainerStats, IoUsage, NetworkUsage, PodSandboxStats, PsiData, PsiStats } from '../gen/cri';
+import type { Reply } from '../server';
 
 function psiData(l: PressureLine): Reply<PsiData> {
   return { Total: l.totalUs * 1000, Avg10: l.avg10, Avg60: l.avg60, Avg300: l.avg300 };
@@ -144,72 +108,4 @@ export function toPodSandboxStats(sample: PodSample): Reply<PodSandboxStats> {
       containers,
     },
   };
-}
-
-const containerStatsCodec = codec<ContainerStats>('ContainerStats');
-const podSandboxStatsCodec = codec<PodSandboxStats>('PodSandboxStats');
-const podSandboxMetricsCodec = codec<PodSandboxMetrics>('PodSandboxMetrics');
-
-type Containers = Pick<ContainerService, 'list'>;
-type Pods = Pick<SandboxService, 'list'>;
-type DeviceNames = Pick<BlockDeviceNames, 'name'>;
-
-export function containerStats(containers: ContainerService, stats: ContainerStatsService) {
-  return async (req: ContainerStatsRequest): Promise<Reply<ContainerStatsResponse>> => ({ stats: toContainerStats(await stats.sample(containers.mustGet(req.container_id))) });
-}
-
-/** The stats of the containers a filter selects. */
-function selectedContainerStats(containers: Containers, stats: Pick<ContainerStatsService, 'sample'>, f: ContainerStatsFilter | null): Promise<Reply<ContainerStats>[]> {
-  return Promise.all(selectContainers(containers.list(), f).map(async (r) => toContainerStats(await stats.sample(r))));
-}
-
-export function listContainerStats(containers: Containers, stats: Pick<ContainerStatsService, 'sample'>) {
-  return async (req: ListContainerStatsRequest): Promise<Reply<ListContainerStatsResponse>> => ({ stats: await selectedContainerStats(containers, stats, req.filter) });
-}
-
-export function streamContainerStats(containers: Containers, stats: Pick<ContainerStatsService, 'sample'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
-  return async (req: StreamContainerStatsRequest, ctx: StreamContext<StreamContainerStatsResponse>): Promise<void> =>
-    sendChunked(ctx, (await selectedContainerStats(containers, stats, req.filter)).map(containerStatsCodec.encode), bounds);
-}
-
-export function podSandboxStats(pods: SandboxService, containers: ContainerService, stats: PodStatsService) {
-  return async (req: PodSandboxStatsRequest): Promise<Reply<PodSandboxStatsResponse>> => {
-    const pod = pods.mustGet(req.pod_sandbox_id);
-    return { stats: toPodSandboxStats(await stats.sample(pod, containers.list().filter((c) => c.podId === pod.id))) };
-  };
-}
-
-/** The stats of the pods a filter selects, each with its containers'. */
-function selectedPodStats(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, f: PodSandboxStatsFilter | null): Promise<Reply<PodSandboxStats>[]> {
-  const all = containers.list();
-  return Promise.all(selectPods(pods.list(), f).map(async (p) => toPodSandboxStats(await stats.sample(p, all.filter((c) => c.podId === p.id)))));
-}
-
-export function listPodSandboxStats(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>) {
-  return async (req: ListPodSandboxStatsRequest): Promise<Reply<ListPodSandboxStatsResponse>> => ({ stats: await selectedPodStats(pods, containers, stats, req.filter) });
-}
-
-export function streamPodSandboxStats(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
-  return async (req: StreamPodSandboxStatsRequest, ctx: StreamContext<StreamPodSandboxStatsResponse>): Promise<void> =>
-    sendChunked(ctx, (await selectedPodStats(pods, containers, stats, req.filter)).map(podSandboxStatsCodec.encode), bounds);
-}
-
-export function listMetricDescriptors() {
-  return async (): Promise<Reply<ListMetricDescriptorsResponse>> => ({ descriptors: metricDescriptors() });
-}
-
-/** The metrics of every ready pod and of its containers that have not exited. */
-function readyPodMetrics(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, devices: DeviceNames): Promise<Reply<PodSandboxMetrics>[]> {
-  const all = containers.list();
-  const ready = pods.list().filter((p) => p.state === 'ready');
-  return Promise.all(ready.map(async (p) => podMetrics(await stats.sample(p, all.filter((c) => c.podId === p.id && c.state !== 'exited')), devices)));
-}
-
-export function listPodSandboxMetrics(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, devices: DeviceNames) {
-  return async (): Promise<Reply<ListPodSandboxMetricsResponse>> => ({ pod_metrics: await readyPodMetrics(pods, containers, stats, devices) });
-}
-
-export function streamPodSandboxMetrics(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, devices: DeviceNames, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
-  return async (_req: unknown, ctx: StreamContext<StreamPodSandboxMetricsResponse>): Promise<void> =>
-    sendChunked(ctx, (await readyPodMetrics(pods, containers, stats, devices)).map(podSandboxMetricsCodec.encode), bounds);
 }
