@@ -9,17 +9,8 @@ import type { Server } from 'http';
 import { Metrics, serveMetrics } from './metrics/metrics';
 import { ContainerService } from './container/container_service';
 import { detectHostLsm } from './container/lsm';
+import { criHandlers } from './cri/handlers';
 import { CriServer } from './cri/server';
-import { imageHandlers } from './cri/image';
-import * as ctr from './cri/runtime/container';
-import { runtimeConfig } from './cri/runtime/runtime_config';
-import { ContainerEvents } from './cri/runtime/events';
-import * as pod from './cri/runtime/sandbox';
-import * as statsCalls from './cri/runtime/stats';
-import { CriMetricsService } from './stats/cri_metrics';
-import * as streamingCalls from './cri/runtime/streaming';
-import { status, updateRuntimeConfig } from './cri/runtime/status';
-import { version } from './cri/runtime/version';
 import { ImageService } from './image/image_service';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
@@ -156,46 +147,20 @@ export class Daemon {
     const stats = new ContainerStatsService(sandboxes, images.snapshots);
     containers.onRemoved = (id) => stats.forget(id);
     const podStats = new PodStatsService(stats, sandboxes);
-    const events = new ContainerEvents(sandboxes, containers);
-    const criMetrics = new CriMetricsService(stats, podStats);
     const server = new CriServer(
-      {
-        runtime: {
-          Version: version(),
-          RuntimeConfig: runtimeConfig(),
-          Status: status(cni, config['cri.runtime_handler'], kernel, () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress })),
-          UpdateRuntimeConfig: updateRuntimeConfig(defaultNetwork),
-          RunPodSandbox: pod.runPodSandbox(sandboxes),
-          StopPodSandbox: pod.stopPodSandbox(sandboxes),
-          RemovePodSandbox: pod.removePodSandbox(sandboxes),
-          PodSandboxStatus: pod.podSandboxStatus(sandboxes, containers),
-          ...pod.podSandboxLists(sandboxes),
-          UpdatePodSandboxResources: pod.updatePodSandboxResources(sandboxes),
-          CreateContainer: ctr.createContainer(containers),
-          StartContainer: ctr.startContainer(containers),
-          StopContainer: ctr.stopContainer(containers),
-          RemoveContainer: ctr.removeContainer(containers),
-          ContainerStatus: ctr.containerStatus(containers),
-          ...ctr.containerLists(containers),
-          UpdateContainerResources: ctr.updateContainerResources(containers),
-          ReopenContainerLog: ctr.reopenContainerLog(containers),
-          ExecSync: ctr.execSync(containers),
-          Exec: streamingCalls.exec(containers, streaming),
-          Attach: streamingCalls.attach(containers, streaming),
-          PortForward: streamingCalls.portForward(sandboxes, streaming),
-          GetContainerEvents: events.handler(),
-          ContainerStats: statsCalls.containerStats(containers, stats),
-          PodSandboxStats: statsCalls.podSandboxStats(sandboxes, containers, podStats),
-          ListPodSandboxStats: statsCalls.listPodSandboxStats(sandboxes, containers, podStats),
-          StreamPodSandboxStats: statsCalls.streamPodSandboxStats(sandboxes, containers, podStats),
-          ListContainerStats: statsCalls.listContainerStats(containers, stats),
-          StreamContainerStats: statsCalls.streamContainerStats(containers, stats),
-          ListMetricDescriptors: statsCalls.listMetricDescriptors(),
-          ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(sandboxes, containers, criMetrics),
-          StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(sandboxes, containers, criMetrics),
-        },
-        image: imageHandlers(images, config['cri.runtime_handler']),
-      },
+      criHandlers({
+        sandboxes,
+        containers,
+        images,
+        containerStats: stats,
+        podStats,
+        streaming,
+        cni,
+        defaultNetwork,
+        kernel,
+        runtimeHandler: config['cri.runtime_handler'],
+        statusInfo: () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress }),
+      }),
       log,
       (method, code, seconds) => metrics.observeCall(method, code, seconds),
     );

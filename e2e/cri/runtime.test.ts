@@ -21,6 +21,7 @@ const INVALID_ARGUMENT = 3;
 const DEADLINE_EXCEEDED = 4;
 const NOT_FOUND = 5;
 const ALREADY_EXISTS = 6;
+const UNAVAILABLE = 14;
 
 
 describe('CRI RuntimeService (skiffd over gRPC)', function () {
@@ -114,6 +115,23 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
     assert.equal(await code(skiffd.client.runtime('ExecSync', { container_id: id, cmd: ['sleep', '30'], timeout: 1 })), DEADLINE_EXCEEDED);
     assert.ok(Date.now() - t < 10_000);
     assert.equal(await code(skiffd.client.runtime('ExecSync', { container_id: id, cmd: [], timeout: 1 })), INVALID_ARGUMENT);
+  });
+
+  it("answers a call its pod's shim dies under with UNAVAILABLE, then reports the pod not ready", async () => {
+    const c = skiffd.client;
+    const pod = await runPod();
+    try {
+      const id = await startCtr(pod, 'orphaned');
+      const pid = (JSON.parse((await c.runtime('ContainerStatus', { container_id: id, verbose: true })).info.info) as { pid: number }).pid;
+      const call = code(c.runtime('ExecSync', { container_id: id, cmd: ['sh', '-c', 'touch /tmp/exec-running; sleep 60'], timeout: 0 }));
+      await until('the exec running', async () => fs.existsSync(`/proc/${pid}/root/tmp/exec-running`));
+      process.kill(Number(fs.readFileSync(path.join(skiffd.state, 'pods', pod.id, 'shim', 'shim.pid'), 'utf8')), 'SIGKILL');
+      assert.equal(await call, UNAVAILABLE, 'the call cut off by the lost shim connection');
+      await until('the pod reported not ready', async () => (await c.runtime('PodSandboxStatus', { pod_sandbox_id: pod.id })).status?.state === PodSandboxState.SANDBOX_NOTREADY);
+      await until('the container reported exited', async () => (await c.runtime('ContainerStatus', { container_id: id })).status?.state === ContainerState.CONTAINER_EXITED);
+    } finally {
+      await c.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    }
   });
 
   it("stops with the image's STOPSIGNAL, then SIGKILL after the timeout", async () => {

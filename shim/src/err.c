@@ -25,6 +25,35 @@ const char *shim_code_name(enum shim_code code)
   return code_names[code];
 }
 
+/* What a failed call's errno says about the request, in gRPC's terms. EPERM and EACCES
+ * stay INTERNAL: the shim runs as root, so such a refusal is the host's (an LSM, a kernel
+ * limit, a file mode in the image), never the caller's missing permission that
+ * PERMISSION_DENIED would tell kubelet of. */
+enum shim_code shim_code_for_errno(int errnum)
+{
+  switch (errnum) {
+  case ENOENT:
+    return SHIM_NOT_FOUND;
+  case EEXIST:
+    return SHIM_ALREADY_EXISTS;
+  case EINVAL:
+    return SHIM_INVALID_ARGUMENT;
+  case EBUSY:
+    return SHIM_FAILED_PRECONDITION;
+  case ETIMEDOUT:
+    return SHIM_DEADLINE_EXCEEDED;
+  case ENOMEM:
+  case ENOSPC:
+  case EDQUOT:
+  case EAGAIN:
+  case EMFILE:
+  case ENFILE:
+    return SHIM_RESOURCE_EXHAUSTED;
+  default:
+    return SHIM_INTERNAL;
+  }
+}
+
 int shim_fail(struct shim_err *err, enum shim_code code, const char *fmt, ...)
 {
   va_list ap;
@@ -45,12 +74,7 @@ int shim_fail_errno(struct shim_err *err, int errnum, const char *fmt, ...)
   if (!err)
     return -1;
   err->errnum = errnum;
-  switch (errnum) {
-  case ENOENT: err->code = SHIM_NOT_FOUND; break;
-  case EEXIST: err->code = SHIM_ALREADY_EXISTS; break;
-  case EINVAL: err->code = SHIM_INVALID_ARGUMENT; break;
-  default: err->code = SHIM_INTERNAL; break;
-  }
+  err->code = shim_code_for_errno(errnum);
   va_start(ap, fmt);
   vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
   va_end(ap);

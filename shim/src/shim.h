@@ -43,6 +43,8 @@ int shim_fail(struct shim_err *err, enum shim_code code, const char *fmt, ...)
 int shim_fail_errno(struct shim_err *err, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *shim_code_name(enum shim_code code);
+/* The code shim_fail_errno gives an errno (INTERNAL for one it does not map). */
+enum shim_code shim_code_for_errno(int errnum);
 /* Prefix an existing error message with more context ("create c1: ..."). */
 void shim_err_prefix(struct shim_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -6,7 +6,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ShimClient, ShimError, PodParams, PodResult, OciProcess } from '../../src/shim/client';
+import { ShimClient, ShimError, PodParams, PodResult, ExecProcess } from '../../src/shim/client';
 import { removeCgroupTree } from '../../e2e/fixtures/skiffd';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -72,7 +72,7 @@ export interface BundleOptions {
 
 export interface OciSpec {
   ociVersion: string;
-  process: OciProcess;
+  process: ExecProcess;
   root: { path: string; readonly?: boolean };
   hostname?: string;
   mounts: { destination: string; type?: string; source?: string; options?: string[] }[];

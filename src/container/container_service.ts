@@ -9,14 +9,14 @@ import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri
 import type { ImageRecord, ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
-import { ExecOutputBuffers, ExitInfo, OciProcess, ShimClient, ShimError, ShimStream } from '../shim/client';
+import { ExecOutputBuffers, ExitInfo, ShimClient, ShimError, ShimStream } from '../shim/client';
 import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
 import { KeyedLock } from '../store/keyed_lock';
 import { RecordStore } from '../store/records';
 import type { Intent, IntentJournal } from '../store/intents';
 import { failpoint } from '../failpoints';
 import { removeCgroupTree } from '../sandbox/host_cgroups';
-import type { Spec } from './oci';
+import type { Process, Spec } from '../oci/runtime_spec';
 import { checkMemoryFloor, ociResources } from './resources';
 import { hostDevices, statDevices } from './devices';
 import { readLocalhostProfile, seccompChoice } from './seccomp';
@@ -644,12 +644,12 @@ export class ContainerService {
   }
 
   /** The container's process settings (user, env, caps ...) with other args: what exec runs. */
-  private async execProcess(r: ContainerRecord, args: string[]): Promise<OciProcess> {
+  private async execProcess(r: ContainerRecord, args: string[]): Promise<Process> {
     const spec = JSON.parse(await fsp.readFile(path.join(r.bundle, 'config.json'), 'utf8')) as Spec;
     // An exec enters the container's profile too (the shim writes it before execve):
     // load skiff-default again should it have been removed since the create.
     if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await this.appArmor.ensureDefault();
-    return { ...(spec.process as unknown as OciProcess), args, terminal: false };
+    return { ...spec.process, args, terminal: false };
   }
 
   /** Run cmd in the container to its end: its exit code and output (at most
@@ -687,7 +687,7 @@ export class ContainerService {
     if (r.state === 'exited') throw new FailedPrecondition(`container ${r.id} has exited`);
     const shim = this.opts.sandboxes.shim(r.podId);
     if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} is not ready`);
-    await shim.update({ id: r.id, resources: ociResources(resources, this.opts.minOomScoreAdj) as Record<string, unknown> });
+    await shim.update({ id: r.id, resources: ociResources(resources, this.opts.minOomScoreAdj) });
     await this.save({ ...this.containers.get(r.id)!, resources });
   }
 

@@ -2,7 +2,7 @@
 // built: the nodes a CRI config names, and every node under /dev for privileged ones.
 import { promises as fsp, Stats } from 'fs';
 import * as path from 'path';
-import type { LinuxDevice } from './oci';
+import type { LinuxDevice } from '../oci/runtime_spec';
 import type { DeviceInfo } from './spec';
 
 function numbers(st: Stats): { major: number; minor: number } {

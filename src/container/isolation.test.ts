@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { isolationFromSpec } from './isolation';
-import type { Spec } from './oci';
+import type { Spec } from '../oci/runtime_spec';
 
 const spec = (process: Partial<Spec['process']> = {}): Spec => ({
   ociVersion: '1.1.0',

@@ -7,7 +7,7 @@
 // uid_map), so a namespace is reported as it is, not as it was asked for. `skiff inspect
 // --isolation` prints it; skiffd's metrics turn it into gauges to alert on.
 import { promises as fsp } from 'fs';
-import type { NamespaceType, Spec } from './oci';
+import type { NamespaceType, Spec } from '../oci/runtime_spec';
 import { DEFAULT_CAPABILITIES } from './spec';
 
 export const NAMESPACES = ['mnt', 'pid', 'net', 'ipc', 'uts', 'user', 'cgroup'] as const;

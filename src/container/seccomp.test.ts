@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { InvalidArgument } from '../errors';
 import { SecurityProfile_ProfileType } from '../cri/gen/cri';
-import type { LinuxSeccomp } from './oci';
+import type { LinuxSeccomp } from '../oci/runtime_spec';
 import { CLONE_NAMESPACE_FLAGS, parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';
 
 const invalid = (re: RegExp) => (e: unknown) => e instanceof InvalidArgument && re.test((e as Error).message);

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { InvalidArgument } from '../errors';
 import { SecurityProfile_ProfileType } from '../cri/gen/cri';
 import type { SecurityProfile } from '../cri/gen/cri';
-import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall, SeccompAction, SeccompOperator } from './oci';
+import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall, SeccompAction, SeccompOperator } from '../oci/runtime_spec';
 
 /** What the container asked for, resolved to a file for Localhost. */
 export type SeccompChoice = { kind: 'unconfined' } | { kind: 'runtime-default' } | { kind: 'localhost'; path: string };

@@ -3,7 +3,7 @@ import { FailedPrecondition, Internal, InvalidArgument } from '../errors';
 import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from '../cri/gen/cri';
 import type { ContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext, Mount as CriMount, NamespaceOption, PodSandboxConfig, SELinuxOption } from '../cri/gen/cri';
 import type { ImageConfigSummary } from '../image/image_service';
-import type { LinuxDevice, Mount, Spec } from './oci';
+import type { LinuxDevice, Mount, Spec } from '../oci/runtime_spec';
 import {
   ALL_CAPABILITIES, buildContainerSpec, capabilitiesFromMask, ContainerSpecInput, DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_PATH_ENV,
   DEFAULT_READONLY_PATHS,

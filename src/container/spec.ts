@@ -8,7 +8,7 @@ import { FailedPrecondition, Internal, InvalidArgument } from '../errors';
 import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from '../cri/gen/cri';
 import type { Capability, ContainerConfig, KeyValue, LinuxContainerSecurityContext, PodSandboxConfig, SecurityProfile, SELinuxOption } from '../cri/gen/cri';
 import type { ImageConfigSummary } from '../image/image_service';
-import type { IdMapping, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxNamespace, LinuxResources, Mount, Spec, User } from './oci';
+import type { IdMapping, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxNamespace, LinuxResources, Mount, Spec, User } from '../oci/runtime_spec';
 import { APPARMOR_DEFAULT_PROFILE, formatSelinuxContext, HostLsm } from './lsm';
 import { ociResources } from './resources';
 import { parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';

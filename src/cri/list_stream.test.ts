@@ -12,15 +12,20 @@ import type { ContainerRecord } from '../container/container_service';
 import type { ImageRecord } from '../image/image_service';
 import { Logger } from '../log';
 import type { PodRecord } from '../sandbox/sandbox_service';
+import type { CgroupStats } from '../shim/client';
+import type { ContainerSample } from '../stats/container_stats';
+import type { PodSample } from '../stats/pod_stats';
 import { CriClient, readAll } from './client';
 import type { ListPodSandboxResponse, PodSandbox } from './gen/cri';
 import { ContainerState, PodSandboxState } from './gen/cri';
 import { listImages, streamImages } from './image/image_list';
 import { ChunkBounds, STREAM_CHUNK_BOUNDS, chunks } from './list_stream';
 import { ENCODED, codec, serviceDefinition } from './proto';
-import { containerLists } from './runtime/container';
-import { podSandboxLists } from './runtime/sandbox';
-import * as statsCalls from './runtime/stats';
+import { containerLists } from './runtime/container_list';
+import { listContainerStats, streamContainerStats } from './runtime/container_stats';
+import { podSandboxLists } from './runtime/sandbox_list';
+import { listPodSandboxMetrics, streamPodSandboxMetrics } from './runtime/sandbox_metrics';
+import { listPodSandboxStats, streamPodSandboxStats } from './runtime/sandbox_stats';
 import { CriServer, StreamContext } from './server';
 
 const PODS = 3000;
@@ -62,6 +67,7 @@ function containerRecord(i: number, pods: PodRecord[]): ContainerRecord {
     imageRef: `docker.io/library/busybox@sha256:${hex('img')}`,
     state: STATES[i % 3],
     createdAt: 1_700_000_000_000_000_000 + (CONTAINERS - i) * 10,
+    startedAt: 1_700_000_000_000_000_000 + (CONTAINERS - i) * 10 + 5,
   } as unknown as ContainerRecord;
 }
 
@@ -80,32 +86,31 @@ function fakeNode(pods: PodRecord[], containers: ContainerRecord[], images: Imag
   const byId = <R extends { id: string }>(list: R[]) => new Map(list.map((r) => [r.id, r]));
   const podMap = byId(pods);
   const ctrMap = byId(containers);
-  const attrs = (r: PodRecord | ContainerRecord) => ({
-    id: r.id,
-    metadata: r.config.metadata,
-    labels: r.config.labels,
-    annotations: r.config.annotations,
-  });
   const seq = (id: string) => parseInt(id.slice(0, 8), 16);
+  const cgroupReading = (n: number): CgroupStats => ({
+    timestamp: 1,
+    cpu: { usageNs: n, userNs: 0, systemNs: 0 },
+    memory: { usageBytes: n, workingSetBytes: n, limitBytes: null, rssBytes: 0, pageFaults: 0, majorPageFaults: 0, cacheBytes: 0, oomKills: 0 },
+    pids: { current: 1, limit: null },
+    swap: null,
+  });
+  const containerSample = (r: ContainerRecord): ContainerSample => ({ container: r, writableLayer: null, cgroup: cgroupReading(seq(r.id)), cpuNanoCores: null });
   return {
     pods: { list: () => [...podMap.values()], get: (id: string) => podMap.get(id) },
     containers: { list: () => [...ctrMap.values()], get: (id: string) => ctrMap.get(id) },
     images: { list: () => images, find: (ref: string) => images.find((r) => r.id === ref || r.repoTags.includes(ref)), keptIds: () => new Set<string>() },
-    // Deterministic numbers: a list and its stream must match field for field.
-    containerStats: { stats: async (r: ContainerRecord) => ({ attributes: attrs(r), cpu: { timestamp: 1, usage_core_nano_seconds: { value: seq(r.id) } } }) },
+    // Deterministic numbers and times: a list and its stream must match field for field.
+    containerStats: { sample: async (r: ContainerRecord) => containerSample(r) },
     podStats: {
-      stats: async (p: PodRecord, cs: ContainerRecord[]) => ({
-        attributes: attrs(p),
-        linux: { cpu: { timestamp: 1, usage_core_nano_seconds: { value: seq(p.id) } }, containers: cs.map((c) => ({ attributes: attrs(c) })) },
+      sample: async (p: PodRecord, cs: ContainerRecord[]): Promise<PodSample> => ({
+        pod: p,
+        timestamp: 1,
+        cgroup: { ...cgroupReading(seq(p.id)), psi: { cpu: { some: { avg10: 0, avg60: 0, avg300: 0, totalUs: seq(p.id) * 1e6 }, full: null }, memory: null, io: null } },
+        network: null,
+        containers: cs.map(containerSample),
       }),
     },
-    metrics: {
-      podMetrics: async (p: PodRecord, cs: ContainerRecord[]) => ({
-        pod_sandbox_id: p.id,
-        metrics: [{ name: 'container_cpu_usage_seconds_total', timestamp: 1, metric_type: 0, label_values: ['', p.id], value: { value: seq(p.id) } }],
-        container_metrics: cs.map((c) => ({ container_id: c.id, metrics: [] })),
-      }),
-    },
+    devices: { name: async () => '' },
   };
 }
 
@@ -150,12 +155,12 @@ async function startServer(node: Node, bounds: ChunkBounds, observed: Observed) 
         StreamPodSandboxes: pods.StreamPodSandboxes,
         ListContainers: ctrs.ListContainers,
         StreamContainers: observed.wrap(ctrs.StreamContainers),
-        ListContainerStats: statsCalls.listContainerStats(node.containers, node.containerStats),
-        StreamContainerStats: statsCalls.streamContainerStats(node.containers, node.containerStats, bounds),
-        ListPodSandboxStats: statsCalls.listPodSandboxStats(node.pods, node.containers, node.podStats),
-        StreamPodSandboxStats: statsCalls.streamPodSandboxStats(node.pods, node.containers, node.podStats, bounds),
-        ListPodSandboxMetrics: statsCalls.listPodSandboxMetrics(node.pods, node.containers, node.metrics),
-        StreamPodSandboxMetrics: statsCalls.streamPodSandboxMetrics(node.pods, node.containers, node.metrics, bounds),
+        ListContainerStats: listContainerStats(node.containers, node.containerStats),
+        StreamContainerStats: streamContainerStats(node.containers, node.containerStats, bounds),
+        ListPodSandboxStats: listPodSandboxStats(node.pods, node.containers, node.podStats),
+        StreamPodSandboxStats: streamPodSandboxStats(node.pods, node.containers, node.podStats, bounds),
+        ListPodSandboxMetrics: listPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices),
+        StreamPodSandboxMetrics: streamPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices, bounds),
       },
       image: { ListImages: listImages(node.images, 'skiff'), StreamImages: streamImages(node.images, 'skiff', bounds) },
     },

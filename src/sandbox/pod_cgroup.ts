@@ -7,7 +7,8 @@
 import * as path from 'path';
 import { InvalidArgument } from '../errors';
 import type { LinuxContainerResources, LinuxPodSandboxConfig } from '../cri/gen/cri';
-import { OciLinuxResources, ociResources } from '../container/resources';
+import { ociResources } from '../container/resources';
+import type { LinuxResources } from '../oci/runtime_spec';
 
 export interface PodCgroup {
   /** The pod cgroup (cgroupfs path). */
@@ -15,7 +16,7 @@ export interface PodCgroup {
   /** skiff made it, set `resources` on it, and removes it with the pod. */
   owned: boolean;
   /** The limits skiff set (owned cgroups only). */
-  resources?: OciLinuxResources;
+  resources?: LinuxResources;
 }
 
 const DEFAULT_CPU_PERIOD = 100_000;
@@ -31,7 +32,7 @@ export function podCgroup(id: string, linux: LinuxPodSandboxConfig | null | unde
 }
 
 /** The limits of a pod cgroup skiff owns, as the shim takes them: podLimits in OCI terms. */
-function podCgroupLimits(res: LinuxContainerResources | null, ovh: LinuxContainerResources | null): OciLinuxResources | undefined {
+function podCgroupLimits(res: LinuxContainerResources | null, ovh: LinuxContainerResources | null): LinuxResources | undefined {
   const limits = podLimits(res, ovh);
   // podLimits sets no oom_score_adj (a process setting, not a cgroup's): none comes back.
   return limits ? ociResources(limits, -1000) : undefined;
@@ -43,7 +44,7 @@ function podCgroupLimits(res: LinuxContainerResources | null, ovh: LinuxContaine
  * CPU quota back to unlimited) instead of being left at its old value. CPU shares, cpusets
  * and hugepage sizes not given stay as they are. undefined: nothing to set.
  */
-export function podCgroupUpdate(res: LinuxContainerResources | null, ovh: LinuxContainerResources | null): OciLinuxResources | undefined {
+export function podCgroupUpdate(res: LinuxContainerResources | null, ovh: LinuxContainerResources | null): LinuxResources | undefined {
   const limits = podCgroupLimits(res, ovh);
   if (!limits) return undefined;
   return { ...limits, cpu: { quota: -1, ...limits.cpu }, memory: { limit: -1, swap: -1, ...limits.memory } };

@@ -468,7 +468,7 @@ export class SandboxService extends EventEmitter {
     const shim = this.shims.get(r.id);
     if (!shim) throw new FailedPrecondition(`pod sandbox ${r.id} is not ready`);
     try {
-      await shim.updatePod({ resources: limits as Record<string, unknown> });
+      await shim.updatePod({ resources: limits });
     } catch (e) {
       if (!(e instanceof ShimError) || e.grpcStatus !== GrpcCode.INVALID_ARGUMENT) throw e;
       // A shim started by an older skiffd (pods outlive upgrades) has no updatePod: it took

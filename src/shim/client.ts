@@ -5,7 +5,8 @@ import { execFile } from 'child_process';
 import { EventEmitter } from 'events';
 import * as net from 'net';
 import * as path from 'path';
-import { CodedError, GrpcCode } from '../errors';
+import { CodedError, GrpcCode, Unavailable } from '../errors';
+import type { IdMapping, LinuxCapabilities, LinuxResources, Process } from '../oci/runtime_spec';
 
 // A line can be large: a shim from before rawOutput answers a sync exec with up to
 // 2 x 16 MiB of output, base64-encoded, in its line.
@@ -51,11 +52,11 @@ export class ShimError extends Error implements CodedError {
   }
 }
 
-/** The shim went away (killed, crashed, or shut down) before answering. */
-export class ShimLostError extends Error {
+/** The shim went away (killed, crashed, or shut down) before answering: UNAVAILABLE, as
+ * for any server that is gone, not INTERNAL. */
+export class ShimLostError extends Unavailable {
   constructor(message = 'connection to skiff-shim lost') {
     super(message);
-    this.name = 'ShimLostError';
   }
 }
 
@@ -85,12 +86,6 @@ export interface ContainerState {
 export type NsMode = 'new' | 'host';
 export type NamespaceName = 'net' | 'ipc' | 'uts' | 'pid' | 'user';
 
-export interface IdMapping {
-  containerID: number;
-  hostID: number;
-  size: number;
-}
-
 export interface PodParams {
   hostname?: string;
   network?: NsMode;
@@ -102,7 +97,7 @@ export interface PodParams {
   /** The infra process's cgroup. */
   cgroupsPath?: string;
   /** A pod cgroup for the shim to make with these limits, and remove at shutdown. */
-  podCgroup?: { path: string; resources: object };
+  podCgroup?: { path: string; resources: LinuxResources };
 }
 
 export interface PodResult {
@@ -123,21 +118,10 @@ export interface CreateParams {
   stdinOnce?: boolean;
 }
 
-/** The OCI runtime spec "process" object (the fields skiff uses). */
-export interface OciProcess {
-  terminal?: boolean;
-  user?: { uid: number; gid: number; additionalGids?: number[]; umask?: number };
-  args: string[];
-  env?: string[];
-  cwd?: string;
-  capabilities?: Partial<Record<'bounding' | 'effective' | 'inheritable' | 'permitted' | 'ambient', string[]>>;
-  rlimits?: { type: string; soft: number; hard: number }[];
-  noNewPrivileges?: boolean;
-  oomScoreAdj?: number;
-  /** The AppArmor profile and SELinux label the process execs into. */
-  apparmorProfile?: string;
-  selinuxLabel?: string;
-}
+/** What exec runs: an OCI process of which the shim needs only args. A field or capability
+ * set left out is not applied: without user, env and cwd the process runs as root, with no
+ * environment, in "/". */
+export type ExecProcess = Pick<Process, 'args'> & Partial<Omit<Process, 'capabilities'>> & { capabilities?: Partial<LinuxCapabilities> };
 
 export interface ExecSyncResult {
   exitCode: number;
@@ -194,9 +178,6 @@ export interface BlockDeviceIo {
   reads: number;
   writes: number;
 }
-
-/** OCI linux.resources; passed through to the shim as JSON. */
-export type OciResources = Record<string, unknown>;
 
 interface RequestOptions {
   /** A successful answer switches the connection to frames. */
@@ -603,7 +584,7 @@ export class ShimClient extends EventEmitter {
 
   /** Run a process to its end and return its output, at most EXEC_SYNC_MAX_OUTPUT of
    * stdout and stderr together (`truncated` says when some was dropped). */
-  async execSync(p: { id: string; process: OciProcess; timeoutMs?: number }, into: ExecOutputBuffers = newOutputBuffers): Promise<ExecSyncResult> {
+  async execSync(p: { id: string; process: ExecProcess; timeoutMs?: number }, into: ExecOutputBuffers = newOutputBuffers): Promise<ExecSyncResult> {
     const r = await this.conn.request<ExecSyncAnswer>('exec', { ...p, sync: true, rawOutput: true }, { output: into });
     const result = { exitCode: r.exitCode, signal: r.signal, timedOut: r.timedOut, truncated: r.truncated };
     if (Buffer.isBuffer(r.stdout) && Buffer.isBuffer(r.stderr)) return { ...result, stdout: r.stdout, stderr: r.stderr };
@@ -620,7 +601,7 @@ export class ShimClient extends EventEmitter {
   }
 
   /** A streaming exec on a dedicated connection. */
-  async exec(p: { id: string; process: OciProcess; stdin?: boolean }): Promise<ShimStream> {
+  async exec(p: { id: string; process: ExecProcess; stdin?: boolean }): Promise<ShimStream> {
     return this.openStream('exec', p);
   }
 
@@ -641,12 +622,12 @@ export class ShimClient extends EventEmitter {
     return this.done('reopenLog', p);
   }
 
-  update(p: { id: string; resources: OciResources }): Promise<void> {
+  update(p: { id: string; resources: LinuxResources }): Promise<void> {
     return this.done('update', p);
   }
 
   /** New limits for the pod cgroup this shim made (PodParams.podCgroup); all or nothing. */
-  updatePod(p: { resources: OciResources }): Promise<void> {
+  updatePod(p: { resources: LinuxResources }): Promise<void> {
     return this.done('updatePod', p);
   }
 

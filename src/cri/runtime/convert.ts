@@ -5,7 +5,9 @@ import { criSignal, recordedStopSignal } from '../../container/signals';
 import type { PodRecord } from '../../sandbox/sandbox_service';
 import { ContainerState, NamespaceMode, PodSandboxState } from '../gen/cri';
 import type { Container, ContainerStatus, PodSandbox, PodSandboxStatus } from '../gen/cri';
-import type { Reply } from '../server';
+import { CachedListing, ChunkBounds } from '../list_stream';
+import type { Encoded } from '../proto';
+import type { Reply, StreamContext } from '../server';
 
 export const podState = (r: PodRecord) => (r.state === 'ready' ? PodSandboxState.SANDBOX_READY : PodSandboxState.SANDBOX_NOTREADY);
 
@@ -51,6 +53,25 @@ export function selectContainers(list: ContainerRecord[], f: ContainerSelector |
 
 /** Oldest first, then by id: the order ListPodSandbox and ListContainers answer in. */
 export const byCreation = <R extends { createdAt: number; id: string }>(a: R, b: R): number => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1);
+
+/**
+ * The handlers of ListPodSandbox or ListContainers and of its Stream call: what `select`
+ * takes of the records for a filter, oldest first, over one cache of encoded records. A
+ * record's listing changes only with its state (the rest is fixed when it is made).
+ */
+export function recordLists<R extends { createdAt: number; id: string }, F>(
+  records: { list(): R[]; get(id: string): R | undefined },
+  select: (list: R[], f: F) => R[],
+  state: (r: R) => number,
+  encode: (r: R) => Buffer,
+  bounds: ChunkBounds,
+) {
+  const listing = new CachedListing<R, F>({ select: (f) => select(records.list(), f).sort(byCreation), version: (r) => String(state(r)), encode, live: (id) => !!records.get(id) }, bounds);
+  return {
+    list: async (req: { filter: F }): Promise<Encoded> => listing.reply(req.filter),
+    stream: (req: { filter: F }, ctx: StreamContext<unknown>): Promise<void> => listing.send(req.filter, ctx),
+  };
+}
 
 export function toPodSandbox(r: PodRecord): Reply<PodSandbox> {
   return {

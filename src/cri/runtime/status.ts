@@ -1,10 +1,9 @@
 // Status: RuntimeReady, and NetworkReady with CNI's reason while it has no usable
 // config; the runtime handlers' and the runtime's features, from the kernel features
-// probed at start-up; UpdateRuntimeConfig hands the pod CIDR to the default network.
+// probed at start-up.
 import type { CniNetwork } from '../../network/cni';
-import type { DefaultNetwork } from '../../network/default_network';
 import type { KernelFeatures } from '../../shim/features';
-import type { RuntimeFeatures, RuntimeHandlerFeatures, StatusRequest, StatusResponse, UpdateRuntimeConfigRequest } from '../gen/cri';
+import type { RuntimeFeatures, RuntimeHandlerFeatures, StatusRequest, StatusResponse } from '../gen/cri';
 import type { Reply } from '../server';
 
 /** What Status tells kubelet skiff can do on this kernel. */
@@ -45,14 +44,5 @@ export function status(cni: Pick<CniNetwork, 'status'>, handlerName: string, ker
       },
       info: req.verbose ? { config: JSON.stringify(info()), kernelFeatures: JSON.stringify(kernel) } : {},
     };
-  };
-}
-
-export function updateRuntimeConfig(network: DefaultNetwork) {
-  return async (req: UpdateRuntimeConfigRequest): Promise<Reply<object>> => {
-    // An empty pod_cidr is kubelet saying nothing about it (no pod CIDR yet).
-    const cidr = req.runtime_config?.network_config?.pod_cidr;
-    if (cidr) await network.updatePodCidr(cidr);
-    return {};
   };
 }

@@ -1,19 +1,19 @@
-// The shim's pressure and IO readings as CRI stats and cAdvisor series: nanosecond
-// totals, a missing "full" line, null (not zero) where a cgroup has no reading, pod
-// pressure from the pod cgroup rather than a sum, and device names from sysfs.
+// The shim's pressure and IO readings, sampled by stats/, as CRI stats and cAdvisor series:
+// nanosecond totals, a missing "full" line, null (not zero) where a cgroup has no reading,
+// pod pressure from the pod cgroup rather than a sum, and device names from sysfs.
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { ContainerRecord } from '../container/container_service';
-import type { Snapshotter } from '../image/snapshotter';
-import type { PodRecord, SandboxService } from '../sandbox/sandbox_service';
-import type { CgroupStats, Pressure, ShimClient } from '../shim/client';
-import { BlockDeviceNames } from './block_devices';
-import { ContainerStatsService } from './container_stats';
-import { CriMetricsService, metricDescriptors } from './cri_metrics';
-import { PodStatsService } from './pod_stats';
-import { ioUsage, psiStats, pressureSeconds } from './pressure';
+import type { ContainerRecord } from '../../container/container_service';
+import type { Snapshotter } from '../../image/snapshotter';
+import type { PodRecord, SandboxService } from '../../sandbox/sandbox_service';
+import type { CgroupStats, Pressure, ShimClient } from '../../shim/client';
+import { BlockDeviceNames } from '../../stats/block_devices';
+import { ContainerStatsService } from '../../stats/container_stats';
+import { PodStatsService } from '../../stats/pod_stats';
+import { metricDescriptors, podMetrics, pressureSeconds } from './cadvisor_metrics';
+import { ioUsage, psiStats, toContainerStats, toPodSandboxStats } from './stats';
 
 const line = (totalUs: number, avg10 = 0.5) => ({ avg10, avg60: 0.25, avg300: 0.125, totalUs });
 const both = (someUs: number, fullUs: number): Pressure => ({ some: line(someUs), full: line(fullUs) });
@@ -38,8 +38,14 @@ function fakes(container: CgroupStats, pod: CgroupStats | Error, sysDevBlock?: s
   const ctr = { id: 'c1', podId: 'p1', state: 'running', startedAt: 0, imageRef: 'img', config: { metadata: { name: 'app', attempt: 0 }, image: { image: 'busybox' }, labels: {}, annotations: {} } } as unknown as ContainerRecord;
   const containers = new ContainerStatsService(sandboxes, snapshots);
   const pods = new PodStatsService(containers, sandboxes);
-  const metrics = new CriMetricsService(containers, pods, new BlockDeviceNames(sysDevBlock));
-  return { containers, pods, metrics, podRecord, ctr };
+  const devices = new BlockDeviceNames(sysDevBlock);
+  return {
+    podRecord,
+    ctr,
+    containerStats: async (r: ContainerRecord) => toContainerStats(await containers.sample(r)),
+    podStats: async (p: PodRecord, cs: ContainerRecord[]) => toPodSandboxStats(await pods.sample(p, cs)),
+    podMetrics: async (p: PodRecord, cs: ContainerRecord[]) => podMetrics(await pods.sample(p, cs), devices),
+  };
 }
 
 describe('PSI and IO in stats', () => {
@@ -64,7 +70,7 @@ describe('PSI and IO in stats', () => {
 
   it('fills container stats cpu/memory/io pressure from the container cgroup, null where it has none', async () => {
     const withPsi = fakes(cgroupStats({ psi: { cpu: { some: line(10), full: null }, memory: both(20, 5), io: both(30, 6) } }), cgroupStats());
-    const s = await withPsi.containers.stats(withPsi.ctr);
+    const s = await withPsi.containerStats(withPsi.ctr);
     assert.equal(s.cpu?.psi?.Some?.Total, 10_000);
     assert.equal(s.cpu?.psi?.Full, null);
     assert.equal(s.memory?.psi?.Full?.Total, 5000);
@@ -72,7 +78,7 @@ describe('PSI and IO in stats', () => {
     assert.equal(s.io?.timestamp, 1_000_000);
 
     const v1 = fakes(cgroupStats({ psi: null, io: { devices: [] } }), cgroupStats({ psi: null }));
-    const n = await v1.containers.stats(v1.ctr);
+    const n = await v1.containerStats(v1.ctr);
     assert.equal(n.cpu?.psi, null);
     assert.equal(n.memory?.psi, null);
     assert.equal(n.io, null);
@@ -80,7 +86,7 @@ describe('PSI and IO in stats', () => {
 
   it("takes pod pressure from the pod cgroup's own reading, not a sum of the containers'", async () => {
     const f = fakes(cgroupStats({ psi: { cpu: both(100, 50), memory: both(100, 50), io: both(100, 50) } }), cgroupStats({ psi: { cpu: both(70, 0), memory: both(60, 1), io: { some: line(40), full: null } } }));
-    const s = await f.pods.stats(f.podRecord, [f.ctr]);
+    const s = await f.podStats(f.podRecord, [f.ctr]);
     assert.equal(s.linux?.cpu?.psi?.Some?.Total, 70_000);
     assert.equal(s.linux?.memory?.psi?.Full?.Total, 1000);
     assert.equal(s.linux?.io?.psi?.Some?.Total, 40_000);
@@ -88,7 +94,7 @@ describe('PSI and IO in stats', () => {
     assert.equal(s.linux?.containers![0].cpu?.psi?.Some?.Total, 100_000);
 
     const noPodCgroup = fakes(cgroupStats({ psi: { cpu: both(1, 1), memory: null, io: null } }), new Error('the pod has no cgroup'));
-    const t = await noPodCgroup.pods.stats(noPodCgroup.podRecord, [noPodCgroup.ctr]);
+    const t = await noPodCgroup.podStats(noPodCgroup.podRecord, [noPodCgroup.ctr]);
     assert.equal(t.linux?.cpu?.psi, null);
     assert.equal(t.linux?.io, null);
   });
@@ -118,7 +124,7 @@ describe('PSI and IO in stats', () => {
 
       const io = { devices: [{ major: 254, minor: 0, readBytes: 4096, writeBytes: 1 << 20, reads: 1, writes: 16 }, { major: 8, minor: 0, readBytes: 1, writeBytes: 1, reads: 1, writes: 1 }] };
       const f = fakes(cgroupStats({ psi: { cpu: { some: line(3_500_000), full: null }, memory: both(0, 0), io: both(2_000_000, 1_000_000) }, io }), cgroupStats({ psi: null, io: null }), sys);
-      const pm = await f.metrics.podMetrics(f.podRecord, [f.ctr]);
+      const pm = await f.podMetrics(f.podRecord, [f.ctr]);
       const series = pm.container_metrics![0].metrics!;
       for (const m of series) assert.equal(m.label_values!.length, d.get(m.name!)!.length, `${m.name}: one value per label key`);
       const value = (name: string) => series.filter((m) => m.name === name).map((m) => [m.label_values!.at(-1), m.value!.value]);
@@ -133,7 +139,7 @@ describe('PSI and IO in stats', () => {
 
     it('gives the pod its own PSI and IO series (container "") from the pod cgroup', async () => {
       const f = fakes(cgroupStats(), cgroupStats({ psi: { cpu: both(9e6, 0), memory: null, io: null }, io: { devices: [{ major: 7, minor: 3, readBytes: 0, writeBytes: 512, reads: 0, writes: 1 }] } }), sys);
-      const pm = await f.metrics.podMetrics(f.podRecord, [f.ctr]);
+      const pm = await f.podMetrics(f.podRecord, [f.ctr]);
       const byName = new Map(pm.metrics!.map((m) => [m.name, m]));
       assert.equal(byName.get('container_pressure_cpu_waiting_seconds_total')?.value?.value, 9);
       assert.deepEqual(byName.get('container_pressure_cpu_waiting_seconds_total')?.label_values, ['', '/kubepods/pod1', '', 'p1', 'ns', 'web']);

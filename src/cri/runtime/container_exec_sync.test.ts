@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { ExecSyncResponse } from '../gen/cri';
 import { ENCODED, codec } from '../proto';
-import { ExecSyncReply } from './container';
+import { ExecSyncReply } from './container_exec_sync';
 
 describe('ExecSyncReply (the reply encoded around the output)', () => {
   const replyCodec = codec<ExecSyncResponse>('ExecSyncResponse');

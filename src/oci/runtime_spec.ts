@@ -1,4 +1,6 @@
-// The OCI runtime spec (config.json, runtime-spec 1.1) as far as skiff writes it for skiff-shim.
+// The OCI runtime spec (config.json, runtime-spec 1.1) as far as skiff uses it: the bundles
+// container/ writes for skiff-shim, and what shim/client.ts sends it (an exec's process,
+// an update's linux.resources, a pod's id mappings). The one home of these types.
 // Field names are the spec's JSON names; optional fields are left out rather than set to null.
 
 export interface Spec {

@@ -1,4 +1,4 @@
-// ListMetricDescriptors and ListPodSandboxMetrics: pod and container metrics under
+// ListMetricDescriptors and ListPodSandboxMetrics' series: pod and container metrics under
 // cAdvisor's names and labels, for kubelet's /metrics/cadvisor when it takes them from the
 // runtime (feature gate PodAndContainerStatsFromCRI) instead of running cAdvisor. kubelet
 // builds a Prometheus descriptor from each MetricDescriptor once and pairs every Metric's
@@ -6,16 +6,13 @@
 // Pressure (PSI) and block IO series come from the container's cgroup and, for the pod's
 // own series (container ""), from the pod cgroup; a series whose source the host lacks is
 // left out, never sent as zero.
-import type { ContainerRecord } from '../container/container_service';
-import { MetricType } from '../cri/gen/cri';
-import type { ContainerMetrics, Metric, MetricDescriptor, PodSandboxMetrics } from '../cri/gen/cri';
-import type { Reply } from '../cri/server';
-import type { PodRecord } from '../sandbox/sandbox_service';
-import type { BlockDeviceIo, CgroupStats } from '../shim/client';
-import { BlockDeviceNames } from './block_devices';
-import type { ContainerStatsService } from './container_stats';
-import type { PodStatsService } from './pod_stats';
-import { pressureSeconds } from './pressure';
+import type { ContainerRecord } from '../../container/container_service';
+import type { BlockDeviceIo, CgroupStats, Pressure } from '../../shim/client';
+import type { BlockDeviceNames } from '../../stats/block_devices';
+import type { InterfaceCounters, PodSample } from '../../stats/pod_stats';
+import { MetricType } from '../gen/cri';
+import type { ContainerMetrics, Metric, MetricDescriptor, PodSandboxMetrics } from '../gen/cri';
+import type { Reply } from '../server';
 
 /** cAdvisor's labels on a container series, as kubelet's /metrics/cadvisor shows them. */
 const LABELS = ['container', 'id', 'image', 'name', 'namespace', 'pod'];
@@ -43,11 +40,11 @@ const CONTAINER: Record<string, Def & { value: (s: CgroupStats, r: ContainerReco
   container_start_time_seconds: { help: 'Start time of the container since unix epoch in seconds.', type: MetricType.GAUGE, labels: LABELS, value: (_s, r) => Math.floor(r.startedAt / 1e9) },
 };
 
-const NETWORK: Record<string, Def & { field: 'rx_bytes' | 'tx_bytes' | 'rx_errors' | 'tx_errors' }> = {
-  container_network_receive_bytes_total: { help: 'Cumulative count of bytes received', type: MetricType.COUNTER, labels: NET_LABELS, field: 'rx_bytes' },
-  container_network_transmit_bytes_total: { help: 'Cumulative count of bytes transmitted', type: MetricType.COUNTER, labels: NET_LABELS, field: 'tx_bytes' },
-  container_network_receive_errors_total: { help: 'Cumulative count of errors encountered while receiving', type: MetricType.COUNTER, labels: NET_LABELS, field: 'rx_errors' },
-  container_network_transmit_errors_total: { help: 'Cumulative count of errors encountered while transmitting', type: MetricType.COUNTER, labels: NET_LABELS, field: 'tx_errors' },
+const NETWORK: Record<string, Def & { field: keyof Omit<InterfaceCounters, 'name'> }> = {
+  container_network_receive_bytes_total: { help: 'Cumulative count of bytes received', type: MetricType.COUNTER, labels: NET_LABELS, field: 'rxBytes' },
+  container_network_transmit_bytes_total: { help: 'Cumulative count of bytes transmitted', type: MetricType.COUNTER, labels: NET_LABELS, field: 'txBytes' },
+  container_network_receive_errors_total: { help: 'Cumulative count of errors encountered while receiving', type: MetricType.COUNTER, labels: NET_LABELS, field: 'rxErrors' },
+  container_network_transmit_errors_total: { help: 'Cumulative count of errors encountered while transmitting', type: MetricType.COUNTER, labels: NET_LABELS, field: 'txErrors' },
 };
 
 /** cAdvisor's PSI counters: "waiting" is the some line, "stalled" the full one. */
@@ -76,63 +73,58 @@ export function metricDescriptors(): Reply<MetricDescriptor>[] {
   return all.map(([name, d]) => ({ name, help: d.help, label_keys: d.labels }));
 }
 
+/** A pressure total in whole seconds, as cAdvisor's container_pressure_* counters (CRI values are integers). */
+export function pressureSeconds(p: Pressure | null | undefined, line: 'some' | 'full'): number | null {
+  const l = p?.[line];
+  return l ? Math.floor(l.totalUs / 1e6) : null;
+}
+
 type MetricOf = (name: string, type: MetricType, labels: string[], value: number) => Reply<Metric>;
+type DeviceNames = Pick<BlockDeviceNames, 'name'>;
 
-export class CriMetricsService {
-  constructor(
-    private readonly containers: ContainerStatsService,
-    private readonly pods: PodStatsService,
-    private readonly devices = new BlockDeviceNames(),
-  ) {}
-
-  /** Pressure and per-device IO series of one cgroup's readings. Devices sysfs cannot
-   * name are left out: two unnamed ones would make duplicate series, which fail a scrape. */
-  private async cgroupSeries(s: CgroupStats, labels: string[], metric: MetricOf): Promise<Reply<Metric>[]> {
-    const out: Reply<Metric>[] = [];
-    for (const [name, d] of Object.entries(PRESSURE)) {
-      const v = pressureSeconds(s.psi?.[d.resource], d.line);
-      if (v !== null) out.push(metric(name, d.type, labels, v));
-    }
-    for (const dev of s.io?.devices ?? []) {
-      const device = await this.devices.name(dev.major, dev.minor);
-      if (device) for (const [name, d] of Object.entries(BLOCK_IO)) out.push(metric(name, d.type, [...labels, device], dev[d.field]));
-    }
-    return out;
+/** Pressure and per-device IO series of one cgroup's readings. Devices sysfs cannot name
+ * are left out: two unnamed ones would make duplicate series, which fail a scrape. */
+async function cgroupSeries(s: CgroupStats, labels: string[], metric: MetricOf, devices: DeviceNames): Promise<Reply<Metric>[]> {
+  const out: Reply<Metric>[] = [];
+  for (const [name, d] of Object.entries(PRESSURE)) {
+    const v = pressureSeconds(s.psi?.[d.resource], d.line);
+    if (v !== null) out.push(metric(name, d.type, labels, v));
   }
+  for (const dev of s.io?.devices ?? []) {
+    const device = await devices.name(dev.major, dev.minor);
+    if (device) for (const [name, d] of Object.entries(BLOCK_IO)) out.push(metric(name, d.type, [...labels, device], dev[d.field]));
+  }
+  return out;
+}
 
-  /** Metrics of a ready pod and of its containers that have not exited. */
-  async podMetrics(pod: PodRecord, containers: ContainerRecord[]): Promise<Reply<PodSandboxMetrics>> {
-    const m = pod.config.metadata;
-    const base = (container: string, id: string, image: string, name: string) => [container, id, image, name, m?.namespace ?? '', m?.name ?? ''];
-    const ts = Date.now() * 1e6;
-    const metric: MetricOf = (name, type, labels, value) => ({ name, timestamp: ts, metric_type: type, label_values: labels, value: { value: Math.max(0, Math.round(value)) } });
+/** The series of a pod and of the containers sampled with it; devices are named through `devices`. */
+export async function podMetrics(sample: PodSample, devices: DeviceNames): Promise<Reply<PodSandboxMetrics>> {
+  const { pod, timestamp } = sample;
+  const m = pod.config.metadata;
+  const base = (container: string, id: string, image: string, name: string) => [container, id, image, name, m?.namespace ?? '', m?.name ?? ''];
+  const metric: MetricOf = (name, type, labels, value) => ({ name, timestamp, metric_type: type, label_values: labels, value: { value: Math.max(0, Math.round(value)) } });
 
-    const podLabels = base('', pod.cgroupParent, '', pod.id);
-    const [own, net] = await Promise.all([this.pods.cgroup(pod), this.pods.network(pod, ts)]);
-    const podMetrics: Reply<Metric>[] = own ? await this.cgroupSeries(own, podLabels, metric) : [];
-    for (const i of net?.interfaces ?? [])
-      for (const [name, d] of Object.entries(NETWORK)) {
-        const v = i[d.field]?.value;
-        if (typeof v === 'number') podMetrics.push(metric(name, d.type, [...podLabels, i.name ?? ''], v));
-      }
+  const podLabels = base('', pod.cgroupParent, '', pod.id);
+  const podSeries: Reply<Metric>[] = sample.cgroup ? await cgroupSeries(sample.cgroup, podLabels, metric, devices) : [];
+  for (const i of sample.network?.interfaces ?? [])
+    for (const [name, d] of Object.entries(NETWORK)) podSeries.push(metric(name, d.type, [...podLabels, i.name], i[d.field]));
 
-    const running = containers.filter((c) => c.state !== 'exited');
-    const samples = await Promise.all(running.map((c) => this.containers.sample(c)));
-    const containerMetrics: Reply<ContainerMetrics>[] = await Promise.all(running.map(async (c, k) => {
+  const containerMetrics: Reply<ContainerMetrics>[] = await Promise.all(
+    sample.containers.map(async (s) => {
+      const c = s.container;
       const labels = base(c.config.metadata?.name ?? '', `${pod.cgroupParent}/${c.id}`, c.config.image?.image || c.imageRef, c.id);
       const out: Reply<Metric>[] = [];
-      const raw = samples[k].raw;
-      if (raw) {
+      if (s.cgroup) {
         for (const [name, d] of Object.entries(CONTAINER)) {
-          const v = d.value(raw, c);
+          const v = d.value(s.cgroup, c);
           if (v !== null) out.push(metric(name, d.type, labels, v));
         }
-        out.push(...(await this.cgroupSeries(raw, labels, metric)));
+        out.push(...(await cgroupSeries(s.cgroup, labels, metric, devices)));
       }
-      const layer = samples[k].stats.writable_layer;
-      if (layer?.used_bytes) out.push(metric(FS_USAGE, FS_DEF.type, [...labels, layer.fs_id?.mountpoint ?? ''], layer.used_bytes.value ?? 0));
+      const layer = s.writableLayer;
+      if (layer) out.push(metric(FS_USAGE, FS_DEF.type, [...labels, layer.mountpoint], layer.bytes));
       return { container_id: c.id, metrics: out };
-    }));
-    return { pod_sandbox_id: pod.id, metrics: podMetrics, container_metrics: containerMetrics };
-  }
+    }),
+  );
+  return { pod_sandbox_id: pod.id, metrics: podSeries, container_metrics: containerMetrics };
 }
