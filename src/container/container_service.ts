@@ -408,11 +408,15 @@ export class ContainerService {
       const shim = this.opts.sandboxes.shim(r.podId);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} of container ${r.id} is not ready`);
       try {
+        // The start time is when the shim was asked: the process runs after that, and may
+        // exit (at the shim's clock) before the reply is read here on a busy host, so a
+        // later reading could put the start after the finish.
+        const startedAt = nowNs();
         const s = await shim.start({ id: r.id });
         const cur = this.containers.get(r.id)!;
         // A process that exits at once may have been recorded exited already.
-        if (cur.state === 'created') await this.save({ ...cur, state: 'running', startedAt: nowNs(), pid: s.pid });
-        else await this.save({ ...cur, startedAt: cur.startedAt || nowNs() });
+        if (cur.state === 'created') await this.save({ ...cur, state: 'running', startedAt, pid: s.pid });
+        else await this.save({ ...cur, startedAt: cur.startedAt || startedAt });
       } catch (e) {
         await this.save({ ...r, state: 'exited', finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (e as Error).message });
         throw e;
