@@ -199,7 +199,10 @@ export function cgroupDirs(rel: string): string[] {
   return out;
 }
 
-export async function waitFor(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+/** How long waitFor waits by default: generous, as other work may load the machine. */
+export const WAIT_MS = 60_000;
+
+export async function waitFor(cond: () => boolean, what = 'condition', ms = WAIT_MS): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -268,7 +271,7 @@ export class TestPod {
     }
     if (pid && processAlive(pid)) process.kill(pid, 'SIGKILL');
     for (const k of kids) if (processAlive(k)) process.kill(k, 'SIGKILL');
-    await waitFor(() => !processAlive(pid) && kids.every((k) => !processAlive(k)), 5000, 'shim processes to exit');
+    await waitFor(() => !processAlive(pid) && kids.every((k) => !processAlive(k)), 'shim processes to exit');
   }
 }
 
