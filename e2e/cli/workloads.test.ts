@@ -12,10 +12,11 @@ import { ContainerState } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import type { Isolation } from '../../src/container/isolation';
 import { APPARMOR_DEFAULT_PROFILE, detectHostLsm } from '../../src/container/lsm';
+import { runTempDir } from '../fixtures/cleanup';
 import { CriPod, CriPods } from '../fixtures/cri_pods';
 import { busyboxLayer } from '../fixtures/images';
-import { startTestNode, TestNode } from '../fixtures/node';
 import { until } from '../fixtures/kubelet';
+import { startTestNode, TestNode } from '../fixtures/node';
 import { parsePrometheus } from '../fixtures/prometheus';
 import type { TestSkiffd } from '../fixtures/skiffd';
 
@@ -151,7 +152,7 @@ describe('skiff CLI: pods and containers', function () {
   });
 
   it('shows pull progress per blob while a slow registry serves the layers', async () => {
-    const work = fs.mkdtempSync('/tmp/skiff-slow-');
+    const work = runTempDir('skiff-slow-');
     // A proxy in front of the registry that sends blobs at about 1 MB/s.
     const proxy = http.createServer((req, res) => {
       const up = http.request({ host: '127.0.0.1', port: Number(node.reg.host.split(':')[1]), path: req.url, method: req.method, headers: req.headers }, (r) => {

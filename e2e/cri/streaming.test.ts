@@ -8,6 +8,7 @@ import * as path from 'path';
 import { WebSocket } from 'ws';
 import type { PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
+import { runTempDir } from '../fixtures/cleanup';
 import { TestNetwork } from '../fixtures/network';
 import { startTestNode, TestNode } from '../fixtures/node';
 import { statusCode } from '../fixtures/grpc';
@@ -221,7 +222,7 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
   });
 
   it('serves streaming over TLS when given a certificate', async () => {
-    const dir = fs.mkdtempSync('/tmp/skiff-tls-');
+    const dir = runTempDir('skiff-tls-');
     const tls = await TestSkiffd.start({
       args: ['--network.write_default_config', 'false', '--streaming.tls_cert', path.join(dir, 'cert.pem'), '--streaming.tls_key', path.join(dir, 'key.pem')],
       before: () =>
