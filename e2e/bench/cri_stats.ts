@@ -4,7 +4,7 @@
 // (no containers), ListPodSandbox over 110 pods and ListContainers over 100 containers.
 import * as fs from 'fs';
 import { TestRegistry } from '../fixtures/registry';
-import { removeCgroupTree } from '../fixtures/skiffd';
+import { removeCgroupTree } from '../fixtures/cleanup';
 import type { BenchOptions, Suite } from './index';
 import { pushBenchImages, startContainerd, startSkiff, Subject } from './lifecycle';
 import { fmt, printTable, round, summarize, timeMs } from './stats';

@@ -16,7 +16,7 @@ import { hostPlatform } from '../../src/image/registry';
 import { chainIds } from '../../src/image/snapshotter';
 import { busyboxLayer } from '../fixtures/images';
 import { sha256, TestRegistry } from '../fixtures/registry';
-import { unmountUnder } from '../fixtures/skiffd';
+import { unmountUnder } from '../fixtures/cleanup';
 import type { BenchOptions, Suite } from './index';
 import type { PullWorkerError, PullWorkerReady, PullWorkerResult } from './pull_worker';
 import { fmt, median, printTable, round, summarize, type Summary } from './stats';

@@ -8,11 +8,14 @@ import * as http from 'http';
 import * as path from 'path';
 import { load } from 'js-yaml';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
+import { ContainerState } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import type { Isolation } from '../../src/container/isolation';
 import { APPARMOR_DEFAULT_PROFILE, detectHostLsm } from '../../src/container/lsm';
+import { runTempDir } from '../fixtures/cleanup';
 import { CriPod, CriPods } from '../fixtures/cri_pods';
 import { busyboxLayer } from '../fixtures/images';
+import { until } from '../fixtures/kubelet';
 import { startTestNode, TestNode } from '../fixtures/node';
 import { parsePrometheus } from '../fixtures/prometheus';
 import type { TestSkiffd } from '../fixtures/skiffd';
@@ -65,7 +68,7 @@ describe('skiff CLI: pods and containers', function () {
     assert.match(pods.stdout, new RegExp(`${pod.id.slice(0, 13)}\\s+\\S+ ago\\s+Ready\\s+${pod.config.metadata!.name}\\s+ops`));
     assert.deepEqual(load(skiff(['pods', '-o', 'yaml']).stdout) as unknown, json(['pods']), 'YAML and JSON say the same');
     assert.equal(skiff(['pods', '-q', '--name', pod.config.metadata!.name!]).stdout, `${pod.id}\n`);
-    for (let i = 0; i < 100 && (await skiffd.client.runtime('ContainerStatus', { container_id: exited })).status?.state !== 2; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(`container ${exited} to exit`, async () => (await skiffd.client.runtime('ContainerStatus', { container_id: exited })).status?.state === ContainerState.CONTAINER_EXITED);
     const running = skiff(['ps', '-q', '-p', pod.id]).stdout.trim().split('\n');
     assert.deepEqual(running, [id], 'ps lists running containers');
     assert.deepEqual(skiff(['ps', '-a', '-q', '-p', pod.id]).stdout.trim().split('\n').sort(), [id, exited].sort());
@@ -149,7 +152,7 @@ describe('skiff CLI: pods and containers', function () {
   });
 
   it('shows pull progress per blob while a slow registry serves the layers', async () => {
-    const work = fs.mkdtempSync('/tmp/skiff-slow-');
+    const work = runTempDir('skiff-slow-');
     // A proxy in front of the registry that sends blobs at about 1 MB/s.
     const proxy = http.createServer((req, res) => {
       const up = http.request({ host: '127.0.0.1', port: Number(node.reg.host.split(':')[1]), path: req.url, method: req.method, headers: req.headers }, (r) => {

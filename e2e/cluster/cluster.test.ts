@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { runTempDir } from '../fixtures/cleanup';
 import { busyboxLayer } from '../fixtures/images';
 import { TestControlPlane, controlPlaneMissing } from '../fixtures/cluster';
 import { KUBELET, TestKubelet, cleanupSkiffdAndPodLogs, httpGet, until } from '../fixtures/kubelet';
@@ -34,7 +35,7 @@ describe('a cluster on skiff: kubectl against kube-apiserver 1.20 and a kubelet 
       this.skip();
     }
     reg = await TestRegistry.start();
-    dir = fs.mkdtempSync('/tmp/skiff-cluster-');
+    dir = runTempDir('skiff-cluster-');
     await reg.pushImage('library/busybox', 'latest', [busyboxLayer(dir)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
     skiffd = await TestSkiffd.start({ args: ['--network.write_default_config', 'false'] });
     net = new TestNetwork(path.join(skiffd.dir, 'net.d'), path.join(skiffd.dir, 'ipam'), { portmap: true });

@@ -19,7 +19,8 @@ import { busyboxLayer, layerOf } from '../fixtures/images';
 import { startBusyboxRegistry } from '../fixtures/node';
 import { parsePrometheus } from '../fixtures/prometheus';
 import { freePort, TestRegistry } from '../fixtures/registry';
-import { cgroupMounts, TestSkiffd } from '../fixtures/skiffd';
+import { cgroupMounts } from '../fixtures/cleanup';
+import { TestSkiffd } from '../fixtures/skiffd';
 
 const UNAVAILABLE = 14;
 const INTERNAL = 13;

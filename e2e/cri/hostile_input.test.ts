@@ -14,7 +14,8 @@ import { CriPod, CriPods } from '../fixtures/cri_pods';
 import { TestNetwork } from '../fixtures/network';
 import { startBusyboxRegistry } from '../fixtures/node';
 import { TestRegistry, freePort } from '../fixtures/registry';
-import { TestSkiffd, cgroupMounts } from '../fixtures/skiffd';
+import { cgroupMounts } from '../fixtures/cleanup';
+import { TestSkiffd } from '../fixtures/skiffd';
 
 const OK = 0;
 const INVALID_ARGUMENT = 3;

@@ -1,9 +1,9 @@
 // The CRI ImageService of a real skiffd, over gRPC, against a loopback registry.
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import type { ServiceError } from '@grpc/grpc-js';
+import { runTempDir } from '../fixtures/cleanup';
 import { busyboxLayer, Layer } from '../fixtures/images';
 import { TestRegistry } from '../fixtures/registry';
 import { statusCode } from '../fixtures/grpc';
@@ -20,7 +20,7 @@ describe('CRI ImageService (skiffd over gRPC)', function () {
   let digest: string;
 
   before(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-cri-image-'));
+    work = runTempDir('skiff-cri-image-');
     reg = await TestRegistry.start();
     layer = busyboxLayer(work);
     const pushed = await reg.pushImage('library/busybox', 'latest', [layer], undefined, { Cmd: ['sh'], User: '1000:1000', Env: ['PATH=/bin'] });

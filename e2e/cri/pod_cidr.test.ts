@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
+import { runTempDir } from '../fixtures/cleanup';
 import { busyboxLayer } from '../fixtures/images';
 import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
@@ -111,13 +112,13 @@ describe('pod CIDR from UpdateRuntimeConfig on the default network (skiffd over 
 
   before(async () => {
     reg = await TestRegistry.start();
-    const work = fs.mkdtempSync('/tmp/skiff-cidr-');
+    const work = runTempDir('skiff-cidr-');
     try {
       await reg.pushImage('library/busybox', 'latest', [busyboxLayer(work)]);
     } finally {
       fs.rmSync(work, { recursive: true, force: true });
     }
-    ipamDir = fs.mkdtempSync('/tmp/skiff-cidr-ipam-');
+    ipamDir = runTempDir('skiff-cidr-ipam-');
     skiffd = await TestSkiffd.start({ args: ['--network.bridge', bridge, '--network.default_pod_cidr', rangeA, '--network.ipam_data_dir', ipamDir] });
     skiffd.mirror('docker.io', reg.host);
     await skiffd.client.image('PullImage', { image: { image: 'busybox' } });

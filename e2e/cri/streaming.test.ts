@@ -8,6 +8,7 @@ import * as path from 'path';
 import { WebSocket } from 'ws';
 import type { PodSandboxConfig } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
+import { runTempDir } from '../fixtures/cleanup';
 import { TestNetwork } from '../fixtures/network';
 import { startTestNode, TestNode } from '../fixtures/node';
 import { statusCode } from '../fixtures/grpc';
@@ -99,7 +100,7 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
   });
 
   it('gives a tty the size the client sets', async () => {
-    const s = await wsSession(await execUrl(['sh', '-c', 'sleep 0.5; stty size'], { tty: true, stdin: true }), 'v5.channel.k8s.io', { resize: { Width: 100, Height: 30 } });
+    const s = await wsSession(await execUrl(['sh', '-c', 'until [ -n "$(stty size 2>/dev/null)" ]; do sleep 0.05; done; stty size'], { tty: true, stdin: true }), 'v5.channel.k8s.io', { resize: { Width: 100, Height: 30 } });
     assert.equal(s.out.toString().trim(), '30 100');
   });
 
@@ -123,7 +124,7 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
     const id = (
       await c.runtime('CreateContainer', {
         pod_sandbox_id: podId,
-        config: { metadata: { name: 'tty' }, image: { image: 'busybox' }, command: ['sh', '-c', 'read x; until stty size >/dev/null 2>&1; do sleep 0.05; done; stty size; echo "line $x"; sleep 0.5'], tty: true, stdin: true, log_path: 'tty.log' },
+        config: { metadata: { name: 'tty' }, image: { image: 'busybox' }, command: ['sh', '-c', 'read x; until [ -n "$(stty size 2>/dev/null)" ]; do sleep 0.05; done; stty size; echo "line $x"; sleep 0.5'], tty: true, stdin: true, log_path: 'tty.log' },
         sandbox_config: podConfig,
       })
     ).container_id;
@@ -155,7 +156,7 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
     const c = await spdySession(await execUrl(['cat'], { stdin: true }), ['v4.channel.k8s.io'], { stdin: data, stdout: true, stderr: true });
     assert.ok(c.out.equals(data));
     assert.equal(c.status?.status, 'Success');
-    const t = await spdySession(await execUrl(['sh', '-c', 'sleep 0.5; stty size'], { tty: true, stdin: true }), ['v4.channel.k8s.io'], { stdin: Buffer.alloc(0), stdout: true, resize: { Width: 90, Height: 20 } });
+    const t = await spdySession(await execUrl(['sh', '-c', 'until [ -n "$(stty size 2>/dev/null)" ]; do sleep 0.05; done; stty size'], { tty: true, stdin: true }), ['v4.channel.k8s.io'], { stdin: Buffer.alloc(0), stdout: true, resize: { Width: 90, Height: 20 } });
     assert.equal(t.out.toString().trim(), '20 90');
   });
 
@@ -221,7 +222,7 @@ describe('CRI streaming: Exec, Attach and PortForward', function () {
   });
 
   it('serves streaming over TLS when given a certificate', async () => {
-    const dir = fs.mkdtempSync('/tmp/skiff-tls-');
+    const dir = runTempDir('skiff-tls-');
     const tls = await TestSkiffd.start({
       args: ['--network.write_default_config', 'false', '--streaming.tls_cert', path.join(dir, 'cert.pem'), '--streaming.tls_key', path.join(dir, 'key.pem')],
       before: () =>

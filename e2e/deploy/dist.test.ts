@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { runTempDir } from '../fixtures/cleanup';
 
 const REPO = path.resolve(__dirname, '../../..');
 
@@ -13,7 +14,7 @@ describe('release tarball: npm run dist, install.sh, uninstall.sh', function () 
   this.timeout(180_000);
   let work: string;
   before(() => {
-    work = fs.mkdtempSync('/tmp/skiff-dist-');
+    work = runTempDir('skiff-dist-');
   });
   after(() => {
     fs.rmSync(work, { recursive: true, force: true });

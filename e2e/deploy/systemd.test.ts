@@ -4,11 +4,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { loadAll } from 'js-yaml';
 import { SCHEMA } from '../../src/config';
 import { sdNotify } from '../../src/systemd';
+import { runTempDir } from '../fixtures/cleanup';
 import { NotifySocket } from '../fixtures/notify';
 import { TestSkiffd } from '../fixtures/skiffd';
 
@@ -71,7 +71,7 @@ describe('systemd: the unit and sd_notify', function () {
       return;
     }
     // Verified with ExecStart pointing at this checkout's launcher, as install.sh places it.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-unit-'));
+    const dir = runTempDir('skiff-unit-');
     try {
       const unit = path.join(dir, 'skiff.service');
       fs.writeFileSync(unit, fs.readFileSync(UNIT, 'utf8').replace('/usr/local/lib/skiff/bin/skiffd', path.join(REPO, 'bin/skiffd')));

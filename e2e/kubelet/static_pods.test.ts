@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ContainerState, PodSandboxState } from '../../src/cri/gen/cri';
+import { runTempDir } from '../fixtures/cleanup';
 import { busyboxLayer } from '../fixtures/images';
 import { KUBELET, TestKubelet, cleanupSkiffdAndPodLogs, httpGet, until } from '../fixtures/kubelet';
 import { TestNetwork } from '../fixtures/network';
@@ -28,7 +29,7 @@ describe('kubelet on skiff: static pods (standalone kubelet 1.20, CRI v1alpha2)'
       this.skip();
     }
     reg = await TestRegistry.start();
-    const work = fs.mkdtempSync('/tmp/skiff-kl-');
+    const work = runTempDir('skiff-kl-');
     try {
       await reg.pushImage('library/busybox', 'latest', [busyboxLayer(work)], undefined, { Cmd: ['sh'], Env: ['PATH=/bin'] });
     } finally {

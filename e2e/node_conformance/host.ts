@@ -8,7 +8,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cgroupMounts, removeCgroupTree, unmountUnder } from '../fixtures/skiffd';
+import { cgroupMounts, removeCgroupTree, unmountUnder } from '../fixtures/cleanup';
 
 export const NETNS = 'skiff-e2e-node';
 export const NETNS_PATH = `/run/netns/${NETNS}`;

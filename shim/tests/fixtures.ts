@@ -4,18 +4,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { ShimClient, ShimError, PodParams, PodResult, ExecProcess } from '../../src/shim/client';
-import { removeCgroupTree } from '../../e2e/fixtures/skiffd';
+import { killTestProcessesIn, removeCgroupTree, removeDir, runTempDir, testCgroup } from '../../e2e/fixtures/cleanup';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const SHIM_BINARY = path.join(REPO, 'shim', 'build', 'skiff-shim');
 const BUSYBOX = '/bin/busybox';
 
-/** One id per test run: cgroups live under /skiff-test-<RUN_ID>/. */
-export const RUN_ID = `${process.pid.toString(36)}${Date.now().toString(36).slice(-5)}`;
-export const CGROUP_PARENT = `/skiff-test-${RUN_ID}`;
+/** The cgroup of this run's containers (/skiff-test-<pid>-<suffix>): each is a child. */
+export const CGROUP_PARENT = testCgroup();
 
 export const DEFAULT_CAPS = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
@@ -26,8 +24,8 @@ export const DEFAULT_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/
 let sharedRootfs: string | null = null;
 const tempDirs: string[] = [];
 
-export function tempDir(prefix = 'skiff-test-'): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+export function tempDir(prefix = 'skiff-tmp-'): string {
+  const d = runTempDir(prefix);
   // Reachable by a user-namespaced container's root (an unmapped host uid).
   fs.chmodSync(d, 0o755);
   tempDirs.push(d);
@@ -199,7 +197,10 @@ export function cgroupDirs(rel: string): string[] {
   return out;
 }
 
-export async function waitFor(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+/** How long waitFor waits by default: generous, as other work may load the machine. */
+export const WAIT_MS = 60_000;
+
+export async function waitFor(cond: () => boolean, what = 'condition', ms = WAIT_MS): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -268,7 +269,7 @@ export class TestPod {
     }
     if (pid && processAlive(pid)) process.kill(pid, 'SIGKILL');
     for (const k of kids) if (processAlive(k)) process.kill(k, 'SIGKILL');
-    await waitFor(() => !processAlive(pid) && kids.every((k) => !processAlive(k)), 5000, 'shim processes to exit');
+    await waitFor(() => !processAlive(pid) && kids.every((k) => !processAlive(k)), 'shim processes to exit');
   }
 }
 
@@ -277,15 +278,22 @@ export function removeCgroup(rel: string): void {
   for (const d of cgroupDirs(rel)) fs.rmdirSync(d);
 }
 
-/** Remove what the run left: temp dirs, and the cgroup parent dirs (a shim that was
- * just killed may still be leaving its group: removeCgroupTree retries EBUSY). */
+/** Remove what the run left, whatever a failed test left running: shims working in its
+ * temp dirs, what runs in its cgroups, then the cgroups and dirs (mounts detached first). */
 export function cleanupRun(): void {
-  removeCgroupTree(CGROUP_PARENT);
-  for (const d of tempDirs.splice(0)) {
-    for (const m of mountsUnder(d).reverse()) execFileSync('umount', ['-l', m]);
-    fs.rmSync(d, { recursive: true, force: true });
-  }
+  const dirs = tempDirs.splice(0);
   sharedRootfs = null;
+  killTestProcessesIn(dirs);
+  removeCgroupTree(CGROUP_PARENT);
+  const failed = dirs.flatMap((d) => {
+    try {
+      removeDir(d);
+      return [];
+    } catch (e) {
+      return [(e as Error).message];
+    }
+  });
+  assert.deepEqual(failed, [], 'temp dirs removed');
 }
 
 /** Container cgroup leaves still present for this run (should be none). */

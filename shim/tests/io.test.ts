@@ -61,10 +61,10 @@ describe('shim io', function () {
     const dir = tempDir();
     const log = path.join(dir, 'c.log');
     await t.run({ id: 'rot', args: ['sh', '-c', 'i=0; while true; do echo line$i; i=$((i+1)); sleep 0.05; done'], logPath: log });
-    await waitFor(() => readCriLog(log).length >= 2, 5000, 'first lines');
+    await waitFor(() => readCriLog(log).length >= 2, 'first lines');
     fs.renameSync(log, `${log}.1`);
     await t.client.reopenLog({ id: 'rot' });
-    await waitFor(() => readCriLog(log).length >= 2, 5000, 'lines in the new file');
+    await waitFor(() => readCriLog(log).length >= 2, 'lines in the new file');
     const before = readCriLog(`${log}.1`).map((r) => r.text);
     const after = readCriLog(log).map((r) => r.text);
     assert.ok(before.length >= 2);
@@ -81,11 +81,10 @@ describe('shim io', function () {
   });
 
   it('kills a sync exec at its timeout and says so', async () => {
-    const start = Date.now();
-    const r = await t.client.execSync({ id: 'box', process: { args: ['sleep', '30'], ...PROC }, timeoutMs: 300 });
+    // A command that outlives the test: only the timeout can end the call, by killing it.
+    const r = await t.client.execSync({ id: 'box', process: { args: ['sleep', '600'], ...PROC }, timeoutMs: 300 });
     assert.equal(r.timedOut, true);
     assert.equal(r.signal, 9);
-    assert.ok(Date.now() - start < 10000);
   });
 
   it('caps sync exec output, stdout and stderr together, and keeps reading past the cap', async () => {
@@ -122,7 +121,7 @@ describe('shim io', function () {
       lines.push(...parts);
     });
     sock.write(JSON.stringify({ id: 1, method: 'exec', params: { id: 'box', sync: true, process: { args: ['sh', '-c', 'echo out; echo err >&2'], ...PROC } } }) + '\n');
-    await waitFor(() => lines.length > 0, 10_000, 'the answer');
+    await waitFor(() => lines.length > 0, 'the answer');
     sock.destroy();
     const { result } = JSON.parse(lines[0]) as { result: { stdout: string; stderr: string; exitCode: number } };
     assert.deepEqual([Buffer.from(result.stdout, 'base64').toString(), Buffer.from(result.stderr, 'base64').toString(), result.exitCode], ['out\n', 'err\n', 0]);
@@ -137,7 +136,7 @@ describe('shim io', function () {
     const peak = Number(/^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${t.shimPid}/status`, 'utf8'))![1]) * 1024;
     assert.ok(peak - before <= 2.5 * EXEC_SYNC_MAX_OUTPUT, `two calls at once took ${peak - before} bytes at the peak`);
     // Blocks this large are mappings of their own, unmapped once the reply is sent.
-    await waitFor(() => rss() - before <= 2 * 1024 * 1024, 10_000, `the shim to give back memory (${rss() - before} bytes kept)`);
+    await waitFor(() => rss() - before <= 2 * 1024 * 1024, 'the shim to give back memory');
   });
 
   it('fails an exec of a missing binary with a clear message', async () => {
@@ -169,7 +168,7 @@ describe('shim io', function () {
   });
 
   it('gives a tty exec its terminal and applies resizes', async () => {
-    const s = await t.client.exec({ id: 'box', process: { args: ['sh', '-c', 'sleep 0.3; stty size; tty'], ...PROC, terminal: true } });
+    const s = await t.client.exec({ id: 'box', process: { args: ['sh', '-c', 'until [ -n "$(stty size 2>/dev/null)" ]; do sleep 0.05; done; stty size; tty'], ...PROC, terminal: true } });
     const c = collect(s);
     s.resize(123, 45);
     const exit = await s.exited;
@@ -194,7 +193,7 @@ describe('shim io', function () {
     const s = await t.client.exec({ id: 'box', process: { args: ['sleep', '1000'], ...PROC } });
     const pid = s.pid;
     s.close();
-    await waitFor(() => !processAlive(pid), 5000, 'exec to end');
+    await waitFor(() => !processAlive(pid), 'exec to end');
   });
 
   it('attaches to a container: stdin reaches it, its output comes back, then its exit', async () => {
@@ -203,7 +202,7 @@ describe('shim io', function () {
     const s = await t.client.attach({ id: 'cat', stdin: true });
     const c = collect(s);
     s.write('hello\nworld\n');
-    await waitFor(() => c.out() === 'got:hello\ngot:world\n', 5000, 'echoed lines');
+    await waitFor(() => c.out() === 'got:hello\ngot:world\n', 'echoed lines');
     s.closeStdin();
     const exit = await s.exited;
     assert.equal(exit?.exitCode, 0);
@@ -217,7 +216,7 @@ describe('shim io', function () {
     const s = await t.client.attach({ id: 'once', stdin: true });
     const c = collect(s);
     s.write('x\n');
-    await waitFor(() => c.out().includes('x'), 5000, 'echo');
+    await waitFor(() => c.out().includes('x'), 'echo');
     s.close();
     const exit = await t.client.wait({ id: 'once' });
     assert.equal(exit.exitCode, 0);
@@ -251,7 +250,7 @@ describe('shim io', function () {
       collect(s);
       assert.equal((await s.exited)?.exitCode, 0);
     }
-    await waitFor(() => fds() === before, 5000, `shim fds back to ${before} (now ${fds()})`);
+    await waitFor(() => fds() === before, `shim fds back to ${before} (now ${fds()})`);
     assert.equal(await procs(), procsBefore, 'processes in the container');
   });
 

@@ -122,7 +122,7 @@ describe('a killed shim', function () {
       await assert.rejects(pending, (e: Error) => e instanceof ShimLostError);
       await lost;
       // Its containers and the pod go with it (parent-death signal).
-      await waitFor(() => !processAlive(containerPid) && !processAlive(t.pod.pid), 5000, 'pod processes to die');
+      await waitFor(() => !processAlive(containerPid) && !processAlive(t.pod.pid), 'pod processes to die');
       // What skiffd then does: the empty cgroup can be removed.
       removeCgroup(`${CGROUP_PARENT}/w`);
     } finally {

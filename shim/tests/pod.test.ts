@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ShimError } from '../../src/shim/client';
-import { TestPod, podNamespaces, readCriLog, tempDir } from './fixtures';
+import { TestPod, WAIT_MS, podNamespaces, readCriLog, tempDir } from './fixtures';
 
 const PROC = { env: ['PATH=/bin'], cwd: '/' };
 
@@ -63,7 +63,7 @@ describe('shim pod', function () {
       await t.client.wait({ id: 'c' });
       // The shim sent SIGKILL to the rest at the exit; dying takes a moment.
       let left = -1;
-      for (let i = 0; i < 100 && left !== 0; i++) {
+      for (const end = Date.now() + WAIT_MS; left !== 0 && Date.now() < end; ) {
         left = (await t.client.stats({ id: 'c' })).pids.current;
         if (left) await new Promise((r) => setTimeout(r, 20));
       }

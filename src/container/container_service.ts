@@ -450,12 +450,16 @@ export class ContainerService {
       const intent = await this.opts.journal.begin('start_container', r.id, { podId: r.podId });
       try {
         failpoint('start_container.journaled');
+        // The start time is when the shim was asked: the process runs after that, and may
+        // exit (at the shim's clock) before the reply is read here on a busy host, so a
+        // later reading could put the start after the finish.
+        const startedAt = nowNs();
         const s = await shim.start({ id: r.id });
         failpoint('start_container.shim');
         const cur = this.containers.get(r.id)!;
         // A process that exits at once may have been recorded exited already.
-        if (cur.state === 'created') await this.save({ ...cur, state: 'running', startedAt: nowNs(), pid: s.pid });
-        else await this.save({ ...cur, startedAt: cur.startedAt || nowNs() });
+        if (cur.state === 'created') await this.save({ ...cur, state: 'running', startedAt, pid: s.pid });
+        else await this.save({ ...cur, startedAt: cur.startedAt || startedAt });
         failpoint('start_container.recorded');
       } catch (e) {
         await this.save({ ...r, state: 'exited', finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (e as Error).message });
