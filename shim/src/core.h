@@ -143,9 +143,18 @@ struct exit_info {
   int64_t exited_ns;
   bool oom_killed;
 };
+/* exit.c */
+json_t *exit_json(const char *id, const struct exit_info *e);
+void exit_from_status(struct exit_info *e, pid_t pid, int status);
 
-/* The stdio of one process, owned by the shim: pipes or a pty master. Its
- * watches point back at it (watch.obj); it belongs to a container or an exec. */
+/* The stdio of one process, owned by the shim: pipes or a pty master (proc_io.c).
+ * Its watches point back at it (watch.obj); what it reads goes to its owner, a
+ * container or an exec, through ops. */
+struct proc_io_ops {
+  void (*output)(void *owner, int stream, const char *data, size_t len);
+  void (*end)(void *owner, int stream); /* the stream ended (EOF); may be NULL */
+};
+
 struct proc_io {
   struct watch out, err;  /* W_OUTPUT watches (err.fd -1 with a tty) */
   struct watch in;        /* W_STDIN: write end of stdin, or a dup of the pty master */
@@ -153,12 +162,12 @@ struct proc_io {
   bool tty;
   bool in_close_pending;  /* close stdin once in_buf is drained */
   struct conn *paused_conn; /* stopped reading because in_buf is full */
-  struct container *ctr;
-  struct exec_proc *exec;
+  const struct proc_io_ops *ops;
+  void *owner;
 };
 
 #define proc_io_of(w) ((struct proc_io *) (w)->obj)
-void proc_io_init(struct proc_io *io, struct container *ctr, struct exec_proc *exec);
+void proc_io_init(struct proc_io *io, const struct proc_io_ops *ops, void *owner);
 /* Pipes for a new process; stdio[] gets the child's ends (-1 for none). */
 int proc_io_pipes(struct proc_io *io, bool tty, bool want_stdin, int stdio[3], struct shim_err *err);
 void proc_io_close_child_ends(int stdio[3]);
@@ -167,6 +176,14 @@ int proc_io_start(struct proc_io *io, int master, bool want_stdin, struct shim_e
 /* Read everything already written (after the process exited). */
 void proc_io_drain(struct proc_io *io);
 void proc_io_close(struct proc_io *io);
+/* Output ready on a process's stdout/stderr/pty. */
+void proc_output_event(struct watch *w, uint32_t events);
+void proc_stdin_event(struct watch *w, uint32_t events);
+/* Queue stdin bytes for a process; returns false if its buffer is over the
+ * high water mark (the caller pauses its source). */
+bool proc_io_write_stdin(struct proc_io *io, const void *data, size_t len);
+void proc_io_close_stdin(struct proc_io *io);
+int proc_io_resize(struct proc_io *io, unsigned width, unsigned height, struct shim_err *err);
 
 struct waiter {
   struct conn *conn;
@@ -235,23 +252,15 @@ int container_start(struct container *c, json_t **result, struct shim_err *err);
 int container_kill(struct container *c, int sig, bool all, struct shim_err *err);
 int container_delete(struct container *c, bool force, struct shim_err *err);
 json_t *container_state_json(struct container *c);
-json_t *exit_json(const char *id, const struct exit_info *e);
-void exit_from_status(struct exit_info *e, pid_t pid, int status);
 void container_add_waiter(struct container *c, struct conn *conn, json_t *req_id);
 void containers_forget_conn(struct conn *conn);
-/* SIGCHLD: reap everything, dispatch exits. */
-void reap_children(void);
-/* Output ready on a process's stdout/stderr/pty. */
-void proc_output_event(struct watch *w, uint32_t events);
-void proc_stdin_event(struct watch *w, uint32_t events);
-/* Queue stdin bytes for a process; returns false if its buffer is over the
- * high water mark (the caller pauses its source). */
-bool proc_io_write_stdin(struct proc_io *io, const void *data, size_t len);
-void proc_io_close_stdin(struct proc_io *io);
-int proc_io_resize(struct proc_io *io, unsigned width, unsigned height, struct shim_err *err);
+/* A reaped child: true when it was a container's init (now stopped). */
+bool container_reaped(pid_t pid, int status);
 void containers_shutdown(void);
 
 int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
+/* A reaped child: true when it was an exec'd process (now answered for). */
+bool exec_reaped(pid_t pid, int status);
 void exec_exited(struct exec_proc *e, int status);
 void exec_output(struct exec_proc *e, int stream, const char *data, size_t len);
 /* The container is going away: end its exec'd processes. */

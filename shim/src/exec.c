@@ -40,6 +40,13 @@ static char *base64(const char *data, size_t len)
   return out;
 }
 
+static void exec_io_output(void *owner, int stream, const char *data, size_t len)
+{
+  exec_output(owner, stream, data, len);
+}
+
+static const struct proc_io_ops exec_io_ops = { .output = exec_io_output };
+
 static void exec_free(void *p)
 {
   struct exec_proc *e = p;
@@ -95,7 +102,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
   e->sync = sync;
   e->raw_output = raw_output;
   e->timer = (struct watch) { .kind = W_TIMER, .fd = -1, .obj = e };
-  proc_io_init(&e->io, NULL, e);
+  proc_io_init(&e->io, &exec_io_ops, e);
   if (proc_io_pipes(&e->io, tty, want_stdin, stdio, err) < 0) {
     free(e);
     return -1;
@@ -225,6 +232,17 @@ void exec_exited(struct exec_proc *e, int status)
     conn_finish(e->conn);
   }
   exec_unlink(e);
+}
+
+bool exec_reaped(pid_t pid, int status)
+{
+  for (struct exec_proc *e = g_execs; e; e = e->next) {
+    if (e->pid == pid && !e->exited) {
+      exec_exited(e, status);
+      return true;
+    }
+  }
+  return false;
 }
 
 void exec_timer_event(struct exec_proc *e)

@@ -44,6 +44,20 @@ static int listen_socket(const char *path, struct shim_err *err)
   return fd;
 }
 
+/* SIGCHLD: reap every child that ended: a container's init, an exec'd process, the
+ * pod's infra process, or an orphan the shim inherited as subreaper. */
+static void reap_children(void)
+{
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0)
+      return;
+    if (!container_reaped(pid, status) && !exec_reaped(pid, status))
+      pod_reaped(pid, status);
+  }
+}
+
 /* Everything after the fork: the shim proper. ready_fd gets one status byte
  * (0 ok) and, on failure, the message. */
 static int serve(int ready_fd, const char *log_path)

@@ -76,6 +76,8 @@ int mkdir_p(const char *path, mode_t mode, struct shim_err *err);
 int64_t now_ns(void);
 /* RFC3339Nano UTC timestamp "2006-01-02T15:04:05.000000000Z" into buf (>= 40 bytes). */
 void format_rfc3339nano(int64_t ns, char *buf, size_t len);
+/* That timestamp as a JSON string; "" for 0 (not yet). */
+json_t *time_json(int64_t ns);
 /* Full read/write loops that retry on EINTR/short counts. */
 ssize_t read_all(int fd, void *buf, size_t len);
 ssize_t write_all(int fd, const void *buf, size_t len);

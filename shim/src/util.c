@@ -179,6 +179,15 @@ void format_rfc3339nano(int64_t ns, char *buf, size_t len)
   snprintf(buf, len, "%s.%09lldZ", date, (long long) (ns % 1000000000LL));
 }
 
+json_t *time_json(int64_t ns)
+{
+  char buf[64];
+  if (ns == 0)
+    return json_string("");
+  format_rfc3339nano(ns, buf, sizeof(buf));
+  return json_string(buf);
+}
+
 void shim_failpoint(const char *step)
 {
   const char *list = getenv("SKIFF_SHIM_FAILPOINTS");
