@@ -59,7 +59,7 @@ static int kernel_last_cap(void)
   static int cached = -1;
   if (cached < 0) {
     struct shim_err ignored;
-    char *text = NULL;
+    cleanup_free char *text = NULL;
     size_t len;
     cached = N_CAPS - 1;
     if (read_file("/proc/sys/kernel/cap_last_cap", &text, &len, 64, &ignored) == 0) {
@@ -75,7 +75,6 @@ static int kernel_last_cap(void)
         c++;
       cached = c;
     }
-    free(text);
   }
   return cached;
 }

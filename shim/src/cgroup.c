@@ -151,7 +151,8 @@ static struct hier *hier_slot(const char *mount)
 static void add_v2(const char *mount)
 {
   struct hier *h = hier_slot(mount);
-  char path[PATH_MAX + 32], *text = NULL;
+  char path[PATH_MAX + 32];
+  cleanup_free char *text = NULL;
   struct shim_err ignored;
   if (!h)
     return;
@@ -162,7 +163,6 @@ static void add_v2(const char *mount)
   if (read_file(path, &text, NULL, 4096, &ignored) == 0) {
     text[strcspn(text, "\n")] = '\0';
     snprintf(h->controllers, sizeof(h->controllers), "%s", text);
-    free(text);
   }
 }
 
@@ -309,7 +309,7 @@ static char *restorable(const char *path, char *text)
 static void journal_note(struct journal *j, const char *path)
 {
   struct shim_err ignored;
-  char *old = NULL;
+  cleanup_free char *old = NULL;
   for (size_t k = 0; k < j->n; k++)
     if (strcmp(j->e[k].path, path) == 0)
       return;
@@ -324,11 +324,10 @@ static void journal_note(struct journal *j, const char *path)
   if (read_file(path, &old, NULL, 1 << 16, &ignored) < 0 || !(old = restorable(path, old)))
     return;
   j->e[j->n].path = strdup(path);
-  j->e[j->n].old = old;
-  if (!j->e[j->n].path) {
-    free(old);
+  if (!j->e[j->n].path)
     return;
-  }
+  j->e[j->n].old = old;
+  old = NULL;
   j->n++;
 }
 
@@ -1120,17 +1119,16 @@ static void build_device_prog(json_t *rules, struct prog *p)
 
 static int load_device_prog(json_t *rules, struct shim_err *err)
 {
-  struct prog p = { .cap = 8 + json_array_size(rules) * 12 };
+  size_t cap = 8 + json_array_size(rules) * 12;
+  cleanup_free struct bpf_insn *insns = calloc(cap, sizeof(*insns));
+  struct prog p = { .insns = insns, .cap = cap };
   union bpf_attr attr;
   int fd, e;
-  p.insns = calloc(p.cap, sizeof(*p.insns));
-  if (!p.insns)
+  if (!insns)
     return shim_fail_errno(err, ENOMEM, "linux.resources.devices: device filter");
   build_device_prog(rules, &p);
-  if (p.n > p.cap) {
-    free(p.insns);
+  if (p.n > p.cap)
     return shim_fail(err, SHIM_INTERNAL, "linux.resources.devices: device filter overflow (%zu > %zu)", p.n, p.cap);
-  }
   /* Without a verifier log first: a log buffer too small for the verifier's
    * output fails the load with ENOSPC even when the program is fine. On a
    * real failure, load again with a log to say why. */
@@ -1140,10 +1138,8 @@ static int load_device_prog(json_t *rules, struct shim_err *err)
   attr.insn_cnt = (uint32_t) p.n;
   attr.license = (uint64_t) (uintptr_t) "GPL";
   fd = (int) sys_bpf(BPF_PROG_LOAD, &attr);
-  if (fd >= 0) {
-    free(p.insns);
+  if (fd >= 0)
     return fd;
-  }
   e = errno;
   {
     cleanup_free char *log = calloc(1, 65536);
@@ -1163,7 +1159,6 @@ static int load_device_prog(json_t *rules, struct shim_err *err)
       last = strrchr(log, '\n');
       last = last ? last + 1 : log;
     }
-    free(p.insns);
     if (e == EPERM)
       return shim_fail_errno(err, e, "linux.resources.devices: load the cgroup v2 device filter (needs CAP_BPF and CAP_SYS_ADMIN)");
     return shim_fail_errno(err, e, "linux.resources.devices: load the cgroup v2 device filter (%s)", last && *last ? last : "no log");
@@ -1194,7 +1189,7 @@ static int detach_other_device_progs(int dirfd, int keep_fd, const char *dir, st
     return shim_fail_errno(err, errno, "linux.resources.devices: list the device filters of %s", dir);
   for (uint32_t k = 0; k < attr.query.prog_cnt && k < sizeof(ids) / sizeof(ids[0]); k++) {
     union bpf_attr a;
-    int old;
+    cleanup_close int old = -1;
     if (ids[k] == info.id)
       continue;
     memset(&a, 0, sizeof(a));
@@ -1209,12 +1204,8 @@ static int detach_other_device_progs(int dirfd, int keep_fd, const char *dir, st
     a.target_fd = (uint32_t) dirfd;
     a.attach_bpf_fd = (uint32_t) old;
     a.attach_type = BPF_CGROUP_DEVICE;
-    if (sys_bpf(BPF_PROG_DETACH, &a) < 0 && errno != ENOENT) {
-      int e = errno;
-      close(old);
-      return shim_fail_errno(err, e, "linux.resources.devices: detach the old device filter %u of %s", ids[k], dir);
-    }
-    close(old);
+    if (sys_bpf(BPF_PROG_DETACH, &a) < 0 && errno != ENOENT)
+      return shim_fail_errno(err, errno, "linux.resources.devices: detach the old device filter %u of %s", ids[k], dir);
   }
   return 0;
 }
@@ -1409,21 +1400,16 @@ static int rmdir_retry(const char *dir, struct shim_err *err)
  * nested runtime), deepest first. */
 static int remove_tree(const char *dir, int depth, struct shim_err *err)
 {
-  DIR *d;
+  cleanup_dir DIR *d = depth < MAX_DEPTH ? opendir(dir) : NULL;
   struct dirent *e;
-  if (depth < MAX_DEPTH && (d = opendir(dir))) {
-    while ((e = readdir(d))) {
-      char sub[PATH_MAX];
-      if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
-      if ((size_t) snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) >= sizeof(sub))
-        continue;
-      if (remove_tree(sub, depth + 1, err) < 0) {
-        closedir(d);
-        return -1;
-      }
-    }
-    closedir(d);
+  while (d && (e = readdir(d))) {
+    char sub[PATH_MAX];
+    if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    if ((size_t) snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) >= sizeof(sub))
+      continue;
+    if (remove_tree(sub, depth + 1, err) < 0)
+      return -1;
   }
   return rmdir_retry(dir, err);
 }
@@ -1447,7 +1433,7 @@ static void undo_create(struct cgroup *cg)
 
 static int cgroup_alloc(const char *cgroups_path, struct cgroup **out, struct shim_err *err)
 {
-  struct cgroup *cg;
+  cleanup_cgroup struct cgroup *cg = NULL;
   char rel[PATH_MAX];
   size_t len = 0;
   if (detect(err) < 0)
@@ -1483,13 +1469,12 @@ static int cgroup_alloc(const char *cgroups_path, struct cgroup **out, struct sh
     return shim_fail_errno(err, ENOMEM, "cgroup");
   memcpy(cg->path, rel, len + 1);
   for (size_t i = 0; i < g_nhier; i++) {
-    if (strlen(g_hier[i].mount) + len >= sizeof(cg->dirs[i])) {
-      free(cg);
+    if (strlen(g_hier[i].mount) + len >= sizeof(cg->dirs[i]))
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.cgroupsPath: too long");
-    }
     snprintf(cg->dirs[i], sizeof(cg->dirs[i]), "%s%s", g_hier[i].mount, rel);
   }
   *out = cg;
+  cg = NULL;
   return 0;
 }
 
@@ -1501,9 +1486,18 @@ static bool hier_wanted(size_t i)
   return !g_hier[i].v2 || g_v2_only || g_hier[i].controllers[0];
 }
 
+/* A create that failed: the levels it made go, deepest first. */
+static void cleanup_undo_create(struct cgroup **cg)
+{
+  if (!*cg)
+    return;
+  undo_create(*cg);
+  cgroup_free(*cg);
+}
+
 int cgroup_create(const char *cgroups_path, json_t *resources, struct cgroup **out, struct shim_err *err)
 {
-  struct cgroup *cg;
+  __attribute__((cleanup(cleanup_undo_create))) struct cgroup *cg = NULL;
   if (cgroup_alloc(cgroups_path, &cg, err) < 0)
     return -1;
   for (size_t i = 0; i < g_nhier; i++) {
@@ -1511,21 +1505,18 @@ int cgroup_create(const char *cgroups_path, json_t *resources, struct cgroup **o
       continue;
     cg->used[i] = true;
     if (make_hier(cg, i, err) < 0)
-      goto fail;
+      return -1;
   }
   if (apply(cg, resources, err) < 0)
-    goto fail;
+    return -1;
   *out = cg;
+  cg = NULL;
   return 0;
-fail:
-  undo_create(cg);
-  cgroup_free(cg);
-  return -1;
 }
 
 int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *err)
 {
-  struct cgroup *cg;
+  cleanup_cgroup struct cgroup *cg = NULL;
   bool any = false;
   if (cgroup_alloc(cgroups_path, &cg, err) < 0)
     return -1;
@@ -1533,11 +1524,10 @@ int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *
     cg->used[i] = hier_wanted(i) && is_dir(cg->dirs[i]);
     any = any || cg->used[i];
   }
-  if (!any) {
-    cgroup_free(cg);
+  if (!any)
     return shim_fail(err, SHIM_NOT_FOUND, "cgroup %s does not exist", cgroups_path);
-  }
   *out = cg;
+  cg = NULL;
   return 0;
 }
 
@@ -1572,14 +1562,13 @@ int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err)
 
 int cgroup_update(struct cgroup *cg, json_t *resources, struct shim_err *err)
 {
-  struct journal j = { 0 };
+  __attribute__((cleanup(journal_free))) struct journal j = { 0 };
   int rc;
   cg->journal = &j;
   rc = apply(cg, resources, err);
   cg->journal = NULL;
   if (rc < 0)
     journal_rollback(&j);
-  journal_free(&j);
   return rc;
 }
 
@@ -1620,7 +1609,7 @@ static json_t *limit_json(uint64_t v, bool ok)
 static json_t *psi_json(struct cgroup *cg)
 {
   static const char *const res[] = { "cpu", "memory", "io" };
-  json_t *out;
+  cleanup_json json_t *out = NULL;
   bool any = false;
   int v2 = v2_index(cg);
   if (v2 < 0)
@@ -1638,11 +1627,7 @@ static json_t *psi_json(struct cgroup *cg)
     }
     json_object_set_new(out, res[i], p ? p : json_null());
   }
-  if (!any) {
-    json_decref(out);
-    return json_null();
-  }
-  return out;
+  return any ? json_incref(out) : json_null();
 }
 
 /* Bytes and operations per device: io.stat where the io controller is on cgroup2,
@@ -1725,13 +1710,11 @@ int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err)
   }
   if (!read_u64(cg, "pids", "pids.current", &pids)) {
     /* No pids controller: count the processes instead. */
-    pid_t *list = NULL;
+    cleanup_free pid_t *list = NULL;
     size_t n = 0;
     struct shim_err ignored;
-    if (cgroup_pids(cg, &list, &n, &ignored) == 0) {
+    if (cgroup_pids(cg, &list, &n, &ignored) == 0)
       pids = n;
-      free(list);
-    }
   }
   has_pids_max = read_u64(cg, "pids", "pids.max", &pids_max);
   swap_json = has_swap ? json_pack("{s:I,s:o}", "usageBytes", (json_int_t) swap, "limitBytes", limit_json(swap_limit, has_swap_limit))
@@ -1757,12 +1740,17 @@ struct pidvec {
   size_t n, cap;
 };
 
+static void pidvec_free(struct pidvec *pv)
+{
+  free(pv->v);
+}
+
 /* Append the processes of dir and of its child cgroups. */
 static int collect_pids(const char *dir, int depth, struct pidvec *pv, struct shim_err *err)
 {
   char path[PATH_MAX + 32];
   cleanup_free char *text = NULL;
-  DIR *d;
+  cleanup_dir DIR *d = NULL;
   struct dirent *e;
   snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
   if (read_file(path, &text, NULL, 1 << 22, err) < 0)
@@ -1792,12 +1780,10 @@ static int collect_pids(const char *dir, int depth, struct pidvec *pv, struct sh
       continue;
     /* A child cgroup removed meanwhile is no error. */
     if (collect_pids(sub, depth + 1, pv, &ignored) < 0 && ignored.errnum != ENOENT) {
-      closedir(d);
       *err = ignored;
       return -1;
     }
   }
-  closedir(d);
   return 0;
 }
 
@@ -1818,28 +1804,26 @@ static const char *procs_dir(struct cgroup *cg)
 
 int cgroup_pids(struct cgroup *cg, pid_t **pids_out, size_t *n_out, struct shim_err *err)
 {
-  struct pidvec pv = { 0 };
+  __attribute__((cleanup(pidvec_free))) struct pidvec pv = { 0 };
   const char *dir = procs_dir(cg);
   if (!dir)
     return shim_fail(err, SHIM_NOT_FOUND, "cgroup %s: in no hierarchy", cg->path);
-  if (collect_pids(dir, 0, &pv, err) < 0) {
-    free(pv.v);
+  if (collect_pids(dir, 0, &pv, err) < 0)
     return -1;
-  }
   *pids_out = pv.v;
   *n_out = pv.n;
+  pv.v = NULL;
   return 0;
 }
 
 int cgroup_signal_all(struct cgroup *cg, int sig, struct shim_err *err)
 {
-  pid_t *pids = NULL;
+  cleanup_free pid_t *pids = NULL;
   size_t n = 0;
   if (cgroup_pids(cg, &pids, &n, err) < 0)
     return err->errnum == ENOENT ? 0 : -1; /* no cgroup, no process */
   for (size_t i = 0; i < n; i++)
     kill(pids[i], sig);
-  free(pids);
   return 0;
 }
 
@@ -1848,7 +1832,7 @@ static size_t kill_listed(struct cgroup *cg)
 {
   size_t total = 0;
   for (size_t i = 0; i < g_nhier; i++) {
-    struct pidvec pv = { 0 };
+    __attribute__((cleanup(pidvec_free))) struct pidvec pv = { 0 };
     struct shim_err ignored;
     if (!cg->used[i])
       continue;
@@ -1856,7 +1840,6 @@ static size_t kill_listed(struct cgroup *cg)
     for (size_t k = 0; k < pv.n; k++)
       kill(pv.v[k], SIGKILL);
     total += pv.n;
-    free(pv.v);
   }
   return total;
 }
@@ -1948,4 +1931,9 @@ int cgroup_foreach_hierarchy(struct cgroup *cg, int (*fn)(void *ctx, const char 
 void cgroup_free(struct cgroup *cg)
 {
   free(cg);
+}
+
+void cleanup_cgroupp(struct cgroup **cg)
+{
+  cgroup_free(*cg);
 }

@@ -116,16 +116,45 @@ static int oom_failure(struct container *c, const char *step, struct shim_err *e
                    step, c->id, what);
 }
 
+/* A record with nothing made yet: no process, no cgroup, no stdio. */
+static struct container *container_new(void)
+{
+  struct container *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->sync_fd = -1;
+  proc_io_init(&c->io, &container_io_ops, c);
+  return c;
+}
+
+/* A create that did not finish: take back what it made, the process first. */
+static void cleanup_half_made(struct container **cp)
+{
+  struct container *c = *cp;
+  struct shim_err ignored;
+  if (!c)
+    return;
+  kill_and_reap(c->pid);
+  if (c->sync_fd >= 0)
+    close(c->sync_fd);
+  proc_io_close(&c->io);
+  if (c->cg)
+    cgroup_destroy(c->cg, &ignored);
+  container_free(c);
+}
+
 int container_create(json_t *params, json_t **result, struct shim_err *err)
 {
   const char *id, *bundle, *log_path;
   bool want_stdin, stdin_once;
   char rootfs[PATH_MAX], bundle_abs[PATH_MAX];
-  struct container *c = NULL;
-  json_t *spec = NULL, *linux_obj, *process;
+  __attribute__((cleanup(cleanup_half_made))) struct container *c = NULL;
+  cleanup_json json_t *spec = NULL;
+  json_t *linux_obj, *process;
   const char *cg_path;
   char default_cg[256];
-  int stdio[3] = { -1, -1, -1 }, master = -1;
+  cleanup_child_ends int stdio[3] = { -1, -1, -1 };
+  int master = -1;
   long oom_kills;
 
   if (spec_get_string(params, "id", "params", &id, err) < 0 || spec_get_string(params, "bundle", "params", &bundle, err) < 0
@@ -141,43 +170,31 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     return shim_fail(err, SHIM_ALREADY_EXISTS, "container \"%s\" already exists", id);
   if (!realpath(bundle, bundle_abs))
     return shim_fail_errno(err, errno, "params.bundle %s", bundle);
-  if (spec_load(bundle_abs, &spec, err) < 0)
+  if (spec_load(bundle_abs, &spec, err) < 0 || resolve_rootfs(bundle_abs, spec, rootfs, sizeof(rootfs), err) < 0)
     return -1;
-  if (resolve_rootfs(bundle_abs, spec, rootfs, sizeof(rootfs), err) < 0)
-    goto fail;
   linux_obj = json_object_get(spec, "linux");
   process = json_object_get(spec, "process");
-  if (!process) {
-    shim_fail(err, SHIM_INVALID_ARGUMENT, "process: required to create a container");
-    goto fail;
-  }
-  c = calloc(1, sizeof(*c));
-  if (!c || !(c->id = strdup(id)) || !(c->bundle = strdup(bundle_abs))) {
-    shim_fail_errno(err, ENOMEM, "create %s", id);
-    goto fail;
-  }
-  c->sync_fd = -1;
-  c->spec = spec;
+  if (!process)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "process: required to create a container");
+  c = container_new();
+  if (!c || !(c->id = strdup(id)) || !(c->bundle = strdup(bundle_abs)))
+    return shim_fail_errno(err, ENOMEM, "create %s", id);
+  c->spec = json_incref(spec);
   c->stdin_once = stdin_once;
   c->own_pidns = has_new_pidns(spec);
-  proc_io_init(&c->io, &container_io_ops, c);
   cg_path = json_string_value(json_object_get(linux_obj, "cgroupsPath"));
   if (!cg_path || !*cg_path) {
     snprintf(default_cg, sizeof(default_cg), "/skiff/%s", id);
     cg_path = default_cg;
   }
-  if (cgroup_create(cg_path, json_object_get(linux_obj, "resources"), &c->cg, err) < 0) {
-    c->cg = NULL;
-    goto fail;
-  }
+  if (cgroup_create(cg_path, json_object_get(linux_obj, "resources"), &c->cg, err) < 0)
+    return -1;
   oom_kills = cgroup_oom_kills(c->cg);
   shim_failpoint("create.cgroup");
-  if (log_path && *log_path) {
-    if (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path)))
-      goto fail_cg;
-  }
+  if (log_path && *log_path && (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path))))
+    return -1;
   if (proc_io_pipes(&c->io, json_is_true(json_object_get(process, "terminal")), want_stdin, stdio, err) < 0)
-    goto fail_cg;
+    return -1;
   {
     struct spawn_req req = {
       .spec = spec,
@@ -190,20 +207,13 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     if (spawn_process(&req, &c->pid, &c->sync_fd, &master, err) < 0) {
       if (cgroup_oom_kills(c->cg) > oom_kills)
         oom_failure(c, "create", err);
-      proc_io_close_child_ends(stdio);
-      proc_io_close(&c->io);
-      goto fail_cg;
+      return -1;
     }
   }
   shim_failpoint("create.spawned");
   proc_io_close_child_ends(stdio);
-  if (proc_io_start(&c->io, master, want_stdin, err) < 0) {
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-    close(c->sync_fd);
-    proc_io_close(&c->io);
-    goto fail_cg;
-  }
+  if (proc_io_start(&c->io, master, want_stdin, err) < 0)
+    return -1;
   c->status = CTR_CREATED;
   c->created_ns = now_ns();
   c->oom_kills_at_start = cgroup_oom_kills(c->cg);
@@ -212,20 +222,8 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   shim_failpoint("create.ready");
   *result = json_pack("{s:i}", "pid", (int) c->pid);
   shim_log("created container %s pid %d", c->id, (int) c->pid);
+  c = NULL; /* made: g_containers holds it */
   return 0;
-
-fail_cg:
-  {
-    struct shim_err ignored;
-    cgroup_destroy(c->cg, &ignored);
-  }
-fail:
-  if (c) {
-    c->spec = NULL;
-    container_free(c);
-  }
-  json_decref(spec);
-  return -1;
 }
 
 int container_start(struct container *c, json_t **result, struct shim_err *err)
@@ -263,21 +261,19 @@ static void write_exit_file(struct container *c)
 {
   struct shim_err err;
   char path[PATH_MAX];
-  json_t *j = exit_json(c->id, &c->exit);
-  char *text = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
+  cleanup_json json_t *j = exit_json(c->id, &c->exit);
+  cleanup_free char *text = json_dumps(j, JSON_COMPACT);
   if (!text)
     return;
   snprintf(path, sizeof(path), "%s/%s.json", g_shim.exits_dir, c->id);
   if (write_file_atomic(path, text, strlen(text), &err) < 0)
     shim_log("exit file for %s: %s", c->id, err.msg);
-  free(text);
 }
 
 static void container_exited(struct container *c, int status)
 {
   struct waiter *w;
-  json_t *ej;
+  cleanup_json json_t *ej = NULL;
 
   exit_from_status(&c->exit, c->pid, status);
   c->exit.oom_killed = c->cg && cgroup_oom_kills(c->cg) > c->oom_kills_at_start;
@@ -302,7 +298,6 @@ static void container_exited(struct container *c, int status)
     json_decref(w->req_id);
     free(w);
   }
-  json_decref(ej);
   attach_container_exited(c);
   shim_log("container %s exited: code %d signal %d%s", c->id, c->exit.exit_code, c->exit.signal,
            c->exit.oom_killed ? " (OOMKilled)" : "");

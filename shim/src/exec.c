@@ -72,14 +72,29 @@ static void exec_unlink(struct exec_proc *e)
   defer_free(e, exec_free);
 }
 
+/* An exec that did not start: its process is killed (the loop reaps it; no exec
+ * record claims it) and its stdio closed. */
+static void cleanup_unstarted(struct exec_proc **ep)
+{
+  struct exec_proc *e = *ep;
+  if (!e)
+    return;
+  if (e->pid > 0)
+    kill(e->pid, SIGKILL);
+  proc_io_close(&e->io);
+  free(e);
+}
+
 int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err)
 {
   json_t *process;
   bool sync, want_stdin, tty, raw_output;
   bool has_timeout;
   int64_t timeout_ms;
-  int stdio[3], master = -1, sync_fd = -1;
-  struct exec_proc *e;
+  cleanup_child_ends int stdio[3] = { -1, -1, -1 };
+  cleanup_close int master = -1;
+  cleanup_close int sync_fd = -1;
+  __attribute__((cleanup(cleanup_unstarted))) struct exec_proc *e = NULL;
 
   if (c->status != CTR_RUNNING)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
@@ -103,10 +118,8 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
   e->raw_output = raw_output;
   e->timer = (struct watch) { .kind = W_TIMER, .fd = -1, .obj = e };
   proc_io_init(&e->io, &exec_io_ops, e);
-  if (proc_io_pipes(&e->io, tty, want_stdin, stdio, err) < 0) {
-    free(e);
+  if (proc_io_pipes(&e->io, tty, want_stdin, stdio, err) < 0)
     return -1;
-  }
   {
     struct spawn_req req = {
       .spec = c->spec,
@@ -118,19 +131,13 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
     int r = spawn_process(&req, &e->pid, &sync_fd, &master, err);
     shim_failpoint("exec.spawned");
     proc_io_close_child_ends(stdio);
-    if (r == 0) {
-      r = spawn_release(sync_fd, err);
-      close(sync_fd);
-    }
     if (r == 0)
+      r = spawn_release(sync_fd, err);
+    if (r == 0) {
       r = proc_io_start(&e->io, master, want_stdin, err);
-    else if (master >= 0)
-      close(master);
+      master = -1; /* the io holds it */
+    }
     if (r < 0) {
-      if (e->pid > 0)
-        kill(e->pid, SIGKILL); /* reaped by the loop; no exec record claims it */
-      proc_io_close(&e->io);
-      free(e);
       shim_err_prefix(err, "exec in container \"%s\"", c->id);
       return -1;
     }
@@ -152,6 +159,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
     json_t *res = json_pack("{s:i}", "pid", (int) e->pid);
     conn_send_result(conn, req_id, res);
     if (s) {
+      s->ops = &stdio_stream_ops;
       s->conn = conn;
       s->exec = e;
       s->want_stdin = want_stdin;
@@ -160,6 +168,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
       conn->streaming = true;
     }
   }
+  e = NULL; /* started: g_execs holds it */
   return 0;
 }
 
@@ -203,12 +212,11 @@ static void exec_reply(struct exec_proc *e)
     return;
   }
   {
-    char *out = base64(e->out_acc.data, e->out_acc.len), *errb = base64(e->err_acc.data, e->err_acc.len);
+    cleanup_free char *out = base64(e->out_acc.data, e->out_acc.len);
+    cleanup_free char *errb = base64(e->err_acc.data, e->err_acc.len);
     res = json_pack("{s:i,s:i,s:b,s:s,s:s,s:b}", "exitCode", x->exit_code, "signal", x->signal, "timedOut",
                     e->timed_out, "stdout", out ? out : "", "stderr", errb ? errb : "", "truncated", e->truncated);
     conn_send_result(c, e->req_id, res);
-    free(out);
-    free(errb);
   }
 }
 
@@ -221,12 +229,8 @@ void exec_exited(struct exec_proc *e, int status)
   if (e->conn && e->sync) {
     exec_reply(e);
   } else if (e->conn) {
-    json_t *ej = exit_json(e->ctr_id, x);
-    char *text = json_dumps(ej, JSON_COMPACT);
-    if (text)
-      conn_send_frame(e->conn, FRAME_EXIT, text, strlen(text));
-    free(text);
-    json_decref(ej);
+    cleanup_json json_t *ej = exit_json(e->ctr_id, x);
+    conn_send_json_frame(e->conn, FRAME_EXIT, ej);
     if (e->conn->sess)
       e->conn->sess->exec = NULL;
     conn_finish(e->conn);

@@ -249,7 +249,7 @@ static int make_target(int root_fd, const char *path, bool as_file, struct shim_
 restart:
   for (char *p = buf + 1;; p++) {
     bool last = *p == '\0';
-    int fd;
+    cleanup_close int fd = -1;
     if (*p != '/' && !last)
       continue;
     *p = '\0';
@@ -259,7 +259,7 @@ restart:
       const char *name = slash + 1;
       char link[PATH_MAX], rest[PATH_MAX];
       ssize_t n;
-      int parent;
+      cleanup_close int parent = -1;
       *slash = '\0';
       parent = open_in_root(root_fd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY, 0, err);
       *slash = '/';
@@ -268,7 +268,6 @@ restart:
       n = readlinkat(parent, name, link, sizeof(link) - 1);
       if (n >= 0) {
         /* A dangling symlink: continue through its target, inside the root. */
-        close(parent);
         if (++links > 40)
           return shim_fail(err, SHIM_INVALID_ARGUMENT, "too many symlinks in %s", path);
         link[n] = '\0';
@@ -284,25 +283,21 @@ restart:
         goto restart;
       }
       if (last && as_file) {
-        int f = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (f < 0 && errno != EEXIST) {
-          close(parent);
+        cleanup_close int f = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (f < 0 && errno != EEXIST)
           return shim_fail_errno(err, errno, "create mount target %s", buf);
-        }
-        if (f >= 0)
-          close(f);
       } else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
-        close(parent);
         return shim_fail_errno(err, errno, "create directory %s", buf);
       }
-      close(parent);
       fd = open_in_root(root_fd, buf, O_PATH, 0, err);
       if (fd < 0)
         return -1;
     }
-    if (last)
-      return fd;
-    close(fd);
+    if (last) {
+      int target = fd;
+      fd = -1;
+      return target;
+    }
     *p = '/';
   }
 }
@@ -350,18 +345,15 @@ static int bind_cgroup_hierarchy(void *opaque, const char *name, const char *hos
 {
   struct cgroup_mount_ctx *ctx = opaque;
   char target[64];
-  int fd;
+  cleanup_close int fd = -1;
   if (mkdirat(ctx->dir_fd, name, 0755) < 0 && errno != EEXIST)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: mkdir %s", name);
   fd = openat(ctx->dir_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: open %s", name);
   fd_path(fd, target, sizeof(target));
-  if (mount(host_dir, target, NULL, MS_BIND | MS_REC, NULL) < 0) {
-    close(fd);
+  if (mount(host_dir, target, NULL, MS_BIND | MS_REC, NULL) < 0)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: bind %s", host_dir);
-  }
-  close(fd);
   return 0;
 }
 
@@ -378,29 +370,19 @@ static int mount_cgroup(const struct mnt *m, int root_fd, const char *target, co
   if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
     return shim_fail_errno(err, errno, "mount tmpfs for cgroups on %s", m->dest);
   if (ctx->cg) {
-    struct cgroup_mount_ctx cctx;
     /* Resolve again: the old fd names the directory under the new tmpfs. */
-    int dir_fd = open_in_root(root_fd, m->dest, O_DIRECTORY, 0, err);
-    if (dir_fd < 0)
+    cleanup_close int dir_fd = open_in_root(root_fd, m->dest, O_DIRECTORY, 0, err);
+    struct cgroup_mount_ctx cctx = { .dir_fd = dir_fd, .err = err };
+    if (dir_fd < 0 || cgroup_foreach_hierarchy(ctx->cg, bind_cgroup_hierarchy, &cctx, err) < 0)
       return -1;
-    cctx.dir_fd = dir_fd;
-    cctx.err = err;
-    if (cgroup_foreach_hierarchy(ctx->cg, bind_cgroup_hierarchy, &cctx, err) < 0) {
-      close(dir_fd);
-      return -1;
-    }
-    close(dir_fd);
   }
   if (flags & MS_RDONLY) {
     /* The tmpfs and every hierarchy bound into it, through a fresh fd. */
-    int fd = open_in_root(root_fd, m->dest, O_PATH | O_DIRECTORY, 0, err);
-    long r;
+    cleanup_close int fd = open_in_root(root_fd, m->dest, O_PATH | O_DIRECTORY, 0, err);
     if (fd < 0)
       return -1;
-    r = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE,
-                &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY }, sizeof(struct mount_attr));
-    close(fd);
-    if (r < 0)
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY },
+                sizeof(struct mount_attr)) < 0)
       return shim_fail_errno(err, errno, "make %s read-only", m->dest);
   }
   return 0;
@@ -468,7 +450,7 @@ static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct m
     }
   }
   if (m->rro || m->propagation) {
-    int tfd = make_target(root_fd, m->dest, !source_is_dir(m), err);
+    cleanup_close int tfd = make_target(root_fd, m->dest, !source_is_dir(m), err);
     char t2[64];
     if (tfd < 0)
       goto fail;
@@ -476,15 +458,12 @@ static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct m
     if (m->rro && syscall(SYS_mount_setattr, AT_FDCWD, t2, AT_RECURSIVE,
                           &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY }, sizeof(struct mount_attr)) < 0) {
       shim_fail_errno(err, errno, "make it recursively read-only");
-      close(tfd);
       goto fail;
     }
     if (m->propagation && mount(NULL, t2, NULL, m->propagation, NULL) < 0) {
       shim_fail_errno(err, errno, "set propagation");
-      close(tfd);
       goto fail;
     }
-    close(tfd);
   }
   return 0;
 fail:
@@ -507,14 +486,14 @@ static int make_device(int root_fd, const char *path, char type, unsigned maj, u
 {
   char parent_path[PATH_MAX];
   const char *name = strrchr(path, '/') + 1;
-  int parent, r;
+  cleanup_close int made = -1;
+  cleanup_close int parent = -1;
   mode_t kind = type == 'b' ? S_IFBLK : type == 'p' ? S_IFIFO : S_IFCHR;
 
   snprintf(parent_path, sizeof(parent_path), "%.*s", (int) (name - path), path);
-  parent = make_target(root_fd, parent_path, false, err);
-  if (parent < 0)
+  made = make_target(root_fd, parent_path, false, err);
+  if (made < 0)
     return -1;
-  close(parent);
   parent = open_in_root(root_fd, parent_path, O_DIRECTORY, 0, err);
   if (parent < 0)
     return -1;
@@ -522,26 +501,16 @@ static int make_device(int root_fd, const char *path, char type, unsigned maj, u
   if (userns && kind != S_IFIFO) {
     /* No mknod in a user namespace: bind the host's node onto a file. */
     char target[64];
-    int fd = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-      close(parent);
+    cleanup_close int fd = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
       return shim_fail_errno(err, errno, "create device placeholder %s", path);
-    }
     fd_path(fd, target, sizeof(target));
-    r = mount(path, target, NULL, MS_BIND, NULL);
-    close(fd);
-    close(parent);
-    if (r < 0)
+    if (mount(path, target, NULL, MS_BIND, NULL) < 0)
       return shim_fail_errno(err, errno, "bind device %s", path);
     return 0;
   }
-  r = mknodat(parent, name, kind | (perm & 07777), makedev(maj, min));
-  if (r == 0)
-    r = fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW);
-  if (r == 0)
-    r = fchmodat(parent, name, perm & 07777, 0); /* mknod honours the umask */
-  close(parent);
-  if (r < 0)
+  if (mknodat(parent, name, kind | (perm & 07777), makedev(maj, min)) < 0 || fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0
+      || fchmodat(parent, name, perm & 07777, 0) < 0) /* mknod honours the umask */
     return shim_fail_errno(err, errno, "create device %s", path);
   return 0;
 }
@@ -575,20 +544,15 @@ static int setup_devices(json_t *spec, int root_fd, const struct mount_ctx *ctx,
         return -1;
     }
     {
-      int dev = open_in_root(root_fd, "/dev", O_DIRECTORY, 0, err);
+      cleanup_close int dev = open_in_root(root_fd, "/dev", O_DIRECTORY, 0, err);
       if (dev < 0)
         return -1;
       for (size_t k = 0; k < sizeof(links) / sizeof(links[0]); k++)
-        if (symlinkat(links[k][0], dev, links[k][1] + 5) < 0 && errno != EEXIST) {
-          close(dev);
+        if (symlinkat(links[k][0], dev, links[k][1] + 5) < 0 && errno != EEXIST)
           return shim_fail_errno(err, errno, "symlink %s", links[k][1]);
-        }
       if (faccessat(dev, "pts/ptmx", F_OK, AT_SYMLINK_NOFOLLOW) == 0 && symlinkat("pts/ptmx", dev, "ptmx") < 0
-          && errno != EEXIST) {
-        close(dev);
+          && errno != EEXIST)
         return shim_fail_errno(err, errno, "symlink /dev/ptmx");
-      }
-      close(dev);
     }
   }
   json_array_foreach (devices, i, d) {

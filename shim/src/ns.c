@@ -129,33 +129,28 @@ static void ns_set_add(struct ns_set *set, int fd, int type)
 int ns_open_paths(json_t *linux_obj, struct ns_set *set, struct shim_err *err)
 {
   json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
+  cleanup_ns_set struct ns_set got = { 0 };
   size_t i;
-  set->n = 0;
   /* ns_validate allows one entry per kind, so the set cannot overflow. */
   for (size_t k = 0; k < N_KINDS; k++) {
     json_array_foreach (nss, i, ns) {
       const char *type = json_string_value(json_object_get(ns, "type"));
       const char *path = json_string_value(json_object_get(ns, "path"));
-      int fd;
+      cleanup_close int fd = -1;
       if (!path || !type || strcmp(type, ns_kinds[k].name) != 0)
         continue;
       fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) {
-        shim_fail_errno(err, errno, "linux.namespaces[%zu] (%s): open %s", i, type, path);
-        goto fail;
-      }
-      if (ioctl(fd, NS_GET_NSTYPE) != ns_kinds[k].flag) {
-        close(fd);
-        shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu] (%s): %s is not a %s namespace", i, type, path, type);
-        goto fail;
-      }
-      ns_set_add(set, fd, ns_kinds[k].flag);
+      if (fd < 0)
+        return shim_fail_errno(err, errno, "linux.namespaces[%zu] (%s): open %s", i, type, path);
+      if (ioctl(fd, NS_GET_NSTYPE) != ns_kinds[k].flag)
+        return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu] (%s): %s is not a %s namespace", i, type, path, type);
+      ns_set_add(&got, fd, ns_kinds[k].flag);
+      fd = -1;
     }
   }
+  *set = got;
+  got.n = 0;
   return 0;
-fail:
-  ns_set_free(set);
-  return -1;
 }
 
 static const char *kind_name(int flag)
@@ -204,31 +199,26 @@ int ns_write_id_mappings(pid_t pid, json_t *uid_mappings, json_t *gid_mappings, 
 
 int ns_open_process(pid_t pid, struct ns_set *set, struct shim_err *err)
 {
-  set->n = 0;
+  cleanup_ns_set struct ns_set got = { 0 };
   for (size_t k = 0; k < N_KINDS; k++) {
     char path[64], self[64];
     struct stat a, b;
     int fd;
     snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int) pid, ns_kinds[k].proc_name);
     snprintf(self, sizeof(self), "/proc/self/ns/%s", ns_kinds[k].proc_name);
-    if (stat(path, &a) < 0) {
-      shim_fail_errno(err, errno, "namespaces of pid %d: %s", (int) pid, path);
-      goto fail;
-    }
+    if (stat(path, &a) < 0)
+      return shim_fail_errno(err, errno, "namespaces of pid %d: %s", (int) pid, path);
     /* Joining our own user namespace is an error; the others are no-ops. */
     if (stat(self, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
       continue;
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      shim_fail_errno(err, errno, "open %s", path);
-      goto fail;
-    }
-    ns_set_add(set, fd, ns_kinds[k].flag);
+    if (fd < 0)
+      return shim_fail_errno(err, errno, "open %s", path);
+    ns_set_add(&got, fd, ns_kinds[k].flag);
   }
+  *set = got;
+  got.n = 0;
   return 0;
-fail:
-  ns_set_free(set);
-  return -1;
 }
 
 int ns_write_sysctls(json_t *sysctls, const char *where, struct shim_err *err)

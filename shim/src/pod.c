@@ -73,8 +73,7 @@ static int pod_cgroups_create(json_t *params, struct shim_err *err)
 
 int pod_stats(json_t **out, struct shim_err *err)
 {
-  struct cgroup *parent = NULL;
-  int r;
+  cleanup_cgroup struct cgroup *parent = NULL;
   /* The pod cgroup holds every container's and the infra's: its PSI is the pod's
    * (pressure does not add up over children). */
   if (g_pod.pod_cg)
@@ -86,9 +85,7 @@ int pod_stats(json_t **out, struct shim_err *err)
     shim_err_prefix(err, "pod cgroup");
     return -1;
   }
-  r = cgroup_stats(parent, out, err);
-  cgroup_free(parent);
-  return r;
+  return cgroup_stats(parent, out, err);
 }
 
 pid_t pod_infra_pid(void)
@@ -203,81 +200,47 @@ fail:
   _exit(1);
 }
 
-int pod_create(json_t *params, json_t **result, struct shim_err *err)
+/* Clone the infra process with the pod's namespaces (flags) and wait until it has set
+ * them up: the user namespace's mappings, the hostname, lo, the sysctls. */
+static int start_infra(int flags, const char *hostname, json_t *sysctls, json_t *userns, json_t **result,
+                       struct shim_err *err)
 {
-  bool net, ipc, uts, pid;
-  const char *hostname;
-  json_t *userns, *sysctls, *ns_map;
-  int flags = 0, status_pipe[2], go_pipe[2];
-  pid_t child;
+  cleanup_close int status_rd = -1, status_wr = -1, go_rd = -1, go_wr = -1;
+  cleanup_reap pid_t child = -1;
+  int p[2];
+  json_t *ns_map;
 
-  if (g_pod.info)
-    return shim_fail(err, SHIM_ALREADY_EXISTS, "the pod's namespaces already exist");
-  if (ns_mode(params, "network", true, &net, err) < 0 || ns_mode(params, "ipc", true, &ipc, err) < 0
-      || ns_mode(params, "uts", true, &uts, err) < 0 || ns_mode(params, "pid", false, &pid, err) < 0
-      || spec_get_string(params, "hostname", "params", &hostname, err) < 0
-      || spec_get_object(params, "userns", "params", &userns, err) < 0
-      || spec_get_object(params, "sysctls", "params", &sysctls, err) < 0 || validate_sysctls(sysctls, err) < 0)
-    return -1;
-  if (hostname && strlen(hostname) > 64)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: longer than 64 characters");
-  if (hostname && *hostname && !uts)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: needs uts \"new\"");
-  flags |= net ? CLONE_NEWNET : 0;
-  flags |= ipc ? CLONE_NEWIPC : 0;
-  flags |= uts ? CLONE_NEWUTS : 0;
-  flags |= pid ? CLONE_NEWPID : 0;
-  if (userns) {
-    json_t *linux_like = json_pack("{s:[{s:s}],s:O?,s:O?}", "namespaces", "type", "user", "uidMappings",
-                                   json_object_get(userns, "uidMappings"), "gidMappings",
-                                   json_object_get(userns, "gidMappings"));
-    int r = ns_validate(linux_like, err);
-    json_decref(linux_like);
-    if (r < 0)
-      return -1;
-    flags |= CLONE_NEWUSER;
-  }
-  if (pod_cgroups_create(params, err) < 0)
-    return -1;
-  if (pipe2(status_pipe, O_CLOEXEC) < 0) {
-    pod_cgroups_destroy();
+  if (pipe2(p, O_CLOEXEC) < 0)
     return shim_fail_errno(err, errno, "pipe");
-  }
-  if (pipe2(go_pipe, O_CLOEXEC) < 0) {
-    close(status_pipe[0]);
-    close(status_pipe[1]);
-    pod_cgroups_destroy();
+  status_rd = p[0], status_wr = p[1];
+  if (pipe2(p, O_CLOEXEC) < 0)
     return shim_fail_errno(err, errno, "pipe");
-  }
+  go_rd = p[0], go_wr = p[1];
   /* clone() without CLONE_VM behaves as fork, but can create the PID
    * namespace the child is PID 1 of. */
   child = (pid_t) syscall(SYS_clone, (unsigned long) flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (child == 0) {
-    close(status_pipe[0]);
-    close(go_pipe[1]);
-    infra_main(status_pipe[1], go_pipe[0], flags, hostname, sysctls);
+    close(status_rd);
+    close(go_wr);
+    infra_main(status_wr, go_rd, flags, hostname, sysctls);
   }
-  close(status_pipe[1]);
-  close(go_pipe[0]);
-  if (child < 0) {
-    shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
-    goto out;
-  }
+  close(status_wr);
+  close(go_rd);
+  status_wr = go_rd = -1;
+  if (child < 0)
+    return shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
   if (g_pod.cg && cgroup_add_pid(g_pod.cg, child, err) < 0)
-    goto kill_child;
+    return -1;
   if (userns && ns_write_id_mappings(child, json_object_get(userns, "uidMappings"), json_object_get(userns, "gidMappings"), err) < 0)
-    goto kill_child;
+    return -1;
   {
     char go = 1, st = 1, msg[1100] = { 0 };
-    write_all(go_pipe[1], &go, 1);
-    if (read_all(status_pipe[0], &st, 1) != 1) {
-      shim_fail(err, SHIM_INTERNAL, "pod infra process exited during set-up");
-      goto kill_child;
-    }
+    write_all(go_wr, &go, 1);
+    if (read_all(status_rd, &st, 1) != 1)
+      return shim_fail(err, SHIM_INTERNAL, "pod infra process exited during set-up");
     if (st != 0) {
-      read_all(status_pipe[0], msg, sizeof(msg) - 1);
-      shim_fail(err, SHIM_INVALID_ARGUMENT, "%s", msg);
-      goto kill_child;
+      read_all(status_rd, msg, sizeof(msg) - 1);
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s", msg);
     }
   }
   ns_map = json_object();
@@ -299,19 +262,48 @@ int pod_create(json_t *params, json_t **result, struct shim_err *err)
   g_pod.info = json_pack("{s:i,s:o,s:s}", "pid", (int) child, "namespaces", ns_map, "hostname", hostname ? hostname : "");
   *result = json_pack("{s:i,s:O}", "pid", (int) child, "namespaces", ns_map);
   shim_log("pod infra pid %d (flags 0x%x)", (int) child, (unsigned) flags);
-  close(status_pipe[0]);
-  close(go_pipe[1]);
+  child = -1; /* the pod's now */
   return 0;
+}
 
-kill_child:
-  kill(child, SIGKILL);
-  while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-    ;
-out:
-  close(status_pipe[0]);
-  close(go_pipe[1]);
-  pod_cgroups_destroy();
-  return -1;
+int pod_create(json_t *params, json_t **result, struct shim_err *err)
+{
+  bool net, ipc, uts, pid;
+  const char *hostname;
+  json_t *userns, *sysctls;
+  int flags = 0;
+
+  if (g_pod.info)
+    return shim_fail(err, SHIM_ALREADY_EXISTS, "the pod's namespaces already exist");
+  if (ns_mode(params, "network", true, &net, err) < 0 || ns_mode(params, "ipc", true, &ipc, err) < 0
+      || ns_mode(params, "uts", true, &uts, err) < 0 || ns_mode(params, "pid", false, &pid, err) < 0
+      || spec_get_string(params, "hostname", "params", &hostname, err) < 0
+      || spec_get_object(params, "userns", "params", &userns, err) < 0
+      || spec_get_object(params, "sysctls", "params", &sysctls, err) < 0 || validate_sysctls(sysctls, err) < 0)
+    return -1;
+  if (hostname && strlen(hostname) > 64)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: longer than 64 characters");
+  if (hostname && *hostname && !uts)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: needs uts \"new\"");
+  flags |= net ? CLONE_NEWNET : 0;
+  flags |= ipc ? CLONE_NEWIPC : 0;
+  flags |= uts ? CLONE_NEWUTS : 0;
+  flags |= pid ? CLONE_NEWPID : 0;
+  if (userns) {
+    cleanup_json json_t *linux_like = json_pack("{s:[{s:s}],s:O?,s:O?}", "namespaces", "type", "user", "uidMappings",
+                                                json_object_get(userns, "uidMappings"), "gidMappings",
+                                                json_object_get(userns, "gidMappings"));
+    if (ns_validate(linux_like, err) < 0)
+      return -1;
+    flags |= CLONE_NEWUSER;
+  }
+  if (pod_cgroups_create(params, err) < 0)
+    return -1;
+  if (start_infra(flags, hostname, sysctls, userns, result, err) < 0) {
+    pod_cgroups_destroy();
+    return -1;
+  }
+  return 0;
 }
 
 int pod_update(json_t *params, struct shim_err *err)
@@ -345,9 +337,7 @@ void pod_reaped(pid_t pid, int status)
 void pod_shutdown(void)
 {
   if (g_pod.infra > 0) {
-    kill(g_pod.infra, SIGKILL);
-    while (waitpid(g_pod.infra, NULL, 0) < 0 && errno == EINTR)
-      ;
+    kill_and_reap(g_pod.infra);
     g_pod.infra = 0;
   }
   pod_cgroups_destroy();

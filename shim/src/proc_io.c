@@ -83,6 +83,11 @@ void proc_io_close_child_ends(int stdio[3])
     }
 }
 
+void cleanup_child_endsp(int (*stdio)[3])
+{
+  proc_io_close_child_ends(*stdio);
+}
+
 /* Start pumping: register outputs; with a tty, master serves both ways. */
 int proc_io_start(struct proc_io *io, int master, bool want_stdin, struct shim_err *err)
 {

@@ -303,10 +303,16 @@ int seccomp_validate(json_t *seccomp, struct shim_err *err)
   return walk(seccomp, NULL, err);
 }
 
+static void cleanup_filterp(scmp_filter_ctx *ctx)
+{
+  if (*ctx)
+    seccomp_release(*ctx);
+}
+
 int seccomp_apply(json_t *seccomp, struct shim_err *err)
 {
   uint32_t def_action;
-  scmp_filter_ctx ctx;
+  __attribute__((cleanup(cleanup_filterp))) scmp_filter_ctx ctx = NULL;
   int r;
 
   if (!json_is_object(seccomp))
@@ -319,18 +325,13 @@ int seccomp_apply(json_t *seccomp, struct shim_err *err)
   /* no_new_privs is the spec's own choice (process.noNewPrivileges): the
    * caller sets it; as root with CAP_SYS_ADMIN the filter loads without it. */
   r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-  if (r < 0) {
-    seccomp_release(ctx);
+  if (r < 0)
     return shim_fail_errno(err, -r, "linux.seccomp: clear the no_new_privs attribute");
-  }
   /* The kernel's own errno from seccomp_load, not a generic ECANCELED. */
   (void) seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
-  if (walk(seccomp, ctx, err) < 0) {
-    seccomp_release(ctx);
+  if (walk(seccomp, ctx, err) < 0)
     return -1;
-  }
   r = seccomp_load(ctx);
-  seccomp_release(ctx);
   if (r == -EACCES || r == -EPERM)
     return shim_fail_errno(err, -r, "linux.seccomp: load the filter (needs CAP_SYS_ADMIN or no_new_privs)");
   if (r < 0)

@@ -53,6 +53,12 @@ void cleanup_jsonp(json_t **j);
 #define cleanup_free __attribute__((cleanup(cleanup_freep)))
 #define cleanup_close __attribute__((cleanup(cleanup_closep)))
 #define cleanup_json __attribute__((cleanup(cleanup_jsonp)))
+/* In util.c: a child process killed and reaped (kill_and_reap) unless handed on
+ * (set to -1), and a directory stream closed. */
+void cleanup_reapp(pid_t *pid);
+void cleanup_dirp(void *dir);
+#define cleanup_reap __attribute__((cleanup(cleanup_reapp)))
+#define cleanup_dir __attribute__((cleanup(cleanup_dirp)))
 
 /* Diagnostics to the shim's own log (stderr redirected to <state>/shim.log). */
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -78,6 +84,8 @@ int64_t now_ns(void);
 void format_rfc3339nano(int64_t ns, char *buf, size_t len);
 /* That timestamp as a JSON string; "" for 0 (not yet). */
 json_t *time_json(int64_t ns);
+/* SIGKILL a child process and reap it; nothing for pid <= 0. */
+void kill_and_reap(pid_t pid);
 /* Full read/write loops that retry on EINTR/short counts. */
 ssize_t read_all(int fd, void *buf, size_t len);
 ssize_t write_all(int fd, const void *buf, size_t len);
@@ -193,6 +201,8 @@ const char *cgroup_dir(struct cgroup *cg, const char *controller);
 int cgroup_foreach_hierarchy(struct cgroup *cg, int (*fn)(void *ctx, const char *name, const char *host_dir), void *ctx, struct shim_err *err);
 bool cgroup_is_v2_only(void);
 void cgroup_free(struct cgroup *cg);
+void cleanup_cgroupp(struct cgroup **cg);
+#define cleanup_cgroup __attribute__((cleanup(cleanup_cgroupp)))
 
 /* ---- namespaces (ns.c) --------------------------------------------------- */
 
@@ -208,6 +218,7 @@ struct ns_set {
   size_t n;
 };
 void ns_set_free(struct ns_set *set);
+#define cleanup_ns_set __attribute__((cleanup(ns_set_free)))
 /* Open every namespace given by path (before forking), checking each file is
  * a namespace of the stated type. */
 int ns_open_paths(json_t *linux_obj, struct ns_set *set, struct shim_err *err);

@@ -234,31 +234,23 @@ static bool uts_namespace_listed(json_t *linux_obj)
 static int setup_tty(uid_t uid, int *master_out, struct shim_err *err)
 {
   char name[64];
-  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), slave;
+  cleanup_close int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  cleanup_close int slave = -1;
   if (master < 0)
     return shim_fail_errno(err, errno, "process.terminal: open /dev/ptmx in the container");
-  if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0) {
-    int e = errno;
-    close(master);
-    return shim_fail_errno(err, e, "process.terminal: unlock pty");
-  }
+  if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
+    return shim_fail_errno(err, errno, "process.terminal: unlock pty");
   slave = open(name, O_RDWR | O_NOCTTY);
-  if (slave < 0) {
-    int e = errno;
-    close(master);
-    return shim_fail_errno(err, e, "process.terminal: open %s", name);
-  }
+  if (slave < 0)
+    return shim_fail_errno(err, errno, "process.terminal: open %s", name);
   if (fchown(slave, uid, (gid_t) -1) < 0 && errno != EPERM && errno != EINVAL)
     shim_log("chown %s: %s", name, strerror(errno));
-  if (ioctl(slave, TIOCSCTTY, 0) < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) {
-    int e = errno;
-    close(master);
-    close(slave);
-    return shim_fail_errno(err, e, "process.terminal: attach %s", name);
-  }
-  if (slave > 2)
-    close(slave);
+  if (ioctl(slave, TIOCSCTTY, 0) < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+    return shim_fail_errno(err, errno, "process.terminal: attach %s", name);
+  if (slave <= 2)
+    slave = -1; /* it is stdin, stdout and stderr now */
   *master_out = master;
+  master = -1;
   return 0;
 }
 
@@ -583,20 +575,14 @@ static int recv_error_or(int fd, struct sync_msg *m, int *passed, int want, cons
   return 0;
 }
 
-static void kill_and_reap(pid_t pid)
-{
-  if (pid <= 0)
-    return;
-  kill(pid, SIGKILL);
-  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-    ;
-}
-
 int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, int *master_out, struct shim_err *err)
 {
-  struct ns_set ns = { 0 };
-  int flags = 0, sv[2], status, passed = -1;
-  pid_t mid, pid = -1;
+  cleanup_ns_set struct ns_set ns = { 0 };
+  cleanup_close int chan = -1;   /* our end of the channel */
+  cleanup_close int passed = -1; /* the pty master the process passed */
+  cleanup_reap pid_t pid = -1;   /* the process, unless handed out */
+  cleanup_reap pid_t mid = -1;   /* the intermediate, until reaped */
+  int flags = 0, sv[2], status;
   struct sync_msg m = { 0 };
   json_t *linux_obj = json_object_get(req->spec, "linux");
 
@@ -608,15 +594,12 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   } else if (ns_open_process(req->join_pid, &ns, err) < 0) {
     return -1;
   }
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-    ns_set_free(&ns);
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     return shim_fail_errno(err, errno, "socketpair");
-  }
+  chan = sv[0];
   mid = fork();
   if (mid < 0) {
     int e = errno;
-    ns_set_free(&ns);
-    close(sv[0]);
     close(sv[1]);
     return shim_fail_errno(err, e, "fork");
   }
@@ -627,45 +610,33 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   close(sv[1]);
   ns_set_free(&ns);
 
-  if (recv_error_or(sv[0], &m, NULL, 0, "spawn", err) < 0)
-    goto fail_mid;
+  if (recv_error_or(chan, &m, NULL, 0, "spawn", err) < 0)
+    return -1;
   if (m.type == SYNC_MAP_REQ) {
     if (ns_write_id_mappings(m.pid, json_object_get(linux_obj, "uidMappings"), json_object_get(linux_obj, "gidMappings"),
                              err) < 0)
-      goto fail_mid;
-    sync_send(sv[0], SYNC_MAPPED, 0, -1);
-    if (recv_error_or(sv[0], &m, NULL, SYNC_PID, "spawn", err) < 0)
-      goto fail_mid;
+      return -1;
+    sync_send(chan, SYNC_MAPPED, 0, -1);
+    if (recv_error_or(chan, &m, NULL, SYNC_PID, "spawn", err) < 0)
+      return -1;
   }
-  if (m.type != SYNC_PID) {
-    shim_fail(err, SHIM_INTERNAL, "spawn: unexpected message %d", m.type);
-    goto fail_mid;
-  }
+  if (m.type != SYNC_PID)
+    return shim_fail(err, SHIM_INTERNAL, "spawn: unexpected message %d", m.type);
   pid = m.pid;
   while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
     ;
   mid = -1;
   if (req->cg && cgroup_add_pid(req->cg, pid, err) < 0)
-    goto fail;
-  sync_send(sv[0], SYNC_GO, 0, -1);
-  if (recv_error_or(sv[0], &m, &passed, SYNC_READY, req->create ? "create" : "exec", err) < 0)
-    goto fail;
+    return -1;
+  sync_send(chan, SYNC_GO, 0, -1);
+  if (recv_error_or(chan, &m, &passed, SYNC_READY, req->create ? "create" : "exec", err) < 0)
+    return -1;
   *pid_out = pid;
-  *sync_out = sv[0];
+  *sync_out = chan;
   *master_out = passed;
+  pid = -1;
+  chan = passed = -1;
   return 0;
-
-fail_mid:
-  kill_and_reap(mid);
-  /* The process may already exist if the intermediate sent its pid. */
-  if (m.type == SYNC_PID && m.pid > 0)
-    pid = m.pid;
-fail:
-  if (passed >= 0)
-    close(passed);
-  kill_and_reap(pid);
-  close(sv[0]);
-  return -1;
 }
 
 int spawn_release(int sync_fd, struct shim_err *err)

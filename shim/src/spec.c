@@ -216,7 +216,8 @@ int spec_load(const char *bundle, json_t **out, struct shim_err *err)
   cleanup_free char *text = NULL;
   size_t len;
   json_error_t jerr;
-  json_t *spec, *root, *linux_obj, *process, *resources, *seccomp;
+  cleanup_json json_t *spec = NULL;
+  json_t *root, *linux_obj, *process, *resources, *seccomp;
   const char *version, *hostname, *rootpath;
 
   if (snprintf(path, sizeof(path), "%s/config.json", bundle) >= (int) sizeof(path))
@@ -228,57 +229,43 @@ int spec_load(const char *bundle, json_t **out, struct shim_err *err)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: malformed JSON at line %d column %d: %s", path, jerr.line,
                      jerr.column, jerr.text);
   if (!json_is_object(spec))
-    goto bad_top;
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: top level must be a JSON object", path);
   if (spec_get_string(spec, "ociVersion", "config", &version, err) < 0)
-    goto fail;
-  if (!version || strncmp(version, "1.", 2) != 0) {
-    shim_fail(err, SHIM_INVALID_ARGUMENT, "config.ociVersion: unsupported version \"%s\" (want 1.x)", version ? version : "");
-    goto fail;
-  }
+    return -1;
+  if (!version || strncmp(version, "1.", 2) != 0)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "config.ociVersion: unsupported version \"%s\" (want 1.x)", version ? version : "");
   if (spec_get_object(spec, "root", "config", &root, err) < 0 || spec_get_string(root, "path", "root", &rootpath, err) < 0)
-    goto fail;
-  if (!rootpath || !*rootpath) {
-    shim_fail(err, SHIM_INVALID_ARGUMENT, "root.path: required");
-    goto fail;
-  }
+    return -1;
+  if (!rootpath || !*rootpath)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "root.path: required");
   if (spec_get_string(spec, "hostname", "config", &hostname, err) < 0)
-    goto fail;
-  if (hostname && strlen(hostname) > 64) {
-    shim_fail(err, SHIM_INVALID_ARGUMENT, "hostname: longer than 64 characters");
-    goto fail;
-  }
+    return -1;
+  if (hostname && strlen(hostname) > 64)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "hostname: longer than 64 characters");
   if (spec_get_object(spec, "process", "config", &process, err) < 0 || spec_validate_process(process, "process", err) < 0)
-    goto fail;
+    return -1;
   if (spec_get_object(spec, "linux", "config", &linux_obj, err) < 0)
-    goto fail;
+    return -1;
   if (ns_validate(linux_obj, err) < 0 || mount_validate(spec, err) < 0 || lsm_validate_linux(linux_obj, err) < 0)
-    goto fail;
+    return -1;
   if (spec_get_object(linux_obj, "resources", "linux", &resources, err) < 0
       || cgroup_validate_resources(resources, err) < 0)
-    goto fail;
+    return -1;
   if (spec_get_object(linux_obj, "seccomp", "linux", &seccomp, err) < 0 || (seccomp && seccomp_validate(seccomp, err) < 0))
-    goto fail;
+    return -1;
   {
     json_t *sysctl, *v;
     const char *k;
     if (spec_get_object(linux_obj, "sysctl", "linux", &sysctl, err) < 0)
-      goto fail;
+      return -1;
     json_object_foreach (sysctl, k, v) {
-      if (!json_is_string(v)) {
-        shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.sysctl[\"%s\"]: value must be a string", k);
-        goto fail;
-      }
-      if (!*k || strstr(k, "..") || strchr(k, '/') || k[0] == '.') {
-        shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.sysctl: bad key \"%s\"", k);
-        goto fail;
-      }
+      if (!json_is_string(v))
+        return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.sysctl[\"%s\"]: value must be a string", k);
+      if (!*k || strstr(k, "..") || strchr(k, '/') || k[0] == '.')
+        return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.sysctl: bad key \"%s\"", k);
     }
   }
   *out = spec;
+  spec = NULL;
   return 0;
-bad_top:
-  shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: top level must be a JSON object", path);
-fail:
-  json_decref(spec);
-  return -1;
 }
