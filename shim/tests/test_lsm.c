@@ -3,24 +3,13 @@
  * LSM); the AppArmor fallback to attr/exec on kernels without
  * attr/apparmor/; failures naming the profile or label; SELinux mount
  * contexts; config validation; and the real writer's procfs check. */
-#include "shim.h"
+#include "harness.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int passed, failed;
-
-static void check(bool ok, const char *name)
-{
-  printf("%s - %s\n", ok ? "ok" : "not ok", name);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 /* ---- the recorder ------------------------------------------------------- */
 
@@ -60,20 +49,9 @@ static bool wrote(size_t i, const char *path, const char *data)
   return i < rec.n && strcmp(rec.path[i], path) == 0 && strcmp(rec.data[i], data) == 0;
 }
 
-static json_t *process_json(const char *text)
-{
-  json_error_t jerr;
-  json_t *p = json_loads(text, 0, &jerr);
-  if (!p) {
-    fprintf(stderr, "bad test JSON: %s\n", jerr.text);
-    exit(2);
-  }
-  return p;
-}
-
 static int apply(const char *process_text, struct shim_err *err)
 {
-  cleanup_json json_t *p = process_json(process_text);
+  cleanup_json json_t *p = test_json(process_text);
   memset(err, 0, sizeof(*err));
   return lsm_set_exec_labels(&fake_ops, p, err);
 }
@@ -233,6 +211,5 @@ int main(void)
   test_mount_data();
   test_validate();
   test_real_procfs_check();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }
