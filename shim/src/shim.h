@@ -78,6 +78,8 @@ int read_file_at(int dirfd, const char *name, char **out, size_t *len, size_t ma
 /* Atomic write: temp file in the same dir, fsync, rename. */
 int write_file_atomic(const char *path, const char *data, size_t len, struct shim_err *err);
 int mkdir_p(const char *path, mode_t mode, struct shim_err *err);
+bool path_exists(const char *path);
+bool path_is_dir(const char *path); /* following symlinks */
 /* now as nanoseconds since the epoch (CLOCK_REALTIME). */
 int64_t now_ns(void);
 /* RFC3339Nano UTC timestamp "2006-01-02T15:04:05.000000000Z" into buf (>= 40 bytes). */
@@ -94,6 +96,8 @@ ssize_t write_all(int fd, const void *buf, size_t len);
 
 /* Accessors return NULL / default when the key is absent; the *_checked ones
  * fail with INVALID_ARGUMENT naming the JSON path when the type is wrong. */
+/* The key is there and not null. */
+bool spec_has(json_t *obj, const char *key);
 int spec_get_string(json_t *obj, const char *key, const char *where, const char **out, struct shim_err *err);
 int spec_get_bool(json_t *obj, const char *key, const char *where, bool *out, struct shim_err *err);
 int spec_get_int64(json_t *obj, const char *key, const char *where, bool *present, int64_t *out, struct shim_err *err);

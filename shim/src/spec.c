@@ -14,6 +14,12 @@ static int type_error(struct shim_err *err, const char *where, const char *key, 
   return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: must be %s", where, key, want);
 }
 
+bool spec_has(json_t *obj, const char *key)
+{
+  json_t *v = obj ? json_object_get(obj, key) : NULL;
+  return v && !json_is_null(v);
+}
+
 int spec_get_string(json_t *obj, const char *key, const char *where, const char **out, struct shim_err *err)
 {
   json_t *v = obj ? json_object_get(obj, key) : NULL;

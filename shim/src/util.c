@@ -159,6 +159,17 @@ int write_file_atomic(const char *path, const char *data, size_t len, struct shi
   return 0;
 }
 
+bool path_exists(const char *path)
+{
+  return access(path, F_OK) == 0;
+}
+
+bool path_is_dir(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int mkdir_p(const char *path, mode_t mode, struct shim_err *err)
 {
   char buf[PATH_MAX];
