@@ -227,7 +227,7 @@ static void cleanup_undo_create(struct cgroup **cg)
   cgroup_free(*cg);
 }
 
-int cgroup_create(const char *cgroups_path, json_t *resources, struct cgroup **out, struct shim_err *err)
+int cgroup_create(const char *cgroups_path, const struct resources *resources, struct cgroup **out, struct shim_err *err)
 {
   __attribute__((cleanup(cleanup_undo_create))) struct cgroup *cg = NULL;
   if (cgroup_alloc(cgroups_path, &cg, err) < 0)

@@ -1,5 +1,6 @@
-/* cgroup_devices.c: linux.resources.devices: the rules checked, then enforced as v1
- * devices.allow/deny lines or, on cgroup2, as a BPF_PROG_TYPE_CGROUP_DEVICE program. */
+/* cgroup_devices.c: linux.resources.devices: the rules checked and parsed, then
+ * enforced as v1 devices.allow/deny lines or, on cgroup2, as a
+ * BPF_PROG_TYPE_CGROUP_DEVICE program. */
 #include "cgroup_internal.h"
 
 #include <fcntl.h>
@@ -10,38 +11,40 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int cg_validate_devices(json_t *devs, struct shim_err *err)
+static int parse_rule(json_t *v, const char *where, void *item, void *ctx, struct shim_err *err)
 {
-  size_t i;
-  json_t *v;
-  json_array_foreach (devs, i, v) {
-    const char *type, *access;
-    bool allow;
-    int64_t num;
-    bool has;
-    char where[64];
-    snprintf(where, sizeof(where), "linux.resources.devices[%zu]", i);
-    if (!json_is_object(v))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-    if (spec_get_bool(v, "allow", where, &allow, err) < 0 || spec_get_string(v, "type", where, &type, err) < 0
-        || spec_get_string(v, "access", where, &access, err) < 0)
+  struct res_device *r = item;
+  const char *type;
+  int64_t num[2];
+  bool has[2];
+  if (field_bool(v, "allow", where, &r->allow, err) < 0 || field_string(v, "type", where, &type, err) < 0
+      || field_string(v, "access", where, &r->access, err) < 0)
+    return -1;
+  if (!field_present(v, "allow"))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.allow: required", where);
+  if (type && (strlen(type) != 1 || !strchr("abc", type[0])))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: \"%s\" must be \"a\", \"b\" or \"c\"", where, type);
+  if (r->access && (!*r->access || strspn(r->access, "rwm") != strlen(r->access)))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.access: \"%s\" must be letters of \"rwm\"", where, r->access);
+  for (int k = 0; k < 2; k++) {
+    const char *key = k ? "minor" : "major";
+    if (field_int64(v, key, where, &has[k], &num[k], err) < 0)
       return -1;
-    if (!spec_has(v, "allow"))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.allow: required", where);
-    if (type && (strlen(type) != 1 || !strchr("abc", type[0])))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: \"%s\" must be \"a\", \"b\" or \"c\"", where, type);
-    if (access && (!*access || strspn(access, "rwm") != strlen(access)))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.access: \"%s\" must be letters of \"rwm\"", where, access);
-    for (int k = 0; k < 2; k++) {
-      const char *key = k ? "minor" : "major";
-      if (spec_get_int64(v, key, where, &has, &num, err) < 0)
-        return -1;
-      if (has && (num < -1 || num > INT32_MAX))
-        return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: %lld must be -1 (any) or 0..%d", where, key, (long long) num,
-                         INT32_MAX);
-    }
+    if (has[k] && (num[k] < -1 || num[k] > INT32_MAX))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: %lld must be -1 (any) or 0..%d", where, key, (long long) num[k],
+                       INT32_MAX);
   }
+  r->type = type ? type[0] : 'a';
+  r->major = has[0] ? num[0] : -1;
+  r->minor = has[1] ? num[1] : -1;
+  if (!r->access)
+    r->access = "rwm";
   return 0;
+}
+
+int cg_parse_devices(json_t *devs, struct res_device **out, size_t *n, struct shim_err *err)
+{
+  return field_objects(devs, "linux.resources.devices", sizeof(**out), (void **) out, n, parse_rule, NULL, err);
 }
 
 /* ---- applying: devices ----------------------------------------------------------- */
@@ -49,54 +52,32 @@ int cg_validate_devices(json_t *devs, struct shim_err *err)
 /* The spec's rules, then the devices every container gets (the OCI default
  * devices, /dev/tty, /dev/console, /dev/ptmx and the pty slaves), as other
  * runtimes allow them whatever the rules say. */
-static json_t *with_default_devices(json_t *rules)
+static struct res_device *with_default_devices(const struct res_device *rules, size_t n, size_t *total)
 {
   static const struct {
     int major, minor;
   } defaults[] = { { 1, 3 }, { 1, 5 }, { 1, 7 }, { 1, 8 }, { 1, 9 }, { 5, 0 }, { 5, 1 }, { 5, 2 }, { 136, -1 } };
-  json_t *all = json_copy(rules);
+  size_t nd = sizeof(defaults) / sizeof(defaults[0]);
+  struct res_device *all = calloc(n + nd, sizeof(*all));
   if (!all)
     return NULL;
-  for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-    json_array_append_new(all, json_pack("{s:b,s:s,s:i,s:i,s:s}", "allow", 1, "type", "c", "major", defaults[i].major,
-                                         "minor", defaults[i].minor, "access", "rwm"));
+  memcpy(all, rules, n * sizeof(*all));
+  for (size_t i = 0; i < nd; i++)
+    all[n + i] = (struct res_device) { .allow = true, .type = 'c', .major = defaults[i].major, .minor = defaults[i].minor, .access = "rwm" };
+  *total = n + nd;
   return all;
 }
 
-struct dev_rule {
-  bool allow;
-  char type;     /* 'a', 'b' or 'c' */
-  int64_t major; /* -1: any */
-  int64_t minor;
-  const char *access;
-};
-
-static void dev_rule(json_t *d, struct dev_rule *r)
-{
-  const char *type = json_string_value(json_object_get(d, "type"));
-  json_t *maj = json_object_get(d, "major"), *min = json_object_get(d, "minor");
-  r->allow = json_is_true(json_object_get(d, "allow"));
-  r->type = type && *type ? type[0] : 'a';
-  r->major = json_is_integer(maj) ? (int64_t) json_integer_value(maj) : -1;
-  r->minor = json_is_integer(min) ? (int64_t) json_integer_value(min) : -1;
-  r->access = json_string_value(json_object_get(d, "access"));
-  if (!r->access || !*r->access)
-    r->access = "rwm";
-}
-
 /* v1: deny everything, then each rule in order to devices.allow/deny. */
-static int apply_devices_v1(struct cgroup *cg, json_t *rules, struct shim_err *err)
+static int apply_devices_v1(struct cgroup *cg, const struct res_device *rules, size_t n, struct shim_err *err)
 {
-  size_t i;
-  json_t *d;
   if (cg_write(cg, "devices", "devices.deny", "a", "linux.resources.devices", err) < 0)
     return -1;
-  json_array_foreach (rules, i, d) {
-    struct dev_rule r;
+  for (size_t i = 0; i < n; i++) {
+    struct res_device r = rules[i];
     char majs[24] = "*", mins[24] = "*", field[48], line[96];
     const char *file;
     bool full = false;
-    dev_rule(d, &r);
     file = r.allow ? "devices.allow" : "devices.deny";
     snprintf(field, sizeof(field), "linux.resources.devices[%zu]", i);
     if (r.major >= 0)
@@ -144,10 +125,9 @@ static void emit(struct prog *p, uint8_t code, uint8_t dst, uint8_t src, int16_t
  * allow rule settles its bits, a deny rule matching any undecided bit
  * refuses. When every requested bit is allowed the access is allowed; bits
  * no rule matched are denied (default deny). */
-static void build_device_prog(json_t *rules, struct prog *p)
+static void build_device_prog(const struct res_device *rules, size_t n, struct prog *p)
 {
   enum { R0 = 0, R1, R2, R3, R4, R5, R6 };
-  size_t n = json_array_size(rules);
   emit(p, BPF_LDX | BPF_MEM | BPF_W, R2, R1, 0, 0); /* access_type: type | access << 16 */
   emit(p, BPF_ALU | BPF_AND | BPF_K, R2, 0, 0, 0xffff);
   emit(p, BPF_LDX | BPF_MEM | BPF_W, R6, R1, 0, 0);
@@ -155,10 +135,9 @@ static void build_device_prog(json_t *rules, struct prog *p)
   emit(p, BPF_LDX | BPF_MEM | BPF_W, R4, R1, 4, 0);
   emit(p, BPF_LDX | BPF_MEM | BPF_W, R5, R1, 8, 0);
   for (size_t i = n; i-- > 0;) {
-    struct dev_rule r;
+    struct res_device r = rules[i];
     size_t skips[8], nskip = 0;
     int32_t acc = 0;
-    dev_rule(json_array_get(rules, i), &r);
     for (const char *a = r.access; *a; a++)
       acc |= *a == 'r' ? BPF_DEVCG_ACC_READ : *a == 'w' ? BPF_DEVCG_ACC_WRITE : BPF_DEVCG_ACC_MKNOD;
     if (r.type != 'a') {
@@ -193,16 +172,16 @@ static void build_device_prog(json_t *rules, struct prog *p)
   emit(p, BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
 }
 
-static int load_device_prog(json_t *rules, struct shim_err *err)
+static int load_device_prog(const struct res_device *rules, size_t n, struct shim_err *err)
 {
-  size_t cap = 8 + json_array_size(rules) * 12;
+  size_t cap = 8 + n * 12;
   cleanup_free struct bpf_insn *insns = calloc(cap, sizeof(*insns));
   struct prog p = { .insns = insns, .cap = cap };
   union bpf_attr attr;
   int fd, e;
   if (!insns)
     return shim_fail_errno(err, ENOMEM, "linux.resources.devices: device filter");
-  build_device_prog(rules, &p);
+  build_device_prog(rules, n, &p);
   if (p.n > p.cap)
     return shim_fail(err, SHIM_INTERNAL, "linux.resources.devices: device filter overflow (%zu > %zu)", p.n, p.cap);
   /* Without a verifier log first: a log buffer too small for the verifier's
@@ -289,12 +268,12 @@ static int detach_other_device_progs(int dirfd, int keep_fd, const char *dir, st
 /* v2: a BPF_PROG_TYPE_CGROUP_DEVICE program attached with BPF_F_ALLOW_MULTI,
  * replacing the one an earlier create/update attached. The cgroup holds the
  * program; no fd is kept. */
-static int apply_devices_v2(const char *dir, json_t *rules, struct shim_err *err)
+static int apply_devices_v2(const char *dir, const struct res_device *rules, size_t n, struct shim_err *err)
 {
   cleanup_close int prog = -1;
   cleanup_close int dirfd = -1;
   union bpf_attr attr;
-  prog = load_device_prog(rules, err);
+  prog = load_device_prog(rules, n, err);
   if (prog < 0)
     return -1;
   dirfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
@@ -310,17 +289,16 @@ static int apply_devices_v2(const char *dir, json_t *rules, struct shim_err *err
   return detach_other_device_progs(dirfd, prog, dir, err);
 }
 
-int cg_apply_devices(struct cgroup *cg, json_t *devs, struct shim_err *err)
+int cg_apply_devices(struct cgroup *cg, const struct res_device *devices, size_t n, struct shim_err *err)
 {
-  cleanup_json json_t *rules = NULL;
+  cleanup_free struct res_device *rules = NULL;
+  size_t total;
   int i = hier_for("devices");
-  if (!devs)
-    return 0;
   if (i < 0 || !cg->used[i])
     return shim_fail(err, SHIM_FAILED_PRECONDITION,
                      "linux.resources.devices: this host has neither a v1 devices cgroup nor a cgroup2 hierarchy to filter devices with");
-  rules = with_default_devices(devs);
+  rules = with_default_devices(devices, n, &total);
   if (!rules)
     return shim_fail_errno(err, ENOMEM, "linux.resources.devices");
-  return g_hier[i].v2 ? apply_devices_v2(cg->dirs[i], rules, err) : apply_devices_v1(cg, rules, err);
+  return g_hier[i].v2 ? apply_devices_v2(cg->dirs[i], rules, total, err) : apply_devices_v1(cg, rules, total, err);
 }

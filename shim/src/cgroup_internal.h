@@ -80,9 +80,11 @@ void journal_free(struct journal *j);
 
 /* ---- resources (cgroup_resources.c, cgroup_devices.c) ------------------------- */
 
-/* Apply linux.resources (checked already) to the cgroup. */
-int cg_apply(struct cgroup *cg, json_t *res, struct shim_err *err);
-int cg_validate_devices(json_t *devs, struct shim_err *err);
-int cg_apply_devices(struct cgroup *cg, json_t *devs, struct shim_err *err);
+/* Apply parsed resources (NULL: none) to the cgroup. */
+int cg_apply(struct cgroup *cg, const struct resources *r, struct shim_err *err);
+/* linux.resources.devices checked and parsed (a missing type is 'a', numbers -1, access "rwm"). */
+int cg_parse_devices(json_t *devs, struct res_device **out, size_t *n, struct shim_err *err);
+/* The rules, and the devices every container gets, as v1 lines or a v2 BPF program. */
+int cg_apply_devices(struct cgroup *cg, const struct res_device *devices, size_t n, struct shim_err *err);
 
 #endif

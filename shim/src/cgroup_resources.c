@@ -1,6 +1,7 @@
 /* cgroup_resources.c: linux.resources: checked (types and ranges, before anything is
- * made), and applied to a cgroup: cpu, memory, pids, hugetlb, block I/O weight and
- * unified files, each written as v1 or v2 takes it; devices in cgroup_devices.c. */
+ * made) and parsed once into struct resources, then applied to a cgroup from it: cpu,
+ * memory, pids, hugetlb, block I/O weight and unified files, each written as v1 or v2
+ * takes it; devices in cgroup_devices.c. */
 #include "cgroup_internal.h"
 
 #include <ctype.h>
@@ -77,123 +78,149 @@ static bool unified_name_ok(const char *key)
   return *key && key[0] != '.' && !strchr(key, '/') && !strstr(key, "..") && strchr(key, '.');
 }
 
-static int validate_cpu(json_t *cpu, struct shim_err *err)
+static int parse_cpu(json_t *cpu, struct resources *r, struct shim_err *err)
 {
-  const char *w = "linux.resources.cpu", *s;
-  uint64_t shares, period, rt_period;
-  int64_t quota, rt_runtime, idle;
-  bool has_shares, has_period, has_rt_period, has_quota, has_rt_runtime, has_idle;
-  if (spec_get_uint64(cpu, "shares", w, &has_shares, &shares, err) < 0
-      || spec_get_int64(cpu, "quota", w, &has_quota, &quota, err) < 0
-      || spec_get_uint64(cpu, "period", w, &has_period, &period, err) < 0
-      || spec_get_int64(cpu, "realtimeRuntime", w, &has_rt_runtime, &rt_runtime, err) < 0
-      || spec_get_uint64(cpu, "realtimePeriod", w, &has_rt_period, &rt_period, err) < 0
-      || spec_get_int64(cpu, "idle", w, &has_idle, &idle, err) < 0)
+  const char *w = "linux.resources.cpu";
+  struct res_cpu *c = &r->cpu;
+  if (field_uint64(cpu, "shares", w, &c->has_shares, &c->shares, err) < 0
+      || field_int64(cpu, "quota", w, &c->has_quota, &c->quota, err) < 0
+      || field_uint64(cpu, "period", w, &c->has_period, &c->period, err) < 0
+      || field_int64(cpu, "realtimeRuntime", w, &c->has_rt_runtime, &c->rt_runtime, err) < 0
+      || field_uint64(cpu, "realtimePeriod", w, &c->has_rt_period, &c->rt_period, err) < 0
+      || field_int64(cpu, "idle", w, &c->has_idle, &c->idle, err) < 0)
     return -1;
   /* 0 is "not set" for shares, quota and period, as CRI sends them. */
-  if (has_shares && shares != 0 && (shares < 2 || shares > 262144))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.shares: %llu not in 2..262144", w, (unsigned long long) shares);
-  if (has_quota && quota != 0 && quota != -1 && quota < 1000)
+  if (c->has_shares && c->shares != 0 && (c->shares < 2 || c->shares > 262144))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.shares: %llu not in 2..262144", w, (unsigned long long) c->shares);
+  if (c->has_quota && c->quota != 0 && c->quota != -1 && c->quota < 1000)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.quota: %lld must be -1 (no limit) or at least 1000 (microseconds)", w,
-                     (long long) quota);
-  if (has_period && period != 0 && (period < 1000 || period > 1000000))
+                     (long long) c->quota);
+  if (c->has_period && c->period != 0 && (c->period < 1000 || c->period > 1000000))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.period: %llu not in 1000..1000000 (microseconds)", w,
-                     (unsigned long long) period);
-  if (has_rt_runtime && rt_runtime < -1)
+                     (unsigned long long) c->period);
+  if (c->has_rt_runtime && c->rt_runtime < -1)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.realtimeRuntime: %lld is not allowed (-1 means unlimited)", w,
-                     (long long) rt_runtime);
-  if (has_rt_period && rt_period > INT64_MAX / 2)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.realtimePeriod: %llu too large", w, (unsigned long long) rt_period);
-  if (has_rt_runtime && has_rt_period && rt_period > 0 && rt_runtime > (int64_t) rt_period)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.realtimeRuntime: %lld exceeds realtimePeriod %llu", w, (long long) rt_runtime,
-                     (unsigned long long) rt_period);
-  if (has_idle && idle != 0 && idle != 1)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.idle: %lld must be 0 or 1", w, (long long) idle);
-  if (spec_get_string(cpu, "cpus", w, &s, err) < 0 || check_cpulist(s, "linux.resources.cpu.cpus", err) < 0
-      || spec_get_string(cpu, "mems", w, &s, err) < 0 || check_cpulist(s, "linux.resources.cpu.mems", err) < 0)
+                     (long long) c->rt_runtime);
+  if (c->has_rt_period && c->rt_period > INT64_MAX / 2)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.realtimePeriod: %llu too large", w, (unsigned long long) c->rt_period);
+  if (c->has_rt_runtime && c->has_rt_period && c->rt_period > 0 && c->rt_runtime > (int64_t) c->rt_period)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.realtimeRuntime: %lld exceeds realtimePeriod %llu", w,
+                     (long long) c->rt_runtime, (unsigned long long) c->rt_period);
+  if (c->has_idle && c->idle != 0 && c->idle != 1)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.idle: %lld must be 0 or 1", w, (long long) c->idle);
+  if (field_string(cpu, "cpus", w, &c->cpus, err) < 0 || check_cpulist(c->cpus, "linux.resources.cpu.cpus", err) < 0
+      || field_string(cpu, "mems", w, &c->mems, err) < 0 || check_cpulist(c->mems, "linux.resources.cpu.mems", err) < 0)
     return -1;
   return 0;
 }
 
-static int validate_memory(json_t *mem, struct shim_err *err)
+static int parse_memory(json_t *mem, struct resources *r, struct shim_err *err)
 {
   const char *w = "linux.resources.memory";
-  int64_t limit, swap, x;
-  uint64_t swappiness;
-  bool has_limit, has_swap, has, b;
-  if (get_limit(mem, "limit", w, &has_limit, &limit, err) < 0 || get_limit(mem, "swap", w, &has_swap, &swap, err) < 0
-      || get_limit(mem, "reservation", w, &has, &x, err) < 0 || get_limit(mem, "kernel", w, &has, &x, err) < 0
-      || get_limit(mem, "kernelTCP", w, &has, &x, err) < 0
-      || spec_get_uint64(mem, "swappiness", w, &has, &swappiness, err) < 0
-      || spec_get_bool(mem, "disableOOMKiller", w, &b, err) < 0 || spec_get_bool(mem, "useHierarchy", w, &b, err) < 0
-      || spec_get_bool(mem, "checkBeforeUpdate", w, &b, err) < 0)
+  struct res_memory *m = &r->memory;
+  int64_t ignored;
+  bool has, b;
+  if (get_limit(mem, "limit", w, &m->has_limit, &m->limit, err) < 0 || get_limit(mem, "swap", w, &m->has_swap, &m->swap, err) < 0
+      || get_limit(mem, "reservation", w, &m->has_reservation, &m->reservation, err) < 0
+      || get_limit(mem, "kernel", w, &has, &ignored, err) < 0 || get_limit(mem, "kernelTCP", w, &has, &ignored, err) < 0
+      || field_uint64(mem, "swappiness", w, &m->has_swappiness, &m->swappiness, err) < 0
+      || field_bool(mem, "disableOOMKiller", w, &m->disable_oom_killer, err) < 0
+      || field_bool(mem, "useHierarchy", w, &b, err) < 0 || field_bool(mem, "checkBeforeUpdate", w, &b, err) < 0)
     return -1;
+  m->has_disable_oom_killer = field_present(mem, "disableOOMKiller");
   /* swappiness 2^64-1 is what some generators send for "not set". */
-  if (has && swappiness != UINT64_MAX && swappiness > 100)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.swappiness: %llu over 100", w, (unsigned long long) swappiness);
-  if (has_limit && has_swap && limit > 0 && swap > 0 && swap < limit)
+  if (m->has_swappiness && m->swappiness != UINT64_MAX && m->swappiness > 100)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.swappiness: %llu over 100", w, (unsigned long long) m->swappiness);
+  if (m->has_limit && m->has_swap && m->limit > 0 && m->swap > 0 && m->swap < m->limit)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.swap: %lld is below limit %lld (swap is the memory+swap total)", w,
-                     (long long) swap, (long long) limit);
+                     (long long) m->swap, (long long) m->limit);
   return 0;
 }
 
-int cgroup_validate_resources(json_t *res, struct shim_err *err)
+static int parse_hugepage(json_t *v, const char *where, void *item, void *ctx, struct shim_err *err)
 {
-  const char *w = "linux.resources", *key;
-  json_t *cpu, *mem, *pids, *hp, *devs, *unified, *bio, *v;
-  int64_t i64;
-  uint64_t u64;
+  struct res_hugepage *h = item;
   bool has;
-  size_t i;
-  if (!res || json_is_null(res))
-    return 0;
-  if (!json_is_object(res))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.resources: must be an object");
-  if (spec_get_object(res, "cpu", w, &cpu, err) < 0 || spec_get_object(res, "memory", w, &mem, err) < 0
-      || spec_get_object(res, "pids", w, &pids, err) < 0 || spec_get_array(res, "hugepageLimits", w, &hp, err) < 0
-      || spec_get_array(res, "devices", w, &devs, err) < 0 || spec_get_object(res, "unified", w, &unified, err) < 0
-      || spec_get_object(res, "blockIO", w, &bio, err) < 0)
+  if (field_string(v, "pageSize", where, &h->page_size, err) < 0 || get_limit(v, "limit", where, &has, &h->limit, err) < 0)
     return -1;
-  if (cpu && validate_cpu(cpu, err) < 0)
-    return -1;
-  if (mem && validate_memory(mem, err) < 0)
-    return -1;
-  if (pids && get_limit(pids, "limit", "linux.resources.pids", &has, &i64, err) < 0)
-    return -1;
-  json_array_foreach (hp, i, v) {
-    char where[64];
-    const char *size;
-    snprintf(where, sizeof(where), "linux.resources.hugepageLimits[%zu]", i);
-    if (!json_is_object(v))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-    if (spec_get_string(v, "pageSize", where, &size, err) < 0 || get_limit(v, "limit", where, &has, &i64, err) < 0)
-      return -1;
-    if (!size)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.pageSize: required", where);
-    if (!page_size_ok(size))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.pageSize: \"%s\" is not a size like \"2MB\" or \"1GB\"", where, size);
-    if (!has)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.limit: required", where);
-  }
-  if (cg_validate_devices(devs, err) < 0)
-    return -1;
-  if (bio) {
-    static const char *const keys[] = { "weight", "leafWeight" };
-    for (size_t k = 0; k < 2; k++) {
-      if (spec_get_uint64(bio, keys[k], "linux.resources.blockIO", &has, &u64, err) < 0)
-        return -1;
-      if (has && u64 != 0 && (u64 < 10 || u64 > 1000))
-        return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.resources.blockIO.%s: %llu not in 10..1000", keys[k],
-                         (unsigned long long) u64);
-    }
-  }
+  if (!h->page_size)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.pageSize: required", where);
+  if (!page_size_ok(h->page_size))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.pageSize: \"%s\" is not a size like \"2MB\" or \"1GB\"", where,
+                     h->page_size);
+  if (!has)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.limit: required", where);
+  return 0;
+}
+
+static int parse_unified(json_t *unified, struct resources *r, struct shim_err *err)
+{
+  const char *key;
+  json_t *v;
+  r->unified = calloc(json_object_size(unified) + 1, sizeof(*r->unified));
+  if (!r->unified)
+    return shim_fail_errno(err, ENOMEM, "linux.resources.unified");
   json_object_foreach (unified, key, v) {
     if (!unified_name_ok(key))
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.resources.unified: \"%s\" is not a cgroup file name", key);
     if (!json_is_string(v))
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.resources.unified[\"%s\"]: must be a string", key);
+    r->unified[r->n_unified++] = (struct res_unified) { .key = key, .value = json_string_value(v), .value_len = json_string_length(v) };
   }
   return 0;
+}
+
+int resources_parse(json_t *res, struct resources *out, struct shim_err *err)
+{
+  const char *w = "linux.resources";
+  json_t *cpu, *mem, *pids, *hp, *devs, *unified, *bio;
+  memset(out, 0, sizeof(*out));
+  if (!res || json_is_null(res))
+    return 0;
+  if (!json_is_object(res))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.resources: must be an object");
+  if (field_object(res, "cpu", w, &cpu, err) < 0 || field_object(res, "memory", w, &mem, err) < 0
+      || field_object(res, "pids", w, &pids, err) < 0 || field_array(res, "hugepageLimits", w, &hp, err) < 0
+      || field_array(res, "devices", w, &devs, err) < 0 || field_object(res, "unified", w, &unified, err) < 0
+      || field_object(res, "blockIO", w, &bio, err) < 0)
+    return -1;
+  if (cpu && parse_cpu(cpu, out, err) < 0)
+    return -1;
+  if (mem && parse_memory(mem, out, err) < 0)
+    return -1;
+  if (pids && get_limit(pids, "limit", "linux.resources.pids", &out->has_pids, &out->pids_limit, err) < 0)
+    return -1;
+  if (field_objects(hp, "linux.resources.hugepageLimits", sizeof(*out->hugepages), (void **) &out->hugepages, &out->n_hugepages,
+                    parse_hugepage, NULL, err) < 0)
+    return -1;
+  out->has_devices = devs != NULL;
+  if (cg_parse_devices(devs, &out->devices, &out->n_devices, err) < 0)
+    return -1;
+  if (bio) {
+    static const char *const keys[] = { "weight", "leafWeight" };
+    for (size_t k = 0; k < 2; k++) {
+      uint64_t u64;
+      bool has;
+      if (field_uint64(bio, keys[k], "linux.resources.blockIO", &has, &u64, err) < 0)
+        return -1;
+      if (has && u64 != 0 && (u64 < 10 || u64 > 1000))
+        return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.resources.blockIO.%s: %llu not in 10..1000", keys[k],
+                         (unsigned long long) u64);
+      if (k == 0) {
+        out->has_blkio_weight = has;
+        out->blkio_weight = u64;
+      }
+    }
+  }
+  return parse_unified(unified, out, err);
+}
+
+void resources_free(struct resources *r)
+{
+  free(r->hugepages);
+  free(r->devices);
+  free(r->unified);
+  memset(r, 0, sizeof(*r));
 }
 
 /* ---- applying: cpu ---------------------------------------------------------- */
@@ -224,24 +251,15 @@ static int apply_rt(struct cgroup *cg, bool has_rt, int64_t rt, bool has_rp, uin
   return cg_writef(cg, "cpu", "cpu.rt_period_us", fp, err, "%llu", (unsigned long long) rp);
 }
 
-static int apply_cpu(struct cgroup *cg, json_t *cpu, struct shim_err *err)
+static int apply_cpu(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  const char *w = "linux.resources.cpu", *cpus, *mems;
-  uint64_t shares, period, rt_period;
-  int64_t quota, rt_runtime, idle;
-  bool has_shares, has_quota, has_period, has_rt_runtime, has_rt_period, has_idle, v2 = ctl_v2("cpu");
-  if (!cpu)
-    return 0;
-  if (spec_get_uint64(cpu, "shares", w, &has_shares, &shares, err) < 0 || spec_get_int64(cpu, "quota", w, &has_quota, &quota, err) < 0
-      || spec_get_uint64(cpu, "period", w, &has_period, &period, err) < 0
-      || spec_get_int64(cpu, "realtimeRuntime", w, &has_rt_runtime, &rt_runtime, err) < 0
-      || spec_get_uint64(cpu, "realtimePeriod", w, &has_rt_period, &rt_period, err) < 0
-      || spec_get_int64(cpu, "idle", w, &has_idle, &idle, err) < 0 || spec_get_string(cpu, "cpus", w, &cpus, err) < 0
-      || spec_get_string(cpu, "mems", w, &mems, err) < 0)
-    return -1;
-  has_shares = has_shares && shares != 0;
-  has_quota = has_quota && quota != 0;
-  has_period = has_period && period != 0;
+  const char *cpus = r->cpu.cpus, *mems = r->cpu.mems;
+  uint64_t shares = r->cpu.shares, period = r->cpu.period;
+  int64_t quota = r->cpu.quota;
+  bool v2 = ctl_v2("cpu");
+  bool has_shares = r->cpu.has_shares && shares != 0;
+  bool has_quota = r->cpu.has_quota && quota != 0;
+  bool has_period = r->cpu.has_period && period != 0;
   if (has_shares) {
     if (v2) {
       /* cpu.shares 2..262144 onto cpu.weight 1..10000. */
@@ -275,9 +293,9 @@ static int apply_cpu(struct cgroup *cg, json_t *cpu, struct shim_err *err)
     if (has_quota && cg_writef(cg, "cpu", "cpu.cfs_quota_us", "linux.resources.cpu.quota", err, "%lld", (long long) quota) < 0)
       return -1;
   }
-  if (apply_rt(cg, has_rt_runtime, rt_runtime, has_rt_period, rt_period, err) < 0)
+  if (apply_rt(cg, r->cpu.has_rt_runtime, r->cpu.rt_runtime, r->cpu.has_rt_period, r->cpu.rt_period, err) < 0)
     return -1;
-  if (has_idle && cg_writef(cg, "cpu", "cpu.idle", "linux.resources.cpu.idle", err, "%lld", (long long) idle) < 0)
+  if (r->cpu.has_idle && cg_writef(cg, "cpu", "cpu.idle", "linux.resources.cpu.idle", err, "%lld", (long long) r->cpu.idle) < 0)
     return -1;
   if (cpus && *cpus && cg_write(cg, "cpuset", "cpuset.cpus", cpus, "linux.resources.cpu.cpus", err) < 0)
     return -1;
@@ -288,17 +306,12 @@ static int apply_cpu(struct cgroup *cg, json_t *cpu, struct shim_err *err)
 
 /* ---- applying: memory --------------------------------------------------------- */
 
-static int apply_memory_v2(struct cgroup *cg, json_t *mem, struct shim_err *err)
+static int apply_memory_v2(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  const char *w = "linux.resources.memory";
-  int64_t limit, res, swap;
-  bool has_limit, has_res, has_swap;
+  int64_t limit = r->memory.limit, res = r->memory.reservation, swap = r->memory.swap;
+  bool has_limit = r->memory.has_limit && limit != 0, has_res = r->memory.has_reservation;
+  bool has_swap = r->memory.has_swap && swap != 0;
   char buf[32];
-  if (get_limit(mem, "limit", w, &has_limit, &limit, err) < 0 || get_limit(mem, "reservation", w, &has_res, &res, err) < 0
-      || get_limit(mem, "swap", w, &has_swap, &swap, err) < 0)
-    return -1;
-  has_limit = has_limit && limit != 0;
-  has_swap = has_swap && swap != 0;
   if (has_limit) {
     snprintf(buf, sizeof(buf), limit < 0 ? "max" : "%lld", (long long) limit);
     if (cg_write(cg, "memory", "memory.max", buf, "linux.resources.memory.limit", err) < 0)
@@ -336,19 +349,13 @@ static int apply_memory_v2(struct cgroup *cg, json_t *mem, struct shim_err *err)
   return 0;
 }
 
-static int apply_memory_v1(struct cgroup *cg, json_t *mem, struct shim_err *err)
+static int apply_memory_v1(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  const char *w = "linux.resources.memory";
-  int64_t limit, res, swap;
-  uint64_t swappiness, cur_limit = UINT64_MAX, cur_memsw = UINT64_MAX;
-  bool has_limit, has_res, has_swap, has_swappiness, has_memsw = cg_has_file(cg, "memory", "memory.memsw.limit_in_bytes");
+  int64_t limit = r->memory.limit, res = r->memory.reservation, swap = r->memory.swap;
+  uint64_t swappiness = r->memory.swappiness, cur_limit = UINT64_MAX, cur_memsw = UINT64_MAX;
+  bool has_limit = r->memory.has_limit && limit != 0, has_res = r->memory.has_reservation;
+  bool has_swap = r->memory.has_swap && swap != 0, has_memsw = cg_has_file(cg, "memory", "memory.memsw.limit_in_bytes");
   char lbuf[32], sbuf[32], buf[32];
-  if (get_limit(mem, "limit", w, &has_limit, &limit, err) < 0 || get_limit(mem, "reservation", w, &has_res, &res, err) < 0
-      || get_limit(mem, "swap", w, &has_swap, &swap, err) < 0
-      || spec_get_uint64(mem, "swappiness", w, &has_swappiness, &swappiness, err) < 0)
-    return -1;
-  has_limit = has_limit && limit != 0;
-  has_swap = has_swap && swap != 0;
   snprintf(lbuf, sizeof(lbuf), "%lld", (long long) (limit < 0 ? -1 : limit));
   snprintf(sbuf, sizeof(sbuf), "%lld", (long long) (swap < 0 ? -1 : swap));
   if (has_swap && !has_memsw) {
@@ -385,65 +392,52 @@ static int apply_memory_v1(struct cgroup *cg, json_t *mem, struct shim_err *err)
     if (cg_write(cg, "memory", "memory.soft_limit_in_bytes", buf, "linux.resources.memory.reservation", err) < 0)
       return -1;
   }
-  if (has_swappiness && swappiness <= 100
+  if (r->memory.has_swappiness && swappiness <= 100
       && cg_writef(cg, "memory", "memory.swappiness", "linux.resources.memory.swappiness", err, "%llu",
                    (unsigned long long) swappiness) < 0)
     return -1;
-  if (spec_has(mem, "disableOOMKiller")
-      && cg_write(cg, "memory", "memory.oom_control", json_is_true(json_object_get(mem, "disableOOMKiller")) ? "1" : "0",
+  if (r->memory.has_disable_oom_killer
+      && cg_write(cg, "memory", "memory.oom_control", r->memory.disable_oom_killer ? "1" : "0",
                   "linux.resources.memory.disableOOMKiller", err) < 0)
     return -1;
   /* memory.kernel and kernelTCP are ignored (deprecated; gone from recent kernels). */
   return 0;
 }
 
-static int apply_memory(struct cgroup *cg, json_t *mem, struct shim_err *err)
+static int apply_memory(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  static const char *const keys[] = { "limit", "reservation", "swap", "swappiness", "disableOOMKiller" };
-  bool any = false;
-  if (!mem)
-    return 0;
-  for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-    any = any || spec_has(mem, keys[k]);
-  if (!any)
+  if (!r->memory.has_limit && !r->memory.has_reservation && !r->memory.has_swap && !r->memory.has_swappiness
+      && !r->memory.has_disable_oom_killer)
     return 0;
   if (!dir_for(cg, "memory"))
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "linux.resources.memory: the memory cgroup controller is not available on this host");
-  return ctl_v2("memory") ? apply_memory_v2(cg, mem, err) : apply_memory_v1(cg, mem, err);
+  return ctl_v2("memory") ? apply_memory_v2(cg, r, err) : apply_memory_v1(cg, r, err);
 }
 
 /* ---- applying: pids, hugetlb, blkio ------------------------------------------- */
 
-static int apply_pids(struct cgroup *cg, json_t *pids, struct shim_err *err)
+static int apply_pids(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  int64_t limit;
-  bool has;
   char buf[32];
-  if (get_limit(pids, "limit", "linux.resources.pids", &has, &limit, err) < 0)
-    return -1;
-  if (!has)
+  if (!r->has_pids)
     return 0;
-  snprintf(buf, sizeof(buf), limit <= 0 ? "max" : "%lld", (long long) limit);
+  snprintf(buf, sizeof(buf), r->pids_limit <= 0 ? "max" : "%lld", (long long) r->pids_limit);
   return cg_write(cg, "pids", "pids.max", buf, "linux.resources.pids.limit", err);
 }
 
-static int apply_hugetlb(struct cgroup *cg, json_t *limits, struct shim_err *err)
+static int apply_hugetlb(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  size_t i;
-  json_t *v;
-  if (!json_array_size(limits))
+  if (!r->n_hugepages)
     return 0;
   if (!dir_for(cg, "hugetlb"))
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "linux.resources.hugepageLimits: the hugetlb cgroup controller is not available on this host");
-  json_array_foreach (limits, i, v) {
-    const char *size = json_string_value(json_object_get(v, "pageSize"));
-    bool v2 = ctl_v2("hugetlb"), has;
+  for (size_t i = 0; i < r->n_hugepages; i++) {
+    const char *size = r->hugepages[i].page_size;
+    int64_t limit = r->hugepages[i].limit;
+    bool v2 = ctl_v2("hugetlb");
     char file[64], rsvd[64], field[64], value[32];
-    int64_t limit;
     struct shim_err ignored;
     snprintf(field, sizeof(field), "linux.resources.hugepageLimits[%zu]", i);
-    if (!size || get_limit(v, "limit", field, &has, &limit, err) < 0)
-      return size ? -1 : shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.pageSize: required", field);
     snprintf(file, sizeof(file), v2 ? "hugetlb.%s.max" : "hugetlb.%s.limit_in_bytes", size);
     snprintf(rsvd, sizeof(rsvd), v2 ? "hugetlb.%s.rsvd.max" : "hugetlb.%s.rsvd.limit_in_bytes", size);
     if (!cg_has_file(cg, "hugetlb", file))
@@ -460,13 +454,12 @@ static int apply_hugetlb(struct cgroup *cg, json_t *limits, struct shim_err *err
 }
 
 /* Best effort: the weight knobs exist only with some I/O schedulers. */
-static void apply_blkio(struct cgroup *cg, json_t *bio)
+static void apply_blkio(struct cgroup *cg, const struct resources *r)
 {
-  uint64_t weight;
-  bool has;
+  uint64_t weight = r->blkio_weight;
   struct shim_err ignored;
   int ok;
-  if (spec_get_uint64(bio, "weight", "linux.resources.blockIO", &has, &weight, &ignored) < 0 || !has || weight == 0)
+  if (!r->has_blkio_weight || weight == 0)
     return;
   if (!dir_for(cg, "blkio")) {
     shim_log("linux.resources.blockIO.weight: no blkio/io cgroup controller here; not applied");
@@ -487,16 +480,13 @@ static void apply_blkio(struct cgroup *cg, json_t *bio)
 
 /* ---- applying: unified ---------------------------------------------------------- */
 
-static int apply_unified(struct cgroup *cg, json_t *unified, struct shim_err *err)
+static int apply_unified(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  const char *key;
-  json_t *v;
-  json_object_foreach (unified, key, v) {
+  for (size_t k = 0; k < r->n_unified; k++) {
+    const char *key = r->unified[k].key;
     char path[PATH_MAX + 256], field[300], controller[64];
     int i = -1;
     snprintf(field, sizeof(field), "linux.resources.unified[\"%s\"]", key);
-    if (!unified_name_ok(key) || !json_is_string(v))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: not a cgroup file name with a string value", field);
     /* The controller is the file's prefix ("memory.high" -> memory). */
     snprintf(controller, sizeof(controller), "%.*s", (int) strcspn(key, "."), key);
     if (strcmp(controller, "cgroup") != 0) {
@@ -513,7 +503,7 @@ static int apply_unified(struct cgroup *cg, json_t *unified, struct shim_err *er
     if (!path_exists(path))
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: %s does not exist (no such cgroup v2 file, or its controller is not enabled here)",
                        field, path);
-    if (cg_write_path(cg, path, json_string_value(v), json_string_length(v), err) < 0) {
+    if (cg_write_path(cg, path, r->unified[k].value, r->unified[k].value_len, err) < 0) {
       shim_err_prefix(err, "%s", field);
       return -1;
     }
@@ -521,21 +511,19 @@ static int apply_unified(struct cgroup *cg, json_t *unified, struct shim_err *er
   return 0;
 }
 
-int cg_apply(struct cgroup *cg, json_t *res, struct shim_err *err)
+int cg_apply(struct cgroup *cg, const struct resources *r, struct shim_err *err)
 {
-  if (!res || json_is_null(res))
+  if (!r)
     return 0;
-  if (apply_cpu(cg, json_object_get(res, "cpu"), err) < 0 || apply_memory(cg, json_object_get(res, "memory"), err) < 0
-      || apply_pids(cg, json_object_get(res, "pids"), err) < 0
-      || apply_hugetlb(cg, json_object_get(res, "hugepageLimits"), err) < 0
-      || cg_apply_devices(cg, json_object_get(res, "devices"), err) < 0)
+  if (apply_cpu(cg, r, err) < 0 || apply_memory(cg, r, err) < 0 || apply_pids(cg, r, err) < 0 || apply_hugetlb(cg, r, err) < 0
+      || (r->has_devices && cg_apply_devices(cg, r->devices, r->n_devices, err) < 0))
     return -1;
-  apply_blkio(cg, json_object_get(res, "blockIO"));
+  apply_blkio(cg, r);
   /* Last, so that explicit v2 files win over converted values. */
-  return apply_unified(cg, json_object_get(res, "unified"), err);
+  return apply_unified(cg, r, err);
 }
 
-int cgroup_update(struct cgroup *cg, json_t *resources, struct shim_err *err)
+int cgroup_update(struct cgroup *cg, const struct resources *resources, struct shim_err *err)
 {
   __attribute__((cleanup(journal_free))) struct journal j = { 0 };
   int rc;

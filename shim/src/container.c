@@ -3,6 +3,7 @@
 #include "core.h"
 
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,16 +68,17 @@ static void container_free(void *p)
   free(c->id);
   free(c->bundle);
   free(c->log_path);
-  json_decref(c->spec);
+  seccomp_free(c->seccomp);
+  json_decref(c->spec_doc);
   cri_log_close(c->log);
   if (c->cg)
     cgroup_free(c->cg);
   free(c);
 }
 
-static int resolve_rootfs(const char *bundle, json_t *spec, char *out, size_t len, struct shim_err *err)
+static int resolve_rootfs(const char *bundle, const struct spec *spec, char *out, size_t len, struct shim_err *err)
 {
-  const char *root = json_string_value(json_object_get(json_object_get(spec, "root"), "path"));
+  const char *root = spec->root_path;
   struct stat st;
   if (root[0] == '/')
     snprintf(out, len, "%s", root);
@@ -87,18 +89,6 @@ static int resolve_rootfs(const char *bundle, json_t *spec, char *out, size_t le
   if (!S_ISDIR(st.st_mode))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "root.path %s: not a directory", out);
   return 0;
-}
-
-static bool has_new_pidns(json_t *spec)
-{
-  json_t *nss = json_object_get(json_object_get(spec, "linux"), "namespaces"), *ns;
-  size_t i;
-  json_array_foreach (nss, i, ns) {
-    const char *t = json_string_value(json_object_get(ns, "type"));
-    if (t && strcmp(t, "pid") == 0 && !json_object_get(ns, "path"))
-      return true;
-  }
-  return false;
 }
 
 /* The container's process was killed by its cgroup's OOM killer before its command ran
@@ -149,18 +139,17 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   bool want_stdin, stdin_once;
   char rootfs[PATH_MAX], bundle_abs[PATH_MAX];
   __attribute__((cleanup(cleanup_half_made))) struct container *c = NULL;
-  cleanup_json json_t *spec = NULL;
-  json_t *linux_obj, *process;
+  cleanup_spec struct spec *spec = NULL;
   const char *cg_path;
   char default_cg[256];
   cleanup_child_ends int stdio[3] = { -1, -1, -1 };
   int master = -1;
   long oom_kills;
 
-  if (spec_get_string(params, "id", "params", &id, err) < 0 || spec_get_string(params, "bundle", "params", &bundle, err) < 0
-      || spec_get_string(params, "logPath", "params", &log_path, err) < 0
-      || spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0
-      || spec_get_bool(params, "stdinOnce", "params", &stdin_once, err) < 0)
+  if (field_string(params, "id", "params", &id, err) < 0 || field_string(params, "bundle", "params", &bundle, err) < 0
+      || field_string(params, "logPath", "params", &log_path, err) < 0
+      || field_bool(params, "stdin", "params", &want_stdin, err) < 0
+      || field_bool(params, "stdinOnce", "params", &stdin_once, err) < 0)
     return -1;
   if (!id || !valid_id(id))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.id: \"%s\" is not a valid container id", id ? id : "");
@@ -172,33 +161,33 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     return shim_fail_errno(err, errno, "params.bundle %s", bundle);
   if (spec_load(bundle_abs, &spec, err) < 0 || resolve_rootfs(bundle_abs, spec, rootfs, sizeof(rootfs), err) < 0)
     return -1;
-  linux_obj = json_object_get(spec, "linux");
-  process = json_object_get(spec, "process");
-  if (!process)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "process: required to create a container");
   c = container_new();
   if (!c || !(c->id = strdup(id)) || !(c->bundle = strdup(bundle_abs)))
     return shim_fail_errno(err, ENOMEM, "create %s", id);
-  c->spec = json_incref(spec);
+  /* An exec needs the seccomp filter: the container keeps it (and the JSON it points into). */
+  c->spec_doc = json_incref(spec->doc);
+  c->seccomp = spec->seccomp;
+  spec->seccomp = NULL;
   c->stdin_once = stdin_once;
-  c->own_pidns = has_new_pidns(spec);
-  cg_path = json_string_value(json_object_get(linux_obj, "cgroupsPath"));
+  c->own_pidns = ns_clone_flags(&spec->ns) & CLONE_NEWPID;
+  cg_path = spec->cgroups_path;
   if (!cg_path || !*cg_path) {
     snprintf(default_cg, sizeof(default_cg), "/skiff/%s", id);
     cg_path = default_cg;
   }
-  if (cgroup_create(cg_path, json_object_get(linux_obj, "resources"), &c->cg, err) < 0)
+  if (cgroup_create(cg_path, &spec->resources, &c->cg, err) < 0)
     return -1;
   oom_kills = cgroup_oom_kills(c->cg);
   shim_failpoint("create.cgroup");
   if (log_path && *log_path && (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path))))
     return -1;
-  if (proc_io_pipes(&c->io, json_is_true(json_object_get(process, "terminal")), want_stdin, stdio, err) < 0)
+  if (proc_io_pipes(&c->io, spec->process.terminal, want_stdin, stdio, err) < 0)
     return -1;
   {
     struct spawn_req req = {
       .spec = spec,
-      .process = process,
+      .process = &spec->process,
+      .seccomp = c->seccomp,
       .rootfs = rootfs,
       .cg = c->cg,
       .stdio = { stdio[0], stdio[1], stdio[2] },
@@ -409,11 +398,12 @@ void containers_shutdown(void)
 
 int container_update(struct container *c, json_t *resources, struct shim_err *err)
 {
-  if (cgroup_validate_resources(resources, err) < 0)
+  cleanup_resources struct resources r = { 0 };
+  if (resources_parse(resources, &r, err) < 0)
     return -1;
   if (!c->cg)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" has no cgroup", c->id);
-  return cgroup_update(c->cg, resources, err);
+  return cgroup_update(c->cg, &r, err);
 }
 
 int container_stats(struct container *c, json_t **out, struct shim_err *err)

@@ -30,7 +30,7 @@ enum frame_type {
   FRAME_EXIT = 5,
 };
 
-/* ---- event loop (main.c) ------------------------------------------------- */
+/* ---- event loop (loop.c; main.c runs it) ----------------------------------- */
 
 /* What an epoll registration points at. */
 enum watch_kind {
@@ -209,7 +209,10 @@ struct waiter {
 struct container {
   char *id;
   char *bundle;
-  json_t *spec;
+  /* What an exec needs of its spec: linux.seccomp, whose strings point into config.json
+   * (the rest of the parsed spec goes once the container is made). */
+  json_t *spec_doc;
+  struct seccomp_filter *seccomp; /* NULL: none */
   pid_t pid;
   enum ctr_status status;
   int sync_fd;            /* to the init while created; -1 after start */
@@ -312,8 +315,9 @@ void forward_event(struct forward *f, uint32_t events);
 /* ---- spawning processes (spawn.c) ---------------------------------------- */
 
 struct spawn_req {
-  json_t *spec;           /* full spec (create) */
-  json_t *process;        /* the process to run (spec.process, or exec's) */
+  const struct spec *spec;            /* create: the container's spec; exec: NULL */
+  const struct spec_process *process; /* the process to run (spec.process, or exec's) */
+  const struct seccomp_filter *seccomp; /* the container's, for an exec'd process too */
   const char *rootfs;     /* create: absolute rootfs; exec: NULL */
   struct cgroup *cg;
   pid_t join_pid;         /* exec: join this pid's namespaces */
@@ -343,6 +347,7 @@ void pod_shutdown(void);
 int pod_update(json_t *params, struct shim_err *err);
 
 /* ---- stats/update (container.c) ----------------------------------------- */
+/* New limits (linux.resources JSON, checked first) for the container's cgroup. */
 int container_update(struct container *c, json_t *resources, struct shim_err *err);
 int container_stats(struct container *c, json_t **out, struct shim_err *err);
 int container_reopen_log(struct container *c, struct shim_err *err);

@@ -87,7 +87,8 @@ static void cleanup_unstarted(struct exec_proc **ep)
 
 int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err)
 {
-  json_t *process;
+  json_t *process_json;
+  cleanup_spec_process struct spec_process process = { 0 };
   bool sync, want_stdin, tty, raw_output;
   bool has_timeout;
   int64_t timeout_ms;
@@ -98,15 +99,15 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
 
   if (c->status != CTR_RUNNING)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
-  if (spec_get_object(params, "process", "params", &process, err) < 0
-      || spec_validate_process(process, "params.process", err) < 0 || spec_get_bool(params, "sync", "params", &sync, err) < 0
-      || spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0
-      || spec_get_bool(params, "rawOutput", "params", &raw_output, err) < 0
-      || spec_get_int64(params, "timeoutMs", "params", &has_timeout, &timeout_ms, err) < 0)
+  if (field_object(params, "process", "params", &process_json, err) < 0
+      || spec_parse_process(process_json, "params.process", &process, err) < 0 || field_bool(params, "sync", "params", &sync, err) < 0
+      || field_bool(params, "stdin", "params", &want_stdin, err) < 0
+      || field_bool(params, "rawOutput", "params", &raw_output, err) < 0
+      || field_int64(params, "timeoutMs", "params", &has_timeout, &timeout_ms, err) < 0)
     return -1;
   if (has_timeout && timeout_ms < 0)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.timeoutMs: must not be negative");
-  tty = json_is_true(json_object_get(process, "terminal"));
+  tty = process.terminal;
   if (sync && (tty || want_stdin))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params: a sync exec has no terminal and no stdin");
   e = calloc(1, sizeof(*e));
@@ -122,8 +123,8 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
     return -1;
   {
     struct spawn_req req = {
-      .spec = c->spec,
-      .process = process,
+      .seccomp = c->seccomp,
+      .process = &process,
       .cg = c->cg,
       .join_pid = c->pid,
       .stdio = { stdio[0], stdio[1], stdio[2] },
@@ -258,25 +259,27 @@ void exec_timer_event(struct exec_proc *e)
   kill(e->pid, SIGKILL);
 }
 
+static void end_exec(struct exec_proc *e)
+{
+  if (!e->exited)
+    kill(e->pid, SIGKILL);
+}
+
 void exec_forget_conn(struct conn *conn)
 {
-  for (struct exec_proc *e = g_execs; e; e = e->next) {
-    if (e->conn != conn)
-      continue;
-    e->conn = NULL;
-    /* Nobody reads its result any more: a client that went away ends it. */
-    if (!e->exited)
-      kill(e->pid, SIGKILL);
-  }
+  /* Nobody reads their results any more: a client that went away ends them. */
+  for (struct exec_proc *e = g_execs; e; e = e->next)
+    if (e->conn == conn) {
+      e->conn = NULL;
+      end_exec(e);
+    }
 }
 
 void exec_container_deleted(struct container *c)
 {
-  for (struct exec_proc *e = g_execs; e; e = e->next) {
-    if (e->ctr != c)
-      continue;
-    e->ctr = NULL;
-    if (!e->exited)
-      kill(e->pid, SIGKILL);
-  }
+  for (struct exec_proc *e = g_execs; e; e = e->next)
+    if (e->ctr == c) {
+      e->ctr = NULL;
+      end_exec(e);
+    }
 }

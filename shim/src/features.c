@@ -118,7 +118,8 @@ static void probe_in_child(struct userns_probe *p)
 {
   cleanup_close int report_rd = -1, report_wr = -1, cmd_rd = -1, cmd_wr = -1;
   cleanup_close int userns_fd = -1;
-  cleanup_json json_t *map = NULL;
+  struct spec_idmap map = { .container_id = 0, .host_id = PROBE_HOST_ID, .size = PROBE_IDS };
+  struct spec_ns ns = { .uid_maps = &map, .n_uid_maps = 1, .gid_maps = &map, .n_gid_maps = 1 };
   cleanup_reap pid_t pid = -1;
   int fds[2], r = 0;
   char path[64], go = 'S';
@@ -148,12 +149,7 @@ static void probe_in_child(struct userns_probe *p)
     shim_fail_errno(&p->userns, r ? r : EPIPE, "unshare(CLONE_NEWUSER)");
     return;
   }
-  map = json_pack("[{s:i,s:i,s:i}]", "containerID", 0, "hostID", PROBE_HOST_ID, "size", PROBE_IDS);
-  if (!map) {
-    shim_fail(&p->userns, SHIM_INTERNAL, "out of memory");
-    return;
-  }
-  if (ns_write_id_mappings(pid, map, map, &p->userns) < 0)
+  if (ns_write_id_mappings(pid, &ns, &p->userns) < 0)
     return;
   snprintf(path, sizeof(path), "/proc/%d/ns/user", (int) pid);
   userns_fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -15,7 +15,7 @@ int attach_start(struct container *c, json_t *params, struct conn *conn, json_t 
 
   if (c->status == CTR_STOPPED)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
-  if (spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0)
+  if (field_bool(params, "stdin", "params", &want_stdin, err) < 0)
     return -1;
   /* stdout and stderr default to true. */
   v = json_object_get(params, "stdout");

@@ -45,20 +45,21 @@ static int pod_cgroups_create(json_t *params, struct shim_err *err)
 {
   const char *infra_path, *pod_path = NULL;
   json_t *pod_cg, *resources = NULL;
-  if (spec_get_string(params, "cgroupsPath", "params", &infra_path, err) < 0
-      || spec_get_object(params, "podCgroup", "params", &pod_cg, err) < 0)
+  cleanup_resources struct resources res = { 0 };
+  if (field_string(params, "cgroupsPath", "params", &infra_path, err) < 0
+      || field_object(params, "podCgroup", "params", &pod_cg, err) < 0)
     return -1;
   if (pod_cg) {
-    if (spec_get_string(pod_cg, "path", "params.podCgroup", &pod_path, err) < 0
-        || spec_get_object(pod_cg, "resources", "params.podCgroup", &resources, err) < 0)
+    if (field_string(pod_cg, "path", "params.podCgroup", &pod_path, err) < 0
+        || field_object(pod_cg, "resources", "params.podCgroup", &resources, err) < 0)
       return -1;
     if (!pod_path)
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.podCgroup.path: missing");
     if (!infra_path)
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.podCgroup: needs params.cgroupsPath inside it");
-    if (resources && cgroup_validate_resources(resources, err) < 0)
+    if (resources_parse(resources, &res, err) < 0)
       return -1;
-    if (cgroup_create(pod_path, resources, &g_pod.pod_cg, err) < 0) {
+    if (cgroup_create(pod_path, &res, &g_pod.pod_cg, err) < 0) {
       shim_err_prefix(err, "pod cgroup");
       return -1;
     }
@@ -102,7 +103,7 @@ json_t *pod_json(void)
 static int ns_mode(json_t *params, const char *key, bool def_new, bool *is_new, struct shim_err *err)
 {
   const char *v;
-  if (spec_get_string(params, key, "params", &v, err) < 0)
+  if (field_string(params, key, "params", &v, err) < 0)
     return -1;
   if (!v) {
     *is_new = def_new;
@@ -114,17 +115,26 @@ static int ns_mode(json_t *params, const char *key, bool def_new, bool *is_new, 
   return 0;
 }
 
-static int validate_sysctls(json_t *sysctls, struct shim_err *err)
+/* A params.sysctls key: what kubelet sends, dotted or with slashes, inside /proc/sys. */
+static bool sysctl_key_ok(const char *k)
 {
-  const char *k;
-  json_t *v;
-  json_object_foreach (sysctls, k, v) {
-    if (!json_is_string(v))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.sysctls[\"%s\"]: value must be a string", k);
-    if (!*k || k[0] == '.' || k[0] == '/' || strstr(k, "..") || strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_-./") != strlen(k))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.sysctls: bad key \"%s\"", k);
-  }
-  return 0;
+  return *k && k[0] != '.' && k[0] != '/' && !strstr(k, "..")
+         && strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_-./") == strlen(k);
+}
+
+/* What the infra process sets up. */
+struct pod_setup {
+  int flags; /* CLONE_NEW* */
+  const char *hostname;
+  struct spec_sysctl *sysctls;
+  size_t n_sysctls;
+  struct spec_ns userns; /* the mappings, with CLONE_NEWUSER */
+};
+
+static void pod_setup_free(struct pod_setup *p)
+{
+  free(p->sysctls);
+  ns_free(&p->userns);
 }
 
 static int loopback_up(struct shim_err *err)
@@ -142,8 +152,10 @@ static int loopback_up(struct shim_err *err)
   return 0;
 }
 
-static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char *hostname, json_t *sysctls)
+static _Noreturn void infra_main(int status_fd, int go_fd, const struct pod_setup *p)
 {
+  int flags = p->flags;
+  const char *hostname = p->hostname;
   struct shim_err err = { 0 };
   sigset_t set;
 
@@ -167,7 +179,7 @@ static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char
   }
   if ((flags & CLONE_NEWNET) && loopback_up(&err) < 0)
     goto fail;
-  if (ns_write_sysctls(sysctls, "params.sysctls", &err) < 0)
+  if (ns_write_sysctls(p->sysctls, p->n_sysctls, "params.sysctls", &err) < 0)
     goto fail;
   {
     char ok = 0;
@@ -202,27 +214,28 @@ fail:
 
 /* Clone the infra process with the pod's namespaces (flags) and wait until it has set
  * them up: the user namespace's mappings, the hostname, lo, the sysctls. */
-static int start_infra(int flags, const char *hostname, json_t *sysctls, json_t *userns, json_t **result,
-                       struct shim_err *err)
+static int start_infra(const struct pod_setup *p, json_t **result, struct shim_err *err)
 {
+  int flags = p->flags;
+  const char *hostname = p->hostname;
   cleanup_close int status_rd = -1, status_wr = -1, go_rd = -1, go_wr = -1;
   cleanup_reap pid_t child = -1;
-  int p[2];
+  int fds[2];
   json_t *ns_map;
 
-  if (pipe2(p, O_CLOEXEC) < 0)
+  if (pipe2(fds, O_CLOEXEC) < 0)
     return shim_fail_errno(err, errno, "pipe");
-  status_rd = p[0], status_wr = p[1];
-  if (pipe2(p, O_CLOEXEC) < 0)
+  status_rd = fds[0], status_wr = fds[1];
+  if (pipe2(fds, O_CLOEXEC) < 0)
     return shim_fail_errno(err, errno, "pipe");
-  go_rd = p[0], go_wr = p[1];
+  go_rd = fds[0], go_wr = fds[1];
   /* clone() without CLONE_VM behaves as fork, but can create the PID
    * namespace the child is PID 1 of. */
   child = (pid_t) syscall(SYS_clone, (unsigned long) flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (child == 0) {
     close(status_rd);
     close(go_wr);
-    infra_main(status_wr, go_rd, flags, hostname, sysctls);
+    infra_main(status_wr, go_rd, p);
   }
   close(status_wr);
   close(go_rd);
@@ -231,7 +244,7 @@ static int start_infra(int flags, const char *hostname, json_t *sysctls, json_t 
     return shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
   if (g_pod.cg && cgroup_add_pid(g_pod.cg, child, err) < 0)
     return -1;
-  if (userns && ns_write_id_mappings(child, json_object_get(userns, "uidMappings"), json_object_get(userns, "gidMappings"), err) < 0)
+  if ((flags & CLONE_NEWUSER) && ns_write_id_mappings(child, &p->userns, err) < 0)
     return -1;
   {
     char go = 1, st = 1, msg[1100] = { 0 };
@@ -269,37 +282,38 @@ static int start_infra(int flags, const char *hostname, json_t *sysctls, json_t 
 int pod_create(json_t *params, json_t **result, struct shim_err *err)
 {
   bool net, ipc, uts, pid;
-  const char *hostname;
   json_t *userns, *sysctls;
-  int flags = 0;
+  cleanup_json json_t *linux_like = NULL;
+  __attribute__((cleanup(pod_setup_free))) struct pod_setup setup = { 0 };
 
   if (g_pod.info)
     return shim_fail(err, SHIM_ALREADY_EXISTS, "the pod's namespaces already exist");
   if (ns_mode(params, "network", true, &net, err) < 0 || ns_mode(params, "ipc", true, &ipc, err) < 0
       || ns_mode(params, "uts", true, &uts, err) < 0 || ns_mode(params, "pid", false, &pid, err) < 0
-      || spec_get_string(params, "hostname", "params", &hostname, err) < 0
-      || spec_get_object(params, "userns", "params", &userns, err) < 0
-      || spec_get_object(params, "sysctls", "params", &sysctls, err) < 0 || validate_sysctls(sysctls, err) < 0)
+      || field_string(params, "hostname", "params", &setup.hostname, err) < 0
+      || field_object(params, "userns", "params", &userns, err) < 0
+      || field_object(params, "sysctls", "params", &sysctls, err) < 0
+      || ns_parse_sysctls(sysctls, "params.sysctls", sysctl_key_ok, &setup.sysctls, &setup.n_sysctls, err) < 0)
     return -1;
-  if (hostname && strlen(hostname) > 64)
+  if (setup.hostname && strlen(setup.hostname) > 64)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: longer than 64 characters");
-  if (hostname && *hostname && !uts)
+  if (setup.hostname && *setup.hostname && !uts)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: needs uts \"new\"");
-  flags |= net ? CLONE_NEWNET : 0;
-  flags |= ipc ? CLONE_NEWIPC : 0;
-  flags |= uts ? CLONE_NEWUTS : 0;
-  flags |= pid ? CLONE_NEWPID : 0;
+  setup.flags |= net ? CLONE_NEWNET : 0;
+  setup.flags |= ipc ? CLONE_NEWIPC : 0;
+  setup.flags |= uts ? CLONE_NEWUTS : 0;
+  setup.flags |= pid ? CLONE_NEWPID : 0;
   if (userns) {
-    cleanup_json json_t *linux_like = json_pack("{s:[{s:s}],s:O?,s:O?}", "namespaces", "type", "user", "uidMappings",
-                                                json_object_get(userns, "uidMappings"), "gidMappings",
-                                                json_object_get(userns, "gidMappings"));
-    if (ns_validate(linux_like, err) < 0)
+    /* The mappings are checked as a spec's linux section with a user namespace. */
+    linux_like = json_pack("{s:[{s:s}],s:O?,s:O?}", "namespaces", "type", "user", "uidMappings",
+                           json_object_get(userns, "uidMappings"), "gidMappings", json_object_get(userns, "gidMappings"));
+    if (ns_parse(linux_like, &setup.userns, err) < 0)
       return -1;
-    flags |= CLONE_NEWUSER;
+    setup.flags |= CLONE_NEWUSER;
   }
   if (pod_cgroups_create(params, err) < 0)
     return -1;
-  if (start_infra(flags, hostname, sysctls, userns, result, err) < 0) {
+  if (start_infra(&setup, result, err) < 0) {
     pod_cgroups_destroy();
     return -1;
   }
@@ -308,16 +322,17 @@ int pod_create(json_t *params, json_t **result, struct shim_err *err)
 
 int pod_update(json_t *params, struct shim_err *err)
 {
-  json_t *res;
-  if (spec_get_object(params, "resources", "params", &res, err) < 0)
+  json_t *res_json;
+  cleanup_resources struct resources res = { 0 };
+  if (field_object(params, "resources", "params", &res_json, err) < 0)
     return -1;
-  if (!res)
+  if (!res_json)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.resources: required");
-  if (cgroup_validate_resources(res, err) < 0)
+  if (resources_parse(res_json, &res, err) < 0)
     return -1;
   if (!g_pod.pod_cg)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "the shim made no pod cgroup (params.podCgroup of \"pod\")");
-  if (cgroup_update(g_pod.pod_cg, res, err) < 0) {
+  if (cgroup_update(g_pod.pod_cg, &res, err) < 0) {
     shim_err_prefix(err, "pod cgroup");
     return -1;
   }

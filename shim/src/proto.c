@@ -24,7 +24,7 @@ typedef int (*method_fn)(struct request *r, json_t **result, struct shim_err *er
 static int need_container(json_t *params, struct container **out, struct shim_err *err)
 {
   const char *id;
-  if (spec_get_string(params, "id", "params", &id, err) < 0)
+  if (field_string(params, "id", "params", &id, err) < 0)
     return -1;
   if (!id || !*id)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.id: container id required");
@@ -38,7 +38,7 @@ static int int_param(json_t *params, const char *key, int64_t def, int64_t min, 
                      struct shim_err *err)
 {
   bool present;
-  if (spec_get_int64(params, key, "params", &present, out, err) < 0)
+  if (field_int64(params, key, "params", &present, out, err) < 0)
     return -1;
   if (!present)
     *out = def;
@@ -144,7 +144,7 @@ static int m_kill(struct request *r, json_t **result, struct shim_err *err)
 {
   int64_t sig;
   bool all;
-  if (int_param(r->params, "signal", SIGTERM, 1, 64, &sig, err) < 0 || spec_get_bool(r->params, "all", "params", &all, err) < 0)
+  if (int_param(r->params, "signal", SIGTERM, 1, 64, &sig, err) < 0 || field_bool(r->params, "all", "params", &all, err) < 0)
     return -1;
   return container_kill(r->ctr, (int) sig, all, err);
 }
@@ -152,7 +152,7 @@ static int m_kill(struct request *r, json_t **result, struct shim_err *err)
 static int m_delete(struct request *r, json_t **result, struct shim_err *err)
 {
   bool force;
-  if (spec_get_bool(r->params, "force", "params", &force, err) < 0)
+  if (field_bool(r->params, "force", "params", &force, err) < 0)
     return -1;
   return container_delete(r->ctr, force, err);
 }
@@ -189,7 +189,7 @@ static int m_reopen_log(struct request *r, json_t **result, struct shim_err *err
 static int m_update(struct request *r, json_t **result, struct shim_err *err)
 {
   json_t *res;
-  if (spec_get_object(r->params, "resources", "params", &res, err) < 0)
+  if (field_object(r->params, "resources", "params", &res, err) < 0)
     return -1;
   if (!res)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.resources: required");
@@ -257,7 +257,7 @@ static void handle_line(struct conn *c, const char *line, size_t len)
     shim_fail(&err, SHIM_INVALID_ARGUMENT, "params: must be an object");
     goto error;
   }
-  if (spec_get_string(req, "method", "request", &method, &err) < 0)
+  if (field_string(req, "method", "request", &method, &err) < 0)
     goto error;
   if (!method) {
     shim_fail(&err, SHIM_INVALID_ARGUMENT, "request.method: required");

@@ -1,9 +1,11 @@
-/* util.c: generic file and time helpers shared by the shim's modules. */
+/* util.c: generic file, process and time helpers shared by the shim's modules, and the
+ * shim's own diagnostics log. */
 #include "shim.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,19 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+void shim_log(const char *fmt, ...)
+{
+  char ts[64];
+  va_list ap;
+  format_rfc3339nano(now_ns(), ts, sizeof(ts));
+  fprintf(stderr, "%s [%d] ", ts, (int) getpid());
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+}
 
 ssize_t read_all(int fd, void *buf, size_t len)
 {

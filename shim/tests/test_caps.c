@@ -61,12 +61,15 @@ static int caps_child(int fd, void *arg)
 {
   const struct caps_case *c = arg;
   struct shim_err err;
+  struct spec_caps caps;
   json_t *process = test_json(c->process_json);
   /* cap_last_cap unreadable, as in a rootfs without /proc. */
   if (c->mode == NO_PROC_SYS && (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0
                                  || mount("tmpfs", "/proc/sys/kernel", "tmpfs", 0, NULL) < 0))
     child_fail(fd, "hide /proc/sys/kernel", NULL);
-  if (c->mode != SET_ONLY && caps_drop_bounding(process, &err) < 0)
+  if (caps_parse(process, &caps, &err) < 0)
+    child_fail(fd, "caps_parse", &err);
+  if (c->mode != SET_ONLY && caps_drop_bounding(&caps, &err) < 0)
     child_fail(fd, "caps_drop_bounding", &err);
   if (c->mode == AS_USER_EXEC) {
     if (setgroups(0, NULL) < 0 || prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setresgid(1000, 1000, 1000) < 0
@@ -74,7 +77,7 @@ static int caps_child(int fd, void *arg)
       child_fail(fd, "switch to uid 1000", NULL);
     prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
   }
-  if (caps_set(process, &err) < 0)
+  if (caps_set(&caps, &err) < 0)
     child_fail(fd, "caps_set", &err);
   if (c->mode == AS_USER_EXEC) {
     char *argv[] = { "/bin/sh", "-c", "grep Cap /proc/self/status", NULL };
@@ -102,6 +105,13 @@ static int run(enum mode mode, const char *process_json, char *out, size_t out_l
   return res.exit_code;
 }
 
+/* caps_parse, for what it accepts and refuses. */
+static int validate(json_t *process, struct shim_err *err)
+{
+  struct spec_caps caps;
+  return caps_parse(process, &caps, err);
+}
+
 static void test_validate(void)
 {
   struct shim_err err;
@@ -124,36 +134,36 @@ static void test_validate(void)
   }
   strcat(all, "]}}");
   p = test_json(all);
-  check(caps_validate(p, &err) == 0, "all 41 capability names are valid");
+  check(validate(p, &err) == 0, "all 41 capability names are valid");
   json_decref(p);
 
   p = test_json("{\"args\":[\"true\"]}");
-  check(caps_validate(p, &err) == 0, "absent capabilities are valid");
+  check(validate(p, &err) == 0, "absent capabilities are valid");
   json_decref(p);
 
   p = test_json("{\"capabilities\":{\"bounding\":[\"CAP_CHOWN\"],\"effective\":[\"CAP_CHOWN\",\"CAP_KILL\",\"CAP_FOO\"]}}");
-  check(caps_validate(p, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT
+  check(validate(p, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT
             && strstr(err.msg, "process.capabilities.effective[2]: unknown capability \"CAP_FOO\""),
         "an unknown name is refused with its path (%s)", err.msg);
   json_decref(p);
 
   p = test_json("{\"capabilities\":{\"ambient\":[\"chown\"]}}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.ambient[0]"),
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.ambient[0]"),
         "names are case-sensitive and need the CAP_ prefix (%s)", err.msg);
   json_decref(p);
 
   p = test_json("{\"capabilities\":{\"permitted\":[\"CAP_CHOWN\", 7]}}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.permitted[1]: must be a string"),
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.permitted[1]: must be a string"),
         "a non-string entry is refused (%s)", err.msg);
   json_decref(p);
 
   p = test_json("{\"capabilities\":{\"inheritable\":\"CAP_CHOWN\"}}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.inheritable"),
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.inheritable"),
         "a set that is not an array is refused (%s)", err.msg);
   json_decref(p);
 
   p = test_json("{\"capabilities\":[\"CAP_CHOWN\"]}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities"),
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities"),
         "capabilities that are not an object are refused (%s)", err.msg);
   json_decref(p);
 }

@@ -419,13 +419,37 @@ static int run_devices(struct cgroup *cg, const char *mode)
   return r >= 1000 ? r - 1000 : -r;
 }
 
+/* ---- linux.resources JSON, parsed as the shim takes it from a spec or a request ---- */
+
+static int validate(json_t *res, struct shim_err *err)
+{
+  cleanup_resources struct resources r = { 0 };
+  return resources_parse(res, &r, err);
+}
+
+static int create(const char *path, json_t *res, struct cgroup **out, struct shim_err *err)
+{
+  cleanup_resources struct resources r = { 0 };
+  if (resources_parse(res, &r, err) < 0)
+    return -1;
+  return cgroup_create(path, &r, out, err);
+}
+
+static int update(struct cgroup *cg, json_t *res, struct shim_err *err)
+{
+  cleanup_resources struct resources r = { 0 };
+  if (resources_parse(res, &r, err) < 0)
+    return -1;
+  return cgroup_update(cg, &r, err);
+}
+
 /* ---- validation ------------------------------------------------------------- */
 
 static void expect_invalid(const char *resources, const char *field)
 {
   json_t *r = test_json(resources);
   struct shim_err err = { 0 };
-  int rc = cgroup_validate_resources(r, &err);
+  int rc = validate(r, &err);
   check(rc < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, field), "validate refuses %s (%s)", resources,
         rc < 0 ? err.msg : "accepted");
   json_decref(r);
@@ -442,11 +466,11 @@ static void test_validation(void)
                  " \"blockIO\": {\"weight\": 500},"
                  " \"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": -1, \"access\": \"rw\"}],"
                  " \"unified\": {\"memory.high\": \"max\"}}");
-  check(cgroup_validate_resources(ok, &err) == 0, "validate accepts a full, well-formed resources object");
+  check(validate(ok, &err) == 0, "validate accepts a full, well-formed resources object");
   json_decref(ok);
-  check(cgroup_validate_resources(NULL, &err) == 0, "validate accepts absent resources");
+  check(validate(NULL, &err) == 0, "validate accepts absent resources");
   ok = test_json("{\"cpu\": {\"quota\": -1, \"shares\": 0, \"period\": 0}, \"memory\": {\"limit\": -1}}");
-  check(cgroup_validate_resources(ok, &err) == 0, "validate accepts quota -1 and 0 for unset values");
+  check(validate(ok, &err) == 0, "validate accepts quota -1 and 0 for unset values");
   json_decref(ok);
   expect_invalid("[]", "linux.resources: must be an object");
   expect_invalid("{\"cpu\": {\"shares\": 1}}", "linux.resources.cpu.shares");
@@ -551,9 +575,9 @@ static void test_host(void)
   printf("# host: %s%s\n", v2 ? "cgroup v2" : hybrid ? "hybrid" : "cgroup v1", huge ? ", hugetlb 2MB" : "");
 
   /* Paths. */
-  check(cgroup_create("/a/../b", NULL, &c1, &err) < 0 && strstr(err.msg, "linux.cgroupsPath"), "a cgroupsPath with .. is refused");
-  check(cgroup_create("system.slice:skiff:x", NULL, &c1, &err) < 0 && strstr(err.msg, "systemd"), "a systemd cgroupsPath is refused");
-  check(cgroup_create("//", NULL, &c1, &err) < 0 && strstr(err.msg, "root cgroup"), "the root cgroup is refused");
+  check(create("/a/../b", NULL, &c1, &err) < 0 && strstr(err.msg, "linux.cgroupsPath"), "a cgroupsPath with .. is refused");
+  check(create("system.slice:skiff:x", NULL, &c1, &err) < 0 && strstr(err.msg, "systemd"), "a systemd cgroupsPath is refused");
+  check(create("//", NULL, &c1, &err) < 0 && strstr(err.msg, "root cgroup"), "the root cgroup is refused");
   snprintf(path, sizeof(path), "%s/nosuch", g_top);
   check(cgroup_open(path, &opened, &err) < 0 && err.code == SHIM_NOT_FOUND, "open of a missing cgroup is NOT_FOUND");
 
@@ -564,7 +588,7 @@ static void test_host(void)
            64 * MiB, 64 * MiB, huge ? ", \"hugepageLimits\": [{\"pageSize\": \"2MB\", \"limit\": 4194304}]" : "");
   res = test_json(buf);
   snprintf(rel, sizeof(rel), "%s/c1", g_top);
-  check_rc(cgroup_create(rel + 1 /* relative: under the root too */, res, &c1, &err), &err, "create %s with limits", rel);
+  check_rc(create(rel + 1 /* relative: under the root too */, res, &c1, &err), &err, "create %s with limits", rel);
   json_decref(res);
   if (!c1)
     return;
@@ -676,7 +700,7 @@ static void test_host(void)
     const char *mem = cgroup_dir(c1, "memory"), *cpu = cgroup_dir(c1, "cpu");
     char w[32];
     res = test_json("{\"memory\": {\"limit\": 134217728, \"swap\": 134217728}, \"pids\": {\"limit\": 16}, \"cpu\": {\"quota\": -1}}");
-    check(cgroup_update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "pids"), "pids.max", "16")
+    check(update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "pids"), "pids.max", "16")
               && file_is(mem, v2 ? "memory.max" : "memory.limit_in_bytes", "134217728"),
           "update raises the memory limit (memory+swap first) and changes pids");
     json_decref(res);
@@ -684,19 +708,19 @@ static void test_host(void)
     snprintf(w, sizeof(w), "%d", 48 * MiB);
     snprintf(buf, sizeof(buf), "{\"memory\": {\"limit\": %d, \"swap\": %d}, \"cpu\": {\"period\": 200000}}", 48 * MiB, 48 * MiB);
     res = test_json(buf);
-    if (check_rc(cgroup_update(c1, res, &err), &err, "update lowers the memory limit (limit first)"))
+    if (check_rc(update(c1, res, &err), &err, "update lowers the memory limit (limit first)"))
       check(file_is(mem, v2 ? "memory.max" : "memory.limit_in_bytes", w), "the lowered limit is on disk");
     json_decref(res);
     check(v2 ? file_is(cpu, "cpu.max", "max 200000") : file_is(cpu, "cpu.cfs_period_us", "200000"), "update of the period alone");
     if (!v2 && access("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", F_OK) == 0) {
       snprintf(buf, sizeof(buf), "{\"memory\": {\"limit\": %d}}", 96 * MiB);
       res = test_json(buf);
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.memory.limit") && strstr(err.msg, "swap"),
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.memory.limit") && strstr(err.msg, "swap"),
             "a limit above the current memory+swap limit is refused, naming swap");
       json_decref(res);
     }
     res = test_json("{\"cpu\": {\"shares\": 1}}");
-    check(cgroup_validate_resources(res, &err) < 0 && strstr(err.msg, "cpu.shares"), "an update with bad shares is refused");
+    check(validate(res, &err) < 0 && strstr(err.msg, "cpu.shares"), "an update with bad shares is refused");
     json_decref(res);
     check(cgroup_stats(c1, &stats, &err) == 0
               && json_integer_value(json_object_get(json_object_get(stats, "memory"), "limitBytes")) == 48 * MiB
@@ -711,7 +735,7 @@ static void test_host(void)
       cleanup_free char *shares = cat(cpu, v2 ? "cpu.weight" : "cpu.shares");
       cleanup_free char *quota = cat(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us");
       res = test_json("{\"cpu\": {\"shares\": 3000, \"quota\": 30000, \"period\": 100000}, \"hugepageLimits\": [{\"pageSize\": \"64KB\", \"limit\": 1}]}");
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "hugepageLimits[0]"), "an update that fails half-way fails (%s)", err.msg);
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "hugepageLimits[0]"), "an update that fails half-way fails (%s)", err.msg);
       json_decref(res);
       check(shares && quota && file_is(cpu, v2 ? "cpu.weight" : "cpu.shares", shares) && file_is(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us", quota),
             "... and leaves the cpu files as they were (%s, %s)", shares ? shares : "?", quota ? quota : "?");
@@ -721,7 +745,7 @@ static void test_host(void)
     if (!v2 && !has_word("/proc/swaps", "partition") && !has_word("/proc/swaps", "file")) {
       cleanup_free char *shares = cat(cpu, "cpu.shares");
       res = test_json("{\"cpu\": {\"shares\": 3000}, \"memory\": {\"limit\": 1048576, \"swap\": 1048576}}");
-      check(cgroup_update(c1, res, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, "linux.resources.memory"),
+      check(update(c1, res, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, "linux.resources.memory"),
             "a memory limit below the memory in use is refused as invalid (%s)", err.msg);
       json_decref(res);
       check(shares && file_is(cpu, "cpu.shares", shares) && file_is(mem, "memory.limit_in_bytes", w),
@@ -733,27 +757,27 @@ static void test_host(void)
   if (hybrid || v2) {
     if (huge) {
       res = test_json("{\"unified\": {\"hugetlb.2MB.max\": \"8388608\"}}");
-      check(cgroup_update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "hugetlb"), "hugetlb.2MB.max", "8388608"),
+      check(update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "hugetlb"), "hugetlb.2MB.max", "8388608"),
             "unified writes a cgroup2 file verbatim");
       json_decref(res);
       res = test_json("{\"hugepageLimits\": [{\"pageSize\": \"64KB\", \"limit\": 1}]}");
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.hugepageLimits[0].pageSize"),
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.hugepageLimits[0].pageSize"),
             "a page size the host lacks is refused (%s)", err.msg);
       json_decref(res);
     }
     if (hybrid) {
       res = test_json("{\"unified\": {\"memory.high\": \"1\"}}");
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"memory.high\"]") && strstr(err.msg, "v1"),
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"memory.high\"]") && strstr(err.msg, "v1"),
             "unified for a v1 controller is refused (%s)", err.msg);
       json_decref(res);
     }
   } else {
     res = test_json("{\"unified\": {\"memory.high\": \"1\"}}");
-    check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "unified"), "unified on a v1-only host is refused");
+    check(update(c1, res, &err) < 0 && strstr(err.msg, "unified"), "unified on a v1-only host is refused");
     json_decref(res);
   }
   res = test_json("{\"unified\": {\"nosuch.file\": \"1\"}}");
-  check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"nosuch.file\"]"), "unified refuses a file that does not exist");
+  check(update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"nosuch.file\"]"), "unified refuses a file that does not exist");
   json_decref(res);
 
   /* signal_all. */
@@ -830,7 +854,7 @@ static void test_host(void)
     snprintf(rel, sizeof(rel), "%s/dev", g_top);
     res = test_json("{\"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"r\"},"
             " {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 4, \"access\": \"m\"}]}");
-    check_rc(cgroup_create(rel, res, &c2, &err), &err, "create with device rules");
+    check_rc(create(rel, res, &c2, &err), &err, "create with device rules");
     json_decref(res);
     if (c2) {
       int bad = run_devices(c2, "strict");
@@ -845,7 +869,7 @@ static void test_host(void)
   snprintf(rel, sizeof(rel), "%s/oom", g_top);
   snprintf(buf, sizeof(buf), "{\"memory\": {\"limit\": %d, \"swap\": %d}}", 16 * MiB, 16 * MiB);
   res = test_json(buf);
-  check_rc(cgroup_create(rel, res, &c3, &err), &err, "create a 16 MiB cgroup");
+  check_rc(create(rel, res, &c3, &err), &err, "create a 16 MiB cgroup");
   json_decref(res);
   if (c3) {
     check(cgroup_oom_kills(c3) == 0, "no OOM kill yet");
@@ -863,7 +887,7 @@ static void test_host(void)
   /* A failed create leaves nothing it made, and keeps what was there. */
   snprintf(rel, sizeof(rel), "%s/np/c5", g_top);
   res = test_json("{\"pids\": {\"limit\": 10}, \"cpu\": {\"shares\": 256}, \"unified\": {\"nosuch.file\": \"1\"}}");
-  check(cgroup_create(rel, res, &c4, &err) < 0 && strstr(err.msg, "nosuch.file"), "create fails on a bad unified file");
+  check(create(rel, res, &c4, &err) < 0 && strstr(err.msg, "nosuch.file"), "create fails on a bad unified file");
   json_decref(res);
   snprintf(path, sizeof(path), "%s/np", g_top);
   check(count_dirs(path, true) == 0, "the failed create removed the levels it made");
@@ -873,7 +897,7 @@ static void test_host(void)
   if (!v2 && access("/sys/fs/cgroup/cpu/cpu.idle", F_OK) == 0) {
     snprintf(rel, sizeof(rel), "%s/idle", g_top);
     res = test_json("{\"cpu\": {\"idle\": 1, \"realtimePeriod\": 500000}}");
-    check_rc(cgroup_create(rel, res, &c4, &err), &err, "create with cpu.idle");
+    check_rc(create(rel, res, &c4, &err), &err, "create with cpu.idle");
     json_decref(res);
     if (c4) {
       check(file_is(cgroup_dir(c4, "cpu"), "cpu.idle", "1"), "cpu.idle");
@@ -920,7 +944,7 @@ static void test_v2(void)
                  " \"hugepageLimits\": [{\"pageSize\": \"2MB\", \"limit\": 2097152}]}"
                : "{\"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"r\"},"
                  " {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 4, \"access\": \"m\"}]}");
-  check_rc(cgroup_create(rel, res, &cg, &err), &err, "v2: create with device rules");
+  check_rc(create(rel, res, &cg, &err), &err, "v2: create with device rules");
   json_decref(res);
   if (!cg)
     return;
@@ -933,7 +957,7 @@ static void test_v2(void)
   check(mask == 0, "v2 BPF device filter: deny all, allow c 1:11 r, c 1:4 m, default devices (mismatch mask %d)", mask);
 
   res = test_json("{\"devices\": [{\"allow\": true, \"access\": \"rwm\"}, {\"allow\": false, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"w\"}]}");
-  rc = cgroup_update(cg, res, &err);
+  rc = update(cg, res, &err);
   check(rc == 0, "v2: update the device rules%s%s", rc ? ": " : "", rc ? err.msg : "");
   json_decref(res);
   check(prog_count(cgroup_dir(cg, "")) == 1, "v2: the update replaced the program (one attached)");
@@ -963,7 +987,7 @@ static void test_v2(void)
   if (!has_word("/sys/fs/cgroup/cgroup.controllers", "memory")) {
     snprintf(rel, sizeof(rel), "%s/v2mem", g_top);
     res = test_json("{\"memory\": {\"limit\": 16777216}}");
-    check(cgroup_create(rel, res, &bad, &err) < 0 && strstr(err.msg, "memory"), "v2: a controller the hierarchy lacks is refused (%s)", err.msg);
+    check(create(rel, res, &bad, &err) < 0 && strstr(err.msg, "memory"), "v2: a controller the hierarchy lacks is refused (%s)", err.msg);
     json_decref(res);
     snprintf(rel, sizeof(rel), "/sys/fs/cgroup%s/v2mem", g_top);
     check(!is_dir(rel), "v2: and nothing is left behind");

@@ -53,7 +53,8 @@ static int apply(const char *process_text, struct shim_err *err)
 {
   cleanup_json json_t *p = test_json(process_text);
   memset(err, 0, sizeof(*err));
-  return lsm_set_exec_labels(&fake_ops, p, err);
+  return lsm_set_exec_labels(&fake_ops, json_string_value(json_object_get(p, "selinuxLabel")),
+                             json_string_value(json_object_get(p, "apparmorProfile")), err);
 }
 
 #define AA_EXEC "/proc/thread-self/attr/apparmor/exec"
@@ -173,14 +174,16 @@ static void test_validate(void)
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     json_error_t jerr;
     cleanup_json json_t *p = json_loads(cases[i].json, JSON_ALLOW_NUL, &jerr);
+    const char *profile, *label;
     int r;
     memset(&err, 0, sizeof(err));
-    r = p ? lsm_validate_process(p, "process", &err) : -2;
+    r = p ? lsm_parse_process(p, "process", &profile, &label, &err) : -2;
     check(cases[i].ok ? r == 0 : (r == -1 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, "process.")), cases[i].name);
   }
   {
     cleanup_json json_t *l = json_pack("{s:i}", "mountLabel", 1);
-    check(lsm_validate_linux(l, &err) < 0 && strstr(err.msg, "linux.mountLabel"), "a non-string mountLabel is refused");
+    const char *label;
+    check(lsm_parse_linux(l, &label, &err) < 0 && strstr(err.msg, "linux.mountLabel"), "a non-string mountLabel is refused");
   }
 }
 
