@@ -59,7 +59,7 @@ static int kernel_last_cap(void)
   static int cached = -1;
   if (cached < 0) {
     struct shim_err ignored;
-    char *text = NULL;
+    cleanup_free char *text = NULL;
     size_t len;
     cached = N_CAPS - 1;
     if (read_file("/proc/sys/kernel/cap_last_cap", &text, &len, 64, &ignored) == 0) {
@@ -75,55 +75,46 @@ static int kernel_last_cap(void)
         c++;
       cached = c;
     }
-    free(text);
   }
   return cached;
 }
 
-int caps_validate(json_t *process, struct shim_err *err)
+int caps_parse(json_t *process, struct spec_caps *out, struct shim_err *err)
 {
+  uint64_t *masks[] = { &out->bounding, &out->effective, &out->inheritable, &out->permitted, &out->ambient };
   json_t *caps;
-  if (spec_get_object(process, "capabilities", "process", &caps, err) < 0)
+  memset(out, 0, sizeof(*out));
+  out->listed = json_object_get(process, "capabilities") != NULL;
+  if (field_object(process, "capabilities", "process", &caps, err) < 0)
     return -1;
   if (!caps)
     return 0;
+  out->given = true;
   for (size_t s = 0; s < sizeof(set_names) / sizeof(set_names[0]); s++) {
     json_t *arr, *v;
     size_t i;
-    if (spec_get_array(caps, set_names[s], "process.capabilities", &arr, err) < 0)
+    if (field_array(caps, set_names[s], "process.capabilities", &arr, err) < 0)
       return -1;
     json_array_foreach (arr, i, v) {
       const char *name = json_string_value(v);
+      int n;
       if (!name)
         return shim_fail(err, SHIM_INVALID_ARGUMENT, "process.capabilities.%s[%zu]: must be a string", set_names[s], i);
-      if (cap_number(name) < 0)
+      n = cap_number(name);
+      if (n < 0)
         return shim_fail(err, SHIM_INVALID_ARGUMENT, "process.capabilities.%s[%zu]: unknown capability \"%s\"",
                          set_names[s], i, name);
+      *masks[s] |= 1ULL << n;
     }
   }
   return 0;
 }
 
-/* The capabilities object, or NULL when the spec leaves caps alone. */
-static json_t *caps_object(json_t *process)
+/* A set without the caps this kernel does not have. */
+static uint64_t on_this_kernel(uint64_t mask)
 {
-  json_t *caps = json_object_get(process, "capabilities");
-  return json_is_object(caps) ? caps : NULL;
-}
-
-/* Bit mask of a named set, without caps this kernel does not have. */
-static uint64_t set_mask(json_t *caps, const char *set)
-{
-  json_t *arr = json_object_get(caps, set), *v;
-  uint64_t mask = 0;
-  size_t i;
-  json_array_foreach (arr, i, v) {
-    const char *name = json_string_value(v);
-    int n = name ? cap_number(name) : -1;
-    if (n >= 0 && n <= kernel_last_cap())
-      mask |= 1ULL << n;
-  }
-  return mask;
+  int last = kernel_last_cap();
+  return last >= 63 ? mask : mask & ((1ULL << (last + 1)) - 1);
 }
 
 static int lowest_bit(uint64_t mask)
@@ -131,13 +122,12 @@ static int lowest_bit(uint64_t mask)
   return __builtin_ctzll(mask);
 }
 
-int caps_drop_bounding(json_t *process, struct shim_err *err)
+int caps_drop_bounding(const struct spec_caps *caps, struct shim_err *err)
 {
-  json_t *caps = caps_object(process);
   uint64_t keep;
-  if (!caps)
+  if (!caps->given)
     return 0;
-  keep = set_mask(caps, "bounding");
+  keep = on_this_kernel(caps->bounding);
   for (int c = 0; c <= kernel_last_cap(); c++) {
     if (keep & (1ULL << c))
       continue;
@@ -150,19 +140,18 @@ int caps_drop_bounding(json_t *process, struct shim_err *err)
   return 0;
 }
 
-int caps_set(json_t *process, struct shim_err *err)
+int caps_set(const struct spec_caps *caps, struct shim_err *err)
 {
   struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
   struct __user_cap_data_struct data[2], cur[2];
-  json_t *caps = caps_object(process);
   uint64_t eff, prm, inh, amb, extra;
 
-  if (!caps)
+  if (!caps->given)
     return 0;
-  eff = set_mask(caps, "effective");
-  prm = set_mask(caps, "permitted");
-  inh = set_mask(caps, "inheritable");
-  amb = set_mask(caps, "ambient");
+  eff = on_this_kernel(caps->effective);
+  prm = on_this_kernel(caps->permitted);
+  inh = on_this_kernel(caps->inheritable);
+  amb = on_this_kernel(caps->ambient);
   /* The kernel refuses these with a bare EPERM: say which cap is wrong. */
   extra = eff & ~prm;
   if (extra)

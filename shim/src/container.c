@@ -1,18 +1,15 @@
 /* container.c: container records and lifecycle (create, start, kill, delete,
- * exit), their stdio pumps into CRI logs, and the SIGCHLD reaper. */
+ * exit); their stdio goes into CRI logs and to attached clients. */
 #include "core.h"
 
-#include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
 struct container *g_containers;
@@ -39,22 +36,6 @@ static int valid_id(const char *id)
   return strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
 }
 
-static json_t *time_json(int64_t ns)
-{
-  char buf[64];
-  if (ns == 0)
-    return json_string("");
-  format_rfc3339nano(ns, buf, sizeof(buf));
-  return json_string(buf);
-}
-
-json_t *exit_json(const char *id, const struct exit_info *e)
-{
-  return json_pack("{s:s,s:i,s:i,s:i,s:o,s:I,s:b,s:s}", "id", id, "pid", (int) e->pid, "exitCode", e->exit_code,
-                   "signal", e->signal, "exitedAt", time_json(e->exited_ns), "exitedAtNs", (json_int_t) e->exited_ns,
-                   "oomKilled", e->oom_killed, "reason", e->oom_killed ? "OOMKilled" : "");
-}
-
 json_t *container_state_json(struct container *c)
 {
   return json_pack("{s:s,s:i,s:s,s:s,s:o,s:o,s:o}", "id", c->id, "pid", (int) c->pid, "status",
@@ -63,231 +44,23 @@ json_t *container_state_json(struct container *c)
                    c->status == CTR_STOPPED ? exit_json(c->id, &c->exit) : json_null());
 }
 
-/* ---- stdio ------------------------------------------------------------------ */
-
-static void flush_stdin(struct proc_io *io);
-
-static void watch_close(struct watch *w)
-{
-  if (w->fd < 0)
-    return;
-  if (w->events)
-    loop_del(w);
-  close(w->fd);
-  w->fd = -1;
-  w->events = 0;
-}
-
-void proc_io_init(struct proc_io *io, struct container *ctr, struct exec_proc *exec)
-{
-  memset(io, 0, sizeof(*io));
-  io->out = (struct watch) { .kind = W_OUTPUT, .fd = -1, .obj = io, .stream = STREAM_STDOUT };
-  io->err = (struct watch) { .kind = W_OUTPUT, .fd = -1, .obj = io, .stream = STREAM_STDERR };
-  io->in = (struct watch) { .kind = W_STDIN, .fd = -1, .obj = io };
-  io->ctr = ctr;
-  io->exec = exec;
-}
-
-void proc_io_close(struct proc_io *io)
-{
-  watch_close(&io->out);
-  watch_close(&io->err);
-  watch_close(&io->in);
-  buf_free(&io->in_buf);
-}
-
-/* Pipes for a process: stdio[] gets the child's ends; with a tty there are
- * none (the process opens its pty and passes the master back). */
-int proc_io_pipes(struct proc_io *io, bool tty, bool want_stdin, int stdio[3], struct shim_err *err)
-{
-  int p[2];
-  stdio[0] = stdio[1] = stdio[2] = -1;
-  io->tty = tty;
-  if (tty)
-    return 0;
-  if (want_stdin) {
-    if (pipe2(p, O_CLOEXEC) < 0)
-      goto fail;
-    stdio[0] = p[0];
-    io->in.fd = p[1];
-    fcntl(p[1], F_SETFL, O_NONBLOCK);
-  }
-  if (pipe2(p, O_CLOEXEC) < 0)
-    goto fail;
-  stdio[1] = p[1];
-  io->out.fd = p[0];
-  if (pipe2(p, O_CLOEXEC) < 0)
-    goto fail;
-  stdio[2] = p[1];
-  io->err.fd = p[0];
-  fcntl(io->out.fd, F_SETFL, O_NONBLOCK);
-  fcntl(io->err.fd, F_SETFL, O_NONBLOCK);
-  return 0;
-fail:
-  shim_fail_errno(err, errno, "create stdio pipes");
-  proc_io_close_child_ends(stdio);
-  proc_io_close(io);
-  return -1;
-}
-
-void proc_io_close_child_ends(int stdio[3])
-{
-  for (int i = 0; i < 3; i++)
-    if (stdio[i] >= 0) {
-      close(stdio[i]);
-      stdio[i] = -1;
-    }
-}
-
-/* Start pumping: register outputs; with a tty, master serves both ways. */
-int proc_io_start(struct proc_io *io, int master, bool want_stdin, struct shim_err *err)
-{
-  if (master >= 0) {
-    fcntl(master, F_SETFL, O_NONBLOCK);
-    io->out.fd = master;
-    if (want_stdin) {
-      /* A second fd on the same pty, so stdin can wait for EPOLLOUT on its own. */
-      io->in.fd = fcntl(master, F_DUPFD_CLOEXEC, 3);
-      if (io->in.fd < 0)
-        return shim_fail_errno(err, errno, "dup pty master");
-    }
-  }
-  if (io->out.fd >= 0 && loop_add(&io->out, EPOLLIN) < 0)
-    return shim_fail_errno(err, errno, "watch stdout");
-  if (io->err.fd >= 0 && loop_add(&io->err, EPOLLIN) < 0)
-    return shim_fail_errno(err, errno, "watch stderr");
-  return 0;
-}
-
-static void deliver_output(struct watch *w, const char *data, size_t len);
-
-/* Read what is there now; returns false at EOF (the watch is closed). */
-static bool drain_output(struct watch *w, int max_reads)
-{
-  char buf[16384];
-  for (int i = 0; i < max_reads; i++) {
-    ssize_t r = read(w->fd, buf, sizeof(buf));
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      return true;
-    if (r <= 0) { /* EOF, or EIO from a pty whose last slave closed */
-      struct proc_io *io = proc_io_of(w);
-      if (io->ctr)
-        cri_log_flush(io->ctr->log, w->stream);
-      watch_close(w);
-      return false;
-    }
-    deliver_output(w, buf, (size_t) r);
-    if (w->fd < 0)
-      return false;
-  }
-  return true;
-}
-
-void proc_output_event(struct watch *w, uint32_t events)
-{
-  /* Bounded per event so one chatty container cannot starve the others. */
-  drain_output(w, 4);
-}
-
-void proc_io_drain(struct proc_io *io)
-{
-  /* A pty passes output to its master asynchronously: after the process
-   * exited, wait for what is in flight until EIO says every slave fd is
-   * closed (bounded: a background child may still hold the terminal). Pipes
-   * hold everything already. */
-  int64_t deadline = now_ns() + 500 * 1000000LL;
-  while (io->tty && io->out.fd >= 0) {
-    struct pollfd p = { .fd = io->out.fd, .events = POLLIN };
-    int64_t left_ms = (deadline - now_ns()) / 1000000;
-    if (left_ms <= 0 || poll(&p, 1, (int) left_ms) <= 0)
-      break;
-    drain_output(&io->out, 1);
-  }
-  if (io->out.fd >= 0)
-    drain_output(&io->out, 1024);
-  if (io->err.fd >= 0)
-    drain_output(&io->err, 1024);
-}
-
-static void flush_stdin(struct proc_io *io)
-{
-  while (buf_pending(&io->in_buf) > 0) {
-    ssize_t w = write(io->in.fd, io->in_buf.data + io->in_buf.off, buf_pending(&io->in_buf));
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0 && errno == EAGAIN)
-      break;
-    if (w < 0) { /* the reader is gone: drop what is queued */
-      buf_free(&io->in_buf);
-      watch_close(&io->in);
-      break;
-    }
-    buf_consume(&io->in_buf, (size_t) w);
-  }
-  if (io->in.fd < 0)
-    return;
-  if (buf_pending(&io->in_buf) == 0) {
-    if (io->in.events) {
-      loop_del(&io->in);
-      io->in.events = 0;
-    }
-    if (io->in_close_pending)
-      proc_io_close_stdin(io);
-  } else if (!io->in.events) {
-    loop_add(&io->in, EPOLLOUT);
-  }
-  if (buf_pending(&io->in_buf) < CONN_HIGH_WATER && io->paused_conn) {
-    struct conn *c = io->paused_conn;
-    io->paused_conn = NULL;
-    conn_resume(c);
-  }
-}
-
-void proc_stdin_event(struct watch *w, uint32_t events)
-{
-  flush_stdin(proc_io_of(w));
-}
-
-bool proc_io_write_stdin(struct proc_io *io, const void *data, size_t len)
-{
-  if (io->in.fd < 0 || io->in_close_pending)
-    return true; /* no stdin: the data is dropped, as a closed pipe would */
-  if (buf_append(&io->in_buf, data, len) < 0)
-    return false;
-  flush_stdin(io);
-  return buf_pending(&io->in_buf) < CONN_HIGH_WATER;
-}
-
-void proc_io_close_stdin(struct proc_io *io)
-{
-  if (io->in.fd < 0)
-    return;
-  if (buf_pending(&io->in_buf) > 0) {
-    io->in_close_pending = true;
-    return;
-  }
-  if (io->tty) {
-    /* A terminal has no half-close: send the EOF character instead. */
-    char eof = 4;
-    if (write(io->in.fd, &eof, 1) < 0)
-      shim_log("send EOF to tty: %s", strerror(errno));
-  }
-  watch_close(&io->in);
-}
-
-int proc_io_resize(struct proc_io *io, unsigned width, unsigned height, struct shim_err *err)
-{
-  struct winsize ws = { .ws_row = (unsigned short) height, .ws_col = (unsigned short) width };
-  if (!io->tty || io->out.fd < 0)
-    return shim_fail(err, SHIM_FAILED_PRECONDITION, "resize: the process has no terminal");
-  if (ioctl(io->out.fd, TIOCSWINSZ, &ws) < 0)
-    return shim_fail_errno(err, errno, "resize terminal");
-  return 0;
-}
-
 /* ---- create / start ------------------------------------------------------------ */
+
+/* The container's output goes into its log and to the clients attached to it. */
+static void container_output(void *owner, int stream, const char *data, size_t len)
+{
+  struct container *c = owner;
+  cri_log_write(c->log, stream, data, len);
+  attach_broadcast(c, stream, data, len);
+}
+
+static void container_output_end(void *owner, int stream)
+{
+  struct container *c = owner;
+  cri_log_flush(c->log, stream);
+}
+
+static const struct proc_io_ops container_io_ops = { .output = container_output, .end = container_output_end };
 
 static void container_free(void *p)
 {
@@ -295,16 +68,17 @@ static void container_free(void *p)
   free(c->id);
   free(c->bundle);
   free(c->log_path);
-  json_decref(c->spec);
+  seccomp_free(c->seccomp);
+  json_decref(c->spec_doc);
   cri_log_close(c->log);
   if (c->cg)
     cgroup_free(c->cg);
   free(c);
 }
 
-static int resolve_rootfs(const char *bundle, json_t *spec, char *out, size_t len, struct shim_err *err)
+static int resolve_rootfs(const char *bundle, const struct spec *spec, char *out, size_t len, struct shim_err *err)
 {
-  const char *root = json_string_value(json_object_get(json_object_get(spec, "root"), "path"));
+  const char *root = spec->root_path;
   struct stat st;
   if (root[0] == '/')
     snprintf(out, len, "%s", root);
@@ -315,18 +89,6 @@ static int resolve_rootfs(const char *bundle, json_t *spec, char *out, size_t le
   if (!S_ISDIR(st.st_mode))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "root.path %s: not a directory", out);
   return 0;
-}
-
-static bool has_new_pidns(json_t *spec)
-{
-  json_t *nss = json_object_get(json_object_get(spec, "linux"), "namespaces"), *ns;
-  size_t i;
-  json_array_foreach (nss, i, ns) {
-    const char *t = json_string_value(json_object_get(ns, "type"));
-    if (t && strcmp(t, "pid") == 0 && !json_object_get(ns, "path"))
-      return true;
-  }
-  return false;
 }
 
 /* The container's process was killed by its cgroup's OOM killer before its command ran
@@ -344,22 +106,50 @@ static int oom_failure(struct container *c, const char *step, struct shim_err *e
                    step, c->id, what);
 }
 
+/* A record with nothing made yet: no process, no cgroup, no stdio. */
+static struct container *container_new(void)
+{
+  struct container *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->sync_fd = -1;
+  proc_io_init(&c->io, &container_io_ops, c);
+  return c;
+}
+
+/* A create that did not finish: take back what it made, the process first. */
+static void cleanup_half_made(struct container **cp)
+{
+  struct container *c = *cp;
+  struct shim_err ignored;
+  if (!c)
+    return;
+  kill_and_reap(c->pid);
+  if (c->sync_fd >= 0)
+    close(c->sync_fd);
+  proc_io_close(&c->io);
+  if (c->cg)
+    cgroup_destroy(c->cg, &ignored);
+  container_free(c);
+}
+
 int container_create(json_t *params, json_t **result, struct shim_err *err)
 {
   const char *id, *bundle, *log_path;
   bool want_stdin, stdin_once;
   char rootfs[PATH_MAX], bundle_abs[PATH_MAX];
-  struct container *c = NULL;
-  json_t *spec = NULL, *linux_obj, *process;
+  __attribute__((cleanup(cleanup_half_made))) struct container *c = NULL;
+  cleanup_spec struct spec *spec = NULL;
   const char *cg_path;
   char default_cg[256];
-  int stdio[3] = { -1, -1, -1 }, master = -1;
+  cleanup_child_ends int stdio[3] = { -1, -1, -1 };
+  int master = -1;
   long oom_kills;
 
-  if (spec_get_string(params, "id", "params", &id, err) < 0 || spec_get_string(params, "bundle", "params", &bundle, err) < 0
-      || spec_get_string(params, "logPath", "params", &log_path, err) < 0
-      || spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0
-      || spec_get_bool(params, "stdinOnce", "params", &stdin_once, err) < 0)
+  if (field_string(params, "id", "params", &id, err) < 0 || field_string(params, "bundle", "params", &bundle, err) < 0
+      || field_string(params, "logPath", "params", &log_path, err) < 0
+      || field_bool(params, "stdin", "params", &want_stdin, err) < 0
+      || field_bool(params, "stdinOnce", "params", &stdin_once, err) < 0)
     return -1;
   if (!id || !valid_id(id))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.id: \"%s\" is not a valid container id", id ? id : "");
@@ -369,47 +159,35 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     return shim_fail(err, SHIM_ALREADY_EXISTS, "container \"%s\" already exists", id);
   if (!realpath(bundle, bundle_abs))
     return shim_fail_errno(err, errno, "params.bundle %s", bundle);
-  if (spec_load(bundle_abs, &spec, err) < 0)
+  if (spec_load(bundle_abs, &spec, err) < 0 || resolve_rootfs(bundle_abs, spec, rootfs, sizeof(rootfs), err) < 0)
     return -1;
-  if (resolve_rootfs(bundle_abs, spec, rootfs, sizeof(rootfs), err) < 0)
-    goto fail;
-  linux_obj = json_object_get(spec, "linux");
-  process = json_object_get(spec, "process");
-  if (!process) {
-    shim_fail(err, SHIM_INVALID_ARGUMENT, "process: required to create a container");
-    goto fail;
-  }
-  c = calloc(1, sizeof(*c));
-  if (!c || !(c->id = strdup(id)) || !(c->bundle = strdup(bundle_abs))) {
-    shim_fail_errno(err, ENOMEM, "create %s", id);
-    goto fail;
-  }
-  c->sync_fd = -1;
-  c->spec = spec;
+  c = container_new();
+  if (!c || !(c->id = strdup(id)) || !(c->bundle = strdup(bundle_abs)))
+    return shim_fail_errno(err, ENOMEM, "create %s", id);
+  /* An exec needs the seccomp filter: the container keeps it (and the JSON it points into). */
+  c->spec_doc = json_incref(spec->doc);
+  c->seccomp = spec->seccomp;
+  spec->seccomp = NULL;
   c->stdin_once = stdin_once;
-  c->own_pidns = has_new_pidns(spec);
-  proc_io_init(&c->io, c, NULL);
-  cg_path = json_string_value(json_object_get(linux_obj, "cgroupsPath"));
+  c->own_pidns = ns_clone_flags(&spec->ns) & CLONE_NEWPID;
+  cg_path = spec->cgroups_path;
   if (!cg_path || !*cg_path) {
     snprintf(default_cg, sizeof(default_cg), "/skiff/%s", id);
     cg_path = default_cg;
   }
-  if (cgroup_create(cg_path, json_object_get(linux_obj, "resources"), &c->cg, err) < 0) {
-    c->cg = NULL;
-    goto fail;
-  }
+  if (cgroup_create(cg_path, &spec->resources, &c->cg, err) < 0)
+    return -1;
   oom_kills = cgroup_oom_kills(c->cg);
   shim_failpoint("create.cgroup");
-  if (log_path && *log_path) {
-    if (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path)))
-      goto fail_cg;
-  }
-  if (proc_io_pipes(&c->io, json_is_true(json_object_get(process, "terminal")), want_stdin, stdio, err) < 0)
-    goto fail_cg;
+  if (log_path && *log_path && (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path))))
+    return -1;
+  if (proc_io_pipes(&c->io, spec->process.terminal, want_stdin, stdio, err) < 0)
+    return -1;
   {
     struct spawn_req req = {
       .spec = spec,
-      .process = process,
+      .process = &spec->process,
+      .seccomp = c->seccomp,
       .rootfs = rootfs,
       .cg = c->cg,
       .stdio = { stdio[0], stdio[1], stdio[2] },
@@ -418,20 +196,13 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     if (spawn_process(&req, &c->pid, &c->sync_fd, &master, err) < 0) {
       if (cgroup_oom_kills(c->cg) > oom_kills)
         oom_failure(c, "create", err);
-      proc_io_close_child_ends(stdio);
-      proc_io_close(&c->io);
-      goto fail_cg;
+      return -1;
     }
   }
   shim_failpoint("create.spawned");
   proc_io_close_child_ends(stdio);
-  if (proc_io_start(&c->io, master, want_stdin, err) < 0) {
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-    close(c->sync_fd);
-    proc_io_close(&c->io);
-    goto fail_cg;
-  }
+  if (proc_io_start(&c->io, master, want_stdin, err) < 0)
+    return -1;
   c->status = CTR_CREATED;
   c->created_ns = now_ns();
   c->oom_kills_at_start = cgroup_oom_kills(c->cg);
@@ -440,20 +211,8 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   shim_failpoint("create.ready");
   *result = json_pack("{s:i}", "pid", (int) c->pid);
   shim_log("created container %s pid %d", c->id, (int) c->pid);
+  c = NULL; /* made: g_containers holds it */
   return 0;
-
-fail_cg:
-  {
-    struct shim_err ignored;
-    cgroup_destroy(c->cg, &ignored);
-  }
-fail:
-  if (c) {
-    c->spec = NULL;
-    container_free(c);
-  }
-  json_decref(spec);
-  return -1;
 }
 
 int container_start(struct container *c, json_t **result, struct shim_err *err)
@@ -487,38 +246,23 @@ int container_start(struct container *c, json_t **result, struct shim_err *err)
 
 /* ---- exit ------------------------------------------------------------------------ */
 
-void exit_from_status(struct exit_info *e, pid_t pid, int status)
-{
-  e->pid = pid;
-  e->exited_ns = now_ns();
-  if (WIFSIGNALED(status)) {
-    e->signal = WTERMSIG(status);
-    e->exit_code = 128 + e->signal;
-  } else {
-    e->signal = 0;
-    e->exit_code = WEXITSTATUS(status);
-  }
-}
-
 static void write_exit_file(struct container *c)
 {
   struct shim_err err;
   char path[PATH_MAX];
-  json_t *j = exit_json(c->id, &c->exit);
-  char *text = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
+  cleanup_json json_t *j = exit_json(c->id, &c->exit);
+  cleanup_free char *text = json_dumps(j, JSON_COMPACT);
   if (!text)
     return;
   snprintf(path, sizeof(path), "%s/%s.json", g_shim.exits_dir, c->id);
   if (write_file_atomic(path, text, strlen(text), &err) < 0)
     shim_log("exit file for %s: %s", c->id, err.msg);
-  free(text);
 }
 
 static void container_exited(struct container *c, int status)
 {
   struct waiter *w;
-  json_t *ej;
+  cleanup_json json_t *ej = NULL;
 
   exit_from_status(&c->exit, c->pid, status);
   c->exit.oom_killed = c->cg && cgroup_oom_kills(c->cg) > c->oom_kills_at_start;
@@ -543,7 +287,6 @@ static void container_exited(struct container *c, int status)
     json_decref(w->req_id);
     free(w);
   }
-  json_decref(ej);
   attach_container_exited(c);
   shim_log("container %s exited: code %d signal %d%s", c->id, c->exit.exit_code, c->exit.signal,
            c->exit.oom_killed ? " (OOMKilled)" : "");
@@ -577,29 +320,15 @@ void containers_forget_conn(struct conn *conn)
   }
 }
 
-void reap_children(void)
+bool container_reaped(pid_t pid, int status)
 {
-  for (;;) {
-    int status;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    bool found = false;
-    if (pid <= 0)
-      return;
-    for (struct container *c = g_containers; c && !found; c = c->next) {
-      if (c->pid == pid && c->status != CTR_STOPPED) {
-        container_exited(c, status);
-        found = true;
-      }
+  for (struct container *c = g_containers; c; c = c->next) {
+    if (c->pid == pid && c->status != CTR_STOPPED) {
+      container_exited(c, status);
+      return true;
     }
-    for (struct exec_proc *e = g_execs; e && !found; e = e->next) {
-      if (e->pid == pid && !e->exited) {
-        exec_exited(e, status);
-        found = true;
-      }
-    }
-    if (!found)
-      pod_reaped(pid, status);
   }
+  return false;
 }
 
 /* ---- kill / delete ----------------------------------------------------------------- */
@@ -669,11 +398,12 @@ void containers_shutdown(void)
 
 int container_update(struct container *c, json_t *resources, struct shim_err *err)
 {
-  if (cgroup_validate_resources(resources, err) < 0)
+  cleanup_resources struct resources r = { 0 };
+  if (resources_parse(resources, &r, err) < 0)
     return -1;
   if (!c->cg)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" has no cgroup", c->id);
-  return cgroup_update(c->cg, resources, err);
+  return cgroup_update(c->cg, &r, err);
 }
 
 int container_stats(struct container *c, json_t **out, struct shim_err *err)
@@ -688,17 +418,4 @@ int container_reopen_log(struct container *c, struct shim_err *err)
   if (!c->log)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" has no log file", c->id);
   return cri_log_reopen(c->log, err);
-}
-
-/* ---- output routing ---------------------------------------------------------------- */
-
-static void deliver_output(struct watch *w, const char *data, size_t len)
-{
-  struct proc_io *io = proc_io_of(w);
-  if (io->ctr) {
-    cri_log_write(io->ctr->log, w->stream, data, len);
-    attach_broadcast(io->ctr, w->stream, data, len);
-  } else if (io->exec) {
-    exec_output(io->exec, w->stream, data, len);
-  }
 }

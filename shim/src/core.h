@@ -30,7 +30,7 @@ enum frame_type {
   FRAME_EXIT = 5,
 };
 
-/* ---- event loop (main.c) ------------------------------------------------- */
+/* ---- event loop (loop.c; main.c runs it) ----------------------------------- */
 
 /* What an epoll registration points at. */
 enum watch_kind {
@@ -74,10 +74,10 @@ struct shim_state {
 };
 extern struct shim_state g_shim;
 
-/* Kill every container and the pod, remove the socket and pid file. */
+/* Kill every container and the pod, remove the socket and pid file (proto.c). */
 void shim_shutdown(void);
 
-/* ---- growable byte buffer -------------------------------------------------- */
+/* ---- growable byte buffer (buf.c) ------------------------------------------ */
 
 struct buf {
   char *data;
@@ -88,9 +88,19 @@ void buf_consume(struct buf *b, size_t n);
 size_t buf_pending(const struct buf *b);
 void buf_free(struct buf *b);
 
-/* ---- client connections (proto.c) ------------------------------------------ */
+/* ---- client connections (conn.c) and their requests (proto.c) --------------- */
 
 struct stream_sess;
+struct conn;
+
+/* What serves a connection: each request line it reads, and its end (so that
+ * nothing waits to answer it any more). */
+struct conn_handler {
+  void (*line)(struct conn *c, const char *line, size_t len);
+  void (*closed)(struct conn *c);
+};
+/* The shim protocol's requests (proto.c). */
+extern const struct conn_handler proto_conn_handler;
 
 /* Output queued behind a connection's out buffer: buffers handed over whole
  * (conn_give), and what was queued after them. */
@@ -108,11 +118,12 @@ struct conn {
   bool closing;         /* close once output is flushed */
   bool write_shut;      /* output done and shut (SHUT_WR): input is discarded until the client closes */
   bool paused;          /* not reading: its target stdin is full */
+  const struct conn_handler *handler;
   struct stream_sess *sess;
   struct conn *next;
 };
 
-void conn_accept(int listen_fd);
+void conn_accept(int listen_fd, const struct conn_handler *handler);
 void conn_event(struct conn *c, uint32_t events);
 void conn_close(struct conn *c);
 /* Queue output; returns -1 when it could not (no memory: the conn is closed). */
@@ -120,6 +131,8 @@ int conn_send_json(struct conn *c, json_t *msg);
 int conn_send_result(struct conn *c, json_t *id, json_t *result);
 void conn_send_error(struct conn *c, json_t *id, const struct shim_err *err);
 void conn_send_frame(struct conn *c, enum frame_type type, const void *data, size_t len);
+/* A frame whose data is msg as JSON text (an exit frame). */
+void conn_send_json_frame(struct conn *c, enum frame_type type, json_t *msg);
 /* Queue a whole buffer without copying it: the connection takes it over (*b is
  * left empty) and frees it once sent. */
 void conn_give(struct conn *c, struct buf *b);
@@ -143,9 +156,18 @@ struct exit_info {
   int64_t exited_ns;
   bool oom_killed;
 };
+/* exit.c */
+json_t *exit_json(const char *id, const struct exit_info *e);
+void exit_from_status(struct exit_info *e, pid_t pid, int status);
 
-/* The stdio of one process, owned by the shim: pipes or a pty master. Its
- * watches point back at it (watch.obj); it belongs to a container or an exec. */
+/* The stdio of one process, owned by the shim: pipes or a pty master (proc_io.c).
+ * Its watches point back at it (watch.obj); what it reads goes to its owner, a
+ * container or an exec, through ops. */
+struct proc_io_ops {
+  void (*output)(void *owner, int stream, const char *data, size_t len);
+  void (*end)(void *owner, int stream); /* the stream ended (EOF); may be NULL */
+};
+
 struct proc_io {
   struct watch out, err;  /* W_OUTPUT watches (err.fd -1 with a tty) */
   struct watch in;        /* W_STDIN: write end of stdin, or a dup of the pty master */
@@ -153,20 +175,30 @@ struct proc_io {
   bool tty;
   bool in_close_pending;  /* close stdin once in_buf is drained */
   struct conn *paused_conn; /* stopped reading because in_buf is full */
-  struct container *ctr;
-  struct exec_proc *exec;
+  const struct proc_io_ops *ops;
+  void *owner;
 };
 
 #define proc_io_of(w) ((struct proc_io *) (w)->obj)
-void proc_io_init(struct proc_io *io, struct container *ctr, struct exec_proc *exec);
+void proc_io_init(struct proc_io *io, const struct proc_io_ops *ops, void *owner);
 /* Pipes for a new process; stdio[] gets the child's ends (-1 for none). */
 int proc_io_pipes(struct proc_io *io, bool tty, bool want_stdin, int stdio[3], struct shim_err *err);
 void proc_io_close_child_ends(int stdio[3]);
+void cleanup_child_endsp(int (*stdio)[3]);
+#define cleanup_child_ends __attribute__((cleanup(cleanup_child_endsp)))
 /* Register the outputs with the loop; master: the pty master or -1. */
 int proc_io_start(struct proc_io *io, int master, bool want_stdin, struct shim_err *err);
 /* Read everything already written (after the process exited). */
 void proc_io_drain(struct proc_io *io);
 void proc_io_close(struct proc_io *io);
+/* Output ready on a process's stdout/stderr/pty. */
+void proc_output_event(struct watch *w, uint32_t events);
+void proc_stdin_event(struct watch *w, uint32_t events);
+/* Queue stdin bytes for a process; returns false if its buffer is over the
+ * high water mark (the caller pauses its source). */
+bool proc_io_write_stdin(struct proc_io *io, const void *data, size_t len);
+void proc_io_close_stdin(struct proc_io *io);
+int proc_io_resize(struct proc_io *io, unsigned width, unsigned height, struct shim_err *err);
 
 struct waiter {
   struct conn *conn;
@@ -177,7 +209,10 @@ struct waiter {
 struct container {
   char *id;
   char *bundle;
-  json_t *spec;
+  /* What an exec needs of its spec: linux.seccomp, whose strings point into config.json
+   * (the rest of the parsed spec goes once the container is made). */
+  json_t *spec_doc;
+  struct seccomp_filter *seccomp; /* NULL: none */
   pid_t pid;
   enum ctr_status status;
   int sync_fd;            /* to the init while created; -1 after start */
@@ -195,11 +230,21 @@ struct container {
 };
 
 /* A stream session: a connection in frame mode attached to a container's
- * stdio, or driving one exec'd process. */
+ * stdio, driving one exec'd process, or relaying a port forward. The connection
+ * hands it the frames it reads, through its ops. */
 struct exec_proc;
 struct forward;
 
+struct stream_ops {
+  void (*input)(struct stream_sess *s, enum frame_type type, const char *data, size_t len);
+  /* The connection's output went below the high-water mark; may be NULL. */
+  void (*drained)(struct stream_sess *s);
+  /* The connection is closing: let go of it and free s. */
+  void (*detach)(struct stream_sess *s);
+};
+
 struct stream_sess {
+  const struct stream_ops *ops;
   struct conn *conn;
   struct container *ctr;   /* attach */
   struct exec_proc *exec;  /* streaming exec */
@@ -235,23 +280,15 @@ int container_start(struct container *c, json_t **result, struct shim_err *err);
 int container_kill(struct container *c, int sig, bool all, struct shim_err *err);
 int container_delete(struct container *c, bool force, struct shim_err *err);
 json_t *container_state_json(struct container *c);
-json_t *exit_json(const char *id, const struct exit_info *e);
-void exit_from_status(struct exit_info *e, pid_t pid, int status);
 void container_add_waiter(struct container *c, struct conn *conn, json_t *req_id);
 void containers_forget_conn(struct conn *conn);
-/* SIGCHLD: reap everything, dispatch exits. */
-void reap_children(void);
-/* Output ready on a process's stdout/stderr/pty. */
-void proc_output_event(struct watch *w, uint32_t events);
-void proc_stdin_event(struct watch *w, uint32_t events);
-/* Queue stdin bytes for a process; returns false if its buffer is over the
- * high water mark (the caller pauses its source). */
-bool proc_io_write_stdin(struct proc_io *io, const void *data, size_t len);
-void proc_io_close_stdin(struct proc_io *io);
-int proc_io_resize(struct proc_io *io, unsigned width, unsigned height, struct shim_err *err);
+/* A reaped child: true when it was a container's init (now stopped). */
+bool container_reaped(pid_t pid, int status);
 void containers_shutdown(void);
 
 int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
+/* A reaped child: true when it was an exec'd process (now answered for). */
+bool exec_reaped(pid_t pid, int status);
 void exec_exited(struct exec_proc *e, int status);
 void exec_output(struct exec_proc *e, int stream, const char *data, size_t len);
 /* The container is going away: end its exec'd processes. */
@@ -259,12 +296,14 @@ void exec_container_deleted(struct container *c);
 void exec_timer_event(struct exec_proc *e);
 void exec_forget_conn(struct conn *conn);
 
-/* attach (io.c) */
+/* attach, and the client side of a streaming exec (io.c) */
 int attach_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
-void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *data, size_t len);
-void sess_detach(struct stream_sess *s);
-/* The connection's output went below the high-water mark. */
-void sess_output_drained(struct stream_sess *s);
+/* A container's output, to the clients attached to it. */
+void attach_broadcast(struct container *c, int stream, const char *data, size_t len);
+/* The container exited or is deleted: an exit frame, then each attach ends. */
+void attach_container_exited(struct container *c);
+/* Frames to a process's stdio: an attach's or a streaming exec's session. */
+extern const struct stream_ops stdio_stream_ops;
 
 /* ---- port forwarding (forward.c) ----------------------------------------- */
 
@@ -272,17 +311,13 @@ void sess_output_drained(struct stream_sess *s);
  * connected (returns 1), or fails at once (-1). */
 int forward_start(json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
 void forward_event(struct forward *f, uint32_t events);
-void forward_input(struct forward *f, enum frame_type type, const char *data, size_t len);
-void forward_drained(struct forward *f);
-void forward_close(struct forward *f);
-void attach_broadcast(struct container *c, int stream, const char *data, size_t len);
-void attach_container_exited(struct container *c);
 
 /* ---- spawning processes (spawn.c) ---------------------------------------- */
 
 struct spawn_req {
-  json_t *spec;           /* full spec (create) */
-  json_t *process;        /* the process to run (spec.process, or exec's) */
+  const struct spec *spec;            /* create: the container's spec; exec: NULL */
+  const struct spec_process *process; /* the process to run (spec.process, or exec's) */
+  const struct seccomp_filter *seccomp; /* the container's, for an exec'd process too */
   const char *rootfs;     /* create: absolute rootfs; exec: NULL */
   struct cgroup *cg;
   pid_t join_pid;         /* exec: join this pid's namespaces */
@@ -312,6 +347,7 @@ void pod_shutdown(void);
 int pod_update(json_t *params, struct shim_err *err);
 
 /* ---- stats/update (container.c) ----------------------------------------- */
+/* New limits (linux.resources JSON, checked first) for the container's cgroup. */
 int container_update(struct container *c, json_t *resources, struct shim_err *err);
 int container_stats(struct container *c, json_t **out, struct shim_err *err);
 int container_reopen_log(struct container *c, struct shim_err *err);

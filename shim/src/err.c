@@ -114,16 +114,3 @@ void cleanup_jsonp(json_t **j)
   if (*j)
     json_decref(*j);
 }
-
-void shim_log(const char *fmt, ...)
-{
-  char ts[64];
-  va_list ap;
-  format_rfc3339nano(now_ns(), ts, sizeof(ts));
-  fprintf(stderr, "%s [%d] ", ts, (int) getpid());
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  fflush(stderr);
-}

@@ -40,6 +40,13 @@ static char *base64(const char *data, size_t len)
   return out;
 }
 
+static void exec_io_output(void *owner, int stream, const char *data, size_t len)
+{
+  exec_output(owner, stream, data, len);
+}
+
+static const struct proc_io_ops exec_io_ops = { .output = exec_io_output };
+
 static void exec_free(void *p)
 {
   struct exec_proc *e = p;
@@ -65,26 +72,42 @@ static void exec_unlink(struct exec_proc *e)
   defer_free(e, exec_free);
 }
 
+/* An exec that did not start: its process is killed (the loop reaps it; no exec
+ * record claims it) and its stdio closed. */
+static void cleanup_unstarted(struct exec_proc **ep)
+{
+  struct exec_proc *e = *ep;
+  if (!e)
+    return;
+  if (e->pid > 0)
+    kill(e->pid, SIGKILL);
+  proc_io_close(&e->io);
+  free(e);
+}
+
 int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err)
 {
-  json_t *process;
+  json_t *process_json;
+  cleanup_spec_process struct spec_process process = { 0 };
   bool sync, want_stdin, tty, raw_output;
   bool has_timeout;
   int64_t timeout_ms;
-  int stdio[3], master = -1, sync_fd = -1;
-  struct exec_proc *e;
+  cleanup_child_ends int stdio[3] = { -1, -1, -1 };
+  cleanup_close int master = -1;
+  cleanup_close int sync_fd = -1;
+  __attribute__((cleanup(cleanup_unstarted))) struct exec_proc *e = NULL;
 
   if (c->status != CTR_RUNNING)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
-  if (spec_get_object(params, "process", "params", &process, err) < 0
-      || spec_validate_process(process, "params.process", err) < 0 || spec_get_bool(params, "sync", "params", &sync, err) < 0
-      || spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0
-      || spec_get_bool(params, "rawOutput", "params", &raw_output, err) < 0
-      || spec_get_int64(params, "timeoutMs", "params", &has_timeout, &timeout_ms, err) < 0)
+  if (field_object(params, "process", "params", &process_json, err) < 0
+      || spec_parse_process(process_json, "params.process", &process, err) < 0 || field_bool(params, "sync", "params", &sync, err) < 0
+      || field_bool(params, "stdin", "params", &want_stdin, err) < 0
+      || field_bool(params, "rawOutput", "params", &raw_output, err) < 0
+      || field_int64(params, "timeoutMs", "params", &has_timeout, &timeout_ms, err) < 0)
     return -1;
   if (has_timeout && timeout_ms < 0)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.timeoutMs: must not be negative");
-  tty = json_is_true(json_object_get(process, "terminal"));
+  tty = process.terminal;
   if (sync && (tty || want_stdin))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params: a sync exec has no terminal and no stdin");
   e = calloc(1, sizeof(*e));
@@ -95,15 +118,13 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
   e->sync = sync;
   e->raw_output = raw_output;
   e->timer = (struct watch) { .kind = W_TIMER, .fd = -1, .obj = e };
-  proc_io_init(&e->io, NULL, e);
-  if (proc_io_pipes(&e->io, tty, want_stdin, stdio, err) < 0) {
-    free(e);
+  proc_io_init(&e->io, &exec_io_ops, e);
+  if (proc_io_pipes(&e->io, tty, want_stdin, stdio, err) < 0)
     return -1;
-  }
   {
     struct spawn_req req = {
-      .spec = c->spec,
-      .process = process,
+      .seccomp = c->seccomp,
+      .process = &process,
       .cg = c->cg,
       .join_pid = c->pid,
       .stdio = { stdio[0], stdio[1], stdio[2] },
@@ -111,19 +132,13 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
     int r = spawn_process(&req, &e->pid, &sync_fd, &master, err);
     shim_failpoint("exec.spawned");
     proc_io_close_child_ends(stdio);
-    if (r == 0) {
-      r = spawn_release(sync_fd, err);
-      close(sync_fd);
-    }
     if (r == 0)
+      r = spawn_release(sync_fd, err);
+    if (r == 0) {
       r = proc_io_start(&e->io, master, want_stdin, err);
-    else if (master >= 0)
-      close(master);
+      master = -1; /* the io holds it */
+    }
     if (r < 0) {
-      if (e->pid > 0)
-        kill(e->pid, SIGKILL); /* reaped by the loop; no exec record claims it */
-      proc_io_close(&e->io);
-      free(e);
       shim_err_prefix(err, "exec in container \"%s\"", c->id);
       return -1;
     }
@@ -145,6 +160,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
     json_t *res = json_pack("{s:i}", "pid", (int) e->pid);
     conn_send_result(conn, req_id, res);
     if (s) {
+      s->ops = &stdio_stream_ops;
       s->conn = conn;
       s->exec = e;
       s->want_stdin = want_stdin;
@@ -153,6 +169,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
       conn->streaming = true;
     }
   }
+  e = NULL; /* started: g_execs holds it */
   return 0;
 }
 
@@ -196,12 +213,11 @@ static void exec_reply(struct exec_proc *e)
     return;
   }
   {
-    char *out = base64(e->out_acc.data, e->out_acc.len), *errb = base64(e->err_acc.data, e->err_acc.len);
+    cleanup_free char *out = base64(e->out_acc.data, e->out_acc.len);
+    cleanup_free char *errb = base64(e->err_acc.data, e->err_acc.len);
     res = json_pack("{s:i,s:i,s:b,s:s,s:s,s:b}", "exitCode", x->exit_code, "signal", x->signal, "timedOut",
                     e->timed_out, "stdout", out ? out : "", "stderr", errb ? errb : "", "truncated", e->truncated);
     conn_send_result(c, e->req_id, res);
-    free(out);
-    free(errb);
   }
 }
 
@@ -214,17 +230,24 @@ void exec_exited(struct exec_proc *e, int status)
   if (e->conn && e->sync) {
     exec_reply(e);
   } else if (e->conn) {
-    json_t *ej = exit_json(e->ctr_id, x);
-    char *text = json_dumps(ej, JSON_COMPACT);
-    if (text)
-      conn_send_frame(e->conn, FRAME_EXIT, text, strlen(text));
-    free(text);
-    json_decref(ej);
+    cleanup_json json_t *ej = exit_json(e->ctr_id, x);
+    conn_send_json_frame(e->conn, FRAME_EXIT, ej);
     if (e->conn->sess)
       e->conn->sess->exec = NULL;
     conn_finish(e->conn);
   }
   exec_unlink(e);
+}
+
+bool exec_reaped(pid_t pid, int status)
+{
+  for (struct exec_proc *e = g_execs; e; e = e->next) {
+    if (e->pid == pid && !e->exited) {
+      exec_exited(e, status);
+      return true;
+    }
+  }
+  return false;
 }
 
 void exec_timer_event(struct exec_proc *e)
@@ -236,25 +259,27 @@ void exec_timer_event(struct exec_proc *e)
   kill(e->pid, SIGKILL);
 }
 
+static void end_exec(struct exec_proc *e)
+{
+  if (!e->exited)
+    kill(e->pid, SIGKILL);
+}
+
 void exec_forget_conn(struct conn *conn)
 {
-  for (struct exec_proc *e = g_execs; e; e = e->next) {
-    if (e->conn != conn)
-      continue;
-    e->conn = NULL;
-    /* Nobody reads its result any more: a client that went away ends it. */
-    if (!e->exited)
-      kill(e->pid, SIGKILL);
-  }
+  /* Nobody reads their results any more: a client that went away ends them. */
+  for (struct exec_proc *e = g_execs; e; e = e->next)
+    if (e->conn == conn) {
+      e->conn = NULL;
+      end_exec(e);
+    }
 }
 
 void exec_container_deleted(struct container *c)
 {
-  for (struct exec_proc *e = g_execs; e; e = e->next) {
-    if (e->ctr != c)
-      continue;
-    e->ctr = NULL;
-    if (!e->exited)
-      kill(e->pid, SIGKILL);
-  }
+  for (struct exec_proc *e = g_execs; e; e = e->next)
+    if (e->ctr == c) {
+      e->ctr = NULL;
+      end_exec(e);
+    }
 }

@@ -71,7 +71,7 @@ static int probe_idmap(int userns_fd, struct shim_err *err)
  * binds the host's /sys recursively read-only. Returns 0 or an errno. */
 static int child_sysfs(void)
 {
-  int fd;
+  cleanup_close int fd = -1;
   if (unshare(CLONE_NEWNS) < 0)
     return errno;
   {
@@ -84,12 +84,8 @@ static int child_sysfs(void)
     return errno;
   if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE,
               &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC },
-              sizeof(struct mount_attr)) < 0) {
-    int e = errno;
-    close(fd);
-    return e;
-  }
-  close(fd);
+              sizeof(struct mount_attr)) < 0)
+    return errno;
   return 0;
 }
 
@@ -117,67 +113,64 @@ static int child_report(int fd, int *r)
   return read_all(fd, r, sizeof(*r)) == (ssize_t) sizeof(*r) ? 0 : -1;
 }
 
-static void probe_userns(struct userns_probe *p)
+/* The probes that need a child in a user namespace of its own. */
+static void probe_in_child(struct userns_probe *p)
 {
-  int report[2], cmd[2], r = 0;
-  char path[64], go = 'S';
+  cleanup_close int report_rd = -1, report_wr = -1, cmd_rd = -1, cmd_wr = -1;
   cleanup_close int userns_fd = -1;
-  json_t *map = NULL;
-  pid_t pid;
+  struct spec_idmap map = { .container_id = 0, .host_id = PROBE_HOST_ID, .size = PROBE_IDS };
+  struct spec_ns ns = { .uid_maps = &map, .n_uid_maps = 1, .gid_maps = &map, .n_gid_maps = 1 };
+  cleanup_reap pid_t pid = -1;
+  int fds[2], r = 0;
+  char path[64], go = 'S';
 
-  p->userns_ok = p->idmap_ok = p->host_network_ok = -1;
-  if (pipe2(report, O_CLOEXEC) < 0) {
+  if (pipe2(fds, O_CLOEXEC) < 0) {
     shim_fail_errno(&p->userns, errno, "pipe");
     return;
   }
-  if (pipe2(cmd, O_CLOEXEC) < 0) {
+  report_rd = fds[0], report_wr = fds[1];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
     shim_fail_errno(&p->userns, errno, "pipe");
-    close(report[0]), close(report[1]);
     return;
   }
+  cmd_rd = fds[0], cmd_wr = fds[1];
   pid = fork();
   if (pid == 0) {
-    close(report[0]), close(cmd[1]);
-    child_main(report[1], cmd[0]);
+    close(report_rd), close(cmd_wr);
+    child_main(report_wr, cmd_rd);
   }
-  close(report[1]), close(cmd[0]);
+  close(report_wr), close(cmd_rd);
+  report_wr = cmd_rd = -1;
   if (pid < 0) {
     shim_fail_errno(&p->userns, errno, "fork");
-    goto out;
+    return;
   }
-  if (child_report(report[0], &r) < 0 || r) {
+  if (child_report(report_rd, &r) < 0 || r) {
     shim_fail_errno(&p->userns, r ? r : EPIPE, "unshare(CLONE_NEWUSER)");
-    goto out;
+    return;
   }
-  map = json_pack("[{s:i,s:i,s:i}]", "containerID", 0, "hostID", PROBE_HOST_ID, "size", PROBE_IDS);
-  if (!map) {
-    shim_fail(&p->userns, SHIM_INTERNAL, "out of memory");
-    goto out;
-  }
-  if (ns_write_id_mappings(pid, map, map, &p->userns) < 0)
-    goto out;
+  if (ns_write_id_mappings(pid, &ns, &p->userns) < 0)
+    return;
   snprintf(path, sizeof(path), "/proc/%d/ns/user", (int) pid);
   userns_fd = open(path, O_RDONLY | O_CLOEXEC);
   if (userns_fd < 0) {
     shim_fail_errno(&p->userns, errno, "open %s", path);
-    goto out;
+    return;
   }
   p->userns_ok = 0;
   p->idmap_ok = probe_idmap(userns_fd, &p->idmap);
-  if (write_all(cmd[1], &go, 1) != 1 || child_report(report[0], &r) < 0)
+  if (write_all(cmd_wr, &go, 1) != 1 || child_report(report_rd, &r) < 0)
     shim_fail_errno(&p->host_network, EPIPE, "the probe's child");
   else if (r)
     shim_fail_errno(&p->host_network, r, "/sys in a user namespace with the host's network namespace");
   else
     p->host_network_ok = 0;
-out:
-  json_decref(map);
-  close(report[0]), close(cmd[1]);
-  if (pid > 0) {
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-      ;
-  }
+}
+
+static void probe_userns(struct userns_probe *p)
+{
+  p->userns_ok = p->idmap_ok = p->host_network_ok = -1;
+  probe_in_child(p);
   if (p->userns_ok < 0) {
     shim_fail(&p->idmap, SHIM_FAILED_PRECONDITION, "no user namespace to map to: %s", p->userns.msg);
     shim_fail(&p->host_network, SHIM_FAILED_PRECONDITION, "no user namespace: %s", p->userns.msg);
@@ -195,7 +188,7 @@ int features_print(void)
   struct userns_probe u = { 0 };
   int rro = probe_rro(&rro_err);
   cleanup_json json_t *out = NULL;
-  char *text;
+  cleanup_free char *text = NULL;
 
   /* A child that died must not take us with it when we write to its pipe. */
   signal(SIGPIPE, SIG_IGN);
@@ -209,6 +202,5 @@ int features_print(void)
     return 1;
   }
   printf("%s\n", text);
-  free(text);
   return 0;
 }

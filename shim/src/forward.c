@@ -46,11 +46,12 @@ static void forward_free(void *p)
   free(f);
 }
 
+static const struct stream_ops forward_stream_ops;
+
 /* End the session: an exit frame saying why, then the connection closes. */
 static void forward_end(struct forward *f, const char *why)
 {
-  json_t *j;
-  char *text;
+  cleanup_json json_t *j = NULL;
   if (f->done)
     return;
   f->done = true;
@@ -60,59 +61,48 @@ static void forward_end(struct forward *f, const char *why)
     f->w.fd = -1;
   }
   j = why ? json_pack("{s:s}", "error", why) : json_pack("{s:b}", "eof", 1);
-  text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  if (text)
-    conn_send_frame(f->conn, FRAME_EXIT, text, strlen(text));
-  free(text);
-  json_decref(j);
+  if (j)
+    conn_send_json_frame(f->conn, FRAME_EXIT, j);
   conn_finish(f->conn);
 }
 
 /* The pod's network namespace, or -1 when the pod has none of its own (host network). */
 static int pod_netns_fd(struct shim_err *err)
 {
-  json_t *pod = pod_json();
+  cleanup_json json_t *pod = pod_json();
   const char *path = json_string_value(json_object_get(json_object_get(pod, "namespaces"), "net"));
-  int fd = -1;
-  if (path) {
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      shim_fail_errno(err, errno, "open the pod's network namespace %s", path);
+  int fd;
+  if (!path)
+    return -1;
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    shim_fail_errno(err, errno, "open the pod's network namespace %s", path);
+    return -2;
   }
-  json_decref(pod);
-  return path ? (fd < 0 ? -2 : fd) : -1;
+  return fd;
 }
 
 /* A nonblocking TCP socket made in the pod's network namespace. */
 static int socket_in_pod(struct shim_err *err)
 {
-  int podns = pod_netns_fd(err), own = -1, s = -1, e = 0;
+  cleanup_close int podns = pod_netns_fd(err);
+  cleanup_close int own = -1;
+  int s, e;
   if (podns == -2)
     return -1;
   if (podns >= 0) {
     own = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (own < 0) {
-      e = errno;
-      close(podns);
-      return shim_fail_errno(err, e, "open the shim's network namespace");
-    }
-    if (setns(podns, CLONE_NEWNET) < 0) {
-      e = errno;
-      close(podns);
-      close(own);
-      return shim_fail_errno(err, e, "enter the pod's network namespace");
-    }
+    if (own < 0)
+      return shim_fail_errno(err, errno, "open the shim's network namespace");
+    if (setns(podns, CLONE_NEWNET) < 0)
+      return shim_fail_errno(err, errno, "enter the pod's network namespace");
   }
   s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   e = errno;
-  if (podns >= 0) {
-    /* Back home: failing that would leave the shim in the pod's namespace. */
-    if (setns(own, CLONE_NEWNET) < 0) {
-      shim_log("cannot return to the shim's network namespace: %s", strerror(errno));
-      _exit(1);
-    }
-    close(own);
-    close(podns);
+  /* Back home: failing that would leave the shim in the pod's namespace. */
+  if (podns >= 0 && setns(own, CLONE_NEWNET) < 0) {
+    shim_log("cannot return to the shim's network namespace: %s", strerror(errno));
+    _exit(1);
   }
   if (s < 0)
     return shim_fail_errno(err, e, "socket");
@@ -123,9 +113,10 @@ int forward_start(json_t *params, struct conn *conn, json_t *req_id, struct shim
 {
   json_t *pj = json_object_get(params, "port");
   struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-  struct forward *f;
-  struct stream_sess *s;
-  int fd, r;
+  cleanup_close int fd = -1;
+  cleanup_free struct forward *f = NULL;
+  cleanup_free struct stream_sess *s = NULL;
+  int r;
   if (!json_is_integer(pj) || json_integer_value(pj) < 1 || json_integer_value(pj) > 65535)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.port: an integer in 1-65535 is required");
   if (conn->sess)
@@ -137,40 +128,35 @@ int forward_start(json_t *params, struct conn *conn, json_t *req_id, struct shim
   do
     r = connect(fd, (struct sockaddr *) &a, sizeof(a));
   while (r < 0 && errno == EINTR);
-  if (r < 0 && errno != EINPROGRESS) {
-    int e = errno;
-    close(fd);
-    return shim_fail_errno(err, e, "connect to port %d in the pod's network namespace", (int) json_integer_value(pj));
-  }
+  if (r < 0 && errno != EINPROGRESS)
+    return shim_fail_errno(err, errno, "connect to port %d in the pod's network namespace", (int) json_integer_value(pj));
   f = calloc(1, sizeof(*f));
   s = calloc(1, sizeof(*s));
-  if (!f || !s) {
-    free(f);
-    free(s);
-    close(fd);
+  if (!f || !s)
     return shim_fail_errno(err, ENOMEM, "port forward");
-  }
   f->w.kind = W_FORWARD;
   f->w.fd = fd;
   f->w.obj = f;
+  f->connecting = r < 0;
+  if (loop_add(&f->w, f->connecting ? EPOLLOUT : EPOLLIN) < 0)
+    return shim_fail_errno(err, errno, "watch the forwarded socket");
   f->conn = conn;
   f->sess = s;
   f->port = (int) json_integer_value(pj);
-  f->connecting = r < 0;
   f->reading = true;
+  s->ops = &forward_stream_ops;
   s->conn = conn;
   s->fwd = f;
   conn->sess = s;
   /* No more request lines on this connection: it carries the stream's frames. */
   conn->streaming = true;
-  if (loop_add(&f->w, f->connecting ? EPOLLOUT : EPOLLIN) < 0) {
-    sess_detach(s);
-    return shim_fail_errno(err, errno, "watch the forwarded socket");
-  }
   if (f->connecting)
     f->req_id = json_incref(req_id);
   else
     conn_send_result(conn, req_id, json_object());
+  fd = -1; /* the session's now */
+  f = NULL;
+  s = NULL;
   return 1;
 }
 
@@ -254,7 +240,7 @@ void forward_event(struct forward *f, uint32_t events)
   }
 }
 
-void forward_input(struct forward *f, enum frame_type type, const char *data, size_t len)
+static void forward_input(struct forward *f, enum frame_type type, const char *data, size_t len)
 {
   if (f->done || f->connecting)
     return;
@@ -275,7 +261,7 @@ void forward_input(struct forward *f, enum frame_type type, const char *data, si
   }
 }
 
-void forward_drained(struct forward *f)
+static void forward_drained(struct forward *f)
 {
   if (f->done || f->reading)
     return;
@@ -283,7 +269,7 @@ void forward_drained(struct forward *f)
   forward_update(f);
 }
 
-void forward_close(struct forward *f)
+static void forward_close(struct forward *f)
 {
   if (f->w.fd >= 0) {
     loop_del(&f->w);
@@ -295,3 +281,26 @@ void forward_close(struct forward *f)
   f->done = true;
   defer_free(f, forward_free);
 }
+
+static void forward_stream_input(struct stream_sess *s, enum frame_type type, const char *data, size_t len)
+{
+  forward_input(s->fwd, type, data, len);
+}
+
+static void forward_stream_drained(struct stream_sess *s)
+{
+  forward_drained(s->fwd);
+}
+
+static void forward_stream_detach(struct stream_sess *s)
+{
+  forward_close(s->fwd);
+  s->conn->sess = NULL;
+  free(s);
+}
+
+static const struct stream_ops forward_stream_ops = {
+  .input = forward_stream_input,
+  .drained = forward_stream_drained,
+  .detach = forward_stream_detach,
+};

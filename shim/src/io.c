@@ -15,7 +15,7 @@ int attach_start(struct container *c, json_t *params, struct conn *conn, json_t 
 
   if (c->status == CTR_STOPPED)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
-  if (spec_get_bool(params, "stdin", "params", &want_stdin, err) < 0)
+  if (field_bool(params, "stdin", "params", &want_stdin, err) < 0)
     return -1;
   /* stdout and stderr default to true. */
   v = json_object_get(params, "stdout");
@@ -27,6 +27,7 @@ int attach_start(struct container *c, json_t *params, struct conn *conn, json_t 
   s = calloc(1, sizeof(*s));
   if (!s)
     return shim_fail_errno(err, ENOMEM, "attach");
+  s->ops = &stdio_stream_ops;
   s->conn = conn;
   s->ctr = c;
   s->want_stdin = want_stdin;
@@ -49,14 +50,9 @@ static struct proc_io *sess_io(struct stream_sess *s)
   return NULL;
 }
 
-void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *data, size_t len)
+static void stdio_input(struct stream_sess *s, enum frame_type type, const char *data, size_t len)
 {
-  struct proc_io *io;
-  if (s->fwd) {
-    forward_input(s->fwd, type, data, len);
-    return;
-  }
-  io = sess_io(s);
+  struct proc_io *io = sess_io(s);
   if (!io)
     return;
   switch (type) {
@@ -74,7 +70,7 @@ void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *
     break;
   case FRAME_RESIZE: {
     json_error_t jerr;
-    json_t *j = json_loadb(data, len, 0, &jerr);
+    cleanup_json json_t *j = json_loadb(data, len, 0, &jerr);
     struct shim_err err;
     json_t *w = json_object_get(j, "width"), *h = json_object_get(j, "height");
     if (json_is_integer(w) && json_is_integer(h) && json_integer_value(w) >= 0 && json_integer_value(w) <= 65535
@@ -82,7 +78,6 @@ void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *
       if (proc_io_resize(io, (unsigned) json_integer_value(w), (unsigned) json_integer_value(h), &err) < 0)
         shim_log("resize: %s", err.msg);
     }
-    json_decref(j);
     break;
   }
   default:
@@ -90,19 +85,9 @@ void sess_stream_input(struct stream_sess *s, enum frame_type type, const char *
   }
 }
 
-void sess_output_drained(struct stream_sess *s)
-{
-  if (s->fwd)
-    forward_drained(s->fwd);
-}
-
-void sess_detach(struct stream_sess *s)
+static void stdio_detach(struct stream_sess *s)
 {
   struct proc_io *io = sess_io(s);
-  if (s->fwd) {
-    forward_close(s->fwd);
-    s->fwd = NULL;
-  }
   if (io && io->paused_conn == s->conn)
     io->paused_conn = NULL;
   if (s->ctr) {
@@ -117,6 +102,8 @@ void sess_detach(struct stream_sess *s)
   s->conn->sess = NULL;
   free(s);
 }
+
+const struct stream_ops stdio_stream_ops = { .input = stdio_input, .detach = stdio_detach };
 
 void attach_broadcast(struct container *c, int stream, const char *data, size_t len)
 {
@@ -136,8 +123,8 @@ void attach_broadcast(struct container *c, int stream, const char *data, size_t 
 
 void attach_container_exited(struct container *c)
 {
-  json_t *ej = c->status == CTR_STOPPED ? exit_json(c->id, &c->exit) : NULL;
-  char *text = ej ? json_dumps(ej, JSON_COMPACT) : NULL;
+  cleanup_json json_t *ej = c->status == CTR_STOPPED ? exit_json(c->id, &c->exit) : NULL;
+  cleanup_free char *text = ej ? json_dumps(ej, JSON_COMPACT) : NULL;
   for (struct stream_sess *s = g_attaches, *next; s; s = next) {
     next = s->next;
     if (s->ctr != c || s->conn->closing)
@@ -146,6 +133,4 @@ void attach_container_exited(struct container *c)
       conn_send_frame(s->conn, FRAME_EXIT, text, strlen(text));
     conn_finish(s->conn);
   }
-  free(text);
-  json_decref(ej);
 }

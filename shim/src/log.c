@@ -31,21 +31,20 @@ static int open_log(const char *path, struct shim_err *err)
 
 int cri_log_open(const char *path, struct cri_log **out, struct shim_err *err)
 {
-  struct cri_log *log;
-  int fd;
+  cleanup_free struct cri_log *log = NULL;
+  cleanup_close int fd = -1;
   if (!path || path[0] != '/')
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "log path must be absolute, got \"%s\"", path ? path : "");
   fd = open_log(path, err);
   if (fd < 0)
     return -1;
   log = calloc(1, sizeof(*log));
-  if (!log || !(log->path = strdup(path))) {
-    free(log);
-    close(fd);
+  if (!log || !(log->path = strdup(path)))
     return shim_fail_errno(err, ENOMEM, "log %s", path);
-  }
   log->fd = fd;
+  fd = -1;
   *out = log;
+  log = NULL;
   return 0;
 }
 

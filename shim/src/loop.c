@@ -123,18 +123,3 @@ int loop_wait(struct epoll_event *evs, int max)
     trimmed = true;
   }
 }
-
-void shim_shutdown(void)
-{
-  char path[PATH_MAX];
-  if (g_shim.shut_down)
-    return;
-  g_shim.shut_down = true;
-  g_shim.shutting_down = true;
-  containers_shutdown();
-  pod_shutdown();
-  unlink(g_shim.socket_path);
-  snprintf(path, sizeof(path), "%s/shim.pid", g_shim.state_dir);
-  unlink(path);
-}
-

@@ -45,11 +45,12 @@ static int real_write_attr(const char *path, const char *data, struct shim_err *
 
 const struct lsm_ops lsm_real_ops = { .write_attr = real_write_attr };
 
-static int validate_label(json_t *obj, const char *key, const char *where, struct shim_err *err)
+static int parse_label(json_t *obj, const char *key, const char *where, const char **out, struct shim_err *err)
 {
   const char *s;
-  if (spec_get_string(obj, key, where, &s, err) < 0)
+  if (field_string(obj, key, where, &s, err) < 0)
     return -1;
+  *out = s;
   if (!s)
     return 0;
   if (strlen(s) > LSM_LABEL_MAX)
@@ -60,16 +61,18 @@ static int validate_label(json_t *obj, const char *key, const char *where, struc
   return 0;
 }
 
-int lsm_validate_process(json_t *process, const char *where, struct shim_err *err)
+int lsm_parse_process(json_t *process, const char *where, const char **apparmor_profile, const char **selinux_label,
+                      struct shim_err *err)
 {
-  return validate_label(process, "apparmorProfile", where, err) < 0 || validate_label(process, "selinuxLabel", where, err) < 0
+  return parse_label(process, "apparmorProfile", where, apparmor_profile, err) < 0
+             || parse_label(process, "selinuxLabel", where, selinux_label, err) < 0
              ? -1
              : 0;
 }
 
-int lsm_validate_linux(json_t *linux_obj, struct shim_err *err)
+int lsm_parse_linux(json_t *linux_obj, const char **mount_label, struct shim_err *err)
 {
-  return validate_label(linux_obj, "mountLabel", "linux", err);
+  return parse_label(linux_obj, "mountLabel", "linux", mount_label, err);
 }
 
 /* SELinux: the label the next execve transitions to. */
@@ -96,10 +99,8 @@ static int set_apparmor_exec(const struct lsm_ops *ops, const char *profile, str
   return -1;
 }
 
-int lsm_set_exec_labels(const struct lsm_ops *ops, json_t *process, struct shim_err *err)
+int lsm_set_exec_labels(const struct lsm_ops *ops, const char *label, const char *profile, struct shim_err *err)
 {
-  const char *label = json_string_value(json_object_get(process, "selinuxLabel"));
-  const char *profile = json_string_value(json_object_get(process, "apparmorProfile"));
   if (label && *label && set_selinux_exec(ops, label, err) < 0)
     return -1;
   if (profile && *profile && set_apparmor_exec(ops, profile, err) < 0)

@@ -28,7 +28,8 @@ static void usage(void)
 static int listen_socket(const char *path, struct shim_err *err)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  int fd;
+  cleanup_close int fd = -1;
+  int listening;
   if (strlen(path) >= sizeof(addr.sun_path))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "socket path too long: %s", path);
   strcpy(addr.sun_path, path);
@@ -36,12 +37,25 @@ static int listen_socket(const char *path, struct shim_err *err)
   if (fd < 0)
     return shim_fail_errno(err, errno, "socket");
   unlink(path);
-  if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) < 0 || chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
-    int e = errno;
-    close(fd);
-    return shim_fail_errno(err, e, "listen on %s", path);
+  if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) < 0 || chmod(path, 0600) < 0 || listen(fd, 64) < 0)
+    return shim_fail_errno(err, errno, "listen on %s", path);
+  listening = fd;
+  fd = -1;
+  return listening;
+}
+
+/* SIGCHLD: reap every child that ended: a container's init, an exec'd process, the
+ * pod's infra process, or an orphan the shim inherited as subreaper. */
+static void reap_children(void)
+{
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0)
+      return;
+    if (!container_reaped(pid, status) && !exec_reaped(pid, status))
+      pod_reaped(pid, status);
   }
-  return fd;
 }
 
 /* Everything after the fork: the shim proper. ready_fd gets one status byte
@@ -120,7 +134,7 @@ static int serve(int ready_fd, const char *log_path)
         continue;
       switch (w->kind) {
       case W_LISTEN:
-        conn_accept(w->fd);
+        conn_accept(w->fd, &proto_conn_handler);
         break;
       case W_SIGNAL: {
         struct signalfd_siginfo si;

@@ -1,7 +1,7 @@
-/* mount.c: the container's root filesystem: spec mounts resolved inside the
- * rootfs (openat2 RESOLVE_IN_ROOT, mounted through /proc/self/fd/N so a
- * swapped symlink cannot redirect them: CVE-2021-30465), devices,
- * pivot_root, masked and read-only paths. */
+/* mount.c: the container's root filesystem made from struct spec_rootfs (parsed in
+ * mount_spec.c): spec mounts resolved inside the rootfs (openat2 RESOLVE_IN_ROOT,
+ * mounted through /proc/self/fd/N so a swapped symlink cannot redirect them:
+ * CVE-2021-30465), devices, pivot_root, masked and read-only paths. */
 #include "shim.h"
 
 #include <fcntl.h>
@@ -24,194 +24,6 @@
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
 #endif
-
-struct mount_opt {
-  const char *name;
-  bool clear;          /* the option clears the flag (rw, suid, ...) */
-  unsigned long flag;
-  bool propagation;    /* MS_SHARED & co, applied after the mount */
-};
-
-static const struct mount_opt mount_opts[] = {
-  { "defaults", false, 0, false },
-  { "ro", false, MS_RDONLY, false },         { "rw", true, MS_RDONLY, false },
-  { "suid", true, MS_NOSUID, false },        { "nosuid", false, MS_NOSUID, false },
-  { "dev", true, MS_NODEV, false },          { "nodev", false, MS_NODEV, false },
-  { "exec", true, MS_NOEXEC, false },        { "noexec", false, MS_NOEXEC, false },
-  { "sync", false, MS_SYNCHRONOUS, false },  { "async", true, MS_SYNCHRONOUS, false },
-  { "dirsync", false, MS_DIRSYNC, false },   { "remount", false, MS_REMOUNT, false },
-  { "mand", false, MS_MANDLOCK, false },     { "nomand", true, MS_MANDLOCK, false },
-  { "atime", true, MS_NOATIME, false },      { "noatime", false, MS_NOATIME, false },
-  { "diratime", true, MS_NODIRATIME, false }, { "nodiratime", false, MS_NODIRATIME, false },
-  { "relatime", false, MS_RELATIME, false }, { "norelatime", true, MS_RELATIME, false },
-  { "strictatime", false, MS_STRICTATIME, false }, { "nostrictatime", true, MS_STRICTATIME, false },
-  { "bind", false, MS_BIND, false },         { "rbind", false, MS_BIND | MS_REC, false },
-  { "private", false, MS_PRIVATE, true },    { "rprivate", false, MS_PRIVATE | MS_REC, true },
-  { "shared", false, MS_SHARED, true },      { "rshared", false, MS_SHARED | MS_REC, true },
-  { "slave", false, MS_SLAVE, true },        { "rslave", false, MS_SLAVE | MS_REC, true },
-  { "unbindable", false, MS_UNBINDABLE, true }, { "runbindable", false, MS_UNBINDABLE | MS_REC, true },
-  { "tmpcopyup", false, 0, false },
-};
-
-/* A parsed spec mount. */
-struct mnt {
-  const char *dest, *type, *source;
-  unsigned long flags, clear, propagation;
-  bool rro;
-  char data[LSM_MOUNT_DATA_MAX];
-};
-
-static const struct mount_opt *find_opt(const char *name)
-{
-  for (size_t i = 0; i < sizeof(mount_opts) / sizeof(mount_opts[0]); i++)
-    if (strcmp(mount_opts[i].name, name) == 0)
-      return &mount_opts[i];
-  return NULL;
-}
-
-static int has_dotdot(const char *path)
-{
-  const char *p = path;
-  while ((p = strstr(p, ".."))) {
-    bool start = p == path || p[-1] == '/';
-    bool end = p[2] == '\0' || p[2] == '/';
-    if (start && end)
-      return 1;
-    p += 2;
-  }
-  return 0;
-}
-
-static int parse_mount(json_t *m, size_t idx, struct mnt *out, struct shim_err *err)
-{
-  char where[48];
-  json_t *opts, *o;
-  size_t i, dlen = 0;
-  snprintf(where, sizeof(where), "linux.mounts[%zu]", idx);
-  memset(out, 0, sizeof(*out));
-  if (!json_is_object(m))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-  if (spec_get_string(m, "destination", where, &out->dest, err) < 0 || spec_get_string(m, "type", where, &out->type, err) < 0
-      || spec_get_string(m, "source", where, &out->source, err) < 0 || spec_get_array(m, "options", where, &opts, err) < 0)
-    return -1;
-  if (!out->dest || out->dest[0] != '/')
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.destination: must be an absolute path, got \"%s\"", where,
-                     out->dest ? out->dest : "");
-  if (has_dotdot(out->dest))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.destination: \"..\" not allowed in \"%s\"", where, out->dest);
-  json_array_foreach (opts, i, o) {
-    const char *s = json_string_value(o);
-    const struct mount_opt *mo;
-    if (!s)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.options[%zu]: must be a string", where, i);
-    if (strcmp(s, "idmap") == 0 || strcmp(s, "ridmap") == 0)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.options[%zu]: \"%s\" mounts are not supported", where, i, s);
-    if (strcmp(s, "rro") == 0) {
-      out->rro = true;
-      continue;
-    }
-    mo = find_opt(s);
-    if (mo && mo->propagation)
-      out->propagation |= mo->flag;
-    else if (mo && mo->clear)
-      out->clear |= mo->flag, out->flags &= ~mo->flag;
-    else if (mo)
-      out->flags |= mo->flag;
-    else {
-      /* Anything else is file system data: "mode=755", "newinstance". */
-      int n = snprintf(out->data + dlen, sizeof(out->data) - dlen, "%s%s", dlen ? "," : "", s);
-      if (n < 0 || (size_t) n >= sizeof(out->data) - dlen)
-        return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.options: too long", where);
-      dlen += (size_t) n;
-    }
-  }
-  if (out->type && (strcmp(out->type, "bind") == 0 || strcmp(out->type, "rbind") == 0))
-    out->flags |= MS_BIND | (strcmp(out->type, "rbind") == 0 ? MS_REC : 0);
-  if (!out->type && !(out->flags & MS_BIND))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: required unless the mount is a bind mount", where);
-  if ((out->flags & MS_BIND) && (!out->source || !*out->source))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.source: required for a bind mount", where);
-  return 0;
-}
-
-static int validate_paths(json_t *linux_obj, const char *key, struct shim_err *err)
-{
-  json_t *arr, *v;
-  size_t i;
-  if (spec_get_array(linux_obj, key, "linux", &arr, err) < 0)
-    return -1;
-  json_array_foreach (arr, i, v) {
-    const char *s = json_string_value(v);
-    if (!s || s[0] != '/' || has_dotdot(s))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.%s[%zu]: must be an absolute path without \"..\"", key, i);
-  }
-  return 0;
-}
-
-static int validate_devices(json_t *linux_obj, struct shim_err *err)
-{
-  json_t *arr, *d;
-  size_t i;
-  if (spec_get_array(linux_obj, "devices", "linux", &arr, err) < 0)
-    return -1;
-  json_array_foreach (arr, i, d) {
-    char where[48];
-    const char *path, *type;
-    int64_t v;
-    bool present;
-    snprintf(where, sizeof(where), "linux.devices[%zu]", i);
-    if (!json_is_object(d))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-    if (spec_get_string(d, "path", where, &path, err) < 0 || spec_get_string(d, "type", where, &type, err) < 0)
-      return -1;
-    if (!path || path[0] != '/' || has_dotdot(path))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.path: must be an absolute path without \"..\"", where);
-    if (!type || strlen(type) != 1 || !strchr("cbup", type[0]))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: must be one of c, b, u, p", where);
-    if (spec_get_int64(d, "major", where, &present, &v, err) < 0 || (type[0] != 'p' && (!present || v < 0)))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.major: required non-negative integer", where);
-    if (spec_get_int64(d, "minor", where, &present, &v, err) < 0 || (type[0] != 'p' && (!present || v < 0)))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.minor: required non-negative integer", where);
-    if (spec_get_int64(d, "fileMode", where, &present, &v, err) < 0 || (present && (v < 0 || v > 07777)))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.fileMode: must be a mode in 0..07777", where);
-    if (spec_get_int64(d, "uid", where, &present, &v, err) < 0 || (present && (v < 0 || v > INT32_MAX)))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.uid: out of range", where);
-    if (spec_get_int64(d, "gid", where, &present, &v, err) < 0 || (present && (v < 0 || v > INT32_MAX)))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.gid: out of range", where);
-  }
-  return 0;
-}
-
-static const char *const propagations[] = { "shared", "slave", "private", "unbindable",
-                                            "rshared", "rslave", "rprivate", "runbindable" };
-
-int mount_validate(json_t *spec, struct shim_err *err)
-{
-  json_t *root, *mounts, *m, *linux_obj;
-  size_t i;
-  const char *prop;
-  bool ro;
-  if (spec_get_object(spec, "root", "config", &root, err) < 0 || spec_get_bool(root, "readonly", "root", &ro, err) < 0
-      || spec_get_array(spec, "mounts", "config", &mounts, err) < 0)
-    return -1;
-  json_array_foreach (mounts, i, m) {
-    struct mnt parsed;
-    if (parse_mount(m, i, &parsed, err) < 0)
-      return -1;
-  }
-  linux_obj = json_object_get(spec, "linux");
-  if (validate_paths(linux_obj, "maskedPaths", err) < 0 || validate_paths(linux_obj, "readonlyPaths", err) < 0
-      || validate_devices(linux_obj, err) < 0 || spec_get_string(linux_obj, "rootfsPropagation", "linux", &prop, err) < 0)
-    return -1;
-  if (prop) {
-    bool known = false;
-    for (size_t k = 0; k < sizeof(propagations) / sizeof(propagations[0]); k++)
-      known = known || strcmp(prop, propagations[k]) == 0;
-    if (!known)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.rootfsPropagation: unknown value \"%s\"", prop);
-  }
-  return 0;
-}
 
 /* ---- resolving inside the rootfs ---------------------------------------------- */
 
@@ -249,7 +61,7 @@ static int make_target(int root_fd, const char *path, bool as_file, struct shim_
 restart:
   for (char *p = buf + 1;; p++) {
     bool last = *p == '\0';
-    int fd;
+    cleanup_close int fd = -1;
     if (*p != '/' && !last)
       continue;
     *p = '\0';
@@ -259,7 +71,7 @@ restart:
       const char *name = slash + 1;
       char link[PATH_MAX], rest[PATH_MAX];
       ssize_t n;
-      int parent;
+      cleanup_close int parent = -1;
       *slash = '\0';
       parent = open_in_root(root_fd, buf[0] ? buf : "/", O_PATH | O_DIRECTORY, 0, err);
       *slash = '/';
@@ -268,7 +80,6 @@ restart:
       n = readlinkat(parent, name, link, sizeof(link) - 1);
       if (n >= 0) {
         /* A dangling symlink: continue through its target, inside the root. */
-        close(parent);
         if (++links > 40)
           return shim_fail(err, SHIM_INVALID_ARGUMENT, "too many symlinks in %s", path);
         link[n] = '\0';
@@ -284,25 +95,21 @@ restart:
         goto restart;
       }
       if (last && as_file) {
-        int f = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (f < 0 && errno != EEXIST) {
-          close(parent);
+        cleanup_close int f = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (f < 0 && errno != EEXIST)
           return shim_fail_errno(err, errno, "create mount target %s", buf);
-        }
-        if (f >= 0)
-          close(f);
       } else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
-        close(parent);
         return shim_fail_errno(err, errno, "create directory %s", buf);
       }
-      close(parent);
       fd = open_in_root(root_fd, buf, O_PATH, 0, err);
       if (fd < 0)
         return -1;
     }
-    if (last)
-      return fd;
-    close(fd);
+    if (last) {
+      int target = fd;
+      fd = -1;
+      return target;
+    }
     *p = '/';
   }
 }
@@ -350,22 +157,19 @@ static int bind_cgroup_hierarchy(void *opaque, const char *name, const char *hos
 {
   struct cgroup_mount_ctx *ctx = opaque;
   char target[64];
-  int fd;
+  cleanup_close int fd = -1;
   if (mkdirat(ctx->dir_fd, name, 0755) < 0 && errno != EEXIST)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: mkdir %s", name);
   fd = openat(ctx->dir_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: open %s", name);
   fd_path(fd, target, sizeof(target));
-  if (mount(host_dir, target, NULL, MS_BIND | MS_REC, NULL) < 0) {
-    close(fd);
+  if (mount(host_dir, target, NULL, MS_BIND | MS_REC, NULL) < 0)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: bind %s", host_dir);
-  }
-  close(fd);
   return 0;
 }
 
-static int mount_cgroup(const struct mnt *m, int root_fd, const char *target, const struct mount_ctx *ctx,
+static int mount_cgroup(const struct spec_mount *m, int root_fd, const char *target, const struct mount_ctx *ctx,
                         struct shim_err *err)
 {
   unsigned long flags = m->flags & ~(MS_BIND | MS_REC);
@@ -378,35 +182,25 @@ static int mount_cgroup(const struct mnt *m, int root_fd, const char *target, co
   if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
     return shim_fail_errno(err, errno, "mount tmpfs for cgroups on %s", m->dest);
   if (ctx->cg) {
-    struct cgroup_mount_ctx cctx;
     /* Resolve again: the old fd names the directory under the new tmpfs. */
-    int dir_fd = open_in_root(root_fd, m->dest, O_DIRECTORY, 0, err);
-    if (dir_fd < 0)
+    cleanup_close int dir_fd = open_in_root(root_fd, m->dest, O_DIRECTORY, 0, err);
+    struct cgroup_mount_ctx cctx = { .dir_fd = dir_fd, .err = err };
+    if (dir_fd < 0 || cgroup_foreach_hierarchy(ctx->cg, bind_cgroup_hierarchy, &cctx, err) < 0)
       return -1;
-    cctx.dir_fd = dir_fd;
-    cctx.err = err;
-    if (cgroup_foreach_hierarchy(ctx->cg, bind_cgroup_hierarchy, &cctx, err) < 0) {
-      close(dir_fd);
-      return -1;
-    }
-    close(dir_fd);
   }
   if (flags & MS_RDONLY) {
     /* The tmpfs and every hierarchy bound into it, through a fresh fd. */
-    int fd = open_in_root(root_fd, m->dest, O_PATH | O_DIRECTORY, 0, err);
-    long r;
+    cleanup_close int fd = open_in_root(root_fd, m->dest, O_PATH | O_DIRECTORY, 0, err);
     if (fd < 0)
       return -1;
-    r = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE,
-                &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY }, sizeof(struct mount_attr));
-    close(fd);
-    if (r < 0)
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY },
+                sizeof(struct mount_attr)) < 0)
       return shim_fail_errno(err, errno, "make %s read-only", m->dest);
   }
   return 0;
 }
 
-static bool source_is_dir(const struct mnt *m)
+static bool source_is_dir(const struct spec_mount *m)
 {
   struct stat st;
   if (!(m->flags & MS_BIND))
@@ -414,7 +208,7 @@ static bool source_is_dir(const struct mnt *m)
   return stat(m->source, &st) < 0 || S_ISDIR(st.st_mode);
 }
 
-static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct mount_ctx *ctx, struct shim_err *err)
+static int do_mount(const struct spec_mount *m, size_t idx, int root_fd, const struct mount_ctx *ctx, struct shim_err *err)
 {
   char target[64];
   cleanup_close int fd = -1;
@@ -440,7 +234,7 @@ static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct m
   } else if (strcmp(type, "cgroup") == 0) {
     if (mount_cgroup(m, root_fd, target, ctx, err) < 0)
       goto fail;
-  } else if (mount(m->source && *m->source ? m->source : type, target, type, m->flags, m->data[0] ? m->data : NULL) < 0) {
+  } else if (mount(m->source && *m->source ? m->source : type, target, type, m->flags, m->data && m->data[0] ? m->data : NULL) < 0) {
     int e = errno;
     /* sysfs needs its own network namespace; without one, bind the host's
      * read-only, as other runtimes do. */
@@ -468,7 +262,7 @@ static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct m
     }
   }
   if (m->rro || m->propagation) {
-    int tfd = make_target(root_fd, m->dest, !source_is_dir(m), err);
+    cleanup_close int tfd = make_target(root_fd, m->dest, !source_is_dir(m), err);
     char t2[64];
     if (tfd < 0)
       goto fail;
@@ -476,15 +270,12 @@ static int do_mount(const struct mnt *m, size_t idx, int root_fd, const struct m
     if (m->rro && syscall(SYS_mount_setattr, AT_FDCWD, t2, AT_RECURSIVE,
                           &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY }, sizeof(struct mount_attr)) < 0) {
       shim_fail_errno(err, errno, "make it recursively read-only");
-      close(tfd);
       goto fail;
     }
     if (m->propagation && mount(NULL, t2, NULL, m->propagation, NULL) < 0) {
       shim_fail_errno(err, errno, "set propagation");
-      close(tfd);
       goto fail;
     }
-    close(tfd);
   }
   return 0;
 fail:
@@ -494,27 +285,24 @@ fail:
 
 /* ---- devices -------------------------------------------------------------------- */
 
-static const struct {
-  const char *path;
-  unsigned maj, min;
-} default_devices[] = {
-  { "/dev/null", 1, 3 }, { "/dev/zero", 1, 5 }, { "/dev/full", 1, 7 },
-  { "/dev/random", 1, 8 }, { "/dev/urandom", 1, 9 }, { "/dev/tty", 5, 0 },
+static const struct spec_device default_devices[] = {
+  { "/dev/null", 'c', 1, 3, 0666, 0, 0 },    { "/dev/zero", 'c', 1, 5, 0666, 0, 0 },
+  { "/dev/full", 'c', 1, 7, 0666, 0, 0 },    { "/dev/random", 'c', 1, 8, 0666, 0, 0 },
+  { "/dev/urandom", 'c', 1, 9, 0666, 0, 0 }, { "/dev/tty", 'c', 5, 0, 0666, 0, 0 },
 };
 
-static int make_device(int root_fd, const char *path, char type, unsigned maj, unsigned min, mode_t perm, uid_t uid,
-                       gid_t gid, bool userns, struct shim_err *err)
+static int make_device(int root_fd, const struct spec_device *d, bool userns, struct shim_err *err)
 {
   char parent_path[PATH_MAX];
-  const char *name = strrchr(path, '/') + 1;
-  int parent, r;
-  mode_t kind = type == 'b' ? S_IFBLK : type == 'p' ? S_IFIFO : S_IFCHR;
+  const char *path = d->path, *name = strrchr(path, '/') + 1;
+  cleanup_close int made = -1;
+  cleanup_close int parent = -1;
+  mode_t kind = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
 
   snprintf(parent_path, sizeof(parent_path), "%.*s", (int) (name - path), path);
-  parent = make_target(root_fd, parent_path, false, err);
-  if (parent < 0)
+  made = make_target(root_fd, parent_path, false, err);
+  if (made < 0)
     return -1;
-  close(parent);
   parent = open_in_root(root_fd, parent_path, O_DIRECTORY, 0, err);
   if (parent < 0)
     return -1;
@@ -522,84 +310,55 @@ static int make_device(int root_fd, const char *path, char type, unsigned maj, u
   if (userns && kind != S_IFIFO) {
     /* No mknod in a user namespace: bind the host's node onto a file. */
     char target[64];
-    int fd = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-      close(parent);
+    cleanup_close int fd = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
       return shim_fail_errno(err, errno, "create device placeholder %s", path);
-    }
     fd_path(fd, target, sizeof(target));
-    r = mount(path, target, NULL, MS_BIND, NULL);
-    close(fd);
-    close(parent);
-    if (r < 0)
+    if (mount(path, target, NULL, MS_BIND, NULL) < 0)
       return shim_fail_errno(err, errno, "bind device %s", path);
     return 0;
   }
-  r = mknodat(parent, name, kind | (perm & 07777), makedev(maj, min));
-  if (r == 0)
-    r = fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW);
-  if (r == 0)
-    r = fchmodat(parent, name, perm & 07777, 0); /* mknod honours the umask */
-  close(parent);
-  if (r < 0)
+  if (mknodat(parent, name, kind | (d->mode & 07777), makedev(d->major, d->minor)) < 0
+      || fchownat(parent, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0
+      || fchmodat(parent, name, d->mode & 07777, 0) < 0) /* mknod honours the umask */
     return shim_fail_errno(err, errno, "create device %s", path);
   return 0;
 }
 
-static bool device_listed(json_t *devices, const char *path)
+static bool device_listed(const struct spec_rootfs *r, const char *path)
 {
-  size_t i;
-  json_t *d;
-  json_array_foreach (devices, i, d) {
-    const char *p = json_string_value(json_object_get(d, "path"));
-    if (p && strcmp(p, path) == 0)
+  for (size_t i = 0; i < r->n_devices; i++)
+    if (strcmp(r->devices[i].path, path) == 0)
       return true;
-  }
   return false;
 }
 
-static int setup_devices(json_t *spec, int root_fd, const struct mount_ctx *ctx, bool dev_is_tmpfs, struct shim_err *err)
+static int setup_devices(const struct spec_rootfs *r, int root_fd, const struct mount_ctx *ctx, bool dev_is_tmpfs,
+                         struct shim_err *err)
 {
-  json_t *devices = json_object_get(json_object_get(spec, "linux"), "devices"), *d;
-  size_t i;
   if (dev_is_tmpfs) {
     static const char *const links[][2] = {
       { "/proc/self/fd", "/dev/fd" },     { "/proc/self/fd/0", "/dev/stdin" },
       { "/proc/self/fd/1", "/dev/stdout" }, { "/proc/self/fd/2", "/dev/stderr" },
     };
     for (size_t k = 0; k < sizeof(default_devices) / sizeof(default_devices[0]); k++) {
-      if (device_listed(devices, default_devices[k].path))
-        continue;
-      if (make_device(root_fd, default_devices[k].path, 'c', default_devices[k].maj, default_devices[k].min, 0666, 0, 0,
-                      ctx->userns, err) < 0)
+      if (!device_listed(r, default_devices[k].path) && make_device(root_fd, &default_devices[k], ctx->userns, err) < 0)
         return -1;
     }
     {
-      int dev = open_in_root(root_fd, "/dev", O_DIRECTORY, 0, err);
+      cleanup_close int dev = open_in_root(root_fd, "/dev", O_DIRECTORY, 0, err);
       if (dev < 0)
         return -1;
       for (size_t k = 0; k < sizeof(links) / sizeof(links[0]); k++)
-        if (symlinkat(links[k][0], dev, links[k][1] + 5) < 0 && errno != EEXIST) {
-          close(dev);
+        if (symlinkat(links[k][0], dev, links[k][1] + 5) < 0 && errno != EEXIST)
           return shim_fail_errno(err, errno, "symlink %s", links[k][1]);
-        }
       if (faccessat(dev, "pts/ptmx", F_OK, AT_SYMLINK_NOFOLLOW) == 0 && symlinkat("pts/ptmx", dev, "ptmx") < 0
-          && errno != EEXIST) {
-        close(dev);
+          && errno != EEXIST)
         return shim_fail_errno(err, errno, "symlink /dev/ptmx");
-      }
-      close(dev);
     }
   }
-  json_array_foreach (devices, i, d) {
-    const char *path = json_string_value(json_object_get(d, "path"));
-    const char *type = json_string_value(json_object_get(d, "type"));
-    json_t *mode = json_object_get(d, "fileMode");
-    if (make_device(root_fd, path, type[0] == 'u' ? 'c' : type[0], (unsigned) json_integer_value(json_object_get(d, "major")),
-                    (unsigned) json_integer_value(json_object_get(d, "minor")),
-                    json_is_integer(mode) ? (mode_t) json_integer_value(mode) : 0666,
-                    (uid_t) json_integer_value(json_object_get(d, "uid")),
-                    (gid_t) json_integer_value(json_object_get(d, "gid")), ctx->userns, err) < 0) {
+  for (size_t i = 0; i < r->n_devices; i++) {
+    if (make_device(root_fd, &r->devices[i], ctx->userns, err) < 0) {
       shim_err_prefix(err, "linux.devices[%zu]", i);
       return -1;
     }
@@ -609,15 +368,13 @@ static int setup_devices(json_t *spec, int root_fd, const struct mount_ctx *ctx,
 
 /* ---- after pivot_root ------------------------------------------------------------- */
 
-static int mask_paths(json_t *paths, const char *mount_label, struct shim_err *err)
+static int mask_paths(const struct spec_rootfs *r, struct shim_err *err)
 {
-  size_t i;
-  json_t *v;
   char data[LSM_MOUNT_DATA_MAX] = "";
-  if (lsm_mount_data("tmpfs", false, mount_label, data, sizeof(data), err) < 0)
+  if (lsm_mount_data("tmpfs", false, r->mount_label, data, sizeof(data), err) < 0)
     return -1;
-  json_array_foreach (paths, i, v) {
-    const char *p = json_string_value(v);
+  for (size_t i = 0; i < r->n_masked_paths; i++) {
+    const char *p = r->masked_paths[i];
     struct stat st;
     if (lstat(p, &st) < 0)
       continue; /* nothing to mask */
@@ -631,12 +388,10 @@ static int mask_paths(json_t *paths, const char *mount_label, struct shim_err *e
   return 0;
 }
 
-static int readonly_paths(json_t *paths, struct shim_err *err)
+static int readonly_paths(const struct spec_rootfs *r, struct shim_err *err)
 {
-  size_t i;
-  json_t *v;
-  json_array_foreach (paths, i, v) {
-    const char *p = json_string_value(v);
+  for (size_t i = 0; i < r->n_readonly_paths; i++) {
+    const char *p = r->readonly_paths[i];
     char what[64];
     if (access(p, F_OK) < 0)
       continue;
@@ -647,18 +402,6 @@ static int readonly_paths(json_t *paths, struct shim_err *err)
       return -1;
   }
   return 0;
-}
-
-static unsigned long propagation_flags(const char *prop)
-{
-  if (!prop)
-    return MS_REC | MS_SLAVE;
-  for (size_t k = 0; k < sizeof(propagations) / sizeof(propagations[0]); k++) {
-    const struct mount_opt *o = find_opt(propagations[k]);
-    if (strcmp(prop, propagations[k]) == 0 && o)
-      return o->flag;
-  }
-  return MS_REC | MS_SLAVE;
 }
 
 /* Make the mount that holds path private (only that mount): walk up from path to the
@@ -685,16 +428,12 @@ static int rootfs_parent_private(const char *path, struct shim_err *err)
   }
 }
 
-int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_err *err)
+int mount_setup_rootfs(const struct spec_rootfs *r, const struct mount_ctx *ctx, struct shim_err *err)
 {
-  json_t *linux_obj = json_object_get(spec, "linux"), *mounts = json_object_get(spec, "mounts"), *m;
-  const char *prop = json_string_value(json_object_get(linux_obj, "rootfsPropagation"));
-  /* SELinux: the file systems made here for the container get its file context. */
-  const char *mount_label = json_string_value(json_object_get(linux_obj, "mountLabel"));
-  unsigned long pflags = propagation_flags(prop);
+  const char *prop = r->propagation;
+  unsigned long pflags = r->propagation_flags;
   cleanup_close int root_fd = -1;
   bool dev_is_tmpfs = false;
-  size_t i;
 
   /* "/" gets the asked propagation (rslave by default), as runc does: rshared keeps
    * the host's shared mounts peers, which bidirectional volumes need. Then the mount
@@ -710,16 +449,19 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
   root_fd = open(ctx->rootfs, O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0)
     return shim_fail_errno(err, errno, "open rootfs %s", ctx->rootfs);
-  json_array_foreach (mounts, i, m) {
-    struct mnt parsed;
-    if (parse_mount(m, i, &parsed, err) < 0
-        || lsm_mount_data(parsed.type, parsed.flags & MS_BIND, mount_label, parsed.data, sizeof(parsed.data), err) < 0
-        || do_mount(&parsed, i, root_fd, ctx, err) < 0)
+  for (size_t i = 0; i < r->n_mounts; i++) {
+    /* SELinux: the file systems made here for the container get its file context. */
+    struct spec_mount m = r->mounts[i];
+    char data[LSM_MOUNT_DATA_MAX];
+    snprintf(data, sizeof(data), "%s", m.data ? m.data : "");
+    m.data = data;
+    if (lsm_mount_data(m.type, m.flags & MS_BIND, r->mount_label, data, sizeof(data), err) < 0
+        || do_mount(&m, i, root_fd, ctx, err) < 0)
       return -1;
-    if (strcmp(parsed.dest, "/dev") == 0)
-      dev_is_tmpfs = parsed.type && strcmp(parsed.type, "tmpfs") == 0;
+    if (strcmp(m.dest, "/dev") == 0)
+      dev_is_tmpfs = m.type && strcmp(m.type, "tmpfs") == 0;
   }
-  if (setup_devices(spec, root_fd, ctx, dev_is_tmpfs, err) < 0)
+  if (setup_devices(r, root_fd, ctx, dev_is_tmpfs, err) < 0)
     return -1;
   if (fchdir(root_fd) < 0)
     return shim_fail_errno(err, errno, "chdir rootfs");
@@ -730,11 +472,9 @@ int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_er
     return shim_fail_errno(err, errno, "detach the old root");
   if (chdir("/") < 0)
     return shim_fail_errno(err, errno, "chdir /");
-  if (mask_paths(json_object_get(linux_obj, "maskedPaths"), mount_label, err) < 0
-      || readonly_paths(json_object_get(linux_obj, "readonlyPaths"), err) < 0)
+  if (mask_paths(r, err) < 0 || readonly_paths(r, err) < 0)
     return -1;
-  if (json_is_true(json_object_get(json_object_get(spec, "root"), "readonly"))
-      && bind_remount("/", MS_RDONLY, locked_flags("/"), err, "root.readonly") < 0)
+  if (r->readonly && bind_remount("/", MS_RDONLY, locked_flags("/"), err, "root.readonly") < 0)
     return -1;
   return 0;
 }

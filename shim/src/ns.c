@@ -34,82 +34,98 @@ static int kind_index(const char *name)
   return -1;
 }
 
-static int validate_mappings(json_t *linux_obj, const char *key, struct shim_err *err)
+static int parse_idmap(json_t *m, const char *where, void *item, void *ctx, struct shim_err *err)
 {
-  json_t *arr, *m;
-  size_t i;
-  if (spec_get_array(linux_obj, key, "linux", &arr, err) < 0)
+  struct spec_idmap *map = item;
+  uint64_t cid, hid, size;
+  bool p1, p2, p3;
+  if (field_uint64(m, "containerID", where, &p1, &cid, err) < 0 || field_uint64(m, "hostID", where, &p2, &hid, err) < 0
+      || field_uint64(m, "size", where, &p3, &size, err) < 0)
     return -1;
-  if (json_array_size(arr) > 340)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.%s: more than 340 entries", key);
-  json_array_foreach (arr, i, m) {
-    char where[64];
-    uint64_t cid, hid, size;
-    bool p1, p2, p3;
-    snprintf(where, sizeof(where), "linux.%s[%zu]", key, i);
-    if (!json_is_object(m))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-    if (spec_get_uint64(m, "containerID", where, &p1, &cid, err) < 0 || spec_get_uint64(m, "hostID", where, &p2, &hid, err) < 0
-        || spec_get_uint64(m, "size", where, &p3, &size, err) < 0)
-      return -1;
-    if (!p1 || !p2 || !p3)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: containerID, hostID and size are required", where);
-    if (size == 0 || cid + size > UINT32_MAX || hid + size > UINT32_MAX)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: range out of 32-bit ids", where);
-  }
+  if (!p1 || !p2 || !p3)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: containerID, hostID and size are required", where);
+  if (size == 0 || cid + size > UINT32_MAX || hid + size > UINT32_MAX)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: range out of 32-bit ids", where);
+  *map = (struct spec_idmap) { .container_id = (uint32_t) cid, .host_id = (uint32_t) hid, .size = (uint32_t) size };
   return 0;
 }
 
-int ns_validate(json_t *linux_obj, struct shim_err *err)
+static int parse_mappings(json_t *linux_obj, const char *key, struct spec_idmap **out, size_t *n, struct shim_err *err)
 {
-  json_t *nss, *ns;
-  size_t i;
+  char where[32];
+  json_t *arr;
+  if (field_array(linux_obj, key, "linux", &arr, err) < 0)
+    return -1;
+  if (json_array_size(arr) > 340)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.%s: more than 340 entries", key);
+  snprintf(where, sizeof(where), "linux.%s", key);
+  return field_objects(arr, where, sizeof(**out), (void **) out, n, parse_idmap, NULL, err);
+}
+
+/* One of linux.namespaces; seen: the kinds listed so far. */
+static int parse_namespace(json_t *ns, const char *where, void *item, void *seen_kinds, struct shim_err *err)
+{
+  struct spec_namespace *out = item;
+  bool *seen = seen_kinds;
+  const char *type, *path;
+  int k;
+  if (field_string(ns, "type", where, &type, err) < 0 || field_string(ns, "path", where, &path, err) < 0)
+    return -1;
+  if (!type)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: required", where);
+  k = kind_index(type);
+  if (k < 0)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: unknown namespace type \"%s\"", where, type);
+  if (seen[k])
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: duplicate %s namespace", where, type);
+  seen[k] = true;
+  if (path && path[0] != '/')
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.path: must be absolute, got \"%s\"", where, path);
+  if (path && ns_kinds[k].flag == CLONE_NEWNS)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: joining an existing mount namespace is not supported", where);
+  *out = (struct spec_namespace) { .flag = ns_kinds[k].flag, .type = type, .path = path };
+  return 0;
+}
+
+int ns_parse(json_t *linux_obj, struct spec_ns *out, struct shim_err *err)
+{
+  json_t *nss;
   bool seen[N_KINDS] = { false };
-  if (spec_get_array(linux_obj, "namespaces", "linux", &nss, err) < 0)
+  memset(out, 0, sizeof(*out));
+  if (field_array(linux_obj, "namespaces", "linux", &nss, err) < 0
+      || field_objects(nss, "linux.namespaces", sizeof(*out->list), (void **) &out->list, &out->n, parse_namespace, seen, err) < 0)
     return -1;
-  json_array_foreach (nss, i, ns) {
-    const char *type, *path;
-    char where[48];
-    int k;
-    snprintf(where, sizeof(where), "linux.namespaces[%zu]", i);
-    if (!json_is_object(ns))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-    if (spec_get_string(ns, "type", where, &type, err) < 0 || spec_get_string(ns, "path", where, &path, err) < 0)
-      return -1;
-    if (!type)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: required", where);
-    k = kind_index(type);
-    if (k < 0)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.type: unknown namespace type \"%s\"", where, type);
-    if (seen[k])
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: duplicate %s namespace", where, type);
-    seen[k] = true;
-    if (path && path[0] != '/')
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.path: must be absolute, got \"%s\"", where, path);
-    if (path && ns_kinds[k].flag == CLONE_NEWNS)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: joining an existing mount namespace is not supported", where);
-  }
-  if (validate_mappings(linux_obj, "uidMappings", err) < 0 || validate_mappings(linux_obj, "gidMappings", err) < 0)
+  if (parse_mappings(linux_obj, "uidMappings", &out->uid_maps, &out->n_uid_maps, err) < 0
+      || parse_mappings(linux_obj, "gidMappings", &out->gid_maps, &out->n_gid_maps, err) < 0)
     return -1;
-  if ((json_array_size(json_object_get(linux_obj, "uidMappings")) || json_array_size(json_object_get(linux_obj, "gidMappings")))
-      && !seen[kind_index("user")])
+  if ((out->n_uid_maps || out->n_gid_maps) && !seen[kind_index("user")])
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.uidMappings: mappings need a user namespace in linux.namespaces");
   return 0;
 }
 
-int ns_clone_flags(json_t *linux_obj, int *flags, struct shim_err *err)
+void ns_free(struct spec_ns *ns)
 {
-  json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
-  size_t i;
-  *flags = 0;
-  json_array_foreach (nss, i, ns) {
-    int k = kind_index(json_string_value(json_object_get(ns, "type")));
-    if (k < 0)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu]: unknown type", i);
-    if (!json_object_get(ns, "path"))
-      *flags |= ns_kinds[k].flag;
-  }
-  return 0;
+  free(ns->list);
+  free(ns->uid_maps);
+  free(ns->gid_maps);
+  memset(ns, 0, sizeof(*ns));
+}
+
+bool ns_listed(const struct spec_ns *ns, int flag)
+{
+  for (size_t i = 0; i < ns->n; i++)
+    if (ns->list[i].flag == flag)
+      return true;
+  return false;
+}
+
+int ns_clone_flags(const struct spec_ns *ns)
+{
+  int flags = 0;
+  for (size_t i = 0; i < ns->n; i++)
+    if (!ns->list[i].path)
+      flags |= ns->list[i].flag;
+  return flags;
 }
 
 void ns_set_free(struct ns_set *set)
@@ -126,36 +142,28 @@ static void ns_set_add(struct ns_set *set, int fd, int type)
   set->n++;
 }
 
-int ns_open_paths(json_t *linux_obj, struct ns_set *set, struct shim_err *err)
+int ns_open_paths(const struct spec_ns *ns, struct ns_set *set, struct shim_err *err)
 {
-  json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
-  size_t i;
-  set->n = 0;
-  /* ns_validate allows one entry per kind, so the set cannot overflow. */
+  cleanup_ns_set struct ns_set got = { 0 };
+  /* ns_parse allows one entry per kind, so the set cannot overflow. */
   for (size_t k = 0; k < N_KINDS; k++) {
-    json_array_foreach (nss, i, ns) {
-      const char *type = json_string_value(json_object_get(ns, "type"));
-      const char *path = json_string_value(json_object_get(ns, "path"));
-      int fd;
-      if (!path || !type || strcmp(type, ns_kinds[k].name) != 0)
+    for (size_t i = 0; i < ns->n; i++) {
+      const char *type = ns->list[i].type, *path = ns->list[i].path;
+      cleanup_close int fd = -1;
+      if (!path || ns->list[i].flag != ns_kinds[k].flag)
         continue;
       fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) {
-        shim_fail_errno(err, errno, "linux.namespaces[%zu] (%s): open %s", i, type, path);
-        goto fail;
-      }
-      if (ioctl(fd, NS_GET_NSTYPE) != ns_kinds[k].flag) {
-        close(fd);
-        shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu] (%s): %s is not a %s namespace", i, type, path, type);
-        goto fail;
-      }
-      ns_set_add(set, fd, ns_kinds[k].flag);
+      if (fd < 0)
+        return shim_fail_errno(err, errno, "linux.namespaces[%zu] (%s): open %s", i, type, path);
+      if (ioctl(fd, NS_GET_NSTYPE) != ns_kinds[k].flag)
+        return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.namespaces[%zu] (%s): %s is not a %s namespace", i, type, path, type);
+      ns_set_add(&got, fd, ns_kinds[k].flag);
+      fd = -1;
     }
   }
+  *set = got;
+  got.n = 0;
   return 0;
-fail:
-  ns_set_free(set);
-  return -1;
 }
 
 static const char *kind_name(int flag)
@@ -175,18 +183,15 @@ int ns_join(const struct ns_set *set, struct shim_err *err)
   return 0;
 }
 
-static int write_map(pid_t pid, const char *file, json_t *maps, struct shim_err *err)
+static int write_map(pid_t pid, const char *file, const struct spec_idmap *maps, size_t n, struct shim_err *err)
 {
   char path[64], buf[340 * 36 + 1];
-  size_t len = 0, i;
-  json_t *m;
-  if (!json_array_size(maps))
+  size_t len = 0;
+  if (!n)
     return 0;
-  json_array_foreach (maps, i, m) {
-    len += (size_t) snprintf(buf + len, sizeof(buf) - len, "%lld %lld %lld\n",
-                             (long long) json_integer_value(json_object_get(m, "containerID")),
-                             (long long) json_integer_value(json_object_get(m, "hostID")),
-                             (long long) json_integer_value(json_object_get(m, "size")));
+  for (size_t i = 0; i < n; i++) {
+    len += (size_t) snprintf(buf + len, sizeof(buf) - len, "%lld %lld %lld\n", (long long) maps[i].container_id,
+                             (long long) maps[i].host_id, (long long) maps[i].size);
     if (len >= sizeof(buf))
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: too many mappings", file);
   }
@@ -195,58 +200,71 @@ static int write_map(pid_t pid, const char *file, json_t *maps, struct shim_err 
   return write_file(path, buf, len, 0, err);
 }
 
-int ns_write_id_mappings(pid_t pid, json_t *uid_mappings, json_t *gid_mappings, struct shim_err *err)
+int ns_write_id_mappings(pid_t pid, const struct spec_ns *ns, struct shim_err *err)
 {
-  if (write_map(pid, "uid_map", uid_mappings, err) < 0 || write_map(pid, "gid_map", gid_mappings, err) < 0)
+  if (write_map(pid, "uid_map", ns->uid_maps, ns->n_uid_maps, err) < 0
+      || write_map(pid, "gid_map", ns->gid_maps, ns->n_gid_maps, err) < 0)
     return -1;
   return 0;
 }
 
 int ns_open_process(pid_t pid, struct ns_set *set, struct shim_err *err)
 {
-  set->n = 0;
+  cleanup_ns_set struct ns_set got = { 0 };
   for (size_t k = 0; k < N_KINDS; k++) {
     char path[64], self[64];
     struct stat a, b;
     int fd;
     snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int) pid, ns_kinds[k].proc_name);
     snprintf(self, sizeof(self), "/proc/self/ns/%s", ns_kinds[k].proc_name);
-    if (stat(path, &a) < 0) {
-      shim_fail_errno(err, errno, "namespaces of pid %d: %s", (int) pid, path);
-      goto fail;
-    }
+    if (stat(path, &a) < 0)
+      return shim_fail_errno(err, errno, "namespaces of pid %d: %s", (int) pid, path);
     /* Joining our own user namespace is an error; the others are no-ops. */
     if (stat(self, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
       continue;
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      shim_fail_errno(err, errno, "open %s", path);
-      goto fail;
-    }
-    ns_set_add(set, fd, ns_kinds[k].flag);
+    if (fd < 0)
+      return shim_fail_errno(err, errno, "open %s", path);
+    ns_set_add(&got, fd, ns_kinds[k].flag);
   }
+  *set = got;
+  got.n = 0;
   return 0;
-fail:
-  ns_set_free(set);
-  return -1;
 }
 
-int ns_write_sysctls(json_t *sysctls, const char *where, struct shim_err *err)
+int ns_parse_sysctls(json_t *obj, const char *where, bool (*key_ok)(const char *key), struct spec_sysctl **out, size_t *n,
+                     struct shim_err *err)
 {
-  const char *key;
+  cleanup_free struct spec_sysctl *list = calloc(json_object_size(obj) + 1, sizeof(*list));
+  const char *k;
   json_t *v;
-  json_object_foreach (sysctls, key, v) {
+  *n = 0;
+  if (!list)
+    return shim_fail_errno(err, ENOMEM, "%s", where);
+  json_object_foreach (obj, k, v) {
+    if (!json_is_string(v))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s[\"%s\"]: value must be a string", where, k);
+    if (!key_ok(k))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: bad key \"%s\"", where, k);
+    list[(*n)++] = (struct spec_sysctl) { .key = k, .value = json_string_value(v) };
+  }
+  *out = list;
+  list = NULL;
+  return 0;
+}
+
+int ns_write_sysctls(const struct spec_sysctl *sysctls, size_t n, const char *where, struct shim_err *err)
+{
+  for (size_t i = 0; i < n; i++) {
     char path[PATH_MAX];
-    const char *val = json_string_value(v);
+    const char *key = sysctls[i].key, *val = sysctls[i].value;
     /* net.* and the ipc keys resolve to the writer's own namespaces. */
     if (snprintf(path, sizeof(path), "/proc/sys/%s", key) >= (int) sizeof(path))
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: key too long", where);
     for (char *p = path + strlen("/proc/sys/"); *p; p++)
       if (*p == '.')
         *p = '/';
-    if (!val || write_file(path, val, strlen(val), 0, err) < 0) {
-      if (!val)
-        shim_fail(err, SHIM_INVALID_ARGUMENT, "value must be a string");
+    if (write_file(path, val, strlen(val), 0, err) < 0) {
       shim_err_prefix(err, "%s[\"%s\"]", where, key);
       return -1;
     }

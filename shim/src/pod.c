@@ -45,20 +45,21 @@ static int pod_cgroups_create(json_t *params, struct shim_err *err)
 {
   const char *infra_path, *pod_path = NULL;
   json_t *pod_cg, *resources = NULL;
-  if (spec_get_string(params, "cgroupsPath", "params", &infra_path, err) < 0
-      || spec_get_object(params, "podCgroup", "params", &pod_cg, err) < 0)
+  cleanup_resources struct resources res = { 0 };
+  if (field_string(params, "cgroupsPath", "params", &infra_path, err) < 0
+      || field_object(params, "podCgroup", "params", &pod_cg, err) < 0)
     return -1;
   if (pod_cg) {
-    if (spec_get_string(pod_cg, "path", "params.podCgroup", &pod_path, err) < 0
-        || spec_get_object(pod_cg, "resources", "params.podCgroup", &resources, err) < 0)
+    if (field_string(pod_cg, "path", "params.podCgroup", &pod_path, err) < 0
+        || field_object(pod_cg, "resources", "params.podCgroup", &resources, err) < 0)
       return -1;
     if (!pod_path)
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.podCgroup.path: missing");
     if (!infra_path)
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.podCgroup: needs params.cgroupsPath inside it");
-    if (resources && cgroup_validate_resources(resources, err) < 0)
+    if (resources_parse(resources, &res, err) < 0)
       return -1;
-    if (cgroup_create(pod_path, resources, &g_pod.pod_cg, err) < 0) {
+    if (cgroup_create(pod_path, &res, &g_pod.pod_cg, err) < 0) {
       shim_err_prefix(err, "pod cgroup");
       return -1;
     }
@@ -73,8 +74,7 @@ static int pod_cgroups_create(json_t *params, struct shim_err *err)
 
 int pod_stats(json_t **out, struct shim_err *err)
 {
-  struct cgroup *parent = NULL;
-  int r;
+  cleanup_cgroup struct cgroup *parent = NULL;
   /* The pod cgroup holds every container's and the infra's: its PSI is the pod's
    * (pressure does not add up over children). */
   if (g_pod.pod_cg)
@@ -86,9 +86,7 @@ int pod_stats(json_t **out, struct shim_err *err)
     shim_err_prefix(err, "pod cgroup");
     return -1;
   }
-  r = cgroup_stats(parent, out, err);
-  cgroup_free(parent);
-  return r;
+  return cgroup_stats(parent, out, err);
 }
 
 pid_t pod_infra_pid(void)
@@ -105,7 +103,7 @@ json_t *pod_json(void)
 static int ns_mode(json_t *params, const char *key, bool def_new, bool *is_new, struct shim_err *err)
 {
   const char *v;
-  if (spec_get_string(params, key, "params", &v, err) < 0)
+  if (field_string(params, key, "params", &v, err) < 0)
     return -1;
   if (!v) {
     *is_new = def_new;
@@ -117,17 +115,26 @@ static int ns_mode(json_t *params, const char *key, bool def_new, bool *is_new, 
   return 0;
 }
 
-static int validate_sysctls(json_t *sysctls, struct shim_err *err)
+/* A params.sysctls key: what kubelet sends, dotted or with slashes, inside /proc/sys. */
+static bool sysctl_key_ok(const char *k)
 {
-  const char *k;
-  json_t *v;
-  json_object_foreach (sysctls, k, v) {
-    if (!json_is_string(v))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.sysctls[\"%s\"]: value must be a string", k);
-    if (!*k || k[0] == '.' || k[0] == '/' || strstr(k, "..") || strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_-./") != strlen(k))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.sysctls: bad key \"%s\"", k);
-  }
-  return 0;
+  return *k && k[0] != '.' && k[0] != '/' && !strstr(k, "..")
+         && strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_-./") == strlen(k);
+}
+
+/* What the infra process sets up. */
+struct pod_setup {
+  int flags; /* CLONE_NEW* */
+  const char *hostname;
+  struct spec_sysctl *sysctls;
+  size_t n_sysctls;
+  struct spec_ns userns; /* the mappings, with CLONE_NEWUSER */
+};
+
+static void pod_setup_free(struct pod_setup *p)
+{
+  free(p->sysctls);
+  ns_free(&p->userns);
 }
 
 static int loopback_up(struct shim_err *err)
@@ -145,8 +152,10 @@ static int loopback_up(struct shim_err *err)
   return 0;
 }
 
-static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char *hostname, json_t *sysctls)
+static _Noreturn void infra_main(int status_fd, int go_fd, const struct pod_setup *p)
 {
+  int flags = p->flags;
+  const char *hostname = p->hostname;
   struct shim_err err = { 0 };
   sigset_t set;
 
@@ -170,7 +179,7 @@ static _Noreturn void infra_main(int status_fd, int go_fd, int flags, const char
   }
   if ((flags & CLONE_NEWNET) && loopback_up(&err) < 0)
     goto fail;
-  if (ns_write_sysctls(sysctls, "params.sysctls", &err) < 0)
+  if (ns_write_sysctls(p->sysctls, p->n_sysctls, "params.sysctls", &err) < 0)
     goto fail;
   {
     char ok = 0;
@@ -203,81 +212,48 @@ fail:
   _exit(1);
 }
 
-int pod_create(json_t *params, json_t **result, struct shim_err *err)
+/* Clone the infra process with the pod's namespaces (flags) and wait until it has set
+ * them up: the user namespace's mappings, the hostname, lo, the sysctls. */
+static int start_infra(const struct pod_setup *p, json_t **result, struct shim_err *err)
 {
-  bool net, ipc, uts, pid;
-  const char *hostname;
-  json_t *userns, *sysctls, *ns_map;
-  int flags = 0, status_pipe[2], go_pipe[2];
-  pid_t child;
+  int flags = p->flags;
+  const char *hostname = p->hostname;
+  cleanup_close int status_rd = -1, status_wr = -1, go_rd = -1, go_wr = -1;
+  cleanup_reap pid_t child = -1;
+  int fds[2];
+  json_t *ns_map;
 
-  if (g_pod.info)
-    return shim_fail(err, SHIM_ALREADY_EXISTS, "the pod's namespaces already exist");
-  if (ns_mode(params, "network", true, &net, err) < 0 || ns_mode(params, "ipc", true, &ipc, err) < 0
-      || ns_mode(params, "uts", true, &uts, err) < 0 || ns_mode(params, "pid", false, &pid, err) < 0
-      || spec_get_string(params, "hostname", "params", &hostname, err) < 0
-      || spec_get_object(params, "userns", "params", &userns, err) < 0
-      || spec_get_object(params, "sysctls", "params", &sysctls, err) < 0 || validate_sysctls(sysctls, err) < 0)
-    return -1;
-  if (hostname && strlen(hostname) > 64)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: longer than 64 characters");
-  if (hostname && *hostname && !uts)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: needs uts \"new\"");
-  flags |= net ? CLONE_NEWNET : 0;
-  flags |= ipc ? CLONE_NEWIPC : 0;
-  flags |= uts ? CLONE_NEWUTS : 0;
-  flags |= pid ? CLONE_NEWPID : 0;
-  if (userns) {
-    json_t *linux_like = json_pack("{s:[{s:s}],s:O?,s:O?}", "namespaces", "type", "user", "uidMappings",
-                                   json_object_get(userns, "uidMappings"), "gidMappings",
-                                   json_object_get(userns, "gidMappings"));
-    int r = ns_validate(linux_like, err);
-    json_decref(linux_like);
-    if (r < 0)
-      return -1;
-    flags |= CLONE_NEWUSER;
-  }
-  if (pod_cgroups_create(params, err) < 0)
-    return -1;
-  if (pipe2(status_pipe, O_CLOEXEC) < 0) {
-    pod_cgroups_destroy();
+  if (pipe2(fds, O_CLOEXEC) < 0)
     return shim_fail_errno(err, errno, "pipe");
-  }
-  if (pipe2(go_pipe, O_CLOEXEC) < 0) {
-    close(status_pipe[0]);
-    close(status_pipe[1]);
-    pod_cgroups_destroy();
+  status_rd = fds[0], status_wr = fds[1];
+  if (pipe2(fds, O_CLOEXEC) < 0)
     return shim_fail_errno(err, errno, "pipe");
-  }
+  go_rd = fds[0], go_wr = fds[1];
   /* clone() without CLONE_VM behaves as fork, but can create the PID
    * namespace the child is PID 1 of. */
   child = (pid_t) syscall(SYS_clone, (unsigned long) flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (child == 0) {
-    close(status_pipe[0]);
-    close(go_pipe[1]);
-    infra_main(status_pipe[1], go_pipe[0], flags, hostname, sysctls);
+    close(status_rd);
+    close(go_wr);
+    infra_main(status_wr, go_rd, p);
   }
-  close(status_pipe[1]);
-  close(go_pipe[0]);
-  if (child < 0) {
-    shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
-    goto out;
-  }
+  close(status_wr);
+  close(go_rd);
+  status_wr = go_rd = -1;
+  if (child < 0)
+    return shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
   if (g_pod.cg && cgroup_add_pid(g_pod.cg, child, err) < 0)
-    goto kill_child;
-  if (userns && ns_write_id_mappings(child, json_object_get(userns, "uidMappings"), json_object_get(userns, "gidMappings"), err) < 0)
-    goto kill_child;
+    return -1;
+  if ((flags & CLONE_NEWUSER) && ns_write_id_mappings(child, &p->userns, err) < 0)
+    return -1;
   {
     char go = 1, st = 1, msg[1100] = { 0 };
-    write_all(go_pipe[1], &go, 1);
-    if (read_all(status_pipe[0], &st, 1) != 1) {
-      shim_fail(err, SHIM_INTERNAL, "pod infra process exited during set-up");
-      goto kill_child;
-    }
+    write_all(go_wr, &go, 1);
+    if (read_all(status_rd, &st, 1) != 1)
+      return shim_fail(err, SHIM_INTERNAL, "pod infra process exited during set-up");
     if (st != 0) {
-      read_all(status_pipe[0], msg, sizeof(msg) - 1);
-      shim_fail(err, SHIM_INVALID_ARGUMENT, "%s", msg);
-      goto kill_child;
+      read_all(status_rd, msg, sizeof(msg) - 1);
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s", msg);
     }
   }
   ns_map = json_object();
@@ -299,33 +275,64 @@ int pod_create(json_t *params, json_t **result, struct shim_err *err)
   g_pod.info = json_pack("{s:i,s:o,s:s}", "pid", (int) child, "namespaces", ns_map, "hostname", hostname ? hostname : "");
   *result = json_pack("{s:i,s:O}", "pid", (int) child, "namespaces", ns_map);
   shim_log("pod infra pid %d (flags 0x%x)", (int) child, (unsigned) flags);
-  close(status_pipe[0]);
-  close(go_pipe[1]);
+  child = -1; /* the pod's now */
   return 0;
+}
 
-kill_child:
-  kill(child, SIGKILL);
-  while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-    ;
-out:
-  close(status_pipe[0]);
-  close(go_pipe[1]);
-  pod_cgroups_destroy();
-  return -1;
+int pod_create(json_t *params, json_t **result, struct shim_err *err)
+{
+  bool net, ipc, uts, pid;
+  json_t *userns, *sysctls;
+  cleanup_json json_t *linux_like = NULL;
+  __attribute__((cleanup(pod_setup_free))) struct pod_setup setup = { 0 };
+
+  if (g_pod.info)
+    return shim_fail(err, SHIM_ALREADY_EXISTS, "the pod's namespaces already exist");
+  if (ns_mode(params, "network", true, &net, err) < 0 || ns_mode(params, "ipc", true, &ipc, err) < 0
+      || ns_mode(params, "uts", true, &uts, err) < 0 || ns_mode(params, "pid", false, &pid, err) < 0
+      || field_string(params, "hostname", "params", &setup.hostname, err) < 0
+      || field_object(params, "userns", "params", &userns, err) < 0
+      || field_object(params, "sysctls", "params", &sysctls, err) < 0
+      || ns_parse_sysctls(sysctls, "params.sysctls", sysctl_key_ok, &setup.sysctls, &setup.n_sysctls, err) < 0)
+    return -1;
+  if (setup.hostname && strlen(setup.hostname) > 64)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: longer than 64 characters");
+  if (setup.hostname && *setup.hostname && !uts)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.hostname: needs uts \"new\"");
+  setup.flags |= net ? CLONE_NEWNET : 0;
+  setup.flags |= ipc ? CLONE_NEWIPC : 0;
+  setup.flags |= uts ? CLONE_NEWUTS : 0;
+  setup.flags |= pid ? CLONE_NEWPID : 0;
+  if (userns) {
+    /* The mappings are checked as a spec's linux section with a user namespace. */
+    linux_like = json_pack("{s:[{s:s}],s:O?,s:O?}", "namespaces", "type", "user", "uidMappings",
+                           json_object_get(userns, "uidMappings"), "gidMappings", json_object_get(userns, "gidMappings"));
+    if (ns_parse(linux_like, &setup.userns, err) < 0)
+      return -1;
+    setup.flags |= CLONE_NEWUSER;
+  }
+  if (pod_cgroups_create(params, err) < 0)
+    return -1;
+  if (start_infra(&setup, result, err) < 0) {
+    pod_cgroups_destroy();
+    return -1;
+  }
+  return 0;
 }
 
 int pod_update(json_t *params, struct shim_err *err)
 {
-  json_t *res;
-  if (spec_get_object(params, "resources", "params", &res, err) < 0)
+  json_t *res_json;
+  cleanup_resources struct resources res = { 0 };
+  if (field_object(params, "resources", "params", &res_json, err) < 0)
     return -1;
-  if (!res)
+  if (!res_json)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.resources: required");
-  if (cgroup_validate_resources(res, err) < 0)
+  if (resources_parse(res_json, &res, err) < 0)
     return -1;
   if (!g_pod.pod_cg)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "the shim made no pod cgroup (params.podCgroup of \"pod\")");
-  if (cgroup_update(g_pod.pod_cg, res, err) < 0) {
+  if (cgroup_update(g_pod.pod_cg, &res, err) < 0) {
     shim_err_prefix(err, "pod cgroup");
     return -1;
   }
@@ -345,9 +352,7 @@ void pod_reaped(pid_t pid, int status)
 void pod_shutdown(void)
 {
   if (g_pod.infra > 0) {
-    kill(g_pod.infra, SIGKILL);
-    while (waitpid(g_pod.infra, NULL, 0) < 0 && errno == EINTR)
-      ;
+    kill_and_reap(g_pod.infra);
     g_pod.infra = 0;
   }
   pod_cgroups_destroy();

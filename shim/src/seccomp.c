@@ -4,6 +4,7 @@
 
 #include <seccomp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -105,8 +106,8 @@ static int parse_action(json_t *obj, const char *action_key, const char *errno_k
   bool has_errno;
   size_t i;
 
-  if (spec_get_string(obj, action_key, where, &name, err) < 0
-      || spec_get_int64(obj, errno_key, where, &has_errno, &errno_ret, err) < 0)
+  if (field_string(obj, action_key, where, &name, err) < 0
+      || field_int64(obj, errno_key, where, &has_errno, &errno_ret, err) < 0)
     return -1;
   if (!name)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: required", where, action_key);
@@ -144,9 +145,9 @@ static int parse_arg(json_t *a, const char *where, struct scmp_arg_cmp *out, str
   const char *op;
   if (!json_is_object(a))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-  if (spec_get_uint64(a, "index", where, &has_index, &index, err) < 0
-      || spec_get_uint64(a, "value", where, &has_value, &value, err) < 0
-      || spec_get_uint64(a, "valueTwo", where, NULL, &two, err) < 0 || spec_get_string(a, "op", where, &op, err) < 0)
+  if (field_uint64(a, "index", where, &has_index, &index, err) < 0
+      || field_uint64(a, "value", where, &has_value, &value, err) < 0
+      || field_uint64(a, "valueTwo", where, NULL, &two, err) < 0 || field_string(a, "op", where, &op, err) < 0)
     return -1;
   if (!has_index)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.index: required", where);
@@ -166,171 +167,218 @@ static int parse_arg(json_t *a, const char *where, struct scmp_arg_cmp *out, str
   return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.op: unknown operator \"%s\"", where, op);
 }
 
-static int add_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n, const struct scmp_arg_cmp *cmps,
-                    const char *where, const char *name, struct shim_err *err)
+/* The filter, parsed: each list in the profile's order, so that an error when it is
+ * loaded names the entry (linux.seccomp.architectures[i], syscalls[i]). */
+struct seccomp_rule {
+  uint32_t action;
+  const char **names;
+  size_t n_names;
+  struct scmp_arg_cmp cmps[6];
+  size_t n_args;
+  bool same_index; /* two comparisons on one argument: a rule each */
+};
+
+struct seccomp_filter {
+  uint32_t def_action;
+  size_t *arches, n_arches; /* indexes into arches[] */
+  size_t *flags, n_flags;   /* indexes into flags[] */
+  struct seccomp_rule *rules;
+  size_t n_rules;
+};
+
+void seccomp_free(struct seccomp_filter *f)
 {
-  int r = seccomp_rule_add_array(ctx, action, nr, n, cmps);
-  if (r < 0)
-    return shim_fail_errno(err, -r, "%s: add the rule for \"%s\"", where, name);
-  return 0;
+  if (!f)
+    return;
+  for (size_t i = 0; i < f->n_rules; i++)
+    free(f->rules[i].names);
+  free(f->rules);
+  free(f->arches);
+  free(f->flags);
+  free(f);
 }
 
-/* One syscalls[] entry; with ctx set, its rules are added to the filter. */
-static int walk_rule(json_t *rule, const char *where, uint32_t def_action, scmp_filter_ctx ctx, struct shim_err *err)
+static void cleanup_filterp(struct seccomp_filter **f)
 {
-  uint32_t action;
-  json_t *names, *args, *v;
-  struct scmp_arg_cmp cmps[6];
-  size_t n_args, i;
-  bool same_index = false;
+  seccomp_free(*f);
+}
 
-  if (!json_is_object(rule))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: must be an object", where);
-  if (parse_action(rule, "action", "errnoRet", where, &action, err) < 0
-      || spec_get_array(rule, "names", where, &names, err) < 0 || spec_get_array(rule, "args", where, &args, err) < 0)
+/* One syscalls[] entry. */
+static int parse_rule(json_t *rule, const char *where, void *item, void *ctx, struct shim_err *err)
+{
+  struct seccomp_rule *out = item;
+  json_t *names, *args, *v;
+  size_t i;
+
+  if (parse_action(rule, "action", "errnoRet", where, &out->action, err) < 0
+      || field_array(rule, "names", where, &names, err) < 0 || field_array(rule, "args", where, &args, err) < 0)
     return -1;
-  n_args = json_array_size(args);
-  if (n_args > COUNT(cmps))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.args: %zu comparisons, at most %zu", where, n_args, COUNT(cmps));
+  out->n_args = json_array_size(args);
+  if (out->n_args > COUNT(out->cmps))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.args: %zu comparisons, at most %zu", where, out->n_args, COUNT(out->cmps));
   json_array_foreach (args, i, v) {
     char awhere[128];
     snprintf(awhere, sizeof(awhere), "%s.args[%zu]", where, i);
-    if (parse_arg(v, awhere, &cmps[i], err) < 0)
+    if (parse_arg(v, awhere, &out->cmps[i], err) < 0)
       return -1;
     for (size_t k = 0; k < i; k++)
-      same_index = same_index || cmps[k].arg == cmps[i].arg;
+      out->same_index = out->same_index || out->cmps[k].arg == out->cmps[i].arg;
   }
+  out->names = calloc(json_array_size(names) + 1, sizeof(*out->names));
+  if (!out->names)
+    return shim_fail_errno(err, ENOMEM, "%s", where);
   json_array_foreach (names, i, v) {
     const char *name = json_string_value(v);
-    int nr;
     if (!name)
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.names[%zu]: must be a string", where, i);
-    /* libseccomp refuses a rule whose action is the default one: it would
-     * change nothing anyway. */
-    if (!ctx || action == def_action)
-      continue;
+    out->names[out->n_names++] = name;
+  }
+  return 0;
+}
+
+/* linux.seccomp.architectures or .flags: known names, as indexes into the table. */
+static int parse_names(json_t *seccomp, const char *key, const char *what, const char *(*name_at)(size_t k), size_t n_known,
+                       size_t **out, size_t *n, struct shim_err *err)
+{
+  json_t *arr, *v;
+  size_t i;
+  if (field_array(seccomp, key, "linux.seccomp", &arr, err) < 0)
+    return -1;
+  *out = calloc(json_array_size(arr) + 1, sizeof(**out));
+  if (!*out)
+    return shim_fail_errno(err, ENOMEM, "linux.seccomp.%s", key);
+  json_array_foreach (arr, i, v) {
+    const char *name = json_string_value(v);
+    size_t k;
+    if (!name)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.%s[%zu]: must be a string", key, i);
+    for (k = 0; k < n_known && strcmp(name_at(k), name) != 0; k++)
+      ;
+    if (k == n_known)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.%s[%zu]: unknown %s \"%s\"", key, i, what, name);
+    (*out)[(*n)++] = k;
+  }
+  return 0;
+}
+
+static const char *arch_name(size_t k)
+{
+  return arches[k].name;
+}
+
+static const char *flag_name(size_t k)
+{
+  return flags[k].name;
+}
+
+int seccomp_parse(json_t *seccomp, struct seccomp_filter **out, struct shim_err *err)
+{
+  __attribute__((cleanup(cleanup_filterp))) struct seccomp_filter *f = NULL;
+  json_t *arr;
+
+  *out = NULL;
+  if (!seccomp)
+    return 0;
+  if (!json_is_object(seccomp))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp: must be an object");
+  f = calloc(1, sizeof(*f));
+  if (!f)
+    return shim_fail_errno(err, ENOMEM, "linux.seccomp");
+  if (parse_action(seccomp, "defaultAction", "defaultErrnoRet", "linux.seccomp", &f->def_action, err) < 0)
+    return -1;
+  {
+    const char *path;
+    if (field_string(seccomp, "listenerPath", "linux.seccomp", &path, err) < 0)
+      return -1;
+    if (path && *path)
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.listenerPath: seccomp notify is not supported");
+  }
+  if (parse_names(seccomp, "architectures", "architecture", arch_name, COUNT(arches), &f->arches, &f->n_arches, err) < 0
+      || parse_names(seccomp, "flags", "flag", flag_name, COUNT(flags), &f->flags, &f->n_flags, err) < 0)
+    return -1;
+  if (field_array(seccomp, "syscalls", "linux.seccomp", &arr, err) < 0
+      || field_objects(arr, "linux.seccomp.syscalls", sizeof(*f->rules), (void **) &f->rules, &f->n_rules, parse_rule, NULL, err) < 0)
+    return -1;
+  *out = f;
+  f = NULL;
+  return 0;
+}
+
+static int add_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n, const struct scmp_arg_cmp *cmps, size_t idx,
+                    const char *name, struct shim_err *err)
+{
+  int r = seccomp_rule_add_array(ctx, action, nr, n, cmps);
+  if (r < 0)
+    return shim_fail_errno(err, -r, "linux.seccomp.syscalls[%zu]: add the rule for \"%s\"", idx, name);
+  return 0;
+}
+
+/* A rule's syscalls into the filter. */
+static int add_rules(scmp_filter_ctx ctx, const struct seccomp_rule *rule, size_t idx, uint32_t def_action, struct shim_err *err)
+{
+  /* libseccomp refuses a rule whose action is the default one: it would change
+   * nothing anyway. */
+  if (rule->action == def_action)
+    return 0;
+  for (size_t i = 0; i < rule->n_names; i++) {
     /* Profiles list syscalls of newer kernels than this libseccomp knows. */
-    nr = seccomp_syscall_resolve_name(name);
+    int nr = seccomp_syscall_resolve_name(rule->names[i]);
     if (nr == __NR_SCMP_ERROR)
       continue;
-    if (same_index) {
+    if (rule->same_index) {
       /* libseccomp takes one comparison per argument in a rule: several on
        * one argument become one rule each (so they match as OR, not AND). */
-      for (size_t k = 0; k < n_args; k++)
-        if (add_rule(ctx, action, nr, 1, &cmps[k], where, name, err) < 0)
+      for (size_t k = 0; k < rule->n_args; k++)
+        if (add_rule(ctx, rule->action, nr, 1, &rule->cmps[k], idx, rule->names[i], err) < 0)
           return -1;
-    } else if (add_rule(ctx, action, nr, (unsigned) n_args, cmps, where, name, err) < 0) {
+    } else if (add_rule(ctx, rule->action, nr, (unsigned) rule->n_args, rule->cmps, idx, rule->names[i], err) < 0) {
       return -1;
     }
   }
   return 0;
 }
 
-/* Check the profile; with ctx set, also build the filter. Architectures come
- * first: libseccomp only puts rules into the architectures it has then. */
-static int walk(json_t *seccomp, scmp_filter_ctx ctx, struct shim_err *err)
+static void cleanup_ctxp(scmp_filter_ctx *ctx)
 {
-  uint32_t def_action;
-  json_t *arr, *v;
-  size_t i;
-
-  if (!json_is_object(seccomp))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp: must be an object");
-  if (parse_action(seccomp, "defaultAction", "defaultErrnoRet", "linux.seccomp", &def_action, err) < 0)
-    return -1;
-  {
-    const char *path;
-    if (spec_get_string(seccomp, "listenerPath", "linux.seccomp", &path, err) < 0)
-      return -1;
-    if (path && *path)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.listenerPath: seccomp notify is not supported");
-  }
-
-  if (spec_get_array(seccomp, "architectures", "linux.seccomp", &arr, err) < 0)
-    return -1;
-  json_array_foreach (arr, i, v) {
-    const char *name = json_string_value(v);
-    size_t k;
-    int r;
-    if (!name)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.architectures[%zu]: must be a string", i);
-    for (k = 0; k < COUNT(arches); k++)
-      if (strcmp(arches[k].name, name) == 0)
-        break;
-    if (k == COUNT(arches))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.architectures[%zu]: unknown architecture \"%s\"", i,
-                       name);
-    if (!ctx || arches[k].arch == 0)
-      continue;
-    r = seccomp_arch_add(ctx, arches[k].arch);
-    if (r < 0 && r != -EEXIST) /* EEXIST: the native one, always there */
-      return shim_fail_errno(err, -r, "linux.seccomp.architectures[%zu]: add %s", i, name);
-  }
-
-  if (spec_get_array(seccomp, "flags", "linux.seccomp", &arr, err) < 0)
-    return -1;
-  json_array_foreach (arr, i, v) {
-    const char *name = json_string_value(v);
-    size_t k;
-    int r;
-    if (!name)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.flags[%zu]: must be a string", i);
-    for (k = 0; k < COUNT(flags); k++)
-      if (strcmp(flags[k].name, name) == 0)
-        break;
-    if (k == COUNT(flags))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp.flags[%zu]: unknown flag \"%s\"", i, name);
-    if (!ctx || flags[k].attr == 0)
-      continue;
-    r = seccomp_attr_set(ctx, flags[k].attr, 1);
-    if (r < 0)
-      return shim_fail_errno(err, -r, "linux.seccomp.flags[%zu]: %s", i, name);
-  }
-
-  if (spec_get_array(seccomp, "syscalls", "linux.seccomp", &arr, err) < 0)
-    return -1;
-  json_array_foreach (arr, i, v) {
-    char where[64];
-    snprintf(where, sizeof(where), "linux.seccomp.syscalls[%zu]", i);
-    if (walk_rule(v, where, def_action, ctx, err) < 0)
-      return -1;
-  }
-  return 0;
+  if (*ctx)
+    seccomp_release(*ctx);
 }
 
-int seccomp_validate(json_t *seccomp, struct shim_err *err)
+int seccomp_apply(const struct seccomp_filter *f, struct shim_err *err)
 {
-  return walk(seccomp, NULL, err);
-}
-
-int seccomp_apply(json_t *seccomp, struct shim_err *err)
-{
-  uint32_t def_action;
-  scmp_filter_ctx ctx;
+  __attribute__((cleanup(cleanup_ctxp))) scmp_filter_ctx ctx = NULL;
   int r;
 
-  if (!json_is_object(seccomp))
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.seccomp: must be an object");
-  if (parse_action(seccomp, "defaultAction", "defaultErrnoRet", "linux.seccomp", &def_action, err) < 0)
-    return -1;
-  ctx = seccomp_init(def_action);
+  ctx = seccomp_init(f->def_action);
   if (!ctx)
     return shim_fail(err, SHIM_INTERNAL, "linux.seccomp: seccomp_init failed");
   /* no_new_privs is the spec's own choice (process.noNewPrivileges): the
    * caller sets it; as root with CAP_SYS_ADMIN the filter loads without it. */
   r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-  if (r < 0) {
-    seccomp_release(ctx);
+  if (r < 0)
     return shim_fail_errno(err, -r, "linux.seccomp: clear the no_new_privs attribute");
-  }
   /* The kernel's own errno from seccomp_load, not a generic ECANCELED. */
   (void) seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
-  if (walk(seccomp, ctx, err) < 0) {
-    seccomp_release(ctx);
-    return -1;
+  /* Architectures first: libseccomp only puts rules into the architectures it has then. */
+  for (size_t i = 0; i < f->n_arches; i++) {
+    uint32_t arch = arches[f->arches[i]].arch;
+    if (arch == 0)
+      continue;
+    r = seccomp_arch_add(ctx, arch);
+    if (r < 0 && r != -EEXIST) /* EEXIST: the native one, always there */
+      return shim_fail_errno(err, -r, "linux.seccomp.architectures[%zu]: add %s", i, arches[f->arches[i]].name);
   }
+  for (size_t i = 0; i < f->n_flags; i++) {
+    if (flags[f->flags[i]].attr == 0)
+      continue;
+    r = seccomp_attr_set(ctx, flags[f->flags[i]].attr, 1);
+    if (r < 0)
+      return shim_fail_errno(err, -r, "linux.seccomp.flags[%zu]: %s", i, flags[f->flags[i]].name);
+  }
+  for (size_t i = 0; i < f->n_rules; i++)
+    if (add_rules(ctx, &f->rules[i], i, f->def_action, err) < 0)
+      return -1;
   r = seccomp_load(ctx);
-  seccomp_release(ctx);
   if (r == -EACCES || r == -EPERM)
     return shim_fail_errno(err, -r, "linux.seccomp: load the filter (needs CAP_SYS_ADMIN or no_new_privs)");
   if (r < 0)

@@ -55,15 +55,21 @@ void cleanup_jsonp(json_t **j);
 #define cleanup_free __attribute__((cleanup(cleanup_freep)))
 #define cleanup_close __attribute__((cleanup(cleanup_closep)))
 #define cleanup_json __attribute__((cleanup(cleanup_jsonp)))
-
-/* Diagnostics to the shim's own log (stderr redirected to <state>/shim.log). */
-void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* In util.c: a child process killed and reaped (kill_and_reap) unless handed on
+ * (set to -1), and a directory stream closed. */
+void cleanup_reapp(pid_t *pid);
+void cleanup_dirp(void *dir);
+#define cleanup_reap __attribute__((cleanup(cleanup_reapp)))
+#define cleanup_dir __attribute__((cleanup(cleanup_dirp)))
 
 /* Tests' failpoints: die (SIGKILL) at `step` ("create.cgroup", ...) when it is named in
  * $SKIFF_SHIM_FAILPOINTS (comma-separated; skiffd passes what its failpoints ask). */
 void shim_failpoint(const char *step);
 
-/* ---- small helpers (util.c: only generic fs/string helpers) --------------- */
+/* ---- small helpers (util.c: generic fs, process and time helpers) --------- */
+
+/* Diagnostics to the shim's own log (stderr redirected to <state>/shim.log). */
+void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Write a whole buffer to a file path (O_WRONLY|O_TRUNC or O_CREAT as given). */
 int write_file(const char *path, const char *data, size_t len, int flags, struct shim_err *err);
@@ -74,40 +80,205 @@ int read_file_at(int dirfd, const char *name, char **out, size_t *len, size_t ma
 /* Atomic write: temp file in the same dir, fsync, rename. */
 int write_file_atomic(const char *path, const char *data, size_t len, struct shim_err *err);
 int mkdir_p(const char *path, mode_t mode, struct shim_err *err);
+bool path_exists(const char *path);
+bool path_is_dir(const char *path); /* following symlinks */
 /* now as nanoseconds since the epoch (CLOCK_REALTIME). */
 int64_t now_ns(void);
 /* RFC3339Nano UTC timestamp "2006-01-02T15:04:05.000000000Z" into buf (>= 40 bytes). */
 void format_rfc3339nano(int64_t ns, char *buf, size_t len);
+/* That timestamp as a JSON string; "" for 0 (not yet). */
+json_t *time_json(int64_t ns);
+/* SIGKILL a child process and reap it; nothing for pid <= 0. */
+void kill_and_reap(pid_t pid);
 /* Full read/write loops that retry on EINTR/short counts. */
 ssize_t read_all(int fd, void *buf, size_t len);
 ssize_t write_all(int fd, const void *buf, size_t len);
 
-/* ---- JSON access helpers for the OCI spec (spec.c) ------------------------ */
+/* ---- typed fields of JSON objects (json_field.c) ---------------------------- */
 
-/* Accessors return NULL / default when the key is absent; the *_checked ones
- * fail with INVALID_ARGUMENT naming the JSON path when the type is wrong. */
-int spec_get_string(json_t *obj, const char *key, const char *where, const char **out, struct shim_err *err);
-int spec_get_bool(json_t *obj, const char *key, const char *where, bool *out, struct shim_err *err);
-int spec_get_int64(json_t *obj, const char *key, const char *where, bool *present, int64_t *out, struct shim_err *err);
-int spec_get_uint64(json_t *obj, const char *key, const char *where, bool *present, uint64_t *out, struct shim_err *err);
-int spec_get_object(json_t *obj, const char *key, const char *where, json_t **out, struct shim_err *err);
-int spec_get_array(json_t *obj, const char *key, const char *where, json_t **out, struct shim_err *err);
+/* An absent or null key reads as not there (NULL, false, 0, *present false); a
+ * value of the wrong type fails with INVALID_ARGUMENT: "<where>.<key>: must be ...". */
+bool field_present(json_t *obj, const char *key);
+int field_string(json_t *obj, const char *key, const char *where, const char **out, struct shim_err *err);
+int field_bool(json_t *obj, const char *key, const char *where, bool *out, struct shim_err *err);
+int field_int64(json_t *obj, const char *key, const char *where, bool *present, int64_t *out, struct shim_err *err);
+/* Reals from 2^63 up (2^64-1 from some generators) read as UINT64_MAX. */
+int field_uint64(json_t *obj, const char *key, const char *where, bool *present, uint64_t *out, struct shim_err *err);
+int field_object(json_t *obj, const char *key, const char *where, json_t **out, struct shim_err *err);
+int field_array(json_t *obj, const char *key, const char *where, json_t **out, struct shim_err *err);
+/* Each element of arr, which must be an object ("<where>[i]: must be an object"), parsed
+ * by parse_one into the next item of a new array of item_size items: *out (free it,
+ * also on failure), *n (counting the item that failed, so that a free function sees
+ * what it allocated). */
+int field_objects(json_t *arr, const char *where, size_t item_size, void **out, size_t *n,
+                  int (*parse_one)(json_t *obj, const char *where, void *item, void *ctx, struct shim_err *err), void *ctx,
+                  struct shim_err *err);
 
-/* Load <bundle>/config.json and validate every section (calls each module's
- * *_validate). On success *out holds the spec (caller json_decref's). */
-int spec_load(const char *bundle, json_t **out, struct shim_err *err);
-/* Validate a bare OCI "process" object (used by exec). */
-int spec_validate_process(json_t *process, const char *where, struct shim_err *err);
+/* ---- the OCI runtime spec, parsed once ---------------------------------------
+ * config.json is read and checked once, before anything is made (spec.c; each
+ * section by the module that applies it), into the structs below; nothing reads its
+ * JSON again. Strings point into the JSON they were parsed from, which lives as long
+ * as they do (struct spec holds its config.json); arrays belong to the struct. */
+
+struct spec_rlimit {
+  const char *type; /* "RLIMIT_NOFILE" */
+  int resource;
+  uint64_t soft, hard;
+};
+
+/* process.capabilities, as bit masks by capability number. */
+struct spec_caps {
+  bool listed; /* the key is there (even null): the user switch keeps capabilities for caps_set */
+  bool given;  /* an object: all five sets are set (an unlisted one is empty) */
+  uint64_t bounding, effective, inheritable, permitted, ambient;
+};
+
+/* process, or an exec's params.process. */
+struct spec_process {
+  char **args, **env; /* NULL-terminated, for execve */
+  const char *cwd;    /* NULL: "/" */
+  uint32_t uid, gid;
+  gid_t *gids;
+  size_t n_gids;
+  int umask; /* -1: left as it is */
+  bool has_oom_score_adj;
+  int oom_score_adj;
+  struct spec_rlimit *rlimits;
+  size_t n_rlimits;
+  bool terminal, no_new_privileges;
+  struct spec_caps caps;
+  const char *apparmor_profile, *selinux_label;
+};
+
+/* linux.namespaces, linux.uidMappings, linux.gidMappings. */
+struct spec_namespace {
+  int flag;         /* CLONE_NEW* */
+  const char *type; /* "network" */
+  const char *path; /* NULL: a new one */
+};
+struct spec_idmap {
+  uint32_t container_id, host_id, size;
+};
+struct spec_ns {
+  struct spec_namespace *list;
+  size_t n;
+  struct spec_idmap *uid_maps, *gid_maps;
+  size_t n_uid_maps, n_gid_maps;
+};
+
+/* The rootfs: root.readonly, mounts, linux.devices, maskedPaths, readonlyPaths,
+ * rootfsPropagation and mountLabel. */
+struct spec_mount {
+  const char *dest, *type, *source; /* type NULL: a bind mount */
+  unsigned long flags, clear, propagation;
+  bool rro;
+  char *data; /* file system options: "mode=755"; NULL: none */
+};
+struct spec_device {
+  const char *path;
+  char type; /* 'c', 'b' or 'p' ('u' is taken as 'c') */
+  unsigned major, minor;
+  mode_t mode;
+  uid_t uid;
+  gid_t gid;
+};
+struct spec_rootfs {
+  bool readonly;
+  struct spec_mount *mounts;
+  size_t n_mounts;
+  struct spec_device *devices;
+  size_t n_devices;
+  const char **masked_paths, **readonly_paths;
+  size_t n_masked_paths, n_readonly_paths;
+  const char *propagation; /* NULL: rslave */
+  unsigned long propagation_flags; /* for "/": MS_SLAVE | MS_REC by default */
+  const char *mount_label; /* SELinux context of the file systems made for it */
+};
+
+/* A sysctl: "net.ipv4.ip_forward" = "1". */
+struct spec_sysctl {
+  const char *key, *value;
+};
+
+/* linux.resources (also a pod cgroup's and an update's). has_*: the field was given;
+ * limits of -1 are unlimited. */
+struct res_hugepage {
+  const char *page_size; /* "2MB" */
+  int64_t limit;
+};
+struct res_device {
+  bool allow;
+  char type;             /* 'a', 'b' or 'c' */
+  int64_t major, minor;  /* -1: any */
+  const char *access;    /* letters of "rwm" */
+};
+struct res_unified {
+  const char *key, *value; /* "memory.high" = "max" */
+  size_t value_len;
+};
+struct res_cpu {
+  bool has_shares, has_quota, has_period, has_rt_runtime, has_rt_period, has_idle;
+  uint64_t shares, period, rt_period; /* shares, quota, period: 0 is not set, as CRI sends it */
+  int64_t quota, rt_runtime, idle;
+  const char *cpus, *mems;
+};
+struct res_memory {
+  bool has_limit, has_reservation, has_swap, has_swappiness, has_disable_oom_killer;
+  int64_t limit, reservation, swap; /* swap is the memory+swap total */
+  uint64_t swappiness;
+  bool disable_oom_killer;
+};
+struct resources {
+  struct res_cpu cpu;
+  struct res_memory memory;
+  bool has_pids;
+  int64_t pids_limit;
+  struct res_hugepage *hugepages;
+  size_t n_hugepages;
+  bool has_devices; /* an empty list still denies all but the default devices */
+  struct res_device *devices;
+  size_t n_devices;
+  bool has_blkio_weight;
+  uint64_t blkio_weight;
+  struct res_unified *unified;
+  size_t n_unified;
+};
+
+struct seccomp_filter; /* linux.seccomp (seccomp.c) */
+
+struct spec {
+  json_t *doc; /* config.json: the strings below point into it */
+  const char *root_path, *hostname, *cgroups_path;
+  struct spec_process process;
+  struct spec_ns ns;
+  struct spec_rootfs rootfs;
+  struct resources resources;
+  struct seccomp_filter *seccomp; /* NULL: none */
+  struct spec_sysctl *sysctls;
+  size_t n_sysctls;
+};
+
+/* ---- loading config.json (spec.c) --------------------------------------------- */
+
+/* Load <bundle>/config.json and check and parse every section. */
+int spec_load(const char *bundle, struct spec **out, struct shim_err *err);
+void spec_free(struct spec *spec);
+void cleanup_specp(struct spec **spec);
+#define cleanup_spec __attribute__((cleanup(cleanup_specp)))
+/* A bare OCI "process" object (exec's params.process); where names it in errors. */
+int spec_parse_process(json_t *process, const char *where, struct spec_process *out, struct shim_err *err);
+void spec_process_free(struct spec_process *p);
+#define cleanup_spec_process __attribute__((cleanup(spec_process_free)))
 
 /* ---- capabilities (caps.c) ----------------------------------------------- */
 
-/* Validate process.capabilities: known names in all five sets. */
-int caps_validate(json_t *process, struct shim_err *err);
+/* process.capabilities: known names in all five sets. */
+int caps_parse(json_t *process, struct spec_caps *out, struct shim_err *err);
 /* Before switching user: drop from the bounding set every cap not listed. */
-int caps_drop_bounding(json_t *process, struct shim_err *err);
+int caps_drop_bounding(const struct spec_caps *caps, struct shim_err *err);
 /* After switching user (with PR_SET_KEEPCAPS): set effective, permitted,
  * inheritable, then raise ambient. */
-int caps_set(json_t *process, struct shim_err *err);
+int caps_set(const struct spec_caps *caps, struct shim_err *err);
 
 /* ---- LSMs: AppArmor and SELinux (lsm.c) --------------------------------- */
 
@@ -121,21 +292,25 @@ extern const struct lsm_ops lsm_real_ops;
 #define LSM_MOUNT_DATA_MAX 4096
 /* process.apparmorProfile and process.selinuxLabel: strings without NUL,
  * newline or quote; linux.mountLabel likewise. */
-int lsm_validate_process(json_t *process, const char *where, struct shim_err *err);
-int lsm_validate_linux(json_t *linux_obj, struct shim_err *err);
+int lsm_parse_process(json_t *process, const char *where, const char **apparmor_profile, const char **selinux_label,
+                      struct shim_err *err);
+int lsm_parse_linux(json_t *linux_obj, const char **mount_label, struct shim_err *err);
 /* Right before execve: the SELinux label, then the AppArmor profile, that the
- * execve enters. Writes nothing when the process names neither. */
-int lsm_set_exec_labels(const struct lsm_ops *ops, json_t *process, struct shim_err *err);
+ * execve enters. Writes nothing for a NULL or empty one. */
+int lsm_set_exec_labels(const struct lsm_ops *ops, const char *selinux_label, const char *apparmor_profile,
+                        struct shim_err *err);
 /* Append context="<label>" to the data of a tmpfs, mqueue or devpts mount
  * (not a bind); nothing without a label. */
 int lsm_mount_data(const char *type, bool bind, const char *label, char *data, size_t size, struct shim_err *err);
 
 /* ---- seccomp (seccomp.c) -------------------------------------------------- */
 
-/* Validate linux.seccomp (actions, arches, syscall names, arg ops). */
-int seccomp_validate(json_t *seccomp, struct shim_err *err);
+/* linux.seccomp (actions, arches, flags, syscall names, arg ops) into a filter;
+ * *out NULL when seccomp is NULL. */
+int seccomp_parse(json_t *seccomp, struct seccomp_filter **out, struct shim_err *err);
+void seccomp_free(struct seccomp_filter *f);
 /* Load the filter into the calling process (last step before execve). */
-int seccomp_apply(json_t *seccomp, struct shim_err *err);
+int seccomp_apply(const struct seccomp_filter *f, struct shim_err *err);
 
 /* ---- cgroup stat files (cgstat.c) ----------------------------------------- */
 
@@ -150,16 +325,19 @@ json_t *cgstat_io_stat_json(const char *text);
  * same array, from their Read and Write lines. */
 json_t *cgstat_blkio_json(const char *bytes, const char *ops);
 
-/* ---- cgroups (cgroup.c) -------------------------------------------------- */
+/* ---- cgroups (cgroup*.c: the driver; cgroup_internal.h is its own) --------- */
 
 struct cgroup; /* opaque: one path per hierarchy (v1 controllers and/or v2) */
 
-/* Validate linux.resources (types, ranges, device rules). */
-int cgroup_validate_resources(json_t *resources, struct shim_err *err);
+/* linux.resources checked (types, ranges, device rules) and parsed; NULL or null
+ * gives no resources (cgroup_resources.c). */
+int resources_parse(json_t *resources, struct resources *out, struct shim_err *err);
+void resources_free(struct resources *r);
+#define cleanup_resources __attribute__((cleanup(resources_free)))
 /* Create the cgroup at cgroups_path (absolute path under each hierarchy root;
- * a relative path is taken as under the root too) and apply resources.
+ * a relative path is taken as under the root too) and apply resources (or none).
  * Works on v1, v2 and hybrid hosts (v1 controllers + some on the unified mount). */
-int cgroup_create(const char *cgroups_path, json_t *resources, struct cgroup **out, struct shim_err *err);
+int cgroup_create(const char *cgroups_path, const struct resources *resources, struct cgroup **out, struct shim_err *err);
 /* Open an existing cgroup (exec joins the container's cgroup; recovery). */
 int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *err);
 /* Open the parent of cg (the pod cgroup of an infra cgroup kubelet named); the
@@ -168,7 +346,7 @@ int cgroup_open_parent(struct cgroup *cg, struct cgroup **out, struct shim_err *
 int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err);
 /* Apply resources to a live cgroup; if the kernel refuses a value half-way,
  * the files already written get their old contents back (v1 device rules excepted). */
-int cgroup_update(struct cgroup *cg, json_t *resources, struct shim_err *err);
+int cgroup_update(struct cgroup *cg, const struct resources *resources, struct shim_err *err);
 /* Stats as a JSON object (see api/shim/PROTOCOL.md "stats"). */
 int cgroup_stats(struct cgroup *cg, json_t **out, struct shim_err *err);
 /* Number of OOM kills recorded for this cgroup (memory.oom_control oom_kill
@@ -193,14 +371,19 @@ const char *cgroup_dir(struct cgroup *cg, const char *controller);
 int cgroup_foreach_hierarchy(struct cgroup *cg, int (*fn)(void *ctx, const char *name, const char *host_dir), void *ctx, struct shim_err *err);
 bool cgroup_is_v2_only(void);
 void cgroup_free(struct cgroup *cg);
+void cleanup_cgroupp(struct cgroup **cg);
+#define cleanup_cgroup __attribute__((cleanup(cleanup_cgroupp)))
 
 /* ---- namespaces (ns.c) --------------------------------------------------- */
 
-/* Validate linux.namespaces (known types, no duplicates, paths), and
- * uid/gid mappings. */
-int ns_validate(json_t *linux_obj, struct shim_err *err);
+/* linux.namespaces (known types, no duplicates, paths) and uid/gid mappings. */
+int ns_parse(json_t *linux_obj, struct spec_ns *out, struct shim_err *err);
+void ns_free(struct spec_ns *ns);
+#define cleanup_ns __attribute__((cleanup(ns_free)))
+/* The namespace of that type is listed (new or joined). */
+bool ns_listed(const struct spec_ns *ns, int flag);
 /* CLONE_NEW* flags for namespaces listed without a path. */
-int ns_clone_flags(json_t *linux_obj, int *flags, struct shim_err *err);
+int ns_clone_flags(const struct spec_ns *ns);
 /* Namespace fds to join, in join order (user first, mount last). */
 struct ns_set {
   int fds[8];
@@ -208,25 +391,30 @@ struct ns_set {
   size_t n;
 };
 void ns_set_free(struct ns_set *set);
+#define cleanup_ns_set __attribute__((cleanup(ns_set_free)))
 /* Open every namespace given by path (before forking), checking each file is
  * a namespace of the stated type. */
-int ns_open_paths(json_t *linux_obj, struct ns_set *set, struct shim_err *err);
+int ns_open_paths(const struct spec_ns *ns, struct ns_set *set, struct shim_err *err);
 /* For exec: open the namespaces of a running process that differ from the
  * caller's. */
 int ns_open_process(pid_t pid, struct ns_set *set, struct shim_err *err);
-/* Write sysctls ({"net.ipv4.x": "1"}) through /proc/sys; namespaced keys land
- * in the caller's namespaces. where names the field in errors. */
-int ns_write_sysctls(json_t *sysctls, const char *where, struct shim_err *err);
+/* A sysctls object ({"net.ipv4.x": "1"}, where names it in errors): string values,
+ * keys key_ok accepts. *out is malloc'd. */
+int ns_parse_sysctls(json_t *obj, const char *where, bool (*key_ok)(const char *key), struct spec_sysctl **out, size_t *n,
+                     struct shim_err *err);
+/* Write sysctls through /proc/sys; namespaced keys land in the caller's namespaces. */
+int ns_write_sysctls(const struct spec_sysctl *sysctls, size_t n, const char *where, struct shim_err *err);
 /* In the child: setns() into the opened namespaces, in order. */
 int ns_join(const struct ns_set *set, struct shim_err *err);
 /* Parent side: write uid_map/gid_map (and setgroups deny when needed) for pid. */
-int ns_write_id_mappings(pid_t pid, json_t *uid_mappings, json_t *gid_mappings, struct shim_err *err);
+int ns_write_id_mappings(pid_t pid, const struct spec_ns *ns, struct shim_err *err);
 
-/* ---- mounts and rootfs (mount.c) ----------------------------------------- */
+/* ---- mounts and rootfs (mount_spec.c, mount.c) ------------------------------ */
 
-/* Validate root, mounts, maskedPaths, readonlyPaths, devices,
- * rootfsPropagation (destinations absolute, no "..", known types/options). */
-int mount_validate(json_t *spec, struct shim_err *err);
+/* root.readonly, mounts, and linux's maskedPaths, readonlyPaths, devices and
+ * rootfsPropagation (destinations absolute, no "..", known types and options). */
+int mount_parse(json_t *spec, struct spec_rootfs *out, struct shim_err *err);
+void mount_free(struct spec_rootfs *r);
 
 struct mount_ctx {
   const char *rootfs;  /* absolute host path of the rootfs */
@@ -242,7 +430,7 @@ struct mount_ctx {
  * default /dev entries, pivot_root, then masked and read-only paths and a
  * read-only root. On return the process's root is the container rootfs and
  * cwd is "/". */
-int mount_setup_rootfs(json_t *spec, const struct mount_ctx *ctx, struct shim_err *err);
+int mount_setup_rootfs(const struct spec_rootfs *rootfs, const struct mount_ctx *ctx, struct shim_err *err);
 
 /* Open path inside root_fd without leaving it (openat2 RESOLVE_IN_ROOT). */
 int open_in_root(int root_fd, const char *path, int flags, mode_t mode, struct shim_err *err);

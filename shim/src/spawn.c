@@ -171,45 +171,24 @@ static void reset_signals(void)
   sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static int apply_rlimits(json_t *process, struct shim_err *err)
+static int apply_rlimits(const struct spec_process *p, struct shim_err *err)
 {
-  static const struct {
-    const char *name;
-    int res;
-  } map[] = {
-    { "RLIMIT_AS", RLIMIT_AS },           { "RLIMIT_CORE", RLIMIT_CORE },
-    { "RLIMIT_CPU", RLIMIT_CPU },         { "RLIMIT_DATA", RLIMIT_DATA },
-    { "RLIMIT_FSIZE", RLIMIT_FSIZE },     { "RLIMIT_LOCKS", RLIMIT_LOCKS },
-    { "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK }, { "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
-    { "RLIMIT_NICE", RLIMIT_NICE },       { "RLIMIT_NOFILE", RLIMIT_NOFILE },
-    { "RLIMIT_NPROC", RLIMIT_NPROC },     { "RLIMIT_RSS", RLIMIT_RSS },
-    { "RLIMIT_RTPRIO", RLIMIT_RTPRIO },   { "RLIMIT_RTTIME", RLIMIT_RTTIME },
-    { "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING }, { "RLIMIT_STACK", RLIMIT_STACK },
-  };
-  json_t *rlimits = json_object_get(process, "rlimits"), *r;
-  size_t i;
-  json_array_foreach (rlimits, i, r) {
-    const char *type = json_string_value(json_object_get(r, "type"));
-    json_t *soft = json_object_get(r, "soft"), *hard = json_object_get(r, "hard");
-    struct rlimit rl;
-    rl.rlim_cur = json_is_integer(soft) ? (rlim_t) json_integer_value(soft) : RLIM_INFINITY;
-    rl.rlim_max = json_is_integer(hard) ? (rlim_t) json_integer_value(hard) : RLIM_INFINITY;
-    for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++) {
-      if (type && strcmp(type, map[k].name) == 0 && setrlimit(map[k].res, &rl) < 0)
-        return shim_fail_errno(err, errno, "process.rlimits[%zu]: setrlimit %s soft %llu hard %llu", i, type,
-                               (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max);
-    }
+  for (size_t i = 0; i < p->n_rlimits; i++) {
+    const struct spec_rlimit *r = &p->rlimits[i];
+    struct rlimit rl = { .rlim_cur = (rlim_t) r->soft, .rlim_max = (rlim_t) r->hard };
+    if (setrlimit(r->resource, &rl) < 0)
+      return shim_fail_errno(err, errno, "process.rlimits[%zu]: setrlimit %s soft %llu hard %llu", i, r->type,
+                             (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max);
   }
   return 0;
 }
 
-static int set_oom_score_adj(json_t *process, struct shim_err *err)
+static int set_oom_score_adj(const struct spec_process *p, struct shim_err *err)
 {
-  json_t *v = json_object_get(process, "oomScoreAdj");
   char buf[32];
-  if (!json_is_integer(v))
+  if (!p->has_oom_score_adj)
     return 0;
-  snprintf(buf, sizeof(buf), "%lld", (long long) json_integer_value(v));
+  snprintf(buf, sizeof(buf), "%d", p->oom_score_adj);
   if (write_file("/proc/self/oom_score_adj", buf, strlen(buf), 0, err) < 0) {
     shim_err_prefix(err, "process.oomScoreAdj %s", buf);
     return -1;
@@ -217,61 +196,38 @@ static int set_oom_score_adj(json_t *process, struct shim_err *err)
   return 0;
 }
 
-static bool uts_namespace_listed(json_t *linux_obj)
-{
-  json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
-  size_t i;
-  json_array_foreach (nss, i, ns) {
-    const char *t = json_string_value(json_object_get(ns, "type"));
-    if (t && strcmp(t, "uts") == 0)
-      return true;
-  }
-  return false;
-}
-
 /* Open a terminal inside the container's own devpts (so ttyname works there),
  * make it our controlling terminal, and return the master for the shim. */
 static int setup_tty(uid_t uid, int *master_out, struct shim_err *err)
 {
   char name[64];
-  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), slave;
+  cleanup_close int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  cleanup_close int slave = -1;
   if (master < 0)
     return shim_fail_errno(err, errno, "process.terminal: open /dev/ptmx in the container");
-  if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0) {
-    int e = errno;
-    close(master);
-    return shim_fail_errno(err, e, "process.terminal: unlock pty");
-  }
+  if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
+    return shim_fail_errno(err, errno, "process.terminal: unlock pty");
   slave = open(name, O_RDWR | O_NOCTTY);
-  if (slave < 0) {
-    int e = errno;
-    close(master);
-    return shim_fail_errno(err, e, "process.terminal: open %s", name);
-  }
+  if (slave < 0)
+    return shim_fail_errno(err, errno, "process.terminal: open %s", name);
   if (fchown(slave, uid, (gid_t) -1) < 0 && errno != EPERM && errno != EINVAL)
     shim_log("chown %s: %s", name, strerror(errno));
-  if (ioctl(slave, TIOCSCTTY, 0) < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) {
-    int e = errno;
-    close(master);
-    close(slave);
-    return shim_fail_errno(err, e, "process.terminal: attach %s", name);
-  }
-  if (slave > 2)
-    close(slave);
+  if (ioctl(slave, TIOCSCTTY, 0) < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+    return shim_fail_errno(err, errno, "process.terminal: attach %s", name);
+  if (slave <= 2)
+    slave = -1; /* it is stdin, stdout and stderr now */
   *master_out = master;
+  master = -1;
   return 0;
 }
 
-/* The value of NAME in a process env array, or NULL. */
-static const char *env_lookup(json_t *env, const char *name)
+/* The value of NAME in a process env list, or NULL. */
+static const char *env_lookup(char **env, const char *name)
 {
-  size_t i, n = strlen(name);
-  json_t *v;
-  json_array_foreach (env, i, v) {
-    const char *s = json_string_value(v);
-    if (s && strncmp(s, name, n) == 0 && s[n] == '=')
-      return s + n + 1;
-  }
+  size_t n = strlen(name);
+  for (char **e = env; *e; e++)
+    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+      return *e + n + 1;
   return NULL;
 }
 
@@ -288,7 +244,7 @@ static int is_executable(const char *path)
 }
 
 /* Resolve args[0] the way execvp does, inside the container, as its user. */
-static int find_executable(const char *arg0, json_t *env, char *out, size_t len, struct shim_err *err)
+static int find_executable(const char *arg0, char **env, char *out, size_t len, struct shim_err *err)
 {
   const char *path = env_lookup(env, "PATH");
   if (strchr(arg0, '/')) {
@@ -317,49 +273,27 @@ static int find_executable(const char *arg0, json_t *env, char *out, size_t len,
   return -1;
 }
 
-static char **string_array(json_t *arr)
+static int switch_user(const struct spec_process *p, struct shim_err *err)
 {
-  size_t n = json_array_size(arr), i;
-  char **out = calloc(n + 1, sizeof(char *));
-  json_t *v;
-  if (!out)
-    return NULL;
-  json_array_foreach (arr, i, v)
-    out[i] = (char *) json_string_value(v);
-  return out;
-}
-
-static int switch_user(json_t *process, bool set_caps, struct shim_err *err)
-{
-  json_t *user = json_object_get(process, "user"), *gids = json_object_get(user, "additionalGids"), *g;
-  uid_t uid = (uid_t) json_integer_value(json_object_get(user, "uid"));
-  gid_t gid = (gid_t) json_integer_value(json_object_get(user, "gid"));
-  size_t n = json_array_size(gids), i;
-  cleanup_free gid_t *list = calloc(n + 1, sizeof(gid_t));
-  json_t *umask_v = json_object_get(user, "umask");
-
-  if (!list)
-    return shim_fail_errno(err, ENOMEM, "process.user");
-  json_array_foreach (gids, i, g)
-    list[i] = (gid_t) json_integer_value(g);
-  if (json_is_integer(umask_v))
-    umask((mode_t) json_integer_value(umask_v) & 0777);
-  if (set_caps && caps_drop_bounding(process, err) < 0)
+  bool set_caps = p->caps.listed;
+  if (p->umask >= 0)
+    umask((mode_t) p->umask);
+  if (set_caps && caps_drop_bounding(&p->caps, err) < 0)
     return -1;
-  if (setgroups(n, list) < 0) {
+  if (setgroups(p->n_gids, p->gids) < 0) {
     /* In a user namespace with setgroups denied, only an empty list is allowed. */
-    if (!(errno == EPERM && n == 0))
+    if (!(errno == EPERM && p->n_gids == 0))
       return shim_fail_errno(err, errno, "process.user.additionalGids: setgroups");
   }
   if (set_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
     return shim_fail_errno(err, errno, "prctl(PR_SET_KEEPCAPS)");
-  if (setresgid(gid, gid, gid) < 0)
-    return shim_fail_errno(err, errno, "process.user.gid: setresgid(%u)", (unsigned) gid);
-  if (setresuid(uid, uid, uid) < 0)
-    return shim_fail_errno(err, errno, "process.user.uid: setresuid(%u)", (unsigned) uid);
+  if (setresgid(p->gid, p->gid, p->gid) < 0)
+    return shim_fail_errno(err, errno, "process.user.gid: setresgid(%u)", (unsigned) p->gid);
+  if (setresuid(p->uid, p->uid, p->uid) < 0)
+    return shim_fail_errno(err, errno, "process.user.uid: setresuid(%u)", (unsigned) p->uid);
   if (set_caps) {
     prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
-    if (caps_set(process, err) < 0)
+    if (caps_set(&p->caps, err) < 0)
       return -1;
   }
   return 0;
@@ -384,83 +318,59 @@ static int ensure_cwd(const char *cwd, struct shim_err *err)
 /* Runs in the process proper, after GO. Never returns on success. */
 static int process_main(const struct spawn_req *req, int sync_fd, struct shim_err *err)
 {
-  json_t *process = req->process, *linux_obj = json_object_get(req->spec, "linux");
-  json_t *user = json_object_get(process, "user");
-  bool set_caps = json_object_get(process, "capabilities") != NULL;
-  bool tty = json_is_true(json_object_get(process, "terminal"));
-  bool nnp = json_is_true(json_object_get(process, "noNewPrivileges"));
-  json_t *seccomp = json_object_get(linux_obj, "seccomp");
-  const char *cwd = json_string_value(json_object_get(process, "cwd"));
+  const struct spec_process *process = req->process;
+  const struct spec *spec = req->spec;
+  bool nnp = process->no_new_privileges;
   char exe[PATH_MAX];
   int master = -1, r;
   struct sync_msg m;
-  cleanup_free char **argv = NULL, **envp = NULL;
 
   if (setsid() < 0)
     return shim_fail_errno(err, errno, "setsid");
-  if (req->create) {
-    if (ns_write_sysctls(json_object_get(linux_obj, "sysctl"), "linux.sysctl", err) < 0)
-      return -1;
-  }
+  if (req->create && ns_write_sysctls(spec->sysctls, spec->n_sysctls, "linux.sysctl", err) < 0)
+    return -1;
   if (set_oom_score_adj(process, err) < 0 || apply_rlimits(process, err) < 0)
     return -1;
   if (req->create) {
     struct mount_ctx ctx = {
       .rootfs = req->rootfs,
-      .userns = false,
+      .userns = ns_listed(&spec->ns, CLONE_NEWUSER),
       .cg = req->cg,
+      .new_cgroupns = ns_clone_flags(&spec->ns) & CLONE_NEWCGROUP,
     };
-    json_t *nss = json_object_get(linux_obj, "namespaces"), *ns;
-    size_t i;
-    json_array_foreach (nss, i, ns) {
-      const char *t = json_string_value(json_object_get(ns, "type"));
-      bool has_path = json_object_get(ns, "path") != NULL;
-      if (t && strcmp(t, "user") == 0)
-        ctx.userns = true;
-      if (t && strcmp(t, "cgroup") == 0 && !has_path)
-        ctx.new_cgroupns = true;
-    }
-    if (mount_setup_rootfs(req->spec, &ctx, err) < 0)
+    if (mount_setup_rootfs(&spec->rootfs, &ctx, err) < 0)
       return -1;
-    {
-      const char *hostname = json_string_value(json_object_get(req->spec, "hostname"));
-      if (hostname && *hostname) {
-        if (!uts_namespace_listed(linux_obj))
-          return shim_fail(err, SHIM_INVALID_ARGUMENT, "hostname: needs a uts namespace in linux.namespaces");
-        if (sethostname(hostname, strlen(hostname)) < 0)
-          return shim_fail_errno(err, errno, "sethostname %s", hostname);
-      }
+    if (spec->hostname && *spec->hostname) {
+      if (!ns_listed(&spec->ns, CLONE_NEWUTS))
+        return shim_fail(err, SHIM_INVALID_ARGUMENT, "hostname: needs a uts namespace in linux.namespaces");
+      if (sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+        return shim_fail_errno(err, errno, "sethostname %s", spec->hostname);
     }
   } else if (chdir("/") < 0) {
     return shim_fail_errno(err, errno, "chdir /");
   }
-  if (tty && setup_tty((uid_t) json_integer_value(json_object_get(user, "uid")), &master, err) < 0)
+  if (process->terminal && setup_tty((uid_t) process->uid, &master, err) < 0)
     return -1;
   {
     int keep[2] = { sync_fd, master };
     close_fds_except(keep, master >= 0 ? 2 : 1);
   }
-  if (ensure_cwd(cwd ? cwd : "/", err) < 0)
+  if (ensure_cwd(process->cwd ? process->cwd : "/", err) < 0)
     return -1;
   /* The labels take effect at execve. Written as crun and runc do: after the
    * mounts (so through the container's own /proc), while still root, and before
    * no_new_privs and any seccomp filter, which could refuse the writes. A failure
    * fails create (or exec), and the process is torn down with nothing started. */
-  if (lsm_set_exec_labels(&lsm_real_ops, process, err) < 0)
+  if (lsm_set_exec_labels(&lsm_real_ops, process->selinux_label, process->apparmor_profile, err) < 0)
     return -1;
   /* Without no_new_privs a filter can only be loaded with CAP_SYS_ADMIN, which
    * the user switch may drop: load it first then, as other runtimes do. */
-  if (!nnp && seccomp && seccomp_apply(seccomp, err) < 0)
+  if (!nnp && req->seccomp && seccomp_apply(req->seccomp, err) < 0)
     return -1;
-  if (switch_user(process, set_caps, err) < 0)
+  if (switch_user(process, err) < 0)
     return -1;
-  if (find_executable(json_string_value(json_array_get(json_object_get(process, "args"), 0)),
-                      json_object_get(process, "env"), exe, sizeof(exe), err) < 0)
+  if (find_executable(process->args[0], process->env, exe, sizeof(exe), err) < 0)
     return -1;
-  argv = string_array(json_object_get(process, "args"));
-  envp = string_array(json_object_get(process, "env"));
-  if (!argv || !envp)
-    return shim_fail_errno(err, ENOMEM, "exec arguments");
   if (sync_send(sync_fd, SYNC_READY, 0, master) < 0)
     _exit(1);
   if (master >= 0)
@@ -470,9 +380,9 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
     _exit(1); /* the shim deleted us before start */
   if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return shim_fail_errno(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
-  if (nnp && seccomp && seccomp_apply(seccomp, err) < 0)
+  if (nnp && req->seccomp && seccomp_apply(req->seccomp, err) < 0)
     return -1;
-  execve(exe, argv, envp);
+  execve(exe, process->args, process->env);
   return shim_fail_errno(err, errno, "exec %s", exe);
 }
 
@@ -583,40 +493,30 @@ static int recv_error_or(int fd, struct sync_msg *m, int *passed, int want, cons
   return 0;
 }
 
-static void kill_and_reap(pid_t pid)
-{
-  if (pid <= 0)
-    return;
-  kill(pid, SIGKILL);
-  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-    ;
-}
-
 int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, int *master_out, struct shim_err *err)
 {
-  struct ns_set ns = { 0 };
-  int flags = 0, sv[2], status, passed = -1;
-  pid_t mid, pid = -1;
+  cleanup_ns_set struct ns_set ns = { 0 };
+  cleanup_close int chan = -1;   /* our end of the channel */
+  cleanup_close int passed = -1; /* the pty master the process passed */
+  cleanup_reap pid_t pid = -1;   /* the process, unless handed out */
+  cleanup_reap pid_t mid = -1;   /* the intermediate, until reaped */
+  int flags = 0, sv[2], status;
   struct sync_msg m = { 0 };
-  json_t *linux_obj = json_object_get(req->spec, "linux");
 
   *master_out = -1;
   if (req->create) {
-    if (ns_clone_flags(linux_obj, &flags, err) < 0 || ns_open_paths(linux_obj, &ns, err) < 0)
+    if (ns_open_paths(&req->spec->ns, &ns, err) < 0)
       return -1;
-    flags |= CLONE_NEWNS;
+    flags = ns_clone_flags(&req->spec->ns) | CLONE_NEWNS;
   } else if (ns_open_process(req->join_pid, &ns, err) < 0) {
     return -1;
   }
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-    ns_set_free(&ns);
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     return shim_fail_errno(err, errno, "socketpair");
-  }
+  chan = sv[0];
   mid = fork();
   if (mid < 0) {
     int e = errno;
-    ns_set_free(&ns);
-    close(sv[0]);
     close(sv[1]);
     return shim_fail_errno(err, e, "fork");
   }
@@ -627,45 +527,32 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   close(sv[1]);
   ns_set_free(&ns);
 
-  if (recv_error_or(sv[0], &m, NULL, 0, "spawn", err) < 0)
-    goto fail_mid;
+  if (recv_error_or(chan, &m, NULL, 0, "spawn", err) < 0)
+    return -1;
   if (m.type == SYNC_MAP_REQ) {
-    if (ns_write_id_mappings(m.pid, json_object_get(linux_obj, "uidMappings"), json_object_get(linux_obj, "gidMappings"),
-                             err) < 0)
-      goto fail_mid;
-    sync_send(sv[0], SYNC_MAPPED, 0, -1);
-    if (recv_error_or(sv[0], &m, NULL, SYNC_PID, "spawn", err) < 0)
-      goto fail_mid;
+    if (ns_write_id_mappings(m.pid, &req->spec->ns, err) < 0)
+      return -1;
+    sync_send(chan, SYNC_MAPPED, 0, -1);
+    if (recv_error_or(chan, &m, NULL, SYNC_PID, "spawn", err) < 0)
+      return -1;
   }
-  if (m.type != SYNC_PID) {
-    shim_fail(err, SHIM_INTERNAL, "spawn: unexpected message %d", m.type);
-    goto fail_mid;
-  }
+  if (m.type != SYNC_PID)
+    return shim_fail(err, SHIM_INTERNAL, "spawn: unexpected message %d", m.type);
   pid = m.pid;
   while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
     ;
   mid = -1;
   if (req->cg && cgroup_add_pid(req->cg, pid, err) < 0)
-    goto fail;
-  sync_send(sv[0], SYNC_GO, 0, -1);
-  if (recv_error_or(sv[0], &m, &passed, SYNC_READY, req->create ? "create" : "exec", err) < 0)
-    goto fail;
+    return -1;
+  sync_send(chan, SYNC_GO, 0, -1);
+  if (recv_error_or(chan, &m, &passed, SYNC_READY, req->create ? "create" : "exec", err) < 0)
+    return -1;
   *pid_out = pid;
-  *sync_out = sv[0];
+  *sync_out = chan;
   *master_out = passed;
+  pid = -1;
+  chan = passed = -1;
   return 0;
-
-fail_mid:
-  kill_and_reap(mid);
-  /* The process may already exist if the intermediate sent its pid. */
-  if (m.type == SYNC_PID && m.pid > 0)
-    pid = m.pid;
-fail:
-  if (passed >= 0)
-    close(passed);
-  kill_and_reap(pid);
-  close(sv[0]);
-  return -1;
 }
 
 int spawn_release(int sync_fd, struct shim_err *err)

@@ -1,15 +1,32 @@
-/* util.c: generic file and time helpers shared by the shim's modules. */
+/* util.c: generic file, process and time helpers shared by the shim's modules, and the
+ * shim's own diagnostics log. */
 #include "shim.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+void shim_log(const char *fmt, ...)
+{
+  char ts[64];
+  va_list ap;
+  format_rfc3339nano(now_ns(), ts, sizeof(ts));
+  fprintf(stderr, "%s [%d] ", ts, (int) getpid());
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+}
 
 ssize_t read_all(int fd, void *buf, size_t len)
 {
@@ -41,6 +58,29 @@ ssize_t write_all(int fd, const void *buf, size_t len)
   return (ssize_t) done;
 }
 
+void kill_and_reap(pid_t pid)
+{
+  if (pid <= 0)
+    return;
+  kill(pid, SIGKILL);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+}
+
+void cleanup_reapp(pid_t *pid)
+{
+  int saved = errno;
+  kill_and_reap(*pid);
+  errno = saved;
+}
+
+void cleanup_dirp(void *dir)
+{
+  DIR *d = *(DIR **) dir;
+  if (d)
+    closedir(d);
+}
+
 int write_file_at(int dirfd, const char *name, const char *data, size_t len, struct shim_err *err)
 {
   cleanup_close int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -64,39 +104,33 @@ int write_file(const char *path, const char *data, size_t len, int flags, struct
 static int read_fd(int fd, const char *name, char **out, size_t *len, size_t max, struct shim_err *err)
 {
   size_t cap = 4096, n = 0;
-  char *buf = malloc(cap + 1);
+  cleanup_free char *buf = malloc(cap + 1);
   if (!buf)
     return shim_fail_errno(err, ENOMEM, "read %s", name);
   for (;;) {
     ssize_t r;
     if (n == cap) {
       char *nb;
-      if (cap >= max) {
-        free(buf);
+      if (cap >= max)
         return shim_fail(err, SHIM_RESOURCE_EXHAUSTED, "read %s: larger than %zu bytes", name, max);
-      }
       cap = cap * 2 > max ? max : cap * 2;
       nb = realloc(buf, cap + 1);
-      if (!nb) {
-        free(buf);
+      if (!nb)
         return shim_fail_errno(err, ENOMEM, "read %s", name);
-      }
       buf = nb;
     }
     r = read(fd, buf + n, cap - n);
     if (r < 0 && errno == EINTR)
       continue;
-    if (r < 0) {
-      int e = errno;
-      free(buf);
-      return shim_fail_errno(err, e, "read %s", name);
-    }
+    if (r < 0)
+      return shim_fail_errno(err, errno, "read %s", name);
     if (r == 0)
       break;
     n += (size_t) r;
   }
   buf[n] = '\0';
   *out = buf;
+  buf = NULL;
   if (len)
     *len = n;
   return 0;
@@ -121,7 +155,7 @@ int read_file_at(int dirfd, const char *name, char **out, size_t *len, size_t ma
 int write_file_atomic(const char *path, const char *data, size_t len, struct shim_err *err)
 {
   char tmp[PATH_MAX];
-  int fd;
+  cleanup_close int fd = -1;
   if (snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int) getpid()) >= (int) sizeof(tmp))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "path too long: %s", path);
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -129,17 +163,26 @@ int write_file_atomic(const char *path, const char *data, size_t len, struct shi
     return shim_fail_errno(err, errno, "create %s", tmp);
   if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
     int e = errno;
-    close(fd);
     unlink(tmp);
     return shim_fail_errno(err, e, "write %s", tmp);
   }
-  close(fd);
   if (rename(tmp, path) < 0) {
     int e = errno;
     unlink(tmp);
     return shim_fail_errno(err, e, "rename %s", path);
   }
   return 0;
+}
+
+bool path_exists(const char *path)
+{
+  return access(path, F_OK) == 0;
+}
+
+bool path_is_dir(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 int mkdir_p(const char *path, mode_t mode, struct shim_err *err)
@@ -177,6 +220,15 @@ void format_rfc3339nano(int64_t ns, char *buf, size_t len)
   gmtime_r(&secs, &tm);
   strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(buf, len, "%s.%09lldZ", date, (long long) (ns % 1000000000LL));
+}
+
+json_t *time_json(int64_t ns)
+{
+  char buf[64];
+  if (ns == 0)
+    return json_string("");
+  format_rfc3339nano(ns, buf, sizeof(buf));
+  return json_string(buf);
 }
 
 void shim_failpoint(const char *step)

@@ -1,36 +1,21 @@
 /* test_caps.c: capability sets by name: validation, the bounding drop, capset
  * as root and after a switch to uid 1000, ambient caps surviving execve.
  * Every case that changes capabilities runs in a forked child. */
-#include "shim.h"
-#include "tap.h"
+#include "harness.h"
 
 #include <grp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
 
 #define BIT(n) (1ULL << (n))
 #define CHOWN 0
 #define NET_BIND 10
 #define SYS_ADMIN 21
-
-static json_t *parse(const char *text)
-{
-  json_error_t jerr;
-  json_t *j = json_loads(text, 0, &jerr);
-  if (!j) {
-    fprintf(stderr, "bad test JSON: %s: %s\n", jerr.text, text);
-    exit(2);
-  }
-  return j;
-}
 
 /* Value of a "CapXxx:\t<hex>" line in /proc/<pid>/status text; ~0 if absent. */
 static uint64_t cap_field(const char *status, const char *field)
@@ -67,65 +52,64 @@ enum mode {
   NO_PROC_SYS,    /* AS_ROOT with /proc/sys/kernel hidden (private mount ns) */
 };
 
+struct caps_case {
+  enum mode mode;
+  const char *process_json;
+};
+
+static int caps_child(int fd, void *arg)
+{
+  const struct caps_case *c = arg;
+  struct shim_err err;
+  struct spec_caps caps;
+  json_t *process = test_json(c->process_json);
+  /* cap_last_cap unreadable, as in a rootfs without /proc. */
+  if (c->mode == NO_PROC_SYS && (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0
+                                 || mount("tmpfs", "/proc/sys/kernel", "tmpfs", 0, NULL) < 0))
+    child_fail(fd, "hide /proc/sys/kernel", NULL);
+  if (caps_parse(process, &caps, &err) < 0)
+    child_fail(fd, "caps_parse", &err);
+  if (c->mode != SET_ONLY && caps_drop_bounding(&caps, &err) < 0)
+    child_fail(fd, "caps_drop_bounding", &err);
+  if (c->mode == AS_USER_EXEC) {
+    if (setgroups(0, NULL) < 0 || prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setresgid(1000, 1000, 1000) < 0
+        || setresuid(1000, 1000, 1000) < 0)
+      child_fail(fd, "switch to uid 1000", NULL);
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+  }
+  if (caps_set(&caps, &err) < 0)
+    child_fail(fd, "caps_set", &err);
+  if (c->mode == AS_USER_EXEC) {
+    char *argv[] = { "/bin/sh", "-c", "grep Cap /proc/self/status", NULL };
+    char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+    if (dup2(fd, 1) < 0)
+      child_fail(fd, "dup2", NULL);
+    execve(argv[0], argv, envp);
+    child_fail(fd, "execve /bin/sh", NULL);
+  }
+  child_send_status(fd);
+  return 0;
+}
+
 /* Run one case in a child; its output (status text or "ERROR ...") goes to
  * out. Returns the child's exit code, or -1 if it did not exit normally. */
 static int run(enum mode mode, const char *process_json, char *out, size_t out_len)
 {
-  int fds[2], status;
-  pid_t pid;
-  size_t n = 0;
-  ssize_t r;
-
-  if (pipe(fds) < 0)
-    return -1;
-  fflush(stdout);
-  pid = fork();
-  if (pid < 0)
-    return -1;
-  if (pid == 0) {
-    struct shim_err err;
-    json_t *process = parse(process_json);
-    int fd = fds[1];
-    close(fds[0]);
-    /* cap_last_cap unreadable, as in a rootfs without /proc. */
-    if (mode == NO_PROC_SYS && (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0
-                                || mount("tmpfs", "/proc/sys/kernel", "tmpfs", 0, NULL) < 0))
-      child_fail(fd, "hide /proc/sys/kernel", NULL);
-    if (mode != SET_ONLY && caps_drop_bounding(process, &err) < 0)
-      child_fail(fd, "caps_drop_bounding", &err);
-    if (mode == AS_USER_EXEC) {
-      if (setgroups(0, NULL) < 0 || prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setresgid(1000, 1000, 1000) < 0
-          || setresuid(1000, 1000, 1000) < 0)
-        child_fail(fd, "switch to uid 1000", NULL);
-      prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
-    }
-    if (caps_set(process, &err) < 0)
-      child_fail(fd, "caps_set", &err);
-    if (mode == AS_USER_EXEC) {
-      char *argv[] = { "/bin/sh", "-c", "grep Cap /proc/self/status", NULL };
-      char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-      if (dup2(fd, 1) < 0)
-        child_fail(fd, "dup2", NULL);
-      execve(argv[0], argv, envp);
-      child_fail(fd, "execve /bin/sh", NULL);
-    }
-    child_send_status(fd);
-  }
-  close(fds[1]);
-  while (n + 1 < out_len && (r = read(fds[0], out + n, out_len - 1 - n)) != 0) {
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      break;
-    n += (size_t) r;
-  }
+  struct caps_case c = { mode, process_json };
+  struct child_result res;
+  size_t n;
+  run_child(caps_child, &c, out, out_len, &res);
+  n = strlen(out);
   while (n > 0 && out[n - 1] == '\n')
-    n--;
-  out[n] = 0;
-  close(fds[0]);
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    out[--n] = '\0';
+  return res.exit_code;
+}
+
+/* caps_parse, for what it accepts and refuses. */
+static int validate(json_t *process, struct shim_err *err)
+{
+  struct spec_caps caps;
+  return caps_parse(process, &caps, err);
 }
 
 static void test_validate(void)
@@ -149,37 +133,37 @@ static void test_validate(void)
     strcat(all, "\"");
   }
   strcat(all, "]}}");
-  p = parse(all);
-  check(caps_validate(p, &err) == 0, "all 41 capability names are valid");
+  p = test_json(all);
+  check(validate(p, &err) == 0, "all 41 capability names are valid");
   json_decref(p);
 
-  p = parse("{\"args\":[\"true\"]}");
-  check(caps_validate(p, &err) == 0, "absent capabilities are valid");
+  p = test_json("{\"args\":[\"true\"]}");
+  check(validate(p, &err) == 0, "absent capabilities are valid");
   json_decref(p);
 
-  p = parse("{\"capabilities\":{\"bounding\":[\"CAP_CHOWN\"],\"effective\":[\"CAP_CHOWN\",\"CAP_KILL\",\"CAP_FOO\"]}}");
-  check(caps_validate(p, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT
+  p = test_json("{\"capabilities\":{\"bounding\":[\"CAP_CHOWN\"],\"effective\":[\"CAP_CHOWN\",\"CAP_KILL\",\"CAP_FOO\"]}}");
+  check(validate(p, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT
             && strstr(err.msg, "process.capabilities.effective[2]: unknown capability \"CAP_FOO\""),
         "an unknown name is refused with its path (%s)", err.msg);
   json_decref(p);
 
-  p = parse("{\"capabilities\":{\"ambient\":[\"chown\"]}}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.ambient[0]"),
+  p = test_json("{\"capabilities\":{\"ambient\":[\"chown\"]}}");
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.ambient[0]"),
         "names are case-sensitive and need the CAP_ prefix (%s)", err.msg);
   json_decref(p);
 
-  p = parse("{\"capabilities\":{\"permitted\":[\"CAP_CHOWN\", 7]}}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.permitted[1]: must be a string"),
+  p = test_json("{\"capabilities\":{\"permitted\":[\"CAP_CHOWN\", 7]}}");
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.permitted[1]: must be a string"),
         "a non-string entry is refused (%s)", err.msg);
   json_decref(p);
 
-  p = parse("{\"capabilities\":{\"inheritable\":\"CAP_CHOWN\"}}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.inheritable"),
+  p = test_json("{\"capabilities\":{\"inheritable\":\"CAP_CHOWN\"}}");
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities.inheritable"),
         "a set that is not an array is refused (%s)", err.msg);
   json_decref(p);
 
-  p = parse("{\"capabilities\":[\"CAP_CHOWN\"]}");
-  check(caps_validate(p, &err) < 0 && strstr(err.msg, "process.capabilities"),
+  p = test_json("{\"capabilities\":[\"CAP_CHOWN\"]}");
+  check(validate(p, &err) < 0 && strstr(err.msg, "process.capabilities"),
         "capabilities that are not an object are refused (%s)", err.msg);
   json_decref(p);
 }
@@ -191,14 +175,10 @@ int main(void)
   char *text = NULL;
   int rc;
 
-  if (geteuid() != 0) {
-    printf("not ok - must run as root\n0 passed, 1 failed\n");
-    return 1;
-  }
-  if (read_file("/proc/self/status", &text, NULL, 1 << 20, &err) < 0) {
-    printf("not ok - read /proc/self/status: %s\n0 passed, 1 failed\n", err.msg);
-    return 1;
-  }
+  if (geteuid() != 0)
+    return tap_bail("must run as root");
+  if (read_file("/proc/self/status", &text, NULL, 1 << 20, &err) < 0)
+    return tap_bail("read /proc/self/status: %s", err.msg);
   snprintf(parent_status, sizeof(parent_status), "%s", text);
   free(text);
 

@@ -2,15 +2,13 @@
  * with limits, placement, stats, update, signal, OOM, destroy, validation; and,
  * on a hybrid host, the pure-v2 paths (BPF device filter included) by running
  * again in a private mount namespace with cgroup2 on /sys/fs/cgroup. */
-#include "shim.h"
-#include "tap.h"
+#include "harness.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,30 +28,6 @@ static char g_tmp[128];  /* temp dir holding device nodes */
 static pid_t g_kids[64]; /* processes to kill on the way out */
 static size_t g_nkids;
 static bool g_in_v2_child;
-
-/* Report a call's result (0 or -1), with its error when it failed. */
-static bool check_rc(int rc, const struct shim_err *err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool check_rc(int rc, const struct shim_err *err, const char *fmt, ...)
-{
-  char name[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof(name), fmt, ap);
-  va_end(ap);
-  check(rc == 0, "%s%s%s", name, rc ? ": " : "", rc ? err->msg : "");
-  return rc == 0;
-}
-
-static json_t *J(const char *text)
-{
-  json_error_t jerr;
-  json_t *j = json_loads(text, 0, &jerr);
-  if (!j) {
-    fprintf(stderr, "bad test JSON %s: %s\n", text, jerr.text);
-    exit(2);
-  }
-  return j;
-}
 
 static void sleep_ms(long ms)
 {
@@ -466,13 +440,37 @@ static int run_devices(struct cgroup *cg, const char *mode)
   return r >= 1000 ? r - 1000 : -r;
 }
 
+/* ---- linux.resources JSON, parsed as the shim takes it from a spec or a request ---- */
+
+static int validate(json_t *res, struct shim_err *err)
+{
+  cleanup_resources struct resources r = { 0 };
+  return resources_parse(res, &r, err);
+}
+
+static int create(const char *path, json_t *res, struct cgroup **out, struct shim_err *err)
+{
+  cleanup_resources struct resources r = { 0 };
+  if (resources_parse(res, &r, err) < 0)
+    return -1;
+  return cgroup_create(path, &r, out, err);
+}
+
+static int update(struct cgroup *cg, json_t *res, struct shim_err *err)
+{
+  cleanup_resources struct resources r = { 0 };
+  if (resources_parse(res, &r, err) < 0)
+    return -1;
+  return cgroup_update(cg, &r, err);
+}
+
 /* ---- validation ------------------------------------------------------------- */
 
 static void expect_invalid(const char *resources, const char *field)
 {
-  json_t *r = J(resources);
+  json_t *r = test_json(resources);
   struct shim_err err = { 0 };
-  int rc = cgroup_validate_resources(r, &err);
+  int rc = validate(r, &err);
   check(rc < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, field), "validate refuses %s (%s)", resources,
         rc < 0 ? err.msg : "accepted");
   json_decref(r);
@@ -481,7 +479,7 @@ static void expect_invalid(const char *resources, const char *field)
 static void test_validation(void)
 {
   struct shim_err err;
-  json_t *ok = J("{\"cpu\": {\"shares\": 1024, \"quota\": 50000, \"period\": 100000, \"cpus\": \"0-3,5\", \"mems\": \"0\","
+  json_t *ok = test_json("{\"cpu\": {\"shares\": 1024, \"quota\": 50000, \"period\": 100000, \"cpus\": \"0-3,5\", \"mems\": \"0\","
                  " \"realtimeRuntime\": 0, \"realtimePeriod\": 0, \"idle\": 0},"
                  " \"memory\": {\"limit\": 67108864, \"reservation\": 33554432, \"swap\": 67108864, \"kernel\": -1,"
                  " \"swappiness\": 1.8446744073709552e19, \"disableOOMKiller\": false},"
@@ -489,11 +487,11 @@ static void test_validation(void)
                  " \"blockIO\": {\"weight\": 500},"
                  " \"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": -1, \"access\": \"rw\"}],"
                  " \"unified\": {\"memory.high\": \"max\"}}");
-  check(cgroup_validate_resources(ok, &err) == 0, "validate accepts a full, well-formed resources object");
+  check(validate(ok, &err) == 0, "validate accepts a full, well-formed resources object");
   json_decref(ok);
-  check(cgroup_validate_resources(NULL, &err) == 0, "validate accepts absent resources");
-  ok = J("{\"cpu\": {\"quota\": -1, \"shares\": 0, \"period\": 0}, \"memory\": {\"limit\": -1}}");
-  check(cgroup_validate_resources(ok, &err) == 0, "validate accepts quota -1 and 0 for unset values");
+  check(validate(NULL, &err) == 0, "validate accepts absent resources");
+  ok = test_json("{\"cpu\": {\"quota\": -1, \"shares\": 0, \"period\": 0}, \"memory\": {\"limit\": -1}}");
+  check(validate(ok, &err) == 0, "validate accepts quota -1 and 0 for unset values");
   json_decref(ok);
   expect_invalid("[]", "linux.resources: must be an object");
   expect_invalid("{\"cpu\": {\"shares\": 1}}", "linux.resources.cpu.shares");
@@ -598,9 +596,9 @@ static void test_host(void)
   printf("# host: %s%s\n", v2 ? "cgroup v2" : hybrid ? "hybrid" : "cgroup v1", huge ? ", hugetlb 2MB" : "");
 
   /* Paths. */
-  check(cgroup_create("/a/../b", NULL, &c1, &err) < 0 && strstr(err.msg, "linux.cgroupsPath"), "a cgroupsPath with .. is refused");
-  check(cgroup_create("system.slice:skiff:x", NULL, &c1, &err) < 0 && strstr(err.msg, "systemd"), "a systemd cgroupsPath is refused");
-  check(cgroup_create("//", NULL, &c1, &err) < 0 && strstr(err.msg, "root cgroup"), "the root cgroup is refused");
+  check(create("/a/../b", NULL, &c1, &err) < 0 && strstr(err.msg, "linux.cgroupsPath"), "a cgroupsPath with .. is refused");
+  check(create("system.slice:skiff:x", NULL, &c1, &err) < 0 && strstr(err.msg, "systemd"), "a systemd cgroupsPath is refused");
+  check(create("//", NULL, &c1, &err) < 0 && strstr(err.msg, "root cgroup"), "the root cgroup is refused");
   snprintf(path, sizeof(path), "%s/nosuch", g_top);
   check(cgroup_open(path, &opened, &err) < 0 && err.code == SHIM_NOT_FOUND, "open of a missing cgroup is NOT_FOUND");
 
@@ -609,9 +607,9 @@ static void test_host(void)
            "{\"cpu\": {\"shares\": 512, \"quota\": 50000, \"period\": 100000, \"cpus\": \"0\", \"mems\": \"0\"},"
            " \"memory\": {\"limit\": %d, \"swap\": %d}, \"pids\": {\"limit\": 32}, \"blockIO\": {\"weight\": 500}%s}",
            64 * MiB, 64 * MiB, huge ? ", \"hugepageLimits\": [{\"pageSize\": \"2MB\", \"limit\": 4194304}]" : "");
-  res = J(buf);
+  res = test_json(buf);
   snprintf(rel, sizeof(rel), "%s/c1", g_top);
-  check_rc(cgroup_create(rel + 1 /* relative: under the root too */, res, &c1, &err), &err, "create %s with limits", rel);
+  check_rc(create(rel + 1 /* relative: under the root too */, res, &c1, &err), &err, "create %s with limits", rel);
   json_decref(res);
   if (!c1)
     return;
@@ -723,28 +721,28 @@ static void test_host(void)
   {
     const char *mem = cgroup_dir(c1, "memory"), *cpu = cgroup_dir(c1, "cpu");
     char w[32];
-    res = J("{\"memory\": {\"limit\": 134217728, \"swap\": 134217728}, \"pids\": {\"limit\": 16}, \"cpu\": {\"quota\": -1}}");
-    check(cgroup_update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "pids"), "pids.max", "16")
+    res = test_json("{\"memory\": {\"limit\": 134217728, \"swap\": 134217728}, \"pids\": {\"limit\": 16}, \"cpu\": {\"quota\": -1}}");
+    check(update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "pids"), "pids.max", "16")
               && file_is(mem, v2 ? "memory.max" : "memory.limit_in_bytes", "134217728"),
           "update raises the memory limit (memory+swap first) and changes pids");
     json_decref(res);
     check(v2 ? file_is(cpu, "cpu.max", "max 100000") : file_is(cpu, "cpu.cfs_quota_us", "-1"), "update quota -1 removes the cpu limit");
     snprintf(w, sizeof(w), "%d", 48 * MiB);
     snprintf(buf, sizeof(buf), "{\"memory\": {\"limit\": %d, \"swap\": %d}, \"cpu\": {\"period\": 200000}}", 48 * MiB, 48 * MiB);
-    res = J(buf);
-    if (check_rc(cgroup_update(c1, res, &err), &err, "update lowers the memory limit (limit first)"))
+    res = test_json(buf);
+    if (check_rc(update(c1, res, &err), &err, "update lowers the memory limit (limit first)"))
       check(file_is(mem, v2 ? "memory.max" : "memory.limit_in_bytes", w), "the lowered limit is on disk");
     json_decref(res);
     check(v2 ? file_is(cpu, "cpu.max", "max 200000") : file_is(cpu, "cpu.cfs_period_us", "200000"), "update of the period alone");
     if (!v2 && access("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", F_OK) == 0) {
       snprintf(buf, sizeof(buf), "{\"memory\": {\"limit\": %d}}", 96 * MiB);
-      res = J(buf);
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.memory.limit") && strstr(err.msg, "swap"),
+      res = test_json(buf);
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.memory.limit") && strstr(err.msg, "swap"),
             "a limit above the current memory+swap limit is refused, naming swap");
       json_decref(res);
     }
-    res = J("{\"cpu\": {\"shares\": 1}}");
-    check(cgroup_validate_resources(res, &err) < 0 && strstr(err.msg, "cpu.shares"), "an update with bad shares is refused");
+    res = test_json("{\"cpu\": {\"shares\": 1}}");
+    check(validate(res, &err) < 0 && strstr(err.msg, "cpu.shares"), "an update with bad shares is refused");
     json_decref(res);
     check(cgroup_stats(c1, &stats, &err) == 0
               && json_integer_value(json_object_get(json_object_get(stats, "memory"), "limitBytes")) == 48 * MiB
@@ -758,8 +756,8 @@ static void test_host(void)
     {
       cleanup_free char *shares = cat(cpu, v2 ? "cpu.weight" : "cpu.shares");
       cleanup_free char *quota = cat(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us");
-      res = J("{\"cpu\": {\"shares\": 3000, \"quota\": 30000, \"period\": 100000}, \"hugepageLimits\": [{\"pageSize\": \"64KB\", \"limit\": 1}]}");
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "hugepageLimits[0]"), "an update that fails half-way fails (%s)", err.msg);
+      res = test_json("{\"cpu\": {\"shares\": 3000, \"quota\": 30000, \"period\": 100000}, \"hugepageLimits\": [{\"pageSize\": \"64KB\", \"limit\": 1}]}");
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "hugepageLimits[0]"), "an update that fails half-way fails (%s)", err.msg);
       json_decref(res);
       check(shares && quota && file_is(cpu, v2 ? "cpu.weight" : "cpu.shares", shares) && file_is(cpu, v2 ? "cpu.max" : "cpu.cfs_quota_us", quota),
             "... and leaves the cpu files as they were (%s, %s)", shares ? shares : "?", quota ? quota : "?");
@@ -768,8 +766,8 @@ static void test_host(void)
      * anonymous memory, no swap); v2 would OOM-kill instead. */
     if (!v2 && !has_word("/proc/swaps", "partition") && !has_word("/proc/swaps", "file")) {
       cleanup_free char *shares = cat(cpu, "cpu.shares");
-      res = J("{\"cpu\": {\"shares\": 3000}, \"memory\": {\"limit\": 1048576, \"swap\": 1048576}}");
-      check(cgroup_update(c1, res, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, "linux.resources.memory"),
+      res = test_json("{\"cpu\": {\"shares\": 3000}, \"memory\": {\"limit\": 1048576, \"swap\": 1048576}}");
+      check(update(c1, res, &err) < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, "linux.resources.memory"),
             "a memory limit below the memory in use is refused as invalid (%s)", err.msg);
       json_decref(res);
       check(shares && file_is(cpu, "cpu.shares", shares) && file_is(mem, "memory.limit_in_bytes", w),
@@ -780,28 +778,28 @@ static void test_host(void)
   /* Unified files. */
   if (hybrid || v2) {
     if (huge) {
-      res = J("{\"unified\": {\"hugetlb.2MB.max\": \"8388608\"}}");
-      check(cgroup_update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "hugetlb"), "hugetlb.2MB.max", "8388608"),
+      res = test_json("{\"unified\": {\"hugetlb.2MB.max\": \"8388608\"}}");
+      check(update(c1, res, &err) == 0 && file_is(cgroup_dir(c1, "hugetlb"), "hugetlb.2MB.max", "8388608"),
             "unified writes a cgroup2 file verbatim");
       json_decref(res);
-      res = J("{\"hugepageLimits\": [{\"pageSize\": \"64KB\", \"limit\": 1}]}");
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.hugepageLimits[0].pageSize"),
+      res = test_json("{\"hugepageLimits\": [{\"pageSize\": \"64KB\", \"limit\": 1}]}");
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "linux.resources.hugepageLimits[0].pageSize"),
             "a page size the host lacks is refused (%s)", err.msg);
       json_decref(res);
     }
     if (hybrid) {
-      res = J("{\"unified\": {\"memory.high\": \"1\"}}");
-      check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"memory.high\"]") && strstr(err.msg, "v1"),
+      res = test_json("{\"unified\": {\"memory.high\": \"1\"}}");
+      check(update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"memory.high\"]") && strstr(err.msg, "v1"),
             "unified for a v1 controller is refused (%s)", err.msg);
       json_decref(res);
     }
   } else {
-    res = J("{\"unified\": {\"memory.high\": \"1\"}}");
-    check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "unified"), "unified on a v1-only host is refused");
+    res = test_json("{\"unified\": {\"memory.high\": \"1\"}}");
+    check(update(c1, res, &err) < 0 && strstr(err.msg, "unified"), "unified on a v1-only host is refused");
     json_decref(res);
   }
-  res = J("{\"unified\": {\"nosuch.file\": \"1\"}}");
-  check(cgroup_update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"nosuch.file\"]"), "unified refuses a file that does not exist");
+  res = test_json("{\"unified\": {\"nosuch.file\": \"1\"}}");
+  check(update(c1, res, &err) < 0 && strstr(err.msg, "unified[\"nosuch.file\"]"), "unified refuses a file that does not exist");
   json_decref(res);
 
   /* signal_all. */
@@ -878,9 +876,9 @@ static void test_host(void)
   /* Device rules. */
   if (!v2) {
     snprintf(rel, sizeof(rel), "%s/dev", g_top);
-    res = J("{\"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"r\"},"
+    res = test_json("{\"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"r\"},"
             " {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 4, \"access\": \"m\"}]}");
-    check_rc(cgroup_create(rel, res, &c2, &err), &err, "create with device rules");
+    check_rc(create(rel, res, &c2, &err), &err, "create with device rules");
     json_decref(res);
     if (c2) {
       int bad = run_devices(c2, "strict");
@@ -894,8 +892,8 @@ static void test_host(void)
   /* OOM. */
   snprintf(rel, sizeof(rel), "%s/oom", g_top);
   snprintf(buf, sizeof(buf), "{\"memory\": {\"limit\": %d, \"swap\": %d}}", 16 * MiB, 16 * MiB);
-  res = J(buf);
-  check_rc(cgroup_create(rel, res, &c3, &err), &err, "create a 16 MiB cgroup");
+  res = test_json(buf);
+  check_rc(create(rel, res, &c3, &err), &err, "create a 16 MiB cgroup");
   json_decref(res);
   if (c3) {
     check(cgroup_oom_kills(c3) == 0, "no OOM kill yet");
@@ -912,8 +910,8 @@ static void test_host(void)
 
   /* A failed create leaves nothing it made, and keeps what was there. */
   snprintf(rel, sizeof(rel), "%s/np/c5", g_top);
-  res = J("{\"pids\": {\"limit\": 10}, \"cpu\": {\"shares\": 256}, \"unified\": {\"nosuch.file\": \"1\"}}");
-  check(cgroup_create(rel, res, &c4, &err) < 0 && strstr(err.msg, "nosuch.file"), "create fails on a bad unified file");
+  res = test_json("{\"pids\": {\"limit\": 10}, \"cpu\": {\"shares\": 256}, \"unified\": {\"nosuch.file\": \"1\"}}");
+  check(create(rel, res, &c4, &err) < 0 && strstr(err.msg, "nosuch.file"), "create fails on a bad unified file");
   json_decref(res);
   snprintf(path, sizeof(path), "%s/np", g_top);
   check(count_dirs(path, true) == 0, "the failed create removed the levels it made");
@@ -922,8 +920,8 @@ static void test_host(void)
   /* cpu.idle and real-time period where the host has them (v1). */
   if (!v2 && access("/sys/fs/cgroup/cpu/cpu.idle", F_OK) == 0) {
     snprintf(rel, sizeof(rel), "%s/idle", g_top);
-    res = J("{\"cpu\": {\"idle\": 1, \"realtimePeriod\": 500000}}");
-    check_rc(cgroup_create(rel, res, &c4, &err), &err, "create with cpu.idle");
+    res = test_json("{\"cpu\": {\"idle\": 1, \"realtimePeriod\": 500000}}");
+    check_rc(create(rel, res, &c4, &err), &err, "create with cpu.idle");
     json_decref(res);
     if (c4) {
       check(file_is(cgroup_dir(c4, "cpu"), "cpu.idle", "1"), "cpu.idle");
@@ -965,12 +963,12 @@ static void test_v2(void)
 
   check(cgroup_is_v2_only(), "v2: detected as a pure cgroup v2 host");
   snprintf(rel, sizeof(rel), "%s/v2dev", g_top);
-  res = J(huge ? "{\"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"r\"},"
+  res = test_json(huge ? "{\"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"r\"},"
                  " {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 4, \"access\": \"m\"}],"
                  " \"hugepageLimits\": [{\"pageSize\": \"2MB\", \"limit\": 2097152}]}"
                : "{\"devices\": [{\"allow\": false, \"access\": \"rwm\"}, {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"r\"},"
                  " {\"allow\": true, \"type\": \"c\", \"major\": 1, \"minor\": 4, \"access\": \"m\"}]}");
-  check_rc(cgroup_create(rel, res, &cg, &err), &err, "v2: create with device rules");
+  check_rc(create(rel, res, &cg, &err), &err, "v2: create with device rules");
   json_decref(res);
   if (!cg)
     return;
@@ -982,8 +980,8 @@ static void test_v2(void)
   mask = run_devices(cg, "strict");
   check(mask == 0, "v2 BPF device filter: deny all, allow c 1:11 r, c 1:4 m, default devices (mismatch mask %d)", mask);
 
-  res = J("{\"devices\": [{\"allow\": true, \"access\": \"rwm\"}, {\"allow\": false, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"w\"}]}");
-  rc = cgroup_update(cg, res, &err);
+  res = test_json("{\"devices\": [{\"allow\": true, \"access\": \"rwm\"}, {\"allow\": false, \"type\": \"c\", \"major\": 1, \"minor\": 11, \"access\": \"w\"}]}");
+  rc = update(cg, res, &err);
   check(rc == 0, "v2: update the device rules%s%s", rc ? ": " : "", rc ? err.msg : "");
   json_decref(res);
   check(prog_count(cgroup_dir(cg, "")) == 1, "v2: the update replaced the program (one attached)");
@@ -1013,12 +1011,28 @@ static void test_v2(void)
 
   if (!has_word("/sys/fs/cgroup/cgroup.controllers", "memory")) {
     snprintf(rel, sizeof(rel), "%s/v2mem", g_top);
-    res = J("{\"memory\": {\"limit\": 16777216}}");
-    check(cgroup_create(rel, res, &bad, &err) < 0 && strstr(err.msg, "memory"), "v2: a controller the hierarchy lacks is refused (%s)", err.msg);
+    res = test_json("{\"memory\": {\"limit\": 16777216}}");
+    check(create(rel, res, &bad, &err) < 0 && strstr(err.msg, "memory"), "v2: a controller the hierarchy lacks is refused (%s)", err.msg);
     json_decref(res);
     snprintf(rel, sizeof(rel), "/sys/fs/cgroup%s/v2mem", g_top);
     check(!is_dir(rel), "v2: and nothing is left behind");
   }
+}
+
+/* The child of run_v2_child: its own mount namespace with cgroup2 on /sys/fs/cgroup,
+ * then this program again, reporting its counts on fd. */
+static int v2_child(int fd, void *arg)
+{
+  char fdarg[16];
+  snprintf(fdarg, sizeof(fdarg), "%d", fd);
+  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0
+      || mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL) < 0) {
+    perror("v2 namespace");
+    return 3;
+  }
+  execl((const char *) arg, (const char *) arg, "--v2", g_top, g_tmp, fdarg, (char *) NULL);
+  perror("exec");
+  return 3;
 }
 
 /* Run test_v2 in a child with its own mount namespace and cgroup2 on
@@ -1026,38 +1040,14 @@ static void test_v2(void)
  * cgroups under /sys/fs/cgroup/unified and cleans them up). */
 static void run_v2_child(const char *self)
 {
-  int fds[2], status;
-  char fdarg[16], counts[64] = "";
-  pid_t pid;
-  ssize_t n;
-  if (pipe(fds) < 0)
-    return;
-  fflush(stdout);
-  pid = fork();
-  if (pid == 0) {
-    close(fds[0]);
-    snprintf(fdarg, sizeof(fdarg), "%d", fds[1]);
-    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0
-        || mount("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, NULL) < 0) {
-      perror("v2 namespace");
-      _exit(3);
-    }
-    execl(self, self, "--v2", g_top, g_tmp, fdarg, (char *) NULL);
-    perror("exec");
-    _exit(3);
-  }
-  close(fds[1]);
-  n = read(fds[0], counts, sizeof(counts) - 1);
-  close(fds[0]);
-  waitpid(pid, &status, 0);
-  if (n > 0) {
-    int p = 0, f = 0;
-    sscanf(counts, "%d %d", &p, &f);
-    passed += p;
-    failed += f;
-  } else {
-    check(false, "the cgroup v2 run reported nothing (status %d)", status);
-  }
+  char counts[64];
+  struct child_result res;
+  int p = 0, f = 0;
+  run_child(v2_child, (void *) self, counts, sizeof(counts), &res);
+  if (sscanf(counts, "%d %d", &p, &f) == 2)
+    tap_add(p, f);
+  else
+    check(false, "the cgroup v2 run reported nothing (exit %d, signal %d)", res.exit_code, res.signal);
 }
 
 int main(int argc, char **argv)
@@ -1070,13 +1060,15 @@ int main(int argc, char **argv)
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (v2_child) {
     char out[64];
+    int p, f;
     g_in_v2_child = true;
     snprintf(g_top, sizeof(g_top), "%s", argv[2]);
     snprintf(g_tmp, sizeof(g_tmp), "%s", argv[3]);
     alarm(60);
     test_v2();
     cleanup();
-    snprintf(out, sizeof(out), "%d %d", passed, failed);
+    tap_counts(&p, &f);
+    snprintf(out, sizeof(out), "%d %d", p, f);
     if (write(atoi(argv[4]), out, strlen(out)) < 0)
       return 1;
     return 0;

@@ -1,7 +1,6 @@
 /* test_cgstat.c: the parsers of *.pressure, io.stat and v1 blkio files on fixture
  * texts as kernels write them, and on malformed, partial and empty ones. */
-#include "shim.h"
-#include "tap.h"
+#include "harness.h"
 
 #include <math.h>
 #include <stdio.h>

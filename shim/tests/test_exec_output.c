@@ -3,7 +3,7 @@
  * order with other answers on the connection, handed over without a copy and freed
  * once sent. */
 #include "core.h"
-#include "tap.h"
+#include "harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>

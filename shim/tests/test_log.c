@@ -1,7 +1,6 @@
 /* test_log.c: the CRI log writer: F for full lines, P for partial pieces and
  * 16 KiB cuts, one record per line, and reopen after rotation. */
-#include "shim.h"
-#include "tap.h"
+#include "harness.h"
 
 #include <regex.h>
 #include <stdio.h>

@@ -3,24 +3,13 @@
  * LSM); the AppArmor fallback to attr/exec on kernels without
  * attr/apparmor/; failures naming the profile or label; SELinux mount
  * contexts; config validation; and the real writer's procfs check. */
-#include "shim.h"
+#include "harness.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int passed, failed;
-
-static void check(bool ok, const char *name)
-{
-  printf("%s - %s\n", ok ? "ok" : "not ok", name);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 /* ---- the recorder ------------------------------------------------------- */
 
@@ -60,22 +49,12 @@ static bool wrote(size_t i, const char *path, const char *data)
   return i < rec.n && strcmp(rec.path[i], path) == 0 && strcmp(rec.data[i], data) == 0;
 }
 
-static json_t *process_json(const char *text)
-{
-  json_error_t jerr;
-  json_t *p = json_loads(text, 0, &jerr);
-  if (!p) {
-    fprintf(stderr, "bad test JSON: %s\n", jerr.text);
-    exit(2);
-  }
-  return p;
-}
-
 static int apply(const char *process_text, struct shim_err *err)
 {
-  cleanup_json json_t *p = process_json(process_text);
+  cleanup_json json_t *p = test_json(process_text);
   memset(err, 0, sizeof(*err));
-  return lsm_set_exec_labels(&fake_ops, p, err);
+  return lsm_set_exec_labels(&fake_ops, json_string_value(json_object_get(p, "selinuxLabel")),
+                             json_string_value(json_object_get(p, "apparmorProfile")), err);
 }
 
 #define AA_EXEC "/proc/thread-self/attr/apparmor/exec"
@@ -195,14 +174,16 @@ static void test_validate(void)
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     json_error_t jerr;
     cleanup_json json_t *p = json_loads(cases[i].json, JSON_ALLOW_NUL, &jerr);
+    const char *profile, *label;
     int r;
     memset(&err, 0, sizeof(err));
-    r = p ? lsm_validate_process(p, "process", &err) : -2;
+    r = p ? lsm_parse_process(p, "process", &profile, &label, &err) : -2;
     check(cases[i].ok ? r == 0 : (r == -1 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, "process.")), cases[i].name);
   }
   {
     cleanup_json json_t *l = json_pack("{s:i}", "mountLabel", 1);
-    check(lsm_validate_linux(l, &err) < 0 && strstr(err.msg, "linux.mountLabel"), "a non-string mountLabel is refused");
+    const char *label;
+    check(lsm_parse_linux(l, &label, &err) < 0 && strstr(err.msg, "linux.mountLabel"), "a non-string mountLabel is refused");
   }
 }
 
@@ -233,6 +214,5 @@ int main(void)
   test_mount_data();
   test_validate();
   test_real_procfs_check();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return tap_done();
 }

@@ -1,13 +1,11 @@
 /* test_seccomp.c: OCI seccomp profiles: validation messages, and real filters
  * loaded in forked children (errno actions, argument rules, allow lists,
  * kill/trap, unknown names, several architectures, execve under a filter). */
-#include "shim.h"
-#include "tap.h"
+#include "harness.h"
 
 #include <fcntl.h>
 #include <seccomp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +17,6 @@
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/skiff-test-seccomp-XXXXXX";
-
-static json_t *parse(const char *text)
-{
-  json_error_t jerr;
-  json_t *j = json_loads(text, 0, &jerr);
-  if (!j) {
-    fprintf(stderr, "bad test JSON: %s: %s\n", jerr.text, text);
-    exit(2);
-  }
-  return j;
-}
 
 /* ---- running a body under a filter in a child ---------------------------- */
 
@@ -43,51 +30,44 @@ struct result {
   char out[4096];
 };
 
+struct filter_case {
+  const char *profile;
+  body_fn body;
+};
+
+static int filter_child(int fd, void *arg)
+{
+  const struct filter_case *c = arg;
+  struct shim_err err;
+  struct seccomp_filter *f;
+  json_t *p = test_json(c->profile);
+  if (seccomp_parse(p, &f, &err) < 0) {
+    dprintf(fd, "validate: %s", err.msg);
+    return 3;
+  }
+  if (seccomp_apply(f, &err) < 0) {
+    dprintf(fd, "apply: %s", err.msg);
+    return 3;
+  }
+  return c->body(fd) == 0 ? 0 : 1;
+}
+
 static void run(const char *profile, body_fn body, struct result *res)
 {
-  int fds[2], status;
-  size_t n = 0;
-  ssize_t r;
-  pid_t pid;
+  struct filter_case c = { profile, body };
+  struct child_result cr;
+  run_child(filter_child, &c, res->out, sizeof(res->out), &cr);
+  res->exit_code = cr.exit_code;
+  res->signal = cr.signal;
+}
 
-  memset(res, 0, sizeof(*res));
-  res->exit_code = -1;
-  if (pipe(fds) < 0)
-    return;
-  fflush(stdout);
-  pid = fork();
-  if (pid < 0)
-    return;
-  if (pid == 0) {
-    struct shim_err err;
-    json_t *p = parse(profile);
-    close(fds[0]);
-    if (seccomp_validate(p, &err) < 0) {
-      dprintf(fds[1], "validate: %s", err.msg);
-      _exit(3);
-    }
-    if (seccomp_apply(p, &err) < 0) {
-      dprintf(fds[1], "apply: %s", err.msg);
-      _exit(3);
-    }
-    _exit(body(fds[1]) == 0 ? 0 : 1);
-  }
-  close(fds[1]);
-  while (n + 1 < sizeof(res->out) && (r = read(fds[0], res->out + n, sizeof(res->out) - 1 - n)) != 0) {
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      break;
-    n += (size_t) r;
-  }
-  res->out[n] = 0;
-  close(fds[0]);
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  if (WIFEXITED(status))
-    res->exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status))
-    res->signal = WTERMSIG(status);
+/* seccomp_parse, for what it accepts and refuses. */
+static int validate(json_t *profile, struct shim_err *err)
+{
+  struct seccomp_filter *f = NULL;
+  int r = seccomp_parse(profile, &f, err);
+  seccomp_free(f);
+  return r;
 }
 
 /* mkdir through the raw syscall (glibc may pick mkdirat); returns errno or 0. */
@@ -239,8 +219,8 @@ static int body_exec_sh(int fd)
 static void refused(const char *profile, const char *want, const char *name)
 {
   struct shim_err err = { 0 };
-  json_t *p = parse(profile);
-  int r = seccomp_validate(p, &err);
+  json_t *p = test_json(profile);
+  int r = validate(p, &err);
   check(r < 0 && err.code == SHIM_INVALID_ARGUMENT && strstr(err.msg, want), "validate: %s (%s)", name,
         r < 0 ? err.msg : "accepted");
   json_decref(p);
@@ -249,8 +229,8 @@ static void refused(const char *profile, const char *want, const char *name)
 static void accepted(const char *profile, const char *name)
 {
   struct shim_err err = { 0 };
-  json_t *p = parse(profile);
-  int r = seccomp_validate(p, &err);
+  json_t *p = test_json(profile);
+  int r = validate(p, &err);
   check(r == 0, "validate: %s (%s)", name, r < 0 ? err.msg : "accepted");
   json_decref(p);
 }
@@ -437,34 +417,26 @@ static void test_filters(void)
 
 /* Without CAP_SYS_ADMIN and without no_new_privs the kernel refuses the
  * filter: the error says why. */
+/* As nobody: no CAP_SYS_ADMIN, and no no_new_privs either. */
+static int load_as_nobody(int fd, void *arg)
+{
+  struct shim_err err;
+  struct seccomp_filter *f;
+  json_t *p = test_json("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_ERRNO\"}]}");
+  if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0 || seccomp_parse(p, &f, &err) < 0)
+    return 2;
+  if (seccomp_apply(f, &err) == 0)
+    return 1;
+  dprintf(fd, "%s", err.msg);
+  return 0;
+}
+
 static void test_load_refused(void)
 {
-  int fds[2], status;
-  char out[1024] = "";
-  ssize_t n;
-  pid_t pid;
-  if (pipe(fds) < 0)
-    return;
-  fflush(stdout);
-  pid = fork();
-  if (pid == 0) {
-    struct shim_err err;
-    json_t *p = parse("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_ERRNO\"}]}");
-    close(fds[0]);
-    if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
-      _exit(2);
-    if (seccomp_apply(p, &err) == 0)
-      _exit(1);
-    dprintf(fds[1], "%s", err.msg);
-    _exit(0);
-  }
-  close(fds[1]);
-  n = read(fds[0], out, sizeof(out) - 1);
-  out[n > 0 ? n : 0] = 0;
-  close(fds[0]);
-  waitpid(pid, &status, 0);
-  check(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(out, "linux.seccomp: load the filter")
-            && strstr(out, "CAP_SYS_ADMIN"),
+  char out[1024];
+  struct child_result res;
+  run_child(load_as_nobody, NULL, out, sizeof(out), &res);
+  check(res.exit_code == 0 && strstr(out, "linux.seccomp: load the filter") && strstr(out, "CAP_SYS_ADMIN"),
         "without CAP_SYS_ADMIN or no_new_privs the load fails clearly (%s)", out);
 }
 
@@ -482,14 +454,10 @@ static void remove_tmpdir(void)
 
 int main(void)
 {
-  if (geteuid() != 0) {
-    printf("not ok - must run as root\n0 passed, 1 failed\n");
-    return 1;
-  }
-  if (!mkdtemp(tmpdir)) {
-    printf("not ok - mkdtemp: %s\n0 passed, 1 failed\n", strerror(errno));
-    return 1;
-  }
+  if (geteuid() != 0)
+    return tap_bail("must run as root");
+  if (!mkdtemp(tmpdir))
+    return tap_bail("mkdtemp: %s", strerror(errno));
   test_validate();
   test_filters();
   test_load_refused();
