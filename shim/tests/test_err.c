@@ -1,7 +1,7 @@
 /* test_err.c: the error object: the code a failed call's errno gives, the code's name on
  * the wire, and the message with its context and strerror. */
 #include "shim.h"
-#include "tap.h"
+#include "harness.h"
 
 #include <string.h>
 
