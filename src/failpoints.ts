@@ -8,7 +8,7 @@ import { Internal } from './errors';
 
 /** Every step, in the order each operation passes them. The e2e suite walks this list. */
 export const FAILPOINTS = {
-  run_pod: ['journaled', 'dir', 'shm', 'shim', 'netns', 'cni_pending', 'cni_plugin', 'network', 'recorded'],
+  run_pod: ['journaled', 'dir', 'shm', 'shim', 'netns_file', 'netns', 'cni_pending', 'cni_plugin', 'network', 'recorded'],
   stop_pod: ['journaled', 'containers', 'network', 'shim', 'recorded'],
   remove_pod: ['journaled', 'containers', 'cgroups', 'dir', 'recorded'],
   create_container: ['journaled', 'rootfs', 'spec', 'shim', 'recorded'],

@@ -24,6 +24,7 @@ export interface RecoveryDeps {
 const ORDER: IntentOp[] = ['create_container', 'start_container', 'remove_container', 'run_pod', 'stop_pod', 'remove_pod', 'pull_image'];
 
 export async function recover(d: RecoveryDeps): Promise<void> {
+  await d.sandboxes.awaitOrphanedPlugins();
   const intents = (await d.journal.pending()).sort((a, b) => ORDER.indexOf(a.op) - ORDER.indexOf(b.op));
   let pulls = 0;
   for (const i of intents) {

@@ -146,7 +146,7 @@ describe('crash consistency: a kill or failure at any step leaves the operation 
     assert.equal(extra.filter((x) => x.startsWith('veth ')).length, ready, `${step}: one veth per ready pod`);
     assert.equal(extra.filter((x) => x.startsWith('ip ')).length, ready, `${step}: one IP per ready pod`);
     assert.equal(extra.filter((x) => x.startsWith('image-record ')).length, image ? 1 : 0, `${step}: an image record only for a recorded pull`);
-    assert.deepEqual(extra.filter((x) => x.startsWith('intent ')), [], `${step}: every intent settled`);
+    assert.deepEqual(extra.filter((x) => x.startsWith('intent ')), [], `${step}: every intent settled\n${skiffd.log().split('\n').filter((l) => l.includes('recovery could not settle')).join('\n')}`);
     for (const p of pods) await c.runtime('RemovePodSandbox', { pod_sandbox_id: p.id });
     if (image) await c.image('RemoveImage', { image: { image: image.id } });
     assert.deepEqual(minus(await hostSnapshot(skiffd, net), baseline), [], `${step}: the host is as before, once the CRI removed what it lists`);
@@ -342,7 +342,8 @@ describe('crash consistency: a kill or failure at any step leaves the operation 
     const ctrs = (await c.runtime('ListContainers', {})).containers;
     const ids = [...pods.map((p) => p.id), ...ctrs.map((x) => x.id)];
     const extra = minus(await hostSnapshot(skiffd, net), baseline);
-    assert.deepEqual(extra.filter((x) => !ids.some((id) => x.includes(id)) && !x.startsWith('veth ')), [], `${what}: nothing on the host the CRI does not list`);
+    const unsettled = skiffd.log().split('\n').filter((l) => l.includes('recovery could not settle') || l.includes('start-up sweep failed'));
+    assert.deepEqual(extra.filter((x) => !ids.some((id) => x.includes(id)) && !x.startsWith('veth ')), [], `${what}: nothing on the host the CRI does not list\n${unsettled.join('\n')}`);
     const ready = pods.filter((p) => p.state === PodSandboxState.SANDBOX_READY).length;
     assert.equal(extra.filter((x) => x.startsWith('veth ')).length, ready, `${what}: one veth per ready pod`);
     assert.equal(extra.filter((x) => x.startsWith('ip ')).length, ready, `${what}: one IP per ready pod`);

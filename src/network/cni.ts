@@ -164,6 +164,29 @@ export class CniNetwork {
     return out;
   }
 
+  /**
+   * Wait (up to the plugin timeout) until no CNI plugin that an earlier skiffd started on
+   * a netns under `netnsDir` still runs: a plugin outlives a crash of skiffd, and a DEL
+   * that ran before its ADD ended would leave what the ADD adds after it (portmap's
+   * rules). Returns how many were waited for.
+   */
+  async waitForOrphanedPlugins(netnsDir: string): Promise<number> {
+    const prefix = `CNI_NETNS=${path.resolve(netnsDir)}/`;
+    const orphans = async () => {
+      const found: number[] = [];
+      for (const pid of await fsp.readdir('/proc')) {
+        if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+        const env = await fsp.readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
+        if (env.includes('\0CNI_COMMAND=') || env.startsWith('CNI_COMMAND=')) if (env.split('\0').some((v) => v.startsWith(prefix))) found.push(Number(pid));
+      }
+      return found;
+    };
+    const first = (await orphans()).length;
+    const end = Date.now() + (this.opts.pluginTimeoutMs ?? 60_000);
+    for (let left = first; left > 0 && Date.now() < end; left = (await orphans()).length) await new Promise((r) => setTimeout(r, 50));
+    return first;
+  }
+
   /** Drop temp files of cache writes a crash cut short; returns how many. */
   async dropTempFiles(): Promise<number> {
     const tmp = (await fsp.readdir(this.opts.cacheDir).catch(() => [] as string[])).filter((n) => n.startsWith('.tmp-') || n.endsWith('.json.tmp'));
@@ -293,14 +316,10 @@ export class CniNetwork {
       // but only when the plugins can run.
       if (!(await this.status()).ready) return;
     }
-    let netns = netnsPath ?? '';
-    if (netns) {
-      try {
-        await fsp.access(netns);
-      } catch {
-        netns = '';
-      }
-    }
+    // Only a path that is a network namespace: a pin that is gone, or a file a crash left
+    // before the bind mount was made, would fail the plugins' DEL (the IP is still
+    // released without one).
+    const netns = netnsPath && (await isNetns(netnsPath)) ? netnsPath : '';
     const e = { id, netns, args: cached?.args ?? 'IgnoreUnknown=1', ifName: cached?.ifName ?? this.ifName, runtimeConfig: cached?.runtimeConfig ?? {}, prevResult: cached?.result };
     for (const p of [...list.plugins].reverse()) await this.exec('DEL', p, list, e);
     await fsp.rm(this.cacheFile(id), { force: true });
@@ -311,6 +330,16 @@ export class CniNetwork {
     if (!cached || cached.pending || !versionAtLeast(cached.list.cniVersion, '0.4.0')) return;
     for (const p of cached.list.plugins)
       await this.exec('CHECK', p, cached.list, { id, netns: netnsPath, args: cached.args, ifName: cached.ifName, runtimeConfig: cached.runtimeConfig, prevResult: cached.result });
+  }
+}
+
+const NSFS_MAGIC = 0x6e736673;
+
+async function isNetns(p: string): Promise<boolean> {
+  try {
+    return (await fsp.statfs(p)).type === NSFS_MAGIC;
+  } catch {
+    return false;
   }
 }
 

@@ -2,12 +2,14 @@
 // CNI plugins, and CNI DEL after a restart of skiffd, can enter it by name.
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { failpoint } from '../failpoints';
 import { bindMount, MNT_DETACH, umount2 } from '../sys/libc';
 
 export async function bindNetns(source: string, target: string): Promise<void> {
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o711 });
   const fh = await fsp.open(target, 'w', 0o444);
   await fh.close();
+  failpoint('run_pod.netns_file');
   try {
     bindMount(source, target);
   } catch (e) {

@@ -570,6 +570,12 @@ export class SandboxService extends EventEmitter {
     for (const p of shims) await killShim(p.pid);
   }
 
+  /** Before recovery runs CNI DEL: let the plugins a crash left running finish. */
+  async awaitOrphanedPlugins(): Promise<void> {
+    const n = await this.opts.cni.waitForOrphanedPlugins(path.join(this.opts.state, 'netns'));
+    if (n > 0) this.opts.log.warn('recovery waited for CNI plugins an earlier skiffd left running', { plugins: n });
+  }
+
   /**
    * Start-up recovery of an operation a crash interrupted. A pod's run with no record is
    * undone (shim, CNI DEL with what the ADD was given, netns, /dev/shm, cgroups, dir); a
