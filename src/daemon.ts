@@ -15,6 +15,7 @@ import { ImageService } from './image/image_service';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { DefaultNetwork } from './network/default_network';
+import { PodRegistry } from './sandbox/pod_registry';
 import { SandboxService } from './sandbox/sandbox_service';
 import { probeKernelFeatures } from './shim/features';
 import { ContainerStatsService } from './stats/container_stats';
@@ -102,29 +103,31 @@ export class Daemon {
     await defaultNetwork.init();
     const hostLsm = await detectHostLsm();
     log.info('mandatory access control', { apparmor: hostLsm.apparmor, selinux: !!hostLsm.selinux });
-    const sandboxes = new SandboxService({
-      root: config.root,
-      state: config.state,
-      shimBinary,
-      runtimeHandler: config['cri.runtime_handler'],
-      defaultCgroupParent: config['cri.cgroup_parent'],
-      cni,
-      log,
-      journal,
-      recovered: (kind) => metrics.observeRecovery(kind),
-      shimEnv: shimSteps ? { SKIFF_SHIM_FAILPOINTS: shimSteps } : undefined,
-    });
+    const pods = new PodRegistry(config.root, log);
     containers = new ContainerService({
       root: config.root,
       state: config.state,
       images,
-      sandboxes,
+      pods,
       log,
       minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
       lsm: hostLsm,
       seccompProfileRoot: config['cri.seccomp_profile_root'],
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
+    });
+    const sandboxes = new SandboxService({
+      state: config.state,
+      shimBinary,
+      runtimeHandler: config['cri.runtime_handler'],
+      defaultCgroupParent: config['cri.cgroup_parent'],
+      pods,
+      containers,
+      cni,
+      log,
+      journal,
+      recovered: (kind) => metrics.observeRecovery(kind),
+      shimEnv: shimSteps ? { SKIFF_SHIM_FAILPOINTS: shimSteps } : undefined,
     });
     await sandboxes.init();
     await containers.init();
@@ -145,7 +148,9 @@ export class Daemon {
       tls: config['streaming.tls_cert'] ? { cert: await fsp.readFile(config['streaming.tls_cert']), key: await fsp.readFile(config['streaming.tls_key']) } : undefined,
     });
     const stats = new ContainerStatsService(sandboxes, images.snapshots);
-    containers.onRemoved = (id) => stats.forget(id);
+    containers.onChange((change, r) => {
+      if (change === 'deleted') stats.forget(r.id);
+    });
     const podStats = new PodStatsService(stats, sandboxes);
     const server = new CriServer(
       criHandlers({

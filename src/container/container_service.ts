@@ -4,26 +4,24 @@
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { AlreadyExists, DeadlineExceeded, FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
+import { DeadlineExceeded, FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
 import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri/gen/cri';
 import type { ImageRecord, ImageService } from '../image/image_service';
+import type { Snapshotter } from '../image/snapshotter';
 import type { Logger } from '../log';
-import { LifecycleChange, lifecycleChange, nowNs, PodRecord, SandboxService, shimDir } from '../sandbox/sandbox_service';
+import { PodRecord, PodRegistry, shimDir } from '../sandbox/pod_registry';
 import { ExecOutputBuffers, ExitInfo, ShimClient, ShimError, ShimStream } from '../shim/client';
-import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
-import { KeyedLock } from '../store/keyed_lock';
-import { RecordStore } from '../store/records';
 import type { Intent, IntentJournal } from '../store/intents';
+import { ChangeListener, nowNs, RecordSet } from '../store/record_set';
+import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
 import { removeCgroupTree } from '../sandbox/host_cgroups';
 import type { Process, Spec } from '../oci/runtime_spec';
 import { checkMemoryFloor, ociResources } from './resources';
-import { hostDevices, statDevices } from './devices';
-import { readLocalhostProfile, seccompChoice } from './seccomp';
+import { BundleHost, writeBundle } from './bundle';
 import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
 import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from './signals';
-import { buildContainerSpec, capabilitiesFromMask } from './spec';
-import { readPasswdDb } from './user';
+import { capabilitiesFromMask } from './spec';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
 
 export type ContainerRunState = 'created' | 'running' | 'exited';
@@ -60,11 +58,29 @@ const isContainerRecord = (v: unknown): v is ContainerRecord => {
   return !!r && typeof r.id === 'string' && /^[a-f0-9]{64}$/.test(r.id) && typeof r.podId === 'string' && !!r.config && ['created', 'running', 'exited'].includes(r.state);
 };
 
+/** What the container lifecycle needs of the image service: the images, and the rootfs
+ * mounts of the snapshotter. */
+export type ContainerImages = Pick<ImageService, 'find' | 'findExact' | 'collectGarbage'> & {
+  snapshots: Pick<Snapshotter, 'mountRootfs' | 'removeRootfs' | 'listWritableLayers'>;
+};
+
+/** What the container lifecycle does to the host besides its bundle dirs, the shim and the
+ * snapshotter; a fake in unit tests. */
+export interface ContainerHost {
+  removeCgroupTree(rel: string): Promise<unknown>;
+  /** See signals.ts: a container's init that would drop this signal. */
+  initDropsSignal(pid: number, signal: number): Promise<boolean>;
+}
+
+const realHost: ContainerHost = { removeCgroupTree: (rel) => removeCgroupTree(rel), initDropsSignal };
+
 export interface ContainerServiceOptions {
   root: string;
   state: string;
-  images: ImageService;
-  sandboxes: SandboxService;
+  images: ContainerImages;
+  /** The pods and their shims' connections. */
+  pods: PodRegistry;
+  host?: ContainerHost;
   log: Logger;
   /** The lowest oom_score_adj this host lets root set. */
   minOomScoreAdj: number;
@@ -86,35 +102,6 @@ function exitReason(e: ExitInfo): string {
   return e.exitCode === 0 ? 'Completed' : 'Error';
 }
 
-/**
- * Create the missing targets of bind mounts inside rootfs (a directory for a directory
- * source, else an empty file). A path through a symlink is left alone: the shim
- * resolves those inside the rootfs itself.
- */
-async function createBindTargets(rootfs: string, mounts: { destination: string; type?: string; source?: string; options?: string[] }[]): Promise<void> {
-  for (const m of mounts) {
-    const isBind = m.type === 'bind' || m.options?.includes('bind') || m.options?.includes('rbind');
-    if (!isBind || !m.source) continue;
-    const parts = m.destination.split('/').filter(Boolean);
-    let cur = rootfs;
-    let ok = true;
-    for (const [i, part] of parts.entries()) {
-      cur = path.join(cur, part);
-      const st = await fsp.lstat(cur).catch(() => undefined);
-      if (st?.isSymbolicLink()) {
-        ok = false;
-        break;
-      }
-      if (st) continue;
-      const last = i === parts.length - 1;
-      const srcIsDir = last ? (await fsp.stat(m.source).catch(() => undefined))?.isDirectory() ?? true : true;
-      if (srcIsDir) await fsp.mkdir(cur, { mode: 0o755 });
-      else await fsp.writeFile(cur, '', { mode: 0o644, flag: 'wx' });
-    }
-    void ok;
-  }
-}
-
 /** Delete a container from its shim, if the shim has it; a shim that died took its
  * containers with it. */
 async function deleteFromShim(shim: ShimClient, id: string): Promise<void> {
@@ -126,21 +113,17 @@ async function deleteFromShim(shim: ShimClient, id: string): Promise<void> {
 }
 
 export class ContainerService {
-  private readonly records: RecordStore<ContainerRecord>;
-  private readonly containers = new Map<string, ContainerRecord>();
-  private readonly names = new Map<string, string>();
+  private readonly containers: RecordSet<ContainerRecord>;
+  private readonly pods: PodRegistry;
+  private readonly host: ContainerHost;
   private readonly exitWaiters = new Map<string, (() => void)[]>();
-  private readonly lock = new KeyedLock();
   private hostCaps: string[] | undefined;
-  /** Told when a container is removed (caches keyed by container id). */
-  onRemoved: (id: string) => void = () => {};
   /** Isolation facts from each container's spec, which does not change once written. */
   private readonly isolationBase = new Map<string, Isolation>();
   /** The last observation of a running container, by the pids it was made on: a
    * process's namespaces and uid_map are fixed once it runs, and a scrape asks for
    * every container's. */
   private readonly isolationSeen = new Map<string, { pid: number; infraPid: number; isolation: Isolation }>();
-  private readonly changeListeners = new Set<(change: LifecycleChange, r: ContainerRecord) => void>();
   /** Containers being created, by id: their image and layers are in use before they are recorded. */
   private readonly creating = new Map<string, { imageId: string; chainIds: string[] }>();
 
@@ -148,14 +131,22 @@ export class ContainerService {
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.appArmor = opts.appArmorProfiles ?? new AppArmorProfiles({ stateDir: opts.state });
-    this.records = new RecordStore(path.join(opts.root, 'metadata', 'containers'), isContainerRecord, (m) => opts.log.warn(m));
-    opts.sandboxes.on('exit', (podId, e) => void this.onExit(podId, e));
-    opts.sandboxes.on('lost', (podId) => void this.onShimLost(podId));
-    opts.sandboxes.beforeStop = (podId) => this.stopAllInPod(podId);
-    opts.sandboxes.beforeRemove = (podId) => this.removeAllInPod(podId);
+    this.pods = opts.pods;
+    this.host = opts.host ?? realHost;
+    this.containers = new RecordSet({
+      dir: path.join(opts.root, 'metadata', 'containers'),
+      validate: isContainerRecord,
+      warn: (m) => opts.log.warn(m),
+      idField: 'container_id',
+      what: 'container',
+      podOf: (r) => r.podId,
+    });
+    this.pods.onShim('exit', (podId, e) => void this.onExit(podId, e));
+    this.pods.onShim('lost', (podId) => void this.onShimLost(podId));
   }
 
-  private nameKey(c: ContainerConfig, pod: PodRecord): string {
+  /** The name a container holds while it exists: one per name and attempt in a pod. */
+  private containerName(c: ContainerConfig, pod: PodRecord): string {
     const m = pod.config.metadata!;
     return `${c.metadata!.name}_${m.name}_${m.namespace}_${m.uid}_${c.metadata!.attempt}`;
   }
@@ -165,22 +156,20 @@ export class ContainerService {
     // "ALL" and privileged grant what skiffd holds: the shim cannot give more.
     const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(await fsp.readFile('/proc/self/status', 'utf8'));
     this.hostCaps = eff ? capabilitiesFromMask(eff[1]) : undefined;
-    await this.records.init();
+    await this.containers.load((r) => {
+      const pod = this.pods.get(r.podId);
+      return pod && r.config.metadata ? this.containerName(r.config, pod) : undefined;
+    });
     await fsp.mkdir(path.join(this.opts.state, 'containers'), { recursive: true, mode: 0o711 });
-    for (const r of (await this.records.all()).values()) {
-      this.containers.set(r.id, r);
-      const pod = this.opts.sandboxes.get(r.podId);
-      if (pod && r.config.metadata) this.names.set(this.nameKey(r.config, pod), r.id);
-    }
-    for (const pod of this.opts.sandboxes.list()) await this.reconcile(pod.id);
+    for (const pod of this.pods.list()) await this.reconcile(pod.id);
     // Containers whose pod record is gone cannot run: report them exited.
-    for (const r of this.containers.values()) if (!this.opts.sandboxes.get(r.podId) && r.state !== 'exited') await this.markGone(r, 'pod sandbox record is gone');
+    for (const r of this.containers.list()) if (!this.pods.get(r.podId) && r.state !== 'exited') await this.markGone(r, 'pod sandbox record is gone');
   }
 
   /** Bring the records of a pod's containers in line with its shim (or its exit files). */
   private async reconcile(podId: string): Promise<void> {
-    const shim = this.opts.sandboxes.shim(podId);
-    const mine = [...this.containers.values()].filter((c) => c.podId === podId && c.state !== 'exited');
+    const shim = this.pods.shim(podId);
+    const mine = this.containers.inPod(podId).filter((c) => c.state !== 'exited');
     if (mine.length === 0) return;
     const live = shim ? new Map((await shim.list()).containers.map((s) => [s.id, s])) : new Map();
     for (const r of mine) {
@@ -196,7 +185,7 @@ export class ContainerService {
   }
 
   private async readExitFile(podId: string, id: string): Promise<ExitInfo | undefined> {
-    const pod = this.opts.sandboxes.get(podId);
+    const pod = this.pods.get(podId);
     if (!pod) return undefined;
     try {
       return JSON.parse(await fsp.readFile(path.join(shimDir(pod), 'exits', `${id}.json`), 'utf8')) as ExitInfo;
@@ -210,22 +199,13 @@ export class ContainerService {
     this.wakeWaiters(r.id);
   }
 
-  private async save(r: ContainerRecord): Promise<void> {
-    const old = this.containers.get(r.id);
-    this.containers.set(r.id, r);
-    await this.records.put(r.id, r);
-    const change = lifecycleChange(old?.state, r.state);
-    if (change) this.emitChange(change, r);
-  }
-
-  private emitChange(change: LifecycleChange, r: ContainerRecord): void {
-    for (const l of this.changeListeners) l(change, r);
+  private save(r: ContainerRecord): Promise<void> {
+    return this.containers.save(r);
   }
 
   /** Told of every container created, started, stopped (exited) and deleted. */
-  onChange(listener: (change: LifecycleChange, r: ContainerRecord) => void): () => void {
-    this.changeListeners.add(listener);
-    return () => void this.changeListeners.delete(listener);
+  onChange(listener: ChangeListener<ContainerRecord>): () => void {
+    return this.containers.onChange(listener);
   }
 
   private async recordExit(r: ContainerRecord, e: ExitInfo): Promise<void> {
@@ -251,7 +231,7 @@ export class ContainerService {
   private async onExit(podId: string, e: ExitInfo): Promise<void> {
     const r = this.containers.get(e.id);
     if (!r || r.podId !== podId) return; // an exec process, or not ours
-    await this.lock.run(`exit:${r.id}`, async () => {
+    await this.containers.lock.run(`exit:${r.id}`, async () => {
       const cur = this.containers.get(r.id);
       if (cur) await this.recordExit(cur, e);
     }).catch((err: Error) => this.opts.log.error('recording an exit failed', { container: r.id, error: err.message }));
@@ -279,12 +259,13 @@ export class ContainerService {
     });
   }
 
+  /** A container by full id or unique id prefix. */
   get(id: string): ContainerRecord | undefined {
-    return byIdOrPrefix(this.containers, id);
+    return this.containers.get(id);
   }
 
   mustGet(id: string): ContainerRecord {
-    return mustFind(this.containers, id, 'container_id', 'container');
+    return this.containers.mustGet(id);
   }
 
   /** What isolates the container (see isolation.ts): from its spec, checked against the
@@ -297,7 +278,7 @@ export class ContainerService {
       this.isolationBase.set(r.id, base);
     }
     if (r.state !== 'running') return base;
-    const infraPid = this.opts.sandboxes.get(r.podId)?.infraPid ?? 0;
+    const infraPid = this.pods.get(r.podId)?.infraPid ?? 0;
     const seen = this.isolationSeen.get(r.id);
     if (seen && seen.pid === r.pid && seen.infraPid === infraPid) return seen.isolation;
     const isolation = await observeIsolation(base, r.pid, infraPid);
@@ -306,7 +287,12 @@ export class ContainerService {
   }
 
   list(): ContainerRecord[] {
-    return [...this.containers.values()];
+    return this.containers.list();
+  }
+
+  /** The containers of one pod (from the index by pod). */
+  inPod(podId: string): ContainerRecord[] {
+    return this.containers.inPod(podId);
   }
 
   async create(podId: string, config: ContainerConfig | null, sandboxConfig: unknown): Promise<ContainerRecord> {
@@ -314,7 +300,7 @@ export class ContainerService {
     if (!config.metadata?.name) throw new InvalidArgument('config.metadata.name is required');
     checkMemoryFloor(config.linux?.resources?.memory_limit_in_bytes ?? 0, 'config.linux.resources.memory_limit_in_bytes');
     void sandboxConfig; // kubelet resends the pod's config; the record holds the one it ran with
-    const pod = this.opts.sandboxes.requireReady(podId);
+    const pod = this.pods.requireReady(podId);
     const image = this.resolveImage(config.image);
     const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);
     let logPath = '';
@@ -323,75 +309,30 @@ export class ContainerService {
         throw new InvalidArgument(`log_path "${config.log_path}" must be relative to the pod's log_directory, without ".."`);
       if (pod.config.log_directory) logPath = path.join(pod.config.log_directory, config.log_path);
     }
-    const key = this.nameKey(config, pod);
-    const clash = this.names.get(key);
-    if (clash) throw new AlreadyExists(`container name "${key}" is reserved by ${clash}`);
     const id = randomBytes(32).toString('hex');
-    this.names.set(key, id);
+    this.containers.reserveName(this.containerName(config, pod), id);
     this.creating.set(id, { imageId: image.id, chainIds: image.chainIds });
     const bundle = path.join(this.opts.state, 'containers', id);
     const rootfs = path.join(bundle, 'rootfs');
-    const undo: (() => Promise<unknown>)[] = [async () => this.names.delete(key), async () => this.creating.delete(id)];
+    const undo = new Undo();
+    undo.push('release name', () => this.containers.releaseName(id));
+    undo.push('no longer in use by a create', () => this.creating.delete(id));
     let intent: Intent | undefined;
     try {
       intent = await this.opts.journal.begin('create_container', id, { podId: pod.id, bundle, cgroupParent: pod.cgroupParent });
       failpoint('create_container.journaled');
       await fsp.mkdir(rootfs, { recursive: true, mode: 0o711 });
-      undo.push(() => fsp.rm(bundle, { recursive: true, force: true }));
-      undo.push(() => this.opts.images.snapshots.removeRootfs(id, rootfs));
+      undo.push('remove bundle', () => fsp.rm(bundle, { recursive: true, force: true }));
+      undo.push('remove rootfs', () => this.opts.images.snapshots.removeRootfs(id, rootfs));
       await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs);
       failpoint('create_container.rootfs');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
-      const sc = config.linux?.security_context ?? null;
-      const devices = await statDevices(config.devices.map((d) => d.host_path));
-      const seccomp = sc?.privileged ? undefined : seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? '', this.opts.seccompProfileRoot);
-      const localhostProfile = seccomp?.kind === 'localhost' ? await readLocalhostProfile(seccomp.path) : undefined;
-      const appArmorProfilesLoaded = this.opts.lsm.apparmor ? await this.appArmor.loaded() : undefined;
-      // Image VOLUMEs get an empty directory of the container's own, gone with it.
-      const volumes = new Map<string, string>();
-      for (const [i, v] of (image.config.volumes ?? []).entries()) {
-        const dir = path.join(bundle, 'volumes', String(i));
-        await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
-        volumes.set(v, dir);
-      }
-      const spec = buildContainerSpec({
-        containerId: id,
-        config,
-        sandboxConfig: pod.config,
-        image: image.config,
-        imageName: config.image?.image || image.id,
-        rootfsPath: rootfs,
-        passwd: await readPasswdDb(rootfs),
-        pod: {
-          id: pod.id,
-          namespaces: pod.namespaces,
-          hostNetwork: pod.hostNetwork,
-          hostsPath: pod.hostsPath,
-          resolvConfPath: pod.resolvConfPath,
-          hostnamePath: pod.hostnamePath,
-          shmPath: pod.shmPath,
-          cgroupParent: pod.cgroupParent,
-        },
-        restrictOomScoreAdj: this.opts.minOomScoreAdj,
-        lsm: this.opts.lsm,
-        appArmorProfilesLoaded,
-        hostCapabilities: this.hostCaps,
-        hostDevices: sc?.privileged ? await hostDevices() : undefined,
-        statDevice: (p) => devices.get(p),
-        volumeDir: (dst) => volumes.get(dst) ?? volumes.get(dst + '/') ?? path.join(bundle, 'volumes', 'missing'),
-        seccompProfileRoot: this.opts.seccompProfileRoot,
-        loadLocalhostProfile: () => localhostProfile ?? '',
-      });
-      if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await this.appArmor.ensureDefault();
-      // In a user namespace the container's root cannot create mount targets in a rootfs
-      // owned by the host's root: skiffd makes the bind targets first.
-      if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts);
-      await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image });
       failpoint('create_container.spec');
-      const shim = this.opts.sandboxes.shim(pod.id);
+      const shim = this.pods.shim(pod.id);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${pod.id} is not ready`);
-      undo.push(() => removeCgroupTree(path.posix.join(pod.cgroupParent, id)));
-      undo.push(() => deleteFromShim(shim, id));
+      undo.push('remove cgroup', () => this.host.removeCgroupTree(path.posix.join(pod.cgroupParent, id)));
+      undo.push('delete from the shim', () => deleteFromShim(shim, id));
       const created = await shim.create({ id, bundle, logPath: logPath || undefined, stdin: config.stdin, stdinOnce: config.stdin_once });
       failpoint('create_container.shim');
       const user = spec.process?.user ?? { uid: 0, gid: 0 };
@@ -419,19 +360,18 @@ export class ContainerService {
       await this.save(r);
       this.creating.delete(id);
     } catch (e) {
-      let clean = true;
-      for (const u of undo.reverse())
-        await u().catch((err: Error) => {
-          clean = false;
-          this.opts.log.warn('undo of a failed create failed', { container: id, error: err.message });
-        });
       // Undone in full: the intent is done with. Else a restart undoes what is left.
-      if (clean && intent) await this.endIntent(intent);
+      if ((await undo.run(this.opts.log.with({ container: id }))) && intent) await this.endIntent(intent);
       throw e;
     }
     failpoint('create_container.recorded');
     await this.endIntent(intent);
     return this.containers.get(id)!;
+  }
+
+  private bundleHost(): BundleHost {
+    const o = this.opts;
+    return { minOomScoreAdj: o.minOomScoreAdj, lsm: o.lsm, appArmor: this.appArmor, seccompProfileRoot: o.seccompProfileRoot, hostCapabilities: this.hostCaps };
   }
 
   /** Drop an intent whose outcome is recorded; should that fail, the next start finds the
@@ -442,10 +382,10 @@ export class ContainerService {
 
   async start(id: string): Promise<void> {
     const found = this.mustGet(id);
-    await this.lock.run(found.id, async () => {
+    await this.containers.lock.run(found.id, async () => {
       const r = this.containers.get(found.id)!;
       if (r.state !== 'created') throw new FailedPrecondition(`container ${r.id} is ${r.state}, not created`);
-      const shim = this.opts.sandboxes.shim(r.podId);
+      const shim = this.pods.shim(r.podId);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} of container ${r.id} is not ready`);
       const intent = await this.opts.journal.begin('start_container', r.id, { podId: r.podId });
       try {
@@ -473,17 +413,14 @@ export class ContainerService {
   /** Stop with the stop signal in force (the config's, the image's, or SIGTERM), SIGKILL
    * after timeoutS.
    * An exited or unknown container is not an error; an empty id is. */
-  async stop(id: string, timeoutS: number): Promise<void> {
-    requireId(id, 'container_id');
-    const found = this.get(id);
-    if (!found) return;
-    await this.lock.run(found.id, () => this.doStop(found.id, timeoutS));
+  stop(id: string, timeoutS: number): Promise<void> {
+    return this.containers.ifKnown(id, (r) => this.doStop(r, timeoutS));
   }
 
-  private async doStop(id: string, timeoutS: number): Promise<void> {
-    const r = this.containers.get(id);
-    if (!r || r.state === 'exited') return;
-    const shim = this.opts.sandboxes.shim(r.podId);
+  private async doStop(r: ContainerRecord, timeoutS: number): Promise<void> {
+    if (r.state === 'exited') return;
+    const id = r.id;
+    const shim = this.pods.shim(r.podId);
     if (!shim) {
       await this.reconcile(r.podId);
       return;
@@ -506,13 +443,13 @@ export class ContainerService {
   private async stopGracefully(r: ContainerRecord, shim: ShimClient, timeoutMs: number): Promise<boolean> {
     const signal = recordedStopSignal(r.stopSignal);
     const deadline = Date.now() + timeoutMs;
-    let dropped = await initDropsSignal(r.pid, signal);
+    let dropped = await this.host.initDropsSignal(r.pid, signal);
     await shim.kill({ id: r.id, signal }).catch(() => {});
     while (dropped) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
       if (await this.waitExited(r.id, Math.min(left, 100))) return true;
-      dropped = await initDropsSignal(r.pid, signal);
+      dropped = await this.host.initDropsSignal(r.pid, signal);
       if (!dropped) await shim.kill({ id: r.id, signal }).catch(() => {});
     }
     return this.waitExited(r.id, Math.max(0, deadline - Date.now()));
@@ -520,32 +457,23 @@ export class ContainerService {
 
   /** Remove a container (killing it if it runs); unknown ids succeed, an empty one is refused. */
   async remove(id: string): Promise<void> {
-    requireId(id, 'container_id');
-    const found = this.get(id);
-    if (!found) return;
-    await this.lock.run(found.id, async () => {
-      const r = this.containers.get(found.id);
-      if (!r) return;
+    await this.containers.ifKnown(id, async (r) => {
       const intent = await this.opts.journal.begin('remove_container', r.id, { podId: r.podId });
       failpoint('remove_container.journaled');
-      if (r.state !== 'exited') await this.doStop(r.id, 0);
+      if (r.state !== 'exited') await this.doStop(r, 0);
       failpoint('remove_container.stopped');
-      const shim = this.opts.sandboxes.shim(r.podId);
+      const shim = this.pods.shim(r.podId);
       if (shim) await shim.delete({ id: r.id, force: true }).catch((e: Error) => this.opts.log.warn('shim delete failed', { container: r.id, error: e.message }));
       // The shim removes the container's cgroup; a killed one could not.
-      const pod = this.opts.sandboxes.get(r.podId);
-      if (pod) await removeCgroupTree(path.posix.join(pod.cgroupParent, r.id));
+      const pod = this.pods.get(r.podId);
+      if (pod) await this.host.removeCgroupTree(path.posix.join(pod.cgroupParent, r.id));
       failpoint('remove_container.shim');
       await this.opts.images.snapshots.removeRootfs(r.id, path.join(r.bundle, 'rootfs'));
       await fsp.rm(r.bundle, { recursive: true, force: true });
       failpoint('remove_container.rootfs');
-      await this.records.delete(r.id);
-      this.containers.delete(r.id);
-      for (const [k, v] of this.names) if (v === r.id) this.names.delete(k);
       this.isolationBase.delete(r.id);
       this.isolationSeen.delete(r.id);
-      this.onRemoved(r.id);
-      this.emitChange('deleted', r);
+      await this.containers.delete(r);
       failpoint('remove_container.recorded');
       await this.opts.journal.end(intent);
       // Layers only this container kept (its image was removed while it was created) go now.
@@ -565,9 +493,9 @@ export class ContainerService {
     switch (i.op) {
       case 'create_container': {
         if (r) return 'finished';
-        const shim = this.opts.sandboxes.shim(i.plan.podId);
+        const shim = this.pods.shim(i.plan.podId);
         if (shim) await deleteFromShim(shim, i.id);
-        await removeCgroupTree(path.posix.join(i.plan.cgroupParent, i.id));
+        await this.host.removeCgroupTree(path.posix.join(i.plan.cgroupParent, i.id));
         await this.opts.images.snapshots.removeRootfs(i.id, path.join(i.plan.bundle, 'rootfs'));
         await fsp.rm(i.plan.bundle, { recursive: true, force: true });
         return 'undone';
@@ -603,12 +531,14 @@ export class ContainerService {
     this.opts.recovered?.(kind);
   }
 
-  private async stopAllInPod(podId: string): Promise<void> {
-    await Promise.all(this.list().filter((c) => c.podId === podId).map((c) => this.stop(c.id, 0)));
+  /** Stop every container of a pod at once, without grace (StopPodSandbox). */
+  async stopAllInPod(podId: string): Promise<void> {
+    await Promise.all(this.inPod(podId).map((c) => this.stop(c.id, 0)));
   }
 
-  private async removeAllInPod(podId: string): Promise<void> {
-    await Promise.all(this.list().filter((c) => c.podId === podId).map((c) => this.remove(c.id)));
+  /** Remove every container of a pod (RemovePodSandbox). */
+  async removeAllInPod(podId: string): Promise<void> {
+    await Promise.all(this.inPod(podId).map((c) => this.remove(c.id)));
   }
 
   /** The image a CreateContainer names: image_ref, when set, names the exact image (the id
@@ -640,9 +570,9 @@ export class ContainerService {
     return out;
   }
 
-  private requireRunning(id: string): { r: ContainerRecord; shim: NonNullable<ReturnType<SandboxService['shim']>> } {
+  private requireRunning(id: string): { r: ContainerRecord; shim: ShimClient } {
     const r = this.mustGet(id);
-    const shim = this.opts.sandboxes.shim(r.podId);
+    const shim = this.pods.shim(r.podId);
     if (r.state !== 'running' || !shim) throw new FailedPrecondition(`container ${r.id} is not running (${r.state})`);
     return { r, shim };
   }
@@ -689,7 +619,7 @@ export class ContainerService {
     if (!resources) return;
     checkMemoryFloor(resources.memory_limit_in_bytes, 'linux.memory_limit_in_bytes');
     if (r.state === 'exited') throw new FailedPrecondition(`container ${r.id} has exited`);
-    const shim = this.opts.sandboxes.shim(r.podId);
+    const shim = this.pods.shim(r.podId);
     if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} is not ready`);
     await shim.update({ id: r.id, resources: ociResources(resources, this.opts.minOomScoreAdj) });
     await this.save({ ...this.containers.get(r.id)!, resources });

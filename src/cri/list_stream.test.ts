@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { ContainerRecord } from '../container/container_service';
 import type { ImageRecord } from '../image/image_service';
 import { Logger } from '../log';
-import type { PodRecord } from '../sandbox/sandbox_service';
+import type { PodRecord } from '../sandbox/pod_registry';
 import type { CgroupStats } from '../shim/client';
 import type { ContainerSample } from '../stats/container_stats';
 import type { PodSample } from '../stats/pod_stats';

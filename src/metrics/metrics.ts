@@ -12,7 +12,7 @@ import { GrpcCode } from '../errors';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import type { SandboxService } from '../sandbox/sandbox_service';
-import { shimDir } from '../sandbox/sandbox_service';
+import { shimDir } from '../sandbox/pod_registry';
 
 /** CRI calls whose latency is a lifecycle step, by the step's name. */
 const LIFECYCLE: Record<string, string> = {

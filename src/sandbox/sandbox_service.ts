@@ -7,76 +7,24 @@ import { EventEmitter } from 'events';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AlreadyExists, FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
+import { FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
 import { LinuxContainerResources, NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
 import { checkLinuxResources } from '../container/resources';
-import { MNT_DETACH, mountFs, umount2 } from '../sys/libc';
 import type { Logger } from '../log';
 import type { CniNetwork } from '../network/cni';
-import { bindNetns, unbindNetns } from '../network/netns';
-import { ExitInfo, NamespaceName, ShimClient, ShimError, ShimStream } from '../shim/client';
-import { byIdOrPrefix, mustFind, requireId } from '../store/ids';
-import { KeyedLock } from '../store/keyed_lock';
-import { RecordStore } from '../store/records';
+import { ShimClient, ShimError, ShimStream } from '../shim/client';
+import { requireId } from '../store/ids';
 import type { Intent, IntentJournal } from '../store/intents';
+import { LifecycleChange, nowNs } from '../store/record_set';
+import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
-import { findShims, killShim } from '../shim/processes';
-import { cgroupChildren, removeCgroupTree, unescapeMountPath } from './host_cgroups';
+import { hostPods, PodHost } from './pod_host';
 import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { hostnameFile, hostsFile, resolvConf } from './pod_files';
 import { checkPortMappings, cniPortMappings } from './port_mappings';
 import { checkSysctls } from './sysctls';
 import { checkPodUserNamespace } from './userns';
-
-export type PodState = 'ready' | 'notready';
-
-/** The pod-level resources of the last UpdatePodSandboxResources (in-place pod resize). */
-export interface PodResources {
-  /** The sum of the containers' resources, as kubelet sent it. */
-  resources: LinuxContainerResources | null;
-  overhead: LinuxContainerResources | null;
-  /** Nanoseconds since the epoch. */
-  updatedAt: number;
-  /** Recorded before the pod cgroup is changed: a restart finds the change unfinished and
-   * applies it again, or, if the cgroup refuses it, goes back to `previous`. */
-  pending?: { previous: PodResources | null };
-}
-
-export interface PodRecord {
-  id: string;
-  config: PodSandboxConfig;
-  runtimeHandler: string;
-  /** Nanoseconds since the epoch. */
-  createdAt: number;
-  state: PodState;
-  hostNetwork: boolean;
-  pidMode: NamespaceMode;
-  ipcMode: NamespaceMode;
-  /** /proc/<infra>/ns/<type> of the namespaces the pod owns. */
-  namespaces: Partial<Record<NamespaceName, string>>;
-  infraPid: number;
-  /** The netns bind mount CNI ran in; '' for host-network pods. */
-  netnsPath: string;
-  ips: string[];
-  /** The pod cgroup: the containers' parent (see pod_cgroup.ts). */
-  cgroupParent: string;
-  /** skiff made the pod cgroup (no cgroup_parent was given) and set the pod's limits on it. */
-  ownsCgroup?: boolean;
-  /** Set by UpdatePodSandboxResources; until then the config's linux.resources/overhead hold. */
-  podResources?: PodResources;
-  /** Runtime dir of the pod: the shim's state dir (shim/) and the files below. */
-  dir: string;
-  hostsPath: string;
-  resolvConfPath: string;
-  hostnamePath: string;
-  /** A tmpfs for /dev/shm, or '' when the pod uses the host's IPC namespace. */
-  shmPath: string;
-}
-
-const isPodRecord = (v: unknown): v is PodRecord => {
-  const r = v as PodRecord;
-  return !!r && typeof r.id === 'string' && /^[a-f0-9]{64}$/.test(r.id) && !!r.config && typeof r.dir === 'string' && (r.state === 'ready' || r.state === 'notready');
-};
+import { podName, PodRecord, PodRegistry, PodResources, shimDir } from './pod_registry';
 
 export interface NetworkCheck {
   ok: boolean;
@@ -85,13 +33,23 @@ export interface NetworkCheck {
   error?: string;
 }
 
+/** What a pod's stop and removal do to its containers first (the container service). */
+export interface PodContainers {
+  stopAllInPod(podId: string): Promise<void>;
+  removeAllInPod(podId: string): Promise<void>;
+}
+
 export interface SandboxServiceOptions {
-  root: string;
   state: string;
   shimBinary: string;
   runtimeHandler: string;
   defaultCgroupParent: string;
-  cni: CniNetwork;
+  /** The pod records and shim connections, shared with the container service. */
+  pods: PodRegistry;
+  containers: PodContainers;
+  cni: Pick<CniNetwork, 'setUp' | 'tearDown' | 'check' | 'dropTempFiles' | 'cachedIds' | 'waitForOrphanedPlugins'>;
+  /** Shims, mounts, netns and cgroups; the real host unless a test gives a fake. */
+  host?: PodHost;
   log: Logger;
   /** Where each operation records its intent before it touches the host. */
   journal: IntentJournal;
@@ -102,7 +60,6 @@ export interface SandboxServiceOptions {
 }
 
 export interface SandboxEvents {
-  exit: (podId: string, exit: ExitInfo) => void;
   /** A pod's shim went away (killed): its containers are gone. */
   lost: (podId: string) => void;
   /** A pod was created, started (ready), stopped (not ready) or deleted. */
@@ -114,82 +71,33 @@ export declare interface SandboxService {
   emit<E extends keyof SandboxEvents>(event: E, ...args: Parameters<SandboxEvents[E]>): boolean;
 }
 
-/** The shim's own state dir (0700: socket, pid file, exit files) inside the pod dir,
- * whose shared files (hosts, resolv.conf, hostname, shm) user-namespaced containers
- * must be able to reach. */
-export const shimDir = (r: { dir: string }) => path.join(r.dir, 'shim');
-
-const nameKey = (m: { name: string; namespace: string; uid: string; attempt: number }) => `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
-export const nowNs = () => Date.now() * 1e6;
-
-/** Undo steps of a half-done operation, run newest first. */
-class Undo {
-  private steps: { what: string; fn: () => Promise<void> | void }[] = [];
-  push(what: string, fn: () => Promise<void> | void): void {
-    this.steps.push({ what, fn });
-  }
-  /** Run every step; false when one failed (it was logged). */
-  async run(log: Logger): Promise<boolean> {
-    let clean = true;
-    for (const s of this.steps.reverse()) {
-      try {
-        await s.fn();
-      } catch (e) {
-        clean = false;
-        log.warn('undo step failed', { step: s.what, error: (e as Error).message });
-      }
-    }
-    this.steps = [];
-    return clean;
-  }
-}
-
-/** What a pod or container went through, as GetContainerEvents reports it. */
-export type LifecycleChange = 'created' | 'started' | 'stopped' | 'deleted';
-
-/** The change a record's state move is; a pod is created and started in one step. */
-export function lifecycleChange(from: string | undefined, to: string): LifecycleChange | undefined {
-  if (from === to) return undefined;
-  if (to === 'created') return 'created';
-  if (to === 'running' || (to === 'ready' && from === undefined)) return 'started';
-  if (to === 'exited' || to === 'notready') return 'stopped';
-  return undefined;
-}
-
 export class SandboxService extends EventEmitter {
-  private readonly records: RecordStore<PodRecord>;
-  private readonly pods = new Map<string, PodRecord>();
-  private readonly shims = new Map<string, ShimClient>();
+  private readonly pods: PodRegistry;
+  private readonly host: PodHost;
   private readonly networkChecks = new Map<string, NetworkCheck>();
-  private readonly names = new Map<string, string>();
-  readonly lock = new KeyedLock();
-  /** Called before a pod stops (its containers are stopped first) and before removal. */
-  beforeStop: (podId: string) => Promise<void> = async () => {};
-  beforeRemove: (podId: string) => Promise<void> = async () => {};
 
   constructor(private readonly opts: SandboxServiceOptions) {
     super();
-    this.records = new RecordStore(path.join(opts.root, 'metadata', 'pods'), isPodRecord, (m) => opts.log.warn(m));
+    this.pods = opts.pods;
+    this.host = opts.host ?? hostPods;
+    this.pods.onChange((change, r) => this.emit('change', change, r));
+    this.pods.onShim('lost', (id) => this.emit('lost', id));
   }
 
   /** Load the records and reconnect to every live shim. */
   async init(): Promise<void> {
-    await this.records.init();
     await fsp.mkdir(path.join(this.opts.state, 'pods'), { recursive: true, mode: 0o711 });
     await fsp.mkdir(path.join(this.opts.state, 'netns'), { recursive: true, mode: 0o711 });
-    for (const r of (await this.records.all()).values()) {
-      this.pods.set(r.id, r);
-      const m = r.config.metadata;
-      if (m) this.names.set(nameKey(m), r.id);
+    for (const r of await this.pods.loadPods()) {
       if (r.state !== 'ready') continue;
       try {
-        await this.attachShim(r.id, await ShimClient.connect(path.join(shimDir(r), 'shim.sock')));
+        await this.pods.attachShim(r.id, await this.host.connectShim(path.join(shimDir(r), 'shim.sock')));
       } catch {
         this.opts.log.warn('pod shim gone: pod is not ready', { pod: r.id });
-        await this.save({ ...r, state: 'notready' });
+        await this.pods.save({ ...r, state: 'notready' });
       }
     }
-    for (const r of [...this.pods.values()]) if (r.podResources?.pending) await this.finishResize(r);
+    for (const r of this.pods.list()) if (r.podResources?.pending) await this.finishResize(r);
     void this.checkNetworks();
   }
 
@@ -199,13 +107,13 @@ export class SandboxService extends EventEmitter {
     const p = r.podResources!;
     try {
       await this.applyPodResources(r, p);
-      await this.save({ ...r, podResources: { resources: p.resources, overhead: p.overhead, updatedAt: p.updatedAt } });
+      await this.pods.save({ ...r, podResources: { resources: p.resources, overhead: p.overhead, updatedAt: p.updatedAt } });
     } catch (e) {
       this.opts.log.warn('an interrupted pod resize could not be finished: back to the resources before it', { pod: r.id, error: (e as Error).message });
       const back: PodRecord = { ...r };
       if (p.pending!.previous) back.podResources = p.pending!.previous;
       else delete back.podResources;
-      await this.save(back);
+      await this.pods.save(back);
     }
   }
 
@@ -214,7 +122,7 @@ export class SandboxService extends EventEmitter {
    * veth, a flushed IP allocation) is logged and shown in PodSandboxStatus's verbose info.
    * The pod's state is left alone: whether to recreate it is kubelet's call. */
   private async checkNetworks(): Promise<void> {
-    for (const r of [...this.pods.values()]) {
+    for (const r of this.pods.list()) {
       if (r.state !== 'ready' || !r.netnsPath) continue;
       const at = new Date().toISOString();
       try {
@@ -233,43 +141,25 @@ export class SandboxService extends EventEmitter {
     return this.networkChecks.get(id);
   }
 
-  private async attachShim(id: string, shim: ShimClient): Promise<void> {
-    shim.on('exit', (e) => this.emit('exit', id, e));
-    shim.on('lost', () => {
-      this.shims.delete(id);
-      const r = this.pods.get(id);
-      this.opts.log.warn('lost the connection to a pod shim', { pod: id });
-      if (r && r.state === 'ready') void this.save({ ...r, state: 'notready' }).catch(() => {});
-      this.emit('lost', id);
-    });
-    await shim.subscribe();
-    this.shims.set(id, shim);
-  }
-
-  private async save(r: PodRecord): Promise<void> {
-    const old = this.pods.get(r.id);
-    await this.records.put(r.id, r);
-    this.pods.set(r.id, r);
-    if (!old) this.emit('change', 'created', r);
-    const change = lifecycleChange(old?.state, r.state);
-    if (change) this.emit('change', change, r);
-  }
-
   /** A pod by full id or unique id prefix. */
   get(id: string): PodRecord | undefined {
-    return byIdOrPrefix(this.pods, id);
+    return this.pods.get(id);
   }
 
   mustGet(id: string): PodRecord {
-    return mustFind(this.pods, id, 'pod_sandbox_id', 'pod sandbox');
+    return this.pods.mustGet(id);
   }
 
   list(): PodRecord[] {
-    return [...this.pods.values()];
+    return this.pods.list();
   }
 
   shim(id: string): ShimClient | undefined {
-    return this.shims.get(id);
+    return this.pods.shim(id);
+  }
+
+  requireReady(id: string): PodRecord {
+    return this.pods.requireReady(id);
   }
 
   async run(config: PodSandboxConfig | null, runtimeHandler: string): Promise<PodRecord> {
@@ -291,18 +181,15 @@ export class SandboxService extends EventEmitter {
     const id = randomBytes(32).toString('hex');
     const cgroup = podCgroup(id, config.linux, this.opts.defaultCgroupParent);
 
-    const key = nameKey(m);
-    const clash = this.names.get(key);
-    if (clash) throw new AlreadyExists(`pod sandbox name "${key}" is reserved by ${clash}`);
-    this.names.set(key, id);
+    this.pods.reserveName(podName(m), id);
     const undo = new Undo();
-    undo.push('release name', () => void this.names.delete(key));
+    undo.push('release name', () => this.pods.releaseName(id));
     let intent: Intent | undefined;
     let r: PodRecord;
     try {
       intent = await this.opts.journal.begin('run_pod', id, this.runPlan(id, cgroup, hostNetwork, ipcMode));
       failpoint('run_pod.journaled');
-      r = await this.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroup }, undo));
+      r = await this.pods.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroup }, undo));
     } catch (e) {
       // Undone in full: the intent is done with. Else a restart undoes what is left.
       if ((await undo.run(this.opts.log)) && intent) await this.endIntent(intent);
@@ -371,13 +258,13 @@ export class SandboxService extends EventEmitter {
     if (plan.shmPath) {
       r.shmPath = plan.shmPath;
       await fsp.mkdir(r.shmPath, { mode: 0o1777 });
-      mountFs('tmpfs', r.shmPath, [['source', 'shm'], ['size', '64m'], ['mode', '1777']]);
-      undo.push('unmount shm', () => umount2(r.shmPath, MNT_DETACH));
+      this.host.mountShm(r.shmPath);
+      undo.push('unmount shm', () => this.host.unmount(r.shmPath));
       failpoint('run_pod.shm');
     }
 
     undo.push('stop a shim that did not answer', () => this.stopShim(dir, true));
-    const shim = await ShimClient.spawn({ binary: this.opts.shimBinary, stateDir: shimDir(r), env: this.opts.shimEnv });
+    const shim = await this.host.spawnShim({ binary: this.opts.shimBinary, stateDir: shimDir(r), env: this.opts.shimEnv });
     undo.push('shut the shim down', () => shim.shutdown());
     const userns = config.linux?.security_context?.namespace_options?.userns_options;
     const pod = await shim.pod({
@@ -399,14 +286,14 @@ export class SandboxService extends EventEmitter {
     });
     r.infraPid = pod.pid;
     r.namespaces = pod.namespaces;
-    await this.attachShim(id, shim);
-    undo.push('forget the shim', () => void this.shims.delete(id));
+    await this.pods.attachShim(id, shim);
+    undo.push('forget the shim', () => this.pods.forgetShim(id));
     failpoint('run_pod.shim');
 
     if (plan.netnsPath) {
       r.netnsPath = plan.netnsPath;
-      await bindNetns(`/proc/${pod.pid}/ns/net`, r.netnsPath);
-      undo.push('unbind netns', () => unbindNetns(r.netnsPath));
+      await this.host.bindNetns(`/proc/${pod.pid}/ns/net`, r.netnsPath);
+      undo.push('unbind netns', () => this.host.unbindNetns(r.netnsPath));
       failpoint('run_pod.netns');
       undo.push('CNI DEL', () => this.opts.cni.tearDown(id, r.netnsPath));
       const net = await this.opts.cni.setUp({
@@ -421,7 +308,7 @@ export class SandboxService extends EventEmitter {
       r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
       failpoint('run_pod.network');
     }
-    await this.save(r);
+    await this.pods.save(r);
     return r;
   }
 
@@ -437,22 +324,22 @@ export class SandboxService extends EventEmitter {
     const found = this.mustGet(id);
     checkLinuxResources(resources, 'resources');
     checkLinuxResources(overhead, 'overhead');
-    await this.lock.run(found.id, async () => {
+    await this.pods.lock.run(found.id, async () => {
       const r = this.pods.get(found.id);
       if (!r) throw new NotFound(`pod sandbox "${id}" not found`);
       const next: PodResources = { resources, overhead, updatedAt: nowNs() };
       if (!this.appliesPodResources(r)) {
-        await this.save({ ...r, podResources: next });
+        await this.pods.save({ ...r, podResources: next });
         return;
       }
-      await this.save({ ...r, podResources: { ...next, pending: { previous: r.podResources ?? null } } });
+      await this.pods.save({ ...r, podResources: { ...next, pending: { previous: r.podResources ?? null } } });
       try {
         await this.applyPodResources(r, next);
       } catch (e) {
-        await this.save(r);
+        await this.pods.save(r);
         throw e;
       }
-      await this.save({ ...r, podResources: next });
+      await this.pods.save({ ...r, podResources: next });
     });
   }
 
@@ -465,7 +352,7 @@ export class SandboxService extends EventEmitter {
     if (!this.appliesPodResources(r)) return;
     const limits = podCgroupUpdate(p.resources, p.overhead);
     if (!limits) return;
-    const shim = this.shims.get(r.id);
+    const shim = this.pods.shim(r.id);
     if (!shim) throw new FailedPrecondition(`pod sandbox ${r.id} is not ready`);
     try {
       await shim.updatePod({ resources: limits });
@@ -479,36 +366,29 @@ export class SandboxService extends EventEmitter {
     }
   }
 
-  /** Stop: containers first (beforeStop), then the network, the shim and /dev/shm.
+  /** Stop: containers first, then the network, the shim and /dev/shm.
    * The record stays, NOTREADY. A second stop, or a stop of an unknown pod, succeeds; an
    * empty id is refused. */
   async stop(id: string): Promise<void> {
-    requireId(id, 'pod_sandbox_id');
-    const found = this.get(id);
-    if (!found) return;
-    await this.lock.run(found.id, async () => {
-      const r = this.pods.get(found.id);
-      if (!r) return;
+    await this.pods.ifKnown(id, async (r) => {
       // Stopping again a pod that is stopped already only repeats idempotent steps.
-      const intent = r.state === 'ready' || this.shims.has(r.id) ? await this.opts.journal.begin('stop_pod', r.id, {}) : undefined;
+      const intent = r.state === 'ready' || this.pods.shim(r.id) ? await this.opts.journal.begin('stop_pod', r.id, {}) : undefined;
       failpoint('stop_pod.journaled');
-      await this.beforeStop(r.id);
+      await this.opts.containers.stopAllInPod(r.id);
       failpoint('stop_pod.containers');
       if (r.netnsPath || !r.hostNetwork) await this.opts.cni.tearDown(r.id, r.netnsPath || undefined);
-      if (r.netnsPath) await unbindNetns(r.netnsPath);
+      if (r.netnsPath) await this.host.unbindNetns(r.netnsPath);
       this.networkChecks.delete(r.id);
       failpoint('stop_pod.network');
-      const shim = this.shims.get(r.id);
+      const shim = this.pods.releaseShim(r.id);
       if (shim) {
-        this.shims.delete(r.id);
-        shim.removeAllListeners('lost');
         await shim.shutdown().catch((e: Error) => this.opts.log.warn('shim shutdown failed', { pod: r.id, error: e.message }));
       }
       // A shim skiffd had lost (it never answered after a restart of skiffd).
       else await this.stopShim(r.dir, false);
-      if (r.shmPath) unmountQuietly(r.shmPath);
+      if (r.shmPath) this.unmountQuietly(r.shmPath);
       failpoint('stop_pod.shim');
-      if (r.state !== 'notready') await this.save({ ...r, state: 'notready' });
+      if (r.state !== 'notready') await this.pods.save({ ...r, state: 'notready' });
       failpoint('stop_pod.recorded');
       if (intent) await this.opts.journal.end(intent);
     });
@@ -523,22 +403,18 @@ export class SandboxService extends EventEmitter {
     const intent = await this.opts.journal.begin('remove_pod', found.id, {});
     failpoint('remove_pod.journaled');
     await this.stop(found.id);
-    await this.lock.run(found.id, async () => {
+    await this.pods.lock.run(found.id, async () => {
       const r = this.pods.get(found.id);
       if (!r) return;
-      await this.beforeRemove(r.id);
+      await this.opts.containers.removeAllInPod(r.id);
       failpoint('remove_pod.containers');
       // The shim removes its cgroups when it shuts down; a killed one could not.
       await this.removeCgroups(r.cgroupParent, !!r.ownsCgroup, [r.id]);
       failpoint('remove_pod.cgroups');
       await fsp.rm(r.dir, { recursive: true, force: true });
       failpoint('remove_pod.dir');
-      await this.records.delete(r.id);
-      this.pods.delete(r.id);
+      await this.pods.delete(r);
       this.networkChecks.delete(r.id);
-      this.emit('change', 'deleted', r);
-      const m = r.config.metadata;
-      if (m && this.names.get(nameKey(m)) === r.id) this.names.delete(nameKey(m));
       failpoint('remove_pod.recorded');
     });
     await this.opts.journal.end(intent);
@@ -546,12 +422,12 @@ export class SandboxService extends EventEmitter {
 
   /** Remove cgroups skiff named: `<parent>/<id>` for each id (the infra's, containers'),
    * and the pod cgroup itself when skiff made it. */
-  async removeCgroups(parent: string, owned: boolean, ids: string[]): Promise<void> {
+  private async removeCgroups(parent: string, owned: boolean, ids: string[]): Promise<void> {
     if (owned) {
-      await removeCgroupTree(parent);
+      await this.host.removeCgroupTree(parent);
       return;
     }
-    for (const id of ids) await removeCgroupTree(path.posix.join(parent, id));
+    for (const id of ids) await this.host.removeCgroupTree(path.posix.join(parent, id));
   }
 
   /** Shut down the shim serving in a pod dir, else SIGKILL the one started there: by its
@@ -559,15 +435,15 @@ export class SandboxService extends EventEmitter {
   private async stopShim(podDir: string, scan: boolean): Promise<void> {
     const stateDir = shimDir({ dir: podDir });
     try {
-      const shim = await ShimClient.connect(path.join(stateDir, 'shim.sock'));
+      const shim = await this.host.connectShim(path.join(stateDir, 'shim.sock'));
       await shim.shutdown();
       return;
     } catch {
       /* not serving: find its process */
     }
     const pid = Number((await fsp.readFile(path.join(stateDir, 'shim.pid'), 'utf8').catch(() => '')).trim());
-    const shims = scan ? await findShims(podDir) : pid > 0 ? (await findShims(podDir, [pid])) : [];
-    for (const p of shims) await killShim(p.pid);
+    const shims = scan ? await this.host.findShims(podDir) : pid > 0 ? await this.host.findShims(podDir, [pid]) : [];
+    for (const p of shims) await this.host.killShim(p.pid);
   }
 
   /** Before recovery runs CNI DEL: let the plugins a crash left running finish. */
@@ -590,9 +466,9 @@ export class SandboxService extends EventEmitter {
         await this.stopShim(p.dir, true);
         if (p.netnsPath) {
           await this.opts.cni.tearDown(i.id, p.netnsPath);
-          await unbindNetns(p.netnsPath);
+          await this.host.unbindNetns(p.netnsPath);
         }
-        if (p.shmPath) unmountQuietly(p.shmPath);
+        if (p.shmPath) this.unmountQuietly(p.shmPath);
         await this.removeCgroups(p.cgroupParent, p.ownsCgroup, [i.id]);
         await fsp.rm(p.dir, { recursive: true, force: true });
         return 'undone';
@@ -620,17 +496,17 @@ export class SandboxService extends EventEmitter {
     const known = (id: string) => this.pods.has(id);
     const podsDir = path.join(this.opts.state, 'pods');
     const unknownDirs = (await fsp.readdir(podsDir).catch(() => [] as string[])).filter((n) => POD_ID.test(n) && !known(n));
-    for (const p of await findShims(podsDir)) {
+    for (const p of await this.host.findShims(podsDir)) {
       const id = path.basename(path.dirname(p.stateDir));
       if (known(id)) continue;
-      await killShim(p.pid);
+      await this.host.killShim(p.pid);
       this.recovered('shim', { pod: id, pid: p.pid });
     }
-    const mounts = await mountPoints();
+    const mounts = await this.host.mountPoints();
     for (const id of unknownDirs) {
       const dir = path.join(podsDir, id);
       for (const m of mounts.filter((m) => m.startsWith(dir + '/')).sort().reverse()) {
-        unmountQuietly(m);
+        this.unmountQuietly(m);
         this.recovered('shm_mount', { pod: id, path: m });
       }
     }
@@ -638,7 +514,7 @@ export class SandboxService extends EventEmitter {
     for (const id of (await fsp.readdir(netnsDir).catch(() => [] as string[])).filter((n) => POD_ID.test(n) && !known(n))) {
       const p = path.join(netnsDir, id);
       await this.opts.cni.tearDown(id, p).catch((e: Error) => this.opts.log.warn('CNI DEL of a leftover netns failed', { pod: id, error: e.message }));
-      await unbindNetns(p);
+      await this.host.unbindNetns(p);
       this.recovered('netns', { pod: id, path: p });
     }
     for (let n = await this.opts.cni.dropTempFiles(); n > 0; n--) this.recovered('cni', { file: 'temp file of a cut-short write' });
@@ -647,10 +523,10 @@ export class SandboxService extends EventEmitter {
       this.recovered('cni', { pod: id });
     }
     const parent = this.opts.defaultCgroupParent;
-    for (const name of await cgroupChildren(parent)) {
+    for (const name of await this.host.cgroupChildren(parent)) {
       const m = /^skiff-pod-([a-f0-9]{64})$/.exec(name);
       if (!m || known(m[1])) continue;
-      await removeCgroupTree(path.posix.join(parent, name));
+      await this.host.removeCgroupTree(path.posix.join(parent, name));
       this.recovered('cgroup', { pod: m[1], path: path.posix.join(parent, name) });
     }
     for (const id of unknownDirs) {
@@ -666,38 +542,23 @@ export class SandboxService extends EventEmitter {
 
   /** Let go of shims without stopping them (skiffd shutting down). */
   detach(): void {
-    for (const s of this.shims.values()) {
-      s.removeAllListeners('lost');
-      s.close();
-    }
-    this.shims.clear();
+    this.pods.detachShims();
   }
 
   /** A TCP connection to a port on the pod's localhost, made in its network namespace. */
   portForward(id: string, port: number): Promise<ShimStream> {
     const r = this.requireReady(id);
-    return this.shims.get(r.id)!.portForward({ port });
+    return this.pods.shim(r.id)!.portForward({ port });
   }
 
-  requireReady(id: string): PodRecord {
-    const r = this.mustGet(id);
-    if (r.state !== 'ready' || !this.shims.get(r.id)) throw new FailedPrecondition(`pod sandbox ${r.id} is not ready`);
-    return r;
+  private unmountQuietly(target: string): void {
+    try {
+      this.host.unmount(target);
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).errno;
+      if (errno !== 22 && errno !== 2) throw e; // not mounted, or gone
+    }
   }
 }
 
 const POD_ID = /^[a-f0-9]{64}$/;
-
-/** Every mount point of skiffd's mount namespace. */
-async function mountPoints(): Promise<string[]> {
-  return (await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter(Boolean).map((l) => unescapeMountPath(l.split(' ')[4]));
-}
-
-function unmountQuietly(target: string): void {
-  try {
-    umount2(target, MNT_DETACH);
-  } catch (e) {
-    const errno = (e as NodeJS.ErrnoException).errno;
-    if (errno !== 22 && errno !== 2) throw e; // not mounted, or gone
-  }
-}

@@ -5,7 +5,8 @@
 // PodSandboxStats, and cri/runtime/cadvisor_metrics.ts into cAdvisor's series.
 import { promises as fsp } from 'fs';
 import type { ContainerRecord } from '../container/container_service';
-import type { PodRecord, SandboxService } from '../sandbox/sandbox_service';
+import type { PodRecord } from '../sandbox/pod_registry';
+import type { SandboxService } from '../sandbox/sandbox_service';
 import type { CgroupStats } from '../shim/client';
 import type { ContainerSample, ContainerStatsService } from './container_stats';
 

@@ -2,7 +2,7 @@
 // calls share.
 import type { ContainerRecord } from '../../container/container_service';
 import { criSignal, recordedStopSignal } from '../../container/signals';
-import type { PodRecord } from '../../sandbox/sandbox_service';
+import type { PodRecord } from '../../sandbox/pod_registry';
 import { ContainerState, NamespaceMode, PodSandboxState } from '../gen/cri';
 import type { Container, ContainerStatus, PodSandbox, PodSandboxStatus } from '../gen/cri';
 import { CachedListing, ChunkBounds } from '../list_stream';

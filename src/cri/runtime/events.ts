@@ -6,8 +6,9 @@
 // then subscribes again and relists), so skiffd's memory stays bounded.
 import type { ContainerRecord, ContainerService } from '../../container/container_service';
 import { ResourceExhausted } from '../../errors';
-import type { LifecycleChange, PodRecord, SandboxService } from '../../sandbox/sandbox_service';
-import { nowNs } from '../../sandbox/sandbox_service';
+import type { PodRecord } from '../../sandbox/pod_registry';
+import type { SandboxService } from '../../sandbox/sandbox_service';
+import { LifecycleChange, nowNs } from '../../store/record_set';
 import { ContainerEventResponse, ContainerEventType, GetEventsRequest } from '../gen/cri';
 import type { Reply, StreamContext } from '../server';
 import { toContainerStatus, toPodSandboxStatus } from './convert';

@@ -1,7 +1,8 @@
 // PodSandboxStatus: the pod's status and its containers'; with `verbose`, its infra pid,
 // namespaces, network check, cgroup, resources and config as JSON under "info".
 import type { ContainerService } from '../../container/container_service';
-import type { PodRecord, SandboxService } from '../../sandbox/sandbox_service';
+import type { PodRecord } from '../../sandbox/pod_registry';
+import type { SandboxService } from '../../sandbox/sandbox_service';
 import type { PodSandboxStatusRequest, PodSandboxStatusResponse } from '../gen/cri';
 import type { Reply } from '../server';
 import { toContainerStatus, toPodSandboxStatus } from './convert';
