@@ -295,11 +295,11 @@ export class ContainerService {
     return this.containers.inPod(podId);
   }
 
-  async create(podId: string, config: ContainerConfig | null, sandboxConfig: unknown): Promise<ContainerRecord> {
-    if (!config) throw new InvalidArgument('config is required');
+  /** CreateContainer in a ready pod. (kubelet sends the pod's config again; the pod's record
+   * holds the one it ran with.) */
+  async create(podId: string, config: ContainerConfig): Promise<ContainerRecord> {
     if (!config.metadata?.name) throw new InvalidArgument('config.metadata.name is required');
     checkMemoryFloor(config.linux?.resources?.memory_limit_in_bytes ?? 0, 'config.linux.resources.memory_limit_in_bytes');
-    void sandboxConfig; // kubelet resends the pod's config; the record holds the one it ran with
     const pod = this.pods.requireReady(podId);
     const image = this.resolveImage(config.image);
     const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);

@@ -30,15 +30,15 @@ describe('podLimits', () => {
 
 describe('podCgroup', () => {
   it("uses kubelet's cgroup_parent as it is, with no limits of skiff's", () => {
-    assert.deepEqual(podCgroup(ID, { cgroup_parent: '/kubepods/burstable/pod1', security_context: null, sysctls: {}, overhead: null, resources: res({ memory_limit_in_bytes: 5 }) }, '/kubepods'), { path: '/kubepods/burstable/pod1', owned: false });
+    assert.deepEqual(podCgroup(ID, { parent: '/kubepods/burstable/pod1', overhead: null, resources: res({ memory_limit_in_bytes: 5 }) }, '/kubepods'), { path: '/kubepods/burstable/pod1', owned: false });
   });
   it('makes its own under the default parent, with the limits', () => {
-    const cg = podCgroup(ID, { cgroup_parent: '', security_context: null, sysctls: {}, overhead: res({ memory_limit_in_bytes: 1 }), resources: res({ memory_limit_in_bytes: 5 }) }, '/kubepods');
+    const cg = podCgroup(ID, { parent: '', overhead: res({ memory_limit_in_bytes: 1 }), resources: res({ memory_limit_in_bytes: 5 }) }, '/kubepods');
     assert.deepEqual(cg, { path: `/kubepods/skiff-pod-${ID}`, owned: true, resources: { memory: { limit: 6 } } });
-    assert.deepEqual(podCgroup(ID, null, '/x'), { path: `/x/skiff-pod-${ID}`, owned: true });
+    assert.deepEqual(podCgroup(ID, { parent: '', resources: null, overhead: null }, '/x'), { path: `/x/skiff-pod-${ID}`, owned: true });
   });
   it('refuses a relative parent or one with ..', () => {
-    for (const p of ['kubepods', '/a/../b']) assert.throws(() => podCgroup(ID, { cgroup_parent: p, security_context: null, sysctls: {}, overhead: null, resources: null }, '/kubepods'), InvalidArgument);
+    for (const p of ['kubepods', '/a/../b']) assert.throws(() => podCgroup(ID, { parent: p, overhead: null, resources: null }, '/kubepods'), InvalidArgument);
   });
 });
 
@@ -46,7 +46,7 @@ describe('podCgroupUpdate', () => {
   it('sets the same sum as RunPodSandbox', () => {
     const r = res({ memory_limit_in_bytes: 100, cpu_quota: 50_000, cpu_period: 100_000, cpu_shares: 512 });
     const o = res({ memory_limit_in_bytes: 10, cpu_quota: 5_000, cpu_period: 50_000, cpu_shares: 128 });
-    const run = podCgroup(ID, { cgroup_parent: '', security_context: null, sysctls: {}, overhead: o, resources: r }, '/kubepods').resources;
+    const run = podCgroup(ID, { parent: '', overhead: o, resources: r }, '/kubepods').resources;
     assert.deepEqual(podCgroupUpdate(r, o), { ...run, memory: { limit: 110, swap: -1 } });
     assert.deepEqual(podCgroupUpdate(r, o)?.cpu, { shares: 640, quota: 60_000, period: 100_000 });
   });

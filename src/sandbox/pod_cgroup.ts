@@ -6,7 +6,7 @@
 // in <pod cgroup>/<container id> and the infra process in <pod cgroup>/<pod id>.
 import * as path from 'path';
 import { InvalidArgument } from '../errors';
-import type { LinuxContainerResources, LinuxPodSandboxConfig } from '../cri/gen/cri';
+import type { LinuxContainerResources } from '../cri/gen/cri';
 import { ociResources } from '../container/resources';
 import type { LinuxResources } from '../oci/runtime_spec';
 
@@ -19,15 +19,24 @@ export interface PodCgroup {
   resources?: LinuxResources;
 }
 
+/** What a pod asks of its cgroup. */
+export interface PodCgroupRequest {
+  /** kubelet's pod cgroup, or '' for one skiff makes. */
+  parent: string;
+  /** The sum of the containers' resources, and the pod's overhead. */
+  resources: LinuxContainerResources | null;
+  overhead: LinuxContainerResources | null;
+}
+
 const DEFAULT_CPU_PERIOD = 100_000;
 
 /** The pod cgroup for pod `id`; InvalidArgument for a relative parent or one with "..". */
-export function podCgroup(id: string, linux: LinuxPodSandboxConfig | null | undefined, defaultParent: string): PodCgroup {
-  const given = linux?.cgroup_parent ?? '';
+export function podCgroup(id: string, want: PodCgroupRequest, defaultParent: string): PodCgroup {
+  const given = want.parent;
   const parent = given || defaultParent;
   if (!parent.startsWith('/') || parent.split('/').includes('..')) throw new InvalidArgument(`cgroup_parent "${parent}" must be an absolute cgroup path without ".."`);
   if (given) return { path: given, owned: false };
-  const resources = podCgroupLimits(linux?.resources ?? null, linux?.overhead ?? null);
+  const resources = podCgroupLimits(want.resources, want.overhead);
   return { path: path.posix.join(parent, `skiff-pod-${id}`), owned: true, ...(resources && Object.keys(resources).length ? { resources } : {}) };
 }
 

@@ -3,7 +3,6 @@
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import { InvalidArgument } from '../errors';
-import type { DNSConfig } from '../cri/gen/cri';
 
 const DEFAULT_HOSTS = `127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -13,8 +12,15 @@ ff02::1\tip6-allnodes
 ff02::2\tip6-allrouters
 `;
 
+/** A pod's DNS settings (CRI's DNSConfig). */
+export interface DnsSettings {
+  servers: string[];
+  searches: string[];
+  options: string[];
+}
+
 /** resolv.conf from the pod's dns_config, or the host's when it names nothing. */
-export async function resolvConf(dns: DNSConfig | null, hostResolvConf = '/etc/resolv.conf'): Promise<string> {
+export async function resolvConf(dns: DnsSettings | null, hostResolvConf = '/etc/resolv.conf'): Promise<string> {
   if (!dns || (dns.servers.length === 0 && dns.searches.length === 0 && dns.options.length === 0)) {
     try {
       return await fsp.readFile(hostResolvConf, 'utf8');

@@ -11,7 +11,8 @@ import { FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../erro
 import { LinuxContainerResources, NamespaceMode, PodSandboxConfig } from '../cri/gen/cri';
 import { checkLinuxResources } from '../container/resources';
 import type { Logger } from '../log';
-import type { CniNetwork } from '../network/cni';
+import type { CniNetwork, PortMapping } from '../network/cni';
+import type { IdMapping } from '../oci/runtime_spec';
 import { ShimClient, ShimError, ShimStream } from '../shim/client';
 import { requireId } from '../store/ids';
 import type { Intent, IntentJournal } from '../store/intents';
@@ -19,12 +20,33 @@ import { LifecycleChange, nowNs } from '../store/record_set';
 import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
 import { hostPods, PodHost } from './pod_host';
-import { PodCgroup, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
-import { hostnameFile, hostsFile, resolvConf } from './pod_files';
-import { checkPortMappings, cniPortMappings } from './port_mappings';
-import { checkSysctls } from './sysctls';
-import { checkPodUserNamespace } from './userns';
+import { PodCgroup, PodCgroupRequest, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
+import { DnsSettings, hostnameFile, hostsFile, resolvConf } from './pod_files';
 import { podName, PodRecord, PodRegistry, PodResources, shimDir } from './pod_registry';
+
+/** What a pod is made of, checked already (cri/runtime/pod_spec.ts makes it of a
+ * RunPodSandbox request). */
+export interface PodSpec {
+  /** kubelet's config as it came: the record keeps it for status replies and for the
+   * containers' specs. */
+  config: PodSandboxConfig;
+  /** The pod's unique name. */
+  name: { name: string; namespace: string; uid: string; attempt: number };
+  runtimeHandler: string;
+  /** '' for the node's. */
+  hostname: string;
+  hostNetwork: boolean;
+  pidMode: NamespaceMode;
+  ipcMode: NamespaceMode;
+  /** A user namespace of the pod's own with these mappings; null: the node's. */
+  userns: { uidMappings: IdMapping[]; gidMappings: IdMapping[] } | null;
+  sysctls: Record<string, string>;
+  /** null or empty: the node's resolv.conf. */
+  dns: DnsSettings | null;
+  /** The host ports to publish, as CNI's portmap takes them. */
+  portMappings: PortMapping[];
+  cgroup: PodCgroupRequest;
+}
 
 export interface NetworkCheck {
   ok: boolean;
@@ -162,34 +184,23 @@ export class SandboxService extends EventEmitter {
     return this.pods.requireReady(id);
   }
 
-  async run(config: PodSandboxConfig | null, runtimeHandler: string): Promise<PodRecord> {
-    if (!config) throw new InvalidArgument('config is required');
-    const m = config.metadata;
-    if (!m || !m.name || !m.namespace || !m.uid) throw new InvalidArgument('config.metadata needs name, namespace and uid');
-    if (runtimeHandler && runtimeHandler !== this.opts.runtimeHandler)
-      throw new InvalidArgument(`runtime handler "${runtimeHandler}" is not configured (skiff serves "${this.opts.runtimeHandler}" and the default "")`);
-    const sc = config.linux?.security_context ?? null;
-    const ns = sc?.namespace_options ?? null;
-    const hostNetwork = ns?.network === NamespaceMode.NODE;
-    const pidMode = ns?.pid ?? NamespaceMode.CONTAINER;
-    const ipcMode = ns?.ipc ?? NamespaceMode.POD;
-    if (pidMode === NamespaceMode.TARGET) throw new InvalidArgument('namespace_options.pid: TARGET is for containers, not pods');
-    checkSysctls(config.linux?.sysctls ?? {}, { hostNetwork, hostIpc: ipcMode === NamespaceMode.NODE });
-    if (config.log_directory && !path.isAbsolute(config.log_directory)) throw new InvalidArgument(`log_directory "${config.log_directory}" must be an absolute path`);
-    checkPodUserNamespace(ns?.userns_options ?? null);
-    checkPortMappings(config.port_mappings);
-    const id = randomBytes(32).toString('hex');
-    const cgroup = podCgroup(id, config.linux, this.opts.defaultCgroupParent);
+  /** The runtime handler skiff serves, besides the default "". */
+  get runtimeHandler(): string {
+    return this.opts.runtimeHandler;
+  }
 
-    this.pods.reserveName(podName(m), id);
+  async run(spec: PodSpec): Promise<PodRecord> {
+    const id = randomBytes(32).toString('hex');
+    const cgroup = podCgroup(id, spec.cgroup, this.opts.defaultCgroupParent);
+    this.pods.reserveName(podName(spec.name), id);
     const undo = new Undo();
     undo.push('release name', () => this.pods.releaseName(id));
     let intent: Intent | undefined;
     let r: PodRecord;
     try {
-      intent = await this.opts.journal.begin('run_pod', id, this.runPlan(id, cgroup, hostNetwork, ipcMode));
+      intent = await this.opts.journal.begin('run_pod', id, this.runPlan(id, cgroup, spec));
       failpoint('run_pod.journaled');
-      r = await this.pods.lock.run(id, () => this.doRun(id, config, runtimeHandler, { hostNetwork, pidMode, ipcMode, cgroup }, undo));
+      r = await this.pods.lock.run(id, () => this.doRun(id, spec, cgroup, undo));
     } catch (e) {
       // Undone in full: the intent is done with. Else a restart undoes what is left.
       if ((await undo.run(this.opts.log)) && intent) await this.endIntent(intent);
@@ -207,53 +218,47 @@ export class SandboxService extends EventEmitter {
   }
 
   /** Where a pod's run puts things on the host: all a restart needs to undo it. */
-  private runPlan(id: string, cgroup: PodCgroup, hostNetwork: boolean, ipcMode: NamespaceMode) {
+  private runPlan(id: string, cgroup: PodCgroup, spec: PodSpec) {
     const dir = path.join(this.opts.state, 'pods', id);
     return {
       dir,
-      netnsPath: hostNetwork ? '' : path.join(this.opts.state, 'netns', id),
-      shmPath: ipcMode === NamespaceMode.NODE ? '' : path.join(dir, 'shm'),
+      netnsPath: spec.hostNetwork ? '' : path.join(this.opts.state, 'netns', id),
+      shmPath: spec.ipcMode === NamespaceMode.NODE ? '' : path.join(dir, 'shm'),
       cgroupParent: cgroup.path,
       ownsCgroup: cgroup.owned,
     };
   }
 
-  private async doRun(
-    id: string,
-    config: PodSandboxConfig,
-    runtimeHandler: string,
-    o: { hostNetwork: boolean; pidMode: NamespaceMode; ipcMode: NamespaceMode; cgroup: PodCgroup },
-    undo: Undo,
-  ): Promise<PodRecord> {
-    const plan = this.runPlan(id, o.cgroup, o.hostNetwork, o.ipcMode);
+  private async doRun(id: string, spec: PodSpec, cgroup: PodCgroup, undo: Undo): Promise<PodRecord> {
+    const plan = this.runPlan(id, cgroup, spec);
     const dir = plan.dir;
     await fsp.mkdir(dir, { mode: 0o711 });
     undo.push('remove pod dir', () => fsp.rm(dir, { recursive: true, force: true }));
     undo.push('remove pod cgroups', () => this.removeCgroups(plan.cgroupParent, plan.ownsCgroup, [id]));
     const r: PodRecord = {
       id,
-      config,
-      runtimeHandler,
+      config: spec.config,
+      runtimeHandler: spec.runtimeHandler,
       createdAt: nowNs(),
       state: 'ready',
-      hostNetwork: o.hostNetwork,
-      pidMode: o.pidMode,
-      ipcMode: o.ipcMode,
+      hostNetwork: spec.hostNetwork,
+      pidMode: spec.pidMode,
+      ipcMode: spec.ipcMode,
       namespaces: {},
       infraPid: 0,
       netnsPath: '',
       ips: [],
-      cgroupParent: o.cgroup.path,
-      ownsCgroup: o.cgroup.owned,
+      cgroupParent: cgroup.path,
+      ownsCgroup: cgroup.owned,
       dir,
       hostsPath: path.join(dir, 'hosts'),
       resolvConfPath: path.join(dir, 'resolv.conf'),
       hostnamePath: path.join(dir, 'hostname'),
       shmPath: '',
     };
-    await fsp.writeFile(r.hostsPath, await hostsFile(o.hostNetwork), { mode: 0o644 });
-    await fsp.writeFile(r.resolvConfPath, await resolvConf(config.dns_config), { mode: 0o644 });
-    await fsp.writeFile(r.hostnamePath, hostnameFile(config.hostname || os.hostname(), o.hostNetwork), { mode: 0o644 });
+    await fsp.writeFile(r.hostsPath, await hostsFile(spec.hostNetwork), { mode: 0o644 });
+    await fsp.writeFile(r.resolvConfPath, await resolvConf(spec.dns), { mode: 0o644 });
+    await fsp.writeFile(r.hostnamePath, hostnameFile(spec.hostname || os.hostname(), spec.hostNetwork), { mode: 0o644 });
     failpoint('run_pod.dir');
     if (plan.shmPath) {
       r.shmPath = plan.shmPath;
@@ -266,23 +271,16 @@ export class SandboxService extends EventEmitter {
     undo.push('stop a shim that did not answer', () => this.stopShim(dir, true));
     const shim = await this.host.spawnShim({ binary: this.opts.shimBinary, stateDir: shimDir(r), env: this.opts.shimEnv });
     undo.push('shut the shim down', () => shim.shutdown());
-    const userns = config.linux?.security_context?.namespace_options?.userns_options;
     const pod = await shim.pod({
-      hostname: o.hostNetwork ? undefined : config.hostname || os.hostname(),
-      network: o.hostNetwork ? 'host' : 'new',
-      uts: o.hostNetwork ? 'host' : 'new',
-      ipc: o.ipcMode === NamespaceMode.NODE ? 'host' : 'new',
-      pid: o.pidMode === NamespaceMode.POD ? 'new' : 'host',
-      userns:
-        userns && userns.mode === NamespaceMode.POD
-          ? {
-              uidMappings: userns.uids.map((u) => ({ containerID: u.container_id, hostID: u.host_id, size: u.length })),
-              gidMappings: userns.gids.map((g) => ({ containerID: g.container_id, hostID: g.host_id, size: g.length })),
-            }
-          : null,
-      sysctls: config.linux?.sysctls ?? {},
-      cgroupsPath: path.posix.join(o.cgroup.path, id),
-      podCgroup: o.cgroup.owned ? { path: o.cgroup.path, resources: o.cgroup.resources ?? {} } : undefined,
+      hostname: spec.hostNetwork ? undefined : spec.hostname || os.hostname(),
+      network: spec.hostNetwork ? 'host' : 'new',
+      uts: spec.hostNetwork ? 'host' : 'new',
+      ipc: spec.ipcMode === NamespaceMode.NODE ? 'host' : 'new',
+      pid: spec.pidMode === NamespaceMode.POD ? 'new' : 'host',
+      userns: spec.userns,
+      sysctls: spec.sysctls,
+      cgroupsPath: path.posix.join(cgroup.path, id),
+      podCgroup: cgroup.owned ? { path: cgroup.path, resources: cgroup.resources ?? {} } : undefined,
     });
     r.infraPid = pod.pid;
     r.namespaces = pod.namespaces;
@@ -298,12 +296,12 @@ export class SandboxService extends EventEmitter {
       undo.push('CNI DEL', () => this.opts.cni.tearDown(id, r.netnsPath));
       const net = await this.opts.cni.setUp({
         id,
-        name: config.metadata!.name,
-        namespace: config.metadata!.namespace,
-        uid: config.metadata!.uid,
+        name: spec.name.name,
+        namespace: spec.name.namespace,
+        uid: spec.name.uid,
         netnsPath: r.netnsPath,
-        portMappings: cniPortMappings(config.port_mappings),
-        cgroupParent: o.cgroup.path,
+        portMappings: spec.portMappings,
+        cgroupParent: cgroup.path,
       });
       r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
       failpoint('run_pod.network');

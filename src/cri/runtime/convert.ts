@@ -18,38 +18,31 @@ export function matchesLabels(labels: Record<string, string>, selector: Record<s
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
-/** What PodSandboxFilter and PodSandboxStatsFilter (no state) ask for. */
-interface PodSelector {
+/** What the List filters ask for: PodSandboxFilter, ContainerFilter, and their stats
+ * filters (no state). */
+interface Selector<S> {
   id: string;
-  state?: { state: PodSandboxState } | null;
+  pod_sandbox_id?: string;
+  state?: { state: S } | null;
   label_selector: Record<string, string>;
 }
 
-/** What ContainerFilter and ContainerStatsFilter (no state) ask for. */
-interface ContainerSelector {
-  id: string;
-  pod_sandbox_id: string;
-  state?: { state: ContainerState } | null;
-  label_selector: Record<string, string>;
-}
-
-/** The pods a filter selects: id prefix, state, labels; every pod without a filter. */
-export function selectPods(list: PodRecord[], f: PodSelector | null): PodRecord[] {
-  if (!f) return list.slice();
-  return list.filter((r) => (!f.id || r.id.startsWith(f.id)) && (!f.state || podState(r) === f.state.state) && matchesLabels(r.config.labels, f.label_selector));
-}
-
-/** The containers a filter selects: id prefix, pod id prefix, state, labels. */
-export function selectContainers(list: ContainerRecord[], f: ContainerSelector | null): ContainerRecord[] {
+/** The records a filter selects: id prefix, pod id prefix, state, labels; all of them
+ * without a filter. */
+function select<R extends { id: string; config: { labels: Record<string, string> } }, S>(list: R[], f: Selector<S> | null, state: (r: R) => S, podId: (r: R) => string): R[] {
   if (!f) return list.slice();
   return list.filter(
     (r) =>
       (!f.id || r.id.startsWith(f.id)) &&
-      (!f.pod_sandbox_id || r.podId.startsWith(f.pod_sandbox_id)) &&
-      (!f.state || containerState(r) === f.state.state) &&
+      (!f.pod_sandbox_id || podId(r).startsWith(f.pod_sandbox_id)) &&
+      (!f.state || state(r) === f.state.state) &&
       matchesLabels(r.config.labels, f.label_selector),
   );
 }
+
+export const selectPods = (list: PodRecord[], f: Selector<PodSandboxState> | null): PodRecord[] => select(list, f, podState, (r) => r.id);
+
+export const selectContainers = (list: ContainerRecord[], f: Selector<ContainerState> | null): ContainerRecord[] => select(list, f, containerState, (r) => r.podId);
 
 /** Oldest first, then by id: the order ListPodSandbox and ListContainers answer in. */
 export const byCreation = <R extends { createdAt: number; id: string }>(a: R, b: R): number => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1);

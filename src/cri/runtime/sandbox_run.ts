@@ -3,9 +3,10 @@
 import type { SandboxService } from '../../sandbox/sandbox_service';
 import type { RunPodSandboxRequest, RunPodSandboxResponse } from '../gen/cri';
 import type { Reply } from '../server';
+import { podSpec } from './pod_spec';
 
 export function runPodSandbox(pods: SandboxService) {
   return async (req: RunPodSandboxRequest): Promise<Reply<RunPodSandboxResponse>> => ({
-    pod_sandbox_id: (await pods.run(req.config, req.runtime_handler)).id,
+    pod_sandbox_id: (await pods.run(podSpec(req.config, req.runtime_handler, pods.runtimeHandler))).id,
   });
 }

@@ -40,7 +40,7 @@ export function podSandboxStatus(pods: SandboxService, containers: ContainerServ
     return {
       status: toPodSandboxStatus(r),
       info,
-      containers_statuses: containers.list().filter((c) => c.podId === r.id).map(toContainerStatus),
+      containers_statuses: containers.inPod(r.id).map(toContainerStatus),
       timestamp: Date.now() * 1e6,
     };
   };
