@@ -175,7 +175,7 @@ export class ContainerService {
     for (const r of mine) {
       const s = live.get(r.id);
       if (s && s.status !== 'stopped') {
-        if (s.status === 'running' && r.state !== 'running') await this.save({ ...r, state: 'running', pid: s.pid });
+        if (s.status === 'running' && r.state !== 'running') await this.containers.save({ ...r, state: 'running', pid: s.pid });
         continue;
       }
       const exit = s?.exit ?? (await this.readExitFile(podId, r.id));
@@ -195,12 +195,8 @@ export class ContainerService {
   }
 
   private async markGone(r: ContainerRecord, why: string): Promise<void> {
-    await this.save({ ...r, state: 'exited', finishedAt: r.finishedAt || nowNs(), exitCode: 255, reason: 'Unknown', message: why });
+    await this.containers.save({ ...r, state: 'exited', finishedAt: r.finishedAt || nowNs(), exitCode: 255, reason: 'Unknown', message: why });
     this.wakeWaiters(r.id);
-  }
-
-  private save(r: ContainerRecord): Promise<void> {
-    return this.containers.save(r);
   }
 
   /** Told of every container created, started, stopped (exited) and deleted. */
@@ -210,7 +206,7 @@ export class ContainerService {
 
   private async recordExit(r: ContainerRecord, e: ExitInfo): Promise<void> {
     if (r.state !== 'exited') {
-      await this.save({
+      await this.containers.save({
         ...r,
         state: 'exited',
         finishedAt: e.exitedAtNs || nowNs(),
@@ -357,7 +353,7 @@ export class ContainerService {
         user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
         resources: config.linux?.resources ?? null,
       };
-      await this.save(r);
+      await this.containers.save(r);
       this.creating.delete(id);
     } catch (e) {
       // Undone in full: the intent is done with. Else a restart undoes what is left.
@@ -398,11 +394,11 @@ export class ContainerService {
         failpoint('start_container.shim');
         const cur = this.containers.get(r.id)!;
         // A process that exits at once may have been recorded exited already.
-        if (cur.state === 'created') await this.save({ ...cur, state: 'running', startedAt, pid: s.pid });
-        else await this.save({ ...cur, startedAt: cur.startedAt || startedAt });
+        if (cur.state === 'created') await this.containers.save({ ...cur, state: 'running', startedAt, pid: s.pid });
+        else await this.containers.save({ ...cur, startedAt: cur.startedAt || startedAt });
         failpoint('start_container.recorded');
       } catch (e) {
-        await this.save({ ...r, state: 'exited', finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (e as Error).message });
+        await this.containers.save({ ...r, state: 'exited', finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (e as Error).message });
         throw e;
       } finally {
         await this.opts.journal.end(intent);
@@ -622,7 +618,7 @@ export class ContainerService {
     const shim = this.pods.shim(r.podId);
     if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} is not ready`);
     await shim.update({ id: r.id, resources: ociResources(resources, this.opts.minOomScoreAdj) });
-    await this.save({ ...this.containers.get(r.id)!, resources });
+    await this.containers.save({ ...this.containers.get(r.id)!, resources });
   }
 
   async reopenLog(id: string): Promise<void> {

@@ -97,7 +97,7 @@ function fakeNode(pods: PodRecord[], containers: ContainerRecord[], images: Imag
   const containerSample = (r: ContainerRecord): ContainerSample => ({ container: r, writableLayer: null, cgroup: cgroupReading(seq(r.id)), cpuNanoCores: null });
   return {
     pods: { list: () => [...podMap.values()], get: (id: string) => podMap.get(id) },
-    containers: { list: () => [...ctrMap.values()], get: (id: string) => ctrMap.get(id) },
+    containers: { list: () => [...ctrMap.values()], get: (id: string) => ctrMap.get(id), inPod: (podId: string) => [...ctrMap.values()].filter((c) => c.podId === podId) },
     images: { list: () => images, find: (ref: string) => images.find((r) => r.id === ref || r.repoTags.includes(ref)), keptIds: () => new Set<string>() },
     // Deterministic numbers and times: a list and its stream must match field for field.
     containerStats: { sample: async (r: ContainerRecord) => containerSample(r) },

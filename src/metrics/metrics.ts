@@ -116,7 +116,7 @@ export class Metrics {
       if (change === 'started') this.containerStarts.inc();
       if (change === 'stopped') this.containerExits.inc({ reason: EXIT_REASONS.has(r.reason) ? r.reason : 'other' });
     });
-    pods.on('lost', () => this.shimLosses.inc());
+    pods.onShimLost(() => this.shimLosses.inc());
     new client.Gauge({
       name: 'skiff_pods',
       help: 'Pod sandboxes skiffd holds, by state (ready, notready).',

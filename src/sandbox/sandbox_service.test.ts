@@ -209,7 +209,7 @@ describe('SandboxService', () => {
   it('runs a pod: its files, /dev/shm, the shim, the netns and CNI, recorded READY with its IPs', async () => {
     const { svc, journal } = await start();
     const changes: string[] = [];
-    svc.on('change', (c, r) => changes.push(`${c} ${r.config.metadata?.name}`));
+    svc.onChange((c, r) => changes.push(`${c} ${r.config.metadata?.name}`));
     const r = await svc.run(spec('web'));
     assert.equal(r.state, 'ready');
     assert.deepEqual(r.ips, ['10.88.0.2', 'fd00::2'], 'IPv4 first');
@@ -335,7 +335,7 @@ describe('SandboxService', () => {
     assert.equal(svc.get(hostNet.id)?.netnsPath, '');
     await assert.rejects(svc.run(spec('a')), (e) => grpcCode(e) === GrpcCode.ALREADY_EXISTS, 'names are held across the restart');
     const lost: string[] = [];
-    svc.on('lost', (id) => lost.push(id));
+    svc.onShimLost((id) => lost.push(id));
     host.spawned[0].lose();
     assert.deepEqual(lost, [a.id]);
     assert.equal(svc.shim(a.id), undefined);

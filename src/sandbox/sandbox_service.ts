@@ -3,7 +3,6 @@
 // durable record per pod. Failed runs undo every step; stop and remove are idempotent;
 // after a restart every pod is found again through its shim's socket.
 import { randomBytes } from 'crypto';
-import { EventEmitter } from 'events';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -16,7 +15,7 @@ import type { IdMapping } from '../oci/runtime_spec';
 import { ShimClient, ShimError, ShimStream } from '../shim/client';
 import { requireId } from '../store/ids';
 import type { Intent, IntentJournal } from '../store/intents';
-import { LifecycleChange, nowNs } from '../store/record_set';
+import { ChangeListener, nowNs } from '../store/record_set';
 import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
 import { hostPods, PodHost } from './pod_host';
@@ -81,29 +80,24 @@ export interface SandboxServiceOptions {
   shimEnv?: Record<string, string>;
 }
 
-export interface SandboxEvents {
-  /** A pod's shim went away (killed): its containers are gone. */
-  lost: (podId: string) => void;
-  /** A pod was created, started (ready), stopped (not ready) or deleted. */
-  change: (change: LifecycleChange, pod: PodRecord) => void;
-}
-
-export declare interface SandboxService {
-  on<E extends keyof SandboxEvents>(event: E, listener: SandboxEvents[E]): this;
-  emit<E extends keyof SandboxEvents>(event: E, ...args: Parameters<SandboxEvents[E]>): boolean;
-}
-
-export class SandboxService extends EventEmitter {
+export class SandboxService {
   private readonly pods: PodRegistry;
   private readonly host: PodHost;
   private readonly networkChecks = new Map<string, NetworkCheck>();
 
   constructor(private readonly opts: SandboxServiceOptions) {
-    super();
     this.pods = opts.pods;
     this.host = opts.host ?? hostPods;
-    this.pods.onChange((change, r) => this.emit('change', change, r));
-    this.pods.onShim('lost', (id) => this.emit('lost', id));
+  }
+
+  /** Told of every pod created, started (ready), stopped (not ready) and deleted. */
+  onChange(listener: ChangeListener<PodRecord>): () => void {
+    return this.pods.onChange(listener);
+  }
+
+  /** Told when a pod's shim went away (killed): its containers are gone. */
+  onShimLost(listener: (podId: string) => void): void {
+    this.pods.onShim('lost', listener);
   }
 
   /** Load the records and reconnect to every live shim. */

@@ -2,7 +2,6 @@
 // does not read is ended with RESOURCE_EXHAUSTED instead of growing skiffd's memory,
 // and neither stalls the publisher or the other subscribers.
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'events';
 import type { ContainerRecord, ContainerService } from '../../container/container_service';
 import { GrpcCode, grpcCode } from '../../errors';
 import type { PodRecord } from '../../sandbox/pod_registry';
@@ -13,13 +12,12 @@ import type { Reply, StreamContext } from '../server';
 import { ContainerEvents, MAX_QUEUED_EVENTS } from './events';
 
 function fakes() {
-  const pods = new EventEmitter() as EventEmitter & { get(id: string): PodRecord | undefined };
   const pod = { id: 'p1', state: 'ready', config: { metadata: { name: 'p', namespace: 'n', uid: 'u', attempt: 0 }, labels: {}, annotations: {} }, createdAt: 1, ips: [] } as unknown as PodRecord;
-  pods.get = (id) => (id === 'p1' ? pod : undefined);
+  const pods = { get: (id: string) => (id === 'p1' ? pod : undefined), onChange: () => () => {} };
   let listener: ((c: LifecycleChange, r: ContainerRecord) => void) | undefined;
   const containers = {
     onChange: (l: typeof listener) => (listener = l),
-    list: () => [] as ContainerRecord[],
+    inPod: (_podId: string) => [] as ContainerRecord[],
   };
   const ctr = (id: string) => ({ id, podId: 'p1', state: 'created', config: { metadata: { name: id, attempt: 0 }, labels: {}, annotations: {}, image: { image: 'x' } }, imageId: 'sha256:x', imageRef: 'x', user: { uid: 0, gid: 0, additionalGids: [] }, resources: null }) as unknown as ContainerRecord;
   return {

@@ -65,7 +65,7 @@ export class ContainerEvents {
     private readonly containers: ContainerService,
   ) {
     containers.onChange((change, r) => this.publish(r.id, change, r.podId, r));
-    pods.on('change', (change, r) => this.publish(r.id, change, r.id, undefined, r));
+    pods.onChange((change, r) => this.publish(r.id, change, r.id, undefined, r));
   }
 
   get subscriberCount(): number {
@@ -75,7 +75,7 @@ export class ContainerEvents {
   private publish(id: string, change: LifecycleChange, podId: string, ctr?: ContainerRecord, podRecord?: PodRecord): void {
     if (this.subscribers.size === 0) return;
     const pod = this.pods.get(podId) ?? podRecord;
-    const statuses = this.containers.list().filter((c) => c.podId === podId);
+    const statuses = this.containers.inPod(podId);
     // A deleted container is no longer listed; a stopped one is, with its new state.
     if (ctr && change !== 'deleted' && !statuses.some((c) => c.id === ctr.id)) statuses.push(ctr);
     const event: Event = {

@@ -13,7 +13,7 @@ import { metricDescriptors, podMetrics } from './cadvisor_metrics';
 
 const podSandboxMetricsCodec = codec<PodSandboxMetrics>('PodSandboxMetrics');
 
-type Containers = Pick<ContainerService, 'list'>;
+type Containers = Pick<ContainerService, 'inPod'>;
 type Pods = Pick<SandboxService, 'list'>;
 type DeviceNames = Pick<BlockDeviceNames, 'name'>;
 
@@ -23,9 +23,8 @@ export function listMetricDescriptors() {
 
 /** The metrics of every ready pod and of its containers that have not exited. */
 function readyPodMetrics(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, devices: DeviceNames): Promise<Reply<PodSandboxMetrics>[]> {
-  const all = containers.list();
   const ready = pods.list().filter((p) => p.state === 'ready');
-  return Promise.all(ready.map(async (p) => podMetrics(await stats.sample(p, all.filter((c) => c.podId === p.id && c.state !== 'exited')), devices)));
+  return Promise.all(ready.map(async (p) => podMetrics(await stats.sample(p, containers.inPod(p.id).filter((c) => c.state !== 'exited')), devices)));
 }
 
 export function listPodSandboxMetrics(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, devices: DeviceNames) {

@@ -13,20 +13,19 @@ import { toPodSandboxStats } from './stats';
 
 const podSandboxStatsCodec = codec<PodSandboxStats>('PodSandboxStats');
 
-type Containers = Pick<ContainerService, 'list'>;
+type Containers = Pick<ContainerService, 'inPod'>;
 type Pods = Pick<SandboxService, 'list'>;
 
 export function podSandboxStats(pods: SandboxService, containers: ContainerService, stats: PodStatsService) {
   return async (req: PodSandboxStatsRequest): Promise<Reply<PodSandboxStatsResponse>> => {
     const pod = pods.mustGet(req.pod_sandbox_id);
-    return { stats: toPodSandboxStats(await stats.sample(pod, containers.list().filter((c) => c.podId === pod.id))) };
+    return { stats: toPodSandboxStats(await stats.sample(pod, containers.inPod(pod.id))) };
   };
 }
 
 /** The stats of the pods a filter selects, each with its containers'. */
 function selectedPodStats(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>, f: PodSandboxStatsFilter | null): Promise<Reply<PodSandboxStats>[]> {
-  const all = containers.list();
-  return Promise.all(selectPods(pods.list(), f).map(async (p) => toPodSandboxStats(await stats.sample(p, all.filter((c) => c.podId === p.id)))));
+  return Promise.all(selectPods(pods.list(), f).map(async (p) => toPodSandboxStats(await stats.sample(p, containers.inPod(p.id)))));
 }
 
 export function listPodSandboxStats(pods: Pods, containers: Containers, stats: Pick<PodStatsService, 'sample'>) {
