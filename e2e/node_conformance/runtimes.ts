@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CriClient } from '../../src/cri/client';
-import { launchContainerd } from '../fixtures/containerd';
+import { canLowerOomScoreAdj, launchContainerd } from '../fixtures/containerd';
 import { TestNetwork } from '../fixtures/network';
 import { TestSkiffd } from '../fixtures/skiffd';
 import { CGROUP_ROOT, SKIFFD_PREFIX, WORK } from './host';
@@ -50,7 +50,9 @@ export async function startContainerd(registryHost: string): Promise<TestRuntime
     mirrors: MIRRORED_REGISTRIES,
     cniConfDir: net.confDir,
     sandboxImage: PAUSE_IMAGE,
-    cri: { netns_mounts_under_state_dir: true },
+    // Clamped as skiffd clamps (its default): only where the host refuses lower scores,
+    // which would fail every RunPodSandbox (canLowerOomScoreAdj says why).
+    cri: { netns_mounts_under_state_dir: true, restrict_oom_score_adj: !canLowerOomScoreAdj() },
   });
   return {
     name: 'containerd',
