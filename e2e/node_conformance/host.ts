@@ -1,22 +1,29 @@
 // What a node conformance run makes on the host, under its own names only, and the sweep
 // that removes it: after every run, on SIGINT, and at the start of the next run when an
-// earlier one was killed. Everything runs in a network namespace of its own (kubelet's
-// fixed ports 10250/10255, the API server's 6443, kubelet's iptables chains, pod bridges
-// and veths all live and die there); pods' cgroups are under CGROUP_ROOT; files under
-// WORK and SKIFFD_PREFIX*; kubelet's pod logs in /var/log/pods and /var/log/containers
-// in the e2e namespaces; the kernel tunables kubelet sets are put back from the ledger.
+// earlier one was killed. Each runtime's part of the run (its daemon, kubelet and
+// e2e_node.test) lives in a network namespace of its own (kubelet's fixed ports
+// 10250/10255, the API server's 6443, kubelet's iptables chains, pod bridges and veths all
+// live and die there), so the runtimes can run side by side; pods' cgroups are under
+// CGROUP_ROOT/<runtime>; files under WORK and SKIFFD_PREFIX*; kubelet's pod logs in
+// /var/log/pods and /var/log/containers in the e2e namespaces; the kernel tunables kubelet
+// sets are put back from the ledger.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { cgroupMounts, removeCgroupTree, unmountUnder } from '../fixtures/skiffd';
 
-export const NETNS = 'skiff-e2e-node';
-export const NETNS_PATH = `/run/netns/${NETNS}`;
+/** The run's network namespaces are this name and `-<runtime>`. */
+const NETNS = 'skiff-e2e-node';
+/** The network namespace of a runtime's part of the run. */
+export const netnsPath = (runtime: string) => `/run/netns/${NETNS}-${runtime}`;
 export const WORK = '/tmp/skiff-e2e-node';
 /** The test skiffd's dir prefix: short, as shim socket paths under it must fit 108 bytes. */
 export const SKIFFD_PREFIX = '/tmp/skn-';
-/** kubelet's --cgroup-root: every pod cgroup of the run is below it. */
-export const CGROUP_ROOT = '/skiff-e2e-node';
+/** Every cgroup of the run is below it. */
+const CGROUP_ROOT = '/skiff-e2e-node';
+/** kubelet's --cgroup-root for a runtime's part of the run (two kubelets on one cgroup
+ * root would remove each other's pod cgroups). */
+export const cgroupRootOf = (runtime: string) => `${CGROUP_ROOT}/${runtime}`;
 /** The node's address, on a veth in the namespace (kubelet wants a non-loopback one). */
 export const NODE_IP = '10.213.0.1';
 const NODE_IFACE = 'skn-node0';
@@ -51,11 +58,11 @@ export function writeLedger(): void {
   fs.writeFileSync(LEDGER, JSON.stringify({ tunables, madeDirs } satisfies Ledger));
 }
 
-/** The network namespace every process of the run lives in: loopback up, and a veth
+/** The network namespace a runtime's part of the run lives in: loopback up, and a veth
  * (both ends inside; no dummy driver on every kernel) with the node's address and a default route (kubelet picks the node IP there). */
-export function makeNetns(): void {
-  execFileSync('ip', ['netns', 'add', NETNS]);
-  const inNs = (...args: string[]) => execFileSync('nsenter', [`--net=${NETNS_PATH}`, '--', ...args]);
+export function makeNetns(runtime: string): void {
+  execFileSync('ip', ['netns', 'add', path.basename(netnsPath(runtime))]);
+  const inNs = (...args: string[]) => execFileSync('nsenter', [`--net=${netnsPath(runtime)}`, '--', ...args]);
   inNs('ip', 'link', 'set', 'lo', 'up');
   inNs('ip', 'link', 'add', NODE_IFACE, 'type', 'veth', 'peer', 'name', `${NODE_IFACE}p`);
   inNs('ip', 'link', 'set', `${NODE_IFACE}p`, 'up');
@@ -67,17 +74,23 @@ export function makeNetns(): void {
   for (const [, ns] of fs.readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)) inNs('ip', 'route', 'add', 'unreachable', `${ns}/32`);
 }
 
-/** Make the cgroup root in every hierarchy (kubelet refuses a --cgroup-root that does not exist). */
-export function makeCgroupRoot(): void {
-  for (const root of cgroupMounts()) fs.mkdirSync(path.join(root, CGROUP_ROOT), { recursive: true });
+/** Make a runtime's cgroup root in every hierarchy (kubelet refuses a --cgroup-root that does not exist). */
+export function makeCgroupRoot(runtime: string): void {
+  for (const root of cgroupMounts()) fs.mkdirSync(path.join(root, cgroupRootOf(runtime)), { recursive: true });
 }
 
-/** Every pid in the run's network namespace or in its cgroups (not this process). */
+/** The run's network namespaces that exist (and the single one of earlier versions). */
+function runNetns(): string[] {
+  const names = fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
+  return names.filter((n) => n === NETNS || n.startsWith(`${NETNS}-`));
+}
+
+/** Every pid in the run's network namespaces or in its cgroups (not this process). */
 function runPids(): number[] {
   const pids = new Set<number>();
-  if (fs.existsSync(NETNS_PATH)) {
+  for (const ns of runNetns()) {
     quiet(() => {
-      for (const p of execFileSync('ip', ['netns', 'pids', NETNS]).toString().split(/\s+/)) if (p) pids.add(Number(p));
+      for (const p of execFileSync('ip', ['netns', 'pids', ns]).toString().split(/\s+/)) if (p) pids.add(Number(p));
     });
   }
   const walk = (dir: string) => {
@@ -111,7 +124,7 @@ export function sweep(log: (s: string) => void = () => {}): void {
   const unmounted = [WORK, ...skiffdDirs].reduce((n, d) => n + unmountUnder(d, { quiet: true }), 0);
   if (unmounted) log(`sweep: unmounted ${unmounted} mounts`);
   removeCgroupTree(CGROUP_ROOT);
-  if (fs.existsSync(NETNS_PATH)) quiet(() => execFileSync('ip', ['netns', 'del', NETNS], { stdio: 'ignore' }));
+  for (const ns of runNetns()) quiet(() => execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }));
   for (const d of ['/var/log/pods', '/var/log/containers']) {
     const re = d.endsWith('pods') ? E2E_POD_LOG : E2E_CONTAINER_LOG;
     for (const n of fs.existsSync(d) ? fs.readdirSync(d) : []) if (re.test(n)) fs.rmSync(path.join(d, n), { recursive: true, force: true });

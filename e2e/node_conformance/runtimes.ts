@@ -7,7 +7,7 @@ import { CriClient } from '../../src/cri/client';
 import { canLowerOomScoreAdj, launchContainerd } from '../fixtures/containerd';
 import { TestNetwork } from '../fixtures/network';
 import { TestSkiffd } from '../fixtures/skiffd';
-import { CGROUP_ROOT, SKIFFD_PREFIX, WORK } from './host';
+import { SKIFFD_PREFIX, WORK } from './host';
 import { MIRRORED_REGISTRIES, PAUSE_IMAGE } from './images';
 
 export type RuntimeName = 'skiff' | 'containerd';
@@ -22,12 +22,13 @@ export interface TestRuntime {
   stop(): Promise<void>;
 }
 
-export async function startSkiff(registryHost: string): Promise<TestRuntime> {
+/** cgroupRoot: kubelet's --cgroup-root, under which skiffd keeps its own cgroup. */
+export async function startSkiff(registryHost: string, cgroupRoot: string): Promise<TestRuntime> {
   const skiffd = await TestSkiffd.start({
     dirPrefix: SKIFFD_PREFIX,
     // Its own default network (kubelet moves it to the pod CIDR 10.100.0.0/24), a debug log
     // line per CRI call to find what a failed spec asked for.
-    args: ['--network.bridge', 'skn0', '--network.ipam_data_dir', path.join(WORK, 'skiff-ipam'), '--cri.cgroup_parent', `${CGROUP_ROOT}/skiffd`],
+    args: ['--network.bridge', 'skn0', '--network.ipam_data_dir', path.join(WORK, 'skiff-ipam'), '--cri.cgroup_parent', `${cgroupRoot}/skiffd`],
   });
   for (const name of MIRRORED_REGISTRIES) skiffd.mirror(name, registryHost);
   return {
