@@ -3,10 +3,10 @@
 // earlier one was killed. Each runtime's part of the run (its daemon, kubelet and
 // e2e_node.test) lives in a network namespace of its own (kubelet's fixed ports
 // 10250/10255, the API server's 6443, kubelet's iptables chains, pod bridges and veths all
-// live and die there), so the runtimes can run side by side; pods' cgroups are under
-// CGROUP_ROOT/<runtime>; files under WORK and SKIFFD_PREFIX*; kubelet's pod logs in
-// /var/log/pods and /var/log/containers in the e2e namespaces; the kernel tunables kubelet
-// sets are put back from the ledger.
+// live and die there), and in a mount namespace of its own where kubelet's fixed log dirs
+// /var/log/pods and /var/log/containers are the runtime's own (privateLogDirs), so the
+// runtimes can run side by side; pods' cgroups are under CGROUP_ROOT/<runtime>; files under
+// WORK and SKIFFD_PREFIX*; the kernel tunables kubelet sets are put back from the ledger.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -30,9 +30,8 @@ const NODE_IFACE = 'skn-node0';
 const LEDGER = path.join(WORK, 'ledger.json');
 /** Host-wide sysctls kubelet sets when it does not protect kernel defaults. */
 const KERNEL_TUNABLES = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes'];
-/** An e2e test namespace (`<base>-<4 digits>`), as pod log dir names start. */
-const E2E_POD_LOG = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?-\d{4}_/;
-const E2E_CONTAINER_LOG = /_[a-z0-9]([a-z0-9-]*[a-z0-9])?-\d{4}_[^_]+-[0-9a-f]{64}\.log$/;
+/** kubelet's pod and container log dirs (fixed in kubelet 1.20). */
+const KUBELET_LOG_DIRS = ['/var/log/pods', '/var/log/containers'];
 
 interface Ledger {
   tunables: Record<string, string>;
@@ -53,8 +52,9 @@ export function writeLedger(): void {
   fs.mkdirSync(WORK, { recursive: true });
   const tunables: Record<string, string> = {};
   for (const t of KERNEL_TUNABLES) quiet(() => (tunables[t] = fs.readFileSync(`/proc/sys/${t}`, 'utf8').trim()));
-  // The in-process API server writes its self-signed pair to /var/run/kubernetes.
-  const madeDirs = ['/var/run/kubernetes', '/var/lib/kubelet'].filter((d) => !fs.existsSync(d));
+  // The in-process API server writes its self-signed pair to /var/run/kubernetes; the log
+  // dirs are mount points (privateLogDirs).
+  const madeDirs = ['/var/run/kubernetes', '/var/lib/kubelet', ...KUBELET_LOG_DIRS].filter((d) => !fs.existsSync(d));
   fs.writeFileSync(LEDGER, JSON.stringify({ tunables, madeDirs } satisfies Ledger));
 }
 
@@ -72,6 +72,20 @@ export function makeNetns(runtime: string): void {
   // Nothing answers outside: name servers unreachable at once, not after a 5 s timeout per
   // try (e2e_node.test fetches a manifest from GitHub at start, in each of its 3 processes).
   for (const [, ns] of fs.readFileSync('/etc/resolv.conf', 'utf8').matchAll(/^nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/gm)) inNs('ip', 'route', 'add', 'unreachable', `${ns}/32`);
+}
+
+/** In a runtime's runner, which the supervisor starts in a mount namespace of its own (mounts
+ * from the host propagate in, none out): kubelet's log dirs become dirs under WORK. kubelet's
+ * container GC removes every pod log dir in /var/log/pods whose pod it does not know, so
+ * kubelets sharing it (the other runtime's, or another test's on this host) remove each
+ * other's pods' logs. The pods' runtime writes the logs in this namespace too. */
+export function privateLogDirs(runtime: string): void {
+  for (const d of KUBELET_LOG_DIRS) {
+    const own = path.join(WORK, `logs-${runtime}`, path.basename(d));
+    fs.mkdirSync(own, { recursive: true });
+    fs.mkdirSync(d, { recursive: true });
+    execFileSync('mount', ['--bind', own, d]);
+  }
 }
 
 /** Make a runtime's cgroup root in every hierarchy (kubelet refuses a --cgroup-root that does not exist). */
@@ -125,10 +139,6 @@ export function sweep(log: (s: string) => void = () => {}): void {
   if (unmounted) log(`sweep: unmounted ${unmounted} mounts`);
   removeCgroupTree(CGROUP_ROOT);
   for (const ns of runNetns()) quiet(() => execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }));
-  for (const d of ['/var/log/pods', '/var/log/containers']) {
-    const re = d.endsWith('pods') ? E2E_POD_LOG : E2E_CONTAINER_LOG;
-    for (const n of fs.existsSync(d) ? fs.readdirSync(d) : []) if (re.test(n)) fs.rmSync(path.join(d, n), { recursive: true, force: true });
-  }
   let ledger: Ledger | undefined;
   quiet(() => (ledger = JSON.parse(fs.readFileSync(LEDGER, 'utf8')) as Ledger));
   for (const [t, v] of Object.entries(ledger?.tunables ?? {})) quiet(() => fs.writeFileSync(`/proc/sys/${t}`, v));

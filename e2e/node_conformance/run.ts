@@ -13,13 +13,13 @@
 //
 // The process runs as the supervisor in the host's network namespace (makes a namespace
 // per runtime, records and sweeps what the run makes: host.ts, compares the reports), and,
-// inside each runtime's namespace, as that runtime's runner (registry, images, runtime,
-// kubelet through e2e_node.test).
+// inside each runtime's network and mount namespaces, as that runtime's runner (registry,
+// images, runtime, kubelet through e2e_node.test).
 import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { TestRegistry } from '../fixtures/registry';
-import { cgroupRootOf, makeCgroupRoot, makeNetns, netnsPath, NODE_IP, sweep, WORK, writeLedger } from './host';
+import { cgroupRootOf, makeCgroupRoot, makeNetns, netnsPath, NODE_IP, privateLogDirs, sweep, WORK, writeLedger } from './host';
 import { NETCAT_DEB_DIR, pushNodeConformanceImages, UNAVAILABLE } from './images';
 import { KNOWN_FAILURES } from './known_failures';
 import { counts, failsOnlyOn, readJunit, RunResult } from './results';
@@ -109,8 +109,9 @@ async function supervise(argv: string[]): Promise<number> {
     new Promise<void>((resolve) => {
       makeNetns(rt);
       makeCgroupRoot(rt);
-      // Its own process group: a terminal's ^C reaches the supervisor, which tells it.
-      const child = spawn('nsenter', [`--net=${netnsPath(rt)}`, '--', process.execPath, __filename, ...argv], {
+      // Its own process group: a terminal's ^C reaches the supervisor, which tells it. Its
+      // own mount namespace: see privateLogDirs.
+      const child = spawn('nsenter', [`--net=${netnsPath(rt)}`, '--', 'unshare', '--mount', '--propagation', 'slave', '--', process.execPath, __filename, ...argv], {
         stdio: 'inherit',
         detached: true,
         env: { ...process.env, [INNER_ENV]: rt, TMPDIR: path.join(WORK, 'tmp') },
@@ -238,6 +239,7 @@ async function runner(name: RuntimeName, argv: string[]): Promise<number> {
     }
   });
   try {
+    privateLogDirs(name);
     const envPath = pathWithoutSystemdRun(name);
     reg = await TestRegistry.start();
     say('building and pushing the test images');
