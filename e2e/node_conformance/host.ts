@@ -5,7 +5,8 @@
 // 10250/10255, the API server's 6443, kubelet's iptables chains, pod bridges and veths all
 // live and die there), and in a mount namespace of its own where kubelet's fixed log dirs
 // /var/log/pods and /var/log/containers are the runtime's own (privateLogDirs), so the
-// runtimes can run side by side; pods' cgroups are under CGROUP_ROOT/<runtime>; files under
+// runtimes can run side by side; every process and cgroup of a runtime's part is under
+// CGROUP_ROOT/<runtime>, which its cgroup namespace shows as / (remountCgroups); files under
 // WORK and SKIFFD_PREFIX*; the kernel tunables kubelet sets are put back from the ledger.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -21,9 +22,8 @@ export const WORK = '/tmp/skiff-e2e-node';
 export const SKIFFD_PREFIX = '/tmp/skn-';
 /** Every cgroup of the run is below it. */
 const CGROUP_ROOT = '/skiff-e2e-node';
-/** kubelet's --cgroup-root for a runtime's part of the run (two kubelets on one cgroup
- * root would remove each other's pod cgroups). */
-export const cgroupRootOf = (runtime: string) => `${CGROUP_ROOT}/${runtime}`;
+/** The cgroup a runtime's part of the run has, which is its runner's / (remountCgroups). */
+const cgroupRootOf = (runtime: string) => `${CGROUP_ROOT}/${runtime}`;
 /** The node's address, on a veth in the namespace (kubelet wants a non-loopback one). */
 export const NODE_IP = '10.213.0.1';
 const NODE_IFACE = 'skn-node0';
@@ -88,9 +88,47 @@ export function privateLogDirs(runtime: string): void {
   }
 }
 
-/** Make a runtime's cgroup root in every hierarchy (kubelet refuses a --cgroup-root that does not exist). */
-export function makeCgroupRoot(runtime: string): void {
-  for (const root of cgroupMounts()) fs.mkdirSync(path.join(root, cgroupRootOf(runtime)), { recursive: true });
+/** Make a runtime's cgroup root in every hierarchy; returns the cgroup.procs files that put
+ * a process there (runnerCommand). */
+export function makeCgroupRoot(runtime: string): string[] {
+  return cgroupMounts().map((mount) => {
+    let dir = mount;
+    for (const part of cgroupRootOf(runtime).split('/').filter(Boolean)) {
+      const parent = dir;
+      dir = path.join(dir, part);
+      fs.mkdirSync(dir, { recursive: true });
+      // A new v1 cpuset has no cpus and mems, and takes no process until it is given some.
+      for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+        if (fs.existsSync(path.join(dir, f)) && !fs.readFileSync(path.join(dir, f), 'utf8').trim()) fs.writeFileSync(path.join(dir, f), fs.readFileSync(path.join(parent, f)));
+      }
+    }
+    return path.join(dir, 'cgroup.procs');
+  });
+}
+
+/** The command line of a runtime's runner: moved into the runtime's cgroup root, then in
+ * the runtime's network namespace and new mount and cgroup namespaces (remountCgroups). */
+export function runnerCommand(runtime: string, cmd: string[]): string[] {
+  const procs = makeCgroupRoot(runtime);
+  return ['sh', '-c', `set -e; ${procs.map((f) => `echo $$ > ${f}`).join('; ')}; exec "$@"`, 'sh', 'nsenter', `--net=${netnsPath(runtime)}`, '--', 'unshare', '--mount', '--propagation', 'slave', '--cgroup', '--', ...cmd];
+}
+
+/** In a runner (runnerCommand): the cgroup hierarchies mounted anew, so that the files
+ * under /sys/fs/cgroup show the runtime's cgroup root as the root. kubelet then has its
+ * default cgroup root, and everything the runtime and its pods make in /kubepods is in
+ * CGROUP_ROOT/<runtime>/kubepods on the host: Kubernetes' cgroup specs look for
+ * /sys/fs/cgroup/<controller>/kubepods/..., and two kubelets (the other runtime's, another
+ * test's on this host) each have a /kubepods of their own. */
+export function remountCgroups(): void {
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [mine, theirs] = line.split(' - ');
+    if (!theirs) continue;
+    const [fstype, , superOptions] = theirs.split(' ');
+    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
+    const target = mine.split(' ')[4];
+    execFileSync('umount', [target]);
+    execFileSync('mount', ['-t', fstype, '-o', superOptions, fstype, target]);
+  }
 }
 
 /** The run's network namespaces that exist (and the single one of earlier versions). */

@@ -13,13 +13,13 @@
 //
 // The process runs as the supervisor in the host's network namespace (makes a namespace
 // per runtime, records and sweeps what the run makes: host.ts, compares the reports), and,
-// inside each runtime's network and mount namespaces, as that runtime's runner (registry,
-// images, runtime, kubelet through e2e_node.test).
+// inside each runtime's network, mount and cgroup namespaces, as that runtime's runner
+// (registry, images, runtime, kubelet through e2e_node.test).
 import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { TestRegistry } from '../fixtures/registry';
-import { cgroupRootOf, makeCgroupRoot, makeNetns, netnsPath, NODE_IP, privateLogDirs, sweep, WORK, writeLedger } from './host';
+import { makeNetns, NODE_IP, privateLogDirs, remountCgroups, runnerCommand, sweep, WORK, writeLedger } from './host';
 import { NETCAT_DEB_DIR, pushNodeConformanceImages, UNAVAILABLE } from './images';
 import { KNOWN_FAILURES } from './known_failures';
 import { counts, failsOnlyOn, readJunit, RunResult } from './results';
@@ -108,10 +108,9 @@ async function supervise(argv: string[]): Promise<number> {
   const runRuntime = (rt: RuntimeName) =>
     new Promise<void>((resolve) => {
       makeNetns(rt);
-      makeCgroupRoot(rt);
-      // Its own process group: a terminal's ^C reaches the supervisor, which tells it. Its
-      // own mount namespace: see privateLogDirs.
-      const child = spawn('nsenter', [`--net=${netnsPath(rt)}`, '--', 'unshare', '--mount', '--propagation', 'slave', '--', process.execPath, __filename, ...argv], {
+      const [cmd, ...args] = runnerCommand(rt, [process.execPath, __filename, ...argv]);
+      // Its own process group: a terminal's ^C reaches the supervisor, which tells it.
+      const child = spawn(cmd, args, {
         stdio: 'inherit',
         detached: true,
         env: { ...process.env, [INNER_ENV]: rt, TMPDIR: path.join(WORK, 'tmp') },
@@ -164,7 +163,8 @@ function runSuite(rt: TestRuntime, o: Options, envPath: string): Promise<number>
   fs.mkdirSync(cwd, { recursive: true });
   const kubeletFlags = [
     '--cgroup-driver=cgroupfs',
-    `--cgroup-root=${cgroupRootOf(rt.name)}`,
+    // The runtime's own cgroup root, as the runner sees it (remountCgroups).
+    '--cgroup-root=/',
     // Not /kubelet, /system and /docker-daemon, which e2e_node sets without systemd: kubelet
     // would move every process of the host's root cgroup into /system.
     '--kubelet-cgroups=',
@@ -239,6 +239,7 @@ async function runner(name: RuntimeName, argv: string[]): Promise<number> {
     }
   });
   try {
+    remountCgroups();
     privateLogDirs(name);
     const envPath = pathWithoutSystemdRun(name);
     reg = await TestRegistry.start();
@@ -247,7 +248,7 @@ async function runner(name: RuntimeName, argv: string[]): Promise<number> {
     const images = await pushNodeConformanceImages(reg, imageWork(name));
     say(`${images.length} images in ${Math.round((Date.now() - t0) / 1000)} s; not available offline: ${Object.keys(UNAVAILABLE).join(', ')}`);
     if (stopping) return 130;
-    rt = name === 'skiff' ? await startSkiff(reg.host, cgroupRootOf(name)) : await startContainerd(reg.host);
+    rt = name === 'skiff' ? await startSkiff(reg.host) : await startContainerd(reg.host);
     say(`at ${rt.endpoint}, pulling the images`);
     await prepull(rt, images);
     if (stopping) return 130;

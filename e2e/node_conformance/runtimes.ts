@@ -22,13 +22,12 @@ export interface TestRuntime {
   stop(): Promise<void>;
 }
 
-/** cgroupRoot: kubelet's --cgroup-root, under which skiffd keeps its own cgroup. */
-export async function startSkiff(registryHost: string, cgroupRoot: string): Promise<TestRuntime> {
+export async function startSkiff(registryHost: string): Promise<TestRuntime> {
   const skiffd = await TestSkiffd.start({
     dirPrefix: SKIFFD_PREFIX,
     // Its own default network (kubelet moves it to the pod CIDR 10.100.0.0/24), a debug log
     // line per CRI call to find what a failed spec asked for.
-    args: ['--network.bridge', 'skn0', '--network.ipam_data_dir', path.join(WORK, 'skiff-ipam'), '--cri.cgroup_parent', `${cgroupRoot}/skiffd`],
+    args: ['--network.bridge', 'skn0', '--network.ipam_data_dir', path.join(WORK, 'skiff-ipam'), '--cri.cgroup_parent', '/skiffd'],
   });
   for (const name of MIRRORED_REGISTRIES) skiffd.mirror(name, registryHost);
   return {
