@@ -108,6 +108,34 @@ async function createBindTargets(rootfs: string, mounts: { destination: string; 
   }
 }
 
+/**
+ * Make each host path of the CRI mounts that names nothing on the host (not even a dangling
+ * link) an empty directory, as containerd and CRI-O do: kubelet hands hostPath volumes of
+ * type "" over unchecked. Returns the directories made, parents first.
+ */
+async function makeMissingHostPaths(hostPaths: string[]): Promise<string[]> {
+  const made: string[] = [];
+  for (const p of hostPaths) {
+    const exists = await fsp.lstat(p).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return false;
+        throw e;
+      },
+    );
+    if (exists) continue;
+    const first = await fsp.mkdir(p, { recursive: true, mode: 0o755 });
+    if (!first) continue;
+    const chain: string[] = [];
+    for (let d = p; ; d = path.dirname(d)) {
+      chain.unshift(d);
+      if (d === first || d === path.dirname(d)) break;
+    }
+    made.push(...chain);
+  }
+  return made;
+}
+
 export class ContainerService {
   private readonly records: RecordStore<ContainerRecord>;
   private readonly containers = new Map<string, ContainerRecord>();
@@ -361,6 +389,9 @@ export class ContainerService {
         loadLocalhostProfile: () => localhostProfile ?? '',
       });
       if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await this.appArmor.ensureDefault();
+      // The host paths as buildContainerSpec checked them (absolute, no "..").
+      const hostPaths = config.mounts.map((m) => path.posix.normalize(m.host_path).replace(/(.)\/+$/, '$1'));
+      for (const dir of await makeMissingHostPaths(hostPaths)) undo.push(() => fsp.rmdir(dir));
       // In a user namespace the container's root cannot create mount targets in a rootfs
       // owned by the host's root: skiffd makes the bind targets first.
       if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts);
