@@ -2,7 +2,7 @@
 // (checked by `npm run e2e:node -- --runtimes skiff`: any other failure fails the run).
 // Keyed by the spec's full name as in the JUnit report. Each fails on any runtime in this
 // set-up.
-const CGROUP_ROOT = 'the run gives kubelet --cgroup-root=/skiff-e2e-node (not the host\'s /kubepods, which other tests on the node share); the spec looks for /sys/fs/cgroup/<ctl>/kubepods/...';
+const CGROUP_ROOT = 'the run gives kubelet --cgroup-root=/skiff-e2e-node/<runtime> (not the host\'s /kubepods, which other tests on the node share); the spec looks for /sys/fs/cgroup/<ctl>/kubepods/...';
 
 export const KNOWN_FAILURES: Record<string, string> = {
   '[k8s.io] Kubelet Cgroup Manager Pod containers [NodeConformance] On scheduling a Guaranteed Pod Pod containers should have been created under the cgroup-root': CGROUP_ROOT,

@@ -4,19 +4,22 @@
 // compared spec by spec. Exit status 1 when a spec fails on skiff that passes on
 // containerd (or, with --runtimes skiff, that is not in known_failures.ts).
 //
-// Usage: npm run e2e:node -- [--runtimes skiff,containerd] [--focus RE] [--skip RE]
-//        [--focus-failed JUNIT] [--report-dir DIR] [--report-only] [-- e2e_node.test flags]
+// Usage: npm run e2e:node -- [--runtimes skiff,containerd] [--parallel] [--focus RE]
+//        [--skip RE] [--focus-failed JUNIT] [--report-dir DIR] [--report-only]
+//        [-- e2e_node.test flags]
+// --parallel runs the runtimes' suites at the same time instead of one after the other.
 // --focus-failed runs the specs that failed in an earlier JUnit report.
 // --report-only compares the JUnit reports already in the report dir, running nothing.
 //
-// The process runs twice: as the supervisor in the host's network namespace (makes the
-// namespace, records and sweeps what the run makes: host.ts), and, inside that namespace,
-// as the runner (registry, images, runtimes, e2e_node.test).
+// The process runs as the supervisor in the host's network namespace (makes a namespace
+// per runtime, records and sweeps what the run makes: host.ts, compares the reports), and,
+// inside each runtime's network, mount and cgroup namespaces, as that runtime's runner
+// (registry, images, runtime, kubelet through e2e_node.test).
 import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { TestRegistry } from '../fixtures/registry';
-import { CGROUP_ROOT, makeCgroupRoot, makeNetns, NETNS_PATH, NODE_IP, sweep, WORK, writeLedger } from './host';
+import { makeNetns, NODE_IP, privateLogDirs, remountCgroups, runnerCommand, sweep, WORK, writeLedger } from './host';
 import { NETCAT_DEB_DIR, pushNodeConformanceImages, UNAVAILABLE } from './images';
 import { KNOWN_FAILURES } from './known_failures';
 import { counts, failsOnlyOn, readJunit, RunResult } from './results';
@@ -41,11 +44,13 @@ interface Options {
   reportDir: string;
   /** Only read the JUnit reports already in reportDir and compare them (no run). */
   reportOnly: boolean;
+  /** Run the runtimes' suites at the same time (each in its own network namespace). */
+  parallel: boolean;
   extra: string[];
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { runtimes: ['skiff', 'containerd'], focus: DEFAULT_FOCUS, skip: DEFAULT_SKIP, reportDir: process.env.E2E_NODE_REPORT_DIR ?? '/tmp/skiff-e2e-node-report', reportOnly: false, extra: [] };
+  const o: Options = { runtimes: ['skiff', 'containerd'], focus: DEFAULT_FOCUS, skip: DEFAULT_SKIP, reportDir: process.env.E2E_NODE_REPORT_DIR ?? '/tmp/skiff-e2e-node-report', reportOnly: false, parallel: false, extra: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') {
@@ -56,8 +61,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--skip') o.skip = argv[++i];
     else if (a === '--report-dir') o.reportDir = path.resolve(argv[++i]);
     else if (a === '--report-only') o.reportOnly = true;
+    else if (a === '--parallel') o.parallel = true;
     else if (a === '--focus-failed') o.focus = failedFocus(argv[++i]);
-    else throw new Error(`unknown argument ${a} (usage: [--runtimes skiff,containerd] [--focus RE] [--skip RE] [--report-dir DIR] [--report-only] [-- e2e_node.test flags])`);
+    else throw new Error(`unknown argument ${a} (usage: [--runtimes skiff,containerd] [--parallel] [--focus RE] [--skip RE] [--focus-failed JUNIT] [--report-dir DIR] [--report-only] [-- e2e_node.test flags])`);
   }
   for (const r of o.runtimes) if (r !== 'skiff' && r !== 'containerd') throw new Error(`--runtimes: unknown runtime ${r}`);
   return o;
@@ -77,55 +83,71 @@ const say = (s: string) => console.log(`e2e:node: ${s}`);
 
 async function supervise(argv: string[]): Promise<number> {
   const o = parseArgs(argv); // fail on bad usage before touching the host
-  if (o.reportOnly) return reportFromFiles(o);
+  if (o.reportOnly) return reportFromFiles(o, false);
   if (!fs.existsSync(E2E_NODE)) throw new Error(`${E2E_NODE} missing: run hack/build-e2e-node.sh`);
   sweep((s) => say(`an earlier run left things behind: ${s}`));
   writeLedger();
-  // The runner has no network: the Debian packages the images take files from are fetched here.
-  for (const [dir, pkg] of [['deb', 'busybox'], [NETCAT_DEB_DIR, 'netcat-openbsd']]) {
-    fs.mkdirSync(path.join(WORK, 'images', dir), { recursive: true });
-    execFileSync('apt-get', ['download', pkg], { cwd: path.join(WORK, 'images', dir), stdio: 'ignore' });
+  // The runners have no network: the Debian packages the images take files from are fetched here.
+  for (const rt of o.runtimes) {
+    for (const [dir, pkg] of [['deb', 'busybox'], [NETCAT_DEB_DIR, 'netcat-openbsd']]) {
+      fs.mkdirSync(path.join(imageWork(rt), dir), { recursive: true });
+      execFileSync('apt-get', ['download', pkg], { cwd: path.join(imageWork(rt), dir), stdio: 'ignore' });
+    }
   }
-  let child: ChildProcess | undefined;
+  const children = new Set<ChildProcess>();
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) return;
     interrupted = true;
     say(`${sig}: stopping the run and removing what it made`);
-    child?.kill('SIGTERM');
-    setTimeout(() => child?.kill('SIGKILL'), 30_000).unref();
+    for (const c of children) c.kill('SIGTERM');
+    setTimeout(() => children.forEach((c) => c.kill('SIGKILL')), 30_000).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  try {
-    makeNetns();
-    makeCgroupRoot();
-    const code = await new Promise<number>((resolve) => {
+  const runRuntime = (rt: RuntimeName) =>
+    new Promise<void>((resolve) => {
+      makeNetns(rt);
+      const [cmd, ...args] = runnerCommand(rt, [process.execPath, __filename, ...argv]);
       // Its own process group: a terminal's ^C reaches the supervisor, which tells it.
-      child = spawn('nsenter', [`--net=${NETNS_PATH}`, '--', process.execPath, __filename, ...argv], {
+      const child = spawn(cmd, args, {
         stdio: 'inherit',
         detached: true,
-        env: { ...process.env, [INNER_ENV]: '1', TMPDIR: path.join(WORK, 'tmp') },
+        env: { ...process.env, [INNER_ENV]: rt, TMPDIR: path.join(WORK, 'tmp') },
       });
-      child.on('close', (c, s) => resolve(c ?? (s ? 130 : 1)));
+      children.add(child);
+      child.on('close', () => {
+        children.delete(child);
+        resolve();
+      });
     });
-    return interrupted ? 130 : code;
+  try {
+    fs.mkdirSync(path.join(WORK, 'tmp'), { recursive: true });
+    if (o.parallel) await Promise.all(o.runtimes.map(runRuntime));
+    else for (const rt of o.runtimes) if (!interrupted) await runRuntime(rt);
   } finally {
     sweep(say);
-    say('removed the run\'s processes, mounts, cgroups, network namespace and files');
+    say("removed the run's processes, mounts, cgroups, network namespaces and files");
   }
+  return reportFromFiles(o, interrupted);
 }
 
-// ---- the runner (inside the run's network namespace) ----
+// ---- the runner (inside a runtime's network namespace) ----
 
 /** A PATH without systemd-run: e2e_node starts kubelet through it when it exists, and
  * this host's PID 1 is not systemd. */
-function pathWithoutSystemdRun(): string {
-  const dir = path.join(WORK, 'bin');
+function pathWithoutSystemdRun(runtime: RuntimeName): string {
+  const dir = path.join(WORK, `bin-${runtime}`);
   fs.mkdirSync(dir, { recursive: true });
   for (const n of fs.readdirSync('/usr/bin')) if (n !== 'systemd-run') fs.symlinkSync(path.join('/usr/bin', n), path.join(dir, n));
   return ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', dir].join(':');
 }
+
+/** Where a runner builds its images (each runtime's runner builds its own: they may run at once). */
+const imageWork = (runtime: RuntimeName) => path.join(WORK, `images-${runtime}`);
+
+/** What a runner leaves beside e2e_node.test's JUnit report for the supervisor's comparison. */
+const RUN_FILE = 'run.json';
 
 async function prepull(rt: TestRuntime, images: string[]): Promise<void> {
   for (const image of images) await rt.client.image('PullImage', { image: { image } }, { timeoutMs: 120_000 });
@@ -133,16 +155,16 @@ async function prepull(rt: TestRuntime, images: string[]): Promise<void> {
 
 let current: ChildProcess | undefined;
 
-function runSuite(rt: TestRuntime, o: Options, envPath: string): Promise<RunResult> {
+/** Run e2e_node.test against a runtime; resolves with the seconds it took. */
+function runSuite(rt: TestRuntime, o: Options, envPath: string): Promise<number> {
   const reportDir = path.join(o.reportDir, rt.name);
-  fs.rmSync(reportDir, { recursive: true, force: true });
-  fs.mkdirSync(reportDir, { recursive: true });
   const cwd = path.join(WORK, `e2e-${rt.name}`);
   const kubeletRoot = path.join(WORK, `kubelet-${rt.name}`);
   fs.mkdirSync(cwd, { recursive: true });
   const kubeletFlags = [
     '--cgroup-driver=cgroupfs',
-    `--cgroup-root=${CGROUP_ROOT}`,
+    // The runtime's own cgroup root, as the runner sees it (remountCgroups).
+    '--cgroup-root=/',
     // Not /kubelet, /system and /docker-daemon, which e2e_node sets without systemd: kubelet
     // would move every process of the host's root cgroup into /system.
     '--kubelet-cgroups=',
@@ -190,17 +212,19 @@ function runSuite(rt: TestRuntime, o: Options, envPath: string): Promise<RunResu
     current.on('close', () => {
       fs.closeSync(out);
       current = undefined;
-      const junit = path.join(reportDir, `junit_${rt.name}_01.xml`);
-      const { specs, failures } = readJunit(junit, new RegExp(o.focus));
-      resolve({ runtime: rt.name, junit, log: logFile, specs, failures, seconds: Math.round((Date.now() - started) / 1000) });
+      resolve(Math.round((Date.now() - started) / 1000));
     });
   });
 }
 
-async function runner(argv: string[]): Promise<number> {
+/** One runtime's part of the run: its registry and images, the runtime, e2e_node.test.
+ * The supervisor compares the reports when every runner is done. */
+async function runner(name: RuntimeName, argv: string[]): Promise<number> {
   const o = parseArgs(argv);
-  fs.mkdirSync(path.join(WORK, 'tmp'), { recursive: true });
-  fs.mkdirSync(o.reportDir, { recursive: true });
+  const say = (s: string) => console.log(`e2e:node [${name}]: ${s}`);
+  const reportDir = path.join(o.reportDir, name);
+  fs.rmSync(reportDir, { recursive: true, force: true });
+  fs.mkdirSync(reportDir, { recursive: true });
   let stopping = false;
   let rt: TestRuntime | undefined;
   let reg: TestRegistry | undefined;
@@ -214,44 +238,51 @@ async function runner(argv: string[]): Promise<number> {
       }
     }
   });
-  const results: RunResult[] = [];
   try {
-    const envPath = pathWithoutSystemdRun();
+    remountCgroups();
+    privateLogDirs(name);
+    const envPath = pathWithoutSystemdRun(name);
     reg = await TestRegistry.start();
     say('building and pushing the test images');
     const t0 = Date.now();
-    const images = await pushNodeConformanceImages(reg, path.join(WORK, 'images'));
+    const images = await pushNodeConformanceImages(reg, imageWork(name));
     say(`${images.length} images in ${Math.round((Date.now() - t0) / 1000)} s; not available offline: ${Object.keys(UNAVAILABLE).join(', ')}`);
-    for (const name of o.runtimes) {
-      if (stopping) break;
-      rt = name === 'skiff' ? await startSkiff(reg.host) : await startContainerd(reg.host);
-      say(`${name}: at ${rt.endpoint}, pulling the images`);
-      await prepull(rt, images);
-      say(`${name}: running e2e_node.test (focus ${o.focus}${o.skip ? `, skip ${o.skip}` : ''}); log ${path.join(o.reportDir, name, 'e2e_node.log')}`);
-      const r = await runSuite(rt, o, envPath);
-      results.push(r);
-      const c = counts(r);
-      say(`${name}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped in ${r.seconds} s`);
-      const runtimeLog = path.join(o.reportDir, name, `${name}.log`);
-      await rt.stop();
-      if (fs.existsSync(rt.logFile)) fs.copyFileSync(rt.logFile, runtimeLog);
-      rt = undefined;
-    }
+    if (stopping) return 130;
+    rt = name === 'skiff' ? await startSkiff(reg.host) : await startContainerd(reg.host);
+    say(`at ${rt.endpoint}, pulling the images`);
+    await prepull(rt, images);
+    if (stopping) return 130;
+    say(`running e2e_node.test (focus ${o.focus}${o.skip ? `, skip ${o.skip}` : ''}); log ${path.join(reportDir, 'e2e_node.log')}`);
+    const seconds = await runSuite(rt, o, envPath);
+    fs.writeFileSync(path.join(reportDir, RUN_FILE), JSON.stringify({ seconds, focus: o.focus, skip: o.skip }));
+    const c = counts(readJunit(junitOf(o, name), new RegExp(o.focus)));
+    say(`${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped in ${seconds} s`);
+    await rt.stop();
+    if (fs.existsSync(rt.logFile)) fs.copyFileSync(rt.logFile, path.join(reportDir, `${name}.log`));
+    rt = undefined;
   } finally {
     await rt?.stop().catch(() => {});
     await reg?.stop();
   }
-  return report(results, o, stopping);
+  return stopping ? 130 : 0;
 }
 
-/** The comparison of the reports an earlier run left in the report dir (runs of each
- * runtime may have been made separately, e.g. with different --skip). */
-function reportFromFiles(o: Options): number {
+const junitOf = (o: Options, runtime: RuntimeName) => path.join(o.reportDir, runtime, `junit_${runtime}_01.xml`);
+
+/** The comparison of the reports in the report dir: the runners' just now, or (with
+ * --report-only) an earlier run's; the runtimes may have been run separately, e.g. with
+ * different --skip. */
+function reportFromFiles(o: Options, interrupted: boolean): number {
   const results: RunResult[] = o.runtimes.map((rt) => {
-    const junit = path.join(o.reportDir, rt, `junit_${rt}_01.xml`);
-    return { runtime: rt, junit, log: path.join(o.reportDir, rt, 'e2e_node.log'), seconds: 0, ...readJunit(junit, new RegExp(o.focus)) };
+    let seconds = 0;
+    try {
+      seconds = (JSON.parse(fs.readFileSync(path.join(o.reportDir, rt, RUN_FILE), 'utf8')) as { seconds: number }).seconds;
+    } catch {
+      /* no runner finished this runtime's suite */
+    }
+    return { runtime: rt, junit: junitOf(o, rt), log: path.join(o.reportDir, rt, 'e2e_node.log'), seconds, ...readJunit(junitOf(o, rt), new RegExp(o.focus)) };
   });
-  return report(results, o, false);
+  return report(results, o, interrupted);
 }
 
 function report(results: RunResult[], o: Options, interrupted: boolean): number {
@@ -279,18 +310,22 @@ function report(results: RunResult[], o: Options, interrupted: boolean): number 
     console.log(`\nfailed on skiff: ${failed.length}, of which not in known_failures.ts: ${bad.length}`);
     for (const n of failed) console.log(`  ${n in KNOWN_FAILURES ? 'known' : 'FAIL '} ${n}${n in KNOWN_FAILURES ? ` (${KNOWN_FAILURES[n]})` : `\n        ${skiff.failures.get(n) ?? ''}`}`);
   }
+  // Spec by spec: one line each, the outcome on every runtime ("not run": absent from its report).
+  const names = [...new Set(results.flatMap((r) => [...r.specs.keys()]))].sort();
+  const rows = names.map((n) => [...results.map((r) => r.specs.get(n) ?? 'not run'), n].join('\t'));
+  fs.writeFileSync(path.join(o.reportDir, 'comparison.tsv'), [[...results.map((r) => r.runtime), 'spec'].join('\t'), ...rows, ''].join('\n'));
   fs.writeFileSync(
     path.join(o.reportDir, 'summary.json'),
     JSON.stringify({ results: results.map((r) => ({ runtime: r.runtime, ...counts(r), seconds: r.seconds, junit: r.junit, failed: [...r.specs].filter(([, s]) => s === 'failed').map(([n]) => n) })), failOnSkiffOnly: bad }, null, 2),
   );
-  console.log(`summary: ${path.join(o.reportDir, 'summary.json')}`);
+  console.log(`summary: ${path.join(o.reportDir, 'summary.json')}; spec by spec: ${path.join(o.reportDir, 'comparison.tsv')}`);
   if (interrupted) return 130;
   if (results.length < o.runtimes.length || results.some((r) => r.specs.size === 0)) return 1;
   return bad.length ? 1 : 0;
 }
 
-const entry = process.env[INNER_ENV] ? runner : supervise;
-entry(process.argv.slice(2)).then(
+const inner = process.env[INNER_ENV] as RuntimeName | undefined;
+(inner ? runner(inner, process.argv.slice(2)) : supervise(process.argv.slice(2))).then(
   (c) => process.exit(c),
   (e: unknown) => {
     console.error(e instanceof Error ? e.message : e);

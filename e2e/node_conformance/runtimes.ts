@@ -4,10 +4,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { CriClient } from '../../src/cri/client';
-import { launchContainerd } from '../fixtures/containerd';
+import { canLowerOomScoreAdj, launchContainerd } from '../fixtures/containerd';
 import { TestNetwork } from '../fixtures/network';
 import { TestSkiffd } from '../fixtures/skiffd';
-import { CGROUP_ROOT, SKIFFD_PREFIX, WORK } from './host';
+import { SKIFFD_PREFIX, WORK } from './host';
 import { MIRRORED_REGISTRIES, PAUSE_IMAGE } from './images';
 
 export type RuntimeName = 'skiff' | 'containerd';
@@ -27,7 +27,7 @@ export async function startSkiff(registryHost: string): Promise<TestRuntime> {
     dirPrefix: SKIFFD_PREFIX,
     // Its own default network (kubelet moves it to the pod CIDR 10.100.0.0/24), a debug log
     // line per CRI call to find what a failed spec asked for.
-    args: ['--network.bridge', 'skn0', '--network.ipam_data_dir', path.join(WORK, 'skiff-ipam'), '--cri.cgroup_parent', `${CGROUP_ROOT}/skiffd`],
+    args: ['--network.bridge', 'skn0', '--network.ipam_data_dir', path.join(WORK, 'skiff-ipam'), '--cri.cgroup_parent', '/skiffd'],
   });
   for (const name of MIRRORED_REGISTRIES) skiffd.mirror(name, registryHost);
   return {
@@ -50,7 +50,9 @@ export async function startContainerd(registryHost: string): Promise<TestRuntime
     mirrors: MIRRORED_REGISTRIES,
     cniConfDir: net.confDir,
     sandboxImage: PAUSE_IMAGE,
-    cri: { netns_mounts_under_state_dir: true },
+    // Clamped as skiffd clamps (its default): only where the host refuses lower scores,
+    // which would fail every RunPodSandbox (canLowerOomScoreAdj says why).
+    cri: { netns_mounts_under_state_dir: true, restrict_oom_score_adj: !canLowerOomScoreAdj() },
   });
   return {
     name: 'containerd',

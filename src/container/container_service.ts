@@ -112,6 +112,34 @@ async function deleteFromShim(shim: ShimClient, id: string): Promise<void> {
   }
 }
 
+/**
+ * Make each host path of the CRI mounts that names nothing on the host (not even a dangling
+ * link) an empty directory, as containerd and CRI-O do: kubelet hands hostPath volumes of
+ * type "" over unchecked. Returns the directories made, parents first.
+ */
+async function makeMissingHostPaths(hostPaths: string[]): Promise<string[]> {
+  const made: string[] = [];
+  for (const p of hostPaths) {
+    const exists = await fsp.lstat(p).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return false;
+        throw e;
+      },
+    );
+    if (exists) continue;
+    const first = await fsp.mkdir(p, { recursive: true, mode: 0o755 });
+    if (!first) continue;
+    const chain: string[] = [];
+    for (let d = p; ; d = path.dirname(d)) {
+      chain.unshift(d);
+      if (d === first || d === path.dirname(d)) break;
+    }
+    made.push(...chain);
+  }
+  return made;
+}
+
 export class ContainerService {
   private readonly containers: RecordSet<ContainerRecord>;
   private readonly pods: PodRegistry;
@@ -324,6 +352,10 @@ export class ContainerService {
       failpoint('create_container.rootfs');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
       const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image });
+      // kubelet hands hostPath volumes of type "" over unchecked: a missing host path
+      // becomes an empty directory (the paths as buildContainerSpec checked them).
+      const hostPaths = config.mounts.map((m) => path.posix.normalize(m.host_path).replace(/(.)\/+$/, '$1'));
+      for (const dir of await makeMissingHostPaths(hostPaths)) undo.push('remove a host path made for a mount', () => fsp.rmdir(dir));
       failpoint('create_container.spec');
       const shim = this.pods.shim(pod.id);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${pod.id} is not ready`);
