@@ -88,13 +88,20 @@ export function privateLogDirs(runtime: string): void {
   }
 }
 
-/** Make a runtime's cgroup root in every hierarchy; returns the cgroup.procs files that put
- * a process there (runnerCommand). */
-export function makeCgroupRoot(runtime: string): string[] {
+/** Make a cgroup in every hierarchy, delegated as a service manager delegates one: each
+ * cgroup2 parent it makes below the root (which holds no process) enables for its
+ * children the controllers it is offered (hugetlb here). Returns the cgroup.procs files
+ * that put a process there. */
+function makeCgroup(cgroup: string): string[] {
   return cgroupMounts().map((mount) => {
     let dir = mount;
-    for (const part of cgroupRootOf(runtime).split('/').filter(Boolean)) {
+    for (const part of cgroup.split('/').filter(Boolean)) {
       const parent = dir;
+      const offered = path.join(parent, 'cgroup.controllers');
+      if (parent !== mount && fs.existsSync(offered)) {
+        const enable = fs.readFileSync(offered, 'utf8').split(/\s+/).filter(Boolean).map((c) => `+${c}`);
+        if (enable.length) fs.writeFileSync(path.join(parent, 'cgroup.subtree_control'), enable.join(' '));
+      }
       dir = path.join(dir, part);
       fs.mkdirSync(dir, { recursive: true });
       // A new v1 cpuset has no cpus and mems, and takes no process until it is given some.
@@ -106,11 +113,33 @@ export function makeCgroupRoot(runtime: string): string[] {
   });
 }
 
+/** In a runner, the cgroups of the node's parts as e2e_node names them without systemd
+ * (kubelet's --kubelet-cgroups, --system-cgroups, and --runtime-cgroups given by the
+ * runner): the node's stats report each one's usage. The runner moves itself to /system
+ * at once (no process may stay in the namespace's root, whose cgroup2 controllers the
+ * runtime enables for its pods), the runtime's daemon to /runtime before it makes a pod,
+ * and kubelet enters /kubelet through kubeletWrapper, as a service manager would put them. */
+export const NODE_CGROUPS = { kubelet: '/kubelet', system: '/system', runtime: '/runtime' };
+
+export function moveToCgroup(pid: number, cgroup: string): void {
+  for (const procs of makeCgroup(cgroup)) fs.writeFileSync(procs, String(pid));
+}
+
+/** A kubelet that enters a cgroup before it runs (e2e_node runs <--k8s-bin-dir>/kubelet). */
+export function kubeletWrapper(binDir: string, kubelet: string, cgroup: string): void {
+  fs.mkdirSync(binDir, { recursive: true });
+  fs.writeFileSync(path.join(binDir, 'kubelet'), `#!/bin/sh\n${enterCgroup(cgroup)}\nexec ${kubelet} "$@"\n`, { mode: 0o755 });
+}
+
+/** Shell commands that put the shell in a cgroup of every hierarchy. */
+function enterCgroup(cgroup: string): string {
+  return `set -e; ${makeCgroup(cgroup).map((f) => `echo $$ > ${f}`).join('; ')}`;
+}
+
 /** The command line of a runtime's runner: moved into the runtime's cgroup root, then in
  * the runtime's network namespace and new mount and cgroup namespaces (remountCgroups). */
 export function runnerCommand(runtime: string, cmd: string[]): string[] {
-  const procs = makeCgroupRoot(runtime);
-  return ['sh', '-c', `set -e; ${procs.map((f) => `echo $$ > ${f}`).join('; ')}; exec "$@"`, 'sh', 'nsenter', `--net=${netnsPath(runtime)}`, '--', 'unshare', '--mount', '--propagation', 'slave', '--cgroup', '--', ...cmd];
+  return ['sh', '-c', `${enterCgroup(cgroupRootOf(runtime))}; exec "$@"`, 'sh', 'nsenter', `--net=${netnsPath(runtime)}`, '--', 'unshare', '--mount', '--propagation', 'slave', '--cgroup', '--', ...cmd];
 }
 
 /** In a runner (runnerCommand): the cgroup hierarchies mounted anew, so that the files

@@ -18,6 +18,10 @@ export interface TestRuntime {
   endpoint: string;
   client: CriClient;
   logFile: string;
+  /** The daemon's pid. */
+  pid: number;
+  /** What kubelet is told beside the CRI endpoint. */
+  kubeletFlags: string[];
   /** Remove every pod, stop the daemon, remove its dirs. */
   stop(): Promise<void>;
 }
@@ -35,6 +39,8 @@ export async function startSkiff(registryHost: string): Promise<TestRuntime> {
     endpoint: `unix://${skiffd.socket}`,
     client: skiffd.client,
     logFile: skiffd.logFile,
+    pid: skiffd.pid!,
+    kubeletFlags: [],
     stop: () => skiffd.cleanup(),
   };
 }
@@ -59,6 +65,10 @@ export async function startContainerd(registryHost: string): Promise<TestRuntime
     endpoint: `unix://${sock}`,
     client,
     logFile,
+    pid: proc.pid!,
+    // kubelet's cAdvisor reads containerd's containers (their labels, memory and network
+    // stats) from its socket, which on a node is at cAdvisor's default path.
+    kubeletFlags: [`--containerd=${sock}`],
     stop: async () => {
       try {
         for (const p of (await client.runtime('ListPodSandbox', {}, { timeoutMs: 20_000 })).items) {
