@@ -389,23 +389,17 @@ export class ContainerService {
       this.creating.delete(id);
     } catch (e) {
       // Undone in full: the intent is done with. Else a restart undoes what is left.
-      if ((await undo.run(this.opts.log.with({ container: id }))) && intent) await this.endIntent(intent);
+      if ((await undo.run(this.opts.log.with({ container: id }))) && intent) await this.opts.journal.settled(intent);
       throw e;
     }
     failpoint('create_container.recorded');
-    await this.endIntent(intent);
+    await this.opts.journal.settled(intent);
     return this.containers.get(id)!;
   }
 
   private bundleHost(): BundleHost {
     const o = this.opts;
     return { minOomScoreAdj: o.minOomScoreAdj, lsm: o.lsm, appArmor: this.appArmor, seccompProfileRoot: o.seccompProfileRoot, hostCapabilities: this.hostCaps };
-  }
-
-  /** Drop an intent whose outcome is recorded; should that fail, the next start finds the
-   * intent settled by the record. */
-  private async endIntent(intent: Intent): Promise<void> {
-    await this.opts.journal.end(intent).catch((e: Error) => this.opts.log.warn('could not drop a settled intent', { op: intent.op, id: intent.id, error: e.message }));
   }
 
   async start(id: string): Promise<void> {

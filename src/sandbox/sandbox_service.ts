@@ -197,18 +197,12 @@ export class SandboxService {
       r = await this.pods.lock.run(id, () => this.doRun(id, spec, cgroup, undo));
     } catch (e) {
       // Undone in full: the intent is done with. Else a restart undoes what is left.
-      if ((await undo.run(this.opts.log)) && intent) await this.endIntent(intent);
+      if ((await undo.run(this.opts.log)) && intent) await this.opts.journal.settled(intent);
       throw e;
     }
     failpoint('run_pod.recorded');
-    await this.endIntent(intent);
+    await this.opts.journal.settled(intent);
     return r;
-  }
-
-  /** Drop an intent whose outcome is recorded; should that fail, the next start finds the
-   * intent settled by the record. */
-  private async endIntent(intent: Intent): Promise<void> {
-    await this.opts.journal.end(intent).catch((e: Error) => this.opts.log.warn('could not drop a settled intent', { op: intent.op, id: intent.id, error: e.message }));
   }
 
   /** Where a pod's run puts things on the host: all a restart needs to undo it. */

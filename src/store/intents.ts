@@ -33,7 +33,10 @@ const isIntent = (v: unknown): v is Intent => {
 export class IntentJournal {
   private readonly store: RecordStore<Intent>;
 
-  constructor(dir: string, warn: (msg: string) => void) {
+  constructor(
+    dir: string,
+    private readonly warn: (msg: string) => void,
+  ) {
     this.store = new RecordStore(dir, isIntent, warn);
   }
 
@@ -64,6 +67,13 @@ export class IntentJournal {
    * after a crash is recognised as done by the record its operation left. */
   async end(intent: Intent): Promise<void> {
     await this.store.delete(key(intent));
+  }
+
+  /** end(), for an operation whose outcome is recorded: should the removal fail, it is
+   * reported, not thrown (the operation succeeded), and the next start finds the intent
+   * settled by the record. */
+  async settled(intent: Intent): Promise<void> {
+    await this.end(intent).catch((e: Error) => this.warn(`could not drop the settled intent ${key(intent)}: ${e.message}`));
   }
 
   /** The intents left by operations a crash interrupted, oldest first. */
