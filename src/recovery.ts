@@ -24,8 +24,10 @@ export interface RecoveryDeps {
 const ORDER: IntentOp[] = ['create_container', 'start_container', 'remove_container', 'run_pod', 'stop_pod', 'remove_pod', 'pull_image'];
 
 export async function recover(d: RecoveryDeps): Promise<void> {
-  await d.sandboxes.awaitOrphanedPlugins();
   const intents = (await d.journal.pending()).sort((a, b) => ORDER.indexOf(a.op) - ORDER.indexOf(b.op));
+  // A CNI plugin outlives skiffd only if a pod operation was cut short (its intent is
+  // written before ADD or DEL runs): only then is /proc searched for one.
+  if (intents.some((i) => i.op === 'run_pod' || i.op === 'stop_pod' || i.op === 'remove_pod')) await d.sandboxes.awaitOrphanedPlugins();
   let pulls = 0;
   for (const i of intents) {
     try {
