@@ -11,7 +11,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cgroupMounts, removeCgroupTree, unmountUnder } from '../fixtures/cleanup';
+import { cgroupMounts, cgroupTree, removeCgroupTree, unmountUnder } from '../fixtures/cleanup';
 
 /** The run's network namespaces are this name and `-<runtime>`. */
 const NETNS = 'skiff-e2e-node';
@@ -174,19 +174,11 @@ function runPids(): number[] {
       for (const p of execFileSync('ip', ['netns', 'pids', ns]).toString().split(/\s+/)) if (p) pids.add(Number(p));
     });
   }
-  const walk = (dir: string) => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
+  for (const dir of cgroupTree(CGROUP_ROOT)) {
     quiet(() => {
       for (const p of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (p) pids.add(Number(p));
     });
-    for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name));
-  };
-  for (const root of cgroupMounts()) walk(path.join(root, CGROUP_ROOT));
+  }
   pids.delete(process.pid);
   return [...pids];
 }
