@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as protobuf from 'protobufjs';
 import type { ListPodSandboxResponse, PodSandbox } from './gen/cri';
@@ -107,6 +109,20 @@ describe('the served CRI proto (api/cri/v1/api.proto)', () => {
           if (def[m]) assert.equal(def[m].responseStream, true, `${pkg}.${service}/${m} streams`);
         if (service === 'RuntimeService') assert.equal(def.UpdatePodSandboxResources.path, `/${pkg}.RuntimeService/UpdatePodSandboxResources`);
       }
+    }
+  });
+
+  it('has TypeScript types in src/cri/gen that are what hack/gen-cri-types.js makes of it', () => {
+    const repo = path.resolve(__dirname, '../../..');
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-gen-cri-'));
+    try {
+      execFileSync(process.execPath, [path.join(repo, 'hack/gen-cri-types.js'), out]);
+      const checkedIn = path.join(repo, 'src/cri/gen');
+      assert.deepEqual(fs.readdirSync(checkedIn).sort(), fs.readdirSync(out).sort());
+      for (const f of fs.readdirSync(out))
+        assert.equal(fs.readFileSync(path.join(checkedIn, f), 'utf8'), fs.readFileSync(path.join(out, f), 'utf8'), `src/cri/gen/${f} is stale: npm run gen:cri`);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
     }
   });
 });
