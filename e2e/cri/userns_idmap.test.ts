@@ -4,7 +4,8 @@
 // mappings kubelet sends (the pod's own) is id-mapped (what the pod's root makes there
 // belongs to the volume's owner on the host), the pod's files and /dev/shm are usable, the
 // processes run as the mapped host ids, and the isolation report and gauge say the root is
-// not the host's. Bad mount mappings are INVALID_ARGUMENT naming the field, leaving nothing.
+// not the host's. Bad mount mappings are INVALID_ARGUMENT naming the field, a source that
+// cannot be id-mapped FAILED_PRECONDITION naming it; either leaves nothing.
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -16,6 +17,7 @@ import { statusCode } from '../fixtures/grpc';
 import { startTestNode, TestNode } from '../fixtures/node';
 
 const INVALID_ARGUMENT = 3;
+const FAILED_PRECONDITION = 9;
 const HOST_UID = 410000;
 const HOST_GID = 420000;
 const UIDS = [{ container_id: 0, host_id: HOST_UID, length: 65536 }];
@@ -52,6 +54,13 @@ describe('id-mapped rootfs and volumes of user-namespaced pods (skiffd over gRPC
   // Mount points (mountinfo's fifth field) of id-mapped layer clones under this skiffd.
   const idmappedClonesLeft = () =>
     fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${node.skiffd.dir}/`) && p.includes('/idmapped/'));
+  /** The pod cgroup's children but its infra process's: the containers' cgroups. */
+  const containerCgroups = (podId: string) => {
+    const podCg = `${node.skiffd.cgroupParent}/skiff-pod-${podId}`;
+    const dir = [`/sys/fs/cgroup/memory${podCg}`, `/sys/fs/cgroup${podCg}`].find((d) => fs.existsSync(d));
+    assert.ok(dir, `pod cgroup ${podCg} not found`);
+    return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory() && e.name !== podId).map((e) => e.name);
+  };
   const removePod = async (id: string) => {
     await node.skiffd.client.runtime('StopPodSandbox', { pod_sandbox_id: id });
     await node.skiffd.client.runtime('RemovePodSandbox', { pod_sandbox_id: id });
@@ -137,7 +146,7 @@ describe('id-mapped rootfs and volumes of user-namespaced pods (skiffd over gRPC
     }
   });
 
-  it('refuses bad mount mappings with INVALID_ARGUMENT naming the field, leaving nothing', async () => {
+  it('refuses bad mount mappings with INVALID_ARGUMENT naming the field, and a source that cannot be id-mapped, leaving nothing', async () => {
     const pod = await cri.runPod(userns(UIDS, GIDS));
     try {
       const vol = path.join(node.skiffd.dir, 'vol-bad');
@@ -163,6 +172,21 @@ describe('id-mapped rootfs and volumes of user-namespaced pods (skiffd over gRPC
       const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
       for (const dir of fs.readdirSync(containersDir)) assert.ok(!mounts.includes(dir), `a mount of ${dir} is left`);
       assert.deepEqual(idmappedClonesLeft(), []);
+      assert.deepEqual(containerCgroups(pod.id), [], 'no container cgroup left');
+
+      // A source whose file system cannot be id-mapped (sysfs) fails in the shim, named,
+      // and what the create made is taken back.
+      let err: (Error & { details?: string }) | undefined;
+      await cri.createCtr(pod, 'sys', { mounts: [{ container_path: '/k', host_path: '/sys/kernel', uidMappings: UIDS, gidMappings: GIDS }] }).catch((e: Error) => (err = e));
+      assert.ok(err, 'an id-mapped sysfs was accepted');
+      assert.equal(await statusCode(Promise.reject(err)), FAILED_PRECONDITION, err.message);
+      assert.match(err.details ?? err.message, /\/k.*\/sys\/kernel.*does not support id-mapped mounts/);
+      assert.deepEqual((await node.skiffd.client.runtime('ListContainers', { filter: { pod_sandbox_id: pod.id } })).containers, []);
+      assert.deepEqual(fs.readdirSync(containersDir).sort(), layersBefore, 'no writable layer left');
+      assert.deepEqual(fs.readdirSync(path.join(node.skiffd.state, 'containers')).sort(), bundlesBefore, 'no bundle left');
+      assert.deepEqual(idmappedClonesLeft(), []);
+      assert.deepEqual(containerCgroups(pod.id), [], 'no container cgroup left');
+
       // The pod is still good: a well-mapped container runs in it.
       const id = await cri.startCtr(pod, 'good', { mounts: [{ container_path: '/vol', host_path: vol, uidMappings: UIDS, gidMappings: GIDS }] });
       assert.equal((await sh(id, 'stat -c %u /vol')).trim(), '0');
