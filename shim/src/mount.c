@@ -219,7 +219,15 @@ static int do_mount(const struct spec_mount *m, size_t idx, int root_fd, const s
     goto fail;
   fd_path(fd, target, sizeof(target));
   if (m->flags & MS_BIND) {
-    if (mount(m->source, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0) {
+    int idmapped = ctx->idmapped ? ctx->idmapped[idx] : -1;
+    if (idmapped >= 0) {
+      /* The id-mapped clone mount_idmap_prepare made of the source, attached on the
+       * target's fd itself: through its /proc/self/fd path move_mount gives EINVAL. */
+      if (syscall(SYS_move_mount, idmapped, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+        shim_fail_errno(err, errno, "attach the id-mapped clone of %s", m->source);
+        goto fail;
+      }
+    } else if (mount(m->source, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0) {
       shim_fail_errno(err, errno, "bind %s", m->source);
       goto fail;
     }

@@ -59,6 +59,24 @@ static int has_dotdot(const char *path)
   return 0;
 }
 
+/* uidMappings and gidMappings (runtime-spec 1.1): both or neither, and only on a bind
+ * mount, which the shim then clones id-mapped (as runc and crun do; non-recursively unless
+ * "ridmap" says otherwise). */
+static int parse_mount_idmap(json_t *m, const char *where, struct spec_mount *out, struct shim_err *err)
+{
+  if (idmap_parse(m, "uidMappings", where, &out->uid_maps, &out->n_uid_maps, err) < 0
+      || idmap_parse(m, "gidMappings", where, &out->gid_maps, &out->n_gid_maps, err) < 0)
+    return -1;
+  if (!out->n_uid_maps != !out->n_gid_maps)
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s: required with %s", where, out->n_uid_maps ? "gidMappings" : "uidMappings",
+                     out->n_uid_maps ? "uidMappings" : "gidMappings");
+  if (out->n_uid_maps)
+    out->idmap = true;
+  if (out->idmap && !(out->flags & MS_BIND))
+    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: id-mapped mounts must be bind mounts (type %s)", where, out->type);
+  return 0;
+}
+
 static int parse_mount(json_t *m, const char *where, void *item, void *ctx, struct shim_err *err)
 {
   struct spec_mount *out = item;
@@ -78,8 +96,11 @@ static int parse_mount(json_t *m, const char *where, void *item, void *ctx, stru
     const struct mount_opt *mo;
     if (!s)
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.options[%zu]: must be a string", where, i);
-    if (strcmp(s, "idmap") == 0 || strcmp(s, "ridmap") == 0)
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.options[%zu]: \"%s\" mounts are not supported", where, i, s);
+    if (strcmp(s, "idmap") == 0 || strcmp(s, "ridmap") == 0) {
+      out->idmap = true;
+      out->idmap_recursive = out->idmap_recursive || s[0] == 'r';
+      continue;
+    }
     if (strcmp(s, "rro") == 0) {
       out->rro = true;
       continue;
@@ -107,7 +128,7 @@ static int parse_mount(json_t *m, const char *where, void *item, void *ctx, stru
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.source: required for a bind mount", where);
   if (dlen && !(out->data = strdup(data)))
     return shim_fail_errno(err, ENOMEM, "%s.options", where);
-  return 0;
+  return parse_mount_idmap(m, where, out, err);
 }
 
 static int parse_paths(json_t *linux_obj, const char *key, const char ***out, size_t *n, struct shim_err *err)
@@ -195,8 +216,11 @@ int mount_parse(json_t *spec, struct spec_rootfs *out, struct shim_err *err)
 
 void mount_free(struct spec_rootfs *r)
 {
-  for (size_t i = 0; i < r->n_mounts; i++)
+  for (size_t i = 0; i < r->n_mounts; i++) {
     free(r->mounts[i].data);
+    free(r->mounts[i].uid_maps);
+    free(r->mounts[i].gid_maps);
+  }
   free(r->mounts);
   free(r->devices);
   free(r->masked_paths);

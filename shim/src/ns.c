@@ -34,34 +34,6 @@ static int kind_index(const char *name)
   return -1;
 }
 
-static int parse_idmap(json_t *m, const char *where, void *item, void *ctx, struct shim_err *err)
-{
-  struct spec_idmap *map = item;
-  uint64_t cid, hid, size;
-  bool p1, p2, p3;
-  if (field_uint64(m, "containerID", where, &p1, &cid, err) < 0 || field_uint64(m, "hostID", where, &p2, &hid, err) < 0
-      || field_uint64(m, "size", where, &p3, &size, err) < 0)
-    return -1;
-  if (!p1 || !p2 || !p3)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: containerID, hostID and size are required", where);
-  if (size == 0 || cid + size > UINT32_MAX || hid + size > UINT32_MAX)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: range out of 32-bit ids", where);
-  *map = (struct spec_idmap) { .container_id = (uint32_t) cid, .host_id = (uint32_t) hid, .size = (uint32_t) size };
-  return 0;
-}
-
-static int parse_mappings(json_t *linux_obj, const char *key, struct spec_idmap **out, size_t *n, struct shim_err *err)
-{
-  char where[32];
-  json_t *arr;
-  if (field_array(linux_obj, key, "linux", &arr, err) < 0)
-    return -1;
-  if (json_array_size(arr) > 340)
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.%s: more than 340 entries", key);
-  snprintf(where, sizeof(where), "linux.%s", key);
-  return field_objects(arr, where, sizeof(**out), (void **) out, n, parse_idmap, NULL, err);
-}
-
 /* One of linux.namespaces; seen: the kinds listed so far. */
 static int parse_namespace(json_t *ns, const char *where, void *item, void *seen_kinds, struct shim_err *err)
 {
@@ -95,8 +67,8 @@ int ns_parse(json_t *linux_obj, struct spec_ns *out, struct shim_err *err)
   if (field_array(linux_obj, "namespaces", "linux", &nss, err) < 0
       || field_objects(nss, "linux.namespaces", sizeof(*out->list), (void **) &out->list, &out->n, parse_namespace, seen, err) < 0)
     return -1;
-  if (parse_mappings(linux_obj, "uidMappings", &out->uid_maps, &out->n_uid_maps, err) < 0
-      || parse_mappings(linux_obj, "gidMappings", &out->gid_maps, &out->n_gid_maps, err) < 0)
+  if (idmap_parse(linux_obj, "uidMappings", "linux", &out->uid_maps, &out->n_uid_maps, err) < 0
+      || idmap_parse(linux_obj, "gidMappings", "linux", &out->gid_maps, &out->n_gid_maps, err) < 0)
     return -1;
   if ((out->n_uid_maps || out->n_gid_maps) && !seen[kind_index("user")])
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.uidMappings: mappings need a user namespace in linux.namespaces");

@@ -173,6 +173,11 @@ struct spec_mount {
   unsigned long flags, clear, propagation;
   bool rro;
   char *data; /* file system options: "mode=755"; NULL: none */
+  /* An id-mapped bind mount: its uidMappings and gidMappings, or, for the "idmap" and
+   * "ridmap" options without them, the container's (n_uid_maps 0). */
+  bool idmap, idmap_recursive;
+  struct spec_idmap *uid_maps, *gid_maps;
+  size_t n_uid_maps, n_gid_maps;
 };
 struct spec_device {
   const char *path;
@@ -418,6 +423,7 @@ void mount_free(struct spec_rootfs *r);
 
 struct mount_ctx {
   const char *rootfs;  /* absolute host path of the rootfs */
+  const int *idmapped; /* per mount: its id-mapped clone (mount_idmap_prepare), or -1; NULL: none */
   bool userns;         /* in a user namespace: bind devices, no mknod */
   struct cgroup *cg;   /* the container's cgroup, for "cgroup" mounts */
   bool new_cgroupns;   /* the container has its own cgroup namespace */
@@ -431,6 +437,27 @@ struct mount_ctx {
  * read-only root. On return the process's root is the container rootfs and
  * cwd is "/". */
 int mount_setup_rootfs(const struct spec_rootfs *rootfs, const struct mount_ctx *ctx, struct shim_err *err);
+
+/* ---- id mappings (idmap.c) and id-mapped mounts (mount_idmap.c) ------------- */
+
+/* Lines a uid_map or gid_map may hold (Linux 4.15 on). */
+#define IDMAP_MAX_LINES 340
+/* Every range non-empty and below id 2^32-1, no two overlapping on either side, at most
+ * IDMAP_MAX_LINES; errors name where[i]. */
+int idmap_check(const struct spec_idmap *maps, size_t n, const char *where, struct shim_err *err);
+/* obj[key] (absent: none) parsed and checked; errors name "<where>.<key>[i]". */
+int idmap_parse(json_t *obj, const char *key, const char *where, struct spec_idmap **out, size_t *n, struct shim_err *err);
+bool idmap_equal(const struct spec_idmap *a, size_t na, const struct spec_idmap *b, size_t nb);
+
+/* A user namespace holding these mappings (its first process is gone when this returns):
+ * an fd for MOUNT_ATTR_IDMAP, or -1. */
+int idmap_userns_open(const struct spec_idmap *uids, size_t nu, const struct spec_idmap *gids, size_t ng, struct shim_err *err);
+/* In the host's user and mount namespaces, before the container's process leaves them:
+ * for each id-mapped mount of spec, a detached clone of its source with its mappings set,
+ * in fds[i] (-1 for the other mounts; fds has spec->rootfs.n_mounts entries). On failure
+ * every fd made is closed. */
+int mount_idmap_prepare(const struct spec *spec, int *fds, struct shim_err *err);
+void mount_idmap_close(int *fds, size_t n);
 
 /* Open path inside root_fd without leaving it (openat2 RESOLVE_IN_ROOT). */
 int open_in_root(int root_fd, const char *path, int flags, mode_t mode, struct shim_err *err);

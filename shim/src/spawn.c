@@ -316,7 +316,7 @@ static int ensure_cwd(const char *cwd, struct shim_err *err)
 }
 
 /* Runs in the process proper, after GO. Never returns on success. */
-static int process_main(const struct spawn_req *req, int sync_fd, struct shim_err *err)
+static int process_main(const struct spawn_req *req, int sync_fd, const int *idmapped, struct shim_err *err)
 {
   const struct spec_process *process = req->process;
   const struct spec *spec = req->spec;
@@ -334,6 +334,7 @@ static int process_main(const struct spawn_req *req, int sync_fd, struct shim_er
   if (req->create) {
     struct mount_ctx ctx = {
       .rootfs = req->rootfs,
+      .idmapped = idmapped,
       .userns = ns_listed(&spec->ns, CLONE_NEWUSER),
       .cg = req->cg,
       .new_cgroupns = ns_clone_flags(&spec->ns) & CLONE_NEWCGROUP,
@@ -392,6 +393,7 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
                                         int sync_fd)
 {
   struct shim_err err = { 0 };
+  int *idmapped = NULL; /* freed by our exit */
   pid_t pid;
 
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -408,6 +410,17 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
     for (size_t i = 0; i < ns->n && nkeep < sizeof(keep) / sizeof(keep[0]); i++)
       keep[nkeep++] = ns->fds[i];
     close_fds_except(keep, nkeep);
+  }
+  /* Id-mapped mounts are cloned while we are still the host's root in its mount
+   * namespace; the container's process attaches them. */
+  if (req->create && req->spec->rootfs.n_mounts) {
+    idmapped = calloc(req->spec->rootfs.n_mounts, sizeof(*idmapped));
+    if (!idmapped) {
+      shim_fail_errno(&err, ENOMEM, "id-mapped mounts");
+      goto fail;
+    }
+    if (mount_idmap_prepare(req->spec, idmapped, &err) < 0)
+      goto fail;
   }
   if (ns_join(ns, &err) < 0)
     goto fail;
@@ -458,7 +471,7 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
     /* Our parent is now the shim (subreaper): die with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     reset_signals();
-    process_main(req, sync_fd, &err);
+    process_main(req, sync_fd, idmapped, &err);
     goto fail;
   }
   sync_send(sync_fd, SYNC_PID, pid, -1);

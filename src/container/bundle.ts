@@ -6,6 +6,7 @@ import * as path from 'path';
 import type { ContainerConfig } from '../cri/gen/cri';
 import type { ImageRecord } from '../image/image_service';
 import type { PodRecord } from '../sandbox/pod_registry';
+import { podIdMappings, rootOwner } from '../sandbox/userns';
 import { hostDevices, statDevices } from './devices';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
 import type { Spec } from '../oci/runtime_spec';
@@ -48,6 +49,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
     volumes.set(v, dir);
   }
+  const userNamespace = podIdMappings(pod.config) ?? undefined;
   const spec = buildContainerSpec({
     containerId: b.id,
     config,
@@ -65,6 +67,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
       hostnamePath: pod.hostnamePath,
       shmPath: pod.shmPath,
       cgroupParent: pod.cgroupParent,
+      ...(userNamespace ? { userNamespace } : {}),
     },
     restrictOomScoreAdj: host.minOomScoreAdj,
     lsm: host.lsm,
@@ -77,9 +80,10 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     loadLocalhostProfile: () => localhostProfile ?? '',
   });
   if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await host.appArmor.ensureDefault();
-  // In a user namespace the container's root cannot create mount targets in a rootfs
-  // owned by the host's root: skiffd makes the bind targets first.
-  if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts);
+  // In a user namespace the container's root cannot create mount targets where the
+  // image's owner is not mapped into it: skiffd makes the bind targets first, owned by
+  // the pod's root as the id-mapped image is.
+  if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts, userNamespace && rootOwner(userNamespace));
   await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
   return spec;
 }
@@ -89,7 +93,11 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
  * source, else an empty file). A path through a symlink is left alone: the shim
  * resolves those inside the rootfs itself.
  */
-async function createBindTargets(rootfs: string, mounts: { destination: string; type?: string; source?: string; options?: string[] }[]): Promise<void> {
+async function createBindTargets(
+  rootfs: string,
+  mounts: { destination: string; type?: string; source?: string; options?: string[] }[],
+  owner: { uid: number; gid: number } | undefined,
+): Promise<void> {
   for (const m of mounts) {
     const isBind = m.type === 'bind' || m.options?.includes('bind') || m.options?.includes('rbind');
     if (!isBind || !m.source) continue;
@@ -104,6 +112,7 @@ async function createBindTargets(rootfs: string, mounts: { destination: string; 
       const srcIsDir = last ? (await fsp.stat(m.source).catch(() => undefined))?.isDirectory() ?? true : true;
       if (srcIsDir) await fsp.mkdir(cur, { mode: 0o755 });
       else await fsp.writeFile(cur, '', { mode: 0o644, flag: 'wx' });
+      if (owner) await fsp.lchown(cur, owner.uid, owner.gid);
     }
   }
 }

@@ -7,7 +7,7 @@ import * as path from 'path';
 import { DeadlineExceeded, FailedPrecondition, GrpcCode, InvalidArgument, NotFound } from '../errors';
 import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri/gen/cri';
 import type { ImageRecord, ImageService } from '../image/image_service';
-import type { Snapshotter } from '../image/snapshotter';
+import type { RootfsIdmap, Snapshotter } from '../image/snapshotter';
 import type { Logger } from '../log';
 import { PodRecord, PodRegistry, shimDir } from '../sandbox/pod_registry';
 import { ExecOutputBuffers, ExitInfo, ShimClient, ShimError, ShimStream } from '../shim/client';
@@ -16,6 +16,7 @@ import { ChangeListener, nowNs, RecordSet } from '../store/record_set';
 import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
 import { removeCgroupTree } from '../sandbox/host_cgroups';
+import { podIdMappings, rootOwner } from '../sandbox/userns';
 import type { Process, Spec } from '../oci/runtime_spec';
 import { checkMemoryFloor, ociResources } from './resources';
 import { BundleHost, writeBundle } from './bundle';
@@ -95,6 +96,15 @@ export interface ContainerServiceOptions {
   journal: IntentJournal;
   /** Told of each leftover start-up recovery removed (logged already). */
   recovered?: (kind: string) => void;
+}
+
+/** A user-namespaced pod's containers get a rootfs of id-mapped layers (see
+ * Snapshotter.mountIdmapped); other pods' get none. */
+function rootfsIdmap(pod: PodRecord): RootfsIdmap | undefined {
+  const maps = podIdMappings(pod.config);
+  if (!maps || !pod.namespaces.user) return undefined;
+  const root = rootOwner(maps);
+  return { usernsPath: pod.namespaces.user, rootUid: root.uid, rootGid: root.gid };
 }
 
 function exitReason(e: ExitInfo): string {
@@ -348,7 +358,7 @@ export class ContainerService {
       await fsp.mkdir(rootfs, { recursive: true, mode: 0o711 });
       undo.push('remove bundle', () => fsp.rm(bundle, { recursive: true, force: true }));
       undo.push('remove rootfs', () => this.opts.images.snapshots.removeRootfs(id, rootfs));
-      await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs);
+      await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs, rootfsIdmap(pod));
       failpoint('create_container.rootfs');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
       const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image });

@@ -330,7 +330,25 @@ describe('container spec: mounts', () => {
     assert.throws(() => withMounts([criMount({ host_path: '/srv/../etc' })]), is(InvalidArgument, /host_path "\/srv\/..\/etc" must not contain "\.\."/));
     assert.throws(() => withMounts([criMount({ container_path: '/x/../../etc' })]), is(InvalidArgument, /container_path .* must not contain/));
     assert.throws(() => withMounts([criMount({ container_path: '' })]), is(InvalidArgument, /container_path "" must be an absolute path/));
-    assert.throws(() => withMounts([criMount({ uidMappings: [{ host_id: 1, container_id: 0, length: 1 }] })]), is(InvalidArgument, /id-mapped mounts/));
+  });
+
+  it("makes a CRI mount with uid and gid mappings an id-mapped bind mount, and refuses bad mappings naming the field", () => {
+    const kubelets = [{ container_id: 0, host_id: 310000, length: 65536 }];
+    const s = withMounts([criMount({ uidMappings: kubelets, gidMappings: [{ container_id: 0, host_id: 320000, length: 65536 }] })]);
+    assert.deepEqual(mountAt(s, '/data'), {
+      destination: '/data', type: 'bind', source: '/srv/data', options: ['rbind', 'rprivate', 'rw'],
+      uidMappings: [{ containerID: 0, hostID: 310000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 320000, size: 65536 }],
+    });
+    // A mount's map is the file system's: it need not hold container id 0.
+    const partial = [{ container_id: 1000, host_id: 1000, length: 1 }];
+    assert.deepEqual(mountAt(withMounts([criMount({ uidMappings: partial, gidMappings: partial })]), '/data')?.uidMappings, [{ containerID: 1000, hostID: 1000, size: 1 }]);
+    assert.throws(() => withMounts([criMount({ uidMappings: kubelets })]), is(InvalidArgument, /^mounts\[0\]\.gidMappings: required with uidMappings$/));
+    assert.throws(() => withMounts([criMount({ gidMappings: kubelets })]), is(InvalidArgument, /^mounts\[0\]\.uidMappings: required with gidMappings$/));
+    const overlapping = [{ container_id: 0, host_id: 310000, length: 100 }, { container_id: 50, host_id: 400000, length: 10 }];
+    assert.throws(() => withMounts([criMount({ uidMappings: overlapping, gidMappings: kubelets })]), is(InvalidArgument, /mounts\[0\]\.uidMappings: \[0\] and \[1\] overlap in their container ids/));
+    const overflow = [{ container_id: 0, host_id: 2 ** 32 - 10, length: 10 }];
+    assert.throws(() => withMounts([criMount({ uidMappings: kubelets, gidMappings: overflow })]), is(InvalidArgument, /mounts\[0\]\.gidMappings\[0\]: host ids \d+\+10 overflow 2\^32/));
+    assert.throws(() => withMounts([criMount({ uidMappings: [{ container_id: 0, host_id: 1, length: 0 }], gidMappings: kubelets })]), is(InvalidArgument, /mounts\[0\]\.uidMappings\[0\]\.length must be at least 1/));
   });
 
   it('lets a CRI mount replace a pod file or a default, and a /dev mount replace all under /dev', () => {
@@ -452,6 +470,18 @@ describe('container spec: namespaces', () => {
     assert.deepEqual(s.linux.uidMappings, userNamespace.uidMappings);
     assert.deepEqual(s.linux.gidMappings, userNamespace.gidMappings);
     assert.deepEqual(s.linux.devices, [], 'no host devices inside a user namespace');
+  });
+
+  it("id-maps the pod's files, its /dev/shm and image volumes with the pod's mappings in a user-namespaced pod", () => {
+    const userNamespace = { uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }] };
+    const pod = { ...input().pod, namespaces: { ...input().pod.namespaces, user: '/proc/42/ns/user' }, userNamespace };
+    const s = build({ pod, image: { ...IMAGE, volumes: ['/cache'] }, volumeDir: () => '/run/skiff/containers/c/volumes/0' });
+    for (const dest of ['/etc/hosts', '/etc/resolv.conf', '/etc/hostname', '/dev/shm', '/cache']) {
+      assert.deepEqual(mountAt(s, dest)?.uidMappings, userNamespace.uidMappings, dest);
+      assert.deepEqual(mountAt(s, dest)?.gidMappings, userNamespace.gidMappings, dest);
+    }
+    const plain = build({ image: { ...IMAGE, volumes: ['/cache'] }, volumeDir: () => '/run/skiff/containers/c/volumes/0' });
+    for (const dest of ['/etc/hosts', '/dev/shm', '/cache']) assert.equal(mountAt(plain, dest)?.uidMappings, undefined, dest);
   });
 });
 

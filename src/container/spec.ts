@@ -6,9 +6,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { FailedPrecondition, Internal, InvalidArgument } from '../errors';
 import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from '../cri/gen/cri';
-import type { Capability, ContainerConfig, KeyValue, LinuxContainerSecurityContext, PodSandboxConfig, SecurityProfile, SELinuxOption } from '../cri/gen/cri';
+import type { Capability, ContainerConfig, KeyValue, LinuxContainerSecurityContext, Mount as CriMount, PodSandboxConfig, SecurityProfile, SELinuxOption } from '../cri/gen/cri';
 import type { ImageConfigSummary } from '../image/image_service';
 import type { IdMapping, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxNamespace, LinuxResources, Mount, Spec, User } from '../oci/runtime_spec';
+import { checkIdMappings, ociIdMappings } from '../sandbox/userns';
 import { APPARMOR_DEFAULT_PROFILE, formatSelinuxContext, HostLsm } from './lsm';
 import { ociResources } from './resources';
 import { parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';
@@ -323,6 +324,20 @@ function namespacesFor(input: ContainerSpecInput, sc: LinuxContainerSecurityCont
   return { namespaces: out, ipc };
 }
 
+/**
+ * A CRI mount's uidMappings and gidMappings in OCI form: kubelet gives every volume of a
+ * pod with a user namespace the pod's own, so that the volume's owner on the host is its
+ * root inside. Both or neither; a mount's map need not hold container id 0.
+ */
+function mountIdMappings(m: CriMount, field: string): Pick<Mount, 'uidMappings' | 'gidMappings'> {
+  if (!m.uidMappings.length && !m.gidMappings.length) return {};
+  if (!m.uidMappings.length) throw new InvalidArgument(`${field}.uidMappings: required with gidMappings`);
+  if (!m.gidMappings.length) throw new InvalidArgument(`${field}.gidMappings: required with uidMappings`);
+  checkIdMappings(m.uidMappings, `${field}.uidMappings`, { rootMapped: false });
+  checkIdMappings(m.gidMappings, `${field}.gidMappings`, { rootMapped: false });
+  return { uidMappings: ociIdMappings(m.uidMappings), gidMappings: ociIdMappings(m.gidMappings) };
+}
+
 const PROPAGATION_OPTION: Record<MountPropagation, string> = {
   [MountPropagation.PROPAGATION_PRIVATE]: 'rprivate',
   [MountPropagation.PROPAGATION_HOST_TO_CONTAINER]: 'rslave',
@@ -351,7 +366,6 @@ function mountsFor(
   config.mounts.forEach((m, i) => {
     const field = `mounts[${i}]`;
     if (m.image?.image) throw new InvalidArgument(`${field}: image volume mounts are not supported`);
-    if (m.uidMappings.length || m.gidMappings.length) throw new InvalidArgument(`${field}: id-mapped mounts are not supported`);
     const destination = cleanAbsolute(m.container_path, `${field}.container_path`);
     const source = cleanAbsolute(m.host_path, `${field}.host_path`);
     const propagation = PROPAGATION_OPTION[m.propagation];
@@ -361,12 +375,23 @@ function mountsFor(
       throw new InvalidArgument(`${field}: recursive_read_only needs propagation PROPAGATION_PRIVATE`);
     if (propagation === 'rshared') rootfsPropagation = 'rshared';
     else if (propagation === 'rslave' && rootfsPropagation !== 'rshared') rootfsPropagation = 'rslave';
-    supplied.push({ destination, type: 'bind', source, options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly ? 'ro' : 'rw'] });
+    supplied.push({
+      destination,
+      type: 'bind',
+      source,
+      options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly ? 'ro' : 'rw'],
+      ...mountIdMappings(m, field),
+    });
   });
   const criDestinations = new Set(supplied.map((m) => m.destination));
 
+  // In a pod with a user namespace the files and dirs skiffd makes for it (owned by the
+  // host's root) are id-mapped with the pod's mappings, so that its root owns them as in a
+  // pod without one.
+  const podIdmap = (): Pick<Mount, 'uidMappings' | 'gidMappings'> =>
+    pod.userNamespace ? { uidMappings: pod.userNamespace.uidMappings.map((x) => ({ ...x })), gidMappings: pod.userNamespace.gidMappings.map((x) => ({ ...x })) } : {};
   const podFile = (destination: string, source: string, options: string[]) => {
-    if (!criDestinations.has(destination)) supplied.push({ destination, type: 'bind', source, options });
+    if (!criDestinations.has(destination)) supplied.push({ destination, type: 'bind', source, options, ...podIdmap() });
   };
   // The pod's files follow readonly_rootfs, as containerd's extra mounts do.
   const fileMode = readonlyRootfs ? 'ro' : 'rw';
@@ -374,7 +399,9 @@ function mountsFor(
   podFile('/etc/hosts', pod.hostsPath, ['rbind', 'rprivate', fileMode]);
   podFile('/etc/resolv.conf', pod.resolvConfPath, ['rbind', 'rprivate', fileMode]);
   // The pod's (or the host's) shared memory; a private IPC namespace keeps the default tmpfs.
-  if (ipc === 'host') podFile('/dev/shm', '/dev/shm', ['rbind', 'rprivate', 'rw']);
+  if (ipc === 'host') {
+    if (!criDestinations.has('/dev/shm')) supplied.push({ destination: '/dev/shm', type: 'bind', source: '/dev/shm', options: ['rbind', 'rprivate', 'rw'] });
+  }
   else if (ipc === 'pod' && pod.shmPath) podFile('/dev/shm', pod.shmPath, ['rbind', 'rprivate', 'nosuid', 'nodev', 'noexec', 'rw']);
 
   // Image VOLUMEs get an empty directory of the container's, unless a CRI mount covers
@@ -385,7 +412,7 @@ function mountsFor(
       if (criDestinations.has(destination) || supplied.some((m) => m.destination === destination)) continue;
       const source = input.volumeDir(destination);
       if (!path.isAbsolute(source)) throw new Internal(`volumeDir gave a relative path "${source}" for ${destination}`);
-      supplied.push({ destination, type: 'bind', source, options: ['rbind', 'rprivate', 'rw'] });
+      supplied.push({ destination, type: 'bind', source, options: ['rbind', 'rprivate', 'rw'], ...podIdmap() });
     }
   }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -73,6 +74,42 @@ describe('snapshotter', () => {
     await snap.removeRootfs('c1', target);
     assert.equal(mounted(target), false);
     assert.equal(fs.existsSync(path.join(root, 'snapshots/containers/c1')), false);
+  });
+
+  it("mounts a user-namespaced pod's rootfs of id-mapped layers, leaving no clone attached", async () => {
+    const holder = spawn('unshare', ['--user', 'sleep', '120'], { stdio: 'ignore' });
+    try {
+      const ns = `/proc/${holder.pid}/ns/user`;
+      const deadline = Date.now() + 60_000;
+      while (fs.readlinkSync(ns) === fs.readlinkSync('/proc/self/ns/user')) {
+        if (Date.now() > deadline) throw new Error('unshare --user made no user namespace in 60 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      fs.writeFileSync(`/proc/${holder.pid}/uid_map`, '0 100000 65536\n');
+      fs.writeFileSync(`/proc/${holder.pid}/gid_map`, '0 200000 65536\n');
+      const chains = await addImage([await makeTar([{ name: 'etc/passwd', body: 'root:x:0:0::/root:/bin/sh\n' }, { name: 'root', type: 'directory' }])]);
+      await snap.mountRootfs('c1', chains, target, { usernsPath: ns, rootUid: 100000, rootGid: 200000 });
+      // Seen from the host, the image is the pod's root's; the layer keeps its owner.
+      const st = fs.statSync(path.join(target, 'etc/passwd'));
+      assert.deepEqual([st.uid, st.gid], [100000, 200000]);
+      assert.equal(fs.statSync(path.join(snap.layerDir(chains[0]), 'etc/passwd')).uid, 0);
+      const upper = fs.statSync(path.join(root, 'snapshots/containers/c1/upper'));
+      assert.deepEqual([upper.uid, upper.gid], [100000, 200000]);
+      assert.equal(fs.existsSync(path.join(root, 'snapshots/containers/c1/idmapped')), false, 'the clones are detached and gone');
+      assert.equal(mounted(path.join(root, 'snapshots/containers/c1/idmapped/0')), false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  it('detaches a layer clone a crash left attached before removing a writable layer, keeping the layer', async () => {
+    const chains = await addImage([await makeTar([{ name: 'keep', body: 'k' }])]);
+    const clone = path.join(root, 'snapshots/containers/c2/idmapped/0');
+    fs.mkdirSync(clone, { recursive: true });
+    execFileSync('mount', ['--bind', snap.layerDir(chains[0]), clone]);
+    await snap.removeRootfs('c2', path.join(root, 'no-rootfs'));
+    assert.equal(fs.existsSync(path.join(root, 'snapshots/containers/c2')), false);
+    assert.equal(fs.readFileSync(path.join(snap.layerDir(chains[0]), 'keep'), 'utf8'), 'k', 'the layer is intact');
   });
 
   it('mounts an image of 120 layers', async () => {

@@ -2,14 +2,15 @@
 // that has them, and each container's rootfs as an overlay of them with its
 // own upper and work dirs. Layout under root:
 //   layers/<chain-id hex>/fs      a committed layer (never changed again)
-//   containers/<id>/{upper,work}  a container's writable layer
+//   containers/<id>/{upper,work}  a container's writable layer (and idmapped/, its
+//                                 id-mapped layer clones, only while its overlay is made)
 //   tmp/                          layers being unpacked (dropped at start)
 import { createHash, randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { InvalidArgument, NotFound } from '../errors';
-import { MNT_DETACH, mountFs, umount2 } from '../sys/libc';
+import { bindIdmapped, MNT_DETACH, mountFs, umount2 } from '../sys/libc';
 import { isSha256Digest } from './reference';
 import { Compression, unpackLayer } from './unpack';
 
@@ -134,8 +135,10 @@ export class Snapshotter {
   /**
    * Mount a container's rootfs at target (an existing directory): the layers
    * of chainIds (base first, as an image lists them) under its own upper dir.
+   * With idmap (a pod with a user namespace) the layers are seen through the pod's
+   * mappings and the upper dir belongs to the pod's root on the host; see mountIdmapped.
    */
-  async mountRootfs(containerId: string, chainIds: string[], target: string): Promise<void> {
+  async mountRootfs(containerId: string, chainIds: string[], target: string, idmap?: RootfsIdmap): Promise<void> {
     if (!CONTAINER_ID.test(containerId)) throw new InvalidArgument(`bad container id "${containerId}"`);
     if (chainIds.length === 0) throw new InvalidArgument(`container ${containerId}: an image with no layers`);
     const lowers = [...chainIds].reverse().map((c) => this.layerDir(c)); // overlay lists the top first
@@ -149,18 +152,58 @@ export class Snapshotter {
     const dir = path.join(this.containersDir, containerId);
     await fsp.mkdir(path.join(dir, 'upper'), { recursive: true, mode: 0o755 });
     await fsp.mkdir(path.join(dir, 'work'), { recursive: true, mode: 0o700 });
-    try {
-      // One option per lower layer: no length limit on the list.
+    // One option per lower layer: no length limit on the list.
+    const mount = (layers: string[]) =>
       mountFs('overlay', target, [
-        ...lowers.map((l): [string, string] => ['lowerdir+', l]),
+        ...layers.map((l): [string, string] => ['lowerdir+', l]),
         ['upperdir', path.join(dir, 'upper')],
         ['workdir', path.join(dir, 'work')],
         ['source', 'skiff'],
       ]);
+    try {
+      if (idmap) await this.mountIdmapped(dir, lowers, idmap, mount);
+      else mount(lowers);
     } catch (e) {
-      await fsp.rm(dir, { recursive: true, force: true });
+      await this.removeWritableLayer(dir);
       throw e;
     }
+  }
+
+  /**
+   * The overlay of a user-namespaced pod's container. overlayfs cannot itself be
+   * id-mapped (mount_setattr gives EINVAL), but it takes id-mapped layers (Linux 5.19+):
+   * each layer is cloned with the pod's mappings, so the image's root-owned files are its
+   * root's, and the upper dir belongs to the pod's root on the host, so what the
+   * container writes lands there under the ids it runs as on the host, never the host's
+   * root (containerd 2.x's overlay snapshotter does the same). The clones are attached
+   * under <dir>/idmapped/ while the overlay is made (kernels before 6.15 take no detached
+   * mount as a layer), then detached: the overlay holds its own references.
+   */
+  private async mountIdmapped(dir: string, lowers: string[], idmap: RootfsIdmap, mount: (layers: string[]) => void): Promise<void> {
+    await fsp.chown(path.join(dir, 'upper'), idmap.rootUid, idmap.rootGid);
+    const clonesDir = path.join(dir, IDMAPPED);
+    await fsp.mkdir(clonesDir, { mode: 0o700 });
+    const userns = await fsp.open(idmap.usernsPath, 'r');
+    const clones: string[] = [];
+    try {
+      for (const [i, lower] of lowers.entries()) {
+        const clone = path.join(clonesDir, String(i));
+        await fsp.mkdir(clone);
+        bindIdmapped(lower, clone, userns.fd);
+        clones.push(clone);
+      }
+      mount(clones);
+    } finally {
+      await userns.close();
+      await detachClones(clonesDir);
+    }
+  }
+
+  /** Remove a container's writable layer dir, detaching first any id-mapped layer clone
+   * a crash left attached in it: a recursive removal would go through it into the layer. */
+  private async removeWritableLayer(dir: string): Promise<void> {
+    await detachClones(path.join(dir, IDMAPPED));
+    await fsp.rm(dir, { recursive: true, force: true });
   }
 
   /** The container ids with a writable layer. */
@@ -177,8 +220,38 @@ export class Snapshotter {
       const errno = (e as NodeJS.ErrnoException).errno;
       if (errno !== 22 && errno !== 2) throw e; // EINVAL: not a mount point; ENOENT: gone
     }
-    await fsp.rm(path.join(this.containersDir, containerId), { recursive: true, force: true });
+    await this.removeWritableLayer(path.join(this.containersDir, containerId));
   }
+}
+
+/** Where a container's id-mapped layer clones are attached while its overlay is made. */
+const IDMAPPED = 'idmapped';
+
+/** What a user-namespaced pod's rootfs needs: its user namespace (/proc/<infra>/ns/user)
+ * and the host uid and gid of its root. */
+export interface RootfsIdmap {
+  usernsPath: string;
+  rootUid: number;
+  rootGid: number;
+}
+
+/** Detach and remove every clone under dir (none: nothing to do). A clone that cannot be
+ * detached stops here with an error, so that nothing removes the layer through it. */
+async function detachClones(dir: string): Promise<void> {
+  const names = await fsp.readdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  for (const name of names) {
+    const clone = path.join(dir, name);
+    try {
+      umount2(clone, MNT_DETACH);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).errno !== 22) throw e; // EINVAL: not (or no longer) a mount point
+    }
+    await fsp.rmdir(clone);
+  }
+  await fsp.rmdir(dir).catch(() => undefined);
 }
 
 /** Disk usage of a tree, without following symlinks or crossing into other filesystems;

@@ -59,6 +59,9 @@ export interface Mount {
   type?: string;
   source?: string;
   options?: string[];
+  /** An id-mapped bind mount (runtime-spec 1.1): file system ids seen through these. */
+  uidMappings?: IdMapping[];
+  gidMappings?: IdMapping[];
 }
 
 export type NamespaceType = 'pid' | 'network' | 'ipc' | 'uts' | 'mount' | 'user' | 'cgroup';

@@ -10,13 +10,17 @@ describe('pod user namespace mappings', () => {
   it('takes one range or several that do not overlap, with container id 0 mapped', () => {
     checkIdMappings([m(0, 100000, 65536)], 'uids');
     checkIdMappings([m(1000, 200000, 64536), m(0, 100000, 1000)], 'uids');
-    checkIdMappings([m(0, 2 ** 32 - 65536, 65536)], 'uids');
+    checkIdMappings([m(0, 2 ** 32 - 1 - 65536, 65536)], 'uids');
+    // A mount's map need not hold the pod's root.
+    checkIdMappings([m(1000, 200000, 10)], 'mounts[0].uidMappings', { rootMapped: false });
   });
 
   it('refuses empty, overflowing and overlapping ranges, and an unmapped root, naming the entry', () => {
     refused(() => checkIdMappings([m(0, 1, 0)], 'uids'), /^uids\[0\]\.length must be at least 1$/);
     refused(() => checkIdMappings([m(0, 2 ** 32 - 10, 11)], 'uids'), /uids\[0\]: host ids \d+\+11 overflow 2\^32/);
     refused(() => checkIdMappings([m(2 ** 32 - 1, 0, 2)], 'uids'), /container ids \d+\+2 overflow/);
+    // The kernel refuses a range that takes in 2^32-1, the invalid id.
+    refused(() => checkIdMappings([m(0, 2 ** 32 - 65536, 65536)], 'uids'), /host ids \d+\+65536 overflow 2\^32/);
     refused(() => checkIdMappings([m(0, 100000, 10), m(9, 200000, 5)], 'gids'), /gids: \[0\] and \[1\] overlap in their container ids/);
     refused(() => checkIdMappings([m(10, 100000, 10), m(0, 100005, 5)], 'gids'), /gids: \[0\] and \[1\] overlap in their host ids/);
     refused(() => checkIdMappings([m(1, 100000, 10)], 'uids'), /uids: container id 0 is not mapped/);

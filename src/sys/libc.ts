@@ -1,6 +1,6 @@
 // The few libc calls skiffd needs that Node does not offer, called directly through
-// koffi (never through a shell): mknod, lsetxattr, bind mounts, mounting through the new
-// mount API, malloc_trim, one datagram to a unix socket (sd_notify), and the interface
+// koffi (never through a shell): mknod, lsetxattr, bind mounts (id-mapped too), mounting
+// through the new mount API, malloc_trim, one datagram to a unix socket (sd_notify), and the interface
 // ioctls that read a bridge's address and delete a bridge.
 import { readSync } from 'fs';
 import koffi from 'koffi';
@@ -147,6 +147,36 @@ export function mountFs(fstype: string, target: string, options: ([string, strin
     }
   } finally {
     libc().close(fsfd);
+  }
+}
+
+const SYS_open_tree = 428;
+const SYS_mount_setattr = 442;
+const OPEN_TREE_CLONE = 1;
+const OPEN_TREE_CLOEXEC = 0o2000000;
+const AT_EMPTY_PATH = 0x1000;
+const MOUNT_ATTR_IDMAP = 0x100000;
+
+/**
+ * Attach at target (an existing directory) a clone of the directory source whose ids are
+ * seen through the user namespace usernsFd (an open /proc/<pid>/ns/user): the clone is
+ * made detached, id-mapped (which only a detached mount may be), then attached.
+ */
+export function bindIdmapped(source: string, target: string, usernsFd: number): void {
+  const sc = libc().syscall;
+  const tree = Number(sc(SYS_open_tree, 'int', AT_FDCWD, 'str', source, 'uint', OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (tree < 0) fail('open_tree', source);
+  try {
+    // struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd; }
+    const attr = Buffer.alloc(32);
+    attr.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
+    attr.writeBigUInt64LE(BigInt(usernsFd), 24);
+    if (Number(sc(SYS_mount_setattr, 'int', tree, 'str', '', 'uint', AT_EMPTY_PATH, 'void *', attr, 'size_t', attr.length)) < 0)
+      fail('mount_setattr(MOUNT_ATTR_IDMAP)', source);
+    if (Number(sc(SYS_move_mount, 'int', tree, 'str', '', 'int', AT_FDCWD, 'str', target, 'uint', MOVE_MOUNT_F_EMPTY_PATH)) < 0)
+      fail('move_mount', target);
+  } finally {
+    libc().close(tree);
   }
 }
 

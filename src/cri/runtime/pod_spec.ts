@@ -5,8 +5,8 @@ import { InvalidArgument } from '../../errors';
 import { cniPortMappings, checkPortMappings } from '../../sandbox/port_mappings';
 import type { PodSpec } from '../../sandbox/sandbox_service';
 import { checkSysctls } from '../../sandbox/sysctls';
-import { checkPodUserNamespace } from '../../sandbox/userns';
-import { IDMapping, NamespaceMode, PodSandboxConfig } from '../gen/cri';
+import { checkPodUserNamespace, podIdMappings } from '../../sandbox/userns';
+import { NamespaceMode, PodSandboxConfig } from '../gen/cri';
 
 /** The spec of a RunPodSandbox; `served` is the runtime handler skiff serves besides "". */
 export function podSpec(config: PodSandboxConfig | null, runtimeHandler: string, served: string): PodSpec {
@@ -34,12 +34,10 @@ export function podSpec(config: PodSandboxConfig | null, runtimeHandler: string,
     hostNetwork,
     pidMode,
     ipcMode,
-    userns: userns?.mode === NamespaceMode.POD ? { uidMappings: userns.uids.map(idMapping), gidMappings: userns.gids.map(idMapping) } : null,
+    userns: podIdMappings(config),
     sysctls,
     dns: config.dns_config,
     portMappings: cniPortMappings(config.port_mappings),
     cgroup: { parent: linux?.cgroup_parent ?? '', resources: linux?.resources ?? null, overhead: linux?.overhead ?? null },
   };
 }
-
-const idMapping = (m: IDMapping) => ({ containerID: m.container_id, hostID: m.host_id, size: m.length });
