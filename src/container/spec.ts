@@ -13,6 +13,7 @@ import { APPARMOR_DEFAULT_PROFILE, formatSelinuxContext, HostLsm } from './lsm';
 import { ociResources } from './resources';
 import { parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';
 import { checkId, imageSupplementalGroups, PasswdDb, resolveUser } from './user';
+import { isImageMount, podIdMappings } from './image_volumes';
 
 /** containerd's default capability set (oci.defaultUnixCaps). */
 export const DEFAULT_CAPABILITIES: readonly string[] = [
@@ -113,6 +114,9 @@ export interface ContainerSpecInput {
   statDevice?: (hostPath: string) => DeviceInfo | undefined;
   /** An empty host directory (made by the caller) for an image VOLUME at this container path. */
   volumeDir?: (containerPath: string) => string;
+  /** The host path of the image volume (mounted by the caller, image_volumes.ts) that the
+   * CRI mount of this index binds; undefined: none was mounted. */
+  imageVolumeSource?: (mountIndex: number) => string | undefined;
   /** Where relative Localhost seccomp refs live (absolute refs are used as they are). */
   seccompProfileRoot?: string;
   /** The text of a Localhost seccomp profile file (see seccompChoice to know it in advance). */
@@ -348,12 +352,18 @@ function mountsFor(
   const supplied: Mount[] = [];
   let rootfsPropagation: string | undefined;
 
+  // An image volume's bind is id-mapped in a pod with a user namespace of its own, so that
+  // the image's files keep their owners inside it (kubelet's own mappings on the mount
+  // are not used, as containerd does not).
+  const imageIdMaps = podIdMappings(input.sandboxConfig);
   config.mounts.forEach((m, i) => {
     const field = `mounts[${i}]`;
-    if (m.image?.image) throw new InvalidArgument(`${field}: image volume mounts are not supported`);
-    if (m.uidMappings.length || m.gidMappings.length) throw new InvalidArgument(`${field}: id-mapped mounts are not supported`);
+    const image = isImageMount(m);
+    const imageSource = image ? input.imageVolumeSource?.(i) : undefined;
+    if (image && !imageSource) throw new Internal(`${field}: the image volume was not mounted`);
+    if (!image && (m.uidMappings.length || m.gidMappings.length)) throw new InvalidArgument(`${field}: id-mapped mounts are not supported`);
     const destination = cleanAbsolute(m.container_path, `${field}.container_path`);
-    const source = cleanAbsolute(m.host_path, `${field}.host_path`);
+    const source = imageSource ? cleanAbsolute(imageSource, `${field} (image volume)`) : cleanAbsolute(m.host_path, `${field}.host_path`);
     const propagation = PROPAGATION_OPTION[m.propagation];
     if (!propagation) throw new InvalidArgument(`${field}.propagation: unknown mode ${String(m.propagation)}`);
     if (m.recursive_read_only && !m.readonly) throw new InvalidArgument(`${field}: recursive_read_only needs readonly`);
@@ -361,7 +371,13 @@ function mountsFor(
       throw new InvalidArgument(`${field}: recursive_read_only needs propagation PROPAGATION_PRIVATE`);
     if (propagation === 'rshared') rootfsPropagation = 'rshared';
     else if (propagation === 'rslave' && rootfsPropagation !== 'rshared') rootfsPropagation = 'rslave';
-    supplied.push({ destination, type: 'bind', source, options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly ? 'ro' : 'rw'] });
+    supplied.push({
+      destination,
+      type: 'bind',
+      source,
+      options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly || image ? 'ro' : 'rw'],
+      ...(image && imageIdMaps ? imageIdMaps : {}),
+    });
   });
   const criDestinations = new Set(supplied.map((m) => m.destination));
 

@@ -59,6 +59,9 @@ export interface Mount {
   type?: string;
   source?: string;
   options?: string[];
+  /** An id-mapped bind mount: source's ids as the mapping maps them. */
+  uidMappings?: IdMapping[];
+  gidMappings?: IdMapping[];
 }
 
 export type NamespaceType = 'pid' | 'network' | 'ipc' | 'uts' | 'mount' | 'user' | 'cgroup';

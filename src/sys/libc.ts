@@ -150,6 +150,33 @@ export function mountFs(fstype: string, target: string, options: ([string, strin
   }
 }
 
+const SYS_open_tree = 428;
+const SYS_mount_setattr = 442;
+const OPEN_TREE_CLONE = 1;
+const O_CLOEXEC = 0o2000000;
+const AT_EMPTY_PATH = 0x1000;
+export const MOUNT_ATTR_RDONLY = 0x1;
+
+/**
+ * Bind-mount the directory source onto target (which must exist) already read-only: the
+ * bind is made detached (open_tree), made read-only (mount_setattr), then attached, so no
+ * writable view of source ever appears at target, even for an instant. Linux 5.12+.
+ */
+export function bindMountReadOnly(source: string, target: string): void {
+  const sc = libc().syscall;
+  const fd = Number(sc(SYS_open_tree, 'int', AT_FDCWD, 'str', source, 'uint', OPEN_TREE_CLONE | O_CLOEXEC));
+  if (fd < 0) fail('open_tree', source);
+  try {
+    // struct mount_attr (MOUNT_ATTR_SIZE_VER0): attr_set, attr_clr, propagation, userns_fd.
+    const attr = Buffer.alloc(32);
+    attr.writeBigUInt64LE(BigInt(MOUNT_ATTR_RDONLY), 0);
+    if (Number(sc(SYS_mount_setattr, 'int', fd, 'str', '', 'uint', AT_EMPTY_PATH, 'void *', attr, 'size_t', attr.length)) < 0) fail('mount_setattr(ro)', source);
+    if (Number(sc(SYS_move_mount, 'int', fd, 'str', '', 'int', AT_FDCWD, 'str', target, 'uint', MOVE_MOUNT_F_EMPTY_PATH)) < 0) fail('move_mount', target);
+  } finally {
+    libc().close(fd);
+  }
+}
+
 const MS_BIND = 0x1000;
 
 /** Bind-mount source (a file or directory) onto target, which must exist. */
