@@ -65,7 +65,13 @@ export function planImageVolumes(mounts: Mount[], images: ImageLookup): ImageVol
     const subPath = checkSubPath(m.image_sub_path, `${field}.image_sub_path`);
     const spec = m.image!;
     const ref = spec.image_ref?.trim();
-    const image = ref ? images.findExact(ref) : images.find(spec.image);
+    let image: ImageRecord | undefined;
+    try {
+      image = ref ? images.findExact(ref) : images.find(spec.image);
+    } catch (e) {
+      if (e instanceof SkiffError) e.message = `${IMAGE_VOLUME_ERROR}: ${field}.image: ${e.message}`;
+      throw e;
+    }
     if (!image) throw volumeError(NotFound, ref ? `${field}.image.image_ref "${ref}" not found` : `${field}.image: image "${spec.image}" not found`);
     plans.push({ mount: i, image, subPath });
   });
