@@ -23,7 +23,7 @@ import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
 import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from './signals';
 import { capabilitiesFromMask } from './spec';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
-import { ImageVolume, mountImageVolumes, planImageVolumes, unmountImageVolumes } from './image_volumes';
+import { ImageVolume, isImageMount, mountImageVolumes, planImageVolumes, unmountImageVolumes } from './image_volumes';
 
 export type ContainerRunState = 'created' | 'running' | 'exited';
 
@@ -362,7 +362,7 @@ export class ContainerService {
       const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image, imageVolumes });
       // kubelet hands hostPath volumes of type "" over unchecked: a missing host path
       // becomes an empty directory (the paths as buildContainerSpec checked them).
-      const hostPaths = config.mounts.map((m) => path.posix.normalize(m.host_path).replace(/(.)\/+$/, '$1'));
+      const hostPaths = config.mounts.filter((m) => !isImageMount(m)).map((m) => path.posix.normalize(m.host_path).replace(/(.)\/+$/, '$1'));
       for (const dir of await makeMissingHostPaths(hostPaths)) undo.push('remove a host path made for a mount', () => fsp.rmdir(dir));
       failpoint('create_container.spec');
       const shim = this.pods.shim(pod.id);
@@ -518,8 +518,8 @@ export class ContainerService {
   /**
    * Start-up recovery of an operation a crash interrupted: a create with no record is
    * undone (the shim's container, its cgroup, the rootfs mount and writable layer, the
-   * image volume mounts, the bundle); a start was settled by reconcile (the shim says whether it ran); a removal
-   * of a container still recorded is carried out again.
+   * image volume mounts, the bundle); a start was settled by reconcile (the shim says
+   * whether it ran); a removal of a container still recorded is carried out again.
    */
   async recoverIntent(i: Intent): Promise<string> {
     const r = this.containers.get(i.id);
