@@ -49,6 +49,11 @@ export class Unavailable extends SkiffError {
 export class ResourceExhausted extends SkiffError {
   readonly code = GrpcCode.RESOURCE_EXHAUSTED;
 }
+/** A failure the CRI's reference runtime answers with no code of its own (UNKNOWN), where
+ * kubelet reads only the message: matched so that clients see what containerd answers. */
+export class Unknown extends SkiffError {
+  readonly code = GrpcCode.UNKNOWN;
+}
 export class Internal extends SkiffError {
   readonly code = GrpcCode.INTERNAL;
 }

@@ -11,7 +11,7 @@ export const FAILPOINTS = {
   run_pod: ['journaled', 'dir', 'shm', 'shim', 'netns_file', 'netns', 'cni_pending', 'cni_plugin', 'network', 'recorded'],
   stop_pod: ['journaled', 'containers', 'network', 'shim', 'recorded'],
   remove_pod: ['journaled', 'containers', 'cgroups', 'dir', 'recorded'],
-  create_container: ['journaled', 'rootfs', 'spec', 'shim', 'recorded'],
+  create_container: ['journaled', 'rootfs', 'image_volumes', 'spec', 'shim', 'recorded'],
   start_container: ['journaled', 'shim', 'recorded'],
   remove_container: ['journaled', 'stopped', 'shim', 'rootfs', 'recorded'],
   pull_image: ['journaled', 'blob', 'layer', 'recorded'],

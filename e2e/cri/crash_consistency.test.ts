@@ -26,6 +26,9 @@ const UNAVAILABLE = 14;
 const INTERNAL = 13;
 /** An image pulled only by the pull steps (a layer of its own). */
 const PULLED = 'busybox:pulled';
+/** The containers of the container steps mount an image volume (KEP-4639) too, from a sub
+ * path: its mount under the bundle is made and undone with the rest. */
+const WITH_IMAGE_VOLUME = { mounts: [{ container_path: '/image', readonly: true, image: { image: 'busybox' }, image_sub_path: 'etc' }] };
 
 /** What the host holds of this skiffd's, one line per thing, each naming its pod,
  * container, image layer or blob where it has one. */
@@ -168,16 +171,16 @@ describe('crash consistency: a kill or failure at any step leaves the operation 
       }
       case 'create_container': {
         const pod = await runPod();
-        return { call: cri.createCtr(pod, 'app') };
+        return { call: cri.createCtr(pod, 'app', WITH_IMAGE_VOLUME) };
       }
       case 'start_container': {
         const pod = await runPod();
-        const id = await cri.createCtr(pod, 'app');
+        const id = await cri.createCtr(pod, 'app', WITH_IMAGE_VOLUME);
         return { call: c.runtime('StartContainer', { container_id: id }) };
       }
       case 'remove_container': {
         const pod = await runPod();
-        const id = await cri.startCtr(pod, 'app');
+        const id = await cri.startCtr(pod, 'app', WITH_IMAGE_VOLUME);
         return { call: c.runtime('RemoveContainer', { container_id: id }) };
       }
       case 'pull_image':
@@ -282,10 +285,10 @@ describe('crash consistency: a kill or failure at any step leaves the operation 
     assert.deepEqual(minus(await hostSnapshot(skiffd, net), baseline), []);
   });
 
-  it('sweeps what no record owns: a shim, netns, shm mount, CNI entry, cgroup, bundle and writable layer of unknown pods and containers', async () => {
+  it('sweeps what no record owns: a shim, netns, shm mount, CNI entry, cgroup, bundle, image volume mount and writable layer of unknown pods and containers', async () => {
     await relaunch('');
     const pod = await runPod();
-    const ctr = await cri.startCtr(pod, 'app');
+    const ctr = await cri.startCtr(pod, 'app', WITH_IMAGE_VOLUME);
     await skiffd.kill();
     // The records go (as if written by a skiffd that lost them): what they owned stays.
     fs.rmSync(path.join(skiffd.root, 'metadata', 'pods', `${pod.id}.json`));
@@ -293,6 +296,7 @@ describe('crash consistency: a kill or failure at any step leaves the operation 
     const before = minus(await hostSnapshot(skiffd, net), baseline);
     for (const kind of ['shim', 'netns', 'mount', 'cgroup', 'cni-cache', 'bundle', 'writable-layer', 'veth', 'ip', 'iptables'])
       assert.ok(before.some((x) => x.startsWith(`${kind} `)), `the leftovers include a ${kind}: ${before.join('\n')}`);
+    assert.ok(before.some((x) => x.startsWith('mount ') && x.includes(`${ctr}/image-volumes/0`)), 'the leftovers include the image volume mount');
     await skiffd.restart({});
     assert.deepEqual((await skiffd.client.runtime('ListPodSandbox', {})).items, []);
     assert.deepEqual(minus(await hostSnapshot(skiffd, net), baseline), [], 'the sweep removed every leftover');

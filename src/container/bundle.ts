@@ -1,5 +1,6 @@
 // A container's OCI bundle around its mounted rootfs: config.json built from the CRI config,
-// the image and the pod (spec.ts), an empty directory per image VOLUME, and, in a
+// the image and the pod (spec.ts), an empty directory per image VOLUME, binds of the image
+// volumes mounted beside it (image_volumes.ts), and, in a
 // user-namespaced pod, the bind mount targets made in the rootfs beforehand.
 import { promises as fsp } from 'fs';
 import * as path from 'path';
@@ -8,6 +9,7 @@ import type { ImageRecord } from '../image/image_service';
 import type { PodRecord } from '../sandbox/pod_registry';
 import { podIdMappings, rootOwner } from '../sandbox/userns';
 import { hostDevices, statDevices } from './devices';
+import type { ImageVolume } from './image_volumes';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
 import type { Spec } from '../oci/runtime_spec';
 import { readLocalhostProfile, seccompChoice } from './seccomp';
@@ -32,6 +34,8 @@ export interface BundleRequest {
   config: ContainerConfig;
   pod: PodRecord;
   image: ImageRecord;
+  /** The image volumes mounted for the CRI mounts that name an image. */
+  imageVolumes: ImageVolume[];
 }
 
 /** Write the bundle's config.json (and what it points to); the spec it holds. */
@@ -76,6 +80,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     hostDevices: sc?.privileged ? await hostDevices() : undefined,
     statDevice: (p) => devices.get(p),
     volumeDir: (dst) => volumes.get(dst) ?? volumes.get(dst + '/') ?? path.join(bundle, 'volumes', 'missing'),
+    imageVolumeSource: (i) => b.imageVolumes.find((v) => v.mount === i)?.source,
     seccompProfileRoot: host.seccompProfileRoot,
     loadLocalhostProfile: () => localhostProfile ?? '',
   });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ContainerConfig, NamespaceMode } from '../cri/gen/cri';
+import { ContainerConfig, Mount, MountPropagation, NamespaceMode } from '../cri/gen/cri';
 import { GrpcCode, grpcCode } from '../errors';
 import { armFailpoints } from '../failpoints';
 import type { ImageRecord } from '../image/image_service';
@@ -21,10 +21,12 @@ const POD = 'a'.repeat(64);
 const PARENT = `/skiff-unit/skiff-pod-${POD}`;
 const SIGTERM = 15;
 
-/** One image, and rootfs mounts kept in memory. */
+/** Two images (busybox for rootfs, vol for image volumes), and rootfs mounts kept in
+ * memory; an image volume's view is a real directory tree, gone when it is unmounted. */
 class FakeImages implements ContainerImages {
   readonly failing = new Map<string, Error>();
   readonly mounted = new Set<string>();
+  readonly views = new Set<string>();
   collected = 0;
   readonly image: ImageRecord = {
     id: `sha256:${'e'.repeat(64)}`,
@@ -37,10 +39,14 @@ class FakeImages implements ContainerImages {
     pulledAt: 0,
   };
 
+  readonly volumeImage: ImageRecord = { ...this.image, id: `sha256:${'f'.repeat(64)}`, repoTags: ['vol:latest'], repoDigests: [], chainIds: [`sha256:${'2'.repeat(64)}`] };
+  volumeImagePresent = true;
+
   constructor(private readonly calls: string[]) {}
 
   find(ref: string) {
-    return ref === 'busybox:latest' || ref === this.image.id ? this.image : undefined;
+    if (ref === 'busybox:latest' || ref === this.image.id) return this.image;
+    return this.volumeImagePresent && (ref === 'vol:latest' || ref === this.volumeImage.id) ? this.volumeImage : undefined;
   }
 
   findExact(ref: string) {
@@ -65,6 +71,28 @@ class FakeImages implements ContainerImages {
       this.mounted.delete(id);
     },
     listWritableLayers: async () => [...this.mounted],
+    mountView: async (_chainIds: string[], target: string) => {
+      this.calls.push(`mount view ${path.basename(target)}`);
+      const e = this.failing.get('mountView');
+      if (e) throw e;
+      fs.mkdirSync(path.join(target, 'data'), { recursive: true });
+      fs.writeFileSync(path.join(target, 'data', 'f'), 'x');
+      this.views.add(target);
+    },
+    unmountView: (target: string) => {
+      if (!this.views.delete(target)) return;
+      this.calls.push(`umount view ${path.basename(target)}`);
+      fs.rmSync(target, { recursive: true });
+      fs.mkdirSync(target);
+    },
+  };
+}
+
+/** A CRI mount of the vol image at /vol, as kubelet sends one. */
+function imageMount(subPath = '', over: Partial<Mount> = {}): Mount {
+  return {
+    container_path: '/vol', host_path: '', readonly: true, selinux_relabel: false, propagation: MountPropagation.PROPAGATION_PRIVATE, uidMappings: [], gidMappings: [],
+    recursive_read_only: false, image: { image: 'vol:latest', annotations: {}, user_specified_image: 'vol', runtime_handler: '', image_ref: '' }, image_sub_path: subPath, ...over,
   };
 }
 
@@ -149,6 +177,9 @@ describe('ContainerService', () => {
     ['recording the intent', () => armFailpoints(['create_container.journaled=error'])],
     ['mounting the rootfs', () => void images.failing.set('mountRootfs', new Error('overlay: ENOSPC'))],
     ['after the rootfs', () => armFailpoints(['create_container.rootfs=error'])],
+    ['mounting an image volume', () => (images.failing.set('mountView', new Error('overlay: ENOMEM')), { mounts: [imageMount(), imageMount('', { container_path: '/v2' })] })],
+    ['resolving an image volume sub path', () => ({ mounts: [imageMount('data'), imageMount('missing', { container_path: '/v2' })] })],
+    ['after the image volumes', () => (armFailpoints(['create_container.image_volumes=error']), { mounts: [imageMount('data')] })],
     ['building the spec', () => ({ working_dir: 'relative/dir' })],
     ['after the spec', () => armFailpoints(['create_container.spec=error'])],
     ['creating it in the shim', () => void shim.failing.set('create', new Error('clone3: EAGAIN'))],
@@ -162,8 +193,10 @@ describe('ContainerService', () => {
       assert.deepEqual(await journal.pending(), []);
       assert.deepEqual(bundles(), []);
       assert.deepEqual([...images.mounted], []);
+      assert.deepEqual([...images.views], [], 'no image volume is left mounted');
       assert.deepEqual([...shim.containers.keys()], []);
       assert.deepEqual(svc.imagesInUse(), new Map(), 'the image is no longer held by the create');
+      assert.deepEqual(svc.layersInUse(), new Set(), 'nor are the layers');
       armFailpoints([]);
       images.failing.clear();
       shim.failing.clear();
@@ -300,14 +333,57 @@ describe('ContainerService', () => {
     const id = 'c'.repeat(64);
     const bundle = path.join(dir, 'state', 'containers', id);
     await images.snapshots.mountRootfs(id, [], path.join(bundle, 'rootfs'));
+    await images.snapshots.mountView([], path.join(bundle, 'image-volumes', '0'));
     await shim.create({ id, bundle });
     const create = await journal.begin('create_container', id, { podId: POD, bundle, cgroupParent: PARENT });
     assert.equal(await svc.recoverIntent(create), 'undone');
-    assert.deepEqual([bundles(), [...images.mounted], [...shim.containers.keys()]], [[], [], []]);
+    assert.deepEqual([bundles(), [...images.mounted], [...images.views], [...shim.containers.keys()]], [[], [], [], []]);
     assert.ok(calls.includes(`rm cgroup ${PARENT}/${id}`));
     const r = await svc.create(POD, containerConfig('app'));
     assert.equal(await svc.recoverIntent(await journal.begin('start_container', r.id, { podId: POD })), 'undone', 'never started: still created');
     assert.equal(await svc.recoverIntent(await journal.begin('remove_container', r.id, { podId: POD })), 'finished');
     assert.equal(svc.get(r.id), undefined);
+  });
+
+  it('mounts an image volume beside the rootfs, binds it read-only, keeps its layers while the container exists, and unmounts it on removal', async () => {
+    const { svc, bundles } = await start();
+    const r = await svc.create(POD, containerConfig('app', { mounts: [imageMount(), imageMount('./data/', { container_path: '/sub' })] }));
+    const target = (n: number) => path.join(r.bundle, 'image-volumes', String(n));
+    assert.deepEqual(r.imageVolumes, [
+      { mount: 0, imageId: images.volumeImage.id, chainIds: images.volumeImage.chainIds, target: target(0), source: target(0) },
+      { mount: 1, imageId: images.volumeImage.id, chainIds: images.volumeImage.chainIds, target: target(1), source: path.join(target(1), 'data') },
+    ]);
+    const mounts = (JSON.parse(fs.readFileSync(path.join(r.bundle, 'config.json'), 'utf8')) as { mounts: { destination: string; source: string; options: string[] }[] }).mounts;
+    assert.deepEqual(mounts.filter((m) => m.destination === '/vol' || m.destination === '/sub').map((m) => [m.destination, m.source, m.options]), [
+      ['/vol', target(0), ['rbind', 'rprivate', 'ro']],
+      ['/sub', path.join(target(1), 'data'), ['rbind', 'rprivate', 'ro']],
+    ]);
+    assert.ok(svc.layersInUse().has(images.volumeImage.chainIds[0]), 'the volume image layers are kept');
+    assert.equal(svc.imagesInUse().has(images.volumeImage.id), false, 'the volume image itself may be removed, as containerd allows');
+    // The record keeps what is mounted: a restart still knows.
+    const again = await start();
+    assert.deepEqual(again.svc.get(r.id)?.imageVolumes, r.imageVolumes);
+    assert.ok(again.svc.layersInUse().has(images.volumeImage.chainIds[0]));
+    images.volumeImagePresent = false;
+    const collected = images.collected;
+    await again.svc.remove(r.id);
+    assert.deepEqual([...images.views], []);
+    assert.deepEqual(bundles(), []);
+    assert.equal(images.collected, collected + 1, 'the layers only this container kept are collected');
+    assert.deepEqual(again.svc.layersInUse(), new Set());
+  });
+
+  it('refuses bad image mounts before making anything, naming the field', async () => {
+    const { svc, bundles } = await start();
+    const refused = async (mount: Mount, code: GrpcCode, message: RegExp) => {
+      await assert.rejects(svc.create(POD, containerConfig('app', { mounts: [mount] })), (e: Error) => grpcCode(e) === code && message.test(e.message));
+      assert.deepEqual([bundles(), calls.filter((c) => c.startsWith('mount')), svc.list()], [[], [], []]);
+    };
+    await refused(imageMount('/etc'), GrpcCode.INVALID_ARGUMENT, /^ImageVolumeMountFailed: config\.mounts\[0\]\.image_sub_path "\/etc" must be a path relative/);
+    await refused(imageMount('data/../..'), GrpcCode.INVALID_ARGUMENT, /config\.mounts\[0\]\.image_sub_path "data\/\.\.\/\.\." must not contain "\.\."/);
+    await refused(imageMount('', { host_path: '/tmp' }), GrpcCode.INVALID_ARGUMENT, /config\.mounts\[0\]\.host_path must be empty/);
+    await refused(imageMount('', { readonly: false }), GrpcCode.INVALID_ARGUMENT, /config\.mounts\[0\]\.readonly must be true/);
+    await refused(imageMount('', { image: { image: 'nope:1', annotations: {}, user_specified_image: '', runtime_handler: '', image_ref: '' } }), GrpcCode.NOT_FOUND, /config\.mounts\[0\]\.image: image "nope:1" not found/);
+    await refused({ ...imageMount('data'), image: null, host_path: '/tmp' }, GrpcCode.INVALID_ARGUMENT, /config\.mounts\[0\]\.image_sub_path "data" is set without an image/);
   });
 });

@@ -24,6 +24,7 @@ import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
 import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from './signals';
 import { capabilitiesFromMask } from './spec';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
+import { ImageVolume, isImageMount, mountImageVolumes, planImageVolumes, unmountImageVolumes } from './image_volumes';
 
 export type ContainerRunState = 'created' | 'running' | 'exited';
 
@@ -52,6 +53,8 @@ export interface ContainerRecord {
   bundle: string;
   user: { uid: number; gid: number; additionalGids: number[] };
   resources: LinuxContainerResources | null;
+  /** The image volumes it mounts (absent in records from before image volumes). */
+  imageVolumes?: ImageVolume[];
 }
 
 const isContainerRecord = (v: unknown): v is ContainerRecord => {
@@ -60,9 +63,9 @@ const isContainerRecord = (v: unknown): v is ContainerRecord => {
 };
 
 /** What the container lifecycle needs of the image service: the images, and the rootfs
- * mounts of the snapshotter. */
+ * and image volume mounts of the snapshotter. */
 export type ContainerImages = Pick<ImageService, 'find' | 'findExact' | 'collectGarbage'> & {
-  snapshots: Pick<Snapshotter, 'mountRootfs' | 'removeRootfs' | 'listWritableLayers'>;
+  snapshots: Pick<Snapshotter, 'mountRootfs' | 'removeRootfs' | 'listWritableLayers' | 'mountView' | 'unmountView'>;
 };
 
 /** What the container lifecycle does to the host besides its bundle dirs, the shim and the
@@ -162,7 +165,8 @@ export class ContainerService {
    * process's namespaces and uid_map are fixed once it runs, and a scrape asks for
    * every container's. */
   private readonly isolationSeen = new Map<string, { pid: number; infraPid: number; isolation: Isolation }>();
-  /** Containers being created, by id: their image and layers are in use before they are recorded. */
+  /** Containers being created, by id: their image and layers (those of their image volumes
+   * too) are in use before they are recorded. */
   private readonly creating = new Map<string, { imageId: string; chainIds: string[] }>();
 
   private readonly appArmor: AppArmorProfiles;
@@ -336,6 +340,7 @@ export class ContainerService {
     checkMemoryFloor(config.linux?.resources?.memory_limit_in_bytes ?? 0, 'config.linux.resources.memory_limit_in_bytes');
     const pod = this.pods.requireReady(podId);
     const image = this.resolveImage(config.image);
+    const volumePlans = planImageVolumes(config.mounts, this.opts.images);
     const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);
     let logPath = '';
     if (config.log_path) {
@@ -345,7 +350,7 @@ export class ContainerService {
     }
     const id = randomBytes(32).toString('hex');
     this.containers.reserveName(this.containerName(config, pod), id);
-    this.creating.set(id, { imageId: image.id, chainIds: image.chainIds });
+    this.creating.set(id, { imageId: image.id, chainIds: [...image.chainIds, ...volumePlans.flatMap((p) => p.image.chainIds)] });
     const bundle = path.join(this.opts.state, 'containers', id);
     const rootfs = path.join(bundle, 'rootfs');
     const undo = new Undo();
@@ -360,11 +365,14 @@ export class ContainerService {
       undo.push('remove rootfs', () => this.opts.images.snapshots.removeRootfs(id, rootfs));
       await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs, rootfsIdmap(pod));
       failpoint('create_container.rootfs');
+      undo.push('unmount image volumes', () => unmountImageVolumes(bundle, this.opts.images.snapshots));
+      const imageVolumes = await mountImageVolumes(bundle, volumePlans, this.opts.images.snapshots);
+      failpoint('create_container.image_volumes');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
-      const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image });
+      const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image, imageVolumes });
       // kubelet hands hostPath volumes of type "" over unchecked: a missing host path
       // becomes an empty directory (the paths as buildContainerSpec checked them).
-      const hostPaths = config.mounts.map((m) => path.posix.normalize(m.host_path).replace(/(.)\/+$/, '$1'));
+      const hostPaths = config.mounts.filter((m) => !isImageMount(m)).map((m) => path.posix.normalize(m.host_path).replace(/(.)\/+$/, '$1'));
       for (const dir of await makeMissingHostPaths(hostPaths)) undo.push('remove a host path made for a mount', () => fsp.rmdir(dir));
       failpoint('create_container.spec');
       const shim = this.pods.shim(pod.id);
@@ -394,6 +402,7 @@ export class ContainerService {
         bundle,
         user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
         resources: config.linux?.resources ?? null,
+        ...(imageVolumes.length ? { imageVolumes } : {}),
       };
       await this.containers.save(r);
       this.creating.delete(id);
@@ -501,6 +510,7 @@ export class ContainerService {
       if (pod) await this.host.removeCgroupTree(path.posix.join(pod.cgroupParent, r.id));
       failpoint('remove_container.shim');
       await this.opts.images.snapshots.removeRootfs(r.id, path.join(r.bundle, 'rootfs'));
+      await unmountImageVolumes(r.bundle, this.opts.images.snapshots);
       await fsp.rm(r.bundle, { recursive: true, force: true });
       failpoint('remove_container.rootfs');
       this.isolationBase.delete(r.id);
@@ -508,8 +518,9 @@ export class ContainerService {
       await this.containers.delete(r);
       failpoint('remove_container.recorded');
       await this.opts.journal.end(intent);
-      // Layers only this container kept (its image was removed while it was created) go now.
-      if (!this.opts.images.find(r.imageId))
+      // Layers only this container kept (its image, or an image it mounts as a volume, was
+      // removed while it existed) go now.
+      if ([r.imageId, ...(r.imageVolumes ?? []).map((v) => v.imageId)].some((i) => !this.opts.images.find(i)))
         await this.opts.images.collectGarbage().catch((e: Error) => this.opts.log.warn('image garbage collection failed', { container: r.id, error: e.message }));
     });
   }
@@ -517,8 +528,8 @@ export class ContainerService {
   /**
    * Start-up recovery of an operation a crash interrupted: a create with no record is
    * undone (the shim's container, its cgroup, the rootfs mount and writable layer, the
-   * bundle); a start was settled by reconcile (the shim says whether it ran); a removal
-   * of a container still recorded is carried out again.
+   * image volume mounts, the bundle); a start was settled by reconcile (the shim says
+   * whether it ran); a removal of a container still recorded is carried out again.
    */
   async recoverIntent(i: Intent): Promise<string> {
     const r = this.containers.get(i.id);
@@ -529,6 +540,7 @@ export class ContainerService {
         if (shim) await deleteFromShim(shim, i.id);
         await this.host.removeCgroupTree(path.posix.join(i.plan.cgroupParent, i.id));
         await this.opts.images.snapshots.removeRootfs(i.id, path.join(i.plan.bundle, 'rootfs'));
+        await unmountImageVolumes(i.plan.bundle, this.opts.images.snapshots);
         await fsp.rm(i.plan.bundle, { recursive: true, force: true });
         return 'undone';
       }
@@ -542,13 +554,14 @@ export class ContainerService {
     }
   }
 
-  /** Remove what no container record owns: bundles (and their rootfs mounts) under the
-   * state dir, and writable layers in the snapshotter. */
+  /** Remove what no container record owns: bundles (and their rootfs and image volume
+   * mounts) under the state dir, and writable layers in the snapshotter. */
   async sweep(): Promise<void> {
     const ID = /^[a-f0-9]{64}$/;
     const bundles = path.join(this.opts.state, 'containers');
     for (const id of (await fsp.readdir(bundles).catch(() => [] as string[])).filter((n) => ID.test(n) && !this.containers.has(n))) {
       await this.opts.images.snapshots.removeRootfs(id, path.join(bundles, id, 'rootfs'));
+      await unmountImageVolumes(path.join(bundles, id), this.opts.images.snapshots);
       await fsp.rm(path.join(bundles, id), { recursive: true, force: true });
       this.recovered('rootfs', id);
     }
@@ -588,13 +601,17 @@ export class ContainerService {
     return image;
   }
 
-  /** Chain ids of every container's rootfs (also of those being created): image GC keeps them. */
+  /** Chain ids of every container's rootfs and image volumes (also of those being
+   * created): image GC keeps them. */
   layersInUse(): Set<string> {
-    return new Set([...this.list(), ...this.creating.values()].flatMap((c) => c.chainIds));
+    const records = this.list().flatMap((c) => [...c.chainIds, ...(c.imageVolumes ?? []).flatMap((v) => v.chainIds)]);
+    return new Set([...records, ...[...this.creating.values()].flatMap((c) => c.chainIds)]);
   }
 
   /** Image id -> a container that uses it, in any state until it is removed (also while
-   * it is created): such an image is not removed. */
+   * it is created): such an image is not removed. An image mounted only as a volume is
+   * not in use here: RemoveImage removes it, as containerd does, and its layers stay
+   * (layersInUse) until the last container that mounts it is removed. */
   imagesInUse(): Map<string, string> {
     const out = new Map<string, string>();
     for (const [id, c] of this.creating) out.set(c.imageId, id);

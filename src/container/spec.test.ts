@@ -389,6 +389,20 @@ describe('container spec: mounts', () => {
     assert.equal(mountAt(s, '/cache')!.source, '/h/cache');
     assert.equal(mountAt(build({ image }), '/var/lib/data'), undefined, 'without volumeDir the rootfs keeps them');
   });
+  it('binds an image volume (KEP-4639) read-only from where the caller mounted it, and not id-mapped (an overlay cannot be) even where kubelet sends mappings', () => {
+    const image = { image: 'sha256:' + 'a'.repeat(64), annotations: {}, user_specified_image: 'tools:1', runtime_handler: '', image_ref: '' };
+    const mounts = [criMount({ container_path: '/tools', host_path: '', readonly: true, image }), criMount({ container_path: '/data' })];
+    const source = (i: number) => (i === 0 ? '/run/skiff/containers/c/image-volumes/0/bin' : undefined);
+    const s = build({ config: containerConfig({ mounts }), imageVolumeSource: source });
+    assert.deepEqual(mountAt(s, '/tools'), { destination: '/tools', type: 'bind', source: '/run/skiff/containers/c/image-volumes/0/bin', options: ['rbind', 'rprivate', 'ro'] });
+    assert.deepEqual(mountAt(s, '/data')?.source, '/srv/data', 'a host path mount beside it is unchanged');
+    const kubelets = [{ host_id: 100000, container_id: 0, length: 65536 }];
+    const mapped = build({ config: containerConfig({ mounts: mounts.map((m) => ({ ...m, uidMappings: kubelets, gidMappings: kubelets })) }), imageVolumeSource: source });
+    const idmap = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    assert.deepEqual(mountAt(mapped, '/tools'), mountAt(s, '/tools'), 'the image volume is not id-mapped');
+    assert.deepEqual(mountAt(mapped, '/data')?.uidMappings, idmap, 'a host path mount beside it is');
+    assert.throws(() => build({ config: containerConfig({ mounts }) }), is(Internal, /mounts\[0\]: the image volume was not mounted/));
+  });
 });
 
 describe('container spec: devices', () => {

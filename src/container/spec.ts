@@ -14,6 +14,7 @@ import { APPARMOR_DEFAULT_PROFILE, formatSelinuxContext, HostLsm } from './lsm';
 import { ociResources } from './resources';
 import { parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';
 import { checkId, imageSupplementalGroups, PasswdDb, resolveUser } from './user';
+import { isImageMount } from './image_volumes';
 
 /** containerd's default capability set (oci.defaultUnixCaps). */
 export const DEFAULT_CAPABILITIES: readonly string[] = [
@@ -114,6 +115,9 @@ export interface ContainerSpecInput {
   statDevice?: (hostPath: string) => DeviceInfo | undefined;
   /** An empty host directory (made by the caller) for an image VOLUME at this container path. */
   volumeDir?: (containerPath: string) => string;
+  /** The host path of the image volume (mounted by the caller, image_volumes.ts) that the
+   * CRI mount of this index binds; undefined: none was mounted. */
+  imageVolumeSource?: (mountIndex: number) => string | undefined;
   /** Where relative Localhost seccomp refs live (absolute refs are used as they are). */
   seccompProfileRoot?: string;
   /** The text of a Localhost seccomp profile file (see seccompChoice to know it in advance). */
@@ -365,9 +369,11 @@ function mountsFor(
 
   config.mounts.forEach((m, i) => {
     const field = `mounts[${i}]`;
-    if (m.image?.image) throw new InvalidArgument(`${field}: image volume mounts are not supported`);
+    const image = isImageMount(m);
+    const imageSource = image ? input.imageVolumeSource?.(i) : undefined;
+    if (image && !imageSource) throw new Internal(`${field}: the image volume was not mounted`);
     const destination = cleanAbsolute(m.container_path, `${field}.container_path`);
-    const source = cleanAbsolute(m.host_path, `${field}.host_path`);
+    const source = imageSource ? cleanAbsolute(imageSource, `${field} (image volume)`) : cleanAbsolute(m.host_path, `${field}.host_path`);
     const propagation = PROPAGATION_OPTION[m.propagation];
     if (!propagation) throw new InvalidArgument(`${field}.propagation: unknown mode ${String(m.propagation)}`);
     if (m.recursive_read_only && !m.readonly) throw new InvalidArgument(`${field}: recursive_read_only needs readonly`);
@@ -379,8 +385,11 @@ function mountsFor(
       destination,
       type: 'bind',
       source,
-      options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly ? 'ro' : 'rw'],
-      ...mountIdMappings(m, field),
+      options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly || image ? 'ro' : 'rw'],
+      // An image volume is an overlay, which the kernel cannot id-map: in a pod with a user
+      // namespace its files show the overflow ids (they are read-only and, as image files
+      // are, world-readable). Other mounts carry the mappings kubelet sent.
+      ...(image ? {} : mountIdMappings(m, field)),
     });
   });
   const criDestinations = new Set(supplied.map((m) => m.destination));

@@ -148,6 +148,35 @@ describe('snapshotter', () => {
     await assert.rejects(snap.mountRootfs('../x', [sha('missing')], target), /bad container id/);
   });
 
+  it('mounts a read-only view of an image (an image volume): two layers as an overlay, one as a bind, neither writable', async () => {
+    const l1 = await makeTar([{ name: 'etc/a', body: 'a' }, { name: 'etc/b', body: 'b' }]);
+    const l2 = await makeTar([{ name: 'etc/.wh.a' }, { name: 'etc/c', body: 'c' }]);
+    const chains = await addImage([l1, l2]);
+    const layersBefore = fs.readdirSync(path.join(root, 'snapshots/layers')).sort();
+    for (const [layers, type] of [[chains, 'overlay'], [chains.slice(0, 1), 'bind']] as const) {
+      await snap.mountView([...layers], target);
+      assert.ok(mounted(target), type);
+      const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target)!;
+      assert.match(line.split(' ')[5], /^ro(,|$)/, `${type}: read-only`);
+      assert.deepEqual(fs.readdirSync(path.join(target, 'etc')).sort(), type === 'overlay' ? ['b', 'c'] : ['a', 'b']);
+      assert.throws(() => fs.writeFileSync(path.join(target, 'etc/b'), 'changed'), /EROFS/);
+      assert.throws(() => fs.writeFileSync(path.join(target, 'new'), 'x'), /EROFS/);
+      snap.unmountView(target);
+      assert.equal(mounted(target), false, `${type}: unmounted`);
+    }
+    assert.equal(fs.readFileSync(path.join(snap.layerDir(chains[0]), 'etc/b'), 'utf8'), 'b', 'the layers are untouched');
+    assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots/layers')).sort(), layersBefore, 'a view adds no snapshot');
+    assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots/containers')), [], 'nor a writable layer');
+    snap.unmountView(target); // not mounted: nothing to do
+    snap.unmountView(path.join(root, 'gone'));
+  });
+
+  it('refuses a view of layers that are not unpacked, or of no layers, mounting nothing', async () => {
+    await assert.rejects(snap.mountView([sha('missing')], target), /is not unpacked/);
+    await assert.rejects(snap.mountView([], target), /no layers/);
+    assert.equal(mounted(target), false);
+  });
+
   it('drops a half-unpacked layer a killed daemon left', async () => {
     fs.mkdirSync(path.join(root, 'snapshots/tmp/deadbeef/fs'), { recursive: true });
     await new Snapshotter(path.join(root, 'snapshots')).init();

@@ -1,6 +1,7 @@
 // Snapshotter: unpacked layers addressed by chain id, shared by every image
 // that has them, and each container's rootfs as an overlay of them with its
-// own upper and work dirs. Layout under root:
+// own upper and work dirs; an image's read-only view (an image volume) is an overlay of
+// its layers alone. Layout under root:
 //   layers/<chain-id hex>/fs      a committed layer (never changed again)
 //   containers/<id>/{upper,work}  a container's writable layer (and idmapped/, its
 //                                 id-mapped layer clones, only while its overlay is made)
@@ -10,7 +11,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { InvalidArgument, NotFound } from '../errors';
-import { bindIdmapped, MNT_DETACH, mountFs, umount2 } from '../sys/libc';
+import { bindIdmapped, bindMountReadOnly, MNT_DETACH, MOUNT_ATTR_RDONLY, mountFs, umount2 } from '../sys/libc';
 import { isSha256Digest } from './reference';
 import { Compression, unpackLayer } from './unpack';
 
@@ -204,6 +205,42 @@ export class Snapshotter {
   private async removeWritableLayer(dir: string): Promise<void> {
     await detachClones(path.join(dir, IDMAPPED));
     await fsp.rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Mount a read-only view of an image at target (an existing directory): its layers
+   * (base first, as an image lists them) as an overlay with no upper dir, or the one
+   * layer bind-mounted read-only (overlay needs two lower dirs without an upper one), as
+   * containerd's overlay snapshotter makes a View. Nothing is written to the layers.
+   */
+  async mountView(chainIds: string[], target: string): Promise<void> {
+    if (chainIds.length === 0) throw new InvalidArgument(`an image with no layers cannot be mounted at ${target}`);
+    const lowers = [...chainIds].reverse().map((c) => this.layerDir(c));
+    for (const l of lowers) {
+      try {
+        await fsp.access(l);
+      } catch {
+        throw new NotFound(`layer ${path.basename(path.dirname(l))} is not unpacked`);
+      }
+    }
+    if (lowers.length === 1) bindMountReadOnly(lowers[0], target);
+    else mountFs('overlay', target, [...lowers.map((l): [string, string] => ['lowerdir+', l]), ['source', 'skiff']], MOUNT_ATTR_RDONLY);
+  }
+
+  /** Unmount a view (mountView), every mount stacked at target. An error other than "not
+   * mounted" or "gone" is thrown: the caller must not remove a directory that may still
+   * show the layers. */
+  unmountView(target: string): void {
+    for (let i = 0; i < 64; i++) {
+      try {
+        umount2(target, MNT_DETACH);
+      } catch (e) {
+        const errno = (e as NodeJS.ErrnoException).errno;
+        if (errno === 22 || errno === 2) return; // EINVAL: not a mount point; ENOENT: gone
+        throw e;
+      }
+    }
+    throw new Error(`${target} is still mounted after 64 unmounts`);
   }
 
   /** The container ids with a writable layer. */

@@ -155,29 +155,44 @@ const SYS_mount_setattr = 442;
 const OPEN_TREE_CLONE = 1;
 const OPEN_TREE_CLOEXEC = 0o2000000;
 const AT_EMPTY_PATH = 0x1000;
+export const MOUNT_ATTR_RDONLY = 0x1;
 const MOUNT_ATTR_IDMAP = 0x100000;
 
 /**
- * Attach at target (an existing directory) a clone of the directory source whose ids are
- * seen through the user namespace usernsFd (an open /proc/<pid>/ns/user): the clone is
- * made detached, id-mapped (which only a detached mount may be), then attached.
+ * Attach at target (an existing directory) a clone of the directory source with the
+ * mount attributes attrSet (and, for MOUNT_ATTR_IDMAP, the user namespace usernsFd): the
+ * clone is made detached (open_tree), given its attributes (an id mapping only a detached
+ * mount may take), then attached, so target never shows source without them, even for
+ * an instant. Linux 5.12+.
  */
-export function bindIdmapped(source: string, target: string, usernsFd: number): void {
+function attachClone(source: string, target: string, attrSet: number, usernsFd = 0): void {
   const sc = libc().syscall;
   const tree = Number(sc(SYS_open_tree, 'int', AT_FDCWD, 'str', source, 'uint', OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
   if (tree < 0) fail('open_tree', source);
   try {
     // struct mount_attr { u64 attr_set, attr_clr, propagation, userns_fd; }
     const attr = Buffer.alloc(32);
-    attr.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
+    attr.writeBigUInt64LE(BigInt(attrSet), 0);
     attr.writeBigUInt64LE(BigInt(usernsFd), 24);
     if (Number(sc(SYS_mount_setattr, 'int', tree, 'str', '', 'uint', AT_EMPTY_PATH, 'void *', attr, 'size_t', attr.length)) < 0)
-      fail('mount_setattr(MOUNT_ATTR_IDMAP)', source);
+      fail(`mount_setattr(${attrSet === MOUNT_ATTR_IDMAP ? 'MOUNT_ATTR_IDMAP' : 'MOUNT_ATTR_RDONLY'})`, source);
     if (Number(sc(SYS_move_mount, 'int', tree, 'str', '', 'int', AT_FDCWD, 'str', target, 'uint', MOVE_MOUNT_F_EMPTY_PATH)) < 0)
       fail('move_mount', target);
   } finally {
     libc().close(tree);
   }
+}
+
+/** Attach at target a clone of source whose ids are seen through the user namespace
+ * usernsFd (an open /proc/<pid>/ns/user). */
+export function bindIdmapped(source: string, target: string, usernsFd: number): void {
+  attachClone(source, target, MOUNT_ATTR_IDMAP, usernsFd);
+}
+
+/** Bind-mount source onto target already read-only: no writable view of source ever
+ * appears at target. */
+export function bindMountReadOnly(source: string, target: string): void {
+  attachClone(source, target, MOUNT_ATTR_RDONLY);
 }
 
 const MS_BIND = 0x1000;

@@ -118,6 +118,17 @@ export function toContainer(r: ContainerRecord): Reply<Container> {
   };
 }
 
+/** The CRI mounts as containerd reports them: an image volume's host_path is where its
+ * view (or sub path) is on the host, its image and image_sub_path as kubelet sent them. */
+function statusMounts(r: ContainerRecord): ContainerRecord['config']['mounts'] {
+  const volumes = r.imageVolumes ?? [];
+  if (volumes.length === 0) return r.config.mounts;
+  return r.config.mounts.map((m, i) => {
+    const v = volumes.find((x) => x.mount === i);
+    return v ? { ...m, host_path: v.source, uidMappings: [], gidMappings: [] } : m;
+  });
+}
+
 export function toContainerStatus(r: ContainerRecord): Reply<ContainerStatus> {
   return {
     id: r.id,
@@ -134,7 +145,7 @@ export function toContainerStatus(r: ContainerRecord): Reply<ContainerStatus> {
     message: r.message,
     labels: r.config.labels,
     annotations: r.config.annotations,
-    mounts: r.config.mounts,
+    mounts: statusMounts(r),
     log_path: r.logPath,
     resources: r.resources ? { linux: r.resources } : null,
     user: { linux: { uid: r.user.uid, gid: r.user.gid, supplemental_groups: r.user.additionalGids } },
