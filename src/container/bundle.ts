@@ -6,6 +6,8 @@ import * as path from 'path';
 import type { ContainerConfig } from '../cri/gen/cri';
 import type { ImageRecord } from '../image/image_service';
 import type { PodRecord } from '../sandbox/pod_registry';
+import type { CdiEditSet } from './cdi';
+import { applyCdiEdits, cdiHostNodes } from './cdi_edits';
 import { hostDevices, statDevices } from './devices';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
 import type { Spec } from '../oci/runtime_spec';
@@ -31,6 +33,8 @@ export interface BundleRequest {
   config: ContainerConfig;
   pod: PodRecord;
   image: ImageRecord;
+  /** The container edits of the CDI devices it asked for (resolveCdiDevices). */
+  cdi?: CdiEditSet[];
 }
 
 /** Write the bundle's config.json (and what it points to); the spec it holds. */
@@ -38,6 +42,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
   const { config, pod, image, bundle, rootfs } = b;
   const sc = config.linux?.security_context ?? null;
   const devices = await statDevices(config.devices.map((d) => d.host_path));
+  const cdiNodes = await cdiHostNodes(b.cdi ?? []);
   const seccomp = sc?.privileged ? undefined : seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? '', host.seccompProfileRoot);
   const localhostProfile = seccomp?.kind === 'localhost' ? await readLocalhostProfile(seccomp.path) : undefined;
   const appArmorProfilesLoaded = host.lsm.apparmor ? await host.appArmor.loaded() : undefined;
@@ -76,6 +81,8 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     seccompProfileRoot: host.seccompProfileRoot,
     loadLocalhostProfile: () => localhostProfile ?? '',
   });
+  // CDI edits go last, on the spec as CRI and the image made it (containerd's WithCDI is its last option too).
+  applyCdiEdits(spec, b.cdi ?? [], (p) => cdiNodes.get(p));
   if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await host.appArmor.ensureDefault();
   // In a user namespace the container's root cannot create mount targets in a rootfs
   // owned by the host's root: skiffd makes the bind targets first.
