@@ -128,7 +128,10 @@ export function requestedCdiDevices(config: Pick<ContainerConfig, 'CDI_devices' 
 
 type Json = Record<string, unknown>;
 
-class SpecFileError extends Error {}
+class SpecFileError extends Error {
+  /** The file's vendor/class, when it got that far. */
+  kind?: string;
+}
 
 function fail(where: string, what: string): never {
   throw new SpecFileError(`${where}: ${what}`);
@@ -305,6 +308,15 @@ export function parseCdiSpec(text: string, file: string, priority: number): CdiS
   const version = (str(doc, 'cdiVersion', 'spec', true) ?? '').replace(/^v/, '');
   if (!(CDI_VERSIONS as readonly string[]).includes(version)) fail('cdiVersion', `"${doc.cdiVersion}" is not a CDI version skiff knows (${CDI_VERSIONS[0]} to ${CDI_VERSIONS[CDI_VERSIONS.length - 1]})`);
   const kind = str(doc, 'kind', 'spec', true)!;
+  try {
+    return parseSpecBody(doc, kind, version, file, priority);
+  } catch (e) {
+    if (e instanceof SpecFileError) e.kind = kind;
+    throw e;
+  }
+}
+
+function parseSpecBody(doc: Json, kind: string, version: string, file: string, priority: number): CdiSpecFile {
   const slash = kind.indexOf('/');
   if (slash <= 0 || slash === kind.length - 1) fail('kind', `"${kind}" is not vendor/class`);
   const vendor = kind.slice(0, slash);
@@ -345,6 +357,8 @@ export interface CdiScan {
   errors: Map<string, string[]>;
   /** Files that loaded, by vendor/class kind, for errors about a device they lack. */
   kinds: Map<string, string[]>;
+  /** The kind a file that did not load says it has, when it got that far. */
+  brokenKinds: Map<string, string>;
 }
 
 /**
@@ -354,7 +368,7 @@ export interface CdiScan {
  * defined twice at the same priority is dropped and recorded against both files.
  */
 export async function scanCdiSpecDirs(dirs: readonly string[]): Promise<CdiScan> {
-  const scan: CdiScan = { devices: new Map(), errors: new Map(), kinds: new Map() };
+  const scan: CdiScan = { devices: new Map(), errors: new Map(), kinds: new Map(), brokenKinds: new Map() };
   const record = (file: string, msg: string) => scan.errors.set(file, [...(scan.errors.get(file) ?? []), msg]);
   const conflicts = new Set<string>();
   for (const [priority, dir] of dirs.entries()) {
@@ -375,6 +389,7 @@ export async function scanCdiSpecDirs(dirs: readonly string[]): Promise<CdiScan>
         spec = parseCdiSpec(await fsp.readFile(file, 'utf8'), file, priority);
       } catch (e) {
         record(file, e instanceof SpecFileError ? e.message : `cannot read: ${(e as Error).message}`);
+        if (e instanceof SpecFileError && e.kind) scan.brokenKinds.set(file, e.kind);
         continue;
       }
       const kind = `${spec.vendor}/${spec.class}`;
@@ -400,8 +415,9 @@ export async function scanCdiSpecDirs(dirs: readonly string[]): Promise<CdiScan>
  * The edits for the requested devices, in CDI's order: a file's spec-wide edits once,
  * before its first requested device's, then each device's. The spec dirs are read anew
  * for every request that names devices, so a file a driver has just written counts, with
- * no watcher to keep. An unknown device is NOT_FOUND; when a file that could hold it
- * failed to load (or lost it to a conflict), FAILED_PRECONDITION with that file's error.
+ * no watcher to keep. An unknown device is NOT_FOUND, its message naming the files that
+ * did not load far enough to tell their kind; when a file of the device's kind is broken
+ * (or lost it to a conflict), FAILED_PRECONDITION with that file's error.
  */
 export async function resolveCdiDevices(dirs: readonly string[], names: string[]): Promise<CdiEditSet[]> {
   if (names.length === 0) return [];
@@ -424,17 +440,21 @@ export async function resolveCdiDevices(dirs: readonly string[], names: string[]
   }
   if (missing.length === 0) return out;
   const list = missing.map((m) => `"${m}"`).join(', ');
-  // Errors that may explain it: files of the same kind (a lost conflict), and files
-  // whose kind is not known because they did not load.
+  const kinds = new Set(missing.map((m) => m.slice(0, m.indexOf('='))));
+  // Errors of files of the same kind (broken, or a lost conflict), and of files whose
+  // kind is not known because they did not load that far.
   const loaded = new Set([...scan.kinds.values()].flat());
-  const relevant: string[] = [];
+  const ofKind: string[] = [];
+  const unknownKind: string[] = [];
   for (const [file, errs] of scan.errors) {
-    const ofKind = missing.some((m) => (scan.kinds.get(m.slice(0, m.indexOf('='))) ?? []).includes(file));
-    if (ofKind || !loaded.has(file)) relevant.push(`${file}: ${errs.join('; ')}`);
+    const kind = scan.brokenKinds.get(file);
+    const sameKind = kind ? kinds.has(kind) : [...kinds].some((k) => (scan.kinds.get(k) ?? []).includes(file));
+    if (sameKind) ofKind.push(`${file}: ${errs.join('; ')}`);
+    else if (!kind && !loaded.has(file)) unknownKind.push(`${file}: ${errs.join('; ')}`);
   }
-  if (relevant.length) throw new FailedPrecondition(`unresolvable CDI devices ${list}: spec files that could define them are broken: ${relevant.join(' | ')}`);
-  const kinds = [...new Set(missing.map((m) => m.slice(0, m.indexOf('='))))];
-  const unknownKinds = kinds.filter((k) => !scan.kinds.has(k));
+  if (ofKind.length) throw new FailedPrecondition(`unresolvable CDI devices ${list}: a spec file of their kind is broken: ${ofKind.join(' | ')}`);
+  const unknownKinds = [...kinds].filter((k) => !scan.kinds.has(k));
   const why = unknownKinds.length ? `no spec file in ${dirs.join(', ')} defines the kind ${unknownKinds.map((k) => `"${k}"`).join(', ')}` : `not defined in the spec files of ${dirs.join(', ')}`;
-  throw new NotFound(`unresolvable CDI devices ${list}: ${why}`);
+  const note = unknownKind.length ? ` (spec files that did not load, which might: ${unknownKind.join(' | ')})` : '';
+  throw new NotFound(`unresolvable CDI devices ${list}: ${why}${note}`);
 }
