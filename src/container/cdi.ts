@@ -359,6 +359,8 @@ export interface CdiScan {
   kinds: Map<string, string[]>;
   /** The kind a file that did not load says it has, when it got that far. */
   brokenKinds: Map<string, string>;
+  /** Devices defined twice at one priority (so by neither), with the two files. */
+  conflicts: Map<string, string>;
 }
 
 /**
@@ -368,9 +370,8 @@ export interface CdiScan {
  * defined twice at the same priority is dropped and recorded against both files.
  */
 export async function scanCdiSpecDirs(dirs: readonly string[]): Promise<CdiScan> {
-  const scan: CdiScan = { devices: new Map(), errors: new Map(), kinds: new Map(), brokenKinds: new Map() };
+  const scan: CdiScan = { devices: new Map(), errors: new Map(), kinds: new Map(), brokenKinds: new Map(), conflicts: new Map() };
   const record = (file: string, msg: string) => scan.errors.set(file, [...(scan.errors.get(file) ?? []), msg]);
-  const conflicts = new Set<string>();
   for (const [priority, dir] of dirs.entries()) {
     let names: string[];
     try {
@@ -401,13 +402,13 @@ export async function scanCdiSpecDirs(dirs: readonly string[]): Promise<CdiScan>
           const msg = `device "${qualified}" is also defined in ${other.path === file ? 'the same file' : `${other.path}`}, at the same priority`;
           record(file, msg);
           record(other.path, `device "${qualified}" is also defined in ${file}, at the same priority`);
-          conflicts.add(qualified);
+          scan.conflicts.set(qualified, `device "${qualified}" is defined in both ${other.path} and ${file}, at the same priority`);
         }
         scan.devices.set(qualified, spec);
       }
     }
   }
-  for (const c of conflicts) scan.devices.delete(c);
+  for (const c of scan.conflicts.keys()) scan.devices.delete(c);
   return scan;
 }
 
@@ -441,16 +442,16 @@ export async function resolveCdiDevices(dirs: readonly string[], names: string[]
   if (missing.length === 0) return out;
   const list = missing.map((m) => `"${m}"`).join(', ');
   const kinds = new Set(missing.map((m) => m.slice(0, m.indexOf('='))));
-  // Errors of files of the same kind (broken, or a lost conflict), and of files whose
-  // kind is not known because they did not load that far.
+  // What explains it: a conflict over the device, a broken file of its kind; and files
+  // whose kind is not known because they did not load that far.
   const loaded = new Set([...scan.kinds.values()].flat());
-  const ofKind: string[] = [];
+  const ofKind = missing.filter((m) => scan.conflicts.has(m)).map((m) => scan.conflicts.get(m)!);
   const unknownKind: string[] = [];
   for (const [file, errs] of scan.errors) {
+    if (loaded.has(file)) continue; // its errors are conflicts, told per device
     const kind = scan.brokenKinds.get(file);
-    const sameKind = kind ? kinds.has(kind) : [...kinds].some((k) => (scan.kinds.get(k) ?? []).includes(file));
-    if (sameKind) ofKind.push(`${file}: ${errs.join('; ')}`);
-    else if (!kind && !loaded.has(file)) unknownKind.push(`${file}: ${errs.join('; ')}`);
+    if (kind && kinds.has(kind)) ofKind.push(`${file}: ${errs.join('; ')}`);
+    else if (!kind) unknownKind.push(`${file}: ${errs.join('; ')}`);
   }
   if (ofKind.length) throw new FailedPrecondition(`unresolvable CDI devices ${list}: a spec file of their kind is broken: ${ofKind.join(' | ')}`);
   const unknownKinds = [...kinds].filter((k) => !scan.kinds.has(k));
