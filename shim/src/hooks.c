@@ -138,9 +138,11 @@ static int64_t mono_ms(void)
   return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Without an env of its own a hook gets the shim's (skiffd's), as runc gives it runc's. */
+extern char **environ;
+
 static _Noreturn void hook_child(const struct spec_hook *h, int in, int out, int errfd)
 {
-  static char *const no_env[] = { NULL };
   char *argv0[] = { (char *) h->path, NULL };
   sigset_t none;
   setpgid(0, 0); /* its own group: a timeout kills what it started too */
@@ -152,7 +154,7 @@ static _Noreturn void hook_child(const struct spec_hook *h, int in, int out, int
   if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
     _exit(127);
   syscall(SYS_close_range, 3U, ~0U, 0U);
-  execve(h->path, h->args && h->args[0] ? h->args : argv0, h->env ? h->env : no_env);
+  execve(h->path, h->args && h->args[0] ? h->args : argv0, h->env ? h->env : environ);
   dprintf(2, "exec %s: %s", h->path, strerror(errno));
   _exit(127);
 }

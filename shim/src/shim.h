@@ -258,7 +258,7 @@ enum hook_kind {
 };
 struct spec_hook {
   const char *path; /* absolute */
-  char **args, **env; /* NULL-terminated; NULL: none (argv is then just the path, the environment empty) */
+  char **args, **env; /* NULL-terminated; NULL: none (argv is then just the path, the environment the shim's) */
   int timeout_s;    /* 0: none given (HOOK_DEFAULT_TIMEOUT_S applies) */
 };
 struct spec_hooks {

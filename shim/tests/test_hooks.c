@@ -91,8 +91,9 @@ int main(void)
            "\"createContainer\": [{\"path\": \"/bin/sh\", \"args\": [\"sh\", \"-c\", \"echo out; echo the hook broke >&2; exit 3\"]}],"
            "\"startContainer\": [{\"path\": \"/bin/sh\", \"args\": [\"sh\", \"-c\", \"echo slow >&2; exec sleep 30\"], \"timeout\": 1}],"
            "\"poststart\": [{\"path\": \"%s/missing\"}, {\"path\": \"/bin/true\"}],"
-           "\"poststop\": [{\"path\": \"/bin/true\"}, {\"path\": \"/bin/sh\", \"args\": [\"sh\", \"-c\", \"exit 0\"]}]}}",
+           "\"poststop\": [{\"path\": \"/bin/true\"}, {\"path\": \"/bin/sh\", \"args\": [\"sh\", \"-c\", \"test \\\"$SKIFF_HOOK_TEST\\\" = inherited\"]}]}}",
            out_path, out_path, dir);
+  setenv("SKIFF_HOOK_TEST", "inherited", 1);
   {
     cleanup_json json_t *run = test_json(script);
     if (check_rc(hooks_parse(run, &h, &err), &err, "the runner's hooks parse")) {
@@ -112,7 +113,7 @@ int main(void)
       check(hooks_run(&h, HOOK_POSTSTART, state, &err) < 0 && strstr(err.msg, "poststart hook [0]") && strstr(err.msg, "exit status 127")
                 && strstr(err.msg, "exec ") && strstr(err.msg, "No such file"),
             "a hook that cannot be executed fails, saying why (%s)", err.msg);
-      check_rc(hooks_run(&h, HOOK_POSTSTOP, state, &err), &err, "every hook of a kind runs, in order");
+      check_rc(hooks_run(&h, HOOK_POSTSTOP, state, &err), &err, "every hook of a kind runs, in order; one without env has the runner's");
       check(hooks_run(&h, HOOK_POSTSTOP, NULL, &err) < 0, "no state (no memory) fails");
       hooks_free(&h);
     }

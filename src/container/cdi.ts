@@ -284,14 +284,13 @@ function parseEdits(v: unknown, where: string): CdiEdits {
 const isEmpty = (e: CdiEdits) => Object.keys(e).length === 0;
 
 /** The lowest CDI version whose fields the spec uses (specs-go MinimumRequiredVersion). */
-function requiredVersion(doc: Json, kindClass: string, edits: CdiEdits[], deviceNames: string[], annotated: boolean): string {
+function requiredVersion(kindClass: string, edits: CdiEdits[], deviceNames: string[], annotated: boolean): string {
   const rdtNew = edits.some((e) => e.intelRdt && (e.intelRdt.schemata !== undefined || e.intelRdt.enableMonitoring === true));
   if (rdtNew || edits.some((e) => e.netDevices?.length)) return '1.1.0';
   if (edits.some((e) => e.intelRdt || e.additionalGids?.length)) return '0.7.0';
   if (annotated || kindClass.includes('.')) return '0.6.0';
   if (deviceNames.some((n) => /^[0-9]/.test(n)) || edits.some((e) => e.deviceNodes?.some((d) => d.hostPath))) return '0.5.0';
   if (edits.some((e) => e.mounts?.some((m) => m.type))) return '0.4.0';
-  void doc;
   return '0.3.0';
 }
 
@@ -339,7 +338,7 @@ function parseSpecBody(doc: Json, kind: string, version: string, file: string, p
     devices.set(name, devEdits);
   });
   if (devices.size === 0) fail('devices', 'at least one device is required');
-  const min = requiredVersion(doc, cls, [edits, ...devices.values()], [...devices.keys()], annotated);
+  const min = requiredVersion(cls, [edits, ...devices.values()], [...devices.keys()], annotated);
   if (CDI_VERSIONS.indexOf(min as (typeof CDI_VERSIONS)[number]) > CDI_VERSIONS.indexOf(version as (typeof CDI_VERSIONS)[number]))
     fail('cdiVersion', `the spec uses fields of CDI ${min} but says ${version}`);
   return { path: file, priority, vendor, class: cls, edits, devices };
