@@ -103,6 +103,14 @@ describe('CDI devices and OCI hooks (skiffd over gRPC)', function () {
         '    containerEdits:',
         '      hooks:',
         '        - {hookName: createContainer, path: /bin/sleep, args: [sleep, "600"], timeout: 1}',
+        '  - name: startfail',
+        '    containerEdits:',
+        '      hooks:',
+        '        - {hookName: startContainer, path: /bin/false}',
+        '  - name: poststartfail',
+        '    containerEdits:',
+        '      hooks:',
+        `        - {hookName: poststart, path: ${failScript}}`,
         '',
       ].join('\n'),
     );
@@ -219,6 +227,28 @@ describe('CDI devices and OCI hooks (skiffd over gRPC)', function () {
   it('fails the create with the output of a createRuntime hook that fails, leaving nothing', async () => {
     await refused({ CDI_devices: [{ name: 'skiff.test/hooks=fail' }] }, 9, /createRuntime hook \[0\] .*fail\.sh: exit status 1: stderr: cdi hook refused: no widget on this node/);
   });
+
+  for (const [device, kind, message] of [
+    ['startfail', 'startContainer', /startContainer hook \[0\] \/bin\/false: exit status 1/],
+    ['poststartfail', 'poststart', /poststart hook \[0\] .*fail\.sh: exit status 1: stderr: cdi hook refused/],
+  ] as const) {
+    it(`fails the start when a ${kind} hook fails, and the container is stopped`, async () => {
+      const id = await cri.createCtr(pod, device, { CDI_devices: [{ name: `skiff.test/hooks=${device}` }] });
+      let err: ServiceError | undefined;
+      await node.skiffd.client.runtime('StartContainer', { container_id: id }).catch((e: ServiceError) => (err = e));
+      assert.equal(err?.code, 9, `FAILED_PRECONDITION: ${err?.details}`);
+      assert.match(err.details, message);
+      const deadline = Date.now() + 60_000;
+      let state = -1;
+      while (Date.now() < deadline) {
+        state = (await node.skiffd.client.runtime('ContainerStatus', { container_id: id })).status!.state;
+        if (state === 2) break; // CONTAINER_EXITED
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(state, 2, 'the container is exited, not left running');
+      await node.skiffd.client.runtime('RemoveContainer', { container_id: id });
+    });
+  }
 
   it('fails the create with DEADLINE_EXCEEDED when a hook outlives its timeout, leaving nothing', async () => {
     await refused({ CDI_devices: [{ name: 'skiff.test/hooks=hang' }] }, 4, /createContainer hook \[0\] \/bin\/sleep: timed out after 1 s/);
