@@ -1,6 +1,7 @@
 // A container's OCI bundle around its mounted rootfs: config.json built from the CRI config,
-// the image and the pod (spec.ts), an empty directory per image VOLUME, and, in a
-// user-namespaced pod, the bind mount targets made in the rootfs beforehand.
+// the image and the pod (spec.ts) with the edits of its CDI devices (cdi_edits.ts), an empty
+// directory per image VOLUME, and, in a user-namespaced pod, the bind mount targets made in
+// the rootfs beforehand.
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import type { ContainerConfig } from '../cri/gen/cri';
