@@ -26,6 +26,7 @@ export const SCHEMA = {
   'cri.cgroup_parent': { kind: 'string', default: '/kubepods', doc: 'cgroup (cgroupfs driver) for pods that name no cgroup_parent' },
   'cri.restrict_oom_score_adj': { kind: 'boolean', default: true, doc: 'clamp oom_score_adj to what the host allows instead of failing' },
   'cri.seccomp_profile_root': { kind: 'string', default: '/var/lib/kubelet/seccomp', doc: 'where relative Localhost seccomp profiles are found' },
+  'cdi.spec_dirs': { kind: 'string[]', default: ['/etc/cdi', '/var/run/cdi'], doc: 'CDI spec directories (.json, .yaml, .yml), read for each CreateContainer that names CDI devices; a device in a later directory wins over one in an earlier' },
   'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
   'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
   'image.parallel_layers': { kind: 'number', default: 3, min: 1, doc: 'layers downloaded at once per pull' },
@@ -160,6 +161,7 @@ export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
   if (metricsAddress && !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(metricsAddress)) throw new ConfigError(`"metrics.address" must be host:port or empty, got "${metricsAddress}"`);
   if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(values.get('streaming.address') as string)) throw new ConfigError(`"streaming.address" must be host:port, got "${values.get('streaming.address')}"`);
   if (!values.get('streaming.tls_cert') !== !values.get('streaming.tls_key')) throw new ConfigError('"streaming.tls_cert" and "streaming.tls_key" go together');
+  for (const dir of values.get('cdi.spec_dirs') as string[]) if (!path.isAbsolute(dir)) throw new ConfigError(`"cdi.spec_dirs" must hold absolute paths, got "${dir}"`);
   for (const ref of values.get('image.pinned_images') as string[]) {
     try {
       parseReference(ref);

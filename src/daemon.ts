@@ -113,6 +113,7 @@ export class Daemon {
       minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
       lsm: hostLsm,
       seccompProfileRoot: config['cri.seccomp_profile_root'],
+      cdiSpecDirs: config['cdi.spec_dirs'],
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
     });

@@ -69,6 +69,7 @@ static void container_free(void *p)
   free(c->bundle);
   free(c->log_path);
   seccomp_free(c->seccomp);
+  hooks_free(&c->hooks);
   json_decref(c->spec_doc);
   cri_log_close(c->log);
   if (c->cg)
@@ -117,7 +118,27 @@ static struct container *container_new(void)
   return c;
 }
 
-/* A create that did not finish: take back what it made, the process first. */
+/* The poststop hooks, once the container is gone: a failure is logged, and the
+ * remaining hooks and the deletion go on (runtime.md, lifecycle step 13). */
+static void run_poststop_hooks(struct container *c)
+{
+  struct shim_err err;
+  cleanup_free char *state = NULL;
+  if (!hooks_any(&c->hooks, HOOK_POSTSTOP))
+    return;
+  state = hooks_state(c->spec_doc, c->id, "stopped", 0, c->bundle);
+  for (size_t i = 0; i < c->hooks.n[HOOK_POSTSTOP]; i++) {
+    struct spec_hooks one = { 0 };
+    one.list[HOOK_POSTSTOP] = &c->hooks.list[HOOK_POSTSTOP][i];
+    one.n[HOOK_POSTSTOP] = 1;
+    if (hooks_run(&one, HOOK_POSTSTOP, state, &err) < 0)
+      shim_log("container %s: warning: %s", c->id, err.msg);
+  }
+}
+
+/* A create that did not finish: take back what it made, the process first. Once its
+ * cgroup was made the container's environment existed in part: its poststop hooks run,
+ * as after any create that fails (runtime.md, lifecycle steps 3-5 and 12-13). */
 static void cleanup_half_made(struct container **cp)
 {
   struct container *c = *cp;
@@ -128,8 +149,10 @@ static void cleanup_half_made(struct container **cp)
   if (c->sync_fd >= 0)
     close(c->sync_fd);
   proc_io_close(&c->io);
-  if (c->cg)
+  if (c->cg) {
     cgroup_destroy(c->cg, &ignored);
+    run_poststop_hooks(c);
+  }
   container_free(c);
 }
 
@@ -168,6 +191,8 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   c->spec_doc = json_incref(spec->doc);
   c->seccomp = spec->seccomp;
   spec->seccomp = NULL;
+  c->hooks = spec->hooks;
+  memset(&spec->hooks, 0, sizeof(spec->hooks));
   c->stdin_once = stdin_once;
   c->own_pidns = ns_clone_flags(&spec->ns) & CLONE_NEWPID;
   cg_path = spec->cgroups_path;
@@ -192,6 +217,9 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
       .cg = c->cg,
       .stdio = { stdio[0], stdio[1], stdio[2] },
       .create = true,
+      .id = c->id,
+      .bundle = c->bundle,
+      .hooks = &c->hooks,
     };
     if (spawn_process(&req, &c->pid, &c->sync_fd, &master, err) < 0) {
       if (cgroup_oom_kills(c->cg) > oom_kills)
@@ -222,7 +250,7 @@ int container_start(struct container *c, json_t **result, struct shim_err *err)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is %s, not created", c->id,
                      status_names[c->status]);
   shim_failpoint("start.go");
-  r = spawn_release(c->sync_fd, err);
+  r = spawn_release(c->sync_fd, hooks_budget_ms(&c->hooks, HOOK_START_CONTAINER), err);
   close(c->sync_fd);
   c->sync_fd = -1;
   /* Until execve the process is alone in its cgroup: an OOM kill there since create is
@@ -240,6 +268,18 @@ int container_start(struct container *c, json_t **result, struct shim_err *err)
   if (c->status == CTR_CREATED)
     c->status = CTR_RUNNING;
   c->started_ns = now_ns();
+  /* poststart hooks, in the shim's namespaces: one that fails fails the start, and the
+   * container is stopped (runtime.md, lifecycle step 9, since runtime-spec 1.2.1). */
+  if (hooks_any(&c->hooks, HOOK_POSTSTART)) {
+    cleanup_free char *state = hooks_state(c->spec_doc, c->id, "running", c->pid, c->bundle);
+    if (hooks_run(&c->hooks, HOOK_POSTSTART, state, err) < 0) {
+      struct shim_err ignored;
+      if (c->status != CTR_STOPPED && cgroup_signal_all(c->cg, SIGKILL, &ignored) < 0)
+        kill(c->pid, SIGKILL);
+      shim_err_prefix(err, "start container \"%s\"", c->id);
+      return -1;
+    }
+  }
   *result = json_pack("{s:i}", "pid", (int) c->pid);
   return 0;
 }
@@ -367,6 +407,7 @@ int container_delete(struct container *c, bool force, struct shim_err *err)
   exec_container_deleted(c);
   attach_container_exited(c);
   proc_io_close(&c->io);
+  run_poststop_hooks(c);
   snprintf(path, sizeof(path), "%s/%s.json", g_shim.exits_dir, c->id);
   unlink(path);
   for (pp = &g_containers; *pp; pp = &(*pp)->next)

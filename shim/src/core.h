@@ -213,6 +213,7 @@ struct container {
    * (the rest of the parsed spec goes once the container is made). */
   json_t *spec_doc;
   struct seccomp_filter *seccomp; /* NULL: none */
+  struct spec_hooks hooks;        /* config.json's hooks (strings in spec_doc) */
   pid_t pid;
   enum ctr_status status;
   int sync_fd;            /* to the init while created; -1 after start */
@@ -324,6 +325,10 @@ struct spawn_req {
   int stdio[3];           /* fds for the process's 0,1,2 (-1: /dev/null);
                              with process.terminal the process opens a pty */
   bool create;            /* a new container (mounts, sysctls, hostname) */
+  /* create: the container's id, bundle and hooks (createRuntime, createContainer and
+   * startContainer run during the spawn and the release). */
+  const char *id, *bundle;
+  const struct spec_hooks *hooks;
 };
 
 /* Spawn a process (through an intermediate that joins namespaces); on success
@@ -331,8 +336,9 @@ struct spawn_req {
  * *pty_master the terminal's master when process.terminal is set (else -1).
  * The process has sent READY and waits for spawn_release(). */
 int spawn_process(const struct spawn_req *req, pid_t *pid, int *sync_fd, int *pty_master, struct shim_err *err);
-/* Tell a created process to execve; waits for the result. */
-int spawn_release(int sync_fd, struct shim_err *err);
+/* Tell a created process to execve; waits for the result (longer by extra_ms: the
+ * startContainer hooks it runs first). */
+int spawn_release(int sync_fd, int64_t extra_ms, struct shim_err *err);
 
 /* ---- pod (pod.c) --------------------------------------------------------- */
 

@@ -133,7 +133,7 @@ int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *r
     shim_failpoint("exec.spawned");
     proc_io_close_child_ends(stdio);
     if (r == 0)
-      r = spawn_release(sync_fd, err);
+      r = spawn_release(sync_fd, 0, err);
     if (r == 0) {
       r = proc_io_start(&e->io, master, want_stdin, err);
       master = -1; /* the io holds it */

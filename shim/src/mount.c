@@ -471,6 +471,8 @@ int mount_setup_rootfs(const struct spec_rootfs *r, const struct mount_ctx *ctx,
   }
   if (setup_devices(r, root_fd, ctx, dev_is_tmpfs, err) < 0)
     return -1;
+  if (ctx->before_pivot && ctx->before_pivot(ctx->before_pivot_arg, err) < 0)
+    return -1;
   if (fchdir(root_fd) < 0)
     return shim_fail_errno(err, errno, "chdir rootfs");
   if (syscall(SYS_pivot_root, ".", ".") < 0)

@@ -251,6 +251,29 @@ struct resources {
 
 struct seccomp_filter; /* linux.seccomp (seccomp.c) */
 
+/* hooks (hooks.c): config.json's POSIX-platform hooks, by kind, in the order given. */
+enum hook_kind {
+  HOOK_PRESTART, /* deprecated: run as createRuntime hooks, before them */
+  HOOK_CREATE_RUNTIME,
+  HOOK_CREATE_CONTAINER,
+  HOOK_START_CONTAINER,
+  HOOK_POSTSTART,
+  HOOK_POSTSTOP,
+  HOOK_KINDS,
+};
+struct spec_hook {
+  const char *path; /* absolute */
+  char **args, **env; /* NULL-terminated; NULL: none (argv is then just the path, the environment the shim's) */
+  int timeout_s;    /* 0: none given (HOOK_DEFAULT_TIMEOUT_S applies) */
+};
+struct spec_hooks {
+  struct spec_hook *list[HOOK_KINDS];
+  size_t n[HOOK_KINDS];
+};
+/* The shim serves the whole pod from one thread: a hook without a timeout of its own is
+ * not waited for longer than this. */
+#define HOOK_DEFAULT_TIMEOUT_S 60
+
 struct spec {
   json_t *doc; /* config.json: the strings below point into it */
   const char *root_path, *hostname, *cgroups_path;
@@ -261,6 +284,7 @@ struct spec {
   struct seccomp_filter *seccomp; /* NULL: none */
   struct spec_sysctl *sysctls;
   size_t n_sysctls;
+  struct spec_hooks hooks;
 };
 
 /* ---- loading config.json (spec.c) --------------------------------------------- */
@@ -274,6 +298,24 @@ void cleanup_specp(struct spec **spec);
 int spec_parse_process(json_t *process, const char *where, struct spec_process *out, struct shim_err *err);
 void spec_process_free(struct spec_process *p);
 #define cleanup_spec_process __attribute__((cleanup(spec_process_free)))
+
+/* ---- hooks (hooks.c) ------------------------------------------------------- */
+
+extern const char *const hook_kind_names[HOOK_KINDS]; /* "createRuntime" ... */
+/* config.json's "hooks": each kind a list of {path (absolute), args, env, timeout > 0}. */
+int hooks_parse(json_t *doc, struct spec_hooks *out, struct shim_err *err);
+void hooks_free(struct spec_hooks *h);
+bool hooks_any(const struct spec_hooks *h, enum hook_kind k);
+/* The longest the hooks of a kind may take together, for whoever waits on them. */
+int64_t hooks_budget_ms(const struct spec_hooks *h, enum hook_kind k);
+/* The state a hook reads on stdin (runtime.md "State"): ociVersion and annotations from
+ * config.json (doc), the pid only when > 0. malloc'd JSON text; NULL without memory. */
+char *hooks_state(json_t *doc, const char *id, const char *status, pid_t pid, const char *bundle);
+/* Run the hooks of a kind in order, each with state on stdin, until one fails: exits
+ * non-zero (FAILED_PRECONDITION) or outlives its timeout (DEADLINE_EXCEEDED, killed with
+ * its process group); the error names the kind, the hook and its stderr. state NULL
+ * fails (ENOMEM). */
+int hooks_run(const struct spec_hooks *h, enum hook_kind k, const char *state, struct shim_err *err);
 
 /* ---- capabilities (caps.c) ----------------------------------------------- */
 
@@ -427,6 +469,10 @@ struct mount_ctx {
   bool userns;         /* in a user namespace: bind devices, no mknod */
   struct cgroup *cg;   /* the container's cgroup, for "cgroup" mounts */
   bool new_cgroupns;   /* the container has its own cgroup namespace */
+  /* Called once the mounts and devices are made, right before pivot_root (where the
+   * createRuntime and createContainer hooks run); may be NULL. */
+  int (*before_pivot)(void *arg, struct shim_err *err);
+  void *before_pivot_arg;
 };
 
 /* In the container's child, after joining/creating its namespaces, in its

@@ -39,6 +39,8 @@ enum sync_type {
   SYNC_READY,     /* process -> shim: set up (+ pty master fd) */
   SYNC_START,     /* shim -> process: execve */
   SYNC_ERROR,     /* any -> shim: failed, with message */
+  SYNC_HOOKS,     /* process -> shim: mounts made, run the createRuntime hooks */
+  SYNC_HOOKS_DONE, /* shim -> process: they ran */
 };
 
 struct sync_msg {
@@ -315,6 +317,35 @@ static int ensure_cwd(const char *cwd, struct shim_err *err)
   return 0;
 }
 
+/* Right before pivot_root, in the container's namespaces with its mounts made: the
+ * shim runs the prestart and createRuntime hooks (in the runtime namespace) while we
+ * wait, then we run the createContainer hooks here (in the container's namespaces, the
+ * host's paths still reachable). A hook that fails ends the create. */
+struct pivot_hooks {
+  const struct spawn_req *req;
+  int sync_fd;
+};
+
+static int run_create_hooks(void *arg, struct shim_err *err)
+{
+  const struct pivot_hooks *ph = arg;
+  const struct spawn_req *req = ph->req;
+  if (hooks_any(req->hooks, HOOK_PRESTART) || hooks_any(req->hooks, HOOK_CREATE_RUNTIME)) {
+    struct sync_msg m;
+    if (sync_send(ph->sync_fd, SYNC_HOOKS, 0, -1) < 0)
+      _exit(1);
+    /* The shim bounds the hooks; it kills us when one fails. */
+    if (sync_recv(ph->sync_fd, &m, NULL, -1) <= 0 || m.type != SYNC_HOOKS_DONE)
+      _exit(1);
+  }
+  if (hooks_any(req->hooks, HOOK_CREATE_CONTAINER)) {
+    cleanup_free char *state = hooks_state(req->spec->doc, req->id, "creating", getpid(), req->bundle);
+    if (hooks_run(req->hooks, HOOK_CREATE_CONTAINER, state, err) < 0)
+      return -1;
+  }
+  return 0;
+}
+
 /* Runs in the process proper, after GO. Never returns on success. */
 static int process_main(const struct spawn_req *req, int sync_fd, const int *idmapped, struct shim_err *err)
 {
@@ -332,12 +363,15 @@ static int process_main(const struct spawn_req *req, int sync_fd, const int *idm
   if (set_oom_score_adj(process, err) < 0 || apply_rlimits(process, err) < 0)
     return -1;
   if (req->create) {
+    struct pivot_hooks ph = { .req = req, .sync_fd = sync_fd };
     struct mount_ctx ctx = {
       .rootfs = req->rootfs,
       .idmapped = idmapped,
       .userns = ns_listed(&spec->ns, CLONE_NEWUSER),
       .cg = req->cg,
       .new_cgroupns = ns_clone_flags(&spec->ns) & CLONE_NEWCGROUP,
+      .before_pivot = run_create_hooks,
+      .before_pivot_arg = &ph,
     };
     if (mount_setup_rootfs(&spec->rootfs, &ctx, err) < 0)
       return -1;
@@ -379,6 +413,12 @@ static int process_main(const struct spawn_req *req, int sync_fd, const int *idm
   r = sync_recv(sync_fd, &m, NULL, -1);
   if (r <= 0 || m.type != SYNC_START)
     _exit(1); /* the shim deleted us before start */
+  /* startContainer hooks: in the container, as its user, right before its command. */
+  if (req->create && hooks_any(req->hooks, HOOK_START_CONTAINER)) {
+    cleanup_free char *state = hooks_state(spec->doc, req->id, "created", getpid(), req->bundle);
+    if (hooks_run(req->hooks, HOOK_START_CONTAINER, state, err) < 0)
+      return -1;
+  }
   if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return shim_fail_errno(err, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
   if (nnp && req->seccomp && seccomp_apply(req->seccomp, err) < 0)
@@ -491,10 +531,11 @@ static int sync_error_to(const struct sync_msg *m, struct shim_err *err)
   return -1;
 }
 
-/* Receive the next message, which must be `want` (0: any) or an error. */
-static int recv_error_or(int fd, struct sync_msg *m, int *passed, int want, const char *step, struct shim_err *err)
+/* Receive the next message within timeout_ms, which must be `want` (0: any) or an error. */
+static int recv_error_or(int fd, struct sync_msg *m, int *passed, int want, const char *step, int64_t timeout_ms,
+                         struct shim_err *err)
 {
-  int r = sync_recv(fd, m, passed, SPAWN_TIMEOUT_MS);
+  int r = sync_recv(fd, m, passed, (int) timeout_ms);
   if (r < 0)
     return shim_fail_errno(err, errno, "%s: waiting for the container process", step);
   if (r == 0)
@@ -540,13 +581,13 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   close(sv[1]);
   ns_set_free(&ns);
 
-  if (recv_error_or(chan, &m, NULL, 0, "spawn", err) < 0)
+  if (recv_error_or(chan, &m, NULL, 0, "spawn", SPAWN_TIMEOUT_MS, err) < 0)
     return -1;
   if (m.type == SYNC_MAP_REQ) {
     if (ns_write_id_mappings(m.pid, &req->spec->ns, err) < 0)
       return -1;
     sync_send(chan, SYNC_MAPPED, 0, -1);
-    if (recv_error_or(chan, &m, NULL, SYNC_PID, "spawn", err) < 0)
+    if (recv_error_or(chan, &m, NULL, SYNC_PID, "spawn", SPAWN_TIMEOUT_MS, err) < 0)
       return -1;
   }
   if (m.type != SYNC_PID)
@@ -558,8 +599,22 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   if (req->cg && cgroup_add_pid(req->cg, pid, err) < 0)
     return -1;
   sync_send(chan, SYNC_GO, 0, -1);
-  if (recv_error_or(chan, &m, &passed, SYNC_READY, req->create ? "create" : "exec", err) < 0)
-    return -1;
+  for (;;) {
+    /* The set-up, and the createContainer hooks it runs, within their timeouts. */
+    int64_t wait_ms = SPAWN_TIMEOUT_MS + (req->create ? hooks_budget_ms(req->hooks, HOOK_CREATE_CONTAINER) : 0);
+    if (recv_error_or(chan, &m, &passed, 0, req->create ? "create" : "exec", wait_ms, err) < 0)
+      return -1;
+    if (m.type == SYNC_READY)
+      break;
+    if (m.type != SYNC_HOOKS || !req->create)
+      return shim_fail(err, SHIM_INTERNAL, "spawn: unexpected message %d from the container process", m.type);
+    {
+      cleanup_free char *state = hooks_state(req->spec->doc, req->id, "creating", pid, req->bundle);
+      if (hooks_run(req->hooks, HOOK_PRESTART, state, err) < 0 || hooks_run(req->hooks, HOOK_CREATE_RUNTIME, state, err) < 0)
+        return -1; /* the process is killed and reaped on the way out */
+    }
+    sync_send(chan, SYNC_HOOKS_DONE, 0, -1);
+  }
   *pid_out = pid;
   *sync_out = chan;
   *master_out = passed;
@@ -568,13 +623,13 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   return 0;
 }
 
-int spawn_release(int sync_fd, struct shim_err *err)
+int spawn_release(int sync_fd, int64_t extra_ms, struct shim_err *err)
 {
   struct sync_msg m;
   int r;
   if (sync_send(sync_fd, SYNC_START, 0, -1) < 0)
     return shim_fail_errno(err, errno, "start: the container process is gone");
-  r = sync_recv(sync_fd, &m, NULL, SPAWN_TIMEOUT_MS);
+  r = sync_recv(sync_fd, &m, NULL, (int) (SPAWN_TIMEOUT_MS + extra_ms));
   if (r == 0)
     return 0; /* channel closed by execve (O_CLOEXEC): running */
   if (r < 0)

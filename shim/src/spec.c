@@ -174,6 +174,7 @@ void spec_free(struct spec *spec)
   resources_free(&spec->resources);
   seccomp_free(spec->seccomp);
   free(spec->sysctls);
+  hooks_free(&spec->hooks);
   json_decref(spec->doc);
   free(spec);
 }
@@ -232,6 +233,8 @@ int spec_load(const char *bundle, struct spec **out, struct shim_err *err)
     return -1;
   if (field_object(linux_obj, "sysctl", "linux", &sysctl, err) < 0
       || ns_parse_sysctls(sysctl, "linux.sysctl", sysctl_key_ok, &spec->sysctls, &spec->n_sysctls, err) < 0)
+    return -1;
+  if (hooks_parse(doc, &spec->hooks, err) < 0)
     return -1;
   /* Not checked: a cgroupsPath that is not a string is taken as none (the default). */
   spec->cgroups_path = json_string_value(json_object_get(linux_obj, "cgroupsPath"));

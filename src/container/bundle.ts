@@ -1,13 +1,16 @@
 // A container's OCI bundle around its mounted rootfs: config.json built from the CRI config,
-// the image and the pod (spec.ts), an empty directory per image VOLUME, binds of the image
-// volumes mounted beside it (image_volumes.ts), and, in a
-// user-namespaced pod, the bind mount targets made in the rootfs beforehand.
+// the image and the pod (spec.ts) with the edits of its CDI devices (cdi_edits.ts), an empty
+// directory per image VOLUME, binds of the image volumes mounted beside it
+// (image_volumes.ts), and, in a user-namespaced pod, the bind mount targets made in the
+// rootfs beforehand.
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import type { ContainerConfig } from '../cri/gen/cri';
 import type { ImageRecord } from '../image/image_service';
 import type { PodRecord } from '../sandbox/pod_registry';
 import { podIdMappings, rootOwner } from '../sandbox/userns';
+import type { CdiEditSet } from './cdi';
+import { applyCdiEdits, cdiHostNodes } from './cdi_edits';
 import { hostDevices, statDevices } from './devices';
 import type { ImageVolume } from './image_volumes';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
@@ -36,6 +39,8 @@ export interface BundleRequest {
   image: ImageRecord;
   /** The image volumes mounted for the CRI mounts that name an image. */
   imageVolumes: ImageVolume[];
+  /** The container edits of the CDI devices it asked for (resolveCdiDevices). */
+  cdi?: CdiEditSet[];
 }
 
 /** Write the bundle's config.json (and what it points to); the spec it holds. */
@@ -43,6 +48,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
   const { config, pod, image, bundle, rootfs } = b;
   const sc = config.linux?.security_context ?? null;
   const devices = await statDevices(config.devices.map((d) => d.host_path));
+  const cdiNodes = await cdiHostNodes(b.cdi ?? []);
   const seccomp = sc?.privileged ? undefined : seccompChoice(sc?.seccomp ?? null, sc?.seccomp_profile_path ?? '', host.seccompProfileRoot);
   const localhostProfile = seccomp?.kind === 'localhost' ? await readLocalhostProfile(seccomp.path) : undefined;
   const appArmorProfilesLoaded = host.lsm.apparmor ? await host.appArmor.loaded() : undefined;
@@ -84,6 +90,8 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     seccompProfileRoot: host.seccompProfileRoot,
     loadLocalhostProfile: () => localhostProfile ?? '',
   });
+  // CDI edits go last, on the spec as CRI and the image made it (containerd's WithCDI is its last option too).
+  applyCdiEdits(spec, b.cdi ?? [], (p) => cdiNodes.get(p));
   if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await host.appArmor.ensureDefault();
   // In a user namespace the container's root cannot create mount targets where the
   // image's owner is not mapped into it: skiffd makes the bind targets first, owned by

@@ -20,6 +20,7 @@ import { podIdMappings, rootOwner } from '../sandbox/userns';
 import type { Process, Spec } from '../oci/runtime_spec';
 import { checkMemoryFloor, ociResources } from './resources';
 import { BundleHost, writeBundle } from './bundle';
+import { requestedCdiDevices, resolveCdiDevices } from './cdi';
 import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
 import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from './signals';
 import { capabilitiesFromMask } from './spec';
@@ -95,6 +96,8 @@ export interface ContainerServiceOptions {
   appArmorProfiles?: AppArmorProfiles;
   /** Where relative Localhost seccomp profiles are found (kubelet's seccomp dir). */
   seccompProfileRoot?: string;
+  /** CDI spec directories, lowest priority first; defaults to CDI's /etc/cdi, /var/run/cdi. */
+  cdiSpecDirs?: readonly string[];
   /** Where each operation records its intent before it touches the host. */
   journal: IntentJournal;
   /** Told of each leftover start-up recovery removed (logged already). */
@@ -342,6 +345,8 @@ export class ContainerService {
     const image = this.resolveImage(config.image);
     const volumePlans = planImageVolumes(config.mounts, this.opts.images);
     const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);
+    // CDI devices resolve before anything is made: a bad name or an unknown device leaves nothing.
+    const cdi = await resolveCdiDevices(this.opts.cdiSpecDirs ?? ['/etc/cdi', '/var/run/cdi'], requestedCdiDevices(config));
     let logPath = '';
     if (config.log_path) {
       if (path.isAbsolute(config.log_path) || config.log_path.split('/').includes('..'))
@@ -369,7 +374,7 @@ export class ContainerService {
       const imageVolumes = await mountImageVolumes(bundle, volumePlans, this.opts.images.snapshots);
       failpoint('create_container.image_volumes');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
-      const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image, imageVolumes });
+      const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image, imageVolumes, cdi });
       // kubelet hands hostPath volumes of type "" over unchecked: a missing host path
       // becomes an empty directory (the paths as buildContainerSpec checked them).
       const hostPaths = config.mounts.filter((m) => !isImageMount(m)).map((m) => path.posix.normalize(m.host_path).replace(/(.)\/+$/, '$1'));

@@ -9,8 +9,31 @@ export interface Spec {
   root: Root;
   hostname?: string;
   mounts: Mount[];
+  hooks?: Hooks;
   annotations?: Record<string, string>;
   linux: Linux;
+}
+
+/** A program the runtime runs at a point of the container's lifecycle, with the
+ * container's state (ociVersion, id, status, pid, bundle, annotations) on its stdin. */
+export interface Hook {
+  /** Absolute. */
+  path: string;
+  /** argv, argv[0] included; absent: just the path. */
+  args?: string[];
+  env?: string[];
+  /** Seconds; greater than zero. */
+  timeout?: number;
+}
+
+export interface Hooks {
+  /** Deprecated: run as createRuntime hooks are, before them. */
+  prestart?: Hook[];
+  createRuntime?: Hook[];
+  createContainer?: Hook[];
+  startContainer?: Hook[];
+  poststart?: Hook[];
+  poststop?: Hook[];
 }
 
 export interface Root {
