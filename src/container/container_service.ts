@@ -509,10 +509,17 @@ export class ContainerService {
       if (r.state !== 'exited') await this.doStop(r, 0);
       failpoint('remove_container.stopped');
       const shim = this.pods.shim(r.podId);
-      if (shim) await shim.delete({ id: r.id, force: true }).catch((e: Error) => this.opts.log.warn('shim delete failed', { container: r.id, error: e.message }));
-      // The shim removes the container's cgroup; a killed one could not.
+      const deleted = shim
+        ? await shim.delete({ id: r.id, force: true }).then(
+            () => true,
+            (e: Error) => (this.opts.log.warn('shim delete failed', { container: r.id, error: e.message }), false),
+          )
+        : false;
+      // A delete the shim answered removed the container's cgroup (it fails otherwise); a
+      // killed or lost shim could not, and a walk of every hierarchy costs tens of ms when
+      // twenty pods go at once.
       const pod = this.pods.get(r.podId);
-      if (pod) await this.host.removeCgroupTree(path.posix.join(pod.cgroupParent, r.id));
+      if (pod && !deleted) await this.host.removeCgroupTree(path.posix.join(pod.cgroupParent, r.id));
       failpoint('remove_container.shim');
       await this.opts.images.snapshots.removeRootfs(r.id, path.join(r.bundle, 'rootfs'));
       await unmountImageVolumes(r.bundle, this.opts.images.snapshots);
