@@ -420,11 +420,13 @@ int container_delete(struct container *c, bool force, struct shim_err *err)
   return 0;
 }
 
-void containers_shutdown(void)
+bool containers_shutdown(void)
 {
   struct shim_err err;
+  bool clean = true;
   while (g_containers) {
     if (container_delete(g_containers, true, &err) < 0) {
+      clean = false;
       /* Leave nothing half-known: drop the record even if cleanup failed. */
       struct container *c = g_containers;
       shim_log("shutdown: %s", err.msg);
@@ -433,6 +435,7 @@ void containers_shutdown(void)
       defer_free(c, container_free);
     }
   }
+  return clean;
 }
 
 /* ---- update / stats / logs ------------------------------------------------------- */

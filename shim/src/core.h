@@ -71,11 +71,14 @@ struct shim_state {
   char exits_dir[4096];
   bool shutting_down; /* leave the loop after this batch */
   bool shut_down;     /* containers, pod, socket and pid file are gone */
+  bool shut_down_clean; /* ... and so is every cgroup the shim made */
 };
 extern struct shim_state g_shim;
 
 /* Kill every container and the pod, remove the socket and pid file (proto.c). */
-void shim_shutdown(void);
+/* Kill every container and the infra process, remove their cgroups, the socket and the
+ * pid file; true if every cgroup went (a second call repeats the first answer). */
+bool shim_shutdown(void);
 
 /* ---- growable byte buffer (buf.c) ------------------------------------------ */
 
@@ -285,7 +288,7 @@ void container_add_waiter(struct container *c, struct conn *conn, json_t *req_id
 void containers_forget_conn(struct conn *conn);
 /* A reaped child: true when it was a container's init (now stopped). */
 bool container_reaped(pid_t pid, int status);
-void containers_shutdown(void);
+bool containers_shutdown(void);
 
 int exec_start(struct container *c, json_t *params, struct conn *conn, json_t *req_id, struct shim_err *err);
 /* A reaped child: true when it was an exec'd process (now answered for). */
@@ -348,7 +351,7 @@ json_t *pod_json(void);
 int pod_stats(json_t **out, struct shim_err *err);
 pid_t pod_infra_pid(void);
 void pod_reaped(pid_t pid, int status);
-void pod_shutdown(void);
+bool pod_shutdown(void);
 /* New limits for the pod cgroup the shim made; all or nothing (cgroup_update). */
 int pod_update(json_t *params, struct shim_err *err);
 

@@ -25,19 +25,24 @@ static struct {
   struct cgroup *pod_cg; /* the pod cgroup the shim made (params.podCgroup), or NULL */
 } g_pod;
 
-/* Remove the infra's cgroup, then the pod cgroup (after the containers' are gone). */
-static void pod_cgroups_destroy(void)
+/* Remove the infra's cgroup, then the pod cgroup (after the containers' are gone); false
+ * if one stays. */
+static bool pod_cgroups_destroy(void)
 {
   struct cgroup **cgs[] = { &g_pod.cg, &g_pod.pod_cg };
+  bool clean = true;
   for (size_t i = 0; i < sizeof(cgs) / sizeof(cgs[0]); i++) {
     struct shim_err err;
     if (!*cgs[i])
       continue;
-    if (cgroup_destroy(*cgs[i], &err) < 0)
+    if (cgroup_destroy(*cgs[i], &err) < 0) {
       shim_log("pod cgroup: %s", err.msg);
+      clean = false;
+    }
     cgroup_free(*cgs[i]);
     *cgs[i] = NULL;
   }
+  return clean;
 }
 
 /* params.podCgroup (made with its limits) and params.cgroupsPath (the infra's). */
@@ -349,13 +354,15 @@ void pod_reaped(pid_t pid, int status)
     json_object_set_new(g_pod.info, "infraExited", json_true());
 }
 
-void pod_shutdown(void)
+bool pod_shutdown(void)
 {
+  bool clean;
   if (g_pod.infra > 0) {
     kill_and_reap(g_pod.infra);
     g_pod.infra = 0;
   }
-  pod_cgroups_destroy();
+  clean = pod_cgroups_destroy();
   json_decref(g_pod.info);
   g_pod.info = NULL;
+  return clean;
 }

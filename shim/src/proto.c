@@ -48,18 +48,20 @@ static int int_param(json_t *params, const char *key, int64_t def, int64_t min, 
   return 0;
 }
 
-void shim_shutdown(void)
+bool shim_shutdown(void)
 {
   char path[PATH_MAX];
+  bool containers_clean;
   if (g_shim.shut_down)
-    return;
+    return g_shim.shut_down_clean;
   g_shim.shut_down = true;
   g_shim.shutting_down = true;
-  containers_shutdown();
-  pod_shutdown();
+  containers_clean = containers_shutdown();
+  g_shim.shut_down_clean = pod_shutdown() && containers_clean;
   unlink(g_shim.socket_path);
   snprintf(path, sizeof(path), "%s/shim.pid", g_shim.state_dir);
   unlink(path);
+  return g_shim.shut_down_clean;
 }
 
 /* ---- the shim and its pod ------------------------------------------------------ */
@@ -112,8 +114,9 @@ static int m_port_forward(struct request *r, json_t **result, struct shim_err *e
 
 static int m_shutdown(struct request *r, json_t **result, struct shim_err *err)
 {
-  /* Done before the answer, so a client that got it finds nothing left. */
-  shim_shutdown();
+  /* Done before the answer, so a client that got it finds nothing left; cgroupsRemoved
+   * tells it whether it must look for cgroups the shim could not remove. */
+  *result = json_pack("{s:b}", "cgroupsRemoved", shim_shutdown());
   return 0;
 }
 

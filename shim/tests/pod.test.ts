@@ -3,11 +3,25 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { ShimError } from '../../src/shim/client';
-import { TestPod, WAIT_MS, podNamespaces, readCriLog, tempDir } from './fixtures';
+import { cgroupTree } from '../../e2e/fixtures/cleanup';
+import { CGROUP_PARENT, TestPod, WAIT_MS, podNamespaces, readCriLog, tempDir } from './fixtures';
 
 const PROC = { env: ['PATH=/bin'], cwd: '/' };
 
 describe('shim pod', function () {
+  it('removes the pod cgroup, the infra\'s and the containers\' at shutdown, and says so', async () => {
+    const podCg = `${CGROUP_PARENT}/shutdown-pod`;
+    const t = await TestPod.start({ hostname: 'shutdown-pod', cgroupsPath: `${podCg}/infra`, podCgroup: { path: podCg, resources: {} } });
+    try {
+      await t.run({ id: 'c', args: ['sleep', '1000'], namespaces: podNamespaces(t.pod), edit: (s) => void (s.linux.cgroupsPath = `${podCg}/c`) });
+      assert.ok(cgroupTree(podCg).length > 0, 'the pod cgroup exists');
+      assert.deepEqual(await t.client.shutdown(), { cgroupsRemoved: true });
+      assert.deepEqual(cgroupTree(podCg), [], 'no cgroup of the pod is left in any hierarchy');
+    } finally {
+      await t.stop();
+    }
+  });
+
   it('shares network, IPC and UTS namespaces between the containers of a pod', async () => {
     const t = await TestPod.start({ hostname: 'shared-pod' });
     try {

@@ -320,6 +320,15 @@ describe('SandboxService', () => {
     assert.equal((await svc.run(spec('web'))).state, 'ready');
   });
 
+  it("leaves the cgroups alone at removal when the pod's shim shut down saying it removed them", async () => {
+    const { svc } = await start();
+    const r = await svc.run(spec('web'));
+    host.spawned[0].cgroupsRemovedAtShutdown = true;
+    await svc.remove(r.id);
+    assert.deepEqual(after('umount shm'), [`remove containers ${r.id}`]);
+    assert.equal(svc.get(r.id), undefined);
+  });
+
   it('after a restart, attaches the shims that answer and makes the pods whose shim is gone NOT READY', async () => {
     const first = await start();
     const a = await first.svc.run(spec('a'));

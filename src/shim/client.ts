@@ -674,15 +674,17 @@ export class ShimClient extends EventEmitter {
   }
 
   /** Kill every container and the pod; resolves once the shim has closed the
-   * connection (it exits right after answering). */
-  async shutdown(): Promise<void> {
+   * connection (it exits right after answering). cgroupsRemoved: every cgroup the shim
+   * made is gone (false from a shim that could not remove one, or too old to say). */
+  async shutdown(): Promise<{ cgroupsRemoved: boolean }> {
     this.closing = true;
     const closed = new Promise<void>((resolve) => {
       if (this.conn.isClosed) resolve();
       else this.conn.once('close', () => resolve());
     });
-    await this.conn.request('shutdown');
+    const answer = await this.conn.request<{ cgroupsRemoved?: boolean } | null>('shutdown');
     await closed;
+    return { cgroupsRemoved: answer?.cgroupsRemoved === true };
   }
 }
 

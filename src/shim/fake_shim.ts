@@ -97,10 +97,14 @@ export class FakeShim extends EventEmitter {
     return this.call('list', '', () => ({ pod: null, containers: [...this.containers.values()] }));
   }
 
-  shutdown(): Promise<void> {
+  /** What shutdown answers: a real shim says whether it removed every cgroup it made. */
+  cgroupsRemovedAtShutdown = false;
+
+  shutdown(): Promise<{ cgroupsRemoved: boolean }> {
     return this.call('shutdown', '', () => {
       this.down = true;
       this.connected = false;
+      return { cgroupsRemoved: this.cgroupsRemovedAtShutdown };
     });
   }
 
