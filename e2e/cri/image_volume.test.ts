@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Mount } from '../../src/cri/gen/cri';
+import { NamespaceMode, type Mount } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import { chainIds } from '../../src/image/snapshotter';
 import { runTempDir } from '../fixtures/cleanup';
@@ -130,6 +130,27 @@ describe('image volumes (skiffd over gRPC)', function () {
       await node.skiffd.client.runtime('RemoveContainer', { container_id: id });
       assert.deepEqual(volumeMounts(), [], 'RemoveContainer unmounts them');
       assert.equal(fs.existsSync(bundle), false);
+    } finally {
+      await node.skiffd.client.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    }
+  });
+
+  it("shows the image's files owned by the pod's root in a pod with a user namespace, the views id-mapped and read-only", async () => {
+    const map = [{ container_id: 0, host_id: 430000, length: 65536 }];
+    const pod = await cri.runPod({ linux: { security_context: { namespace_options: { userns_options: { mode: NamespaceMode.POD, uids: map, gids: map } } } } });
+    try {
+      const id = await cri.startCtr(pod, 'app', { mounts: [imageMount('/tools', 'tools:1'), imageMount('/single', 'single:1')] });
+      const owners = await cri.exec(id, ['stat', '-c', '%u:%g %n', '/tools/data/hello.txt', '/single/only.txt']);
+      assert.equal(owners.out, '0:0 /tools/data/hello.txt\n0:0 /single/only.txt\n', owners.err);
+      assert.equal((await cri.exec(id, ['cat', '/tools/data/hello.txt'])).out, 'hello from layer 1\n');
+      const w = await cri.exec(id, ['sh', '-c', 'echo x > /tools/new']);
+      assert.match(w.err, /Read-only file system/);
+      const bundle = path.join(node.skiffd.state, 'containers', id);
+      assert.deepEqual(fs.readdirSync(path.join(bundle, 'image-volumes')).sort(), ['0', '1'], 'no layer clone left attached');
+      // The layers themselves are untouched: still the host's root's.
+      assert.equal(fs.statSync(path.join(layerDir(chains.single[0]), 'fs', 'only.txt')).uid, 0);
+      await node.skiffd.client.runtime('RemoveContainer', { container_id: id });
+      assert.deepEqual(volumeMounts(), []);
     } finally {
       await node.skiffd.client.runtime('RemovePodSandbox', { pod_sandbox_id: pod.id });
     }

@@ -371,7 +371,7 @@ export class ContainerService {
       await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs, rootfsIdmap(pod));
       failpoint('create_container.rootfs');
       undo.push('unmount image volumes', () => unmountImageVolumes(bundle, this.opts.images.snapshots));
-      const imageVolumes = await mountImageVolumes(bundle, volumePlans, this.opts.images.snapshots);
+      const imageVolumes = await mountImageVolumes(bundle, volumePlans, this.opts.images.snapshots, rootfsIdmap(pod)?.usernsPath);
       failpoint('create_container.image_volumes');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
       const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image, imageVolumes, cdi });

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { InvalidArgument, NotFound, SkiffError, Unknown } from '../errors';
 import type { Mount } from '../cri/gen/cri';
 import type { ImageRecord, ImageService } from '../image/image_service';
-import type { Snapshotter } from '../image/snapshotter';
+import { detachClones, type Snapshotter } from '../image/snapshotter';
 
 export const IMAGE_VOLUME_ERROR = 'ImageVolumeMountFailed';
 
@@ -133,19 +133,24 @@ export async function resolveSubPath(root: string, subPath: string, field: strin
   return done.join('/');
 }
 
+/** Where a view's id-mapped layer clones are attached while it is made. */
+const CLONES_PREFIX = '.clones-';
+
 /**
- * Mount each planned image volume under the bundle and resolve its sub path. On a
- * failure the mounts made stay for the caller's undo (unmountImageVolumes), which must
- * be registered before this is called.
+ * Mount each planned image volume under the bundle and resolve its sub path; in a pod
+ * with a user namespace (usernsPath) each view is id-mapped with the pod's mappings, so
+ * that the image's files keep their owners inside it. On a failure the mounts made stay
+ * for the caller's undo (unmountImageVolumes), which must be registered before this is
+ * called.
  */
-export async function mountImageVolumes(bundle: string, plans: ImageVolumePlan[], views: ViewMounts): Promise<ImageVolume[]> {
+export async function mountImageVolumes(bundle: string, plans: ImageVolumePlan[], views: ViewMounts, usernsPath?: string): Promise<ImageVolume[]> {
   const out: ImageVolume[] = [];
   for (const p of plans) {
     const field = fieldOf(p.mount);
     const target = path.join(imageVolumesDir(bundle), String(p.mount));
     await fsp.mkdir(target, { recursive: true, mode: 0o755 });
     try {
-      await views.mountView(p.image.chainIds, target);
+      await views.mountView(p.image.chainIds, target, usernsPath ? { usernsPath, clonesDir: path.join(imageVolumesDir(bundle), `${CLONES_PREFIX}${p.mount}`) } : undefined);
     } catch (e) {
       if (e instanceof SkiffError) e.message = `${IMAGE_VOLUME_ERROR}: ${field}: image ${p.image.id}: ${e.message}`;
       throw e;
@@ -170,6 +175,12 @@ export async function unmountImageVolumes(bundle: string, views: ViewMounts): Pr
   });
   for (const n of names) {
     const target = path.join(dir, n);
+    // Layer clones a crash left attached while a view was made: detached, never removed
+    // through.
+    if (n.startsWith(CLONES_PREFIX)) {
+      await detachClones(target);
+      continue;
+    }
     views.unmountView(target);
     // rmdir refuses (EBUSY) a mount point still mounted.
     await fsp.rmdir(target).catch((e: NodeJS.ErrnoException) => {

@@ -386,9 +386,9 @@ function mountsFor(
       type: 'bind',
       source,
       options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly || image ? 'ro' : 'rw'],
-      // An image volume is an overlay, which the kernel cannot id-map: in a pod with a user
-      // namespace its files show the overflow ids (they are read-only and, as image files
-      // are, world-readable). Other mounts carry the mappings kubelet sent.
+      // An image volume's view is id-mapped already where the pod has a user namespace (an
+      // overlay of id-mapped layers: the kernel cannot id-map the overlay itself), so its
+      // bind carries no mappings; other mounts carry those kubelet sent.
       ...(image ? {} : mountIdMappings(m, field)),
     });
   });

@@ -182,22 +182,7 @@ export class Snapshotter {
    */
   private async mountIdmapped(dir: string, lowers: string[], idmap: RootfsIdmap, mount: (layers: string[]) => void): Promise<void> {
     await fsp.chown(path.join(dir, 'upper'), idmap.rootUid, idmap.rootGid);
-    const clonesDir = path.join(dir, IDMAPPED);
-    await fsp.mkdir(clonesDir, { mode: 0o700 });
-    const userns = await fsp.open(idmap.usernsPath, 'r');
-    const clones: string[] = [];
-    try {
-      for (const [i, lower] of lowers.entries()) {
-        const clone = path.join(clonesDir, String(i));
-        await fsp.mkdir(clone);
-        bindIdmapped(lower, clone, userns.fd);
-        clones.push(clone);
-      }
-      mount(clones);
-    } finally {
-      await userns.close();
-      await detachClones(clonesDir);
-    }
+    await withIdmappedLayers(path.join(dir, IDMAPPED), lowers, idmap.usernsPath, mount);
   }
 
   /** Remove a container's writable layer dir, detaching first any id-mapped layer clone
@@ -212,8 +197,11 @@ export class Snapshotter {
    * (base first, as an image lists them) as an overlay with no upper dir, or the one
    * layer bind-mounted read-only (overlay needs two lower dirs without an upper one), as
    * containerd's overlay snapshotter makes a View. Nothing is written to the layers.
+   * With idmap (a pod with a user namespace) the layers are seen through the pod's
+   * mappings, as its rootfs's are: the one layer's bind is id-mapped, or the overlay is
+   * made of id-mapped clones attached under clonesDir while it is made.
    */
-  async mountView(chainIds: string[], target: string): Promise<void> {
+  async mountView(chainIds: string[], target: string, idmap?: { usernsPath: string; clonesDir: string }): Promise<void> {
     if (chainIds.length === 0) throw new InvalidArgument(`an image with no layers cannot be mounted at ${target}`);
     const lowers = [...chainIds].reverse().map((c) => this.layerDir(c));
     for (const l of lowers) {
@@ -223,9 +211,21 @@ export class Snapshotter {
         throw new NotFound(`layer ${path.basename(path.dirname(l))} is not unpacked`);
       }
     }
-    if (lowers.length === 1) bindMountReadOnly(lowers[0], target);
-    else mountFs('overlay', target, [...lowers.map((l): [string, string] => ['lowerdir+', l]), ['source', 'skiff']], MOUNT_ATTR_RDONLY);
+    const overlay = (layers: string[]) => mountFs('overlay', target, [...layers.map((l): [string, string] => ['lowerdir+', l]), ['source', 'skiff']], MOUNT_ATTR_RDONLY);
+    if (!idmap) {
+      if (lowers.length === 1) bindMountReadOnly(lowers[0], target);
+      else overlay(lowers);
+    } else if (lowers.length === 1) {
+      const userns = await fsp.open(idmap.usernsPath, 'r');
+      try {
+        bindMountReadOnly(lowers[0], target, userns.fd);
+      } finally {
+        await userns.close();
+      }
+    } else await withIdmappedLayers(idmap.clonesDir, lowers, idmap.usernsPath, overlay);
   }
+
+
 
   /** Unmount a view (mountView), every mount stacked at target. An error other than "not
    * mounted" or "gone" is thrown: the caller must not remove a directory that may still
@@ -272,9 +272,30 @@ export interface RootfsIdmap {
   rootGid: number;
 }
 
+/** Attach under clonesDir a clone of each lower seen through the user namespace at
+ * usernsPath, call mount with the clones, then detach them (the overlay mount holds its
+ * own references; kernels before 6.15 take no detached mount as a layer). */
+async function withIdmappedLayers(clonesDir: string, lowers: string[], usernsPath: string, mount: (layers: string[]) => void): Promise<void> {
+  await fsp.mkdir(clonesDir, { mode: 0o700 });
+  const userns = await fsp.open(usernsPath, 'r');
+  const clones: string[] = [];
+  try {
+    for (const [i, lower] of lowers.entries()) {
+      const clone = path.join(clonesDir, String(i));
+      await fsp.mkdir(clone);
+      bindIdmapped(lower, clone, userns.fd);
+      clones.push(clone);
+    }
+    mount(clones);
+  } finally {
+    await userns.close();
+    await detachClones(clonesDir);
+  }
+}
+
 /** Detach and remove every clone under dir (none: nothing to do). A clone that cannot be
  * detached stops here with an error, so that nothing removes the layer through it. */
-async function detachClones(dir: string): Promise<void> {
+export async function detachClones(dir: string): Promise<void> {
   const names = await fsp.readdir(dir).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return [] as string[];
     throw e;

@@ -175,7 +175,7 @@ function attachClone(source: string, target: string, attrSet: number, usernsFd =
     attr.writeBigUInt64LE(BigInt(attrSet), 0);
     attr.writeBigUInt64LE(BigInt(usernsFd), 24);
     if (Number(sc(SYS_mount_setattr, 'int', tree, 'str', '', 'uint', AT_EMPTY_PATH, 'void *', attr, 'size_t', attr.length)) < 0)
-      fail(`mount_setattr(${attrSet === MOUNT_ATTR_IDMAP ? 'MOUNT_ATTR_IDMAP' : 'MOUNT_ATTR_RDONLY'})`, source);
+      fail(`mount_setattr(${attrSet & MOUNT_ATTR_IDMAP ? 'MOUNT_ATTR_IDMAP' : 'MOUNT_ATTR_RDONLY'})`, source);
     if (Number(sc(SYS_move_mount, 'int', tree, 'str', '', 'int', AT_FDCWD, 'str', target, 'uint', MOVE_MOUNT_F_EMPTY_PATH)) < 0)
       fail('move_mount', target);
   } finally {
@@ -189,10 +189,10 @@ export function bindIdmapped(source: string, target: string, usernsFd: number): 
   attachClone(source, target, MOUNT_ATTR_IDMAP, usernsFd);
 }
 
-/** Bind-mount source onto target already read-only: no writable view of source ever
- * appears at target. */
-export function bindMountReadOnly(source: string, target: string): void {
-  attachClone(source, target, MOUNT_ATTR_RDONLY);
+/** Bind-mount source onto target already read-only (and, given usernsFd, id-mapped): no
+ * writable view of source ever appears at target. */
+export function bindMountReadOnly(source: string, target: string, usernsFd?: number): void {
+  attachClone(source, target, MOUNT_ATTR_RDONLY | (usernsFd === undefined ? 0 : MOUNT_ATTR_IDMAP), usernsFd ?? 0);
 }
 
 const MS_BIND = 0x1000;
