@@ -30,24 +30,14 @@ const char *const hook_kind_names[HOOK_KINDS] = {
 
 /* ---- parsing ------------------------------------------------------------------ */
 
+/* A hook's args or env; absent: NULL (a hook without env gets the shim's). */
 static int hook_strings(json_t *hook, const char *key, const char *where, char ***out, struct shim_err *err)
 {
-  json_t *arr, *v;
-  size_t i;
+  json_t *arr;
   *out = NULL;
   if (field_array(hook, key, where, &arr, err) < 0)
     return -1;
-  if (!arr)
-    return 0;
-  *out = calloc(json_array_size(arr) + 1, sizeof(char *));
-  if (!*out)
-    return shim_fail_errno(err, ENOMEM, "%s.%s", where, key);
-  json_array_foreach (arr, i, v) {
-    if (!json_is_string(v))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s[%zu]: must be a string", where, key, i);
-    (*out)[i] = (char *) json_string_value(v);
-  }
-  return 0;
+  return arr ? json_string_list(arr, where, key, out, err) : 0;
 }
 
 static int parse_hook(json_t *obj, const char *where, void *item, void *ctx, struct shim_err *err)

@@ -103,6 +103,23 @@ int field_array(json_t *obj, const char *key, const char *where, json_t **out, s
   return 0;
 }
 
+int json_string_list(json_t *arr, const char *where, const char *key, char ***out, struct shim_err *err)
+{
+  size_t i;
+  json_t *v;
+  cleanup_free char **list = calloc(json_array_size(arr) + 1, sizeof(char *));
+  if (!list)
+    return shim_fail_errno(err, ENOMEM, "%s.%s", where, key);
+  json_array_foreach (arr, i, v) {
+    if (!json_is_string(v))
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.%s[%zu]: must be a string", where, key, i);
+    list[i] = (char *) json_string_value(v);
+  }
+  *out = list;
+  list = NULL;
+  return 0;
+}
+
 int field_objects(json_t *arr, const char *where, size_t item_size, void **out, size_t *n,
                   int (*parse_one)(json_t *obj, const char *where, void *item, void *ctx, struct shim_err *err), void *ctx,
                   struct shim_err *err)

@@ -106,6 +106,9 @@ int field_int64(json_t *obj, const char *key, const char *where, bool *present, 
 int field_uint64(json_t *obj, const char *key, const char *where, bool *present, uint64_t *out, struct shim_err *err);
 int field_object(json_t *obj, const char *key, const char *where, json_t **out, struct shim_err *err);
 int field_array(json_t *obj, const char *key, const char *where, json_t **out, struct shim_err *err);
+/* arr (the array of <where>.<key>; NULL gives an empty list) of strings as a NULL-terminated
+ * list pointing into arr, as execve takes one: *out, to free. */
+int json_string_list(json_t *arr, const char *where, const char *key, char ***out, struct shim_err *err);
 /* Each element of arr, which must be an object ("<where>[i]: must be an object"), parsed
  * by parse_one into the next item of a new array of item_size items: *out (free it,
  * also on failure), *n (counting the item that failed, so that a free function sees

@@ -12,24 +12,6 @@
 
 #define CONFIG_MAX (4 * 1024 * 1024)
 
-/* An array of strings as a NULL-terminated list (for execve); NULL gives an empty one. */
-static int string_list(json_t *arr, const char *where, char ***out, struct shim_err *err)
-{
-  size_t i;
-  json_t *v;
-  cleanup_free char **list = calloc(json_array_size(arr) + 1, sizeof(char *));
-  if (!list)
-    return shim_fail_errno(err, ENOMEM, "%s", where);
-  json_array_foreach (arr, i, v) {
-    if (!json_is_string(v))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s[%zu]: must be a string", where, i);
-    list[i] = (char *) json_string_value(v);
-  }
-  *out = list;
-  list = NULL;
-  return 0;
-}
-
 static const struct {
   const char *name;
   int resource;
@@ -120,11 +102,11 @@ int spec_parse_process(json_t *process, const char *where, struct spec_process *
     return -1;
   if (!args || json_array_size(args) == 0)
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.args: at least one argument is required", where);
-  if (string_list(args, "process.args", &out->args, err) < 0)
+  if (json_string_list(args, "process", "args", &out->args, err) < 0)
     return -1;
   if (out->args[0][0] == '\0')
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s.args[0]: empty executable name", where);
-  if (field_array(process, "env", where, &env, err) < 0 || string_list(env, "process.env", &out->env, err) < 0)
+  if (field_array(process, "env", where, &env, err) < 0 || json_string_list(env, "process", "env", &out->env, err) < 0)
     return -1;
   if (field_string(process, "cwd", where, &out->cwd, err) < 0)
     return -1;
