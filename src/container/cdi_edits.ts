@@ -8,6 +8,7 @@ import * as path from 'path';
 import { FailedPrecondition } from '../errors';
 import type { Hook, Hooks, LinuxDevice, Mount, Spec } from '../oci/runtime_spec';
 import type { CdiEditSet } from './cdi';
+import { deviceNumbers } from './devices';
 
 /** A host node as lstat saw it (CDI looks at the path itself, not through a link). */
 export interface CdiHostNode {
@@ -27,11 +28,9 @@ export async function cdiHostNodes(sets: CdiEditSet[]): Promise<Map<string, CdiH
       if (out.has(p)) continue;
       const st = await fsp.lstat(p, { bigint: true }).catch(() => undefined);
       if (!st) continue;
-      const rdev = st.rdev;
       out.set(p, {
         type: st.isBlockDevice() ? 'b' : st.isCharacterDevice() ? 'c' : st.isFIFO() ? 'p' : 'other',
-        major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)),
-        minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)),
+        ...deviceNumbers(st),
         mode: Number(st.mode & 0o7777n),
       });
     }

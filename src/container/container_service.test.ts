@@ -151,7 +151,7 @@ describe('ContainerService', () => {
     shim.removeAllListeners();
     if (shimAlive) await pods.attachShim(POD, shim.client);
     const host = { removeCgroupTree: async (rel: string) => void calls.push(`rm cgroup ${rel}`), initDropsSignal: async () => drops() };
-    const svc = new ContainerService({ root: path.join(dir, 'root'), state: path.join(dir, 'state'), images, pods, host, log, minOomScoreAdj: -1000, lsm: NO_LSM, journal });
+    const svc = new ContainerService({ root: path.join(dir, 'root'), state: path.join(dir, 'state'), images, pods, host, log, minOomScoreAdj: -1000, lsm: NO_LSM, journal, cdiSpecDirs: [] });
     await svc.init();
     return { svc, pods, journal, bundles: () => fs.readdirSync(path.join(dir, 'state', 'containers')) };
   }

@@ -96,8 +96,8 @@ export interface ContainerServiceOptions {
   appArmorProfiles?: AppArmorProfiles;
   /** Where relative Localhost seccomp profiles are found (kubelet's seccomp dir). */
   seccompProfileRoot?: string;
-  /** CDI spec directories, lowest priority first; defaults to CDI's /etc/cdi, /var/run/cdi. */
-  cdiSpecDirs?: readonly string[];
+  /** CDI spec directories, lowest priority first (the config's cdi.spec_dirs). */
+  cdiSpecDirs: readonly string[];
   /** Where each operation records its intent before it touches the host. */
   journal: IntentJournal;
   /** Told of each leftover start-up recovery removed (logged already). */
@@ -346,7 +346,7 @@ export class ContainerService {
     const volumePlans = planImageVolumes(config.mounts, this.opts.images);
     const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);
     // CDI devices resolve before anything is made: a bad name or an unknown device leaves nothing.
-    const cdi = await resolveCdiDevices(this.opts.cdiSpecDirs ?? ['/etc/cdi', '/var/run/cdi'], requestedCdiDevices(config));
+    const cdi = await resolveCdiDevices(this.opts.cdiSpecDirs, requestedCdiDevices(config));
     let logPath = '';
     if (config.log_path) {
       if (path.isAbsolute(config.log_path) || config.log_path.split('/').includes('..'))
@@ -368,10 +368,11 @@ export class ContainerService {
       await fsp.mkdir(rootfs, { recursive: true, mode: 0o711 });
       undo.push('remove bundle', () => fsp.rm(bundle, { recursive: true, force: true }));
       undo.push('remove rootfs', () => this.opts.images.snapshots.removeRootfs(id, rootfs));
-      await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs, rootfsIdmap(pod));
+      const idmap = rootfsIdmap(pod);
+      await this.opts.images.snapshots.mountRootfs(id, image.chainIds, rootfs, idmap);
       failpoint('create_container.rootfs');
       undo.push('unmount image volumes', () => unmountImageVolumes(bundle, this.opts.images.snapshots));
-      const imageVolumes = await mountImageVolumes(bundle, volumePlans, this.opts.images.snapshots, rootfsIdmap(pod)?.usernsPath);
+      const imageVolumes = await mountImageVolumes(bundle, volumePlans, this.opts.images.snapshots, idmap?.usernsPath);
       failpoint('create_container.image_volumes');
       if (logPath) await fsp.mkdir(path.dirname(logPath), { recursive: true, mode: 0o755 });
       const spec = await writeBundle(this.bundleHost(), { id, bundle, rootfs, config, pod, image, imageVolumes, cdi });
@@ -419,6 +420,14 @@ export class ContainerService {
     failpoint('create_container.recorded');
     await this.opts.journal.settled(intent);
     return this.containers.get(id)!;
+  }
+
+  /** Unmount a container's rootfs (dropping its writable layer) and its image volumes, then
+   * remove its bundle dir: removal, recovery of a create cut short, and the sweep. */
+  private async removeBundle(id: string, bundle: string): Promise<void> {
+    await this.opts.images.snapshots.removeRootfs(id, path.join(bundle, 'rootfs'));
+    await unmountImageVolumes(bundle, this.opts.images.snapshots);
+    await fsp.rm(bundle, { recursive: true, force: true });
   }
 
   private bundleHost(): BundleHost {
@@ -521,9 +530,7 @@ export class ContainerService {
       const pod = this.pods.get(r.podId);
       if (pod && !deleted) await this.host.removeCgroupTree(path.posix.join(pod.cgroupParent, r.id));
       failpoint('remove_container.shim');
-      await this.opts.images.snapshots.removeRootfs(r.id, path.join(r.bundle, 'rootfs'));
-      await unmountImageVolumes(r.bundle, this.opts.images.snapshots);
-      await fsp.rm(r.bundle, { recursive: true, force: true });
+      await this.removeBundle(r.id, r.bundle);
       failpoint('remove_container.rootfs');
       this.isolationBase.delete(r.id);
       this.isolationSeen.delete(r.id);
@@ -551,9 +558,7 @@ export class ContainerService {
         const shim = this.pods.shim(i.plan.podId);
         if (shim) await deleteFromShim(shim, i.id);
         await this.host.removeCgroupTree(path.posix.join(i.plan.cgroupParent, i.id));
-        await this.opts.images.snapshots.removeRootfs(i.id, path.join(i.plan.bundle, 'rootfs'));
-        await unmountImageVolumes(i.plan.bundle, this.opts.images.snapshots);
-        await fsp.rm(i.plan.bundle, { recursive: true, force: true });
+        await this.removeBundle(i.id, i.plan.bundle);
         return 'undone';
       }
       case 'start_container':
@@ -572,9 +577,7 @@ export class ContainerService {
     const ID = /^[a-f0-9]{64}$/;
     const bundles = path.join(this.opts.state, 'containers');
     for (const id of (await fsp.readdir(bundles).catch(() => [] as string[])).filter((n) => ID.test(n) && !this.containers.has(n))) {
-      await this.opts.images.snapshots.removeRootfs(id, path.join(bundles, id, 'rootfs'));
-      await unmountImageVolumes(path.join(bundles, id), this.opts.images.snapshots);
-      await fsp.rm(path.join(bundles, id), { recursive: true, force: true });
+      await this.removeBundle(id, path.join(bundles, id));
       this.recovered('rootfs', id);
     }
     for (const id of (await this.opts.images.snapshots.listWritableLayers()).filter((n) => ID.test(n) && !this.containers.has(n))) {

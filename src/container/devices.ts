@@ -5,7 +5,8 @@ import * as path from 'path';
 import type { LinuxDevice } from '../oci/runtime_spec';
 import type { DeviceInfo } from './spec';
 
-function numbers(st: Stats): { major: number; minor: number } {
+/** A device node's major and minor numbers, from its st_rdev (Linux's encoding). */
+export function deviceNumbers(st: Pick<Stats, 'rdev'> | { rdev: bigint }): { major: number; minor: number } {
   const rdev = BigInt(st.rdev);
   return { major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)), minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)) };
 }
@@ -16,7 +17,7 @@ export async function statDevices(paths: string[]): Promise<Map<string, DeviceIn
   for (const p of paths) {
     const st = await fsp.stat(p).catch(() => undefined);
     if (!st || !(st.isCharacterDevice() || st.isBlockDevice())) continue;
-    out.set(p, { type: st.isCharacterDevice() ? 'c' : 'b', ...numbers(st), mode: st.mode, uid: st.uid, gid: st.gid });
+    out.set(p, { type: st.isCharacterDevice() ? 'c' : 'b', ...deviceNumbers(st), mode: st.mode, uid: st.uid, gid: st.gid });
   }
   return out;
 }
@@ -39,7 +40,7 @@ export async function hostDevices(dir = '/dev'): Promise<LinuxDevice[]> {
     if (!st) continue;
     if (st.isDirectory()) out.push(...(await hostDevices(p)));
     else if (st.isCharacterDevice() || st.isBlockDevice())
-      out.push({ path: p, type: st.isCharacterDevice() ? 'c' : 'b', ...numbers(st), fileMode: st.mode & 0o777, uid: st.uid, gid: st.gid });
+      out.push({ path: p, type: st.isCharacterDevice() ? 'c' : 'b', ...deviceNumbers(st), fileMode: st.mode & 0o777, uid: st.uid, gid: st.gid });
   }
   return out;
 }

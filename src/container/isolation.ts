@@ -8,6 +8,7 @@
 // --isolation` prints it; skiffd's metrics turn it into gauges to alert on.
 import { promises as fsp } from 'fs';
 import type { NamespaceType, Spec } from '../oci/runtime_spec';
+import { hostIdOf } from '../sandbox/userns';
 import { DEFAULT_CAPABILITIES } from './spec';
 
 export const NAMESPACES = ['mnt', 'pid', 'net', 'ipc', 'uts', 'user', 'cgroup'] as const;
@@ -68,23 +69,19 @@ export function isolationFromSpec(spec: Spec, privileged: boolean): Isolation {
     uid: spec.process.user.uid,
     // A container joining its pod's user namespace has no mapping of its own: pods with one
     // never map uid 0 to the host's (kubelet hands out ranges above 65535).
-    uid0IsHostRoot: namespaces.user === 'host' || (!!map && hostIdOf0(map) === 0),
+    uid0IsHostRoot: namespaces.user === 'host' || (!!map && hostIdOf(map, 0) === 0),
   };
-}
-
-function hostIdOf0(map: { containerID: number; hostID: number; size: number }[]): number | null {
-  const m = map.find((x) => x.containerID <= 0 && 0 < x.containerID + x.size);
-  return m ? m.hostID - m.containerID : null;
 }
 
 /** /proc/<pid>/uid_map ("inside outside count" lines) -> the host uid of uid 0, or null. */
 export function parseUidMap(text: string): number | null {
-  return hostIdOf0(
+  return hostIdOf(
     text
       .split('\n')
       .map((l) => l.trim().split(/\s+/).map(Number))
       .filter((f) => f.length === 3 && f.every(Number.isFinite))
       .map(([containerID, hostID, size]) => ({ containerID, hostID, size })),
+    0,
   );
 }
 

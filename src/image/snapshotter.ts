@@ -141,15 +141,7 @@ export class Snapshotter {
    */
   async mountRootfs(containerId: string, chainIds: string[], target: string, idmap?: RootfsIdmap): Promise<void> {
     if (!CONTAINER_ID.test(containerId)) throw new InvalidArgument(`bad container id "${containerId}"`);
-    if (chainIds.length === 0) throw new InvalidArgument(`container ${containerId}: an image with no layers`);
-    const lowers = [...chainIds].reverse().map((c) => this.layerDir(c)); // overlay lists the top first
-    for (const l of lowers) {
-      try {
-        await fsp.access(l);
-      } catch {
-        throw new NotFound(`container ${containerId}: layer ${path.basename(path.dirname(l))} is not unpacked`);
-      }
-    }
+    const lowers = await this.lowerDirs(chainIds, `container ${containerId}: `);
     const dir = path.join(this.containersDir, containerId);
     await fsp.mkdir(path.join(dir, 'upper'), { recursive: true, mode: 0o755 });
     await fsp.mkdir(path.join(dir, 'work'), { recursive: true, mode: 0o700 });
@@ -202,15 +194,7 @@ export class Snapshotter {
    * made of id-mapped clones attached under clonesDir while it is made.
    */
   async mountView(chainIds: string[], target: string, idmap?: { usernsPath: string; clonesDir: string }): Promise<void> {
-    if (chainIds.length === 0) throw new InvalidArgument(`an image with no layers cannot be mounted at ${target}`);
-    const lowers = [...chainIds].reverse().map((c) => this.layerDir(c));
-    for (const l of lowers) {
-      try {
-        await fsp.access(l);
-      } catch {
-        throw new NotFound(`layer ${path.basename(path.dirname(l))} is not unpacked`);
-      }
-    }
+    const lowers = await this.lowerDirs(chainIds, '', `an image with no layers cannot be mounted at ${target}`);
     const overlay = (layers: string[]) => mountFs('overlay', target, [...layers.map((l): [string, string] => ['lowerdir+', l]), ['source', 'skiff']], MOUNT_ATTR_RDONLY);
     if (!idmap) {
       if (lowers.length === 1) bindMountReadOnly(lowers[0], target);
@@ -225,7 +209,21 @@ export class Snapshotter {
     } else await withIdmappedLayers(idmap.clonesDir, lowers, idmap.usernsPath, overlay);
   }
 
-
+  /** The unpacked dirs of chainIds (base first, as an image lists them) in the order overlay
+   * lists its lower dirs, the top first; InvalidArgument for none, NotFound for a layer not
+   * unpacked. Messages start with `what`. */
+  private async lowerDirs(chainIds: string[], what: string, noLayers = `${what}an image with no layers`): Promise<string[]> {
+    if (chainIds.length === 0) throw new InvalidArgument(noLayers);
+    const lowers = [...chainIds].reverse().map((c) => this.layerDir(c));
+    for (const l of lowers) {
+      try {
+        await fsp.access(l);
+      } catch {
+        throw new NotFound(`${what}layer ${path.basename(path.dirname(l))} is not unpacked`);
+      }
+    }
+    return lowers;
+  }
 
   /** Unmount a view (mountView), every mount stacked at target. An error other than "not
    * mounted" or "gone" is thrown: the caller must not remove a directory that may still
