@@ -392,7 +392,7 @@ function readPids(dir: string): number[] {
 }
 
 /** A busybox rootfs with the mount points the config uses. */
-function buildRootfs(rootfs: string): void {
+export function buildRootfs(rootfs: string): void {
   for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(rootfs, d), { recursive: true });
   fs.copyFileSync(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
   fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
@@ -405,7 +405,7 @@ function buildRootfs(rootfs: string): void {
  * the same kinds. No hostname: a container joining the pod's UTS namespace has
  * the pod's.
  */
-function writeConfig(bundle: string, id: string, args: string[], podNs: Array<{ type: string; path: string }> | null): void {
+export function writeConfig(bundle: string, id: string, args: string[], podNs: Array<{ type: string; path: string }> | null): void {
   const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
   const config = {
     ociVersion: '1.0.2',
