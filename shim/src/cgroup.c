@@ -55,6 +55,30 @@ static int init_cpuset_level(const char *dir, struct shim_err *err)
   return 0;
 }
 
+/* A new v1 cpuset level gets its parent's cpus and mems, read once; false (nothing
+ * written) when the parent has none itself or a file cannot be read or written. */
+static bool copy_cpuset_of_parent(const char *dir)
+{
+  static const char *const files[] = { "cpuset.cpus", "cpuset.mems" };
+  cleanup_free char *cpus = NULL;
+  cleanup_free char *mems = NULL;
+  char **val[2] = { &cpus, &mems };
+  struct shim_err ignored;
+  char path[PATH_MAX + 32];
+  int parent_len = (int) (strrchr(dir, '/') - dir);
+  for (size_t f = 0; f < 2; f++) {
+    snprintf(path, sizeof(path), "%.*s/%s", parent_len, dir, files[f]);
+    if (read_file(path, val[f], NULL, 4096, &ignored) < 0 || (*val[f])[strspn(*val[f], " \n")] == '\0')
+      return false;
+  }
+  for (size_t f = 0; f < 2; f++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, files[f]);
+    if (write_file(path, *val[f], strlen(*val[f]), 0, &ignored) < 0)
+      return false;
+  }
+  return true;
+}
+
 /* Let dir's children use the controllers we may need that dir has. Best
  * effort: a controller that cannot be enabled (not offered, or dir holds
  * processes) shows up as a clear error if a resource needs it. */
@@ -90,11 +114,13 @@ static int make_hier(struct cgroup *cg, size_t i, struct shim_err *err)
   char dir[PATH_MAX];
   size_t len = strlen(h->mount);
   /* The usual case: the parent (the pod's cgroup) is there, and only the container's
-   * own level is new. Not so where each level needs setting up: a v1 cpuset level
-   * (an empty parent is filled in first) and cgroup2 (controllers enabled on the way). */
-  if (!h->v2 && !cpuset_v1 && mkdir(cg->dirs[i], 0755) == 0) {
+   * own level is new. cgroup2 levels get controllers enabled on the way down, and a v1
+   * cpuset parent whose cpus or mems are empty is filled in first: those take the
+   * walk below. */
+  if (!h->v2 && mkdir(cg->dirs[i], 0755) == 0) {
     cg->created_from[i] = strlen(cg->dirs[i]);
-    return 0;
+    if (!cpuset_v1 || copy_cpuset_of_parent(cg->dirs[i]))
+      return 0;
   }
   memcpy(dir, h->mount, len + 1);
   for (const char *s = cg->path; *s;) {

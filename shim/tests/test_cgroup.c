@@ -345,6 +345,52 @@ static json_t *stats_after_cpu(struct cgroup *cg, json_int_t min_ns, struct shim
 }
 
 /* Burn some CPU and touch 8 MiB, then wait to be killed. */
+static int kid_exit(int ready, void *arg)
+{
+  (void) ready;
+  (void) arg;
+  return 0;
+}
+
+static int count_hier(void *ctx, const char *name, const char *host_dir);
+
+struct clone3_case {
+  struct cgroup *cg;
+  const char *rel;
+};
+
+/* In a child with clone3 filtered out: spawn a kid into the cgroup, and check that
+ * /proc/<kid>/cgroup names it in as many hierarchies as the cgroup has. */
+static int join_without_clone3(int fd, void *arg)
+{
+  const struct clone3_case *c = arg;
+  struct seccomp_filter *f = NULL;
+  struct shim_err err;
+  char procfile[64];
+  cleanup_free char *text = NULL;
+  size_t lines = 0, dirs = 0;
+  struct kid k;
+  json_t *p = test_json("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"clone3\"],"
+                        "\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":38}]}");
+  if (seccomp_parse(p, &f, &err) < 0 || seccomp_apply(f, &err) < 0) {
+    dprintf(fd, "filter: %s", err.msg);
+    return 1;
+  }
+  k = spawn_kid_in(c->cg, kid_exit, NULL);
+  snprintf(procfile, sizeof(procfile), "/proc/%d/cgroup", (int) k.pid);
+  if (k.pid > 0 && read_file(procfile, &text, NULL, 1 << 16, &err) == 0)
+    for (char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+      lines += strncmp(strchr(l, ':') ? strchr(strchr(l, ':') + 1, ':') + 1 : l, c->rel, strlen(c->rel)) == 0;
+  cgroup_foreach_hierarchy(c->cg, count_hier, &dirs, &err);
+  kid_go(&k);
+  kid_wait(&k);
+  if (!k.joined || dirs == 0 || lines != dirs) {
+    dprintf(fd, "joined %d, named in %zu of %zu hierarchies: %s", k.joined, lines, dirs, text ? text : "");
+    return 1;
+  }
+  return 0;
+}
+
 static int kid_work(int ready, void *arg)
 {
   volatile unsigned long x = 0;
@@ -836,6 +882,16 @@ static void test_host(void)
     }
     free(pids);
     check(n == 0, "the cgroup is empty afterwards");
+  }
+
+  /* Without clone3 (a seccomp profile around the shim answering ENOSYS, as Docker's
+   * default does), a process is forked and joins every hierarchy by itself. */
+  {
+    struct clone3_case cc = { c1, rel };
+    char out[1024] = "";
+    struct child_result cr;
+    run_child(join_without_clone3, &cc, out, sizeof(out), &cr);
+    check(cr.exit_code == 0, "without clone3 a process still joins every hierarchy (%s)", out);
   }
 
   /* Destroy with live processes, a grandchild and a child cgroup. */
