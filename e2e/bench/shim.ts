@@ -4,6 +4,8 @@ import { spawn, execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { runtimeDefaultProfile } from '../../src/container/seccomp';
+import type { LinuxSeccomp } from '../../src/oci/runtime_spec';
 import { ShimClient } from '../../src/shim/client';
 import type { BenchOptions, Suite } from './index';
 import { fmt, lapTimer, median, printTable, round, summarize, type Summary } from './stats';
@@ -116,6 +118,10 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
     const infraRss = vmRssKiB(pod.pid);
 
     const skiffSamples: number[] = [];
+    // The same with skiffd's RuntimeDefault seccomp profile, as most pods run: its
+    // filter is compiled once per shim and profile.
+    const seccompSamples: number[] = [];
+    const seccomp = runtimeDefaultProfile(BENCH_CAPS);
     const skiffPhases: number[][] = [[], [], [], []]; // create, start, wait, delete
     const baseline: number[] = [];
     // The physical floor: the namespaces skiff makes for each container here (mount and
@@ -123,8 +129,8 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
     // runtime at all (util-linux unshare, chrooted into the same rootfs).
     const floor: number[] = [];
     const floorArgs = ['--mount', '--pid', '--fork', `--root=${path.join(bundle, 'rootfs')}`, '/bin/true'];
-    const skiffRun = async (id: string) => {
-      writeConfig(bundle, id, ['/bin/true'], podNs);
+    const skiffRun = async (id: string, withSeccomp = false) => {
+      writeConfig(bundle, id, ['/bin/true'], podNs, withSeccomp ? seccomp : undefined);
       let created = false;
       try {
         // crun/runc `run` return after the process exited and the container was
@@ -170,6 +176,8 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
         skiffSamples.push(phases.reduce((a, b) => a + b, 0));
         phases.forEach((ms, p) => skiffPhases[p].push(ms));
       }
+      const sec = await skiffRun(`skiff-${tag}-s${n}`, true);
+      if (!warm) seccompSamples.push(sec.reduce((a, b) => a + b, 0));
       for (const peer of peers) {
         if (peer.reason) continue;
         const pms = await peerRun(peer, `${peer.name}-${tag}-${n}`);
@@ -187,11 +195,13 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
 
     log('');
     log('timed: skiff = create+start+wait+delete over the shim socket (one shim, pod with new net/ipc/uts);');
+    log('       skiff + seccomp = the same with skiffd\'s RuntimeDefault seccomp profile;');
     log('       crun/runc = `<rt> run --bundle B ID` from spawn until it exits (new pid/mount/net/ipc/uts);');
     log('       (spawn /bin/true) = what any spawn from this process costs, part of the crun/runc figures;');
     log('       (floor) = `unshare --mount --pid --fork --root` + exec of the same /bin/true (the namespaces skiff');
     log('       makes per container here): the kernel work alone, spawn cost included.');
     const skiff = summarize(skiffSamples);
+    const skiffSeccomp = summarize(seccompSamples);
     const stats = peers.map((p) => ({ peer: p, s: p.reason ? null : summarize(p.samples) }));
     const base = summarize(baseline);
     const bare = summarize(floor);
@@ -199,7 +209,7 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
       s ? [name, String(s.n), fmt(s.median), fmt(s.p99), fmt(s.min), fmt(s.max)] : [name, '0', '-', '-', '-', '-'];
     printTable(
       ['runtime', 'runs', 'median ms', 'p99 ms', 'min ms', 'max ms'],
-      [row('skiff-shim', skiff), ...stats.map(({ peer, s }) => row(peer.name, s)), row('(spawn /bin/true)', base), row('(floor: unshare+exec)', bare)],
+      [row('skiff-shim', skiff), row('skiff-shim + seccomp', skiffSeccomp), ...stats.map(({ peer, s }) => row(peer.name, s)), row('(spawn /bin/true)', base), row('(floor: unshare+exec)', bare)],
     );
     const ph = skiffPhases.map((xs) => fmt(median(xs)));
     log(`skiff-shim phases (medians, ms): create ${ph[0]}, start ${ph[1]}, wait ${ph[2]}, delete ${ph[3]}`);
@@ -215,6 +225,7 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
       }
     }
     log(`floor without the spawn cost: ${fmt(bare.median - base.median)} ms; skiff-shim is ${fmt(skiff.median - (bare.median - base.median))} ms above it`);
+    log(`ratio skiff/floor (medians, this run): ${fmt(skiff.median / bare.median, 3)} (target: at most 2)`);
     log('');
     log(`memory: skiff-shim pid ${shimPid} VmRSS ${shimRss} KiB idle (pod + one sleeping container, ${IDLE_WAIT_MS / 1000} s without requests; private ${shimUss} KiB)`);
     log(`        ${shimRssBusy} KiB right after the container started; infra pid ${pod.pid} VmRSS ${infraRss} KiB; shim right after the runs: ${shimRssAfter} KiB`);
@@ -225,9 +236,12 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
       crun_ms: stats[0].s ? round(stats[0].s.median) : null,
       runc_ms: stats[1].s ? round(stats[1].s.median) : null,
       skiff_p99_ms: round(skiff.p99),
+      skiff_seccomp_ms: round(skiffSeccomp.median),
       ratio_crun: round(ratio(0)),
       ratio_runc: round(ratio(1)),
       floor_ms: round(bare.median),
+      ratio_floor: round(skiff.median / bare.median),
+      phases_ms: { create: round(median(skiffPhases[0])), start: round(median(skiffPhases[1])), wait: round(median(skiffPhases[2])), delete: round(median(skiffPhases[3])) },
       shim_rss_kib: shimRss,
     };
   } finally {
@@ -392,21 +406,30 @@ function readPids(dir: string): number[] {
 }
 
 /** A busybox rootfs with the mount points the config uses. */
-function buildRootfs(rootfs: string): void {
+export function buildRootfs(rootfs: string): void {
   for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(rootfs, d), { recursive: true });
   fs.copyFileSync(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
   fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
   for (const l of ['true', 'sh', 'sleep']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', l));
 }
 
+const BENCH_CAPS = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+
 /**
  * config.json as `runc spec` / `crun spec` write it, running args. With podNs the
  * container joins the pod's namespaces; without, the runtime makes new ones of
  * the same kinds. No hostname: a container joining the pod's UTS namespace has
- * the pod's.
+ * the pod's. seccomp: a profile for linux.seccomp (none by default, as `runc spec`).
  */
-function writeConfig(bundle: string, id: string, args: string[], podNs: Array<{ type: string; path: string }> | null): void {
-  const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+
+export function writeConfig(
+  bundle: string,
+  id: string,
+  args: string[],
+  podNs: Array<{ type: string; path: string }> | null,
+  seccomp?: LinuxSeccomp,
+): void {
+  const caps = BENCH_CAPS;
   const config = {
     ociVersion: '1.0.2',
     process: {
@@ -451,6 +474,7 @@ function writeConfig(bundle: string, id: string, args: string[], podNs: Array<{ 
         '/proc/scsi',
       ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      ...(seccomp ? { seccomp } : {}),
     },
   };
   fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config, null, 2));

@@ -5,6 +5,7 @@
 #include "cgroup_internal.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,6 +55,30 @@ static int init_cpuset_level(const char *dir, struct shim_err *err)
   return 0;
 }
 
+/* A new v1 cpuset level gets its parent's cpus and mems, read once; false (nothing
+ * written) when the parent has none itself or a file cannot be read or written. */
+static bool copy_cpuset_of_parent(const char *dir)
+{
+  static const char *const files[] = { "cpuset.cpus", "cpuset.mems" };
+  cleanup_free char *cpus = NULL;
+  cleanup_free char *mems = NULL;
+  char **val[2] = { &cpus, &mems };
+  struct shim_err ignored;
+  char path[PATH_MAX + 32];
+  int parent_len = (int) (strrchr(dir, '/') - dir);
+  for (size_t f = 0; f < 2; f++) {
+    snprintf(path, sizeof(path), "%.*s/%s", parent_len, dir, files[f]);
+    if (read_file(path, val[f], NULL, 4096, &ignored) < 0 || (*val[f])[strspn(*val[f], " \n")] == '\0')
+      return false;
+  }
+  for (size_t f = 0; f < 2; f++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, files[f]);
+    if (write_file(path, *val[f], strlen(*val[f]), 0, &ignored) < 0)
+      return false;
+  }
+  return true;
+}
+
 /* Let dir's children use the controllers we may need that dir has. Best
  * effort: a controller that cannot be enabled (not offered, or dir holds
  * processes) shows up as a clear error if a resource needs it. */
@@ -88,6 +113,15 @@ static int make_hier(struct cgroup *cg, size_t i, struct shim_err *err)
   bool cpuset_v1 = !h->v2 && list_has(h->controllers, "cpuset");
   char dir[PATH_MAX];
   size_t len = strlen(h->mount);
+  /* The usual case: the parent (the pod's cgroup) is there, and only the container's
+   * own level is new. cgroup2 levels get controllers enabled on the way down, and a v1
+   * cpuset parent whose cpus or mems are empty is filled in first: those take the
+   * walk below. */
+  if (!h->v2 && mkdir(cg->dirs[i], 0755) == 0) {
+    cg->created_from[i] = strlen(cg->dirs[i]);
+    if (!cpuset_v1 || copy_cpuset_of_parent(cg->dirs[i]))
+      return 0;
+  }
   memcpy(dir, h->mount, len + 1);
   for (const char *s = cg->path; *s;) {
     size_t n = strcspn(s + 1, "/") + 1; /* "/component" */
@@ -275,21 +309,83 @@ int cgroup_open_parent(struct cgroup *cg, struct cgroup **out, struct shim_err *
   return cgroup_open(parent, out, err);
 }
 
-int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err)
+/* ---- joining ---------------------------------------------------------------------- */
+
+void cgroup_join_init(struct cgroup_join *j)
 {
-  char buf[32];
-  snprintf(buf, sizeof(buf), "%d", (int) pid);
+  memset(j, 0, sizeof(*j));
+  j->v2_dir = j->v2_procs = -1;
+}
+
+int cgroup_join_open(struct cgroup *cg, struct cgroup_join *j, struct shim_err *err)
+{
+  cgroup_join_init(j);
+  j->cg = cg;
   for (size_t i = 0; i < g_nhier; i++) {
     char path[PATH_MAX + 32];
+    int fd;
     if (!cg->used[i])
       continue;
-    snprintf(path, sizeof(path), "%s/cgroup.procs", cg->dirs[i]);
-    if (write_file(path, buf, strlen(buf), 0, err) < 0) {
-      shim_err_prefix(err, "add pid %d to the cgroup", (int) pid);
-      return -1;
+    if (g_hier[i].v2) {
+      j->v2_dir = open(cg->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (j->v2_dir < 0)
+        goto fail;
+      j->v2_procs = openat(j->v2_dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+      if (j->v2_procs < 0)
+        goto fail;
+      j->v2_hier = (int) i;
+      continue;
     }
+    snprintf(path, sizeof(path), "%s/tasks", cg->dirs[i]);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+      goto fail;
+    j->v1_tasks[j->n_v1] = fd;
+    j->v1_hier[j->n_v1++] = (int) i;
   }
   return 0;
+fail:
+  {
+    int e = errno;
+    cgroup_join_close(j);
+    return shim_fail_errno(err, e, "cgroup %s: open it to join", cg->path);
+  }
+}
+
+void cgroup_join_close(struct cgroup_join *j)
+{
+  for (size_t k = 0; k < j->n_v1; k++)
+    close(j->v1_tasks[k]);
+  j->n_v1 = 0;
+  if (j->v2_procs >= 0)
+    close(j->v2_procs);
+  if (j->v2_dir >= 0)
+    close(j->v2_dir);
+  j->v2_procs = j->v2_dir = -1;
+}
+
+size_t cgroup_join_fds(const struct cgroup_join *j, int *fds, size_t max)
+{
+  size_t n = 0;
+  for (size_t k = 0; k < j->n_v1 && n < max; k++)
+    fds[n++] = j->v1_tasks[k];
+  if (j->v2_dir >= 0 && n < max)
+    fds[n++] = j->v2_dir;
+  if (j->v2_procs >= 0 && n < max)
+    fds[n++] = j->v2_procs;
+  return n;
+}
+
+int cgroup_join_self(struct cgroup_join *j, bool in_v2, struct shim_err *err)
+{
+  int r = 0;
+  for (size_t k = 0; k < j->n_v1 && r == 0; k++)
+    if (write(j->v1_tasks[k], "0", 1) != 1)
+      r = shim_fail_errno(err, errno, "join cgroup %s", j->cg->dirs[j->v1_hier[k]]);
+  if (r == 0 && j->v2_procs >= 0 && !in_v2 && write(j->v2_procs, "0", 1) != 1)
+    r = shim_fail_errno(err, errno, "join cgroup %s", j->cg->dirs[j->v2_hier]);
+  cgroup_join_close(j);
+  return r;
 }
 
 /* ---- processes ------------------------------------------------------------------- */

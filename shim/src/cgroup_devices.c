@@ -68,17 +68,46 @@ static struct res_device *with_default_devices(const struct res_device *rules, s
   return all;
 }
 
+/* Writes of v1 rules, one rule a write. A new cgroup's (a dozen rules) go through one
+ * open file each for devices.allow and devices.deny; an update's through cg_write,
+ * which keeps what each write replaced. */
+struct rule_writer {
+  struct cgroup *cg;
+  int fd[2]; /* deny, allow */
+};
+
+static void rule_writer_close(struct rule_writer *w)
+{
+  for (int i = 0; i < 2; i++)
+    if (w->fd[i] >= 0)
+      close(w->fd[i]);
+}
+
+static int write_rule(struct rule_writer *w, bool allow, const char *line, const char *field, struct shim_err *err)
+{
+  const char *file = allow ? "devices.allow" : "devices.deny";
+  const char *dir = dir_for(w->cg, "devices");
+  char path[PATH_MAX + 32];
+  if (w->cg->journal || !dir)
+    return cg_write(w->cg, "devices", file, line, field, err);
+  snprintf(path, sizeof(path), "%s/%s", dir, file);
+  if (w->fd[allow] < 0 && (w->fd[allow] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+    return shim_fail_errno(err, errno, "%s: open %s", field, path);
+  if (write_all(w->fd[allow], line, strlen(line)) < 0)
+    return shim_fail_errno(err, errno, "%s: write %s", field, path);
+  return 0;
+}
+
 /* v1: deny everything, then each rule in order to devices.allow/deny. */
 static int apply_devices_v1(struct cgroup *cg, const struct res_device *rules, size_t n, struct shim_err *err)
 {
-  if (cg_write(cg, "devices", "devices.deny", "a", "linux.resources.devices", err) < 0)
+  __attribute__((cleanup(rule_writer_close))) struct rule_writer w = { cg, { -1, -1 } };
+  if (write_rule(&w, false, "a", "linux.resources.devices", err) < 0)
     return -1;
   for (size_t i = 0; i < n; i++) {
     struct res_device r = rules[i];
     char majs[24] = "*", mins[24] = "*", field[48], line[96];
-    const char *file;
     bool full = false;
-    file = r.allow ? "devices.allow" : "devices.deny";
     snprintf(field, sizeof(field), "linux.resources.devices[%zu]", i);
     if (r.major >= 0)
       snprintf(majs, sizeof(majs), "%lld", (long long) r.major);
@@ -87,14 +116,14 @@ static int apply_devices_v1(struct cgroup *cg, const struct res_device *rules, s
     full = strchr(r.access, 'r') && strchr(r.access, 'w') && strchr(r.access, 'm');
     if (r.type == 'a' && r.major < 0 && r.minor < 0 && full) {
       /* "a" resets the default and drops the exceptions: all or nothing. */
-      if (cg_write(cg, "devices", file, "a", field, err) < 0)
+      if (write_rule(&w, r.allow, "a", field, err) < 0)
         return -1;
       continue;
     }
     /* v1's "a" takes no numbers or access: spell it as both kinds. */
     for (const char *t = r.type == 'a' ? "cb" : (r.type == 'b' ? "b" : "c"); *t; t++) {
       snprintf(line, sizeof(line), "%c %s:%s %s", *t, majs, mins, r.access);
-      if (cg_write(cg, "devices", file, line, field, err) < 0)
+      if (write_rule(&w, r.allow, line, field, err) < 0)
         return -1;
     }
   }

@@ -9,7 +9,7 @@
 #include <limits.h>
 
 #define CG_ROOT "/sys/fs/cgroup"
-#define MAX_HIER 16
+#define MAX_HIER CGROUP_JOIN_MAX /* shim.h: a join holds an fd per hierarchy */
 #define MAX_DEPTH 32
 
 /* One mounted hierarchy: a v1 hierarchy with its controllers, or cgroup2. */

@@ -191,6 +191,8 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   c->spec_doc = json_incref(spec->doc);
   c->seccomp = spec->seccomp;
   spec->seccomp = NULL;
+  if (c->seccomp && seccomp_compile(c->seccomp, err) < 0)
+    return -1;
   c->hooks = spec->hooks;
   memset(&spec->hooks, 0, sizeof(spec->hooks));
   c->stdin_once = stdin_once;

@@ -321,7 +321,7 @@ void forward_event(struct forward *f, uint32_t events);
 struct spawn_req {
   const struct spec *spec;            /* create: the container's spec; exec: NULL */
   const struct spec_process *process; /* the process to run (spec.process, or exec's) */
-  const struct seccomp_filter *seccomp; /* the container's, for an exec'd process too */
+  struct seccomp_filter *seccomp; /* the container's, compiled, for an exec'd process too */
   const char *rootfs;     /* create: absolute rootfs; exec: NULL */
   struct cgroup *cg;
   pid_t join_pid;         /* exec: join this pid's namespaces */
@@ -333,6 +333,22 @@ struct spawn_req {
   const char *id, *bundle;
   const struct spec_hooks *hooks;
 };
+
+/* The process's own set-up between its clone and execve (proc_setup.c). */
+/* The shim blocks the signals its signalfd reads and ignores SIGPIPE; a blocked mask
+ * and ignored dispositions survive execve, so undo both. */
+void reset_signals(void);
+int apply_rlimits(const struct spec_process *p, struct shim_err *err);
+int set_oom_score_adj(const struct spec_process *p, struct shim_err *err);
+/* Open a terminal inside the container's own devpts, make it the controlling terminal
+ * and stdio; *master_out for the shim. */
+int setup_tty(uid_t uid, int *master_out, struct shim_err *err);
+/* args[0] resolved as execvp does (PATH from env), inside the container, as its user. */
+int find_executable(const char *arg0, char **env, char *out, size_t len, struct shim_err *err);
+/* umask, bounding set, groups, uid/gid and the capability sets of process. */
+int switch_user(const struct spec_process *p, struct shim_err *err);
+/* chdir to process.cwd (made if missing), refusing one outside the root. */
+int ensure_cwd(const char *cwd, struct shim_err *err);
 
 /* Spawn a process (through an intermediate that joins namespaces); on success
  * *pid is the process (a child of the shim), *sync_fd the channel to it, and

@@ -314,11 +314,12 @@ static int make_device(int root_fd, const struct spec_device *d, bool userns, st
   parent = open_in_root(root_fd, parent_path, O_DIRECTORY, 0, err);
   if (parent < 0)
     return -1;
-  unlinkat(parent, name, 0);
   if (userns && kind != S_IFIFO) {
     /* No mknod in a user namespace: bind the host's node onto a file. */
     char target[64];
-    cleanup_close int fd = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+    cleanup_close int fd = -1;
+    unlinkat(parent, name, 0);
+    fd = openat(parent, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
       return shim_fail_errno(err, errno, "create device placeholder %s", path);
     fd_path(fd, target, sizeof(target));
@@ -326,8 +327,12 @@ static int make_device(int root_fd, const struct spec_device *d, bool userns, st
       return shim_fail_errno(err, errno, "bind device %s", path);
     return 0;
   }
+  /* Whatever the image has at the path is replaced; a fresh /dev has nothing there. */
   if (mknodat(parent, name, kind | (d->mode & 07777), makedev(d->major, d->minor)) < 0
-      || fchownat(parent, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0
+      && (errno != EEXIST || unlinkat(parent, name, 0) < 0
+          || mknodat(parent, name, kind | (d->mode & 07777), makedev(d->major, d->minor)) < 0))
+    return shim_fail_errno(err, errno, "create device %s", path);
+  if (fchownat(parent, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0
       || fchmodat(parent, name, d->mode & 07777, 0) < 0) /* mknod honours the umask */
     return shim_fail_errno(err, errno, "create device %s", path);
   return 0;

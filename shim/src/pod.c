@@ -157,7 +157,7 @@ static int loopback_up(struct shim_err *err)
   return 0;
 }
 
-static _Noreturn void infra_main(int status_fd, int go_fd, const struct pod_setup *p)
+static _Noreturn void infra_main(int status_fd, int go_fd, const struct pod_setup *p, struct cgroup_join *cg, bool in_v2)
 {
   int flags = p->flags;
   const char *hostname = p->hostname;
@@ -169,6 +169,8 @@ static _Noreturn void infra_main(int status_fd, int go_fd, const struct pod_setu
   /* It runs the shim's binary for the pod's whole life, visible to the pod's
    * processes: keep them from opening /proc/<pid>/exe (CVE-2019-5736). */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (cgroup_join_self(cg, in_v2, &err) < 0)
+    goto fail;
   if (flags & CLONE_NEWUSER) {
     char go;
     if (read_all(go_fd, &go, 1) != 1)
@@ -225,6 +227,8 @@ static int start_infra(const struct pod_setup *p, json_t **result, struct shim_e
   const char *hostname = p->hostname;
   cleanup_close int status_rd = -1, status_wr = -1, go_rd = -1, go_wr = -1;
   cleanup_reap pid_t child = -1;
+  struct cgroup_join join;
+  bool in_v2;
   int fds[2];
   json_t *ns_map;
 
@@ -234,21 +238,26 @@ static int start_infra(const struct pod_setup *p, json_t **result, struct shim_e
   if (pipe2(fds, O_CLOEXEC) < 0)
     return shim_fail_errno(err, errno, "pipe");
   go_rd = fds[0], go_wr = fds[1];
-  /* clone() without CLONE_VM behaves as fork, but can create the PID
-   * namespace the child is PID 1 of. */
-  child = (pid_t) syscall(SYS_clone, (unsigned long) flags | SIGCHLD, NULL, NULL, NULL, NULL);
+  cgroup_join_init(&join);
+  if (g_pod.cg && cgroup_join_open(g_pod.cg, &join, err) < 0)
+    return -1;
+  /* A clone (not a fork) to create the PID namespace the child is PID 1 of; born in
+   * the infra's cgroup2 group, it joins the v1 hierarchies itself. */
+  child = clone_child((uint64_t) flags, join.v2_dir, &in_v2);
   if (child == 0) {
     close(status_rd);
     close(go_wr);
-    infra_main(status_wr, go_rd, p);
+    infra_main(status_wr, go_rd, p, &join, in_v2);
   }
-  close(status_wr);
-  close(go_rd);
-  status_wr = go_rd = -1;
-  if (child < 0)
-    return shim_fail_errno(err, errno, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
-  if (g_pod.cg && cgroup_add_pid(g_pod.cg, child, err) < 0)
-    return -1;
+  {
+    int e = errno;
+    cgroup_join_close(&join);
+    close(status_wr);
+    close(go_rd);
+    status_wr = go_rd = -1;
+    if (child < 0)
+      return shim_fail_errno(err, e, "create the pod's namespaces (clone flags 0x%x)", (unsigned) flags);
+  }
   if ((flags & CLONE_NEWUSER) && ns_write_id_mappings(child, &p->userns, err) < 0)
     return -1;
   {

@@ -1,11 +1,17 @@
-/* seccomp.c: linux.seccomp (the OCI profile) checked, then turned into a
- * libseccomp filter and loaded as one of the process's last steps. */
+/* seccomp.c: linux.seccomp (the OCI profile) checked, compiled by libseccomp into a
+ * BPF program once per shim and profile (the shim's containers mostly share one), and
+ * loaded as one of the process's last steps. */
 #include "shim.h"
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -86,11 +92,12 @@ static const struct {
 static const struct {
   const char *name;
   enum scmp_filter_attr attr;
+  unsigned int load_flag; /* what libseccomp passes seccomp(2) for the attribute */
 } flags[] = {
-  { "SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC },
-  { "SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG },
-  { "SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB },
-  { "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", 0 },
+  { "SECCOMP_FILTER_FLAG_TSYNC", SCMP_FLTATR_CTL_TSYNC, SECCOMP_FILTER_FLAG_TSYNC },
+  { "SECCOMP_FILTER_FLAG_LOG", SCMP_FLTATR_CTL_LOG, SECCOMP_FILTER_FLAG_LOG },
+  { "SECCOMP_FILTER_FLAG_SPEC_ALLOW", SCMP_FLTATR_CTL_SSB, SECCOMP_FILTER_FLAG_SPEC_ALLOW },
+  { "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", 0, 0 },
 };
 
 /* Linux errno values end at 4095 (MAX_ERRNO). */
@@ -184,6 +191,10 @@ struct seccomp_filter {
   size_t *flags, n_flags;   /* indexes into flags[] */
   struct seccomp_rule *rules;
   size_t n_rules;
+  char *key;                /* the profile as canonical JSON: what the compiled program is cached by */
+  struct sock_filter *prog; /* compiled (seccomp_compile), or NULL */
+  size_t prog_len;
+  unsigned int load_flags;  /* SECCOMP_FILTER_FLAG_* */
 };
 
 void seccomp_free(struct seccomp_filter *f)
@@ -195,6 +206,8 @@ void seccomp_free(struct seccomp_filter *f)
   free(f->rules);
   free(f->arches);
   free(f->flags);
+  free(f->key);
+  free(f->prog);
   free(f);
 }
 
@@ -299,6 +312,9 @@ int seccomp_parse(json_t *seccomp, struct seccomp_filter **out, struct shim_err 
   if (field_array(seccomp, "syscalls", "linux.seccomp", &arr, err) < 0
       || field_objects(arr, "linux.seccomp.syscalls", sizeof(*f->rules), (void **) &f->rules, &f->n_rules, parse_rule, NULL, err) < 0)
     return -1;
+  f->key = json_dumps(seccomp, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!f->key)
+    return shim_fail_errno(err, ENOMEM, "linux.seccomp");
   *out = f;
   f = NULL;
   return 0;
@@ -344,21 +360,96 @@ static void cleanup_ctxp(scmp_filter_ctx *ctx)
     seccomp_release(*ctx);
 }
 
-int seccomp_apply(const struct seccomp_filter *f, struct shim_err *err)
+/* libseccomp's BPF for the filter (what seccomp_load would load), written to a memfd
+ * and read back: the libseccomp here exports to an fd only. */
+static int export_program(scmp_filter_ctx ctx, struct seccomp_filter *f, struct shim_err *err)
+{
+  cleanup_close int fd = memfd_create("skiff-seccomp", MFD_CLOEXEC);
+  off_t size;
+  int r;
+  if (fd < 0)
+    return shim_fail_errno(err, errno, "linux.seccomp: memfd for the compiled filter");
+  r = seccomp_export_bpf(ctx, fd);
+  if (r < 0)
+    return shim_fail_errno(err, -r, "linux.seccomp: compile the filter");
+  size = lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size % sizeof(struct sock_filter) || size / sizeof(struct sock_filter) > BPF_MAXINSNS)
+    return shim_fail(err, SHIM_INTERNAL, "linux.seccomp: the compiled filter has %lld bytes", (long long) size);
+  f->prog = malloc((size_t) size);
+  if (!f->prog)
+    return shim_fail_errno(err, ENOMEM, "linux.seccomp");
+  if (pread(fd, f->prog, (size_t) size, 0) != size) {
+    int e = errno ? errno : EIO;
+    free(f->prog);
+    f->prog = NULL;
+    return shim_fail_errno(err, e, "linux.seccomp: read the compiled filter");
+  }
+  f->prog_len = (size_t) size / sizeof(struct sock_filter);
+  return 0;
+}
+
+/* Programs compiled before, by profile: libseccomp takes milliseconds for the
+ * default profile, and a pod's containers, and every exec in them, share one. */
+#define CACHE_SIZE 4
+static struct {
+  char *key;
+  struct sock_filter *prog;
+  size_t len;
+  unsigned int load_flags;
+} cache[CACHE_SIZE];
+static size_t cache_next;
+static unsigned long compilations;
+
+unsigned long seccomp_compilations(void)
+{
+  return compilations;
+}
+
+static bool from_cache(struct seccomp_filter *f)
+{
+  for (size_t i = 0; i < CACHE_SIZE; i++) {
+    if (!cache[i].key || strcmp(cache[i].key, f->key) != 0)
+      continue;
+    f->prog = malloc(cache[i].len * sizeof(*f->prog));
+    if (!f->prog)
+      return false;
+    memcpy(f->prog, cache[i].prog, cache[i].len * sizeof(*f->prog));
+    f->prog_len = cache[i].len;
+    f->load_flags = cache[i].load_flags;
+    return true;
+  }
+  return false;
+}
+
+static void to_cache(const struct seccomp_filter *f)
+{
+  char *key = strdup(f->key);
+  struct sock_filter *prog = malloc(f->prog_len * sizeof(*prog));
+  if (!key || !prog) {
+    free(key);
+    free(prog);
+    return;
+  }
+  memcpy(prog, f->prog, f->prog_len * sizeof(*prog));
+  free(cache[cache_next].key);
+  free(cache[cache_next].prog);
+  cache[cache_next].key = key;
+  cache[cache_next].prog = prog;
+  cache[cache_next].len = f->prog_len;
+  cache[cache_next].load_flags = f->load_flags;
+  cache_next = (cache_next + 1) % CACHE_SIZE;
+}
+
+int seccomp_compile(struct seccomp_filter *f, struct shim_err *err)
 {
   __attribute__((cleanup(cleanup_ctxp))) scmp_filter_ctx ctx = NULL;
   int r;
 
+  if (f->prog || from_cache(f))
+    return 0;
   ctx = seccomp_init(f->def_action);
   if (!ctx)
     return shim_fail(err, SHIM_INTERNAL, "linux.seccomp: seccomp_init failed");
-  /* no_new_privs is the spec's own choice (process.noNewPrivileges): the
-   * caller sets it; as root with CAP_SYS_ADMIN the filter loads without it. */
-  r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-  if (r < 0)
-    return shim_fail_errno(err, -r, "linux.seccomp: clear the no_new_privs attribute");
-  /* The kernel's own errno from seccomp_load, not a generic ECANCELED. */
-  (void) seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
   /* Architectures first: libseccomp only puts rules into the architectures it has then. */
   for (size_t i = 0; i < f->n_arches; i++) {
     uint32_t arch = arches[f->arches[i]].arch;
@@ -368,20 +459,38 @@ int seccomp_apply(const struct seccomp_filter *f, struct shim_err *err)
     if (r < 0 && r != -EEXIST) /* EEXIST: the native one, always there */
       return shim_fail_errno(err, -r, "linux.seccomp.architectures[%zu]: add %s", i, arches[f->arches[i]].name);
   }
+  /* Set on the context too, so that a flag this kernel lacks fails here as before. */
+  f->load_flags = 0;
   for (size_t i = 0; i < f->n_flags; i++) {
     if (flags[f->flags[i]].attr == 0)
       continue;
     r = seccomp_attr_set(ctx, flags[f->flags[i]].attr, 1);
     if (r < 0)
       return shim_fail_errno(err, -r, "linux.seccomp.flags[%zu]: %s", i, flags[f->flags[i]].name);
+    f->load_flags |= flags[f->flags[i]].load_flag;
   }
   for (size_t i = 0; i < f->n_rules; i++)
     if (add_rules(ctx, &f->rules[i], i, f->def_action, err) < 0)
       return -1;
-  r = seccomp_load(ctx);
-  if (r == -EACCES || r == -EPERM)
-    return shim_fail_errno(err, -r, "linux.seccomp: load the filter (needs CAP_SYS_ADMIN or no_new_privs)");
-  if (r < 0)
-    return shim_fail_errno(err, -r, "linux.seccomp: load the filter");
+  if (export_program(ctx, f, err) < 0)
+    return -1;
+  compilations++;
+  to_cache(f);
   return 0;
+}
+
+int seccomp_apply(struct seccomp_filter *f, struct shim_err *err)
+{
+  struct sock_fprog prog;
+  /* no_new_privs is the spec's own choice (process.noNewPrivileges): the caller
+   * sets it; as root with CAP_SYS_ADMIN the filter loads without it. */
+  if (seccomp_compile(f, err) < 0)
+    return -1;
+  prog.len = (unsigned short) f->prog_len;
+  prog.filter = f->prog;
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, f->load_flags, &prog) == 0)
+    return 0;
+  if (errno == EACCES || errno == EPERM)
+    return shim_fail_errno(err, errno, "linux.seccomp: load the filter (needs CAP_SYS_ADMIN or no_new_privs)");
+  return shim_fail_errno(err, errno, "linux.seccomp: load the filter");
 }

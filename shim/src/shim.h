@@ -88,6 +88,11 @@ int64_t now_ns(void);
 void format_rfc3339nano(int64_t ns, char *buf, size_t len);
 /* That timestamp as a JSON string; "" for 0 (not yet). */
 json_t *time_json(int64_t ns);
+/* fork() with clone flags (CLONE_NEW*, CLONE_PARENT) and, with cgroup_fd >= 0 (a cgroup2
+ * directory), born in that cgroup (clone3's CLONE_INTO_CGROUP: no pid written to
+ * cgroup.procs afterwards). *in_cgroup says whether it was: false without clone3. Like
+ * fork it returns twice; the child must be forked from a single-threaded process. */
+pid_t clone_child(uint64_t flags, int cgroup_fd, bool *in_cgroup);
 /* SIGKILL a child process and reap it; nothing for pid <= 0. */
 void kill_and_reap(pid_t pid);
 /* Full read/write loops that retry on EINTR/short counts. */
@@ -359,8 +364,15 @@ int lsm_mount_data(const char *type, bool bind, const char *label, char *data, s
  * *out NULL when seccomp is NULL. */
 int seccomp_parse(json_t *seccomp, struct seccomp_filter **out, struct shim_err *err);
 void seccomp_free(struct seccomp_filter *f);
-/* Load the filter into the calling process (last step before execve). */
-int seccomp_apply(const struct seccomp_filter *f, struct shim_err *err);
+/* Compile the filter to its BPF program, once: a program compiled before for the same
+ * profile is reused (libseccomp takes milliseconds for a default profile). The shim
+ * compiles a container's at create, so that neither its start nor an exec does. */
+int seccomp_compile(struct seccomp_filter *f, struct shim_err *err);
+/* How many programs this process has compiled (the others came from the cache). */
+unsigned long seccomp_compilations(void);
+/* Load the filter into the calling process (last step before execve), compiling it
+ * first if it is not yet. */
+int seccomp_apply(struct seccomp_filter *f, struct shim_err *err);
 
 /* ---- cgroup stat files (cgstat.c) ----------------------------------------- */
 
@@ -393,7 +405,30 @@ int cgroup_open(const char *cgroups_path, struct cgroup **out, struct shim_err *
 /* Open the parent of cg (the pod cgroup of an infra cgroup kubelet named); the
  * root cgroup is refused: its figures are the host's. */
 int cgroup_open_parent(struct cgroup *cg, struct cgroup **out, struct shim_err *err);
-int cgroup_add_pid(struct cgroup *cg, pid_t pid, struct shim_err *err);
+/* What a new process joins its cgroup through, opened by the shim (the kernel checks
+ * the opener's credentials and cgroup namespace, so a process already in the container's
+ * user or cgroup namespace can still use them): the cgroup2 dir, for clone3's
+ * CLONE_INTO_CGROUP, its cgroup.procs, and the `tasks` file of each v1 hierarchy. */
+#define CGROUP_JOIN_MAX 16
+struct cgroup_join {
+  struct cgroup *cg;
+  int v2_dir, v2_procs, v2_hier; /* -1: not in a cgroup2 hierarchy */
+  int v1_tasks[CGROUP_JOIN_MAX], v1_hier[CGROUP_JOIN_MAX];
+  size_t n_v1;
+};
+/* An empty join (nothing to close). */
+void cgroup_join_init(struct cgroup_join *j);
+int cgroup_join_open(struct cgroup *cg, struct cgroup_join *j, struct shim_err *err);
+void cgroup_join_close(struct cgroup_join *j);
+/* Its fds into fds (at most max), for a child to keep; returns how many. */
+size_t cgroup_join_fds(const struct cgroup_join *j, int *fds, size_t max);
+/* In the new process, which must be single-threaded: join the cgroup, then close the
+ * join's fds. In each v1 hierarchy the process moves itself ("0" into `tasks`): a task
+ * moving itself alone skips the kernel's global threadgroup lock, whose taking for
+ * writing waits out an RCU grace period (milliseconds on a busy host) every time a pid
+ * is written to cgroup.procs. It joins the cgroup2 one through cgroup.procs (taking
+ * that lock) unless clone3 made it there (in_v2). */
+int cgroup_join_self(struct cgroup_join *j, bool in_v2, struct shim_err *err);
 /* Apply resources to a live cgroup; if the kernel refuses a value half-way,
  * the files already written get their old contents back (v1 device rules excepted). */
 int cgroup_update(struct cgroup *cg, const struct resources *resources, struct shim_err *err);

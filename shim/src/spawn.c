@@ -1,12 +1,12 @@
 /* spawn.c: start a container's init or an exec'd process. The shim forks an
  * intermediate that joins the target namespaces and unshares new ones, which
- * forks the process proper and exits (the shim, as child subreaper, inherits
- * it). The process then sets itself up step by step, reporting over a
- * SOCK_SEQPACKET channel, and waits for "start" before execve. */
+ * clones the process proper as the shim's own child (CLONE_PARENT), tells the
+ * shim its pid and exits. The process joins its cgroup itself (born in the
+ * cgroup2 one where it can be), sets itself up step by step, reporting over a
+ * SOCK_SEQPACKET channel of its own, and waits for "start" before execve. */
 #include "core.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <sched.h>
@@ -14,14 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -29,13 +26,13 @@
 #endif
 
 #define SPAWN_TIMEOUT_MS 60000
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+/* The intermediate's channel carries PID, MAP_REQ, MAPPED and its ERROR; the
+ * process's the rest. */
 enum sync_type {
   SYNC_PID = 1,   /* intermediate -> shim: pid of the process */
   SYNC_MAP_REQ,   /* intermediate -> shim: write my uid/gid maps */
   SYNC_MAPPED,    /* shim -> intermediate */
-  SYNC_GO,        /* shim -> process: cgroup joined, set yourself up */
   SYNC_READY,     /* process -> shim: set up (+ pty master fd) */
   SYNC_START,     /* shim -> process: execve */
   SYNC_ERROR,     /* any -> shim: failed, with message */
@@ -159,164 +156,6 @@ static void close_fds_except(int *keep, size_t n)
   syscall(SYS_close_range, from, ~0U, 0);
 }
 
-/* ---- the process's own set-up ---------------------------------------------- */
-
-/* The shim blocks the signals its signalfd reads and ignores SIGPIPE; a
- * blocked mask and ignored dispositions survive execve, so undo both. */
-static void reset_signals(void)
-{
-  sigset_t none;
-  sigemptyset(&none);
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP)
-      signal(sig, SIG_DFL);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-static int apply_rlimits(const struct spec_process *p, struct shim_err *err)
-{
-  for (size_t i = 0; i < p->n_rlimits; i++) {
-    const struct spec_rlimit *r = &p->rlimits[i];
-    struct rlimit rl = { .rlim_cur = (rlim_t) r->soft, .rlim_max = (rlim_t) r->hard };
-    if (setrlimit(r->resource, &rl) < 0)
-      return shim_fail_errno(err, errno, "process.rlimits[%zu]: setrlimit %s soft %llu hard %llu", i, r->type,
-                             (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max);
-  }
-  return 0;
-}
-
-static int set_oom_score_adj(const struct spec_process *p, struct shim_err *err)
-{
-  char buf[32];
-  if (!p->has_oom_score_adj)
-    return 0;
-  snprintf(buf, sizeof(buf), "%d", p->oom_score_adj);
-  if (write_file("/proc/self/oom_score_adj", buf, strlen(buf), 0, err) < 0) {
-    shim_err_prefix(err, "process.oomScoreAdj %s", buf);
-    return -1;
-  }
-  return 0;
-}
-
-/* Open a terminal inside the container's own devpts (so ttyname works there),
- * make it our controlling terminal, and return the master for the shim. */
-static int setup_tty(uid_t uid, int *master_out, struct shim_err *err)
-{
-  char name[64];
-  cleanup_close int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  cleanup_close int slave = -1;
-  if (master < 0)
-    return shim_fail_errno(err, errno, "process.terminal: open /dev/ptmx in the container");
-  if (grantpt(master) < 0 || unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
-    return shim_fail_errno(err, errno, "process.terminal: unlock pty");
-  slave = open(name, O_RDWR | O_NOCTTY);
-  if (slave < 0)
-    return shim_fail_errno(err, errno, "process.terminal: open %s", name);
-  if (fchown(slave, uid, (gid_t) -1) < 0 && errno != EPERM && errno != EINVAL)
-    shim_log("chown %s: %s", name, strerror(errno));
-  if (ioctl(slave, TIOCSCTTY, 0) < 0 || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
-    return shim_fail_errno(err, errno, "process.terminal: attach %s", name);
-  if (slave <= 2)
-    slave = -1; /* it is stdin, stdout and stderr now */
-  *master_out = master;
-  master = -1;
-  return 0;
-}
-
-/* The value of NAME in a process env list, or NULL. */
-static const char *env_lookup(char **env, const char *name)
-{
-  size_t n = strlen(name);
-  for (char **e = env; *e; e++)
-    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
-      return *e + n + 1;
-  return NULL;
-}
-
-static int is_executable(const char *path)
-{
-  struct stat st;
-  if (stat(path, &st) < 0)
-    return -errno;
-  if (!S_ISREG(st.st_mode))
-    return -EACCES;
-  if (access(path, X_OK) < 0)
-    return -errno;
-  return 0;
-}
-
-/* Resolve args[0] the way execvp does, inside the container, as its user. */
-static int find_executable(const char *arg0, char **env, char *out, size_t len, struct shim_err *err)
-{
-  const char *path = env_lookup(env, "PATH");
-  if (strchr(arg0, '/')) {
-    int r = is_executable(arg0);
-    if (r < 0)
-      return shim_fail_errno(err, -r, "exec: \"%s\"", arg0);
-    snprintf(out, len, "%s", arg0);
-    return 0;
-  }
-  if (!path)
-    path = DEFAULT_PATH;
-  for (const char *p = path;;) {
-    const char *end = strchr(p, ':');
-    size_t dlen = end ? (size_t) (end - p) : strlen(p);
-    if (dlen == 0)
-      snprintf(out, len, "./%s", arg0);
-    else
-      snprintf(out, len, "%.*s/%s", (int) dlen, p, arg0);
-    if (is_executable(out) == 0)
-      return 0;
-    if (!end)
-      break;
-    p = end + 1;
-  }
-  shim_fail(err, SHIM_NOT_FOUND, "exec: \"%s\": executable file not found in $PATH", arg0);
-  return -1;
-}
-
-static int switch_user(const struct spec_process *p, struct shim_err *err)
-{
-  bool set_caps = p->caps.listed;
-  if (p->umask >= 0)
-    umask((mode_t) p->umask);
-  if (set_caps && caps_drop_bounding(&p->caps, err) < 0)
-    return -1;
-  if (setgroups(p->n_gids, p->gids) < 0) {
-    /* In a user namespace with setgroups denied, only an empty list is allowed. */
-    if (!(errno == EPERM && p->n_gids == 0))
-      return shim_fail_errno(err, errno, "process.user.additionalGids: setgroups");
-  }
-  if (set_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-    return shim_fail_errno(err, errno, "prctl(PR_SET_KEEPCAPS)");
-  if (setresgid(p->gid, p->gid, p->gid) < 0)
-    return shim_fail_errno(err, errno, "process.user.gid: setresgid(%u)", (unsigned) p->gid);
-  if (setresuid(p->uid, p->uid, p->uid) < 0)
-    return shim_fail_errno(err, errno, "process.user.uid: setresuid(%u)", (unsigned) p->uid);
-  if (set_caps) {
-    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
-    if (caps_set(&p->caps, err) < 0)
-      return -1;
-  }
-  return 0;
-}
-
-static int ensure_cwd(const char *cwd, struct shim_err *err)
-{
-  char buf[PATH_MAX];
-  if (mkdir_p(cwd, 0755, err) < 0 && errno != EEXIST) {
-    shim_err_prefix(err, "process.cwd");
-    return -1;
-  }
-  if (chdir(cwd) < 0)
-    return shim_fail_errno(err, errno, "process.cwd: chdir %s", cwd);
-  /* A cwd reached through a leaked fd (/proc/self/fd/N) would lie outside our
-   * root: getcwd reports such a path as unreachable (CVE-2024-21626). */
-  if (!getcwd(buf, sizeof(buf)) || buf[0] != '/')
-    return shim_fail(err, SHIM_INVALID_ARGUMENT, "process.cwd: %s is outside the container's root", cwd);
-  return 0;
-}
-
 /* Right before pivot_root, in the container's namespaces with its mounts made: the
  * shim runs the prestart and createRuntime hooks (in the runtime namespace) while we
  * wait, then we run the createContainer hooks here (in the container's namespaces, the
@@ -429,26 +268,81 @@ static int process_main(const struct spawn_req *req, int sync_fd, const int *idm
 
 /* ---- the intermediate --------------------------------------------------- */
 
-static _Noreturn void intermediate_main(const struct spawn_req *req, const struct ns_set *ns, int unshare_flags,
-                                        int sync_fd)
+struct spawn_child {
+  const struct spawn_req *req;
+  struct cgroup_join *cg; /* what the process joins its cgroup through */
+  int flags;              /* CLONE_NEW* to create */
+  int mid_fd;             /* the intermediate's channel */
+  int sync_fd;            /* the process's channel */
+  const int *idmapped;
+};
+
+/* The process proper, right after its clone; never returns. */
+static _Noreturn void process_begin(const struct spawn_child *sc, bool in_v2)
 {
+  const struct spawn_req *req = sc->req;
+  struct shim_err err = { 0 };
+  close(sc->mid_fd);
+  /* Our parent is the shim (CLONE_PARENT): die with it. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  for (int i = 0; i < 3; i++) {
+    int fd = req->stdio[i] >= 0 ? req->stdio[i] : open("/dev/null", O_RDWR);
+    if (fd < 0 || dup2(fd, i) < 0) {
+      shim_fail_errno(&err, errno, "set up stdio");
+      goto fail;
+    }
+  }
+  /* Into the cgroup before anything is set up, so that the devices rules and the
+   * limits apply to all of it; only then a new cgroup namespace, rooted there. */
+  if (cgroup_join_self(sc->cg, in_v2, &err) < 0)
+    goto fail;
+  if ((sc->flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) {
+    shim_fail_errno(&err, errno, "unshare cgroup namespace");
+    goto fail;
+  }
+  reset_signals();
+  process_main(req, sc->sync_fd, sc->idmapped, &err);
+fail:
+  sync_send_error(sc->sync_fd, &err);
+  _exit(127);
+}
+
+/* May the process be cloned straight into its cgroup2 group? clone3 checks the
+ * caller's credentials and cgroup namespace: not once we are in the container's user
+ * namespace, or in a cgroup namespace given by path. */
+static bool clone_into_cgroup(const struct spawn_req *req, const struct ns_set *ns)
+{
+  for (size_t i = 0; i < ns->n; i++)
+    if (ns->types[i] == CLONE_NEWUSER || ns->types[i] == CLONE_NEWCGROUP)
+      return false;
+  /* An exec'd process joins as a pid written to cgroup.procs would: a container at
+   * its pids limit still takes one (the limit holds for forks only). */
+  return req->create && !ns_listed(&req->spec->ns, CLONE_NEWUSER);
+}
+
+static _Noreturn void intermediate_main(struct spawn_child *sc, const struct ns_set *ns)
+{
+  const struct spawn_req *req = sc->req;
   struct shim_err err = { 0 };
   int *idmapped = NULL; /* freed by our exit */
+  bool in_v2;
   pid_t pid;
 
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   /* Until execve, /proc/<pid>/exe is the shim binary: keep other container
-   * processes from opening it (CVE-2019-5736). */
+   * processes from opening it (CVE-2019-5736). The process inherits this. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   {
     size_t nkeep = 0;
-    int keep[4 + sizeof(ns->fds) / sizeof(ns->fds[0])];
-    keep[nkeep++] = sync_fd;
+    int keep[5 + sizeof(ns->fds) / sizeof(ns->fds[0]) + CGROUP_JOIN_MAX + 2];
+    keep[nkeep++] = sc->mid_fd;
+    keep[nkeep++] = sc->sync_fd;
     for (int i = 0; i < 3; i++)
       if (req->stdio[i] >= 0)
         keep[nkeep++] = req->stdio[i];
-    for (size_t i = 0; i < ns->n && nkeep < sizeof(keep) / sizeof(keep[0]); i++)
+    for (size_t i = 0; i < ns->n; i++)
       keep[nkeep++] = ns->fds[i];
+    nkeep += cgroup_join_fds(sc->cg, keep + nkeep, sizeof(keep) / sizeof(keep[0]) - nkeep);
     close_fds_except(keep, nkeep);
   }
   /* Id-mapped mounts are cloned while we are still the host's root in its mount
@@ -462,6 +356,7 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
     if (mount_idmap_prepare(req->spec, idmapped, &err) < 0)
       goto fail;
   }
+  sc->idmapped = idmapped;
   if (ns_join(ns, &err) < 0)
     goto fail;
   /* Our host ids mean nothing in a joined user namespace (files would be
@@ -472,52 +367,36 @@ static _Noreturn void intermediate_main(const struct spawn_req *req, const struc
       goto fail;
     }
   }
-  if (unshare_flags & CLONE_NEWUSER) {
+  if (sc->flags & CLONE_NEWUSER) {
     struct sync_msg m;
     if (unshare(CLONE_NEWUSER) < 0) {
       shim_fail_errno(&err, errno, "unshare user namespace");
       goto fail;
     }
-    sync_send(sync_fd, SYNC_MAP_REQ, getpid(), -1);
-    if (sync_recv(sync_fd, &m, NULL, SPAWN_TIMEOUT_MS) <= 0 || m.type != SYNC_MAPPED)
+    sync_send(sc->mid_fd, SYNC_MAP_REQ, getpid(), -1);
+    if (sync_recv(sc->mid_fd, &m, NULL, SPAWN_TIMEOUT_MS) <= 0 || m.type != SYNC_MAPPED)
       _exit(1);
     if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
       shim_fail_errno(&err, errno, "become root in the new user namespace");
       goto fail;
     }
   }
-  if (unshare(unshare_flags & ~CLONE_NEWUSER) < 0) {
-    shim_fail_errno(&err, errno, "unshare namespaces 0x%x", (unsigned) (unshare_flags & ~CLONE_NEWUSER));
+  /* The cgroup namespace is the process's to make, once it is in its cgroup. */
+  if (unshare(sc->flags & ~(CLONE_NEWUSER | CLONE_NEWCGROUP)) < 0) {
+    shim_fail_errno(&err, errno, "unshare namespaces 0x%x", (unsigned) (sc->flags & ~(CLONE_NEWUSER | CLONE_NEWCGROUP)));
     goto fail;
   }
-  pid = fork();
+  pid = clone_child(CLONE_PARENT, clone_into_cgroup(req, ns) ? sc->cg->v2_dir : -1, &in_v2);
   if (pid < 0) {
     shim_fail_errno(&err, errno, "fork container process");
     goto fail;
   }
-  if (pid == 0) {
-    struct sync_msg m;
-    int r;
-    for (int i = 0; i < 3; i++) {
-      int fd = req->stdio[i] >= 0 ? req->stdio[i] : open("/dev/null", O_RDWR);
-      if (fd < 0 || dup2(fd, i) < 0) {
-        shim_fail_errno(&err, errno, "set up stdio");
-        goto fail;
-      }
-    }
-    r = sync_recv(sync_fd, &m, NULL, SPAWN_TIMEOUT_MS);
-    if (r <= 0 || m.type != SYNC_GO)
-      _exit(1);
-    /* Our parent is now the shim (subreaper): die with it. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    reset_signals();
-    process_main(req, sync_fd, idmapped, &err);
-    goto fail;
-  }
-  sync_send(sync_fd, SYNC_PID, pid, -1);
+  if (pid == 0)
+    process_begin(sc, in_v2);
+  sync_send(sc->mid_fd, SYNC_PID, pid, -1);
   _exit(0);
 fail:
-  sync_send_error(sync_fd, &err);
+  sync_send_error(sc->mid_fd, &err);
   _exit(127);
 }
 
@@ -550,11 +429,13 @@ static int recv_error_or(int fd, struct sync_msg *m, int *passed, int want, cons
 int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, int *master_out, struct shim_err *err)
 {
   cleanup_ns_set struct ns_set ns = { 0 };
-  cleanup_close int chan = -1;   /* our end of the channel */
+  cleanup_close int chan = -1;   /* our end of the process's channel */
+  cleanup_close int mchan = -1;  /* ... and of the intermediate's */
   cleanup_close int passed = -1; /* the pty master the process passed */
   cleanup_reap pid_t pid = -1;   /* the process, unless handed out */
   cleanup_reap pid_t mid = -1;   /* the intermediate, until reaped */
-  int flags = 0, sv[2], status;
+  struct cgroup_join join;
+  int flags = 0, sv[2], mv[2], status;
   struct sync_msg m = { 0 };
 
   *master_out = -1;
@@ -568,26 +449,42 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     return shim_fail_errno(err, errno, "socketpair");
   chan = sv[0];
-  mid = fork();
-  if (mid < 0) {
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mv) < 0) {
     int e = errno;
     close(sv[1]);
-    return shim_fail_errno(err, e, "fork");
+    return shim_fail_errno(err, e, "socketpair");
   }
+  mchan = mv[0];
+  cgroup_join_init(&join);
+  if (req->cg && cgroup_join_open(req->cg, &join, err) < 0) {
+    close(sv[1]);
+    close(mv[1]);
+    return -1;
+  }
+  mid = fork();
   if (mid == 0) {
+    struct spawn_child sc = { .req = req, .cg = &join, .flags = flags, .mid_fd = mv[1], .sync_fd = sv[1] };
     close(sv[0]);
-    intermediate_main(req, &ns, flags, sv[1]);
+    close(mv[0]);
+    intermediate_main(&sc, &ns);
   }
-  close(sv[1]);
-  ns_set_free(&ns);
+  {
+    int e = errno;
+    close(sv[1]);
+    close(mv[1]);
+    cgroup_join_close(&join);
+    ns_set_free(&ns);
+    if (mid < 0)
+      return shim_fail_errno(err, e, "fork");
+  }
 
-  if (recv_error_or(chan, &m, NULL, 0, "spawn", SPAWN_TIMEOUT_MS, err) < 0)
+  if (recv_error_or(mchan, &m, NULL, 0, "spawn", SPAWN_TIMEOUT_MS, err) < 0)
     return -1;
   if (m.type == SYNC_MAP_REQ) {
     if (ns_write_id_mappings(m.pid, &req->spec->ns, err) < 0)
       return -1;
-    sync_send(chan, SYNC_MAPPED, 0, -1);
-    if (recv_error_or(chan, &m, NULL, SYNC_PID, "spawn", SPAWN_TIMEOUT_MS, err) < 0)
+    sync_send(mchan, SYNC_MAPPED, 0, -1);
+    if (recv_error_or(mchan, &m, NULL, SYNC_PID, "spawn", SPAWN_TIMEOUT_MS, err) < 0)
       return -1;
   }
   if (m.type != SYNC_PID)
@@ -596,9 +493,6 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
     ;
   mid = -1;
-  if (req->cg && cgroup_add_pid(req->cg, pid, err) < 0)
-    return -1;
-  sync_send(chan, SYNC_GO, 0, -1);
   for (;;) {
     /* The set-up, and the createContainer hooks it runs, within their timeouts. */
     int64_t wait_ms = SPAWN_TIMEOUT_MS + (req->create ? hooks_budget_ms(req->hooks, HOOK_CREATE_CONTAINER) : 0);

@@ -231,31 +231,50 @@ static void on_alarm(int sig)
 
 struct kid {
   pid_t pid;
-  int go;    /* write a byte to let it run */
-  int ready; /* it writes here when its work is done (a pid, or "1") */
+  int go;      /* write a byte to let it run */
+  int ready;   /* it writes here when its work is done (a pid, or "1") */
+  bool joined; /* it joined the cgroup it was spawned into */
 };
 
-/* Fork a process that waits until go, then runs fn and exits with its result. */
-static struct kid spawn_kid(int (*fn)(int ready_fd, void *arg), void *arg)
+/* Fork a process that joins cg (NULL: none) as the shim's processes do (born in its
+ * cgroup2 group, moving itself into the v1 ones, through files this process opened),
+ * then waits until go, runs fn and exits with its result. */
+static struct kid spawn_kid_in(struct cgroup *cg, int (*fn)(int ready_fd, void *arg), void *arg)
 {
-  struct kid k = { -1, -1, -1 };
+  struct kid k = { -1, -1, -1, false };
+  struct cgroup_join join;
+  struct shim_err err;
   int go[2], ready[2];
+  bool in_v2;
+  char joined = 0;
   if (pipe2(go, O_CLOEXEC) < 0 || pipe2(ready, O_CLOEXEC) < 0)
     return k;
+  cgroup_join_init(&join);
+  if (cg && cgroup_join_open(cg, &join, &err) < 0)
+    printf("# open the cgroup to join: %s\n", err.msg);
   fflush(stdout);
-  k.pid = fork();
+  k.pid = clone_child(0, join.v2_dir, &in_v2);
   if (k.pid == 0) {
     char c;
     close(go[1]);
     close(ready[0]);
+    if (cg) {
+      c = join.cg && cgroup_join_self(&join, in_v2, &err) == 0 ? 1 : 0;
+      if (!c)
+        printf("# join the cgroup: %s\n", join.cg ? err.msg : "not opened");
+      if (write(ready[1], &c, 1) != 1)
+        _exit(97);
+    }
     if (read(go[0], &c, 1) != 1)
       _exit(99);
     _exit(fn(ready[1], arg));
   }
+  cgroup_join_close(&join);
   close(go[0]);
   close(ready[1]);
   k.go = go[1];
   k.ready = ready[0];
+  k.joined = !cg || (k.pid > 0 && read(k.ready, &joined, 1) == 1 && joined);
   if (k.pid > 0 && g_nkids < sizeof(g_kids) / sizeof(g_kids[0]))
     g_kids[g_nkids++] = k.pid;
   return k;
@@ -326,6 +345,52 @@ static json_t *stats_after_cpu(struct cgroup *cg, json_int_t min_ns, struct shim
 }
 
 /* Burn some CPU and touch 8 MiB, then wait to be killed. */
+static int kid_exit(int ready, void *arg)
+{
+  (void) ready;
+  (void) arg;
+  return 0;
+}
+
+static int count_hier(void *ctx, const char *name, const char *host_dir);
+
+struct clone3_case {
+  struct cgroup *cg;
+  const char *rel;
+};
+
+/* In a child with clone3 filtered out: spawn a kid into the cgroup, and check that
+ * /proc/<kid>/cgroup names it in as many hierarchies as the cgroup has. */
+static int join_without_clone3(int fd, void *arg)
+{
+  const struct clone3_case *c = arg;
+  struct seccomp_filter *f = NULL;
+  struct shim_err err;
+  char procfile[64];
+  cleanup_free char *text = NULL;
+  size_t lines = 0, dirs = 0;
+  struct kid k;
+  json_t *p = test_json("{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"clone3\"],"
+                        "\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":38}]}");
+  if (seccomp_parse(p, &f, &err) < 0 || seccomp_apply(f, &err) < 0) {
+    dprintf(fd, "filter: %s", err.msg);
+    return 1;
+  }
+  k = spawn_kid_in(c->cg, kid_exit, NULL);
+  snprintf(procfile, sizeof(procfile), "/proc/%d/cgroup", (int) k.pid);
+  if (k.pid > 0 && read_file(procfile, &text, NULL, 1 << 16, &err) == 0)
+    for (char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+      lines += strncmp(strchr(l, ':') ? strchr(strchr(l, ':') + 1, ':') + 1 : l, c->rel, strlen(c->rel)) == 0;
+  cgroup_foreach_hierarchy(c->cg, count_hier, &dirs, &err);
+  kid_go(&k);
+  kid_wait(&k);
+  if (!k.joined || dirs == 0 || lines != dirs) {
+    dprintf(fd, "joined %d, named in %zu of %zu hierarchies: %s", k.joined, lines, dirs, text ? text : "");
+    return 1;
+  }
+  return 0;
+}
+
 static int kid_work(int ready, void *arg)
 {
   volatile unsigned long x = 0;
@@ -426,11 +491,9 @@ static int kid_devices(int ready, void *arg)
 
 static int run_devices(struct cgroup *cg, const char *mode)
 {
-  struct shim_err err;
-  struct kid k = spawn_kid(kid_devices, (void *) mode);
+  struct kid k = spawn_kid_in(cg, kid_devices, (void *) mode);
   int r;
-  if (cgroup_add_pid(cg, k.pid, &err) < 0) {
-    printf("# add pid: %s\n", err.msg);
+  if (!k.joined) {
     kid_go(&k);
     kid_wait(&k);
     return -1;
@@ -661,8 +724,8 @@ static void test_host(void)
         "cgroup_open finds an existing cgroup");
 
   /* A process in it, and stats. */
-  k = spawn_kid(kid_work, NULL);
-  check(cgroup_add_pid(opened ? opened : c1, k.pid, &err) == 0, "add a process (through the opened cgroup)");
+  k = spawn_kid_in(opened ? opened : c1, kid_work, NULL);
+  check(k.joined, "a process joins it by itself (through the opened cgroup)");
   cgroup_free(opened);
   opened = NULL;
   kid_go(&k);
@@ -821,15 +884,23 @@ static void test_host(void)
     check(n == 0, "the cgroup is empty afterwards");
   }
 
+  /* Without clone3 (a seccomp profile around the shim answering ENOSYS, as Docker's
+   * default does), a process is forked and joins every hierarchy by itself. */
+  {
+    struct clone3_case cc = { c1, rel };
+    char out[1024] = "";
+    struct child_result cr;
+    run_child(join_without_clone3, &cc, out, sizeof(out), &cr);
+    check(cr.exit_code == 0, "without clone3 a process still joins every hierarchy (%s)", out);
+  }
+
   /* Destroy with live processes, a grandchild and a child cgroup. */
   {
-    struct kid a = spawn_kid(kid_forker, NULL), b = spawn_kid(kid_sleep, NULL);
+    struct kid a = spawn_kid_in(c1, kid_forker, NULL), b = spawn_kid_in(c1, kid_sleep, NULL);
     pid_t grandchild;
     size_t moved = 0;
     double t0;
     char top[PATH_MAX];
-    cgroup_add_pid(c1, a.pid, &err);
-    cgroup_add_pid(c1, b.pid, &err);
     kid_go(&a);
     kid_go(&b);
     grandchild = (pid_t) kid_ready(&a);
@@ -897,8 +968,7 @@ static void test_host(void)
   json_decref(res);
   if (c3) {
     check(cgroup_oom_kills(c3) == 0, "no OOM kill yet");
-    k = spawn_kid(kid_hog, NULL);
-    cgroup_add_pid(c3, k.pid, &err);
+    k = spawn_kid_in(c3, kid_hog, NULL);
     kid_go(&k);
     sig = kid_wait(&k);
     check(sig == SIGKILL, "a process allocating 64 MiB is killed (%d)", sig);
@@ -988,8 +1058,8 @@ static void test_v2(void)
   mask = run_devices(cg, "loose");
   check(mask == 0, "v2 BPF device filter after update: allow all, deny c 1:11 w (mismatch mask %d)", mask);
 
-  k = spawn_kid(kid_work, NULL);
-  check(cgroup_add_pid(cg, k.pid, &err) == 0, "v2: add a process");
+  k = spawn_kid_in(cg, kid_work, NULL);
+  check(k.joined, "v2: a process joins it, born there");
   kid_go(&k);
   kid_ready(&k);
   stats = stats_after_cpu(cg, 50 * 1000000LL, &err);

@@ -440,6 +440,57 @@ static void test_load_refused(void)
         "without CAP_SYS_ADMIN or no_new_privs the load fails clearly (%s)", out);
 }
 
+/* A filter compiled in this process, loaded in a child. */
+struct compiled_case {
+  struct seccomp_filter *f;
+  body_fn body;
+};
+
+static int compiled_child(int fd, void *arg)
+{
+  const struct compiled_case *c = arg;
+  struct shim_err err;
+  if (seccomp_apply(c->f, &err) < 0) {
+    dprintf(fd, "apply: %s", err.msg);
+    return 3;
+  }
+  return c->body(fd) == 0 ? 0 : 1;
+}
+
+/* The shim compiles a container's filter once at create; the same profile again (its
+ * keys in another order) comes from the cache, and loads and works the same. */
+static void test_compile_cache(void)
+{
+  static const char *const profiles[] = {
+    "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":1}]}",
+    "{\"syscalls\":[{\"errnoRet\":1,\"action\":\"SCMP_ACT_ERRNO\",\"names\":[\"mkdir\"]}],\"defaultAction\":\"SCMP_ACT_ALLOW\"}",
+    "{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":[\"mkdir\"],\"action\":\"SCMP_ACT_ERRNO\",\"errnoRet\":38}]}",
+  };
+  struct seccomp_filter *f[3] = { NULL, NULL, NULL };
+  unsigned long before = seccomp_compilations();
+  struct shim_err err;
+  char out[1024];
+  struct child_result res;
+  int ok = 1;
+  for (size_t i = 0; i < 3; i++) {
+    json_t *p = test_json(profiles[i]);
+    ok = ok && seccomp_parse(p, &f[i], &err) == 0 && seccomp_compile(f[i], &err) == 0;
+    json_decref(p);
+  }
+  check(ok, "three profiles parse and compile%s%s", ok ? "" : ": ", ok ? "" : err.msg);
+  check(seccomp_compilations() - before == 2, "the same profile twice is compiled once (%lu compilations for 3 filters)",
+        seccomp_compilations() - before);
+  if (ok) {
+    struct compiled_case eperm = { f[1], body_mkdir_eperm }, enosys = { f[2], body_mkdir_enosys };
+    run_child(compiled_child, &eperm, out, sizeof(out), &res);
+    check(res.exit_code == 0, "the cached program loads and denies mkdir with EPERM (%s)", out);
+    run_child(compiled_child, &enosys, out, sizeof(out), &res);
+    check(res.exit_code == 0, "the other profile's program denies it with ENOSYS (%s)", out);
+  }
+  for (size_t i = 0; i < 3; i++)
+    seccomp_free(f[i]);
+}
+
 static void remove_tmpdir(void)
 {
   char path[300];
@@ -461,6 +512,7 @@ int main(void)
   test_validate();
   test_filters();
   test_load_refused();
+  test_compile_cache();
   remove_tmpdir();
   check(access(tmpdir, F_OK) < 0, "the temporary directory is gone");
   return tap_done();
