@@ -1,6 +1,7 @@
-// The `lifecycle` suite: skiff against containerd (Debian's, with runc, and with crun
-// when present) through the same CRI client: RunPodSandbox, Create+StartContainer, a
-// full pod lifecycle serial and 20-way concurrent, and the daemons' and shims' memory.
+// The `lifecycle` suite: skiff against containerd (with runc, and with crun when present;
+// the binaries of the run's peers) through the same CRI client: RunPodSandbox,
+// Create+StartContainer, a full pod lifecycle serial and 20-way concurrent, and the
+// daemons' and shims' memory.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -12,9 +13,10 @@ import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
 import type { BenchOptions, Suite } from './index';
+import { PeerBinary, PeerReport, Peers } from './peers';
 import { freeCgroup2ControllersForCrun, vmRssKiB } from './shim';
 import { fmt, median, printTable, round, summarize } from './stats';
-import { Cleanups } from './util';
+import { Cleanups, errText } from './util';
 
 const DEFAULT_RUNS = 30;
 const CONCURRENCY = 20;
@@ -93,17 +95,29 @@ export async function startSkiff(registryHost: string, cleanups: Cleanups): Prom
   };
 }
 
-export async function startContainerd(name: Subject['name'], work: string, registryHost: string, runtimeBinary: string): Promise<{ subject: Subject; net: TestNetwork }> {
+/** containerd (containerdBinary, else the one on $PATH) running runtimeBinary. */
+export async function startContainerd(
+  name: Subject['name'],
+  work: string,
+  registryHost: string,
+  runtimeBinary: string,
+  containerdBinary?: string,
+): Promise<{ subject: Subject; net: TestNetwork }> {
   const dir = fs.mkdtempSync(path.join(work, `${name}-`));
   const net = new TestNetwork(path.join(dir, 'net.d'), path.join(dir, 'ipam'));
   const { proc, client, socket: sock } = await launchContainerd({
     dir,
+    binary: containerdBinary,
     registryHost,
     mirrors: ['docker.io'],
     cniConfDir: path.join(dir, 'net.d'),
     sandboxImage: 'docker.io/bench/pause:1',
     runtimeBinary,
     cri: { restrict_oom_score_adj: true },
+  }).catch((e: unknown) => {
+    net.remove();
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
   });
   const subject: Subject = {
     name,
@@ -152,19 +166,45 @@ function killQuietly(pid: number): void {
   }
 }
 
+/** containerd with each OCI runtime given, the run's peers: a subject for each that starts,
+ * in order; the report says which version each is, or why it is not measured. */
+export async function startContainerdPeers(
+  peers: Peers,
+  runtimes: [Subject['name'], PeerBinary][],
+  work: string,
+  registryHost: string,
+  cleanups: Cleanups,
+  report: PeerReport,
+): Promise<Subject[]> {
+  const subjects: Subject[] = [];
+  for (const [name, runtime] of runtimes) {
+    report.add(name, peers.containerd, runtime);
+    if (!peers.containerd.found || !runtime.found) continue;
+    try {
+      const { subject } = await startContainerd(name, work, registryHost, runtime.path, peers.containerd.path);
+      cleanups.add(`stop ${subject.name}`, subject.stop);
+      subjects.push(subject);
+    } catch (e) {
+      report.notMeasured(name, `it did not start: ${errText(e).slice(0, 500)}`);
+    }
+  }
+  return subjects;
+}
+
 async function runLifecycleBench(opts: BenchOptions): Promise<void> {
   const runs = opts.runs ?? DEFAULT_RUNS;
   const work = fs.mkdtempSync('/tmp/skb-');
   const cleanups = new Cleanups();
   cleanups.add('remove the work dir', () => fs.rmSync(work, { recursive: true, force: true }));
   const subjects: Subject[] = [];
+  const report = new PeerReport();
   try {
     const reg = await TestRegistry.start();
     cleanups.add('stop the registry', () => reg.stop());
     await pushBenchImages(reg, work);
 
     const crunState = { reason: null as string | null };
-    const crun = ['/usr/bin/crun', '/usr/sbin/crun'].find((p) => fs.existsSync(p));
+    const crun = opts.peers.crun.found ? opts.peers.crun.path : undefined;
     let undoHybrid: (() => Promise<void>) | null = null;
     if (crun) {
       // An earlier skiff run may have enabled hugetlb below the cgroup2 root; with no
@@ -179,16 +219,9 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
     if (undoHybrid) cleanups.add('give hugetlb back to cgroup2', undoHybrid);
 
     subjects.push(await startSkiff(reg.host, cleanups));
-    const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
-    for (const [name, bin] of [['containerd_runc', runc], ['containerd_crun', crunState.reason ? undefined : crun]] as const) {
-      if (!bin) {
-        log(`${name}: not measured (${name === 'containerd_crun' ? (crunState.reason ?? 'crun not installed') : 'runc not installed'})`);
-        continue;
-      }
-      const { subject } = await startContainerd(name, work, reg.host, bin);
-      cleanups.add(`stop ${subject.name}`, subject.stop);
-      subjects.push(subject);
-    }
+    const crunPeer: PeerBinary = crunState.reason ? { found: false, why: crunState.reason } : opts.peers.crun;
+    subjects.push(...(await startContainerdPeers(opts.peers, [['containerd_runc', opts.peers.runc], ['containerd_crun', crunPeer]], work, reg.host, cleanups, report)));
+    for (const line of report.lines()) log(line);
     for (const s of subjects) await s.client.image('PullImage', { image: { image: 'docker.io/bench/busybox:1' } });
     // Warm-up: the first pods pull the pause image, load plugins, fill caches.
     for (const s of subjects) for (let i = 0; i < 3; i++) await lifecycle(s, 'warm');
@@ -246,6 +279,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
         rows.push([key, s.name, String(sum.n), fmt(sum.median), fmt(sum.p99), s.name === 'skiff' || base === null ? '' : fmt(base / sum.median)]);
       }
     }
+    for (const [name, version] of Object.entries(report.json())) if (version === null) for (const key of Object.keys(res)) res[key][name] = null;
     log('');
     printTable(['metric', 'subject', 'n', 'median ms', 'p99 ms', 'skiff/peer'], rows.sort((a, b) => a[0].localeCompare(b[0])));
     log('');
@@ -255,6 +289,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
     console.log(
       JSON.stringify({
         suite: 'lifecycle',
+        peers: report.json(),
         ...res,
         skiffd_rss_idle_mib: round(idleRss / 1024),
         skiffd_rss_100pods_mib: skiffMem ? round(skiffMem.daemonMiB) : null,
