@@ -2,6 +2,7 @@
 // by flags or found on $PATH, and a CRI-O the user runs, each with the version it reports
 // or why it is not measured, so a result always says which peer it was taken against.
 import { execFileSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 import { CriClient } from '../../src/cri/client';
 import { containerdVersion, findOnPath } from '../fixtures/containerd';
@@ -43,12 +44,12 @@ export interface Peers {
 /** The word that turns a peer off: `--crun none`. */
 const NONE = 'none';
 
-const FLAGS: Record<string, keyof PeerFlags> = {
-  '--containerd': 'containerd',
-  '--runc': 'runc',
-  '--crun': 'crun',
-  '--crio-socket': 'crioSocket',
-};
+const FLAGS = new Map<string, keyof PeerFlags>([
+  ['--containerd', 'containerd'],
+  ['--runc', 'runc'],
+  ['--crun', 'crun'],
+  ['--crio-socket', 'crioSocket'],
+]);
 
 export const PEER_FLAGS_HELP = `peers (each suite prints the versions it measured; an absent peer is "not measured"):
   --containerd PATH    containerd binary (default: containerd on $PATH); its shim and ctr
@@ -69,7 +70,7 @@ export function parsePeerArgs(argv: string[]): { flags: PeerFlags; rest: string[
     const a = argv[i];
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(0, eq) : a;
-    const key = FLAGS[name];
+    const key = FLAGS.get(name);
     if (!key) {
       rest.push(a);
       continue;
@@ -149,12 +150,27 @@ export async function resolvePeers(flags: PeerFlags, pathVar = process.env.PATH 
     crun: findBinary('crun', flags.crun, pathVar),
     crio: await findCrio(flags.crioSocket),
   };
-  for (const [key, flag] of Object.entries(FLAGS)) {
+  for (const [key, flag] of FLAGS) {
     const given = flags[flag];
     const peer = peers[flag === 'crioSocket' ? 'crio' : flag];
     if (given !== undefined && given !== NONE && !peer.found) return `${key} ${given}: ${peer.why}`;
   }
   return peers;
+}
+
+/** The pid of the process that listens on a unix socket: a running peer's daemon, for its RSS. */
+export function listenerPid(socket: string): number {
+  const line = fs.readFileSync('/proc/net/unix', 'utf8').split('\n').find((l) => l.endsWith(` ${socket}`));
+  if (!line) throw new Error(`nothing listens on ${socket}`);
+  const inode = line.trim().split(/\s+/)[6];
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`) return Number(pid);
+    } catch {
+      /* gone, or not ours to read */
+    }
+  }
+  throw new Error(`no process holds ${socket} (inode ${inode})`);
 }
 
 /** The peers one suite measured, under the names its results use ("containerd_runc"):
@@ -183,8 +199,15 @@ export class PeerReport {
     return this.entries.get(subject)?.version != null;
   }
 
+  /** The header line of one subject: "peer containerd_runc: containerd 2.1.5 + runc 1.3.6 (paths)". */
+  line(subject: string): string {
+    const e = this.entries.get(subject);
+    if (!e) return `peer ${subject}: not measured (not a peer of this run)`;
+    return e.version ? `peer ${subject}: ${e.version} (${e.detail})` : `peer ${subject}: not measured (${e.detail})`;
+  }
+
   lines(): string[] {
-    return [...this.entries].map(([name, e]) => (e.version ? `peer ${name}: ${e.version} (${e.detail})` : `peer ${name}: not measured (${e.detail})`));
+    return [...this.entries.keys()].map((name) => this.line(name));
   }
 
   json(): Record<string, string | null> {
