@@ -85,6 +85,7 @@ async function runStatsBench(opts: BenchOptions): Promise<void> {
     const subjects: Subject[] = [skiff];
     const peers = new PeerReport();
     subjects.push(...(await startContainerdPeers(opts.peers, [['containerd_runc', opts.peers.runc]], work, reg.host, cleanups, peers)));
+    if (opts.peers.crio.found) peers.notMeasured('crio', 'this suite drives containerd only; the lifecycle suite drives CRI-O');
     for (const line of peers.lines()) log(line);
     for (const s of subjects) {
       log(`${s.name}: starting ${PODS * CONTAINERS_PER_POD} containers in ${PODS} pods`);

@@ -93,6 +93,7 @@ async function runExecBench(opts: BenchOptions): Promise<void> {
     });
     const peers = new PeerReport();
     const [containerd] = await startContainerdPeers(opts.peers, [['containerd_runc', opts.peers.runc]], work, reg.host, cleanups, peers);
+    if (opts.peers.crio.found) peers.notMeasured('crio', 'this suite drives containerd only; the lifecycle suite drives CRI-O');
     for (const line of peers.lines()) log(line);
     const targets = [await setUp('skiff', skiffd.client), ...(containerd ? [await setUp('containerd', containerd.client)] : [])];
     for (const t of targets) for (let i = 0; i < 3; i++) await once(t); // warm-up
