@@ -103,6 +103,20 @@ describe('bench peers: lookup', () => {
     });
   });
 
+  it('takes ctr from the install a containerd symlink points to', async () => {
+    const install = path.join(dir, 'containerd-2.1.5', 'bin');
+    fs.mkdirSync(install, { recursive: true });
+    fs.writeFileSync(path.join(install, 'containerd'), `#!/bin/sh\nprintf '%s' '${CONTAINERD_2}'\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(install, 'ctr'), `#!/bin/sh\nprintf '%s' 'ctr github.com/containerd/containerd/v2 v2.1.5\n'\n`, { mode: 0o755 });
+    stub('ctr', 'ctr github.com/containerd/containerd 1.6.20~ds1\n');
+    const link = path.join(dir, 'containerd');
+    fs.symlinkSync(path.join(install, 'containerd'), link);
+    const peers = await resolvePeers({ containerd: link }, bin);
+    assert.ok(typeof peers !== 'string');
+    assert.deepStrictEqual(peers.containerd, { found: true, path: link, version: 'containerd 2.1.5' });
+    assert.deepStrictEqual(peers.ctr, { found: true, path: path.join(install, 'ctr'), version: 'ctr 2.1.5' });
+  });
+
   it('takes named binaries over $PATH, leaves out a peer named none, and refuses a named one that is unusable', async () => {
     const other = path.join(dir, 'other');
     fs.mkdirSync(other);

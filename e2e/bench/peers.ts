@@ -114,7 +114,7 @@ function findBinary(name: 'containerd' | 'runc' | 'crun', given: string | undefi
  * not what a user of either runs. */
 function findCtr(containerd: PeerBinary, pathVar: string): PeerBinary {
   if (!containerd.found) return { found: false, why: `no containerd: ${containerd.why}` };
-  const beside = path.join(path.dirname(containerd.path), 'ctr');
+  const beside = path.join(path.dirname(fs.realpathSync(containerd.path)), 'ctr');
   const bin = isExecutable(beside) ? beside : findOnPath('ctr', pathVar);
   if (!bin) return { found: false, why: `no ctr beside ${containerd.path} or on $PATH` };
   try {
