@@ -1,12 +1,13 @@
 // The `stats` suite: ListContainerStats and ListPodSandboxStats with 100 running
-// containers (10 pods of 10), skiff against containerd (Debian's, runc) through the same
+// containers (10 pods of 10), skiff against containerd+runc (the run's peers) through the same
 // CRI client, and the latency of a scrape of skiffd's /metrics. Then, with 100 more pods
 // (no containers), ListPodSandbox over 110 pods and ListContainers over 100 containers.
 import * as fs from 'fs';
 import { TestRegistry } from '../fixtures/registry';
 import { removeCgroupTree } from '../fixtures/cleanup';
 import type { BenchOptions, Suite } from './index';
-import { pushBenchImages, startContainerd, startSkiff, Subject } from './lifecycle';
+import { pushBenchImages, startContainerdPeers, startSkiff, Subject } from './lifecycle';
+import { PeerReport } from './peers';
 import { fmt, printTable, round, summarize, timeMs } from './stats';
 import { Cleanups, errText } from './util';
 
@@ -82,12 +83,10 @@ async function runStatsBench(opts: BenchOptions): Promise<void> {
     await pushBenchImages(reg, work);
     const skiff = await startSkiff(reg.host, cleanups);
     const subjects: Subject[] = [skiff];
-    const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
-    if (runc) {
-      const { subject } = await startContainerd('containerd_runc', work, reg.host, runc);
-      cleanups.add(`stop ${subject.name}`, subject.stop);
-      subjects.push(subject);
-    } else log('containerd: not measured (runc not installed)');
+    const peers = new PeerReport();
+    subjects.push(...(await startContainerdPeers(opts.peers, [['containerd_runc', opts.peers.runc]], work, reg.host, cleanups, peers)));
+    if (opts.peers.crio.found) peers.notMeasured('crio', 'this suite drives containerd only; the lifecycle suite drives CRI-O');
+    for (const line of peers.lines()) log(line);
     for (const s of subjects) {
       log(`${s.name}: starting ${PODS * CONTAINERS_PER_POD} containers in ${PODS} pods`);
       await fill(s);
@@ -152,7 +151,8 @@ async function runStatsBench(opts: BenchOptions): Promise<void> {
     rows.push(['metrics_scrape_ms', 'skiff', String(sc.n), fmt(sc.median), fmt(sc.p99), '']);
     log('');
     printTable(['metric', 'subject', 'n', 'median ms', 'p99 ms', 'skiff/peer'], rows);
-    console.log(JSON.stringify({ suite: 'stats', ...res, metrics_scrape_ms: round(sc.median) }));
+    if (!peers.measured('containerd_runc')) for (const key of Object.keys(res)) res[key].containerd = null;
+    console.log(JSON.stringify({ suite: 'stats', peers: peers.json(), ...res, metrics_scrape_ms: round(sc.median) }));
   } finally {
     await cleanups.run(log);
   }

@@ -1,6 +1,6 @@
 // The `exec` suite: ExecSync and streaming exec (SPDY) round trips of `true`, and
-// port-forward throughput over 64 MiB, for skiff and containerd+runc in the same run,
-// through the same client code.
+// port-forward throughput over 64 MiB, for skiff and containerd+runc (the run's peers) in
+// the same run, through the same client code.
 import * as fs from 'fs';
 import * as path from 'path';
 import type { CriClient } from '../../src/cri/client';
@@ -10,7 +10,8 @@ import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
 import { spdyExec, spdyForward } from '../fixtures/spdy_client';
 import type { BenchOptions, Suite } from './index';
-import { startContainerd } from './lifecycle';
+import { startContainerdPeers } from './lifecycle';
+import { PeerReport } from './peers';
 import { fmt, printTable, round, summarize } from './stats';
 import { Cleanups } from './util';
 
@@ -90,11 +91,11 @@ async function runExecBench(opts: BenchOptions): Promise<void> {
       await skiffd.cleanup();
       net.remove();
     });
-    const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
-    if (!runc) throw new Error('runc is not installed: containerd cannot be measured');
-    const { subject } = await startContainerd('containerd_runc', work, reg.host, runc);
-    cleanups.add(`stop ${subject.name}`, subject.stop);
-    const targets = [await setUp('skiff', skiffd.client), await setUp('containerd', subject.client)];
+    const peers = new PeerReport();
+    const [containerd] = await startContainerdPeers(opts.peers, [['containerd_runc', opts.peers.runc]], work, reg.host, cleanups, peers);
+    if (opts.peers.crio.found) peers.notMeasured('crio', 'this suite drives containerd only; the lifecycle suite drives CRI-O');
+    for (const line of peers.lines()) log(line);
+    const targets = [await setUp('skiff', skiffd.client), ...(containerd ? [await setUp('containerd', containerd.client)] : [])];
     for (const t of targets) for (let i = 0; i < 3; i++) await once(t); // warm-up
     for (const t of targets) {
       t.execSync.length = 0;
@@ -118,7 +119,8 @@ async function runExecBench(opts: BenchOptions): Promise<void> {
       const { skiff, containerd } = res[key];
       if (skiff !== null && containerd) log(`${key}: skiff/containerd ${fmt(skiff / containerd)}`);
     }
-    console.log(JSON.stringify({ suite: 'exec', ...res }));
+    if (!containerd) for (const key of Object.keys(res)) res[key].containerd = null;
+    console.log(JSON.stringify({ suite: 'exec', peers: peers.json(), ...res }));
   } finally {
     await cleanups.run(log);
   }

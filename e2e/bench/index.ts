@@ -1,14 +1,17 @@
-// Entry point of `npm run bench -- [suite...] [--runs N]`: runs the named suites
-// (all of them without a name); each suite ends with one JSON result line.
+// Entry point of `npm run bench -- [suite...] [--runs N] [peer flags]`: runs the named
+// suites (all of them without a name); each suite ends with one JSON result line.
 import { statsSuite } from './cri_stats';
 import { execSuite } from './exec';
 import { lifecycleSuite } from './lifecycle';
+import { parsePeerArgs, PEER_FLAGS_HELP, PeerFlags, Peers, resolvePeers } from './peers';
 import { pullSuite } from './pull';
 import { shimSuite } from './shim';
 
 export interface BenchOptions {
   /** Measured runs per subject; undefined means the suite's default. */
   runs?: number;
+  /** The peers found (flags or $PATH), with their versions or why they are absent. */
+  peers: Peers;
   /** Aborted on SIGINT/SIGTERM so a suite stops between runs and still cleans up. */
   signal: AbortSignal;
 }
@@ -24,12 +27,15 @@ const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsS
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');
-  return `usage: npm run bench -- [suite...] [--runs N]\n\nsuites (all of them when none is named):\n${names}\n`;
+  return `usage: npm run bench -- [suite...] [--runs N] [--containerd PATH] [--runc PATH] [--crun PATH] [--crio-socket PATH]\n\nsuites (all of them when none is named):\n${names}\n\n${PEER_FLAGS_HELP}`;
 }
 
-function parseArgs(argv: string[]): { suites: Suite[]; runs?: number } | string {
+function parseArgs(args: string[]): { suites: Suite[]; runs?: number; peers: PeerFlags } | string {
   const suites: Suite[] = [];
   let runs: number | undefined;
+  const peerArgs = parsePeerArgs(args);
+  if (typeof peerArgs === 'string') return peerArgs;
+  const argv = peerArgs.rest;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--runs' || a.startsWith('--runs=')) {
@@ -42,7 +48,7 @@ function parseArgs(argv: string[]): { suites: Suite[]; runs?: number } | string 
     if (!suite) return `unknown suite or option "${a}"`;
     if (!suites.includes(suite)) suites.push(suite);
   }
-  return { suites: suites.length ? suites : SUITES, runs };
+  return { suites: suites.length ? suites : SUITES, runs, peers: peerArgs.flags };
 }
 
 async function main(): Promise<number> {
@@ -54,6 +60,11 @@ async function main(): Promise<number> {
   const parsed = parseArgs(argv);
   if (typeof parsed === 'string') {
     process.stderr.write(`bench: ${parsed}\n${usage()}`);
+    return 2;
+  }
+  const peers = await resolvePeers(parsed.peers);
+  if (typeof peers === 'string') {
+    process.stderr.write(`bench: ${peers}\n`);
     return 2;
   }
   const abort = new AbortController();
@@ -69,7 +80,7 @@ async function main(): Promise<number> {
   for (const suite of parsed.suites) {
     if (abort.signal.aborted) break;
     try {
-      await suite.run({ runs: parsed.runs, signal: abort.signal });
+      await suite.run({ runs: parsed.runs, peers, signal: abort.signal });
     } catch (e) {
       failed++;
       process.stderr.write(`bench ${suite.name}: FAILED: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -1,6 +1,7 @@
-// The `lifecycle` suite: skiff against containerd (Debian's, with runc, and with crun
-// when present) through the same CRI client: RunPodSandbox, Create+StartContainer, a
-// full pod lifecycle serial and 20-way concurrent, and the daemons' and shims' memory.
+// The `lifecycle` suite: skiff against containerd (with runc, and with crun when present;
+// the binaries of the run's peers) through the same CRI client: RunPodSandbox,
+// Create+StartContainer, a full pod lifecycle serial and 20-way concurrent, and the
+// daemons' and shims' memory.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -12,18 +13,22 @@ import { TestNetwork } from '../fixtures/network';
 import { TestRegistry } from '../fixtures/registry';
 import { TestSkiffd } from '../fixtures/skiffd';
 import type { BenchOptions, Suite } from './index';
+import { listenerPid, PeerBinary, PeerReport, Peers } from './peers';
 import { freeCgroup2ControllersForCrun, vmRssKiB } from './shim';
 import { fmt, median, printTable, round, summarize } from './stats';
-import { Cleanups } from './util';
+import { Cleanups, errText } from './util';
 
 const DEFAULT_RUNS = 30;
 const CONCURRENCY = 20;
 const MANY_PODS = 100;
 const log = (s: string) => console.log(s);
+const BUSYBOX = 'docker.io/bench/busybox:1';
 
 export interface Subject {
-  name: 'skiff' | 'containerd_runc' | 'containerd_crun';
+  name: 'skiff' | 'containerd_runc' | 'containerd_crun' | 'crio';
   client: CriClient;
+  /** The busybox image as this subject pulls it, when not through a docker.io mirror. */
+  image?: string;
   /** The daemon's pid, for its RSS. */
   pid: () => number;
   shimPids: () => number[];
@@ -43,7 +48,7 @@ async function lifecycle(s: Subject, prefix: string): Promise<{ pod: number; ctr
   const t1 = process.hrtime.bigint();
   const { container_id } = await s.client.runtime('CreateContainer', {
     pod_sandbox_id,
-    config: { metadata: { name: 'c', attempt: 0 }, image: { image: 'docker.io/bench/busybox:1' }, command: ['sleep', '1000'] },
+    config: { metadata: { name: 'c', attempt: 0 }, image: { image: s.image ?? BUSYBOX }, command: ['sleep', '1000'] },
     sandbox_config: config,
   });
   await s.client.runtime('StartContainer', { container_id });
@@ -93,17 +98,29 @@ export async function startSkiff(registryHost: string, cleanups: Cleanups): Prom
   };
 }
 
-export async function startContainerd(name: Subject['name'], work: string, registryHost: string, runtimeBinary: string): Promise<{ subject: Subject; net: TestNetwork }> {
+/** containerd (containerdBinary, else the one on $PATH) running runtimeBinary. */
+export async function startContainerd(
+  name: Subject['name'],
+  work: string,
+  registryHost: string,
+  runtimeBinary: string,
+  containerdBinary?: string,
+): Promise<{ subject: Subject; net: TestNetwork }> {
   const dir = fs.mkdtempSync(path.join(work, `${name}-`));
   const net = new TestNetwork(path.join(dir, 'net.d'), path.join(dir, 'ipam'));
   const { proc, client, socket: sock } = await launchContainerd({
     dir,
+    binary: containerdBinary,
     registryHost,
     mirrors: ['docker.io'],
     cniConfDir: path.join(dir, 'net.d'),
     sandboxImage: 'docker.io/bench/pause:1',
     runtimeBinary,
     cri: { restrict_oom_score_adj: true },
+  }).catch((e: unknown) => {
+    net.remove();
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
   });
   const subject: Subject = {
     name,
@@ -152,19 +169,82 @@ function killQuietly(pid: number): void {
   }
 }
 
+/** The CRI-O a user runs at socket, never started or stopped here: the benchmark adds its
+ * pods (namespace "bench") and removes those it made. It has no mirror of ours, so it
+ * pulls busybox from the loopback registry by that registry's name, which it must be
+ * allowed to reach over HTTP (registries.conf: location "127.0.0.1", insecure = true);
+ * its pause image is its own. */
+export async function connectCrio(socket: string, registryHost: string): Promise<Subject> {
+  const pid = listenerPid(socket);
+  const client = new CriClient(socket);
+  const since = BigInt(Date.now()) * 1_000_000n; // created_at is in nanoseconds
+  const image = `${registryHost}/bench/busybox:1`;
+  return {
+    name: 'crio',
+    client,
+    image,
+    pid: () => pid,
+    // conmon, one per container, is named after it: k8s_<ctr>_<pod>_<namespace>_<uid>_<attempt>.
+    shimPids: () =>
+      execFileSync('ps', ['-eo', 'pid,comm,args']).toString().split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === 'conmon' && f.some((a) => a.includes('_bench_'))).map((f) => Number(f[0])),
+    stop: async () => {
+      try {
+        const pods = await client.runtime('ListPodSandbox', {}, { timeoutMs: 20_000 });
+        for (const p of pods.items.filter((p) => p.metadata?.namespace === 'bench' && BigInt(p.created_at) >= since)) {
+          await client.runtime('StopPodSandbox', { pod_sandbox_id: p.id }).catch(() => {});
+          await client.runtime('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => {});
+        }
+        await client.image('RemoveImage', { image: { image } }).catch(() => {});
+      } finally {
+        client.close();
+      }
+    },
+    podStart: [],
+    ctrStart: [],
+    lifecycle: [],
+    concurrent: [],
+  };
+}
+
+/** containerd with each OCI runtime given, the run's peers: a subject for each that starts,
+ * in order; the report says which version each is, or why it is not measured. */
+export async function startContainerdPeers(
+  peers: Peers,
+  runtimes: [Subject['name'], PeerBinary][],
+  work: string,
+  registryHost: string,
+  cleanups: Cleanups,
+  report: PeerReport,
+): Promise<Subject[]> {
+  const subjects: Subject[] = [];
+  for (const [name, runtime] of runtimes) {
+    report.add(name, peers.containerd, runtime);
+    if (!peers.containerd.found || !runtime.found) continue;
+    try {
+      const { subject } = await startContainerd(name, work, registryHost, runtime.path, peers.containerd.path);
+      cleanups.add(`stop ${subject.name}`, subject.stop);
+      subjects.push(subject);
+    } catch (e) {
+      report.notMeasured(name, `it did not start: ${errText(e).slice(0, 500)}`);
+    }
+  }
+  return subjects;
+}
+
 async function runLifecycleBench(opts: BenchOptions): Promise<void> {
   const runs = opts.runs ?? DEFAULT_RUNS;
   const work = fs.mkdtempSync('/tmp/skb-');
   const cleanups = new Cleanups();
   cleanups.add('remove the work dir', () => fs.rmSync(work, { recursive: true, force: true }));
   const subjects: Subject[] = [];
+  const report = new PeerReport();
   try {
     const reg = await TestRegistry.start();
     cleanups.add('stop the registry', () => reg.stop());
     await pushBenchImages(reg, work);
 
     const crunState = { reason: null as string | null };
-    const crun = ['/usr/bin/crun', '/usr/sbin/crun'].find((p) => fs.existsSync(p));
+    const crun = opts.peers.crun.found ? opts.peers.crun.path : undefined;
     let undoHybrid: (() => Promise<void>) | null = null;
     if (crun) {
       // An earlier skiff run may have enabled hugetlb below the cgroup2 root; with no
@@ -179,19 +259,32 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
     if (undoHybrid) cleanups.add('give hugetlb back to cgroup2', undoHybrid);
 
     subjects.push(await startSkiff(reg.host, cleanups));
-    const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
-    for (const [name, bin] of [['containerd_runc', runc], ['containerd_crun', crunState.reason ? undefined : crun]] as const) {
-      if (!bin) {
-        log(`${name}: not measured (${name === 'containerd_crun' ? (crunState.reason ?? 'crun not installed') : 'runc not installed'})`);
-        continue;
+    const crunPeer: PeerBinary = crunState.reason ? { found: false, why: crunState.reason } : opts.peers.crun;
+    subjects.push(...(await startContainerdPeers(opts.peers, [['containerd_runc', opts.peers.runc], ['containerd_crun', crunPeer]], work, reg.host, cleanups, report)));
+    if (report.add('crio', opts.peers.crio) && opts.peers.crio.found) {
+      try {
+        const crio = await connectCrio(opts.peers.crio.path, reg.host);
+        cleanups.add('remove the pods made in CRI-O', crio.stop);
+        subjects.push(crio);
+      } catch (e) {
+        report.notMeasured('crio', errText(e));
       }
-      const { subject } = await startContainerd(name, work, reg.host, bin);
-      cleanups.add(`stop ${subject.name}`, subject.stop);
-      subjects.push(subject);
     }
-    for (const s of subjects) await s.client.image('PullImage', { image: { image: 'docker.io/bench/busybox:1' } });
-    // Warm-up: the first pods pull the pause image, load plugins, fill caches.
-    for (const s of subjects) for (let i = 0; i < 3; i++) await lifecycle(s, 'warm');
+    for (const line of report.lines()) log(line);
+    for (const s of subjects) await s.client.image('PullImage', { image: { image: s.image ?? BUSYBOX } });
+    // Warm-up: the first pods pull the pause image, load plugins, fill caches. A peer whose
+    // pods fail here (e.g. a crun older than the runtime spec its containerd writes) is not
+    // measured; skiff's failing fails the run.
+    for (const s of [...subjects]) {
+      try {
+        for (let i = 0; i < 3; i++) await lifecycle(s, 'warm');
+      } catch (e) {
+        if (s.name === 'skiff') throw e;
+        report.notMeasured(s.name, `its warm-up pod failed: ${errText(e).slice(0, 500)}`);
+        log(report.line(s.name));
+        subjects.splice(subjects.indexOf(s), 1);
+      }
+    }
     // Idle: V8's memory reducer collects what the warm-up left some seconds after the
     // last call (2.5 s after it skiffd still holds about 2 MiB more).
     await new Promise((r) => setTimeout(r, 10_000));
@@ -246,6 +339,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
         rows.push([key, s.name, String(sum.n), fmt(sum.median), fmt(sum.p99), s.name === 'skiff' || base === null ? '' : fmt(base / sum.median)]);
       }
     }
+    for (const [name, version] of Object.entries(report.json())) if (version === null) for (const key of Object.keys(res)) res[key][name] = null;
     log('');
     printTable(['metric', 'subject', 'n', 'median ms', 'p99 ms', 'skiff/peer'], rows.sort((a, b) => a[0].localeCompare(b[0])));
     log('');
@@ -255,6 +349,7 @@ async function runLifecycleBench(opts: BenchOptions): Promise<void> {
     console.log(
       JSON.stringify({
         suite: 'lifecycle',
+        peers: report.json(),
         ...res,
         skiffd_rss_idle_mib: round(idleRss / 1024),
         skiffd_rss_100pods_mib: skiffMem ? round(skiffMem.daemonMiB) : null,

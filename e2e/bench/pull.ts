@@ -20,7 +20,7 @@ import { unmountUnder } from '../fixtures/cleanup';
 import type { BenchOptions, Suite } from './index';
 import type { PullWorkerError, PullWorkerReady, PullWorkerResult } from './pull_worker';
 import { fmt, median, printTable, round, summarize, type Summary } from './stats';
-import { Cleanups, isExecutable, sleep, withTimeout } from './util';
+import { Cleanups, sleep, withTimeout } from './util';
 
 const DEFAULT_RUNS = 5;
 const REPOSITORY = 'bench/big';
@@ -30,8 +30,9 @@ const GZIP_LEVEL = 6;
 const LAYER_MEDIA = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const RSS_TARGET_MIB = 50;
 const CONTAINERD_NS = 'bench';
-const CONTAINERD = '/usr/bin/containerd';
-const CTR = '/usr/bin/ctr';
+/** The run's containerd and its ctr (peers.ts), set as a run starts. */
+let CONTAINERD = '';
+let CTR = '';
 const BUSYBOX = '/bin/busybox';
 const WORKER = path.join(__dirname, 'pull_worker.js');
 const START_TIMEOUT_MS = 30_000;
@@ -76,13 +77,17 @@ interface Sample {
 async function runPullBench(opts: BenchOptions): Promise<void> {
   const runs = opts.runs ?? DEFAULT_RUNS;
   if (process.getuid?.() !== 0) throw new Error('must run as root (it drops the page cache and containerd mounts)');
-  for (const bin of [CONTAINERD, CTR]) if (!isExecutable(bin)) throw new Error(`${bin} is missing: apt-get install containerd`);
+  const { containerd: containerdPeer, ctr: ctrPeer } = opts.peers;
+  if (!containerdPeer.found) throw new Error(`containerd not measured (${containerdPeer.why}): this suite compares against it`);
+  if (!ctrPeer.found) throw new Error(`containerd not measured (${ctrPeer.why}): this suite drives it with ctr`);
+  [CONTAINERD, CTR] = [containerdPeer.path, ctrPeer.path];
   if (!fs.existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: apt-get install busybox-static`);
   if (!fs.existsSync(WORKER)) throw new Error(`${WORKER} is missing: build with npx tsc -p tsconfig.json`);
 
   const cleanups = new Cleanups();
   let result: Record<string, unknown> | null = null;
   log(`pull: skiff vs containerd (ctr images pull), cold caches, ${runs} runs each, interleaved`);
+  log(`peer containerd: ${containerdPeer.version} (${CONTAINERD}), ${ctrPeer.version} (${CTR})`);
   try {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-bench-pull-'));
     cleanups.add('remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -153,6 +158,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
 
     result = {
       suite: 'pull',
+      peers: { containerd: containerdPeer.version },
       skiff_s: round(st.skiff.median),
       containerd_s: round(st.containerd.median),
       ratio: round(ratio),

@@ -8,6 +8,7 @@ import { runtimeDefaultProfile } from '../../src/container/seccomp';
 import type { LinuxSeccomp } from '../../src/oci/runtime_spec';
 import { ShimClient } from '../../src/shim/client';
 import type { BenchOptions, Suite } from './index';
+import type { PeerBinary } from './peers';
 import { fmt, lapTimer, median, printTable, round, summarize, type Summary } from './stats';
 import { Cleanups, errText, isExecutable, sleep, withTimeout } from './util';
 
@@ -27,6 +28,7 @@ const BUSYBOX = '/bin/busybox';
 interface Peer {
   name: 'crun' | 'runc';
   bin: string;
+  version: string | null; // what `<rt> --version` says, e.g. "runc 1.3.6"
   root: string; // --root state dir
   extra: string[]; // global flags before `run`
   samples: number[];
@@ -62,9 +64,10 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
     buildRootfs(path.join(idleBundle, 'rootfs'));
 
     const peers: Peer[] = [
-      makePeer('crun', '/usr/bin/crun', path.join(tmp, 'crun-root'), ['--cgroup-manager=cgroupfs']),
-      makePeer('runc', '/usr/sbin/runc', path.join(tmp, 'runc-root'), []),
+      makePeer('crun', opts.peers.crun, path.join(tmp, 'crun-root'), ['--cgroup-manager=cgroupfs']),
+      makePeer('runc', opts.peers.runc, path.join(tmp, 'runc-root'), []),
     ];
+    for (const p of peers) log(p.reason ? `peer ${p.name}: not measured (${p.reason})` : `peer ${p.name}: ${p.version} (${p.bin})`);
 
     // Order matters for the undo: cgroups are removed after the shim is gone and
     // before a v1 hierarchy we mounted is unmounted.
@@ -232,6 +235,7 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
 
     result = {
       suite: 'shim',
+      peers: Object.fromEntries(stats.map(({ peer, s }) => [peer.name, s ? peer.version : null])),
       skiff_ms: round(skiff.median),
       crun_ms: stats[0].s ? round(stats[0].s.median) : null,
       runc_ms: stats[1].s ? round(stats[1].s.median) : null,
@@ -250,10 +254,9 @@ async function runShimBench(opts: BenchOptions): Promise<void> {
   console.log(JSON.stringify(result));
 }
 
-function makePeer(name: Peer['name'], bin: string, root: string, extra: string[]): Peer {
-  const peer: Peer = { name, bin, root, extra, samples: [], reason: null };
-  if (!isExecutable(bin)) peer.reason = `${bin} not installed (apt-get install ${name})`;
-  else fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+function makePeer(name: Peer['name'], found: PeerBinary, root: string, extra: string[]): Peer {
+  const peer: Peer = { name, bin: found.found ? found.path : name, version: found.found ? found.version : null, root, extra, samples: [], reason: found.found ? null : found.why };
+  if (!peer.reason) fs.mkdirSync(root, { recursive: true, mode: 0o700 });
   return peer;
 }
 
