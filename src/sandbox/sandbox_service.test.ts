@@ -81,6 +81,10 @@ class FakeHost implements PodHost {
     return [...this.mounts];
   }
 
+  async makeNetnsMountPoint(_target: string) {
+    this.step('netns file', 'makeNetnsMountPoint');
+  }
+
   async bindNetns(_source: string, target: string) {
     this.step('bind netns', 'bindNetns');
     this.mounts.add(target);
@@ -223,9 +227,12 @@ describe('SandboxService', () => {
     assert.deepEqual(r.ips, ['10.88.0.2', 'fd00::2'], 'IPv4 first');
     assert.equal(r.cgroupParent, `${PARENT}/skiff-pod-${r.id}`);
     assert.equal(fs.readFileSync(r.hostnamePath, 'utf8'), 'web\n');
-    // The pod's files and /dev/shm are made beside the shim; ADD waits for both.
-    assert.deepEqual(calls.filter((c) => c !== 'mount shm'), ['spawn shim', 'shim pod', 'shim subscribe', 'bind netns', 'cni add']);
-    assert.ok(calls.indexOf('mount shm') >= 0 && calls.indexOf('mount shm') < calls.indexOf('cni add'), 'ADD after /dev/shm');
+    // The pod's files, /dev/shm and the netns mount point are made beside the shim; ADD
+    // waits for both.
+    const files = ['netns file', 'mount shm'];
+    assert.deepEqual(calls.filter((c) => !files.includes(c)), ['spawn shim', 'shim pod', 'shim subscribe', 'bind netns', 'cni add']);
+    assert.deepEqual(calls.filter((c) => files.includes(c)), files);
+    assert.ok(calls.indexOf('netns file') < calls.indexOf('bind netns') && calls.indexOf('mount shm') < calls.indexOf('cni add'), 'the netns bound on its file, ADD after /dev/shm');
     assert.deepEqual([...host.mounts].sort(), [r.netnsPath, r.shmPath].sort());
     assert.equal(host.spawned[0].podParams?.cgroupsPath, `${r.cgroupParent}/${r.id}`);
     assert.deepEqual(await journal.pending(), []);
@@ -273,9 +280,12 @@ describe('SandboxService', () => {
     armFailpoints(['run_pod.network=error']);
     await assert.rejects(svc.run(spec('web')), /failpoint run_pod\.network/);
     const undone = after('cni add').map((c) => c.replace(/[0-9a-f]{64}/, 'ID'));
-    // /dev/shm was mounted beside the shim's steps: its unmount falls among theirs.
-    assert.deepEqual(undone.filter((c) => c !== 'umount shm'), ['cni del', 'unbind netns', 'shim shutdown', 'connect shim', `rm cgroup ${PARENT}/skiff-pod-ID`]);
-    assert.ok(undone.indexOf('umount shm') >= 0 && undone.indexOf('umount shm') < undone.length - 1, '/dev/shm unmounted before the cgroups go');
+    // /dev/shm and the netns mount point were made beside the shim's steps: their undoing
+    // falls among theirs, after the CNI DEL that needs the netns and before the cgroups go.
+    const files = ['unbind netns', 'umount shm'];
+    assert.deepEqual(undone.filter((c) => !files.includes(c)), ['cni del', 'shim shutdown', 'connect shim', `rm cgroup ${PARENT}/skiff-pod-ID`]);
+    for (const f of files) assert.ok(undone.indexOf(f) >= 0 && undone.indexOf(f) < undone.length - 1, f);
+    assert.ok(undone.indexOf('unbind netns') > undone.indexOf('cni del'), 'the netns is unbound after CNI DEL');
   });
 
   it('keeps the intent of a run whose undo failed, and the restart undoes what is left', async () => {

@@ -247,11 +247,14 @@ export class SandboxService {
       hostnamePath: path.join(dir, 'hostname'),
       shmPath: '',
     };
-    // The shim with the pod's namespaces, the pod's files with /dev/shm, and CNI's record of
-    // the ADD to come do not depend on each other: they are made at once, and the ADD runs
-    // once the first two are done. Each undoes and recovers on its own (the intent names all
-    // of them), and nothing is undone before all three have stopped.
-    const ready = allDone([this.startInfra(r, spec, cgroup, plan, undo), this.writePodFiles(r, spec, plan, undo)]);
+    // The shim with the pod's namespaces, the pod's files with /dev/shm, the file the netns
+    // is pinned on, and CNI's record of the ADD to come do not depend on each other (but for
+    // the pin, which waits for its file): they are made at once, and the ADD runs once the
+    // rest is done. Each undoes and recovers on its own (the intent names all of them), and
+    // nothing is undone before all have stopped.
+    if (plan.netnsPath) undo.push('unbind netns', () => this.host.unbindNetns(plan.netnsPath));
+    const mountPoint = plan.netnsPath ? this.host.makeNetnsMountPoint(plan.netnsPath) : Promise.resolve();
+    const ready = allDone([this.startInfra(r, spec, cgroup, plan, mountPoint, undo), this.writePodFiles(r, spec, plan, undo), mountPoint]);
     if (plan.netnsPath) {
       const [, net] = await allDone([
         ready,
@@ -293,7 +296,7 @@ export class SandboxService {
   }
 
   /** The pod's shim, its infra process holding the pod's namespaces, and the netns pinned. */
-  private async startInfra(r: PodRecord, spec: PodSpec, cgroup: PodCgroup, plan: RunPlan, undo: Undo): Promise<void> {
+  private async startInfra(r: PodRecord, spec: PodSpec, cgroup: PodCgroup, plan: RunPlan, mountPoint: Promise<void>, undo: Undo): Promise<void> {
     const id = r.id;
     undo.push('stop a shim that did not answer', () => this.stopShim(r.dir, true));
     const shim = await this.host.spawnShim({ binary: this.opts.shimBinary, stateDir: shimDir(r), env: this.opts.shimEnv });
@@ -318,10 +321,10 @@ export class SandboxService {
     r.namespaces = pod.namespaces;
     failpoint('run_pod.shim');
     if (!plan.netnsPath) return;
+    await mountPoint;
     await this.host.bindNetns(`/proc/${pod.pid}/ns/net`, plan.netnsPath);
     r.netnsPath = plan.netnsPath;
-    undo.push('unbind netns', () => this.host.unbindNetns(plan.netnsPath));
-    // From here CNI may ADD in the netns.
+    // From here CNI may ADD in the netns (unbound by the undo step of its mount point).
     undo.push('CNI DEL', () => this.opts.cni.tearDown(id, plan.netnsPath));
     failpoint('run_pod.netns');
   }
