@@ -89,6 +89,7 @@ export class Daemon {
       cacheDir: path.join(config.root, 'cni'),
       pluginTimeoutMs: config['network.plugin_timeout_s'] * 1000,
       observe: (o) => metrics.observeCni(o),
+      warn: (msg) => log.warn(msg),
     });
     const defaultNetwork = new DefaultNetwork({
       confDir: config['network.conf_dir'],

@@ -214,8 +214,12 @@ describe('ContainerService', () => {
   it('starts a created container; one that fails to start is recorded exited with StartError', async () => {
     const { svc, journal } = await start();
     const a = await svc.create(POD, containerConfig('a'));
+    const begin = journal.begin.bind(journal);
+    const journaled: string[] = [];
+    journal.begin = ((op, id, plan) => (journaled.push(op), begin(op, id, plan))) as typeof journal.begin;
     await svc.start(a.id.slice(0, 8));
     assert.equal(svc.get(a.id)?.state, 'running');
+    assert.deepEqual(journaled, [], 'a start makes nothing to undo: no intent');
     await assert.rejects(svc.start(a.id), (e) => grpcCode(e) === GrpcCode.FAILED_PRECONDITION);
     const b = await svc.create(POD, containerConfig('b'));
     shim.failing.set('start', new Error('exec: no such file'));

@@ -435,6 +435,14 @@ export class ContainerService {
     return { minOomScoreAdj: o.minOomScoreAdj, lsm: o.lsm, appArmor: this.appArmor, seccompProfileRoot: o.seccompProfileRoot, hostCapabilities: this.hostCaps };
   }
 
+  /**
+   * StartContainer. No intent: a start makes nothing on the host that a restart could have
+   * to undo, and what it changes, the shim's container from created to running, is what
+   * start-up reconciliation reads back from the shim (a crash before the record is written
+   * leaves a container that the shim reports running and the restart records so). The
+   * running state is written unsynced: a crash of the host ends the process, and the
+   * container is reported exited either way.
+   */
   async start(id: string): Promise<void> {
     const found = this.mustGet(id);
     await this.containers.lock.run(found.id, async () => {
@@ -442,9 +450,7 @@ export class ContainerService {
       if (r.state !== 'created') throw new FailedPrecondition(`container ${r.id} is ${r.state}, not created`);
       const shim = this.pods.shim(r.podId);
       if (!shim) throw new FailedPrecondition(`pod sandbox ${r.podId} of container ${r.id} is not ready`);
-      const intent = await this.opts.journal.begin('start_container', r.id, { podId: r.podId });
       try {
-        failpoint('start_container.journaled');
         // The start time is when the shim was asked: the process runs after that, and may
         // exit (at the shim's clock) before the reply is read here on a busy host, so a
         // later reading could put the start after the finish.
@@ -453,14 +459,12 @@ export class ContainerService {
         failpoint('start_container.shim');
         const cur = this.containers.get(r.id)!;
         // A process that exits at once may have been recorded exited already.
-        if (cur.state === 'created') await this.containers.save({ ...cur, state: 'running', startedAt, pid: s.pid });
-        else await this.containers.save({ ...cur, startedAt: cur.startedAt || startedAt });
+        if (cur.state === 'created') await this.containers.save({ ...cur, state: 'running', startedAt, pid: s.pid }, { sync: false });
+        else await this.containers.save({ ...cur, startedAt: cur.startedAt || startedAt }, { sync: false });
         failpoint('start_container.recorded');
       } catch (e) {
         await this.containers.save({ ...r, state: 'exited', finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (e as Error).message });
         throw e;
-      } finally {
-        await this.opts.journal.end(intent);
       }
     });
   }

@@ -20,6 +20,8 @@ export interface CniOptions {
   pluginTimeoutMs?: number;
   /** Told of every plugin run: metrics. */
   observe?: (o: { command: string; plugin: string; seconds: number; ok: boolean }) => void;
+  /** Told of what went wrong but failed nothing (a cache write done behind a set-up). */
+  warn?: (msg: string) => void;
 }
 
 export interface PortMapping {
@@ -88,6 +90,9 @@ export class CniNetwork {
   private cached: { file: string; ino: number; mtimeMs: number; list: NetworkList } | undefined;
   private readonly ifName: string;
   private readonly configLock = new SharedLock();
+  /** ADD results being written to their cache entries, by pod id: the set-up does not wait
+   * for them; whatever reads or removes an entry does. */
+  private readonly resultWrites = new Map<string, Promise<void>>();
   /** Runs after every tear-down, outside the config lock: the default network drops
    * what no pod uses any more. */
   afterTearDown: (() => Promise<void>) | undefined;
@@ -251,12 +256,20 @@ export class CniNetwork {
     }
   }
 
-  /** ADD the pod to the network; on failure what was added is deleted again. */
-  async setUp(pod: PodNetworkRequest): Promise<NetworkResult> {
-    return this.configLock.shared(() => this.add(pod));
+  /**
+   * ADD the pod to the network; on failure what was added is deleted again. The cache
+   * entry (what the ADD will be given) is written first; the plugins run once `ready`
+   * resolves (the netns pinned, whatever else the caller makes first), so the caller can
+   * make those while the entry is written. Should `ready` reject, the entry goes and its
+   * error is thrown.
+   */
+  async setUp(pod: PodNetworkRequest, ready?: Promise<unknown>): Promise<NetworkResult> {
+    // A failure of the caller's that comes while the entry is written is thrown after it.
+    ready?.catch(() => {});
+    return this.configLock.shared(() => this.add(pod, ready));
   }
 
-  private async add(pod: PodNetworkRequest): Promise<NetworkResult> {
+  private async add(pod: PodNetworkRequest, ready?: Promise<unknown>): Promise<NetworkResult> {
     const list = await this.load();
     if (!list) throw new Internal(`CNI: no network config in ${this.opts.confDir}`);
     const args = `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.id};K8S_POD_UID=${pod.uid}`;
@@ -267,24 +280,45 @@ export class CniNetwork {
     // The intent of the ADD, durably, before a plugin runs: a DEL after a crash mid-ADD
     // needs the config and runtime config (port mappings) the ADD was given.
     await this.writeCache(pod.id, { list, ifName: this.ifName, runtimeConfig, args, pending: true });
-    failpoint('run_pod.cni_pending');
     let prev: CniResult | undefined;
+    let added = false;
     try {
+      failpoint('run_pod.cni_pending');
+      await ready;
       for (const p of list.plugins) {
+        added = true;
         prev = (await this.exec('ADD', p, list, { ...e, prevResult: prev })) ?? prev;
         failpoint('run_pod.cni_plugin');
       }
     } catch (err) {
-      for (const p of [...list.plugins].reverse()) await this.exec('DEL', p, list, { ...e, prevResult: prev }).catch(() => {});
+      if (added) for (const p of [...list.plugins].reverse()) await this.exec('DEL', p, list, { ...e, prevResult: prev }).catch(() => {});
       await fsp.rm(this.cacheFile(pod.id), { force: true });
       throw err;
     }
     const result = prev ?? {};
-    // Not synced: should a crash lose it, the pending entry serves the DEL as well.
-    const tmp = `${this.cacheFile(pod.id)}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify({ list, result, ifName: this.ifName, runtimeConfig, args } satisfies CacheEntry), { mode: 0o600 });
-    await fsp.rename(tmp, this.cacheFile(pod.id));
+    // The result replaces the pending entry behind the set-up, which returns at once (the
+    // pod's record is written meanwhile). Not synced: should a crash of skiffd or of the
+    // host lose it, the pending entry serves the DEL as well; only a CHECK after a restart
+    // needs the result.
+    const write = this.writeResult(pod.id, { list, result, ifName: this.ifName, runtimeConfig, args });
+    this.resultWrites.set(pod.id, write);
+    void write.finally(() => {
+      if (this.resultWrites.get(pod.id) === write) this.resultWrites.delete(pod.id);
+    });
     return { ips: podIps(result, this.ifName), raw: result };
+  }
+
+  private async writeResult(id: string, entry: CacheEntry): Promise<void> {
+    const tmp = `${this.cacheFile(id)}.tmp`;
+    try {
+      await fsp.writeFile(tmp, JSON.stringify(entry), { mode: 0o600 });
+      await fsp.rename(tmp, this.cacheFile(id));
+    } catch (e) {
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      const msg = `CNI cache: the ADD result of pod ${id} was not kept (a CHECK after a restart of skiffd skips it): ${(e as Error).message}`;
+      if (this.opts.warn) this.opts.warn(msg);
+      else process.emitWarning(msg);
+    }
   }
 
   private async writeCache(id: string, entry: CacheEntry): Promise<void> {
@@ -293,6 +327,7 @@ export class CniNetwork {
   }
 
   private async readCache(id: string): Promise<CacheEntry | undefined> {
+    await this.resultWrites.get(id);
     try {
       return JSON.parse(await fsp.readFile(this.cacheFile(id), 'utf8')) as CacheEntry;
     } catch {

@@ -5,17 +5,18 @@ import * as path from 'path';
 import { failpoint } from '../failpoints';
 import { bindMount, MNT_DETACH, umount2 } from '../sys/libc';
 
-export async function bindNetns(source: string, target: string): Promise<void> {
+/** The empty file a netns is pinned on: made before the netns exists (RunPodSandbox makes
+ * it while the shim makes the namespaces); unbindNetns removes it too. */
+export async function makeNetnsMountPoint(target: string): Promise<void> {
   await fsp.mkdir(path.dirname(target), { recursive: true, mode: 0o711 });
   const fh = await fsp.open(target, 'w', 0o444);
   await fh.close();
   failpoint('run_pod.netns_file');
-  try {
-    bindMount(source, target);
-  } catch (e) {
-    await fsp.rm(target, { force: true });
-    throw e;
-  }
+}
+
+/** Pin a netns on its mount point (made by makeNetnsMountPoint). */
+export async function bindNetns(source: string, target: string): Promise<void> {
+  bindMount(source, target);
 }
 
 /** Unpin a netns; a path that is not mounted, or gone, is fine. */

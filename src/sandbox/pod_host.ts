@@ -2,7 +2,7 @@
 // network namespaces, cgroups. One interface, so that the service's unit tests give it a
 // fake and the real one is exercised by the e2e suite.
 import { promises as fsp } from 'fs';
-import { bindNetns, unbindNetns } from '../network/netns';
+import { bindNetns, makeNetnsMountPoint, unbindNetns } from '../network/netns';
 import { ShimClient, SpawnOptions } from '../shim/client';
 import { findShims, killShim, ShimProcess } from '../shim/processes';
 import { MNT_DETACH, mountFs, umount2 } from '../sys/libc';
@@ -20,6 +20,9 @@ export interface PodHost {
   unmount(target: string): void;
   /** Every mount point of skiffd's mount namespace. */
   mountPoints(): Promise<string[]>;
+  /** The file a netns is bound on; unbindNetns removes it. */
+  makeNetnsMountPoint(target: string): Promise<void>;
+  /** Bind the netns on its mount point. */
   bindNetns(source: string, target: string): Promise<void>;
   unbindNetns(target: string): Promise<void>;
   removeCgroupTree(rel: string): Promise<unknown>;
@@ -34,6 +37,7 @@ export const hostPods: PodHost = {
   mountShm: (target) => mountFs('tmpfs', target, [['source', 'shm'], ['size', '64m'], ['mode', '1777']]),
   unmount: (target) => umount2(target, MNT_DETACH),
   mountPoints: async () => (await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter(Boolean).map((l) => unescapeMountPath(l.split(' ')[4])),
+  makeNetnsMountPoint,
   bindNetns,
   unbindNetns,
   removeCgroupTree: (rel) => removeCgroupTree(rel),

@@ -81,6 +81,10 @@ class FakeHost implements PodHost {
     return [...this.mounts];
   }
 
+  async makeNetnsMountPoint(_target: string) {
+    this.step('netns file', 'makeNetnsMountPoint');
+  }
+
   async bindNetns(_source: string, target: string) {
     this.step('bind netns', 'bindNetns');
     this.mounts.add(target);
@@ -114,9 +118,17 @@ class FakeCni {
     if (e) throw e;
   }
 
-  async setUp(p: PodNetworkRequest): Promise<NetworkResult> {
-    this.step('cni add', 'setUp');
+  /** As CniNetwork's: the cache entry first, ADD once `ready` resolves; the entry goes
+   * when either fails. */
+  async setUp(p: PodNetworkRequest, ready?: Promise<unknown>): Promise<NetworkResult> {
     this.attached.set(p.id, p.netnsPath);
+    try {
+      await ready;
+      this.step('cni add', 'setUp');
+    } catch (e) {
+      this.attached.delete(p.id);
+      throw e;
+    }
     return { ips: [{ address: 'fd00::2', family: 6 }, { address: '10.88.0.2', family: 4 }], raw: {} };
   }
 
@@ -215,7 +227,12 @@ describe('SandboxService', () => {
     assert.deepEqual(r.ips, ['10.88.0.2', 'fd00::2'], 'IPv4 first');
     assert.equal(r.cgroupParent, `${PARENT}/skiff-pod-${r.id}`);
     assert.equal(fs.readFileSync(r.hostnamePath, 'utf8'), 'web\n');
-    assert.deepEqual(calls, ['mount shm', 'spawn shim', 'shim pod', 'shim subscribe', 'bind netns', 'cni add']);
+    // The pod's files, /dev/shm and the netns mount point are made beside the shim; ADD
+    // waits for both.
+    const files = ['netns file', 'mount shm'];
+    assert.deepEqual(calls.filter((c) => !files.includes(c)), ['spawn shim', 'shim pod', 'shim subscribe', 'bind netns', 'cni add']);
+    assert.deepEqual(calls.filter((c) => files.includes(c)), files);
+    assert.ok(calls.indexOf('netns file') < calls.indexOf('bind netns') && calls.indexOf('mount shm') < calls.indexOf('cni add'), 'the netns bound on its file, ADD after /dev/shm');
     assert.deepEqual([...host.mounts].sort(), [r.netnsPath, r.shmPath].sort());
     assert.equal(host.spawned[0].podParams?.cgroupsPath, `${r.cgroupParent}/${r.id}`);
     assert.deepEqual(await journal.pending(), []);
@@ -246,7 +263,8 @@ describe('SandboxService', () => {
       assert.deepEqual(await journal.pending(), []);
       assert.deepEqual([...host.mounts], []);
       assert.deepEqual(podDirs(), []);
-      assert.deepEqual([...cni.attached.keys()], []);
+      assert.deepEqual([...cni.attached.keys()], [], 'the CNI entry written beside the shim is gone');
+      if (step !== 'CNI ADD' && step !== 'after the network') assert.ok(!calls.includes('cni add'), 'no ADD after a step before it failed, in either branch');
       for (const shim of host.spawned) assert.ok(shim.calls.includes('shim shutdown') || shim.failing.has('pod'), 'the shim is shut down');
       if (step !== 'recording the intent') assert.match(calls.join('\n'), new RegExp(`^rm cgroup ${PARENT}/skiff-pod-[0-9a-f]{64}$`, 'm'));
       armFailpoints([]);
@@ -261,7 +279,13 @@ describe('SandboxService', () => {
     const { svc } = await start();
     armFailpoints(['run_pod.network=error']);
     await assert.rejects(svc.run(spec('web')), /failpoint run_pod\.network/);
-    assert.deepEqual(after('cni add').map((c) => c.replace(/[0-9a-f]{64}/, 'ID')), ['cni del', 'unbind netns', 'shim shutdown', 'connect shim', 'umount shm', `rm cgroup ${PARENT}/skiff-pod-ID`]);
+    const undone = after('cni add').map((c) => c.replace(/[0-9a-f]{64}/, 'ID'));
+    // /dev/shm and the netns mount point were made beside the shim's steps: their undoing
+    // falls among theirs, after the CNI DEL that needs the netns and before the cgroups go.
+    const files = ['unbind netns', 'umount shm'];
+    assert.deepEqual(undone.filter((c) => !files.includes(c)), ['cni del', 'shim shutdown', 'connect shim', `rm cgroup ${PARENT}/skiff-pod-ID`]);
+    for (const f of files) assert.ok(undone.indexOf(f) >= 0 && undone.indexOf(f) < undone.length - 1, f);
+    assert.ok(undone.indexOf('unbind netns') > undone.indexOf('cni del'), 'the netns is unbound after CNI DEL');
   });
 
   it('keeps the intent of a run whose undo failed, and the restart undoes what is left', async () => {

@@ -14,9 +14,9 @@ import type { CniNetwork, PortMapping } from '../network/cni';
 import type { IdMapping } from '../oci/runtime_spec';
 import { ShimClient, ShimError, ShimStream } from '../shim/client';
 import { requireId } from '../store/ids';
-import type { Intent, IntentJournal } from '../store/intents';
+import type { Intent, IntentJournal, IntentPlans } from '../store/intents';
 import { ChangeListener, nowNs } from '../store/record_set';
-import { Undo } from '../store/undo';
+import { allDone, Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
 import { hostPods, PodHost } from './pod_host';
 import { PodCgroup, PodCgroupRequest, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
@@ -209,7 +209,7 @@ export class SandboxService {
   }
 
   /** Where a pod's run puts things on the host: all a restart needs to undo it. */
-  private runPlan(id: string, cgroup: PodCgroup, spec: PodSpec) {
+  private runPlan(id: string, cgroup: PodCgroup, spec: PodSpec): RunPlan {
     const dir = path.join(this.opts.state, 'pods', id);
     return {
       dir,
@@ -247,9 +247,44 @@ export class SandboxService {
       hostnamePath: path.join(dir, 'hostname'),
       shmPath: '',
     };
-    await fsp.writeFile(r.hostsPath, await hostsFile(spec.hostNetwork), { mode: 0o644 });
-    await fsp.writeFile(r.resolvConfPath, await resolvConf(spec.dns), { mode: 0o644 });
-    await fsp.writeFile(r.hostnamePath, hostnameFile(spec.hostname || os.hostname(), spec.hostNetwork), { mode: 0o644 });
+    // The shim with the pod's namespaces, the pod's files with /dev/shm, the file the netns
+    // is pinned on, and CNI's record of the ADD to come do not depend on each other (but for
+    // the pin, which waits for its file): they are made at once, and the ADD runs once the
+    // rest is done. Each undoes and recovers on its own (the intent names all of them), and
+    // nothing is undone before all have stopped.
+    if (plan.netnsPath) undo.push('unbind netns', () => this.host.unbindNetns(plan.netnsPath));
+    const mountPoint = plan.netnsPath ? this.host.makeNetnsMountPoint(plan.netnsPath) : Promise.resolve();
+    const ready = allDone([this.startInfra(r, spec, cgroup, plan, mountPoint, undo), this.writePodFiles(r, spec, plan, undo), mountPoint]);
+    if (plan.netnsPath) {
+      const [, net] = await allDone([
+        ready,
+        this.opts.cni.setUp(
+          {
+            id,
+            name: spec.name.name,
+            namespace: spec.name.namespace,
+            uid: spec.name.uid,
+            netnsPath: plan.netnsPath,
+            portMappings: spec.portMappings,
+            cgroupParent: cgroup.path,
+          },
+          ready,
+        ),
+      ]);
+      r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
+      failpoint('run_pod.network');
+    } else await ready;
+    await this.pods.save(r);
+    return r;
+  }
+
+  /** hosts, resolv.conf, hostname and a tmpfs for /dev/shm in the pod dir. */
+  private async writePodFiles(r: PodRecord, spec: PodSpec, plan: RunPlan, undo: Undo): Promise<void> {
+    await Promise.all([
+      hostsFile(spec.hostNetwork).then((text) => fsp.writeFile(r.hostsPath, text, { mode: 0o644 })),
+      resolvConf(spec.dns).then((text) => fsp.writeFile(r.resolvConfPath, text, { mode: 0o644 })),
+      fsp.writeFile(r.hostnamePath, hostnameFile(spec.hostname || os.hostname(), spec.hostNetwork), { mode: 0o644 }),
+    ]);
     failpoint('run_pod.dir');
     if (plan.shmPath) {
       r.shmPath = plan.shmPath;
@@ -258,47 +293,40 @@ export class SandboxService {
       undo.push('unmount shm', () => this.host.unmount(r.shmPath));
       failpoint('run_pod.shm');
     }
+  }
 
-    undo.push('stop a shim that did not answer', () => this.stopShim(dir, true));
+  /** The pod's shim, its infra process holding the pod's namespaces, and the netns pinned. */
+  private async startInfra(r: PodRecord, spec: PodSpec, cgroup: PodCgroup, plan: RunPlan, mountPoint: Promise<void>, undo: Undo): Promise<void> {
+    const id = r.id;
+    undo.push('stop a shim that did not answer', () => this.stopShim(r.dir, true));
     const shim = await this.host.spawnShim({ binary: this.opts.shimBinary, stateDir: shimDir(r), env: this.opts.shimEnv });
     undo.push('shut the shim down', () => shim.shutdown());
-    const pod = await shim.pod({
-      hostname: spec.hostNetwork ? undefined : spec.hostname || os.hostname(),
-      network: spec.hostNetwork ? 'host' : 'new',
-      uts: spec.hostNetwork ? 'host' : 'new',
-      ipc: spec.ipcMode === NamespaceMode.NODE ? 'host' : 'new',
-      pid: spec.pidMode === NamespaceMode.POD ? 'new' : 'host',
-      userns: spec.userns,
-      sysctls: spec.sysctls,
-      cgroupsPath: path.posix.join(cgroup.path, id),
-      podCgroup: cgroup.owned ? { path: cgroup.path, resources: cgroup.resources ?? {} } : undefined,
-    });
+    undo.push('forget the shim', () => this.pods.forgetShim(id));
+    // The subscription goes with the pod request: the shim answers them in order.
+    const [pod] = await allDone([
+      shim.pod({
+        hostname: spec.hostNetwork ? undefined : spec.hostname || os.hostname(),
+        network: spec.hostNetwork ? 'host' : 'new',
+        uts: spec.hostNetwork ? 'host' : 'new',
+        ipc: spec.ipcMode === NamespaceMode.NODE ? 'host' : 'new',
+        pid: spec.pidMode === NamespaceMode.POD ? 'new' : 'host',
+        userns: spec.userns,
+        sysctls: spec.sysctls,
+        cgroupsPath: path.posix.join(cgroup.path, id),
+        podCgroup: cgroup.owned ? { path: cgroup.path, resources: cgroup.resources ?? {} } : undefined,
+      }),
+      this.pods.attachShim(id, shim),
+    ] as const);
     r.infraPid = pod.pid;
     r.namespaces = pod.namespaces;
-    await this.pods.attachShim(id, shim);
-    undo.push('forget the shim', () => this.pods.forgetShim(id));
     failpoint('run_pod.shim');
-
-    if (plan.netnsPath) {
-      r.netnsPath = plan.netnsPath;
-      await this.host.bindNetns(`/proc/${pod.pid}/ns/net`, r.netnsPath);
-      undo.push('unbind netns', () => this.host.unbindNetns(r.netnsPath));
-      failpoint('run_pod.netns');
-      undo.push('CNI DEL', () => this.opts.cni.tearDown(id, r.netnsPath));
-      const net = await this.opts.cni.setUp({
-        id,
-        name: spec.name.name,
-        namespace: spec.name.namespace,
-        uid: spec.name.uid,
-        netnsPath: r.netnsPath,
-        portMappings: spec.portMappings,
-        cgroupParent: cgroup.path,
-      });
-      r.ips = [...net.ips.filter((i) => i.family === 4), ...net.ips.filter((i) => i.family === 6)].map((i) => i.address);
-      failpoint('run_pod.network');
-    }
-    await this.pods.save(r);
-    return r;
+    if (!plan.netnsPath) return;
+    await mountPoint;
+    await this.host.bindNetns(`/proc/${pod.pid}/ns/net`, plan.netnsPath);
+    r.netnsPath = plan.netnsPath;
+    // From here CNI may ADD in the netns (unbound by the undo step of its mount point).
+    undo.push('CNI DEL', () => this.opts.cni.tearDown(id, plan.netnsPath));
+    failpoint('run_pod.netns');
   }
 
   /**
@@ -380,7 +408,8 @@ export class SandboxService {
       if (cgroupsRemoved) this.cgroupsRemoved.add(r.id);
       if (r.shmPath) this.unmountQuietly(r.shmPath);
       failpoint('stop_pod.shim');
-      if (r.state !== 'notready') await this.pods.save({ ...r, state: 'notready' });
+      // Unsynced: a crash of the host leaves the pod not ready anyway (its shim is gone).
+      if (r.state !== 'notready') await this.pods.save({ ...r, state: 'notready' }, { sync: false });
       failpoint('stop_pod.recorded');
       if (intent) await this.opts.journal.end(intent);
     });
@@ -557,3 +586,5 @@ export class SandboxService {
 }
 
 const POD_ID = /^[a-f0-9]{64}$/;
+
+type RunPlan = IntentPlans['run_pod'];

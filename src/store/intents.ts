@@ -14,6 +14,8 @@ export interface IntentPlans {
   stop_pod: Record<string, never>;
   remove_pod: Record<string, never>;
   create_container: { podId: string; bundle: string; cgroupParent: string };
+  /** No longer written (a start needs no intent, see ContainerService.start); kept so that
+   * one an older skiffd left is still read and settled. */
   start_container: { podId: string };
   remove_container: { podId: string };
   pull_image: { image: string };

@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { GrpcCode, grpcCode } from '../errors';
 import { LifecycleChange, RecordSet } from './record_set';
-import { Undo } from './undo';
+import { allDone, Undo } from './undo';
 import { Logger } from '../log';
 
 interface Thing {
@@ -126,5 +126,22 @@ describe('Undo', () => {
     assert.deepEqual(ran, ['third', 'first']);
     assert.match(lines.join(''), /"step":"second","error":"busy"/);
     assert.equal(await undo.run(log), true, 'the steps ran once');
+  });
+});
+
+describe('allDone', () => {
+  it('waits for every step before throwing the first failure, so that an undo never runs beside a step still making something', async () => {
+    const ran: string[] = [];
+    let finishSlow!: () => void;
+    const slow = new Promise<void>((res) => (finishSlow = res)).then(() => void ran.push('slow done'));
+    const failed = allDone([Promise.reject(new Error('first')), slow, Promise.reject(new Error('second'))]);
+    let settled = false;
+    void failed.catch(() => (settled = true));
+    await new Promise((res) => setImmediate(res));
+    assert.equal(settled, false, 'still waiting for the slow step');
+    finishSlow();
+    await assert.rejects(failed, /first/);
+    assert.deepEqual(ran, ['slow done']);
+    assert.deepEqual(await allDone([Promise.resolve(1), Promise.resolve('two')] as const), [1, 'two']);
   });
 });

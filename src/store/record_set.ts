@@ -119,13 +119,15 @@ export class RecordSet<R extends { id: string; state: string }> {
   }
 
   /** Write the record durably; readers see it at once. Should the write fail, the record
-   * in memory is the one before. Listeners are told the change it makes. */
-  async save(r: R): Promise<void> {
+   * in memory is the one before. Listeners are told the change it makes. `sync: false`
+   * for a change that a crash of the host would bring about anyway (see records.ts): it
+   * survives a crash of skiffd, not one of the host. */
+  async save(r: R, o: { sync?: boolean } = {}): Promise<void> {
     const old = this.byId.get(r.id);
     this.byId.set(r.id, r);
     this.index(r);
     try {
-      await this.store.put(r.id, r);
+      await this.store.put(r.id, r, o);
     } catch (e) {
       if (this.byId.get(r.id) === r) {
         if (old) this.byId.set(r.id, old);

@@ -24,3 +24,12 @@ export class Undo {
     return clean;
   }
 }
+
+/** Wait for steps that run at once, each pushing its own undo steps, then throw the first
+ * failure: nothing may be undone while another step is still making something. */
+export async function allDone<T extends readonly unknown[]>(steps: readonly [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
+  const settled = await Promise.allSettled(steps);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
