@@ -9,6 +9,8 @@ import { shimSuite } from './shim';
 export interface BenchOptions {
   /** Measured runs per subject; undefined means the suite's default. */
   runs?: number;
+  /** Pods for the suites that list them (stats); undefined means the suite's default. */
+  pods?: number;
   /** Aborted on SIGINT/SIGTERM so a suite stops between runs and still cleans up. */
   signal: AbortSignal;
 }
@@ -24,14 +26,21 @@ const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsS
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');
-  return `usage: npm run bench -- [suite...] [--runs N]\n\nsuites (all of them when none is named):\n${names}\n`;
+  return `usage: npm run bench -- [suite...] [--runs N] [--pods N]\n\nsuites (all of them when none is named):\n${names}\n`;
 }
 
-function parseArgs(argv: string[]): { suites: Suite[]; runs?: number } | string {
+function parseArgs(argv: string[]): { suites: Suite[]; runs?: number; pods?: number } | string {
   const suites: Suite[] = [];
   let runs: number | undefined;
+  let pods: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--pods' || a.startsWith('--pods=')) {
+      const v = a === '--pods' ? argv[++i] : a.slice('--pods='.length);
+      pods = Number(v);
+      if (!Number.isInteger(pods) || pods < 11) return `--pods: expected an integer above 10, got "${v ?? ''}"`;
+      continue;
+    }
     if (a === '--runs' || a.startsWith('--runs=')) {
       const v = a === '--runs' ? argv[++i] : a.slice('--runs='.length);
       runs = Number(v);
@@ -42,7 +51,7 @@ function parseArgs(argv: string[]): { suites: Suite[]; runs?: number } | string 
     if (!suite) return `unknown suite or option "${a}"`;
     if (!suites.includes(suite)) suites.push(suite);
   }
-  return { suites: suites.length ? suites : SUITES, runs };
+  return { suites: suites.length ? suites : SUITES, runs, pods };
 }
 
 async function main(): Promise<number> {
@@ -69,7 +78,7 @@ async function main(): Promise<number> {
   for (const suite of parsed.suites) {
     if (abort.signal.aborted) break;
     try {
-      await suite.run({ runs: parsed.runs, signal: abort.signal });
+      await suite.run({ runs: parsed.runs, pods: parsed.pods, signal: abort.signal });
     } catch (e) {
       failed++;
       process.stderr.write(`bench ${suite.name}: FAILED: ${e instanceof Error ? e.message : String(e)}\n`);
