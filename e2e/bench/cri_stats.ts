@@ -67,10 +67,9 @@ async function addListPods(s: Subject, count: number, containers: number): Promi
         const n = b + i;
         const config = {
           metadata: { name: `list${n}`, namespace: 'bench', uid: `list-${n}`, attempt: 0 },
-          hostname: `l${n}`,
           labels: { [POD_UID]: `list-${n}` },
-          // In the node's network: the benchmark's /24 networks hold 253 pods, and lists
-          // show no network.
+          // In the node's network (so with no hostname of their own): the benchmark's /24
+          // networks hold 253 pods, and lists show no network.
           linux: { cgroup_parent: `${CGROUP_ROOT}/${s.name}/list${n}`, security_context: { namespace_options: { network: NamespaceMode.NODE } } },
         };
         const { pod_sandbox_id } = await s.client.runtime('RunPodSandbox', { config });
