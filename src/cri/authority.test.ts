@@ -129,6 +129,24 @@ describe('CRI socket: :authority from older gRPC clients', () => {
     assert.equal(await callAfterServerSettings(sock, sock), String(grpc.status.OK), 'with the socket path as :authority');
   });
 
+  it('closes a connection that sends a megabyte without a request', async () => {
+    const s = net.connect(sock);
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    s.on('error', () => {}); // the server may reset it while this side still writes
+    const frame = Buffer.alloc(9 + 16384);
+    frame.writeUIntBE(16384, 0, 3);
+    frame[3] = 0xa; // an extension frame type, which HTTP/2 says to ignore
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+    for (let i = 0; i < 80 && !s.destroyed; i++) s.write(frame);
+    await closed;
+    const c = new CriClient(sock);
+    try {
+      assert.equal((await c.runtime('Version', {})).runtime_name, 'skiff', 'the server still serves');
+    } finally {
+      c.close();
+    }
+  });
+
   it('rewrites a header block spread over CONTINUATION frames', async () => {
     const session = http2.connect('http://localhost', { createConnection: () => net.connect(sock), maxSendHeaderBlockLength: 1 << 20 });
     try {

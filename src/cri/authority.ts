@@ -52,6 +52,12 @@ const PRIORITY = 0x20;
 const HEADER_TABLE_SIZE = 4096;
 const MAX_FRAME_SIZE = 16384;
 const LOCALHOST = 'localhost';
+/**
+ * What a client may send before its first request is whole. Until skiffd hands the
+ * connection on, nobody gives the client flow-control window, so a client that keeps
+ * to HTTP/2 sends a few frames and at most 64 KiB of DATA before it: more is refused.
+ */
+const MAX_BEFORE_REQUEST = 1 << 20;
 /** A SETTINGS frame with no settings: the server's preface, before the gRPC server's own. */
 export const EMPTY_SETTINGS = Buffer.from([0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
 
@@ -221,11 +227,17 @@ export class AuthorityRewriter {
 export function acceptConnection(sock: Socket, serve: (conn: Socket | Duplex) => void, onError: (e: Error) => void): void {
   const rewriter = new AuthorityRewriter();
   const seen: Buffer[] = [];
+  let received = 0;
   const fail = (e: Error) => {
     onError(e);
     sock.destroy();
   };
   const inspect = (chunk: Buffer) => {
+    received += chunk.length;
+    if (received > MAX_BEFORE_REQUEST) {
+      fail(new Error(`no request in the first ${MAX_BEFORE_REQUEST} bytes the client sent`));
+      return;
+    }
     try {
       seen.push(rewriter.push(chunk));
     } catch (e) {
