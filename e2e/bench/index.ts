@@ -12,6 +12,8 @@ export interface BenchOptions {
   runs?: number;
   /** The peers found (flags or $PATH), with their versions or why they are absent. */
   peers: Peers;
+  /** Pods for the suites that list them (stats, scale); undefined means the suite's default. */
+  pods?: number;
   /** Aborted on SIGINT/SIGTERM so a suite stops between runs and still cleans up. */
   signal: AbortSignal;
 }
@@ -27,17 +29,24 @@ const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsS
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');
-  return `usage: npm run bench -- [suite...] [--runs N] [--containerd PATH] [--runc PATH] [--crun PATH] [--crio-socket PATH]\n\nsuites (all of them when none is named):\n${names}\n\n${PEER_FLAGS_HELP}`;
+  return `usage: npm run bench -- [suite...] [--runs N] [--pods N] [--containerd PATH] [--runc PATH] [--crun PATH] [--crio-socket PATH]\n\nsuites (all of them when none is named):\n${names}\n\n${PEER_FLAGS_HELP}`;
 }
 
-function parseArgs(args: string[]): { suites: Suite[]; runs?: number; peers: PeerFlags } | string {
+function parseArgs(args: string[]): { suites: Suite[]; runs?: number; pods?: number; peers: PeerFlags } | string {
   const suites: Suite[] = [];
   let runs: number | undefined;
+  let pods: number | undefined;
   const peerArgs = parsePeerArgs(args);
   if (typeof peerArgs === 'string') return peerArgs;
   const argv = peerArgs.rest;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--pods' || a.startsWith('--pods=')) {
+      const v = a === '--pods' ? argv[++i] : a.slice('--pods='.length);
+      pods = Number(v);
+      if (!Number.isInteger(pods) || pods < 11) return `--pods: expected an integer above 10, got "${v ?? ''}"`;
+      continue;
+    }
     if (a === '--runs' || a.startsWith('--runs=')) {
       const v = a === '--runs' ? argv[++i] : a.slice('--runs='.length);
       runs = Number(v);
@@ -48,7 +57,7 @@ function parseArgs(args: string[]): { suites: Suite[]; runs?: number; peers: Pee
     if (!suite) return `unknown suite or option "${a}"`;
     if (!suites.includes(suite)) suites.push(suite);
   }
-  return { suites: suites.length ? suites : SUITES, runs, peers: peerArgs.flags };
+  return { suites: suites.length ? suites : SUITES, runs, pods, peers: peerArgs.flags };
 }
 
 async function main(): Promise<number> {
@@ -80,7 +89,7 @@ async function main(): Promise<number> {
   for (const suite of parsed.suites) {
     if (abort.signal.aborted) break;
     try {
-      await suite.run({ runs: parsed.runs, peers, signal: abort.signal });
+      await suite.run({ runs: parsed.runs, pods: parsed.pods, peers, signal: abort.signal });
     } catch (e) {
       failed++;
       process.stderr.write(`bench ${suite.name}: FAILED: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -331,6 +331,11 @@ export class ContainerService {
     return this.containers.list();
   }
 
+  /** Changes whenever list() would (RecordSet.generation). */
+  generation(): number {
+    return this.containers.generation;
+  }
+
   /** The containers of one pod (from the index by pod). */
   inPod(podId: string): ContainerRecord[] {
     return this.containers.inPod(podId);

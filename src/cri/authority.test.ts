@@ -9,6 +9,73 @@ import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { Logger } from '../log';
 import { encodeLiterals, validAuthority } from './authority';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const hpack = require('hpack.js') as { decompressor: { create(o: { table: { size: number } }): { write(b: Buffer): void; execute(): void; read(): { name: string; value: string } | null } } };
+
+/**
+ * One Version call as grpc-go makes it: the client preface, then nothing until the
+ * server's SETTINGS came, then the request. Resolves with the trailers' grpc-status.
+ */
+function callAfterServerSettings(sock: string, authority: string): Promise<string> {
+  const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(stream, 5);
+    return Buffer.concat([h, payload]);
+  };
+  const decoder = hpack.decompressor.create({ table: { size: 4096 } });
+  return new Promise((resolve, reject) => {
+    const s = net.connect(sock);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('no answer in 20 s: the server waits for the request and the client for its SETTINGS'));
+    }, 20_000);
+    const done = (e: Error | null, status?: string) => {
+      clearTimeout(timer);
+      s.destroy();
+      if (e) reject(e);
+      else resolve(status!);
+    };
+    let buf = Buffer.alloc(0);
+    let sent = false;
+    let status: string | undefined;
+    s.on('error', (e) => done(e));
+    s.on('close', () => done(new Error('the server closed the connection')));
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), frame(0x4, 0, 0, Buffer.alloc(0))]));
+    s.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+        const len = buf.readUIntBE(0, 3);
+        const [type, flags, stream] = [buf[3], buf[4], buf.readUInt32BE(5) & 0x7fffffff];
+        const payload = buf.subarray(9, 9 + len);
+        buf = buf.subarray(9 + len);
+        if (type === 0x4 && !(flags & 0x1)) {
+          s.write(frame(0x4, 0x1, 0, Buffer.alloc(0)));
+          if (!sent) {
+            sent = true;
+            const block = encodeLiterals([
+              { name: ':method', value: 'POST' },
+              { name: ':scheme', value: 'http' },
+              { name: ':path', value: '/runtime.v1.RuntimeService/Version' },
+              { name: ':authority', value: authority },
+              { name: 'content-type', value: 'application/grpc' },
+              { name: 'te', value: 'trailers' },
+            ]);
+            s.write(Buffer.concat([frame(0x1, 0x4, 1, block), frame(0x0, 0x1, 1, Buffer.alloc(5))]));
+          }
+        } else if (type === 0x1 && stream === 1) {
+          decoder.write(payload);
+          decoder.execute();
+          for (let h = decoder.read(); h; h = decoder.read()) if (h.name === 'grpc-status') status = h.value;
+          if (flags & 0x1) done(status === undefined ? new Error('trailers without grpc-status') : null, status);
+        } else if (type === 0x7) done(new Error(`GOAWAY: error ${payload.readUInt32BE(4)}`));
+        else if (type === 0x3 && stream === 1) done(new Error(`RST_STREAM: error ${payload.readUInt32BE(0)}`));
+      }
+    });
+  });
+}
 import { CriClient } from './client';
 import { CriServer } from './server';
 
@@ -54,6 +121,29 @@ describe('CRI socket: :authority from older gRPC clients', () => {
     } finally {
       c.close();
       old.close();
+    }
+  });
+
+  it('serves a client that waits for the server\'s SETTINGS before its first request', async () => {
+    assert.equal(await callAfterServerSettings(sock, 'localhost'), String(grpc.status.OK));
+    assert.equal(await callAfterServerSettings(sock, sock), String(grpc.status.OK), 'with the socket path as :authority');
+  });
+
+  it('closes a connection that sends a megabyte without a request', async () => {
+    const s = net.connect(sock);
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    s.on('error', () => {}); // the server may reset it while this side still writes
+    const frame = Buffer.alloc(9 + 16384);
+    frame.writeUIntBE(16384, 0, 3);
+    frame[3] = 0xa; // an extension frame type, which HTTP/2 says to ignore
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+    for (let i = 0; i < 80 && !s.destroyed; i++) s.write(frame);
+    await closed;
+    const c = new CriClient(sock);
+    try {
+      assert.equal((await c.runtime('Version', {})).runtime_name, 'skiff', 'the server still serves');
+    } finally {
+      c.close();
     }
   });
 

@@ -103,7 +103,7 @@ export function criHandlers(s: CriServices): CriHandlers {
       StreamPodSandboxMetrics: streamPodSandboxMetrics(sandboxes, containers, podStats, devices),
     },
     image: {
-      ListImages: listImages(images, runtimeHandler),
+      ListImages: listImages(images, runtimeHandler, () => containers.generation()),
       StreamImages: streamImages(images, runtimeHandler),
       ImageStatus: imageStatus(images, runtimeHandler),
       PullImage: pullImage(images, runtimeHandler),

@@ -96,8 +96,9 @@ function fakeNode(pods: PodRecord[], containers: ContainerRecord[], images: Imag
   });
   const containerSample = (r: ContainerRecord): ContainerSample => ({ container: r, writableLayer: null, cgroup: cgroupReading(seq(r.id)), cpuNanoCores: null });
   return {
-    pods: { list: () => [...podMap.values()], get: (id: string) => podMap.get(id) },
-    containers: { list: () => [...ctrMap.values()], get: (id: string) => ctrMap.get(id), inPod: (podId: string) => [...ctrMap.values()].filter((c) => c.podId === podId) },
+    // The records never change here: one generation.
+    pods: { list: () => [...podMap.values()], get: (id: string) => podMap.get(id), generation: () => 0 },
+    containers: { list: () => [...ctrMap.values()], get: (id: string) => ctrMap.get(id), generation: () => 0, inPod: (podId: string) => [...ctrMap.values()].filter((c) => c.podId === podId) },
     images: { list: () => images, find: (ref: string) => images.find((r) => r.id === ref || r.repoTags.includes(ref)), keptIds: () => new Set<string>() },
     // Deterministic numbers and times: a list and its stream must match field for field.
     containerStats: { sample: async (r: ContainerRecord) => containerSample(r) },
@@ -162,7 +163,7 @@ async function startServer(node: Node, bounds: ChunkBounds, observed: Observed) 
         ListPodSandboxMetrics: listPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices),
         StreamPodSandboxMetrics: streamPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices, bounds),
       },
-      image: { ListImages: listImages(node.images, 'skiff'), StreamImages: streamImages(node.images, 'skiff', bounds) },
+      image: { ListImages: listImages(node.images, 'skiff', () => 0), StreamImages: streamImages(node.images, 'skiff', bounds) },
     },
     new Logger('error'),
   );

@@ -55,12 +55,44 @@ export async function sendChunked(ctx: StreamContext<unknown>, items: readonly B
   }
 }
 
+/** Filters whose replies are kept at once; kubelet asks for a few (none, by state, by a
+ * pod's labels), so more is a client's churn and starts the cache afresh. */
+const KEPT_REPLIES = 32;
+
+/**
+ * Whole encoded List replies, by filter, kept while `generation` stays the same: kubelet's
+ * PLEG lists every pod and container each second on a node where little changes, and a
+ * reply kept costs nothing to answer again (the response codec passes it as it is).
+ */
+export class ReplyCache<F> {
+  private readonly replies = new Map<string, Encoded>();
+  private at: unknown = undefined;
+
+  /** The reply for `f` made while `generation` held, or `make`'s, now kept. */
+  get(generation: unknown, f: F, make: () => Encoded): Encoded {
+    if (generation !== this.at) {
+      this.replies.clear();
+      this.at = generation;
+    }
+    const key = f === null || f === undefined ? '' : JSON.stringify(f);
+    let reply = this.replies.get(key);
+    if (!reply) {
+      reply = make();
+      if (this.replies.size >= KEPT_REPLIES) this.replies.clear();
+      this.replies.set(key, reply);
+    }
+    return reply;
+  }
+}
+
 /**
  * A List call and its Stream call over records whose encodings are kept between calls
- * (EncodedItems): the same selection, answered whole or in chunks.
+ * (EncodedItems): the same selection, answered whole or in chunks; whole List replies are
+ * kept while nothing changed (ReplyCache).
  */
 export class CachedListing<R extends { id: string }, F> {
   private readonly encoded: EncodedItems<R>;
+  private readonly replies = new ReplyCache<F>();
 
   constructor(
     private readonly o: {
@@ -71,6 +103,8 @@ export class CachedListing<R extends { id: string }, F> {
       encode: (r: R) => Buffer;
       /** Whether a record still exists (the cache forgets the others). */
       live: (id: string) => boolean;
+      /** Changes whenever any record does (added, changed, removed). */
+      generation: () => number;
     },
     private readonly bounds: ChunkBounds,
   ) {
@@ -83,7 +117,7 @@ export class CachedListing<R extends { id: string }, F> {
 
   /** The List reply, encoded. */
   reply(f: F): Encoded {
-    return this.encoded.reply(ITEMS_FIELD, this.items(f), this.o.live);
+    return this.replies.get(this.o.generation(), f, () => this.encoded.reply(ITEMS_FIELD, this.items(f), this.o.live));
   }
 
   /** The Stream call's replies. */

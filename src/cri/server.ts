@@ -8,7 +8,7 @@ import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import { GrpcCode, SkiffError, Unimplemented, grpcCode } from '../errors';
 import { Logger } from '../log';
-import { authorityFixingStream } from './authority';
+import { acceptConnection } from './authority';
 import type { ImageServiceRpc, RuntimeServiceRpc } from './gen/cri';
 import { CRI_PACKAGES, CriPackage, CriServiceName, Encoded, methodNames, serviceDefinition } from './proto';
 
@@ -59,6 +59,37 @@ function toStatus(e: unknown): Partial<grpc.StatusObject> {
   return { code: code as number as grpc.status, details: message };
 }
 
+/** A grpc-js call that the client can cancel: it says so in `cancelled` and with an event. */
+interface CancellableCall {
+  readonly cancelled: boolean;
+  once(event: 'cancelled', l: () => void): unknown;
+}
+
+/**
+ * A unary call's context, whose signal is made when a handler first reads it: most calls
+ * (Version, Status, the lists) never do, and an AbortController and a listener on the
+ * call are a good part of what an empty call costs skiffd.
+ */
+class UnaryContext implements CallContext {
+  private abort: AbortController | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly pkg: CriPackage,
+    private readonly call: CancellableCall,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (!this.abort) {
+      const abort = (this.abort = new AbortController());
+      const cancel = () => abort.abort(new Error(`${this.method} cancelled by the client`));
+      if (this.call.cancelled) cancel();
+      else this.call.once('cancelled', cancel);
+    }
+    return this.abort.signal;
+  }
+}
+
 /** A method of a service served next to the CRI (see addExtraService). */
 export type ExtraMethod =
   | { kind: 'unary'; fn: (req: unknown, ctx: CallContext) => Promise<unknown> }
@@ -68,6 +99,8 @@ export class CriServer {
   private readonly server = new grpc.Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
+    // Channelz's per-call counters and timestamps are read by nothing here.
+    'grpc.enable_channelz': 0,
   });
 
   private readonly listeners: { listener: net.Server; injector: grpc.ConnectionInjector }[] = [];
@@ -97,7 +130,9 @@ export class CriServer {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const code = err === undefined ? 0 : grpcCode(err);
     this.observe(method, code, seconds);
-    if (err === undefined) this.log.debug('cri call', { method, ms: +(seconds * 1e3).toFixed(3) });
+    if (err === undefined) {
+      if (this.log.enabled('debug')) this.log.debug('cri call', { method, ms: +(seconds * 1e3).toFixed(3) });
+    }
     else if (err instanceof SkiffError) this.log.debug('cri call failed', { method, ms: +(seconds * 1e3).toFixed(3), code: GrpcCode[code], error: err.message });
     else this.log.error('cri call failed', { method, ms: +(seconds * 1e3).toFixed(3), error: err instanceof Error ? err.stack : String(err) });
   }
@@ -107,12 +142,11 @@ export class CriServer {
   }
 
   /** Run a call that answers once, timed, logged and with its error mapped. */
-  private answer(method: string, call: { on(event: 'cancelled', l: () => void): unknown }, run: (signal: AbortSignal) => Promise<unknown>, callback: grpc.sendUnaryData<unknown>): void {
+  private answer(method: string, pkg: CriPackage, call: CancellableCall, run: (ctx: CallContext) => Promise<unknown>, callback: grpc.sendUnaryData<unknown>): void {
     const started = process.hrtime.bigint();
-    const abort = new AbortController();
-    call.on('cancelled', () => abort.abort(new Error(`${method} cancelled by the client`)));
+    const ctx = new UnaryContext(method, pkg, call);
     Promise.resolve()
-      .then(() => run(abort.signal))
+      .then(() => run(ctx))
       .then(
         (res) => {
           this.finish(method, started, undefined);
@@ -127,7 +161,7 @@ export class CriServer {
 
   private wrapUnary(pkg: CriPackage, method: string, fn?: (req: unknown, ctx: CallContext) => Promise<unknown>): grpc.handleUnaryCall<unknown, unknown> {
     return (call, callback) =>
-      this.answer(method, call, (signal) => (fn ? fn(call.request, { method, pkg, signal }) : Promise.reject(this.unimplemented(method))), callback);
+      this.answer(method, pkg, call, (ctx) => (fn ? fn(call.request, ctx) : Promise.reject(this.unimplemented(method))), callback);
   }
 
   private wrapStream(pkg: CriPackage, method: string, fn?: (req: unknown, ctx: StreamContext<unknown>) => Promise<void>): grpc.handleServerStreamingCall<unknown, unknown> {
@@ -163,11 +197,10 @@ export class CriServer {
   addExtraService(def: grpc.ServiceDefinition, methods: Record<string, ExtraMethod>): void {
     const impl: grpc.UntypedServiceImplementation = {};
     for (const [method, m] of Object.entries(methods)) {
-      const ctx = (signal: AbortSignal): CallContext => ({ method, pkg: 'runtime.v1', signal });
       impl[method] =
         m.kind === 'clientStream'
-          ? ((call, callback) => this.answer(method, call, (signal) => m.fn(call, ctx(signal)), callback)) as grpc.handleClientStreamingCall<unknown, unknown>
-          : ((call, callback) => this.answer(method, call, (signal) => m.fn(call.request, ctx(signal)), callback)) as grpc.handleUnaryCall<unknown, unknown>;
+          ? ((call, callback) => this.answer(method, 'runtime.v1', call, (ctx) => m.fn(call, ctx), callback)) as grpc.handleClientStreamingCall<unknown, unknown>
+          : ((call, callback) => this.answer(method, 'runtime.v1', call, (ctx) => m.fn(call.request, ctx), callback)) as grpc.handleUnaryCall<unknown, unknown>;
     }
     this.server.addService(def, impl);
   }
@@ -176,11 +209,11 @@ export class CriServer {
   async listen(socketPath: string, mode: number): Promise<void> {
     await fsp.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o711 });
     await fsp.rm(socketPath, { force: true });
-    // skiffd accepts the connections itself: each goes through the transport that
-    // mends the socket-path :authority older grpc-go clients (kubelet <= 1.25) send.
+    // skiffd accepts the connections itself, to mend the socket-path :authority older
+    // grpc-go clients (kubelet <= 1.25) send (authority.ts).
     const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const listener = net.createServer((sock) =>
-      injector.injectConnection(authorityFixingStream(sock, (e) => this.log.warn('dropped a CRI connection', { error: e.message }))),
+      acceptConnection(sock, (conn) => injector.injectConnection(conn), (e) => this.log.warn('dropped a CRI connection', { error: e.message })),
     );
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);

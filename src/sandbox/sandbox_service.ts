@@ -173,6 +173,11 @@ export class SandboxService {
     return this.pods.list();
   }
 
+  /** Changes whenever list() would (RecordSet.generation). */
+  generation(): number {
+    return this.pods.generation;
+  }
+
   shim(id: string): ShimClient | undefined {
     return this.pods.shim(id);
   }

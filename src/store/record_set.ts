@@ -46,6 +46,7 @@ export class RecordSet<R extends { id: string; state: string }> {
   private readonly nameById = new Map<string, string>();
   private readonly byPod = new Map<string, Set<string>>();
   private readonly listeners = new Set<ChangeListener<R>>();
+  private changes = 0;
 
   constructor(private readonly kind: RecordKind<R>) {
     this.store = new RecordStore(kind.dir, kind.validate, kind.warn);
@@ -61,7 +62,14 @@ export class RecordSet<R extends { id: string; state: string }> {
       const name = nameOf(r);
       if (name) this.claim(name, r.id);
     }
+    this.changes++;
     return this.list();
+  }
+
+  /** A number that changes whenever list() would (a record saved, put back, deleted or
+   * loaded): the CRI lists keep their encoded replies while it stays the same. */
+  get generation(): number {
+    return this.changes;
   }
 
   /** A record by full id or unique id prefix. */
@@ -125,6 +133,7 @@ export class RecordSet<R extends { id: string; state: string }> {
   async save(r: R, o: { sync?: boolean } = {}): Promise<void> {
     const old = this.byId.get(r.id);
     this.byId.set(r.id, r);
+    this.changes++;
     this.index(r);
     try {
       await this.store.put(r.id, r, o);
@@ -132,6 +141,7 @@ export class RecordSet<R extends { id: string; state: string }> {
       if (this.byId.get(r.id) === r) {
         if (old) this.byId.set(r.id, old);
         else this.forget(r);
+        this.changes++;
       }
       throw e;
     }
@@ -168,6 +178,7 @@ export class RecordSet<R extends { id: string; state: string }> {
 
   private forget(r: R): void {
     this.byId.delete(r.id);
+    this.changes++;
     const pod = this.kind.podOf?.(r);
     const ids = pod === undefined ? undefined : this.byPod.get(pod);
     ids?.delete(r.id);

@@ -1,9 +1,9 @@
 // ListImages and StreamImages: every image, or those a filter's image reference names; one
 // runtime handler serves every image, so a served handler in the filter narrows nothing.
-import type { ImageService } from '../../image/image_service';
-import type { Image, ImageFilter, ListImagesRequest, ListImagesResponse, StreamImagesRequest, StreamImagesResponse } from '../gen/cri';
-import { ChunkBounds, STREAM_CHUNK_BOUNDS, sendChunked } from '../list_stream';
-import { codec } from '../proto';
+import type { ImageRecord, ImageService } from '../../image/image_service';
+import type { Image, ImageFilter, ListImagesRequest, StreamImagesRequest, StreamImagesResponse } from '../gen/cri';
+import { ChunkBounds, ReplyCache, STREAM_CHUNK_BOUNDS, sendChunked } from '../list_stream';
+import { codec, Encoded, repeatedField } from '../proto';
 import type { Reply, StreamContext } from '../server';
 import { requireServedHandler, toCriImage } from './convert';
 
@@ -22,8 +22,33 @@ function selectedImages(images: Images, f: ImageFilter | null, runtimeHandler: s
   return images.list().map((r) => toCriImage(r, kept));
 }
 
-export function listImages(images: Images, runtimeHandler: string) {
-  return async (req: ListImagesRequest): Promise<Reply<ListImagesResponse>> => ({ images: selectedImages(images, req.filter, runtimeHandler) });
+/**
+ * What a ListImages reply is made of: the image records (a changed image is a new record)
+ * and, for `pinned`, the containers that use them (`inUse`: changes whenever the
+ * containers do). A reply is kept while neither changed.
+ */
+class ImagesGeneration {
+  constructor(
+    readonly records: ImageRecord[],
+    readonly inUse: number,
+  ) {}
+
+  same(records: ImageRecord[], inUse: number): boolean {
+    return inUse === this.inUse && records.length === this.records.length && records.every((r, i) => r === this.records[i]);
+  }
+}
+
+/** `inUse`: changes whenever the containers, and so the images they keep, do. */
+export function listImages(images: Images, runtimeHandler: string, inUse: () => number) {
+  const replies = new ReplyCache<ImageFilter | null>();
+  let generation = new ImagesGeneration([], -1);
+  return async (req: ListImagesRequest): Promise<Encoded> => {
+    requireServedHandler(req.filter?.image ?? null, runtimeHandler, 'filter.image.runtime_handler');
+    const records = images.list();
+    const containers = inUse();
+    if (!generation.same(records, containers)) generation = new ImagesGeneration(records, containers);
+    return replies.get(generation, req.filter, () => repeatedField(1, selectedImages(images, req.filter, runtimeHandler).map(imageCodec.encode)));
+  };
 }
 
 export function streamImages(images: Images, runtimeHandler: string, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {

@@ -8,7 +8,7 @@ import { containerState, recordLists, selectContainers, toContainer } from './co
 
 const containerCodec = codec<Container>('Container');
 
-export function containerLists(containers: Pick<ContainerService, 'list' | 'get'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
+export function containerLists(containers: Pick<ContainerService, 'list' | 'get' | 'generation'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   const { list, stream } = recordLists(containers, selectContainers, containerState, (r) => containerCodec.encode(toContainer(r)), bounds);
   return { ListContainers: list, StreamContainers: stream };
 }

@@ -50,16 +50,20 @@ export const byCreation = <R extends { createdAt: number; id: string }>(a: R, b:
 /**
  * The handlers of ListPodSandbox or ListContainers and of its Stream call: what `select`
  * takes of the records for a filter, oldest first, over one cache of encoded records. A
- * record's listing changes only with its state (the rest is fixed when it is made).
+ * record's listing changes only with its state (the rest is fixed when it is made); a
+ * whole List reply is kept until the records' generation changes.
  */
 export function recordLists<R extends { createdAt: number; id: string }, F>(
-  records: { list(): R[]; get(id: string): R | undefined },
+  records: { list(): R[]; get(id: string): R | undefined; generation(): number },
   select: (list: R[], f: F) => R[],
   state: (r: R) => number,
   encode: (r: R) => Buffer,
   bounds: ChunkBounds,
 ) {
-  const listing = new CachedListing<R, F>({ select: (f) => select(records.list(), f).sort(byCreation), version: (r) => String(state(r)), encode, live: (id) => !!records.get(id) }, bounds);
+  const listing = new CachedListing<R, F>(
+    { select: (f) => select(records.list(), f).sort(byCreation), version: (r) => String(state(r)), encode, live: (id) => !!records.get(id), generation: () => records.generation() },
+    bounds,
+  );
   return {
     list: async (req: { filter: F }): Promise<Encoded> => listing.reply(req.filter),
     stream: (req: { filter: F }, ctx: StreamContext<unknown>): Promise<void> => listing.send(req.filter, ctx),

@@ -8,7 +8,7 @@ import { podState, recordLists, selectPods, toPodSandbox } from './convert';
 
 const podSandboxCodec = codec<PodSandbox>('PodSandbox');
 
-export function podSandboxLists(pods: Pick<SandboxService, 'list' | 'get'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
+export function podSandboxLists(pods: Pick<SandboxService, 'list' | 'get' | 'generation'>, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   const { list, stream } = recordLists(pods, selectPods, podState, (r) => podSandboxCodec.encode(toPodSandbox(r)), bounds);
   return { ListPodSandbox: list, StreamPodSandboxes: stream };
 }
