@@ -4,11 +4,14 @@ import { statsSuite } from './cri_stats';
 import { execSuite } from './exec';
 import { lifecycleSuite } from './lifecycle';
 import { pullSuite } from './pull';
+import { scaleSuite } from './scale';
 import { shimSuite } from './shim';
 
 export interface BenchOptions {
   /** Measured runs per subject; undefined means the suite's default. */
   runs?: number;
+  /** Pods at full size (`--pods N`, the scale suite); undefined means the suite's default. */
+  pods?: number;
   /** Aborted on SIGINT/SIGTERM so a suite stops between runs and still cleans up. */
   signal: AbortSignal;
 }
@@ -20,29 +23,31 @@ export interface Suite {
 }
 
 // Later suites (pull, lifecycle, exec) register here.
-const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsSuite];
+const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsSuite, scaleSuite];
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');
-  return `usage: npm run bench -- [suite...] [--runs N]\n\nsuites (all of them when none is named):\n${names}\n`;
+  return `usage: npm run bench -- [suite...] [--runs N] [--pods N]\n\nsuites (all of them when none is named):\n${names}\n`;
 }
 
-function parseArgs(argv: string[]): { suites: Suite[]; runs?: number } | string {
+function parseArgs(argv: string[]): { suites: Suite[]; runs?: number; pods?: number } | string {
   const suites: Suite[] = [];
-  let runs: number | undefined;
+  const counts: { runs?: number; pods?: number } = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--runs' || a.startsWith('--runs=')) {
-      const v = a === '--runs' ? argv[++i] : a.slice('--runs='.length);
-      runs = Number(v);
-      if (!Number.isInteger(runs) || runs < 1) return `--runs: expected a positive integer, got "${v ?? ''}"`;
+    const opt = (['runs', 'pods'] as const).find((o) => a === `--${o}` || a.startsWith(`--${o}=`));
+    if (opt) {
+      const v = a === `--${opt}` ? argv[++i] : a.slice(`--${opt}=`.length);
+      const x = Number(v);
+      if (!Number.isInteger(x) || x < 1) return `--${opt}: expected a positive integer, got "${v ?? ''}"`;
+      counts[opt] = x;
       continue;
     }
     const suite = SUITES.find((s) => s.name === a);
     if (!suite) return `unknown suite or option "${a}"`;
     if (!suites.includes(suite)) suites.push(suite);
   }
-  return { suites: suites.length ? suites : SUITES, runs };
+  return { suites: suites.length ? suites : SUITES, ...counts };
 }
 
 async function main(): Promise<number> {
@@ -69,7 +74,7 @@ async function main(): Promise<number> {
   for (const suite of parsed.suites) {
     if (abort.signal.aborted) break;
     try {
-      await suite.run({ runs: parsed.runs, signal: abort.signal });
+      await suite.run({ runs: parsed.runs, pods: parsed.pods, signal: abort.signal });
     } catch (e) {
       failed++;
       process.stderr.write(`bench ${suite.name}: FAILED: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -9,9 +9,10 @@ import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri
 import type { ImageRecord, ImageService } from '../image/image_service';
 import type { RootfsIdmap, Snapshotter } from '../image/snapshotter';
 import type { Logger } from '../log';
-import { PodRecord, PodRegistry, shimDir } from '../sandbox/pod_registry';
+import { PodRecord, PodRegistry, SHIM_CONCURRENCY, shimDir } from '../sandbox/pod_registry';
 import { ExecOutputBuffers, ExitInfo, ShimClient, ShimError, ShimStream } from '../shim/client';
 import type { Intent, IntentJournal } from '../store/intents';
+import { forEachLimited } from '../store/parallel';
 import { ChangeListener, nowNs, RecordSet } from '../store/record_set';
 import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
@@ -206,7 +207,8 @@ export class ContainerService {
       return pod && r.config.metadata ? this.containerName(r.config, pod) : undefined;
     });
     await fsp.mkdir(path.join(this.opts.state, 'containers'), { recursive: true, mode: 0o711 });
-    for (const pod of this.pods.list()) await this.reconcile(pod.id);
+    // A pod's reconcile touches only its own containers: pods go in parallel (a shim round trip each).
+    await forEachLimited(this.pods.list(), SHIM_CONCURRENCY, (pod) => this.reconcile(pod.id));
     // Containers whose pod record is gone cannot run: report them exited.
     for (const r of this.containers.list()) if (!this.pods.get(r.podId) && r.state !== 'exited') await this.markGone(r, 'pod sandbox record is gone');
   }
