@@ -292,11 +292,15 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
     s.client = r.client();
     log(`${s.name}: CRI back in ${fmt(f.restartGraceful.criS, 3)} s, every pod and container in ${fmt(f.restartGraceful.allS, 3)} s`);
   } finally {
+    // Removed here and timed; after a failure, what is left goes with the run's cleanups.
     if (!signal.aborted) {
       log(`${s.name}: removing ${ids.length} pods, ${CONCURRENCY} at a time`);
+      s.client = r.client();
       const t1 = Date.now();
-      await workers(ids.length, signal, async (i) => void f.removePod.push(await removePod(s, ids[i])));
-      log(`${s.name}: removed in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+      await workers(ids.length, signal, async (i) => void f.removePod.push(await removePod(s, ids[i]))).then(
+        () => log(`${s.name}: removed in ${((Date.now() - t1) / 1000).toFixed(1)} s`),
+        (e: unknown) => log(`${s.name}: removing the pods: ${errText(e)} (the cleanup removes what is left)`),
+      );
     }
   }
   return f;
