@@ -322,10 +322,10 @@ function skiffRestartable(sk: Awaited<ReturnType<typeof startSkiff>>): Restartab
   };
 }
 
-/** containerd restarted by hand: the fixture starts it once; the same config starts it
- * again on the same root and state (its shims outlive it). The process started here is
+/** containerd restarted by hand: the fixture starts it once; the same binary and config
+ * start it again on the same root and state (its shims outlive it). The process started here is
  * the caller's to kill (`kill`). */
-function containerdRestartable(s: Subject, confDir: string): (Restartable & { kill(): Promise<void> }) | string {
+function containerdRestartable(s: Subject, confDir: string, binary = 'containerd'): (Restartable & { kill(): Promise<void> }) | string {
   const dir = path.dirname(confDir);
   const config = path.join(dir, 'config.toml');
   if (!fs.existsSync(config)) return `no config.toml beside ${confDir}`;
@@ -346,7 +346,7 @@ function containerdRestartable(s: Subject, confDir: string): (Restartable & { ki
     stop: (graceful) => stopPid(pid(), graceful ? 'SIGTERM' : 'SIGKILL'),
     start: () => {
       const logFd = fs.openSync(path.join(dir, 'containerd.log'), 'a');
-      proc = spawn('containerd', ['--config', config], { stdio: ['ignore', logFd, logFd] });
+      proc = spawn(binary, ['--config', config], { stdio: ['ignore', logFd, logFd] });
       fs.closeSync(logFd);
       client?.close();
       client = new CriClient(s.client.socket);
