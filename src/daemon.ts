@@ -41,6 +41,19 @@ async function lowestOomScoreAdj(restrict: boolean): Promise<number> {
   }
 }
 
+/** A stopwatch of the start: phase(name) ends a part; all() gives each part's ms, and
+ * `process` the time from the process's start (Node's own start-up and module loading). */
+function startupPhases(): ((name: string) => void) & { all(): Record<string, number> } {
+  const ms: Record<string, number> = { process: Math.round(performance.now()) };
+  let last = performance.now();
+  const phase = (name: string) => {
+    const now = performance.now();
+    ms[name] = Math.round(now - last);
+    last = now;
+  };
+  return Object.assign(phase, { all: () => ms });
+}
+
 export class Daemon {
   private constructor(
     readonly config: SkiffConfig,
@@ -54,6 +67,9 @@ export class Daemon {
   ) {}
 
   static async start(config: SkiffConfig, log: Logger): Promise<Daemon> {
+    // How long each part of the start took, in the serving line: with hundreds of pods
+    // the reconnection is most of it (issue 18's restart target).
+    const phase = startupPhases();
     await fsp.mkdir(config.root, { recursive: true, mode: 0o711 });
     await fsp.mkdir(config.state, { recursive: true, mode: 0o711 });
     let containers: ContainerService | undefined;
@@ -131,9 +147,13 @@ export class Daemon {
       recovered: (kind) => metrics.observeRecovery(kind),
       shimEnv: shimSteps ? { SKIFF_SHIM_FAILPOINTS: shimSteps } : undefined,
     });
+    phase('setup');
     await sandboxes.init();
+    phase('pods');
     await containers.init();
+    phase('containers');
     await recover({ journal, sandboxes, containers, images, log, observe: (kind) => metrics.observeRecovery(kind) });
+    phase('recovery');
     const kernel = await kernelProbe;
     for (const [name, f] of Object.entries(kernel)) if (!f.supported) log.warn('kernel feature unavailable', { feature: name, error: f.error });
 
@@ -177,7 +197,9 @@ export class Daemon {
     if (bound && typeof bound === 'object') metricsAddress = `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
     serveAdmin(server, images);
     await server.listen(config['cri.socket'], parseInt(config['cri.socket_mode'], 8));
-    log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state, pods: sandboxes.list().length });
+    phase('serve');
+    void sandboxes.afterStart();
+    log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state, pods: sandboxes.list().length, containers: containers.list().length, startMs: phase.all() });
     return new Daemon(config, images, sandboxes, containers, server, streaming, metricsServer, log);
   }
 

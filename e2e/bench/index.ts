@@ -5,6 +5,7 @@ import { execSuite } from './exec';
 import { lifecycleSuite } from './lifecycle';
 import { parsePeerArgs, PEER_FLAGS_HELP, PeerFlags, Peers, resolvePeers } from './peers';
 import { pullSuite } from './pull';
+import { scaleSuite } from './scale';
 import { shimSuite } from './shim';
 
 export interface BenchOptions {
@@ -25,7 +26,7 @@ export interface Suite {
 }
 
 // Later suites (pull, lifecycle, exec) register here.
-const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsSuite];
+const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsSuite, scaleSuite];
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');

@@ -9,9 +9,10 @@ import type { ContainerConfig, ImageSpec, LinuxContainerResources } from '../cri
 import type { ImageRecord, ImageService } from '../image/image_service';
 import type { RootfsIdmap, Snapshotter } from '../image/snapshotter';
 import type { Logger } from '../log';
-import { PodRecord, PodRegistry, shimDir } from '../sandbox/pod_registry';
+import { PodRecord, PodRegistry, SHIM_CONCURRENCY, shimDir } from '../sandbox/pod_registry';
 import { ExecOutputBuffers, ExitInfo, ShimClient, ShimError, ShimStream } from '../shim/client';
 import type { Intent, IntentJournal } from '../store/intents';
+import { forEachLimited } from '../store/parallel';
 import { ChangeListener, nowNs, RecordSet } from '../store/record_set';
 import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
@@ -26,6 +27,7 @@ import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from 
 import { capabilitiesFromMask } from './spec';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
 import { ImageVolume, isImageMount, mountImageVolumes, planImageVolumes, unmountImageVolumes } from './image_volumes';
+import { makeMissingHostPaths } from './host_paths';
 
 export type ContainerRunState = 'created' | 'running' | 'exited';
 
@@ -128,34 +130,6 @@ async function deleteFromShim(shim: ShimClient, id: string): Promise<void> {
   }
 }
 
-/**
- * Make each host path of the CRI mounts that names nothing on the host (not even a dangling
- * link) an empty directory, as containerd and CRI-O do: kubelet hands hostPath volumes of
- * type "" over unchecked. Returns the directories made, parents first.
- */
-async function makeMissingHostPaths(hostPaths: string[]): Promise<string[]> {
-  const made: string[] = [];
-  for (const p of hostPaths) {
-    const exists = await fsp.lstat(p).then(
-      () => true,
-      (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') return false;
-        throw e;
-      },
-    );
-    if (exists) continue;
-    const first = await fsp.mkdir(p, { recursive: true, mode: 0o755 });
-    if (!first) continue;
-    const chain: string[] = [];
-    for (let d = p; ; d = path.dirname(d)) {
-      chain.unshift(d);
-      if (d === first || d === path.dirname(d)) break;
-    }
-    made.push(...chain);
-  }
-  return made;
-}
-
 export class ContainerService {
   private readonly containers: RecordSet<ContainerRecord>;
   private readonly pods: PodRegistry;
@@ -206,7 +180,8 @@ export class ContainerService {
       return pod && r.config.metadata ? this.containerName(r.config, pod) : undefined;
     });
     await fsp.mkdir(path.join(this.opts.state, 'containers'), { recursive: true, mode: 0o711 });
-    for (const pod of this.pods.list()) await this.reconcile(pod.id);
+    // A pod's reconcile touches only its own containers: pods go in parallel (a shim round trip each).
+    await forEachLimited(this.pods.list(), SHIM_CONCURRENCY, (pod) => this.reconcile(pod.id));
     // Containers whose pod record is gone cannot run: report them exited.
     for (const r of this.containers.list()) if (!this.pods.get(r.podId) && r.state !== 'exited') await this.markGone(r, 'pod sandbox record is gone');
   }

@@ -13,6 +13,7 @@ import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import type { SandboxService } from '../sandbox/sandbox_service';
 import { shimDir } from '../sandbox/pod_registry';
+import { forEachLimited } from '../store/parallel';
 
 /** CRI calls whose latency is a lifecycle step, by the step's name. */
 const LIFECYCLE: Record<string, string> = {
@@ -26,6 +27,8 @@ const LIFECYCLE: Record<string, string> = {
 };
 
 /** Exit reasons as ContainerStatus reports them; anything else counts as "other". */
+/** Containers whose isolation facts a scrape gathers at once. */
+const ISOLATION_CONCURRENCY = 32;
 const EXIT_REASONS = new Set(['Completed', 'Error', 'OOMKilled', 'StartError', 'Unknown', 'ContainerCannotRun']);
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -150,8 +153,12 @@ export class Metrics {
       registers,
       async collect() {
         this.reset();
-        await Promise.all(
-          containers.list().filter((c) => c.state === 'running').map(async (c) => {
+        // A bound on the containers looked at together: the first scrape reads every
+        // container's config.json, and 1,000 of them at once took skiffd's RSS up 35 MiB.
+        await forEachLimited(
+          containers.list().filter((c) => c.state === 'running'),
+          ISOLATION_CONCURRENCY,
+          async (c) => {
             const i = await containers.isolation(c).catch(() => null);
             const m = pods.get(c.podId)?.config.metadata;
             if (!i) return;
@@ -168,7 +175,7 @@ export class Metrics {
               extra_capabilities: i.extraCapabilities.length,
             };
             for (const [check, v] of Object.entries(checks)) this.set({ ...labels, check }, v);
-          }),
+          },
         );
       },
     });

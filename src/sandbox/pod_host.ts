@@ -11,8 +11,9 @@ import { cgroupChildren, removeCgroupTree, unescapeMountPath } from './host_cgro
 export interface PodHost {
   spawnShim(opts: SpawnOptions): Promise<ShimClient>;
   connectShim(socketPath: string): Promise<ShimClient>;
-  /** Live shims started with a state dir under `under` (among `pids`, when given). */
-  findShims(under: string, pids?: number[]): Promise<ShimProcess[]>;
+  /** Live shims started with a state dir under `under` (among `pids`, when given; with
+   * startedBeforeSelf, only those an earlier skiffd started). */
+  findShims(under: string, pids?: number[], startedBeforeSelf?: boolean): Promise<ShimProcess[]>;
   killShim(pid: number): Promise<void>;
   /** A tmpfs for the pod's /dev/shm. */
   mountShm(target: string): void;

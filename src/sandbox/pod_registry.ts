@@ -68,6 +68,10 @@ export const shimDir = (r: { dir: string }) => path.join(r.dir, 'shim');
 /** The name a pod holds while it exists: one pod per name, namespace, uid and attempt. */
 export const podName = (m: { name: string; namespace: string; uid: string; attempt: number }) => `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
 
+/** Shims skiffd talks to at once when it starts (reconnection, reconcile): one at a time,
+ * 500 pods take seconds of round trips; a bound keeps the sockets opened together few. */
+export const SHIM_CONCURRENCY = 32;
+
 export interface PodShimEvents {
   /** A process of the pod's shim exited: a container, or an exec. */
   exit: (podId: string, exit: ExitInfo) => void;

@@ -447,4 +447,17 @@ describe('SandboxService', () => {
     assert.deepEqual([...host.cgroups].sort(), [`${PARENT}/other`, `${PARENT}/skiff-pod-${kept.id}`]);
     assert.deepEqual([...cni.attached.keys()], [kept.id]);
   });
+
+  it('leaves the search for a shim whose pod dir is gone too until the socket answers, then kills it', async () => {
+    const { svc } = await start();
+    const kept = await svc.run(spec('kept'));
+    const orphan = { pid: 89, stateDir: path.join(dir, 'state', 'pods', 'c'.repeat(64), 'shim') };
+    host.processes.push(orphan);
+    await svc.sweep();
+    assert.deepEqual(host.processes, [orphan], 'no unknown pod dir: /proc is not searched before serving');
+    await svc.afterStart();
+    assert.deepEqual(host.processes, []);
+    assert.ok(svc.get(kept.id));
+    assert.match(warnings.join(''), /recovery removed a leftover.*"kind":"shim".*"pid":89/);
+  });
 });

@@ -15,13 +15,14 @@ import type { IdMapping } from '../oci/runtime_spec';
 import { ShimClient, ShimError, ShimStream } from '../shim/client';
 import { requireId } from '../store/ids';
 import type { Intent, IntentJournal, IntentPlans } from '../store/intents';
+import { forEachLimited } from '../store/parallel';
 import { ChangeListener, nowNs } from '../store/record_set';
 import { allDone, Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
 import { hostPods, PodHost } from './pod_host';
 import { PodCgroup, PodCgroupRequest, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { DnsSettings, hostnameFile, hostsFile, resolvConf } from './pod_files';
-import { podName, PodRecord, PodRegistry, PodResources, shimDir } from './pod_registry';
+import { podName, PodRecord, PodRegistry, PodResources, SHIM_CONCURRENCY, shimDir } from './pod_registry';
 
 /** What a pod is made of, checked already (cri/runtime/pod_spec.ts makes it of a
  * RunPodSandbox request). */
@@ -87,6 +88,8 @@ export class SandboxService {
   /** Pods whose shim shut down saying it removed every cgroup it made (not kept across a
    * restart of skiffd: RemovePodSandbox then looks for them itself). */
   private readonly cgroupsRemoved = new Set<string>();
+  /** The start-up sweep left the search of /proc for shims to afterStart. */
+  private shimSearchDeferred = false;
 
   constructor(private readonly opts: SandboxServiceOptions) {
     this.pods = opts.pods;
@@ -103,21 +106,20 @@ export class SandboxService {
     this.pods.onShim('lost', listener);
   }
 
-  /** Load the records and reconnect to every live shim. */
+  /** Load the records and reconnect to every live shim (afterStart follows). */
   async init(): Promise<void> {
     await fsp.mkdir(path.join(this.opts.state, 'pods'), { recursive: true, mode: 0o711 });
     await fsp.mkdir(path.join(this.opts.state, 'netns'), { recursive: true, mode: 0o711 });
-    for (const r of await this.pods.loadPods()) {
-      if (r.state !== 'ready') continue;
+    const ready = (await this.pods.loadPods()).filter((r) => r.state === 'ready');
+    await forEachLimited(ready, SHIM_CONCURRENCY, async (r) => {
       try {
         await this.pods.attachShim(r.id, await this.host.connectShim(path.join(shimDir(r), 'shim.sock')));
       } catch {
         this.opts.log.warn('pod shim gone: pod is not ready', { pod: r.id });
         await this.pods.save({ ...r, state: 'notready' });
       }
-    }
+    });
     for (const r of this.pods.list()) if (r.podResources?.pending) await this.finishResize(r);
-    void this.checkNetworks();
   }
 
   /** A resize a crash interrupted: applied again (the shim's update is all or nothing and
@@ -139,7 +141,9 @@ export class SandboxService {
   /** CNI CHECK of every ready pod's network after a restart of skiffd, one pod at a time in
    * the background: a network that went away while skiffd was down (a deleted bridge or
    * veth, a flushed IP allocation) is logged and shown in PodSandboxStatus's verbose info.
-   * The pod's state is left alone: whether to recreate it is kubelet's call. */
+   * The pod's state is left alone: whether to recreate it is kubelet's call. Run once the
+   * socket answers (afterStart): a CHECK spawns plugins, and 500 of them would hold up the
+   * reconnection of the pods. */
   private async checkNetworks(): Promise<void> {
     for (const r of this.pods.list()) {
       if (r.state !== 'ready' || !r.netnsPath) continue;
@@ -525,13 +529,13 @@ export class SandboxService {
     const known = (id: string) => this.pods.has(id);
     const podsDir = path.join(this.opts.state, 'pods');
     const unknownDirs = (await fsp.readdir(podsDir).catch(() => [] as string[])).filter((n) => POD_ID.test(n) && !known(n));
-    for (const p of await this.host.findShims(podsDir)) {
-      const id = path.basename(path.dirname(p.stateDir));
-      if (known(id)) continue;
-      await this.host.killShim(p.pid);
-      this.recovered('shim', { pod: id, pid: p.pid });
-    }
-    const mounts = await this.host.mountPoints();
+    // A shim of an unknown pod goes before its pod dir does: with such dirs, /proc is
+    // searched now. Without any, a shim could be left only with its dir gone too (a removal
+    // whose shutdown failed), and the search (thousands of processes at 500 pods, the most
+    // of a restart) waits until the socket answers: afterStart.
+    if (unknownDirs.length > 0) await this.sweepShims(false);
+    else this.shimSearchDeferred = true;
+    const mounts = unknownDirs.length > 0 ? await this.host.mountPoints() : [];
     for (const id of unknownDirs) {
       const dir = path.join(podsDir, id);
       for (const m of mounts.filter((m) => m.startsWith(dir + '/')).sort().reverse()) {
@@ -562,6 +566,27 @@ export class SandboxService {
       await fsp.rm(path.join(podsDir, id), { recursive: true, force: true });
       this.recovered('pod_dir', { pod: id });
     }
+  }
+
+  /** Kill the shims under the pods dir that no pod record owns; `startedBeforeSelf` once
+   * skiffd serves: a pod being run meanwhile has no record yet, and a shim of this skiffd's. */
+  private async sweepShims(startedBeforeSelf: boolean): Promise<void> {
+    for (const p of await this.host.findShims(path.join(this.opts.state, 'pods'), undefined, startedBeforeSelf)) {
+      const id = path.basename(path.dirname(p.stateDir));
+      if (this.pods.has(id)) continue;
+      await this.host.killShim(p.pid);
+      this.recovered('shim', { pod: id, pid: p.pid });
+    }
+  }
+
+  /** What the start leaves until the socket answers: the search for shims no record owns
+   * when the sweep put it off, and the CNI CHECK of every pod. */
+  async afterStart(): Promise<void> {
+    if (this.shimSearchDeferred) {
+      this.shimSearchDeferred = false;
+      await this.sweepShims(true).catch((e: Error) => this.opts.log.error('the search for shims no pod owns failed; the next start tries again', { error: e.message }));
+    }
+    await this.checkNetworks();
   }
 
   private recovered(kind: string, detail: Record<string, unknown>): void {

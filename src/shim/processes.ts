@@ -3,6 +3,10 @@
 // gone) is found by the state dir it was started with, whether or not it serves yet.
 import { promises as fsp } from 'fs';
 import * as path from 'path';
+import { mapLimited } from '../store/parallel';
+
+/** /proc files read at once. */
+const PROC_READ_CONCURRENCY = 64;
 
 export interface ShimProcess {
   pid: number;
@@ -10,19 +14,37 @@ export interface ShimProcess {
   stateDir: string;
 }
 
-/** Every live shim whose state dir lies under `under`; among `pids` only, when given. */
-export async function findShims(under: string, pids?: number[]): Promise<ShimProcess[]> {
-  const out: ShimProcess[] = [];
+/** When a process started, in clock ticks after boot (/proc/<pid>/stat's field 22);
+ * undefined when it is gone. */
+async function startTicks(pid: number | 'self'): Promise<number | undefined> {
+  const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  return stat && Number.isInteger(ticks) ? ticks : undefined;
+}
+
+/** Every live shim whose state dir lies under `under`; among `pids` only, when given;
+ * with `startedBeforeSelf`, only those started no later than this process (by an earlier
+ * skiffd: none of this one's pods). */
+export async function findShims(under: string, pids?: number[], startedBeforeSelf = false): Promise<ShimProcess[]> {
+  const self = startedBeforeSelf ? await startTicks('self') : undefined;
+  if (startedBeforeSelf && self === undefined) throw new Error('cannot read /proc/self/stat: no start time to tell earlier shims by');
   const prefix = path.resolve(under) + '/';
-  for (const name of pids ? pids.map(String) : await fsp.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
+  const names = (pids ? pids.map(String) : await fsp.readdir('/proc')).filter((n) => /^\d+$/.test(n));
+  // A node at 500 pods runs thousands of processes: their command lines are read many at a
+  // time (one after the other, the round trips through libuv's pool took a second).
+  const found = await mapLimited(names, PROC_READ_CONCURRENCY, async (name) => {
     const argv = (await fsp.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
     const i = argv.indexOf('--state-dir');
-    if (i < 0 || !path.basename(argv[0] ?? '').startsWith('skiff-shim')) continue;
+    if (i < 0 || !path.basename(argv[0] ?? '').startsWith('skiff-shim')) return undefined;
     const stateDir = path.resolve(argv[i + 1] ?? '');
-    if (stateDir.startsWith(prefix)) out.push({ pid: Number(name), stateDir });
-  }
-  return out;
+    if (!stateDir.startsWith(prefix)) return undefined;
+    if (self !== undefined) {
+      const started = await startTicks(Number(name));
+      if (started === undefined || started > self) return undefined;
+    }
+    return { pid: Number(name), stateDir };
+  });
+  return found.filter((p): p is ShimProcess => p !== undefined);
 }
 
 /** SIGKILL a shim and wait (up to deadlineMs) until it is gone; its infra process and
