@@ -54,7 +54,7 @@ const OPAQUE_MARKER = '.wh..wh..opq';
 const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 const S_ISGID = 0o2000;
 // zlib's default 16 KiB output chunks cost a write (a thread-pool round trip) each.
-const GUNZIP_CHUNK = 64 * 1024;
+const GUNZIP_CHUNK = 128 * 1024;
 // A small file (and a symlink) is created asynchronously (creating can wait on the
 // filesystem's journal), then written, given its metadata and closed with blocking
 // calls: each async fs call is a thread-pool round trip (40-100 us measured on a
