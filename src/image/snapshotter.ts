@@ -70,10 +70,12 @@ export class Snapshotter {
    * is not unpacked again; two callers of one chain id share one unpack.
    * beforeCommit (the blob being stored, when the layer unpacks as it downloads)
    * must resolve before the layer is committed: a layer never outlives a failed blob.
+   * A caller that joined an unpack which then failed (its pull stopped: its own
+   * download broke, or another of its layers did) unpacks from its own source.
    */
   addLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression, beforeCommit?: () => Promise<void>): Promise<void> {
     const running = this.unpacking.get(chainId);
-    if (running) return running;
+    if (running) return running.catch(() => this.addLayer(chainId, diffId, source, compression, beforeCommit));
     const p = this.doAddLayer(chainId, diffId, source, compression, beforeCommit).finally(() => this.unpacking.delete(chainId));
     this.unpacking.set(chainId, p);
     return p;
