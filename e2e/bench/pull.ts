@@ -151,7 +151,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     log('       busybox image (untimed, as a running daemon has pulled its pause image), page cache dropped.');
     log('       warm = the same pull again right after, the image already there (skiff: same worker; containerd: ctr again).');
     log('       floor = the blobs (read once after the cache drop, so from the page cache) copied to the same disk and');
-    log(`       gunzipped and untarred by ${path.basename(floorGunzip())} and GNU tar, 8 layers at once, into fresh dirs; then the copies fsynced.`);
+    log(`       gunzipped and untarred by ${path.basename(floorGunzip())} and GNU tar, ${image.layers.length} layers at once, into fresh dirs; then the copies fsynced.`);
     log('RSS growth = peak RSS during the pull (VmHWM, reset before it) - RSS before it (skiff: after a full GC).');
     const st = { skiff: summarize(skiff.map((s) => s.seconds)), containerd: summarize(containerd.map((s) => s.seconds)), floor: summarize(floor) };
     const growth = { skiff: median(skiff.map((s) => s.growthMiB)), containerd: median(containerd.map((s) => s.growthMiB)) };
@@ -195,7 +195,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
 }
 
 /** TestRegistry.start() with its throwaway storage inside dir (it takes os.tmpdir() as it starts). */
-export function startRegistryUnder(dir: string): Promise<TestRegistry> {
+function startRegistryUnder(dir: string): Promise<TestRegistry> {
   const saved = process.env.TMPDIR;
   process.env.TMPDIR = dir;
   try {
@@ -405,7 +405,7 @@ async function buildLayer(spec: LayerSpec, content: Content, blobsDir: string, i
 }
 
 /** Builds the image's layers and config, pushes them; returns the layers. */
-export async function buildAndPushImage(registry: TestRegistry, blobsDir: string, signal: AbortSignal): Promise<{ layers: BuiltLayer[] }> {
+async function buildAndPushImage(registry: TestRegistry, blobsDir: string, signal: AbortSignal): Promise<{ layers: BuiltLayer[] }> {
   fs.mkdirSync(blobsDir, { recursive: true });
   const applets = execFileSync(BUSYBOX, ['--list']).toString().split('\n').filter((a) => a && a !== 'busybox');
   const content = new Content(fs.readFileSync(BUSYBOX), applets);
