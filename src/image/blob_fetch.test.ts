@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as os from 'os';
 import * as path from 'path';
+import { Readable } from 'stream';
 import * as tar from 'tar-stream';
 import { gzipSync } from 'zlib';
 import { freePort } from '../../e2e/fixtures/registry';
@@ -154,6 +155,34 @@ describe('blob fetch in ranges', function () {
     assert.match(e.message, new RegExp(`blob ${digest}: content has digest sha256:`));
     assert.equal(await store.has(digest), false);
     assert.ok(emptyDir(path.join(tmp, 'content', 'ingest')));
+  });
+
+  /** A fill that writes the blob in two ranges, the second first, from memory. */
+  const fillFromMemory = async (sink: { writeRange: (s: Readable, start: number, length: number, what: string) => Promise<void> }) => {
+    const half = blob.length >> 1;
+    await sink.writeRange(Readable.from([blob.subarray(half)]), half, blob.length - half, 'second half');
+    await sink.writeRange(Readable.from([blob.subarray(0, half)]), 0, half, 'first half');
+  };
+
+  it('gives a reader read only after the download ended every byte, then commits', async () => {
+    const ingest = await store.beginIngest(digest, blob.length, fillFromMemory);
+    assert.ok(ingest);
+    await new Promise((r) => setTimeout(r, 100)); // the fill is done; the blob waits for its reader
+    assert.equal(await store.has(digest), false, 'not committed before the reader is done');
+    const chunks: Buffer[] = [];
+    for await (const c of ingest.reader()) chunks.push(c as Buffer);
+    assert.ok(Buffer.concat(chunks).equals(blob));
+    await ingest.committed;
+    assert.ok((await store.read(digest)).equals(blob));
+  });
+
+  it('hashes and stores a blob whose reader was released unread', async () => {
+    const ingest = await store.beginIngest(digest, blob.length, fillFromMemory);
+    assert.ok(ingest);
+    ingest.release();
+    await ingest.committed;
+    assert.ok((await store.read(digest)).equals(blob));
+    assert.equal(await store.beginIngest(digest, blob.length, fillFromMemory), null, 'a stored blob is not fetched again');
   });
 
   describe('through the image service', () => {
