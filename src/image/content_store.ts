@@ -8,13 +8,27 @@ import { createReadStream, createWriteStream, promises as fsp, ReadStream } from
 import * as path from 'path';
 import { Readable } from 'stream';
 import { InvalidArgument, NotFound } from '../errors';
+import { BlobIngest, BlobSink, DigestMismatch } from './blob_ingest';
 import { isSha256Digest } from './reference';
 
-export class DigestMismatch extends InvalidArgument {}
+export { DigestMismatch };
 
 // Every read or write is a thread-pool round trip: Node's 16/64 KiB defaults
 // make a 200 MB pull cost thousands of them on skiffd's main thread.
 const IO_CHUNK = 256 * 1024;
+
+/** A blob being written by a fill function while its bytes are read in order. */
+export interface StreamingIngest {
+  /** The blob's bytes in order as they are written (one reader, there from the start:
+   * the blob is committed only once it ended or was released). */
+  reader(): Readable;
+  /** The reader will not be read (further): the blob is hashed without it. */
+  release(): void;
+  /** Resolves once the blob is verified and in place; rejects (the file removed) otherwise. */
+  committed: Promise<void>;
+  /** Stop the fill and fail the reader with e; committed then rejects. */
+  abort(e: Error): void;
+}
 
 export interface IngestOptions {
   /** Expected size in bytes: more or fewer bytes fail the write. */
@@ -112,6 +126,56 @@ export class ContentStore {
       if (got !== digest) throw new DigestMismatch(`blob ${digest}: content has digest ${got}`);
       return digest;
     });
+  }
+
+  /**
+   * Write a blob that fill() writes at offsets in any order (a download in parallel
+   * ranges), while its bytes are read in order through the result's reader(): the layer
+   * unpacker reads a blob as it arrives. The blob is committed once all of it is
+   * written and its digest and size check. null when the blob is here already (a write
+   * of it that ran meanwhile is waited for). fill() must not return before every write
+   * it started has ended, and stops when its signal aborts.
+   */
+  async beginIngest(digest: string, size: number, fill: (sink: BlobSink, signal: AbortSignal) => Promise<void>): Promise<StreamingIngest | null> {
+    checkDigest(digest);
+    for (;;) {
+      const running = this.inflight.get(digest);
+      if (running) {
+        await running.catch(() => undefined);
+        continue;
+      }
+      if (await this.has(digest)) return null;
+      if (!this.inflight.has(digest)) break;
+    }
+    const controller = new AbortController();
+    const opened = BlobIngest.create(digest, size, path.join(this.ingestDir, randomBytes(8).toString('hex')));
+    const committed = (async () => {
+      const blob = await opened;
+      try {
+        await fill(blob, controller.signal);
+        blob.fillEnded(null);
+      } catch (e) {
+        blob.fillEnded(e as Error);
+        await blob.discard();
+        throw e;
+      }
+      await blob.commit(this.blobPath(digest), () => syncDir(this.blobsDir));
+    })().finally(() => this.inflight.delete(digest));
+    this.inflight.set(digest, committed);
+    committed.catch(() => undefined); // the caller awaits it
+    const blob = await opened;
+    const reader = blob.reader();
+    return {
+      reader: () => reader,
+      release: () => {
+        if (!reader.readableEnded) reader.destroy();
+      },
+      committed,
+      abort: (e) => {
+        controller.abort(e);
+        blob.abort(e);
+      },
+    };
   }
 
   /**

@@ -59,6 +59,20 @@ describe('image service', function () {
     fs.rmSync(path.join(work, 'root'), { recursive: true, force: true });
   });
 
+  it('pulls layers in ranges from docker-registry (it answers Range with 206)', async () => {
+    const ranged = new ImageService({ root: path.join(work, 'ranged'), registry: { configPath: path.join(work, 'certs.d') }, ranges: { minBytes: 1, parts: 4, minPart: 1 } });
+    await ranged.init();
+    try {
+      const img = await ranged.pull(`${reg.host}/skiff/busybox:v1`);
+      const dir = ranged.snapshots.layerDir(img.chainIds[0]);
+      assert.ok(fs.readFileSync(path.join(dir, 'bin/busybox')).equals(fs.readFileSync('/bin/busybox')));
+      assert.ok((await ranged.content.read(img.blobs.at(-2)!, 1 << 30)).equals(base.data), 'the base layer blob is stored whole');
+    } finally {
+      await ranged.close();
+      fs.rmSync(path.join(work, 'ranged'), { recursive: true, force: true });
+    }
+  });
+
   it('pulls an image whose layers mount as the expected tree', async () => {
     const img = await svc.pull(`${reg.host}/skiff/busybox:v1`);
     assert.deepEqual(img.repoTags, [`${reg.host}/skiff/busybox:v1`]);

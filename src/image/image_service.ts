@@ -10,6 +10,7 @@ import { FailedPrecondition, InvalidArgument, NotFound } from '../errors';
 import { RecordStore } from '../store/records';
 import { readImageArchive } from './archive';
 import { ContentStore } from './content_store';
+import type { BlobSink } from './blob_ingest';
 import { AuthConfig, Descriptor, RegistryClient, RegistryOptions } from './registry';
 import { ImageReference, formatReference, isSha256Digest, parseReference, repoName } from './reference';
 import { Snapshotter, chainIds } from './snapshotter';
@@ -17,6 +18,7 @@ import { mallocTrim } from '../sys/libc';
 import { PullProgress } from './pull_progress';
 import type { BlobProgress } from './pull_progress';
 import { layerCompression } from './unpack';
+import { fetchBlobInto, RangeOptions } from './blob_fetch';
 
 /** What containers need from an image config (OCI image spec "config"). */
 export interface ImageConfigSummary {
@@ -91,8 +93,10 @@ export interface ImageServiceOptions {
   /** Holds content/, snapshots/ and metadata/images/. */
   root: string;
   registry: RegistryOptions;
-  /** Layers fetched at the same time for one pull. */
+  /** Layers fetched (and unpacked) at the same time for one pull. */
   parallelLayers?: number;
+  /** When a layer blob is fetched in parallel HTTP ranges (blob_fetch.ts). */
+  ranges?: RangeOptions;
   /** Chain ids containers still use: GC keeps them. */
   layersInUse?: () => Set<string>;
   /** Image id -> a container that uses it (any state, until removed): never removed. */
@@ -107,15 +111,40 @@ export interface ImageServiceOptions {
   journal?: IntentJournal;
 }
 
-async function boundedAll<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+/**
+ * fn over items, limit at a time. The first failure stops new items and calls onFailure
+ * (to stop the running ones); the result is that failure, once every running item ended.
+ */
+async function boundedAll<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>, onFailure: (e: unknown) => void = () => undefined): Promise<void> {
   let next = 0;
+  let failure: { error: unknown } | null = null;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
+    while (next < items.length && !failure) {
       const i = next++;
-      await fn(items[i], i);
+      try {
+        await fn(items[i], i);
+      } catch (e) {
+        if (!failure) {
+          failure = { error: e };
+          onFailure(e);
+        }
+      }
     }
   });
   await Promise.all(workers);
+  if (failure) throw (failure as { error: unknown }).error;
+}
+
+/** A layer blob to unpack: in the content store, or read as it downloads. */
+interface LayerBlob {
+  open(): Promise<Readable>;
+  /** Resolves once the blob is in the content store, verified. */
+  stored: Promise<void>;
+  /** Stop its download (if it runs): open()'s reader fails, stored rejects. */
+  abort(e: Error): void;
+  /** open()'s reader is done with (or was never asked for: another pull's unpack of
+   * the layer was shared): the blob is stored without it. */
+  release(): void;
 }
 
 export class ImageService {
@@ -310,6 +339,18 @@ export class ImageService {
       await this.content.ingest(d.digest, async () => progress.count(d.digest, await this.registry.fetchBlob(m.host, ref, d, auth)), { size: d.size });
       progress.done(d.digest);
     };
+    // A layer unpacks as it downloads: the unpacker reads the blob's bytes in order
+    // while the ranges of a big one are still arriving.
+    const layerBlob = async (d: Descriptor): Promise<LayerBlob> => {
+      const fill = (sink: BlobSink, signal: AbortSignal) => fetchBlobInto(this.registry, m.host, ref, d, auth, sink, signal, (n) => progress.add(d.digest, n), this.opts.ranges);
+      const ingest = await this.content.beginIngest(d.digest, d.size, fill);
+      if (!ingest) {
+        progress.done(d.digest);
+        return this.storedBlob(d.digest);
+      }
+      ingest.committed.then(() => progress.done(d.digest), () => undefined);
+      return { open: async () => ingest.reader(), stored: ingest.committed, abort: (e) => ingest.abort(e), release: () => ingest.release() };
+    };
     await fetch(cfgDesc);
     failpoint('pull_image.blob');
     return this.install(
@@ -318,16 +359,22 @@ export class ImageService {
       layers,
       { repoTags: ref.tag ? [`${repoName(ref)}:${ref.tag}`] : [], repoDigests: [`${repoName(ref)}@${m.topDigest}`] },
       [m.digest],
-      (layer) => fetch(layer),
+      layerBlob,
       { annotations: spec.annotations ?? {}, runtimeHandler: spec.runtimeHandler ?? '' },
     );
   }
 
+  /** A blob in the content store, as a LayerBlob. */
+  private storedBlob(digest: string): LayerBlob {
+    return { open: async () => this.content.openRead(digest), stored: Promise.resolve(), abort: () => undefined, release: () => undefined };
+  }
+
   /**
    * Install an image whose config is in the content store: check the config's
-   * diff_ids against the layers, get each layer blob (ensureBlob) and unpack
-   * it into its chain-id snapshot unless present (3 at a time), then record
-   * the image under its config digest with the given names.
+   * diff_ids against the layers, get each layer blob (layerBlob) and unpack
+   * it into its chain-id snapshot unless present (parallelLayers at a time), then
+   * record the image under its config digest with the given names. One layer that
+   * fails stops the others; nothing of an unfinished layer remains.
    */
   private async install(
     what: string,
@@ -335,7 +382,7 @@ export class ImageService {
     layers: { digest: string; mediaType: string; size: number }[],
     names: { repoTags: string[]; repoDigests: string[] },
     extraBlobs: string[],
-    ensureBlob: (layer: { digest: string; mediaType: string; size: number }) => Promise<void>,
+    layerBlob: (layer: { digest: string; mediaType: string; size: number }) => Promise<LayerBlob>,
     spec: PullSpec = {},
   ): Promise<ImageRecord> {
     let cfg: { config?: Record<string, unknown>; rootfs?: { diff_ids?: string[] } };
@@ -348,13 +395,41 @@ export class ImageService {
     if (diffIds.length !== layers.length)
       throw new InvalidArgument(`${what}: the config lists ${diffIds.length} diff_ids for ${layers.length} layers`);
     const chains = chainIds(diffIds);
-    await boundedAll(layers, this.opts.parallelLayers ?? 3, async (layer, i) => {
-      if (await this.snapshots.hasLayer(chains[i])) return;
-      const compression = layerCompression(layer.mediaType);
-      await ensureBlob(layer);
-      await this.snapshots.addLayer(chains[i], diffIds[i], async () => this.content.openRead(layer.digest), compression);
-      failpoint('pull_image.layer');
-    });
+    const running = new Set<LayerBlob>();
+    const stopAll = (e: unknown) => {
+      for (const b of running) b.abort(e instanceof Error ? e : new Error(String(e)));
+    };
+    await boundedAll(
+      layers,
+      this.opts.parallelLayers ?? 3,
+      async (layer, i) => {
+        if (await this.snapshots.hasLayer(chains[i])) return;
+        const compression = layerCompression(layer.mediaType);
+        const blob = await layerBlob(layer);
+        running.add(blob);
+        try {
+          await this.snapshots.addLayer(chains[i], diffIds[i], blob.open, compression, async () => {
+            blob.release(); // the unpack read what it needed; commit hashes any rest
+            await blob.stored;
+          });
+          // Stored even when another pull's unpack of this layer was shared.
+          blob.release();
+          await blob.stored;
+        } catch (e) {
+          blob.abort(e as Error);
+          // A download that failed first is the cause; the unpack's error is then its echo.
+          const download = await blob.stored.then(
+            () => null,
+            (err: unknown) => err,
+          );
+          throw download ?? e;
+        } finally {
+          running.delete(blob);
+        }
+        failpoint('pull_image.layer');
+      },
+      stopAll,
+    );
     const c = (cfg.config ?? {}) as Record<string, unknown>;
     const record: ImageRecord = {
       id: cfgDesc.digest,
@@ -399,6 +474,7 @@ export class ImageService {
       out.push(
         await this.install(what, img.config, img.layers, { repoTags: img.repoTags, repoDigests: [] }, img.blobs, async (layer) => {
           if (!(await this.content.has(layer.digest))) throw new InvalidArgument(`${what}: layer ${layer.digest} is not in the archive`);
+          return this.storedBlob(layer.digest);
         }),
       );
     }

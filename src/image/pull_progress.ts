@@ -31,6 +31,12 @@ export class PullProgress {
     return counter;
   }
 
+  /** n more bytes of the blob were fetched. */
+  add(digest: string, n: number): void {
+    const blob = this.blobs.get(digest);
+    if (blob) blob.fetched += n;
+  }
+
   /** The blob is stored (fetched and verified, or it was already there). */
   done(digest: string): void {
     const blob = this.blobs.get(digest);

@@ -166,18 +166,18 @@ export class RegistryClient {
    * retry window since the first attempt lasts; any other fails at once. Returns status,
    * headers, body.
    */
-  private async get(host: RegistryHost, repo: string, subpath: string, accept: string, auth: AuthConfig | undefined, what: string) {
+  private async get(host: RegistryHost, repo: string, subpath: string, accept: string, auth: AuthConfig | undefined, what: string, extra: Record<string, string> = {}) {
     const url = `${host.origin}${host.apiRoot}/${repo}/${subpath}`;
     const scope = `repository:${repo}:pull`;
     const deadline = Date.now() + this.retryWindowMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        let res = await this.send(host, url, accept, this.authHeader(host, scope, auth));
+        let res = await this.send(host, url, accept, this.authHeader(host, scope, auth), extra);
         if (res.statusCode === 401) {
           const challenge = String(res.headers['www-authenticate'] ?? '');
           await drain(res.body);
           const header = await this.answerChallenge(host, challenge, scope, auth, what);
-          res = await this.send(host, url, accept, header);
+          res = await this.send(host, url, accept, header, extra);
           if (res.statusCode === 401 || res.statusCode === 403) {
             await drain(res.body);
             throw new Unauthenticated(`${what}: ${host.origin} refused the credentials (HTTP ${res.statusCode})`);
@@ -200,8 +200,8 @@ export class RegistryClient {
     }
   }
 
-  private send(host: RegistryHost, url: string, accept: string, authorization: string | undefined) {
-    const headers: Record<string, string> = { ...host.headers, accept, 'user-agent': 'skiff' };
+  private send(host: RegistryHost, url: string, accept: string, authorization: string | undefined, extra: Record<string, string> = {}) {
+    const headers: Record<string, string> = { ...host.headers, ...extra, accept, 'user-agent': 'skiff' };
     if (authorization) headers.authorization = authorization;
     return this.http(host).request(url, { headers });
   }
@@ -343,21 +343,49 @@ export class RegistryClient {
    * A stalled download fails with DEADLINE_EXCEEDED.
    */
   async fetchBlob(host: RegistryHost, ref: ImageReference, d: Descriptor, auth?: AuthConfig): Promise<Readable> {
-    const what = `pull ${formatReference(ref)}: blob ${d.digest}`;
-    const res = await this.get(host, ref.repository, `blobs/${d.digest}`, '*/*', auth, what);
+    const blob = await this.openBlob(host, ref, d, auth);
+    const out = new PassThrough();
+    blob.body.on('error', (e) => out.destroy(blob.error(e)));
+    out.on('close', () => blob.body.destroy());
+    blob.body.pipe(out);
+    return out;
+  }
+
+  /**
+   * GET a blob, or with range [start, end] (inclusive) the bytes between. A registry
+   * that serves ranges answers 206 with the range in Content-Range (checked here:
+   * `partial`); one that does not answers 200 with the whole blob. The body is the
+   * response's own (no stream in between: a big blob is thousands of chunks); error()
+   * turns what it fails with into the CRI error: DEADLINE_EXCEEDED when it stalled for
+   * the stall timeout, UNAVAILABLE otherwise.
+   */
+  async openBlob(
+    host: RegistryHost,
+    ref: ImageReference,
+    d: Descriptor,
+    auth?: AuthConfig,
+    range?: [number, number],
+  ): Promise<{ partial: boolean; body: Readable; what: string; error: (e: Error) => Error }> {
+    const what = `pull ${formatReference(ref)}: blob ${d.digest}${range ? ` bytes ${range[0]}-${range[1]}` : ''}`;
+    const res = await this.get(host, ref.repository, `blobs/${d.digest}`, '*/*', auth, what, range ? { range: `bytes=${range[0]}-${range[1]}` } : {});
     if (res.statusCode === 404) {
       await drain(res.body);
       throw new NotFound(`${what}: not found on ${host.origin}`);
     }
-    if (res.statusCode !== 200) {
+    const partial = range !== undefined && res.statusCode === 206;
+    if (res.statusCode !== 200 && !partial) {
       await drain(res.body);
       throw new Unavailable(`${what}: ${host.origin} answered HTTP ${res.statusCode}`);
     }
-    // The client fails a body that stalls for stallMs with HttpTimeout.
-    const out = new PassThrough();
-    res.body.on('error', (e) => out.destroy(e instanceof HttpTimeout ? new DeadlineExceeded(`${what}: ${e.message}`) : new Unavailable(`${what}: ${e.message}`)));
-    out.on('close', () => res.body.destroy());
-    res.body.pipe(out);
-    return out;
+    if (partial) {
+      const cr = String(res.headers['content-range'] ?? '');
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(cr.trim());
+      if (!m || Number(m[1]) !== range[0] || Number(m[2]) !== range[1] || (m[3] !== '*' && Number(m[3]) !== d.size)) {
+        await drain(res.body);
+        throw new Unavailable(`${what}: ${host.origin} answered a range request with Content-Range "${cr}"`);
+      }
+    }
+    const error = (e: Error): Error => (e instanceof SkiffError ? e : e instanceof HttpTimeout ? new DeadlineExceeded(`${what}: ${e.message}`) : new Unavailable(`${what}: ${e.message}`));
+    return { partial, body: res.body, what, error };
   }
 }

@@ -134,6 +134,39 @@ describe('snapshotter', () => {
     assert.deepEqual(await snap.listLayers(), [sha(t)]);
   });
 
+  it('lets a caller that joined an unpack which failed unpack from its own source', async () => {
+    const t = await makeTar([{ name: 'f', body: 'joined' }]);
+    const broken = async () => Readable.from((async function* () {
+      yield t.subarray(0, 512);
+      throw new Error('download stopped');
+    })());
+    const first = snap.addLayer(sha(t), sha(t), broken, 'none');
+    const second = snap.addLayer(sha(t), sha(t), async () => Readable.from([t]), 'none');
+    await assert.rejects(first, /download stopped/);
+    await second;
+    assert.equal(fs.readFileSync(path.join(snap.layerDir(sha(t)), 'f'), 'utf8'), 'joined');
+    assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots', 'tmp')), [], 'the failed unpack left nothing');
+  });
+
+  it('commits a layer only once beforeCommit resolves, and not at all when it fails', async () => {
+    const t = await makeTar([{ name: 'f', body: 'x' }]);
+    await assert.rejects(
+      snap.addLayer(sha(t), sha(t), async () => Readable.from([t]), 'none', async () => {
+        throw new Error('blob digest mismatch');
+      }),
+      /blob digest mismatch/,
+    );
+    assert.deepEqual(await snap.listLayers(), []);
+    assert.deepEqual(fs.readdirSync(path.join(root, 'snapshots', 'tmp')), []);
+    let stored = false;
+    await snap.addLayer(sha(t), sha(t), async () => Readable.from([t]), 'none', async () => {
+      assert.equal(await snap.hasLayer(sha(t)), false, 'not committed before its blob is stored');
+      stored = true;
+    });
+    assert.ok(stored);
+    assert.deepEqual(await snap.listLayers(), [sha(t)]);
+  });
+
   it('refuses a layer whose content does not match its diff_id, keeping nothing', async () => {
     const t = await makeTar([{ name: 'f', body: 'x' }]);
     const wrong = sha('something else');

@@ -68,22 +68,27 @@ export class Snapshotter {
    * Unpack a layer into a new snapshot for chainId and commit it; its
    * diff_id must be the one the image config names. A layer present already
    * is not unpacked again; two callers of one chain id share one unpack.
+   * beforeCommit (the blob being stored, when the layer unpacks as it downloads)
+   * must resolve before the layer is committed: a layer never outlives a failed blob.
+   * A caller that joined an unpack which then failed (its pull stopped: its own
+   * download broke, or another of its layers did) unpacks from its own source.
    */
-  addLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression): Promise<void> {
+  addLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression, beforeCommit?: () => Promise<void>): Promise<void> {
     const running = this.unpacking.get(chainId);
-    if (running) return running;
-    const p = this.doAddLayer(chainId, diffId, source, compression).finally(() => this.unpacking.delete(chainId));
+    if (running) return running.catch(() => this.addLayer(chainId, diffId, source, compression, beforeCommit));
+    const p = this.doAddLayer(chainId, diffId, source, compression, beforeCommit).finally(() => this.unpacking.delete(chainId));
     this.unpacking.set(chainId, p);
     return p;
   }
 
-  private async doAddLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression): Promise<void> {
+  private async doAddLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression, beforeCommit?: () => Promise<void>): Promise<void> {
     if (await this.hasLayer(chainId)) return;
     const work = path.join(this.tmpDir, randomBytes(8).toString('hex'));
     await fsp.mkdir(path.join(work, 'fs'), { recursive: true, mode: 0o755 });
     try {
       const r = await unpackLayer(await source(), path.join(work, 'fs'), compression);
       if (r.diffId !== diffId) throw new InvalidArgument(`layer for ${chainId}: content has diff_id ${r.diffId}, the image config says ${diffId}`);
+      await beforeCommit?.();
       await fsp.rename(work, path.dirname(this.layerDir(chainId)));
     } catch (e) {
       await fsp.rm(work, { recursive: true, force: true });
