@@ -88,9 +88,11 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
   const runs = opts.runs ?? DEFAULT_RUNS;
   if (process.getuid?.() !== 0) throw new Error('must run as root (it drops the page cache and containerd mounts)');
   const { containerd: containerdPeer, ctr: ctrPeer } = opts.peers;
-  if (!containerdPeer.found) throw new Error(`containerd not measured (${containerdPeer.why}): this suite compares against it`);
-  if (!ctrPeer.found) throw new Error(`containerd not measured (${ctrPeer.why}): this suite drives it with ctr`);
-  [CONTAINERD, CTR] = [containerdPeer.path, ctrPeer.path];
+  // Without containerd (or its ctr) skiff and the floor are still measured; containerd's
+  // figures are null.
+  const peer = containerdPeer.found && ctrPeer.found ? { version: containerdPeer.version, ctrVersion: ctrPeer.version } : null;
+  const absent = !containerdPeer.found ? containerdPeer.why : !ctrPeer.found ? `${ctrPeer.why}; this suite drives containerd with ctr` : '';
+  if (containerdPeer.found && ctrPeer.found) [CONTAINERD, CTR] = [containerdPeer.path, ctrPeer.path];
   for (const bin of [GZIP, TAR, BASH]) if (!isExecutable(bin)) throw new Error(`${bin} is missing (the floor runs it)`);
   if (!fs.existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: apt-get install busybox-static`);
   if (!fs.existsSync(WORKER)) throw new Error(`${WORKER} is missing: build with npx tsc -p tsconfig.json`);
@@ -98,7 +100,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
   const cleanups = new Cleanups();
   let result: Record<string, unknown> | null = null;
   log(`pull: skiff vs containerd (ctr images pull), cold caches, ${runs} runs each, interleaved`);
-  log(`peer containerd: ${containerdPeer.version} (${CONTAINERD}), ${ctrPeer.version} (${CTR})`);
+  log(peer ? `peer containerd: ${peer.version} (${CONTAINERD}), ${peer.ctrVersion} (${CTR})` : `peer containerd: not measured (${absent})`);
   try {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-bench-pull-'));
     cleanups.add('remove temp dir', () => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -141,57 +143,67 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       const s = await skiffRun(bench, i).catch((e: unknown) => Promise.reject(interrupted(e)));
       skiff.push(s);
       if (opts.signal.aborted) throw opts.signal.reason;
-      const c = await containerdRun(bench, i).catch((e: unknown) => Promise.reject(interrupted(e)));
-      containerd.push(c);
+      const c = peer ? await containerdRun(bench, i).catch((e: unknown) => Promise.reject(interrupted(e))) : null;
+      if (c) containerd.push(c);
       if (opts.signal.aborted) throw opts.signal.reason;
       const f = await floorRun(bench, i);
       floor.push(f);
-      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB; warm ${s.warmSeconds.toFixed(3)} s), containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB; warm ${c.warmSeconds.toFixed(3)} s), floor ${f.toFixed(2)} s`);
+      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB; warm ${s.warmSeconds.toFixed(3)} s), ${c ? `containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB; warm ${c.warmSeconds.toFixed(3)} s)` : 'containerd not measured'}, floor ${f.toFixed(2)} s`);
     }
 
     log('');
     log('timed: skiff = ImageService.pull in a worker process (fetch, verify, unpack), as skiffd does it;');
-    log('       containerd = `ctr images pull --plain-http` from spawn to exit (ctr fetches into containerd, which unpacks');
-    log('       into its overlayfs snapshotter). Each run: fresh roots, a fresh daemon that first pulls a small');
+    log('       containerd = `ctr images pull --plain-http` from spawn to exit (1.x: ctr fetches into containerd, which unpacks');
+    log('       into its overlayfs snapshotter; 2.x: containerd\'s transfer service fetches and unpacks). Each run: fresh roots, a fresh daemon that first pulls a small');
     log('       busybox image (untimed, as a running daemon has pulled its pause image), page cache dropped.');
     log('       warm = the same pull again right after, the image already there (skiff: same worker; containerd: ctr again).');
     log('       floor = the blobs (read once after the cache drop, so from the page cache) copied to the same disk and');
     log(`       gunzipped and untarred by ${path.basename(floorGunzip())} and GNU tar, ${image.layers.length} layers at once, into fresh dirs; then the copies fsynced.`);
     log('RSS growth = peak RSS during the pull (VmHWM, reset before it) - RSS before it (skiff: after a full GC).');
-    const st = { skiff: summarize(skiff.map((s) => s.seconds)), containerd: summarize(containerd.map((s) => s.seconds)), floor: summarize(floor) };
-    const growth = { skiff: median(skiff.map((s) => s.growthMiB)), containerd: median(containerd.map((s) => s.growthMiB)) };
-    const peak = { skiff: median(skiff.map((s) => s.peakMiB)), containerd: median(containerd.map((s) => s.peakMiB)) };
+    const st = { skiff: summarize(skiff.map((s) => s.seconds)), floor: summarize(floor) };
+    const growth = { skiff: median(skiff.map((s) => s.growthMiB)) };
+    const peak = { skiff: median(skiff.map((s) => s.peakMiB)) };
+    const warm = { skiff: summarize(skiff.map((s) => s.warmSeconds)) };
+    const cd = containerd.length
+      ? {
+          st: summarize(containerd.map((s) => s.seconds)),
+          growth: median(containerd.map((s) => s.growthMiB)),
+          peak: median(containerd.map((s) => s.peakMiB)),
+          warm: summarize(containerd.map((s) => s.warmSeconds)),
+          clientPeak: median(containerd.map((s) => s.clientPeakMiB ?? NaN)),
+        }
+      : null;
     const row = (name: string, s: Summary, g: number, p: number) => [name, String(s.n), fmt(s.median), fmt(s.p99), fmt(s.min), fmt(s.max), fmt(g, 1), fmt(p, 1)];
     printTable(
       ['puller', 'runs', 'median s', 'p99 s', 'min s', 'max s', 'RSS growth MiB', 'peak RSS MiB'],
       [
         row('skiff (worker)', st.skiff, growth.skiff, peak.skiff),
-        row('containerd', st.containerd, growth.containerd, peak.containerd),
+        ...(cd ? [row('containerd', cd.st, cd.growth, cd.peak)] : []),
         [...row('floor', st.floor, NaN, NaN).slice(0, 6), '-', '-'],
       ],
     );
-    const ratio = st.skiff.median / st.containerd.median;
+    const ratio = cd ? st.skiff.median / cd.st.median : null;
     const floorRatio = st.skiff.median / st.floor.median;
     const mbps = (s: number) => (compressed / 1e6 / s).toFixed(0);
-    log(`ratio skiff/containerd (medians): ${fmt(ratio, 3)}  (${mbps(st.skiff.median)} vs ${mbps(st.containerd.median)} MB/s of compressed image)`);
-    log(`ratio skiff/floor (medians): ${fmt(floorRatio, 3)}  (floor ${mbps(st.floor.median)} MB/s; containerd/floor ${fmt(st.containerd.median / st.floor.median, 3)})`);
-    const warm = { skiff: summarize(skiff.map((s) => s.warmSeconds)), containerd: summarize(containerd.map((s) => s.warmSeconds)) };
-    const warmRatio = warm.skiff.median / warm.containerd.median;
-    log(`warm pull (medians): skiff ${fmt(warm.skiff.median * 1000)} ms (p99 ${fmt(warm.skiff.p99 * 1000)}), containerd ${fmt(warm.containerd.median * 1000)} ms (p99 ${fmt(warm.containerd.p99 * 1000)}; ctr's start included): ratio ${fmt(warmRatio, 3)}`);
-    log(`ctr client peak RSS (it does the fetching): median ${fmt(median(containerd.map((s) => s.clientPeakMiB ?? NaN)), 1)} MiB`);
-    log(`targets: pull time <= half of containerd's: ${ratio <= 0.5 ? 'met' : 'MISSED'}; within ${FLOOR_TARGET}x the floor: ${floorRatio <= FLOOR_TARGET ? 'met' : 'MISSED'}; skiff RSS growth < ${RSS_TARGET_MIB} MiB: ${growth.skiff < RSS_TARGET_MIB ? 'met' : 'MISSED'}`);
+    if (cd && ratio !== null) log(`ratio skiff/containerd (medians): ${fmt(ratio, 3)}  (${mbps(st.skiff.median)} vs ${mbps(cd.st.median)} MB/s of compressed image)`);
+    else log(`containerd: not measured (${absent})`);
+    log(`ratio skiff/floor (medians): ${fmt(floorRatio, 3)}  (floor ${mbps(st.floor.median)} MB/s${cd ? `; containerd/floor ${fmt(cd.st.median / st.floor.median, 3)}` : ''})`);
+    const warmRatio = cd ? warm.skiff.median / cd.warm.median : null;
+    log(`warm pull (medians): skiff ${fmt(warm.skiff.median * 1000)} ms (p99 ${fmt(warm.skiff.p99 * 1000)})${cd && warmRatio !== null ? `, containerd ${fmt(cd.warm.median * 1000)} ms (p99 ${fmt(cd.warm.p99 * 1000)}; ctr's start included): ratio ${fmt(warmRatio, 3)}` : ''}`);
+    if (cd) log(`ctr client peak RSS: median ${fmt(cd.clientPeak, 1)} MiB`);
+    log(`targets: pull time <= half of containerd's: ${ratio === null ? 'not measured' : ratio <= 0.5 ? 'met' : 'MISSED'}; within ${FLOOR_TARGET}x the floor: ${floorRatio <= FLOOR_TARGET ? 'met' : 'MISSED'}; skiff RSS growth < ${RSS_TARGET_MIB} MiB: ${growth.skiff < RSS_TARGET_MIB ? 'met' : 'MISSED'}`);
 
     result = {
       suite: 'pull',
-      peers: { containerd: containerdPeer.version },
+      peers: { containerd: peer?.version ?? null },
       skiff_s: round(st.skiff.median),
-      containerd_s: round(st.containerd.median),
-      ratio: round(ratio),
+      containerd_s: cd ? round(cd.st.median) : null,
+      ratio: ratio === null ? null : round(ratio),
       floor_s: round(st.floor.median),
       floor_ratio: round(floorRatio),
       skiff_warm_s: round(warm.skiff.median, 4),
-      containerd_warm_s: round(warm.containerd.median, 4),
-      warm_ratio: round(warmRatio),
+      containerd_warm_s: cd ? round(cd.warm.median, 4) : null,
+      warm_ratio: warmRatio === null ? null : round(warmRatio),
       skiffd_rss_growth_mib: round(growth.skiff, 1),
     };
   } finally {
