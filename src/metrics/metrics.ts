@@ -26,9 +26,9 @@ const LIFECYCLE: Record<string, string> = {
   RemoveContainer: 'remove_container',
 };
 
-/** Exit reasons as ContainerStatus reports them; anything else counts as "other". */
 /** Containers whose isolation facts a scrape gathers at once. */
 const ISOLATION_CONCURRENCY = 32;
+/** Exit reasons as ContainerStatus reports them; anything else counts as "other". */
 const EXIT_REASONS = new Set(['Completed', 'Error', 'OOMKilled', 'StartError', 'Unknown', 'ContainerCannotRun']);
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
