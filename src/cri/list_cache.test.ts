@@ -123,26 +123,38 @@ describe('List replies kept while nothing changed', () => {
 
   it('ListImages shows images added, retagged and removed, and pinned as containers come and go', async () => {
     const image = (n: number, tags: string[]): ImageRecord => ({ id: `sha256:${String(n).repeat(64)}`, repoTags: tags, repoDigests: [], size: n, config: {} }) as unknown as ImageRecord;
-    let records = [image(1, ['a:1'])];
+    // As ImageService does: its generation changes with every change to its records.
+    const images = {
+      records: [image(1, ['a:1'])],
+      generation: 0,
+      set(records: ImageRecord[]) {
+        this.records = records;
+        this.generation++;
+      },
+    };
     let used = new Set<string>();
     let containers = 0;
-    const ListImages = listImages({ list: () => [...records], find: (ref) => records.find((r) => r.repoTags.includes(ref)), keptIds: () => used }, '', () => containers);
+    const ListImages = listImages(
+      { list: () => [...images.records], find: (ref) => images.records.find((r) => r.repoTags.includes(ref)), keptIds: () => used, get generation() { return images.generation; } },
+      '',
+      () => containers,
+    );
     const list = (image = '') => ListImages({ filter: image ? { image: { image, annotations: {}, user_specified_image: '', runtime_handler: '', image_ref: '' } } : null });
     const shown = async (ref?: string) => imagesOf(await list(ref)).map((i) => `${i.repo_tags.join(',')}${i.pinned ? ' pinned' : ''}`);
 
     assert.deepEqual(await shown(), ['a:1']);
     const kept = await list();
     assert.equal(await list(), kept, 'nothing changed: the reply kept');
-    records = [...records, image(2, ['b:1'])];
+    images.set([...images.records, image(2, ['b:1'])]);
     assert.deepEqual(await shown(), ['a:1', 'b:1']);
     assert.deepEqual(await shown('b:1'), ['b:1']);
-    records = [image(1, ['a:1']), image(2, ['b:1', 'b:2'])]; // a pull retags: new records
+    images.set([image(1, ['a:1']), image(2, ['b:1', 'b:2'])]); // a pull retags
     assert.deepEqual(await shown(), ['a:1', 'b:1,b:2']);
-    used = new Set([records[0].id]);
+    used = new Set([images.records[0].id]);
     containers++;
     assert.deepEqual(await shown(), ['a:1 pinned', 'b:1,b:2']);
     assert.deepEqual(await shown('a:1'), ['a:1 pinned']);
-    records = [records[1]];
+    images.set([images.records[1]]);
     assert.deepEqual(await shown(), ['b:1,b:2']);
     assert.deepEqual(await shown('a:1'), []);
   });

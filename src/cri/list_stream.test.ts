@@ -99,7 +99,7 @@ function fakeNode(pods: PodRecord[], containers: ContainerRecord[], images: Imag
     // The records never change here: one generation.
     pods: { list: () => [...podMap.values()], get: (id: string) => podMap.get(id), generation: () => 0 },
     containers: { list: () => [...ctrMap.values()], get: (id: string) => ctrMap.get(id), generation: () => 0, inPod: (podId: string) => [...ctrMap.values()].filter((c) => c.podId === podId) },
-    images: { list: () => images, find: (ref: string) => images.find((r) => r.id === ref || r.repoTags.includes(ref)), keptIds: () => new Set<string>() },
+    images: { list: () => images, find: (ref: string) => images.find((r) => r.id === ref || r.repoTags.includes(ref)), keptIds: () => new Set<string>(), generation: 0 },
     // Deterministic numbers and times: a list and its stream must match field for field.
     containerStats: { sample: async (r: ContainerRecord) => containerSample(r) },
     podStats: {

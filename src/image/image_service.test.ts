@@ -125,9 +125,13 @@ describe('image service', function () {
 
   it('removes an image and collects the blobs and layers no other image uses', async () => {
     const v1 = await svc.pull(`${reg.host}/skiff/busybox:v1`);
+    const beforeBase = svc.generation;
     const baseImg = await svc.pull(`${reg.host}/skiff/busybox:base`);
+    assert.notEqual(svc.generation, beforeBase, 'a pull changes the generation (ListImages keeps its reply by it)');
     const blobsBefore = (await svc.content.list()).length;
+    const beforeRemove = svc.generation;
     await svc.remove(`${reg.host}/skiff/busybox:v1`);
+    assert.notEqual(svc.generation, beforeRemove, 'a removal changes the generation');
     assert.equal(svc.find(v1.id), undefined);
     assert.deepEqual(await svc.snapshots.listLayers(), [baseImg.chainIds[0]], 'the shared base layer stays');
     const blobs = await svc.content.list();

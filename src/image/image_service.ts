@@ -153,6 +153,8 @@ export class ImageService {
   readonly registry: RegistryClient;
   private readonly records: RecordStore<ImageRecord>;
   private readonly images = new Map<string, ImageRecord>();
+  /** Counts the changes to `images` (see generation). */
+  private changes = 0;
   private readonly pulls = new Map<string, Promise<ImageRecord>>();
   private readonly progress = new Map<string, PullProgress>();
   private usage: { at: number; value: Promise<StorageFilesystems> } | undefined;
@@ -173,6 +175,7 @@ export class ImageService {
     await this.records.init();
     this.images.clear();
     for (const r of (await this.records.all()).values()) this.images.set(r.id, r);
+    this.changes++;
   }
 
   async close(): Promise<void> {
@@ -206,6 +209,12 @@ export class ImageService {
 
   list(): ImageRecord[] {
     return [...this.images.values()];
+  }
+
+  /** A number that changes whenever list() would (an image committed, retagged or
+   * removed): ListImages keeps its encoded reply while it stays the same. */
+  get generation(): number {
+    return this.changes;
   }
 
   /** Find by id (full, or a hex prefix of 12+), tag, or digest reference. */
@@ -497,9 +506,11 @@ export class ImageService {
       const moved = { ...other, repoTags: other.repoTags.filter((t) => !record.repoTags.includes(t)) };
       await this.records.put(moved.id.slice(7), moved);
       this.images.set(moved.id, moved);
+      this.changes++;
     }
     await this.records.put(record.id.slice(7), record);
     this.images.set(record.id, record);
+    this.changes++;
     return record;
   }
 
@@ -512,10 +523,12 @@ export class ImageService {
     if (keep) throw new FailedPrecondition(`image "${image}" (${r.id}) is ${keep}: not removed`);
     // Gone from the map before the first await: a container created meanwhile cannot find it.
     this.images.delete(r.id);
+    this.changes++;
     try {
       await this.records.delete(r.id.slice(7));
     } catch (e) {
       this.images.set(r.id, r);
+      this.changes++;
       throw e;
     }
     await this.collectGarbage();

@@ -1,6 +1,6 @@
 // ListImages and StreamImages: every image, or those a filter's image reference names; one
 // runtime handler serves every image, so a served handler in the filter narrows nothing.
-import type { ImageRecord, ImageService } from '../../image/image_service';
+import type { ImageService } from '../../image/image_service';
 import type { Image, ImageFilter, ListImagesRequest, StreamImagesRequest, StreamImagesResponse } from '../gen/cri';
 import { ChunkBounds, ReplyCache, STREAM_CHUNK_BOUNDS, sendChunked } from '../list_stream';
 import { codec, Encoded, repeatedField } from '../proto';
@@ -23,31 +23,14 @@ function selectedImages(images: Images, f: ImageFilter | null, runtimeHandler: s
 }
 
 /**
- * What a ListImages reply is made of: the image records (a changed image is a new record)
- * and, for `pinned`, the containers that use them (`inUse`: changes whenever the
- * containers do). A reply is kept while neither changed.
+ * ListImages. A reply is kept while the images (`generation`) and, for `pinned`, the
+ * containers that use them (`inUse`: changes whenever the containers do) are the same.
  */
-class ImagesGeneration {
-  constructor(
-    readonly records: ImageRecord[],
-    readonly inUse: number,
-  ) {}
-
-  same(records: ImageRecord[], inUse: number): boolean {
-    return inUse === this.inUse && records.length === this.records.length && records.every((r, i) => r === this.records[i]);
-  }
-}
-
-/** `inUse`: changes whenever the containers, and so the images they keep, do. */
-export function listImages(images: Images, runtimeHandler: string, inUse: () => number) {
+export function listImages(images: Images & Pick<ImageService, 'generation'>, runtimeHandler: string, inUse: () => number) {
   const replies = new ReplyCache<ImageFilter | null>();
-  let generation = new ImagesGeneration([], -1);
   return async (req: ListImagesRequest): Promise<Encoded> => {
     requireServedHandler(req.filter?.image ?? null, runtimeHandler, 'filter.image.runtime_handler');
-    const records = images.list();
-    const containers = inUse();
-    if (!generation.same(records, containers)) generation = new ImagesGeneration(records, containers);
-    return replies.get(generation, req.filter, () => repeatedField(1, selectedImages(images, req.filter, runtimeHandler).map(imageCodec.encode)));
+    return replies.get(`${images.generation}/${inUse()}`, req.filter, () => repeatedField(1, selectedImages(images, req.filter, runtimeHandler).map(imageCodec.encode)));
   };
 }
 
