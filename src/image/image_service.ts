@@ -7,6 +7,7 @@ import { IntentJournal, operationId } from '../store/intents';
 import * as path from 'path';
 import { Readable } from 'stream';
 import { FailedPrecondition, InvalidArgument, NotFound } from '../errors';
+import { forEachLimited } from '../store/parallel';
 import { RecordStore } from '../store/records';
 import { readImageArchive } from './archive';
 import { ContentStore } from './content_store';
@@ -109,30 +110,6 @@ export interface ImageServiceOptions {
   onPull?: (p: { ok: boolean; seconds: number; bytes: number }) => void;
   /** Where a pull records its intent before it writes content. */
   journal?: IntentJournal;
-}
-
-/**
- * fn over items, limit at a time. The first failure stops new items and calls onFailure
- * (to stop the running ones); the result is that failure, once every running item ended.
- */
-async function boundedAll<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>, onFailure: (e: unknown) => void = () => undefined): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | null = null;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length && !failure) {
-      const i = next++;
-      try {
-        await fn(items[i], i);
-      } catch (e) {
-        if (!failure) {
-          failure = { error: e };
-          onFailure(e);
-        }
-      }
-    }
-  });
-  await Promise.all(workers);
-  if (failure) throw (failure as { error: unknown }).error;
 }
 
 /** A layer blob to unpack: in the content store, or read as it downloads. */
@@ -408,7 +385,7 @@ export class ImageService {
     const stopAll = (e: unknown) => {
       for (const b of running) b.abort(e instanceof Error ? e : new Error(String(e)));
     };
-    await boundedAll(
+    await forEachLimited(
       layers,
       this.opts.parallelLayers ?? 3,
       async (layer, i) => {

@@ -17,21 +17,28 @@ describe('forEachLimited / mapLimited', () => {
     assert.equal(most, 3);
   });
 
-  it('starts nothing new after a failure, lets the items under way finish, then throws the first error', async () => {
+  it('starts nothing new after a failure, tells onFailure, lets the items under way finish, then throws the first error', async () => {
     const started: number[] = [];
     const finished: number[] = [];
+    const told: string[] = [];
     await assert.rejects(
-      forEachLimited([0, 1, 2, 3, 4, 5], 2, async (x) => {
-        started.push(x);
-        await tick();
-        if (x === 1) throw new Error('item 1 failed');
-        await tick();
-        finished.push(x);
-      }),
+      forEachLimited(
+        [0, 1, 2, 3, 4, 5],
+        2,
+        async (x) => {
+          started.push(x);
+          await tick();
+          if (x === 1) throw new Error('item 1 failed');
+          await tick();
+          finished.push(x);
+        },
+        (e) => told.push((e as Error).message),
+      ),
       /item 1 failed/,
     );
     assert.deepEqual(started, [0, 1]);
     assert.deepEqual(finished, [0]);
+    assert.deepEqual(told, ['item 1 failed'], 'onFailure is told of the first failure, once');
   });
 
   it('does nothing for no items', async () => {

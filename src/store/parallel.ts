@@ -3,8 +3,14 @@
 // 500 pods wait on each other's round trips (seconds); all at once, they would open 500
 // files and sockets in one go.
 /** fn on every item, at most `limit` at a time, in the items' order of start. After a
- * failure no new item is started; those under way finish, then the first error is thrown. */
-export async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+ * failure no new item is started and onFailure is told (to stop those under way); they
+ * finish, then the first error is thrown. */
+export async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<void>,
+  onFailure: (e: unknown) => void = () => undefined,
+): Promise<void> {
   let next = 0;
   let failed = false;
   let first: unknown;
@@ -14,8 +20,10 @@ export async function forEachLimited<T>(items: readonly T[], limit: number, fn: 
       try {
         await fn(items[i], i);
       } catch (e) {
-        if (!failed) first = e;
+        if (failed) continue;
+        first = e;
         failed = true;
+        onFailure(e);
       }
     }
   };
