@@ -48,6 +48,14 @@ describe('config', () => {
     assert.throws(() => parseArgs(['--root']), /needs a value/);
   });
 
+  it('takes a default pids limit (off by default), refusing values the kernel would not', async () => {
+    assert.equal((await loadConfig(parseArgs(['--config', file('')])))['cri.default_pids_limit'], 0);
+    const cfg = await loadConfig(parseArgs(['--config', file('[cri]\ndefault_pids_limit = 1024\n')]));
+    assert.equal(cfg['cri.default_pids_limit'], 1024);
+    for (const bad of ['-1', '1.5', '4194305'])
+      await assert.rejects(loadConfig(parseArgs(['--config', file(''), '--cri.default_pids_limit', bad])), (e: Error) => e instanceof ConfigError && /cri\.default_pids_limit/.test(e.message), bad);
+  });
+
   it('prints the effective configuration as TOML it can read back', async () => {
     const cfg = await loadConfig(parseArgs(['--config', file(''), '--cri.cgroup_parent', '/pods']));
     const again = await loadConfig(parseArgs(['--config', file(printConfig(cfg))]));

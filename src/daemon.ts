@@ -130,6 +130,7 @@ export class Daemon {
       minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
       lsm: hostLsm,
       seccompProfileRoot: config['cri.seccomp_profile_root'],
+      defaultPidsLimit: config['cri.default_pids_limit'],
       cdiSpecDirs: config['cdi.spec_dirs'],
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
