@@ -46,6 +46,7 @@ export const SCHEMA = {
   'streaming.address': { kind: 'string', default: '127.0.0.1:0', doc: 'streaming server (exec, attach, port-forward) host:port; port 0 picks a free one' },
   'streaming.tls_cert': { kind: 'string', default: '', doc: 'PEM certificate for the streaming server; empty: plain HTTP' },
   'streaming.tls_key': { kind: 'string', default: '', doc: 'PEM key for streaming.tls_cert' },
+  'events.kubeconfig': { kind: 'string', default: '', doc: "kubeconfig (e.g. the kubelet's) with which skiffd posts isolation findings as Kubernetes Events on the pod; empty, or a file that is not there at start: off" },
   'debug.failpoints': { kind: 'string[]', default: [] as string[], doc: 'tests only: steps where skiffd kills itself or fails (step=kill|error, see src/failpoints.ts); also SKIFF_FAILPOINTS' },
 } satisfies Record<string, Key>;
 
@@ -173,6 +174,8 @@ export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
   const pidsLimit = values.get('cri.default_pids_limit') as number;
   // The kernel's PID_MAX_LIMIT: pids.max takes no more.
   if (!Number.isSafeInteger(pidsLimit) || pidsLimit > 4_194_304) throw new ConfigError(`"cri.default_pids_limit" must be a whole number of processes from 0 (off) to 4194304, got ${pidsLimit}`);
+  const kubeconfig = values.get('events.kubeconfig') as string;
+  if (kubeconfig && !path.isAbsolute(kubeconfig)) throw new ConfigError(`"events.kubeconfig" must be an absolute path or empty, got "${kubeconfig}"`);
   if (!/^0?[0-7]{3}$/.test(values.get('cri.socket_mode') as string)) throw new ConfigError(`"cri.socket_mode" must be an octal mode like 0660`);
   return Object.freeze(Object.fromEntries(values)) as SkiffConfig;
 }
