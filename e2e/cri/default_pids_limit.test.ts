@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Isolation } from '../../src/container/isolation';
 import { CriPods, HOST_NETWORK } from '../fixtures/cri_pods';
+import { until } from '../fixtures/kubelet';
 import { startTestNode, TestNode } from '../fixtures/node';
 
 const LIMIT = 64;
@@ -16,16 +17,6 @@ const STORM_FORKS = 3000;
 /** A pids file of cgroup `cg`: the v1 pids controller's, else the cgroup2 one. */
 function pidsFile(cg: string, file: string): string {
   return fs.existsSync(`/sys/fs/cgroup/pids${cg}`) ? `/sys/fs/cgroup/pids${cg}/${file}` : `/sys/fs/cgroup${cg}/${file}`;
-}
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 120_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 describe('cri.default_pids_limit: a fork storm stays in its container', function () {
@@ -58,10 +49,14 @@ describe('cri.default_pids_limit: a fork storm stays in its container', function
     const cg = `${node.skiffd.cgroupParent}/skiff-pod-${pod.id}/${storm}`;
     assert.equal(fs.readFileSync(pidsFile(cg, 'pids.max'), 'utf8').trim(), String(LIMIT));
     const logFile = path.join(pods.logDir, pod.config.metadata!.name!, 'storm.log');
-    const log = await until('the storm to end', () => {
-      const text = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '';
-      return /spawned=\d+/.test(text) ? text : undefined;
-    });
+    const log = await until(
+      'the storm to end',
+      async () => {
+        const text = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '';
+        return /spawned=\d+/.test(text) ? text : undefined;
+      },
+      120_000,
+    );
     const spawned = Number(/spawned=(\d+)/.exec(log)![1]);
     assert.ok(spawned < LIMIT && spawned > LIMIT / 2, `${spawned} children forked under a limit of ${LIMIT}`);
     assert.match(log, /can't fork: Resource temporarily unavailable/, 'the fork past the limit failed with EAGAIN');
