@@ -54,6 +54,7 @@ export function kubeEventSink(kubeconfig: string): { sink: EventSink; server: st
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer from ${cluster.server} in ${REQUEST_TIMEOUT_MS / 1000} s`)), REQUEST_TIMEOUT_MS);
+      timer.unref(); // a request to the API server never keeps skiffd from exiting
     });
     try {
       await Promise.race([api.createNamespacedEvent({ namespace: e.pod.namespace, body }), timeout]);
