@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { Writable } from 'stream';
 import type { ContainerRecord } from '../container/container_service';
 import type { Isolation } from '../container/isolation';
@@ -7,7 +10,14 @@ import type { PodRecord } from '../sandbox/pod_registry';
 import type { ChangeListener } from '../store/record_set';
 import { EventReporter, PodEvent } from './event_reporter';
 import { isolationFindings } from './findings';
-import { watchIsolationEvents } from './isolation_events';
+import { startIsolationEvents, watchIsolationEvents } from './isolation_events';
+
+/** A logger that keeps its lines, parsed. */
+function recording(): Logger & { lines: { level: string; msg: string }[] } {
+  const lines: { level: string; msg: string }[] = [];
+  const out = { write: (l: string) => lines.push(JSON.parse(l)) } as unknown as NodeJS.WritableStream;
+  return Object.assign(new Logger('debug', {}, out, false), { lines });
+}
 
 const quiet = () => new Logger('error', {}, new Writable({ write: (_c, _e, cb) => cb() }), false);
 
@@ -122,5 +132,31 @@ describe('kubernetes events: started containers become events', () => {
     t.start(t.ctr('c1', 'p1', 'other'));
     await settle();
     assert.equal(sent.length, 2);
+  });
+});
+
+describe('kubernetes events: turned on by events.kubeconfig', function () {
+  this.timeout(60_000); // loading @kubernetes/client-node on a busy machine
+  let dir: string;
+  before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-events-on-'))));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const src = { containers: { onChange: () => () => undefined, isolation: async () => isolation() }, pods: { onChange: () => () => undefined, get: () => undefined } };
+
+  it('stays off without a kubeconfig, says so when the file is missing or makes no client, and is on with one', () => {
+    const log = recording();
+    assert.equal(startIsolationEvents('', src, log), undefined);
+    assert.equal(log.lines.length, 0, 'off by default, silently');
+    assert.equal(startIsolationEvents(path.join(dir, 'kubelet.conf'), src, log), undefined);
+    assert.deepEqual(log.lines.map((l) => [l.level, l.msg]), [['warn', 'kubernetes events off: no kubeconfig']]);
+    const bad = path.join(dir, 'bad.conf');
+    fs.writeFileSync(bad, 'apiVersion: v1\nkind: Config\n');
+    assert.equal(startIsolationEvents(bad, src, log), undefined);
+    assert.match(log.lines.at(-1)!.msg, /events off: the kubeconfig makes no client/);
+    const good = path.join(dir, 'good.conf');
+    fs.writeFileSync(good, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+    const stop = startIsolationEvents(good, src, log);
+    assert.equal(typeof stop, 'function');
+    assert.deepEqual([log.lines.at(-1)!.msg, (log.lines.at(-1) as { server?: string }).server], ['kubernetes events on', 'https://127.0.0.1:6443']);
+    stop!();
   });
 });
