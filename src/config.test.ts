@@ -48,6 +48,16 @@ describe('config', () => {
     assert.throws(() => parseArgs(['--root']), /needs a value/);
   });
 
+  it('takes a default pids limit (off by default) and an events kubeconfig, refusing values the kernel or the file system would not', async () => {
+    const defaults = await loadConfig(parseArgs(['--config', file('')]));
+    assert.deepEqual([defaults['cri.default_pids_limit'], defaults['events.kubeconfig']], [0, '']);
+    const cfg = await loadConfig(parseArgs(['--config', file('[cri]\ndefault_pids_limit = 1024\n[events]\nkubeconfig = "/etc/kubernetes/kubelet.conf"\n')]));
+    assert.deepEqual([cfg['cri.default_pids_limit'], cfg['events.kubeconfig']], [1024, '/etc/kubernetes/kubelet.conf']);
+    for (const bad of ['-1', '1.5', '4194305'])
+      await assert.rejects(loadConfig(parseArgs(['--config', file(''), '--cri.default_pids_limit', bad])), (e: Error) => e instanceof ConfigError && /cri\.default_pids_limit/.test(e.message), bad);
+    await assert.rejects(loadConfig(parseArgs(['--config', file(''), '--events.kubeconfig', 'kubelet.conf'])), /"events\.kubeconfig" must be an absolute path/);
+  });
+
   it('prints the effective configuration as TOML it can read back', async () => {
     const cfg = await loadConfig(parseArgs(['--config', file(''), '--cri.cgroup_parent', '/pods']));
     const again = await loadConfig(parseArgs(['--config', file(printConfig(cfg))]));

@@ -26,6 +26,7 @@ export const SCHEMA = {
   'cri.cgroup_parent': { kind: 'string', default: '/kubepods', doc: 'cgroup (cgroupfs driver) for pods that name no cgroup_parent' },
   'cri.restrict_oom_score_adj': { kind: 'boolean', default: true, doc: 'clamp oom_score_adj to what the host allows instead of failing' },
   'cri.seccomp_profile_root': { kind: 'string', default: '/var/lib/kubelet/seccomp', doc: 'where relative Localhost seccomp profiles are found' },
+  'cri.default_pids_limit': { kind: 'number', default: 0, min: 0, doc: "pids.max of each container whose CRI config sets none (no unified pids.max), so a fork bomb stays in its container; 0: off (kubelet's podPidsLimit bounds the pod, when set)" },
   'cdi.spec_dirs': { kind: 'string[]', default: ['/etc/cdi', '/var/run/cdi'], doc: 'CDI spec directories (.json, .yaml, .yml), read for each CreateContainer that names CDI devices; a device in a later directory wins over one in an earlier' },
   'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
   'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
@@ -45,6 +46,7 @@ export const SCHEMA = {
   'streaming.address': { kind: 'string', default: '127.0.0.1:0', doc: 'streaming server (exec, attach, port-forward) host:port; port 0 picks a free one' },
   'streaming.tls_cert': { kind: 'string', default: '', doc: 'PEM certificate for the streaming server; empty: plain HTTP' },
   'streaming.tls_key': { kind: 'string', default: '', doc: 'PEM key for streaming.tls_cert' },
+  'events.kubeconfig': { kind: 'string', default: '', doc: "kubeconfig (e.g. the kubelet's) with which skiffd posts isolation findings as Kubernetes Events on the pod; empty, or a file that is not there at start: off" },
   'debug.failpoints': { kind: 'string[]', default: [] as string[], doc: 'tests only: steps where skiffd kills itself or fails (step=kill|error, see src/failpoints.ts); also SKIFF_FAILPOINTS' },
 } satisfies Record<string, Key>;
 
@@ -169,6 +171,11 @@ export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
       throw new ConfigError(`"image.pinned_images": "${ref}" is not an image reference: ${(e as Error).message}`);
     }
   }
+  const pidsLimit = values.get('cri.default_pids_limit') as number;
+  // The kernel's PID_MAX_LIMIT: pids.max takes no more.
+  if (!Number.isSafeInteger(pidsLimit) || pidsLimit > 4_194_304) throw new ConfigError(`"cri.default_pids_limit" must be a whole number of processes from 0 (off) to 4194304, got ${pidsLimit}`);
+  const kubeconfig = values.get('events.kubeconfig') as string;
+  if (kubeconfig && !path.isAbsolute(kubeconfig)) throw new ConfigError(`"events.kubeconfig" must be an absolute path or empty, got "${kubeconfig}"`);
   if (!/^0?[0-7]{3}$/.test(values.get('cri.socket_mode') as string)) throw new ConfigError(`"cri.socket_mode" must be an octal mode like 0660`);
   return Object.freeze(Object.fromEntries(values)) as SkiffConfig;
 }

@@ -21,6 +21,7 @@ import { probeKernelFeatures } from './shim/features';
 import { ContainerStatsService } from './stats/container_stats';
 import { PodStatsService } from './stats/pod_stats';
 import { StreamingServer } from './streaming/server';
+import { startIsolationEvents } from './events/isolation_events';
 import { armFailpoints, shimFailpoints } from './failpoints';
 import { recover } from './recovery';
 import { IntentJournal } from './store/intents';
@@ -64,6 +65,7 @@ export class Daemon {
     private readonly streaming: StreamingServer,
     private readonly metricsServer: Server | undefined,
     private readonly log: Logger,
+    private readonly stopEvents: (() => void) | undefined,
   ) {}
 
   static async start(config: SkiffConfig, log: Logger): Promise<Daemon> {
@@ -130,6 +132,7 @@ export class Daemon {
       minOomScoreAdj: await lowestOomScoreAdj(config['cri.restrict_oom_score_adj']),
       lsm: hostLsm,
       seccompProfileRoot: config['cri.seccomp_profile_root'],
+      defaultPidsLimit: config['cri.default_pids_limit'],
       cdiSpecDirs: config['cdi.spec_dirs'],
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
@@ -196,15 +199,18 @@ export class Daemon {
     const bound = metricsServer?.address();
     if (bound && typeof bound === 'object') metricsAddress = `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
     serveAdmin(server, images);
+    // Before serving: loading the Kubernetes client blocks for a few hundred ms.
+    const stopEvents = startIsolationEvents(config['events.kubeconfig'], { containers, pods: sandboxes }, log);
     await server.listen(config['cri.socket'], parseInt(config['cri.socket_mode'], 8));
     phase('serve');
     void sandboxes.afterStart();
     log.info('skiffd serving', { socket: config['cri.socket'], root: config.root, state: config.state, pods: sandboxes.list().length, containers: containers.list().length, startMs: phase.all() });
-    return new Daemon(config, images, sandboxes, containers, server, streaming, metricsServer, log);
+    return new Daemon(config, images, sandboxes, containers, server, streaming, metricsServer, log, stopEvents);
   }
 
   /** Stop serving. Pods keep running: their shims do not depend on skiffd. */
   async stop(): Promise<void> {
+    this.stopEvents?.();
     await this.server.close();
     await this.streaming.close();
     await new Promise((resolve) => (this.metricsServer ? this.metricsServer.close(resolve) : resolve(undefined)));

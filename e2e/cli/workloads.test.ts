@@ -92,6 +92,7 @@ describe('skiff CLI: pods and containers', function () {
     // No cgroup namespace of its own: the shim would root it at its own cgroup (spec.ts).
     assert.deepEqual(iso.namespaces, { mnt: 'private', pid: 'private', net: 'pod', ipc: 'pod', uts: 'pod', user: 'host', cgroup: 'host' });
     assert.deepEqual(iso.limits, { cpus: 0.5, memoryBytes: 64 << 20, pids: null });
+    assert.deepEqual(iso.unbounded, ['pids', 'io'], 'CRI gives no pids limit nor IO weight here');
     assert.deepEqual(iso.extraCapabilities, ['CAP_NET_ADMIN']);
     assert.equal(iso.seccomp, 'unconfined');
     // RuntimeDefault AppArmor (unset means it) confines where AppArmor enforces.
@@ -105,7 +106,7 @@ describe('skiff CLI: pods and containers', function () {
     const table = skiff(['inspect', '--isolation', pod.id]);
     assert.equal(table.status, 0, table.stderr);
     assert.match(table.stdout, /CONTAINER\s+MNT\s+PID\s+NET\s+IPC\s+UTS\s+USER\s+CGROUP\s+CPU\s+MEMORY/);
-    assert.match(table.stdout, /locked\s+private\s+private\s+pod\s+pod\s+pod\s+host\s+host\s+0\.5\s+67 MB\s+none\s+NET_ADMIN\s+unconfined\s+(unconfined|apparmor:skiff-default)\s+yes\s+no\s+yes/);
+    assert.match(table.stdout, /locked\s+private\s+private\s+pod\s+pod\s+pod\s+host\s+host\s+0\.5\s+67 MB\s+none\s+pids,io\s+NET_ADMIN\s+unconfined\s+(unconfined|apparmor:skiff-default)\s+yes\s+no\s+yes/);
 
     const status = await skiffd.client.runtime('Status', { verbose: true });
     const address = (JSON.parse(status.info.config) as { metricsAddress: string }).metricsAddress;
@@ -119,6 +120,8 @@ describe('skiff CLI: pods and containers', function () {
     assert.equal(gauge('locked', 'lsm_unconfined'), apparmor ? 0 : 1);
     assert.equal(gauge('locked', 'writable_rootfs'), 0);
     assert.equal(gauge('locked', 'extra_capabilities'), 1);
+    assert.deepEqual(['no_memory_limit', 'no_pids_limit', 'no_cpu_quota', 'no_io_weight'].map((c) => gauge('locked', c)), [0, 1, 0, 1]);
+    assert.deepEqual(['no_memory_limit', 'no_pids_limit', 'no_cpu_quota', 'no_io_weight'].map((c) => gauge('open', c)), [1, 1, 1, 1]);
     assert.equal(families.get('skiff_container_isolation')?.samples.find((s) => s.labels.container === 'open')?.labels.namespace, 'ops');
   });
 

@@ -65,6 +65,8 @@ export function isolationTable(rows: { name: string; isolation: Isolation }[]): 
     { header: 'CPU', value: (r) => limitsText(r.isolation)[0] },
     { header: 'MEMORY', value: (r) => limitsText(r.isolation)[1] },
     { header: 'PIDS', value: (r) => limitsText(r.isolation)[2] },
+    // A report from a skiffd before the flags has none.
+    { header: 'UNBOUNDED', value: (r) => r.isolation.unbounded?.join(',') || (r.isolation.unbounded ? 'none' : '?') },
     { header: 'EXTRA CAPS', value: (r) => r.isolation.extraCapabilities.map((c) => c.replace(/^CAP_/, '')).join(',') || 'none' },
     { header: 'SECCOMP', value: (r) => r.isolation.seccomp },
     { header: 'LSM', value: (r) => lsmText(r.isolation) },

@@ -28,6 +28,8 @@ export interface BundleHost {
   seccompProfileRoot?: string;
   /** What "ALL" and privileged grant: skiffd's own capabilities. */
   hostCapabilities: string[] | undefined;
+  /** cri.default_pids_limit (0: off). */
+  defaultPidsLimit: number;
 }
 
 export interface BundleRequest {
@@ -80,6 +82,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
       ...(userNamespace ? { userNamespace } : {}),
     },
     restrictOomScoreAdj: host.minOomScoreAdj,
+    defaultPidsLimit: host.defaultPidsLimit,
     lsm: host.lsm,
     appArmorProfilesLoaded,
     hostCapabilities: host.hostCapabilities,

@@ -98,6 +98,8 @@ export interface ContainerServiceOptions {
   appArmorProfiles?: AppArmorProfiles;
   /** Where relative Localhost seccomp profiles are found (kubelet's seccomp dir). */
   seccompProfileRoot?: string;
+  /** pids.max of containers whose CRI config sets none (cri.default_pids_limit; 0: off). */
+  defaultPidsLimit?: number;
   /** CDI spec directories, lowest priority first (the config's cdi.spec_dirs). */
   cdiSpecDirs: readonly string[];
   /** Where each operation records its intent before it touches the host. */
@@ -412,7 +414,7 @@ export class ContainerService {
 
   private bundleHost(): BundleHost {
     const o = this.opts;
-    return { minOomScoreAdj: o.minOomScoreAdj, lsm: o.lsm, appArmor: this.appArmor, seccompProfileRoot: o.seccompProfileRoot, hostCapabilities: this.hostCaps };
+    return { minOomScoreAdj: o.minOomScoreAdj, lsm: o.lsm, appArmor: this.appArmor, seccompProfileRoot: o.seccompProfileRoot, hostCapabilities: this.hostCaps, defaultPidsLimit: o.defaultPidsLimit ?? 0 };
   }
 
   /**

@@ -23,3 +23,26 @@ describe('isolation report: mandatory access control', () => {
     assert.deepEqual([se.lsm, se.lsmUnconfined], [{ apparmor: null, selinux: 'system_u:system_r:container_t:s0:c1,c2' }, false]);
   });
 });
+
+describe('isolation report: unbounded resources', () => {
+  const withResources = (resources: NonNullable<Spec['linux']['resources']>): Spec => ({ ...spec(), linux: { ...spec().linux, resources } });
+
+  it('flags memory, pids, cpu and IO for a container its cgroup does not bound', () => {
+    assert.deepEqual(isolationFromSpec(spec(), false).unbounded, ['memory', 'pids', 'cpu', 'io']);
+    assert.deepEqual(isolationFromSpec(withResources({ cpu: { shares: 1024 } }), false).unbounded, ['memory', 'pids', 'cpu', 'io'], 'shares are a weight, not a quota');
+  });
+
+  it('a memory limit, a pids limit, a cpu quota and an IO weight each take their flag away', () => {
+    const bounded = isolationFromSpec(withResources({ memory: { limit: 64 << 20 }, pids: { limit: 100 }, cpu: { quota: 50_000, period: 100_000 }, blockIO: { weight: 500 } }), false);
+    assert.deepEqual(bounded.unbounded, []);
+    assert.deepEqual(bounded.limits, { cpus: 0.5, memoryBytes: 64 << 20, pids: 100 });
+    assert.deepEqual(isolationFromSpec(withResources({ pids: { limit: 100 } }), false).unbounded, ['memory', 'cpu', 'io']);
+  });
+
+  it('reads the same limits from cgroup v2 unified files, where "max" is no limit', () => {
+    const v2 = isolationFromSpec(withResources({ unified: { 'memory.max': '1048576', 'pids.max': '64', 'cpu.max': '25000 100000', 'io.weight': 'default 200' } }), false);
+    assert.deepEqual([v2.unbounded, v2.limits], [[], { cpus: 0.25, memoryBytes: 1048576, pids: 64 }]);
+    const open = isolationFromSpec(withResources({ unified: { 'memory.max': 'max', 'pids.max': 'max', 'cpu.max': 'max 100000' } }), false);
+    assert.deepEqual(open.unbounded, ['memory', 'pids', 'cpu', 'io']);
+  });
+});

@@ -1,5 +1,6 @@
 // What separates a container from its pod and from the host, in one report: each of the
-// seven namespaces (private, shared with the pod, or the host's), cgroup limits,
+// seven namespaces (private, shared with the pod, or the host's), cgroup limits and the
+// resources left unbounded,
 // capabilities beyond the default set, seccomp, the AppArmor profile and SELinux label,
 // no_new_privs, privileged, read-only rootfs, masked paths, and whether uid 0 inside is
 // uid 0 on the host. It comes from the OCI spec
@@ -12,6 +13,9 @@ import { hostIdOf } from '../sandbox/userns';
 import { DEFAULT_CAPABILITIES } from './spec';
 
 export const NAMESPACES = ['mnt', 'pid', 'net', 'ipc', 'uts', 'user', 'cgroup'] as const;
+/** Resources a container's cgroup can bound; one it does not is shared with its neighbours. */
+export const RESOURCES = ['memory', 'pids', 'cpu', 'io'] as const;
+export type Resource = (typeof RESOURCES)[number];
 export type Namespace = (typeof NAMESPACES)[number];
 export type Sharing = 'private' | 'pod' | 'host';
 
@@ -22,6 +26,11 @@ export interface Isolation {
   /** Where the namespace facts come from: the running process, or the spec. */
   observed: boolean;
   limits: { cpus: number | null; memoryBytes: number | null; pids: number | null };
+  /** What the container's own cgroup leaves unbounded, so that it can take from the other
+   * pods on the node: no memory limit, no pids limit, no cpu quota, no IO weight (the
+   * kernel's default weight, the same as every neighbour's). Kubelet may still bound the
+   * pod's cgroup above it (podPidsLimit, a Guaranteed pod's memory). */
+  unbounded: Resource[];
   extraCapabilities: string[];
   seccomp: 'filtered' | 'unconfined';
   /** The mandatory access control the process execs into: skiffd names a profile or
@@ -47,17 +56,22 @@ export function isolationFromSpec(spec: Spec, privileged: boolean): Isolation {
     namespaces[n] = !entry ? 'host' : entry.path ? 'pod' : 'private';
   }
   const r = spec.linux.resources;
-  const quota = r?.cpu?.quota ?? 0;
+  const unified = r?.unified ?? {};
+  // cgroup v2 files given as unified win over the v1-style fields (the shim writes them last).
+  const [unifiedQuota, unifiedPeriod] = (unified['cpu.max'] ?? '').trim().split(/\s+/);
+  const quota = unifiedQuota && unifiedQuota !== 'max' ? Number(unifiedQuota) : (r?.cpu?.quota ?? 0);
+  const period = unifiedQuota && unifiedQuota !== 'max' ? Number(unifiedPeriod || 100_000) : r?.cpu?.period || 100_000;
+  const memoryBytes = unifiedLimit(unified['memory.max']) ?? (r?.memory?.limit && r.memory.limit > 0 ? r.memory.limit : null);
+  const pids = unifiedLimit(unified['pids.max']) ?? (r?.pids?.limit && r.pids.limit > 0 ? r.pids.limit : null);
+  const ioWeight = !!r?.blockIO?.weight || ['io.weight', 'io.bfq.weight', 'blkio.weight', 'blkio.bfq.weight'].some((k) => unified[k]);
+  const limits = { cpus: quota > 0 ? quota / period : null, memoryBytes, pids };
   const map = spec.linux.uidMappings;
   const seccomp = spec.linux.seccomp;
   return {
     namespaces,
     observed: false,
-    limits: {
-      cpus: quota > 0 ? quota / (r?.cpu?.period || 100_000) : null,
-      memoryBytes: r?.memory?.limit && r.memory.limit > 0 ? r.memory.limit : null,
-      pids: r?.pids?.limit && r.pids.limit > 0 ? r.pids.limit : null,
-    },
+    limits,
+    unbounded: RESOURCES.filter((x) => (x === 'memory' ? memoryBytes === null : x === 'pids' ? pids === null : x === 'cpu' ? limits.cpus === null : !ioWeight)),
     extraCapabilities: (spec.process.capabilities?.bounding ?? []).filter((c) => !DEFAULT_CAPABILITIES.includes(c)).sort(),
     seccomp: seccomp && (seccomp.defaultAction !== 'SCMP_ACT_ALLOW' || seccomp.syscalls?.length) ? 'filtered' : 'unconfined',
     lsm: { apparmor: spec.process.apparmorProfile || null, selinux: spec.process.selinuxLabel || null },
@@ -71,6 +85,12 @@ export function isolationFromSpec(spec: Spec, privileged: boolean): Isolation {
     // never map uid 0 to the host's (kubelet hands out ranges above 65535).
     uid0IsHostRoot: namespaces.user === 'host' || (!!map && hostIdOf(map, 0) === 0),
   };
+}
+
+/** A unified limit file's value ("max" or a count) as a number, or null for none. */
+function unifiedLimit(v: string | undefined): number | null {
+  const n = v === undefined ? NaN : Number(v.trim());
+  return Number.isFinite(n) && n > 0 ? n : null;
 }
 
 /** /proc/<pid>/uid_map ("inside outside count" lines) -> the host uid of uid 0, or null. */

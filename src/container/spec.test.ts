@@ -528,6 +528,16 @@ describe('container spec: resources', () => {
     assert.throws(() => withRes({ oom_score_adj: 1001 }), is(InvalidArgument, /oom_score_adj/));
     assert.throws(() => withRes({ cpu_shares: -1 }), is(InvalidArgument, /cpu_shares/));
   });
+
+  it('gives cri.default_pids_limit to a container without a pids limit of its own, and leaves a unified pids.max to win', () => {
+    assert.deepEqual(build({ defaultPidsLimit: 1024 }).linux.resources!.pids, { limit: 1024 });
+    const withResources = build({ defaultPidsLimit: 1024, config: containerConfig({ linux: { resources: resources({ memory_limit_in_bytes: 64 << 20 }), security_context: null } }) });
+    assert.deepEqual(withResources.linux.resources!.pids, { limit: 1024 }, 'other limits do not stand for a pids limit');
+    const own = build({ defaultPidsLimit: 1024, config: containerConfig({ linux: { resources: resources({ unified: { 'pids.max': '50' } }), security_context: null } }) });
+    assert.deepEqual([own.linux.resources!.pids, own.linux.resources!.unified], [undefined, { 'pids.max': '50' }]);
+    assert.equal(build().linux.resources!.pids, undefined, 'off unless set');
+    assert.equal(build({ defaultPidsLimit: 0 }).linux.resources!.pids, undefined);
+  });
 });
 
 describe('container spec: seccomp, AppArmor, SELinux', () => {

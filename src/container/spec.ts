@@ -124,6 +124,8 @@ export interface ContainerSpecInput {
   loadLocalhostProfile?: (file: string) => string;
   /** The lowest oom_score_adj this host allows: lower requests are raised to it. */
   restrictOomScoreAdj?: number;
+  /** pids.max for a container whose CRI config sets none (cri.default_pids_limit); 0 or absent: none. */
+  defaultPidsLimit?: number;
   /** The LSMs that enforce on this host (detectHostLsm): what is asked of one that does
    * not is ignored, or refused where ignoring it would hide a named profile. */
   lsm: HostLsm;
@@ -581,6 +583,9 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     // containerd sets oom_score_adj whenever resources are given, 0 included.
     oomScoreAdj = Math.max(criResources.oom_score_adj, input.restrictOomScoreAdj ?? -1000);
   }
+  // CRI has no pids field: a container's own limit can only come as unified pids.max, which
+  // wins. Per container, as CRI-O's pids_limit was: kubelet's podPidsLimit is the pod's.
+  if (input.defaultPidsLimit && !resources.unified?.['pids.max']) resources.pids = { limit: input.defaultPidsLimit };
 
   const spec: Spec = {
     ociVersion: '1.1.0',

@@ -148,7 +148,8 @@ export class Metrics {
         'Isolation facts of running containers, by check: host_network, host_pid, host_ipc (1: the host\'s namespace), privileged, ' +
         'seccomp_unconfined, lsm_unconfined (neither an AppArmor profile nor an SELinux label), ' +
         'root_on_host (runs as uid 0 and that is the host\'s root), writable_rootfs (1 when true), ' +
-        'extra_capabilities (how many beyond the default set). Labelled by Kubernetes namespace, pod and container name.',
+        'extra_capabilities (how many beyond the default set), no_memory_limit, no_pids_limit, no_cpu_quota, no_io_weight ' +
+        '(1: the container\'s cgroup leaves it unbounded, so it can take from its neighbours). Labelled by Kubernetes namespace, pod and container name.',
       labelNames: ['namespace', 'pod', 'container', 'check'],
       registers,
       async collect() {
@@ -173,6 +174,10 @@ export class Metrics {
               root_on_host: +(i.uid === 0 && i.uid0IsHostRoot),
               writable_rootfs: +!i.readOnlyRootfs,
               extra_capabilities: i.extraCapabilities.length,
+              no_memory_limit: +i.unbounded.includes('memory'),
+              no_pids_limit: +i.unbounded.includes('pids'),
+              no_cpu_quota: +i.unbounded.includes('cpu'),
+              no_io_weight: +i.unbounded.includes('io'),
             };
             for (const [check, v] of Object.entries(checks)) this.set({ ...labels, check }, v);
           },

@@ -146,6 +146,8 @@ export interface LinuxResources {
   memory?: LinuxMemory;
   cpu?: LinuxCpu;
   pids?: { limit: number };
+  /** The shim writes weight as blkio.weight (v1) or io.weight/io.bfq.weight (v2). */
+  blockIO?: { weight?: number; leafWeight?: number };
   hugepageLimits?: LinuxHugepageLimit[];
   /** cgroup v2 file name -> value. */
   unified?: Record<string, string>;
