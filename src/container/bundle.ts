@@ -8,7 +8,7 @@ import * as path from 'path';
 import type { ContainerConfig } from '../cri/gen/cri';
 import type { ImageRecord } from '../image/image_service';
 import type { PodRecord } from '../sandbox/pod_registry';
-import { podIdMappings, rootOwner } from '../sandbox/userns';
+import { podUserns, rootOwner } from '../sandbox/userns';
 import type { CdiEditSet } from './cdi';
 import { applyCdiEdits, cdiHostNodes } from './cdi_edits';
 import { hostDevices, statDevices } from './devices';
@@ -59,7 +59,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
     volumes.set(v, dir);
   }
-  const userNamespace = podIdMappings(pod.config) ?? undefined;
+  const userNamespace = podUserns(pod) ?? undefined;
   const spec = buildContainerSpec({
     containerId: b.id,
     config,
@@ -78,6 +78,8 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
       shmPath: pod.shmPath,
       cgroupParent: pod.cgroupParent,
       ...(userNamespace ? { userNamespace } : {}),
+      // kubelet sends no mappings for the volumes of a pod whose user namespace skiff chose.
+      ...(pod.usernsRange ? { idmapVolumes: true } : {}),
     },
     restrictOomScoreAdj: host.minOomScoreAdj,
     lsm: host.lsm,
