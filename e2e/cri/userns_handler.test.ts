@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { PodSandboxConfig } from '../../src/cri/gen/cri';
+import type { LinuxContainerSecurityContext, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { NamespaceMode } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import { CriPods, type CriPod } from '../fixtures/cri_pods';
@@ -254,6 +254,30 @@ describe('the skiff-userns runtime handler: a user namespace for every pod (skif
       assert.deepEqual(await idMap(id, 'uid_map'), [[0, 500000, RANGE]]);
       assert.deepEqual(await idMap(id, 'gid_map'), [[0, 600000, RANGE]]);
       assert.deepEqual(allocations(), {}, 'no range of the pool for it');
+    } finally {
+      await removePod(pod.id);
+    }
+  });
+
+  it('refuses a container whose user or group the pod\'s user namespace does not map, with INVALID_ARGUMENT naming it', async () => {
+    const pod = await runPod();
+    try {
+      const bundles = () => fs.readdirSync(path.join(node.skiffd.state, 'containers')).sort();
+      const before = bundles();
+      const cases: [string, Reply<LinuxContainerSecurityContext>, RegExp][] = [
+        ['run_as_user', { run_as_user: { value: RANGE } }, /user 65536 \(run_as_user, else the image's USER\) is not mapped in the pod's user namespace, whose uids are 0-65535/],
+        ['run_as_group', { run_as_user: { value: 0 }, run_as_group: { value: 70000 } }, /group 70000 .* is not mapped .* gids are 0-65535/],
+        ['supplemental_groups', { supplemental_groups: [5, 99999] }, /group 99999/],
+      ];
+      for (const [what, sc, message] of cases) {
+        const r = await rejection(cri.createCtr(pod, 'bad', { linux: { security_context: sc } }));
+        assert.equal(r.code, INVALID_ARGUMENT, `${what}: ${r.message}`);
+        assert.match(r.message, message, what);
+      }
+      assert.deepEqual((await node.skiffd.client.runtime('ListContainers', { filter: { pod_sandbox_id: pod.id } })).containers, []);
+      assert.deepEqual(bundles(), before, 'no bundle left');
+      const id = await cri.startCtr(pod, 'ok', { linux: { security_context: { run_as_user: { value: RANGE - 1 }, run_as_group: { value: 1000 } } } });
+      assert.equal(await sh(id, 'id -u; id -g'), '65535\n1000');
     } finally {
       await removePod(pod.id);
     }

@@ -8,7 +8,9 @@ import * as path from 'path';
 import type { ContainerConfig } from '../cri/gen/cri';
 import type { ImageRecord } from '../image/image_service';
 import type { PodRecord } from '../sandbox/pod_registry';
-import { podUserns, rootOwner } from '../sandbox/userns';
+import { hostIdOf, podUserns, rootOwner } from '../sandbox/userns';
+import { InvalidArgument } from '../errors';
+import type { IdMapping } from '../oci/runtime_spec';
 import type { CdiEditSet } from './cdi';
 import { applyCdiEdits, cdiHostNodes } from './cdi_edits';
 import { hostDevices, statDevices } from './devices';
@@ -92,6 +94,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     seccompProfileRoot: host.seccompProfileRoot,
     loadLocalhostProfile: () => localhostProfile ?? '',
   });
+  if (userNamespace) checkUserMapped(spec, userNamespace);
   // CDI edits go last, on the spec as CRI and the image made it (containerd's WithCDI is its last option too).
   applyCdiEdits(spec, b.cdi ?? [], (p) => cdiNodes.get(p));
   if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await host.appArmor.ensureDefault();
@@ -101,6 +104,18 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
   if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts, userNamespace && rootOwner(userNamespace));
   await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
   return spec;
+}
+
+/** The container's user, group and supplemental groups must be ids of the pod's user
+ * namespace: the kernel refuses the switch to any other (EINVAL, naming nothing). */
+function checkUserMapped(spec: Spec, maps: { uidMappings: IdMapping[]; gidMappings: IdMapping[] }): void {
+  const ranges = (m: IdMapping[]) => m.map((x) => `${x.containerID}-${x.containerID + x.size - 1}`).join(', ');
+  const u = spec.process.user;
+  if (hostIdOf(maps.uidMappings, u.uid) === null)
+    throw new InvalidArgument(`user ${u.uid} (run_as_user, else the image's USER) is not mapped in the pod's user namespace, whose uids are ${ranges(maps.uidMappings)}`);
+  for (const gid of [u.gid, ...(u.additionalGids ?? [])])
+    if (hostIdOf(maps.gidMappings, gid) === null)
+      throw new InvalidArgument(`group ${gid} (run_as_group, supplemental_groups or the image's) is not mapped in the pod's user namespace, whose gids are ${ranges(maps.gidMappings)}`);
 }
 
 /**
