@@ -17,7 +17,7 @@ import { CniNetwork } from './network/cni';
 import { DefaultNetwork } from './network/default_network';
 import { PodRegistry } from './sandbox/pod_registry';
 import { SandboxService } from './sandbox/sandbox_service';
-import { UsernsPool, usernsPoolDir } from './sandbox/userns_pool';
+import { subidOverlaps, UsernsPool, usernsPoolDir } from './sandbox/userns_pool';
 import { probeKernelFeatures } from './shim/features';
 import { ContainerStatsService } from './stats/container_stats';
 import { PodStatsService } from './stats/pod_stats';
@@ -141,6 +141,10 @@ export class Daemon {
       ranges: config['userns.pod_ranges'],
       warn: (msg, detail) => log.warn(msg, detail),
     });
+    // Other programs hand out ids from these files: a pool that overlaps them shares ids.
+    for (const file of ['/etc/subuid', '/etc/subgid'])
+      for (const line of subidOverlaps(await fsp.readFile(file, 'utf8').catch(() => ''), usernsPool.bounds))
+        log.warn('the userns pool overlaps subordinate ids handed out elsewhere: move userns.first_host_id', { file, line });
     const sandboxes = new SandboxService({
       state: config.state,
       shimBinary,

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ResourceExhausted } from '../errors';
-import { POD_RANGE_LENGTH, UsernsPool } from './userns_pool';
+import { POD_RANGE_LENGTH, subidOverlaps, UsernsPool } from './userns_pool';
 
 const pod = (n: number) => n.toString(16).padStart(64, '0');
 const FIRST = 16 * POD_RANGE_LENGTH;
@@ -83,5 +83,11 @@ describe('userns pool', () => {
 
   it('has the bounds of its ranges', async () => {
     assert.deepEqual((await open(2)).bounds, { first: FIRST, end: FIRST + 2 * POD_RANGE_LENGTH });
+  });
+
+  it('finds the /etc/subuid lines that reach into the pool', () => {
+    const text = 'alice:100000:65536\nkubelet:1048500:100\n# comment\nbob:1310720:65536\n\n';
+    assert.deepEqual(subidOverlaps(text, { first: FIRST, end: FIRST + 4 * POD_RANGE_LENGTH }), ['kubelet:1048500:100']);
+    assert.deepEqual(subidOverlaps(text, { first: FIRST, end: FIRST + 5 * POD_RANGE_LENGTH }), ['kubelet:1048500:100', 'bob:1310720:65536']);
   });
 });

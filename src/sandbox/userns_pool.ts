@@ -138,5 +138,14 @@ export class UsernsPool {
   }
 }
 
+/** The lines of an /etc/subuid or /etc/subgid text (name:first:count) whose ids reach into
+ * [first, end): other programs (rootless containers, kubelet's getsubids) hand those out. */
+export function subidOverlaps(text: string, pool: { first: number; end: number }): string[] {
+  return text.split('\n').filter((line) => {
+    const [, first, count] = line.trim().split(':').map(Number);
+    return Number.isInteger(first) && Number.isInteger(count) && first < pool.end && pool.first < first + count;
+  });
+}
+
 /** Where the allocation records live under skiffd's root. */
 export const usernsPoolDir = (root: string) => path.join(root, 'userns');
