@@ -239,7 +239,8 @@ export class SandboxService {
     return { ...spec, userns: rangeMappings(range), usernsRange: range };
   }
 
-  /** The pod's userns range back to the pool; false (logged) when its record stays. */
+  /** The pod's userns range back to the pool; false (logged) when its allocation record
+   * stays, for the next start. */
   private async releaseUserns(id: string): Promise<boolean> {
     try {
       await this.opts.usernsPool?.release(id);
@@ -482,7 +483,8 @@ export class SandboxService {
       this.networkChecks.delete(r.id);
       this.cgroupsRemoved.delete(r.id);
       failpoint('remove_pod.recorded');
-      await this.opts.usernsPool?.release(r.id);
+      // The pod is removed: a range the pool could not take back is the next start's (sweep).
+      await this.releaseUserns(r.id);
     });
     await this.opts.journal.end(intent);
   }
