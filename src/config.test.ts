@@ -37,6 +37,17 @@ describe('config', () => {
     await assert.rejects(loadConfig(parseArgs(['--config', file('[image]\npinned_images = ["UPPER/case"]\n')])), (e: Error) => e instanceof ConfigError && /image\.pinned_images.*UPPER\/case/.test(e.message));
   });
 
+  it('takes a userns handler of its own name and a pool of whole 65536-id ranges inside the 32-bit ids', async () => {
+    const cfg = await loadConfig(parseArgs(['--config', file('')]));
+    assert.deepEqual([cfg['cri.userns_runtime_handler'], cfg['userns.first_host_id'], cfg['userns.pod_ranges']], ['skiff-userns', 2 ** 30, 16384]);
+    assert.equal((await loadConfig(parseArgs(['--config', file('[cri]\nuserns_runtime_handler = ""\n')])))['cri.userns_runtime_handler'], '', 'off');
+    await assert.rejects(loadConfig(parseArgs(['--config', file('[cri]\nuserns_runtime_handler = "skiff"\n')])), /"cri\.userns_runtime_handler" must differ from "cri\.runtime_handler"/);
+    await assert.rejects(loadConfig(parseArgs(['--config', file('[cri]\nuserns_runtime_handler = "No_Caps"\n')])), /must be a DNS label/);
+    await assert.rejects(loadConfig(parseArgs(['--config', file('[userns]\nfirst_host_id = 100000\n')])), /"userns\.first_host_id" must be a multiple of 65536, got 100000/);
+    await assert.rejects(loadConfig(parseArgs(['--config', file('[userns]\nfirst_host_id = 4294901760\npod_ranges = 1\n')])), /passes the last host id/);
+    await loadConfig(parseArgs(['--config', file('[userns]\nfirst_host_id = 4294836224\npod_ranges = 1\n')]));
+  });
+
   it('refuses unknown keys, bad values and unknown flags, naming them', async () => {
     await assert.rejects(loadConfig(parseArgs(['--config', file('[cri]\nsokcet = "/x"\n')])), (e: Error) => e instanceof ConfigError && /cri\.sokcet/.test(e.message));
     await assert.rejects(loadConfig(parseArgs(['--config', file('[image]\nparallel_layers = 0\n')])), /image\.parallel_layers/);

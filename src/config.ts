@@ -23,10 +23,13 @@ export const SCHEMA = {
   'cri.socket': { kind: 'string', default: '/run/skiff/skiff.sock', doc: 'CRI gRPC unix socket' },
   'cri.socket_mode': { kind: 'string', default: '0660', doc: 'file mode of the CRI socket (octal)' },
   'cri.runtime_handler': { kind: 'string', default: 'skiff', doc: 'name of the runtime handler (the empty name means it too)' },
+  'cri.userns_runtime_handler': { kind: 'string', default: 'skiff-userns', doc: 'name of the runtime handler that gives every pod a user namespace of its own, with host ids from the userns pool; empty turns it off' },
   'cri.cgroup_parent': { kind: 'string', default: '/kubepods', doc: 'cgroup (cgroupfs driver) for pods that name no cgroup_parent' },
   'cri.restrict_oom_score_adj': { kind: 'boolean', default: true, doc: 'clamp oom_score_adj to what the host allows instead of failing' },
   'cri.seccomp_profile_root': { kind: 'string', default: '/var/lib/kubelet/seccomp', doc: 'where relative Localhost seccomp profiles are found' },
   'cri.default_pids_limit': { kind: 'number', default: 0, min: 0, doc: "pids.max of each container whose CRI config sets none (no unified pids.max), so a fork bomb stays in its container; 0: off (kubelet's podPidsLimit bounds the pod, when set)" },
+  'userns.first_host_id': { kind: 'number', default: 1073741824, min: 65536, doc: 'first host id of the pool the userns handler takes 65536-id ranges from (a multiple of 65536); keep the pool clear of /etc/subuid, /etc/subgid and kubelet\'s own range' },
+  'userns.pod_ranges': { kind: 'number', default: 16384, min: 1, doc: 'ranges of 65536 host ids in the pool: the most pods of the userns handler at once' },
   'cdi.spec_dirs': { kind: 'string[]', default: ['/etc/cdi', '/var/run/cdi'], doc: 'CDI spec directories (.json, .yaml, .yml), read for each CreateContainer that names CDI devices; a device in a later directory wins over one in an earlier' },
   'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
   'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
@@ -176,8 +179,22 @@ export async function loadConfig(args: ParsedArgs): Promise<SkiffConfig> {
   if (!Number.isSafeInteger(pidsLimit) || pidsLimit > 4_194_304) throw new ConfigError(`"cri.default_pids_limit" must be a whole number of processes from 0 (off) to 4194304, got ${pidsLimit}`);
   const kubeconfig = values.get('events.kubeconfig') as string;
   if (kubeconfig && !path.isAbsolute(kubeconfig)) throw new ConfigError(`"events.kubeconfig" must be an absolute path or empty, got "${kubeconfig}"`);
+  checkUsernsPool(values);
   if (!/^0?[0-7]{3}$/.test(values.get('cri.socket_mode') as string)) throw new ConfigError(`"cri.socket_mode" must be an octal mode like 0660`);
   return Object.freeze(Object.fromEntries(values)) as SkiffConfig;
+}
+
+/** The userns handler's name is its own, and its pool a whole number of 65536-id ranges
+ * inside the 32-bit id space (2^32-1 is no id). */
+function checkUsernsPool(values: Map<string, unknown>): void {
+  const handler = values.get('cri.userns_runtime_handler') as string;
+  if (handler && handler === values.get('cri.runtime_handler')) throw new ConfigError(`"cri.userns_runtime_handler" must differ from "cri.runtime_handler" ("${handler}")`);
+  if (handler && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(handler)) throw new ConfigError(`"cri.userns_runtime_handler" must be a DNS label like a RuntimeClass handler, got "${handler}"`);
+  const first = values.get('userns.first_host_id') as number;
+  const ranges = values.get('userns.pod_ranges') as number;
+  if (!Number.isInteger(first) || first % 65536 !== 0) throw new ConfigError(`"userns.first_host_id" must be a multiple of 65536, got ${first}`);
+  if (!Number.isInteger(ranges)) throw new ConfigError(`"userns.pod_ranges" must be a whole number, got ${ranges}`);
+  if (first + ranges * 65536 > 2 ** 32 - 1) throw new ConfigError(`the userns pool (${ranges} ranges of 65536 from ${first}) passes the last host id, 2^32-2`);
 }
 
 /** The configuration as TOML, each key with its meaning: `skiffd --print-config`. */

@@ -17,6 +17,7 @@ import { CniNetwork } from './network/cni';
 import { DefaultNetwork } from './network/default_network';
 import { PodRegistry } from './sandbox/pod_registry';
 import { SandboxService } from './sandbox/sandbox_service';
+import { subidOverlaps, UsernsPool, usernsPoolDir } from './sandbox/userns_pool';
 import { probeKernelFeatures } from './shim/features';
 import { ContainerStatsService } from './stats/container_stats';
 import { PodStatsService } from './stats/pod_stats';
@@ -137,6 +138,16 @@ export class Daemon {
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
     });
+    const usernsPool = new UsernsPool({
+      dir: usernsPoolDir(config.root),
+      firstHostId: config['userns.first_host_id'],
+      ranges: config['userns.pod_ranges'],
+      warn: (msg, detail) => log.warn(msg, detail),
+    });
+    // Other programs hand out ids from these files: a pool that overlaps them shares ids.
+    for (const file of ['/etc/subuid', '/etc/subgid'])
+      for (const line of subidOverlaps(await fsp.readFile(file, 'utf8').catch(() => ''), usernsPool.bounds))
+        log.warn('the userns pool overlaps subordinate ids handed out elsewhere: move userns.first_host_id', { file, line });
     const sandboxes = new SandboxService({
       state: config.state,
       shimBinary,
@@ -149,6 +160,7 @@ export class Daemon {
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
       shimEnv: shimSteps ? { SKIFF_SHIM_FAILPOINTS: shimSteps } : undefined,
+      usernsPool,
     });
     phase('setup');
     await sandboxes.init();
@@ -189,6 +201,8 @@ export class Daemon {
         defaultNetwork,
         kernel,
         runtimeHandler: config['cri.runtime_handler'],
+        usernsHandler: config['cri.userns_runtime_handler'],
+        usernsPool: usernsPool.bounds,
         statusInfo: () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress }),
       }),
       log,

@@ -1,4 +1,5 @@
-// The Status features of a real skiffd on this host (Linux 6.x): probed from the kernel
+// The Status features of a real skiffd on this host (Linux 6.x), on each of its runtime
+// handlers (the default, and skiff-userns, which the kernel can run here): probed from the kernel
 // at start-up, all present here; and what user_namespaces_host_network promises works:
 // a user-namespaced pod on the host's network gets the host's /sys, read-only.
 import assert from 'node:assert/strict';
@@ -20,7 +21,7 @@ describe('CRI Status features (skiffd over gRPC)', function () {
 
   it('reports recursive read-only mounts, user namespaces, with the host network too, and supplemental groups policy', async () => {
     const st = await node.skiffd.client.runtime('Status', { verbose: true });
-    assert.deepEqual(st.runtime_handlers.map((h) => h.name), ['', 'skiff']);
+    assert.deepEqual(st.runtime_handlers.map((h) => h.name), ['', 'skiff', 'skiff-userns']);
     for (const h of st.runtime_handlers) assert.deepEqual(h.features, { recursive_read_only_mounts: true, user_namespaces: true }, h.name);
     assert.deepEqual(st.features, { supplemental_groups_policy: true, user_namespaces_host_network: true });
     const kernel = JSON.parse(st.info.kernelFeatures) as Record<string, { supported: boolean }>;

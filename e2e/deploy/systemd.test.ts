@@ -103,4 +103,9 @@ describe('deploy/kubelet: wiring kubelet to skiff', () => {
     const [rc] = loadAll(fs.readFileSync(path.join(DEPLOY, 'runtimeclass.yaml'), 'utf8')) as { apiVersion: string; kind: string; handler: string; metadata: { name: string } }[];
     assert.deepEqual([rc.apiVersion, rc.kind, rc.metadata.name, rc.handler], ['node.k8s.io/v1', 'RuntimeClass', 'skiff', SCHEMA['cri.runtime_handler'].default]);
   });
+
+  it("names skiffd's default userns handler in the skiff-userns RuntimeClass", () => {
+    const [rc] = loadAll(fs.readFileSync(path.join(DEPLOY, 'runtimeclass-userns.yaml'), 'utf8')) as { apiVersion: string; kind: string; handler: string; metadata: { name: string } }[];
+    assert.deepEqual([rc.apiVersion, rc.kind, rc.metadata.name, rc.handler], ['node.k8s.io/v1', 'RuntimeClass', 'skiff-userns', SCHEMA['cri.userns_runtime_handler'].default]);
+  });
 });

@@ -8,7 +8,9 @@ import * as path from 'path';
 import type { ContainerConfig } from '../cri/gen/cri';
 import type { ImageRecord } from '../image/image_service';
 import type { PodRecord } from '../sandbox/pod_registry';
-import { podIdMappings, rootOwner } from '../sandbox/userns';
+import { hostIdOf, podUserns, rootOwner } from '../sandbox/userns';
+import { InvalidArgument } from '../errors';
+import type { IdMapping } from '../oci/runtime_spec';
 import type { CdiEditSet } from './cdi';
 import { applyCdiEdits, cdiHostNodes } from './cdi_edits';
 import { hostDevices, statDevices } from './devices';
@@ -61,7 +63,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
     volumes.set(v, dir);
   }
-  const userNamespace = podIdMappings(pod.config) ?? undefined;
+  const userNamespace = podUserns(pod) ?? undefined;
   const spec = buildContainerSpec({
     containerId: b.id,
     config,
@@ -80,6 +82,8 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
       shmPath: pod.shmPath,
       cgroupParent: pod.cgroupParent,
       ...(userNamespace ? { userNamespace } : {}),
+      // kubelet sends no mappings for the volumes of a pod whose user namespace skiff chose.
+      ...(pod.usernsRange ? { idmapVolumes: true } : {}),
     },
     restrictOomScoreAdj: host.minOomScoreAdj,
     defaultPidsLimit: host.defaultPidsLimit,
@@ -93,6 +97,7 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     seccompProfileRoot: host.seccompProfileRoot,
     loadLocalhostProfile: () => localhostProfile ?? '',
   });
+  if (userNamespace) checkUserMapped(spec, userNamespace);
   // CDI edits go last, on the spec as CRI and the image made it (containerd's WithCDI is its last option too).
   applyCdiEdits(spec, b.cdi ?? [], (p) => cdiNodes.get(p));
   if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await host.appArmor.ensureDefault();
@@ -102,6 +107,18 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
   if (pod.namespaces.user) await createBindTargets(rootfs, spec.mounts, userNamespace && rootOwner(userNamespace));
   await fsp.writeFile(path.join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
   return spec;
+}
+
+/** The container's user, group and supplemental groups must be ids of the pod's user
+ * namespace: the kernel refuses the switch to any other (EINVAL, naming nothing). */
+function checkUserMapped(spec: Spec, maps: { uidMappings: IdMapping[]; gidMappings: IdMapping[] }): void {
+  const ranges = (m: IdMapping[]) => m.map((x) => `${x.containerID}-${x.containerID + x.size - 1}`).join(', ');
+  const u = spec.process.user;
+  if (hostIdOf(maps.uidMappings, u.uid) === null)
+    throw new InvalidArgument(`user ${u.uid} (run_as_user, else the image's USER) is not mapped in the pod's user namespace, whose uids are ${ranges(maps.uidMappings)}`);
+  for (const gid of [u.gid, ...(u.additionalGids ?? [])])
+    if (hostIdOf(maps.gidMappings, gid) === null)
+      throw new InvalidArgument(`group ${gid} (run_as_group, supplemental_groups or the image's) is not mapped in the pod's user namespace, whose gids are ${ranges(maps.gidMappings)}`);
 }
 
 /**

@@ -17,7 +17,7 @@ import { ChangeListener, nowNs, RecordSet } from '../store/record_set';
 import { Undo } from '../store/undo';
 import { failpoint } from '../failpoints';
 import { removeCgroupTree } from '../sandbox/host_cgroups';
-import { podIdMappings, rootOwner } from '../sandbox/userns';
+import { podUserns, rootOwner } from '../sandbox/userns';
 import type { Process, Spec } from '../oci/runtime_spec';
 import { checkMemoryFloor, ociResources } from './resources';
 import { BundleHost, writeBundle } from './bundle';
@@ -111,7 +111,7 @@ export interface ContainerServiceOptions {
 /** A user-namespaced pod's containers get a rootfs of id-mapped layers (see
  * Snapshotter.mountIdmapped); other pods' get none. */
 function rootfsIdmap(pod: PodRecord): RootfsIdmap | undefined {
-  const maps = podIdMappings(pod.config);
+  const maps = podUserns(pod);
   if (!maps || !pod.namespaces.user) return undefined;
   const root = rootOwner(maps);
   return { usernsPath: pod.namespaces.user, rootUid: root.uid, rootGid: root.gid };

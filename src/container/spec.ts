@@ -93,6 +93,9 @@ export interface PodContext {
   cgroupParent: string;
   /** Id mappings of the pod's user namespace, when it has one. */
   userNamespace?: { uidMappings: IdMapping[]; gidMappings: IdMapping[] };
+  /** Id-map every CRI bind mount that carries no mappings with the pod's (skiff chose the
+   * pod's user namespace, so kubelet sent none for its volumes). */
+  idmapVolumes?: boolean;
 }
 
 export interface ContainerSpecInput {
@@ -367,6 +370,15 @@ function mountsFor(
   const { config, pod, image } = input;
   const readonlyRootfs = !!sc?.readonly_rootfs;
   const supplied: Mount[] = [];
+  // In a pod with a user namespace the files and dirs skiffd makes for it (owned by the
+  // host's root) are id-mapped with the pod's mappings, so that its root owns them as in a
+  // pod without one.
+  const podIdmap = (): Pick<Mount, 'uidMappings' | 'gidMappings'> =>
+    pod.userNamespace ? { uidMappings: pod.userNamespace.uidMappings.map((x) => ({ ...x })), gidMappings: pod.userNamespace.gidMappings.map((x) => ({ ...x })) } : {};
+  const volumeIdMappings = (m: CriMount, field: string) => {
+    const sent = mountIdMappings(m, field);
+    return sent.uidMappings || !pod.idmapVolumes ? sent : podIdmap();
+  };
   let rootfsPropagation: string | undefined;
 
   config.mounts.forEach((m, i) => {
@@ -390,17 +402,11 @@ function mountsFor(
       options: ['rbind', propagation, m.recursive_read_only ? 'rro' : m.readonly || image ? 'ro' : 'rw'],
       // An image volume's view is id-mapped already where the pod has a user namespace (an
       // overlay of id-mapped layers: the kernel cannot id-map the overlay itself), so its
-      // bind carries no mappings; other mounts carry those kubelet sent.
-      ...(image ? {} : mountIdMappings(m, field)),
+      // bind carries no mappings; other mounts carry those kubelet sent, or the pod's.
+      ...(image ? {} : volumeIdMappings(m, field)),
     });
   });
   const criDestinations = new Set(supplied.map((m) => m.destination));
-
-  // In a pod with a user namespace the files and dirs skiffd makes for it (owned by the
-  // host's root) are id-mapped with the pod's mappings, so that its root owns them as in a
-  // pod without one.
-  const podIdmap = (): Pick<Mount, 'uidMappings' | 'gidMappings'> =>
-    pod.userNamespace ? { uidMappings: pod.userNamespace.uidMappings.map((x) => ({ ...x })), gidMappings: pod.userNamespace.gidMappings.map((x) => ({ ...x })) } : {};
   const podFile = (destination: string, source: string, options: string[]) => {
     if (!criDestinations.has(destination)) supplied.push({ destination, type: 'bind', source, options, ...podIdmap() });
   };

@@ -35,12 +35,13 @@ import { podSandboxLists } from './runtime/sandbox_list';
 import { listMetricDescriptors, listPodSandboxMetrics, streamPodSandboxMetrics } from './runtime/sandbox_metrics';
 import { portForward } from './runtime/sandbox_port_forward';
 import { removePodSandbox } from './runtime/sandbox_remove';
+import { servedHandlerNames } from './runtime/pod_spec';
 import { runPodSandbox } from './runtime/sandbox_run';
 import { listPodSandboxStats, podSandboxStats, streamPodSandboxStats } from './runtime/sandbox_stats';
 import { podSandboxStatus } from './runtime/sandbox_status';
 import { stopPodSandbox } from './runtime/sandbox_stop';
 import { updatePodSandboxResources } from './runtime/sandbox_update_resources';
-import { status } from './runtime/status';
+import { status, usernsUnavailable } from './runtime/status';
 import { updateRuntimeConfig } from './runtime/update_runtime_config';
 import { version } from './runtime/version';
 import type { CriHandlers } from './server';
@@ -59,21 +60,31 @@ export interface CriServices {
   kernel: KernelFeatures;
   /** The runtime handler skiff serves, besides the default "". */
   runtimeHandler: string;
+  /** The userns handler ('' when off) and its pool of host ids, [first, end). */
+  usernsHandler: string;
+  usernsPool: { first: number; end: number };
   /** What a verbose Status shows of skiffd's configuration. */
   statusInfo: () => Record<string, unknown>;
 }
 
 export function criHandlers(s: CriServices): CriHandlers {
   const { sandboxes, containers, images, containerStats: ctrStats, podStats, streaming, runtimeHandler } = s;
+  const handlers = {
+    default: runtimeHandler,
+    userns: s.usernsHandler,
+    usernsUnavailable: s.usernsHandler ? usernsUnavailable(s.kernel) : '',
+    ...(s.usernsHandler ? { usernsPool: s.usernsPool } : {}),
+  };
+  const served = servedHandlerNames(handlers);
   const events = new ContainerEvents(sandboxes, containers);
   const devices = new BlockDeviceNames();
   return {
     runtime: {
       Version: version(),
       RuntimeConfig: runtimeConfig(),
-      Status: status(s.cni, runtimeHandler, s.kernel, s.statusInfo),
+      Status: status(s.cni, handlers, s.kernel, s.statusInfo),
       UpdateRuntimeConfig: updateRuntimeConfig(s.defaultNetwork),
-      RunPodSandbox: runPodSandbox(sandboxes),
+      RunPodSandbox: runPodSandbox(sandboxes, handlers),
       StopPodSandbox: stopPodSandbox(sandboxes),
       RemovePodSandbox: removePodSandbox(sandboxes),
       PodSandboxStatus: podSandboxStatus(sandboxes, containers),
@@ -103,11 +114,11 @@ export function criHandlers(s: CriServices): CriHandlers {
       StreamPodSandboxMetrics: streamPodSandboxMetrics(sandboxes, containers, podStats, devices),
     },
     image: {
-      ListImages: listImages(images, runtimeHandler, () => containers.generation()),
-      StreamImages: streamImages(images, runtimeHandler),
-      ImageStatus: imageStatus(images, runtimeHandler),
-      PullImage: pullImage(images, runtimeHandler),
-      RemoveImage: removeImage(images, runtimeHandler),
+      ListImages: listImages(images, served, () => containers.generation()),
+      StreamImages: streamImages(images, served),
+      ImageStatus: imageStatus(images, served),
+      PullImage: pullImage(images, served),
+      RemoveImage: removeImage(images, served),
       ImageFsInfo: imageFsInfo(images),
     },
   };

@@ -136,7 +136,7 @@ describe('List replies kept while nothing changed', () => {
     let containers = 0;
     const ListImages = listImages(
       { list: () => [...images.records], find: (ref) => images.records.find((r) => r.repoTags.includes(ref)), keptIds: () => used, get generation() { return images.generation; } },
-      '',
+      [''],
       () => containers,
     );
     const list = (image = '') => ListImages({ filter: image ? { image: { image, annotations: {}, user_specified_image: '', runtime_handler: '', image_ref: '' } } : null });

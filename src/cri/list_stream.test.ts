@@ -163,7 +163,7 @@ async function startServer(node: Node, bounds: ChunkBounds, observed: Observed) 
         ListPodSandboxMetrics: listPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices),
         StreamPodSandboxMetrics: streamPodSandboxMetrics(node.pods, node.containers, node.podStats, node.devices, bounds),
       },
-      image: { ListImages: listImages(node.images, 'skiff', () => 0), StreamImages: streamImages(node.images, 'skiff', bounds) },
+      image: { ListImages: listImages(node.images, ['skiff'], () => 0), StreamImages: streamImages(node.images, ['skiff'], bounds) },
     },
     new Logger('error'),
   );

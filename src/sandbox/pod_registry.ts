@@ -8,6 +8,7 @@ import type { LinuxContainerResources, NamespaceMode, PodSandboxConfig } from '.
 import type { Logger } from '../log';
 import type { ExitInfo, NamespaceName, ShimClient } from '../shim/client';
 import { RecordSet } from '../store/record_set';
+import type { HostIdRange } from './userns_pool';
 
 export type PodState = 'ready' | 'notready';
 
@@ -53,6 +54,9 @@ export interface PodRecord {
   hostnamePath: string;
   /** A tmpfs for /dev/shm, or '' when the pod uses the host's IPC namespace. */
   shmPath: string;
+  /** The host ids skiff chose for the pod's user namespace (the userns handler, when
+   * kubelet sent no mappings); kubelet's own mappings stay in config. */
+  usernsRange?: HostIdRange;
 }
 
 const isPodRecord = (v: unknown): v is PodRecord => {

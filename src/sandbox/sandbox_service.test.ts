@@ -18,8 +18,10 @@ import { IntentJournal } from '../store/intents';
 import type { PodHost } from './pod_host';
 import { PodRecord, PodRegistry, shimDir } from './pod_registry';
 import { PodSpec, SandboxService } from './sandbox_service';
+import { POD_RANGE_LENGTH, UsernsPool } from './userns_pool';
 
 const PARENT = '/skiff-unit';
+const POOL_FIRST = 100 * POD_RANGE_LENGTH;
 
 /** The host as the pod lifecycle sees it: mounts, shims and cgroups in memory. */
 class FakeHost implements PodHost {
@@ -211,9 +213,10 @@ describe('SandboxService', () => {
       removeAllInPod: async (id: string) => void calls.push(`remove containers ${id}`),
     };
     const state = path.join(dir, 'state');
-    const svc = new SandboxService({ state, shimBinary: '/no/skiff-shim', runtimeHandler: 'skiff', defaultCgroupParent: PARENT, pods, containers, cni, host, log, journal });
+    const usernsPool = new UsernsPool({ dir: path.join(dir, 'root', 'userns'), firstHostId: POOL_FIRST, ranges: 8, warn: (m) => warnings.push(m) });
+    const svc = new SandboxService({ state, shimBinary: '/no/skiff-shim', runtimeHandler: 'skiff', defaultCgroupParent: PARENT, pods, containers, cni, host, log, journal, usernsPool });
     await svc.init();
-    return { svc, journal, podDirs: () => fs.readdirSync(path.join(state, 'pods')) };
+    return { svc, journal, usernsPool, podDirs: () => fs.readdirSync(path.join(state, 'pods')) };
   }
 
   const after = (call: string) => calls.slice(calls.lastIndexOf(call) + 1);
@@ -459,5 +462,70 @@ describe('SandboxService', () => {
     assert.deepEqual(host.processes, []);
     assert.ok(svc.get(kept.id));
     assert.match(warnings.join(''), /recovery removed a leftover.*"kind":"shim".*"pid":89/);
+  });
+
+  const poolRun = (name: string) => spec(name, { runtimeHandler: 'skiff-userns', usernsFromPool: true });
+  const allocated = () => fs.readdirSync(path.join(dir, 'root', 'userns')).filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5));
+  const mapping = (hostID: number) => [{ containerID: 0, hostID, size: POD_RANGE_LENGTH }];
+
+  it('gives a pod of the userns pool its range: recorded before the shim makes the namespace, kept in the pod record, back at removal', async () => {
+    const { svc, usernsPool } = await start();
+    const a = await svc.run(poolRun('a'));
+    const b = await svc.run(poolRun('b'));
+    assert.deepEqual([a.usernsRange, b.usernsRange], [{ hostId: POOL_FIRST, length: POD_RANGE_LENGTH }, { hostId: POOL_FIRST + POD_RANGE_LENGTH, length: POD_RANGE_LENGTH }]);
+    assert.deepEqual(host.spawned[0].podParams?.userns, { uidMappings: mapping(POOL_FIRST), gidMappings: mapping(POOL_FIRST) });
+    assert.deepEqual(allocated().sort(), [a.id, b.id].sort());
+    assert.equal((await svc.run(spec('plain'))).usernsRange, undefined);
+    await svc.remove(a.id);
+    assert.deepEqual(allocated(), [b.id]);
+    assert.equal(usernsPool.rangeOf(a.id), undefined);
+    assert.equal((await svc.run(poolRun('c'))).usernsRange?.hostId, POOL_FIRST, "a's range is given again");
+    // A restart reads them back: b's and c's ranges are not given a third time.
+    const again = await start();
+    assert.equal((await again.svc.run(poolRun('d'))).usernsRange?.hostId, POOL_FIRST + 2 * POD_RANGE_LENGTH);
+  });
+
+  it('gives the range of a failed run back once the run is undone in full, and keeps it for the restart when the undo failed', async () => {
+    const first = await start();
+    host.shimFailing.set('pod', new Error('clone: EPERM'));
+    await assert.rejects(first.svc.run(poolRun('a')), /EPERM/);
+    assert.deepEqual(allocated(), []);
+    host.shimFailing.clear();
+    cni.failing.set('setUp', new Error('plugin timed out'));
+    cni.failing.set('tearDown', new Error('plugin timed out'));
+    await assert.rejects(first.svc.run(poolRun('b')), /plugin timed out/);
+    const [intent] = await first.journal.pending();
+    assert.deepEqual(allocated(), [intent.id], 'held while the pod may still hold something');
+    cni.failing.clear();
+    const again = await start();
+    assert.equal((await again.svc.run(poolRun('c'))).usernsRange?.hostId, POOL_FIRST + POD_RANGE_LENGTH, 'not given while held');
+    assert.equal(await again.svc.recoverIntent(intent), 'undone');
+    assert.ok(!allocated().includes(intent.id));
+    assert.match(warnings.join(''), /recovery removed a leftover.*"kind":"userns_range"/);
+  });
+
+  it('gives back the range of a pod whose record vanished: at the sweep with its pod dir, else after the search for its shim', async () => {
+    const first = await start();
+    const noDir = await first.svc.run(poolRun('a'));
+    fs.rmSync(path.join(dir, 'root', 'metadata', 'pods', `${noDir.id}.json`));
+    fs.rmSync(noDir.dir, { recursive: true });
+    host.processes.push({ pid: 78, stateDir: shimDir(noDir) });
+    const second = await start();
+    await second.svc.sweep();
+    assert.deepEqual(allocated(), [noDir.id], 'no pod dir: its shim is searched for once the socket answers, and its range held until then');
+    assert.equal((await second.svc.run(poolRun('b'))).usernsRange?.hostId, POOL_FIRST + POD_RANGE_LENGTH);
+    await second.svc.afterStart();
+    assert.equal(host.processes.length, 0, 'its shim was killed');
+    assert.equal(allocated().includes(noDir.id), false);
+
+    const withDir = await second.svc.run(poolRun('c'));
+    assert.equal(withDir.usernsRange?.hostId, POOL_FIRST, "a's range is given again");
+    fs.rmSync(path.join(dir, 'root', 'metadata', 'pods', `${withDir.id}.json`));
+    host.processes.push({ pid: 77, stateDir: shimDir(withDir) });
+    const third = await start();
+    await third.svc.sweep();
+    assert.equal(host.processes.length, 0, 'its pod dir called for the search before the sweep ended');
+    assert.equal(allocated().includes(withDir.id), false);
+    assert.match(warnings.join(''), /recovery removed a leftover.*"kind":"userns_range"/);
   });
 });

@@ -23,6 +23,7 @@ import { hostPods, PodHost } from './pod_host';
 import { PodCgroup, PodCgroupRequest, criFieldNames, podCgroup, podCgroupUpdate } from './pod_cgroup';
 import { DnsSettings, hostnameFile, hostsFile, resolvConf } from './pod_files';
 import { podName, PodRecord, PodRegistry, PodResources, SHIM_CONCURRENCY, shimDir } from './pod_registry';
+import { HostIdRange, rangeMappings, UsernsPool } from './userns_pool';
 
 /** What a pod is made of, checked already (cri/runtime/pod_spec.ts makes it of a
  * RunPodSandbox request). */
@@ -40,6 +41,10 @@ export interface PodSpec {
   ipcMode: NamespaceMode;
   /** A user namespace of the pod's own with these mappings; null: the node's. */
   userns: { uidMappings: IdMapping[]; gidMappings: IdMapping[] } | null;
+  /** A user namespace with a range of the userns pool (the userns handler, no mappings
+   * sent): run() allocates it and sets userns and usernsRange. */
+  usernsFromPool?: boolean;
+  usernsRange?: HostIdRange;
   sysctls: Record<string, string>;
   /** null or empty: the node's resolv.conf. */
   dns: DnsSettings | null;
@@ -79,6 +84,8 @@ export interface SandboxServiceOptions {
   recovered?: (kind: string) => void;
   /** Environment of the shims skiffd starts (failpoints of tests). */
   shimEnv?: Record<string, string>;
+  /** The host id ranges of the userns handler's pods. */
+  usernsPool?: UsernsPool;
 }
 
 export class SandboxService {
@@ -90,6 +97,8 @@ export class SandboxService {
   private readonly cgroupsRemoved = new Set<string>();
   /** The start-up sweep left the search of /proc for shims to afterStart. */
   private shimSearchDeferred = false;
+  /** Userns ranges of pods gone without a record, released once no shim of theirs runs. */
+  private unclaimedRanges: string[] = [];
 
   constructor(private readonly opts: SandboxServiceOptions) {
     this.pods = opts.pods;
@@ -110,7 +119,9 @@ export class SandboxService {
   async init(): Promise<void> {
     await fsp.mkdir(path.join(this.opts.state, 'pods'), { recursive: true, mode: 0o711 });
     await fsp.mkdir(path.join(this.opts.state, 'netns'), { recursive: true, mode: 0o711 });
-    const ready = (await this.pods.loadPods()).filter((r) => r.state === 'ready');
+    const loaded = await this.pods.loadPods();
+    await this.opts.usernsPool?.init(loaded.flatMap((r) => (r.usernsRange ? [{ id: r.id, range: r.usernsRange }] : [])));
+    const ready = loaded.filter((r) => r.state === 'ready');
     await forEachLimited(ready, SHIM_CONCURRENCY, async (r) => {
       try {
         await this.pods.attachShim(r.id, await this.host.connectShim(path.join(shimDir(r), 'shim.sock')));
@@ -206,15 +217,38 @@ export class SandboxService {
     try {
       intent = await this.opts.journal.begin('run_pod', id, this.runPlan(id, cgroup, spec));
       failpoint('run_pod.journaled');
-      r = await this.pods.lock.run(id, () => this.doRun(id, spec, cgroup, undo));
+      const withUserns = spec.usernsFromPool ? await this.allocateUserns(id, spec) : spec;
+      r = await this.pods.lock.run(id, () => this.doRun(id, withUserns, cgroup, undo));
     } catch (e) {
-      // Undone in full: the intent is done with. Else a restart undoes what is left.
-      if ((await undo.run(this.opts.log)) && intent) await this.opts.journal.settled(intent);
+      // Undone in full: the intent is done with. Else a restart undoes what is left. A
+      // userns range goes back only then: no process of the pod may run on it still.
+      let clean = await undo.run(this.opts.log);
+      if (clean && spec.usernsFromPool) clean = await this.releaseUserns(id);
+      if (clean && intent) await this.opts.journal.settled(intent);
       throw e;
     }
     failpoint('run_pod.recorded');
     await this.opts.journal.settled(intent);
     return r;
+  }
+
+  /** A range of the userns pool for the pod, recorded before its namespace is made. */
+  private async allocateUserns(id: string, spec: PodSpec): Promise<PodSpec> {
+    if (!this.opts.usernsPool) throw new FailedPrecondition(`runtime handler "${spec.runtimeHandler}" has no userns pool`);
+    const range = await this.opts.usernsPool.allocate(id);
+    return { ...spec, userns: rangeMappings(range), usernsRange: range };
+  }
+
+  /** The pod's userns range back to the pool; false (logged) when its allocation record
+   * stays, for the next start. */
+  private async releaseUserns(id: string): Promise<boolean> {
+    try {
+      await this.opts.usernsPool?.release(id);
+      return true;
+    } catch (e) {
+      this.opts.log.warn('could not release a userns range: the next start does', { pod: id, error: (e as Error).message });
+      return false;
+    }
   }
 
   /** Where a pod's run puts things on the host: all a restart needs to undo it. */
@@ -255,6 +289,7 @@ export class SandboxService {
       resolvConfPath: path.join(dir, 'resolv.conf'),
       hostnamePath: path.join(dir, 'hostname'),
       shmPath: '',
+      ...(spec.usernsRange ? { usernsRange: spec.usernsRange } : {}),
     };
     // The shim with the pod's namespaces, the pod's files with /dev/shm, the file the netns
     // is pinned on, and CNI's record of the ADD to come do not depend on each other (but for
@@ -448,6 +483,8 @@ export class SandboxService {
       this.networkChecks.delete(r.id);
       this.cgroupsRemoved.delete(r.id);
       failpoint('remove_pod.recorded');
+      // The pod is removed: a range the pool could not take back is the next start's (sweep).
+      await this.releaseUserns(r.id);
     });
     await this.opts.journal.end(intent);
   }
@@ -504,6 +541,7 @@ export class SandboxService {
         if (p.shmPath) this.unmountQuietly(p.shmPath);
         await this.removeCgroups(p.cgroupParent, p.ownsCgroup, [i.id]);
         await fsp.rm(p.dir, { recursive: true, force: true });
+        if (await this.opts.usernsPool?.release(i.id)) this.recovered('userns_range', { pod: i.id });
         return 'undone';
       }
       case 'stop_pod':
@@ -511,7 +549,11 @@ export class SandboxService {
         await this.stop(r.id);
         return 'finished';
       case 'remove_pod':
-        if (!r) return 'finished';
+        // Removed up to the record: the range is what was left.
+        if (!r) {
+          await this.opts.usernsPool?.release(i.id);
+          return 'finished';
+        }
         await this.remove(r.id);
         return 'finished';
       default:
@@ -566,6 +608,14 @@ export class SandboxService {
       await fsp.rm(path.join(podsDir, id), { recursive: true, force: true });
       this.recovered('pod_dir', { pod: id });
     }
+    // Ranges of pods gone without a record: back to the pool once no shim of theirs can
+    // run, which is now if /proc was searched above, else after afterStart's search.
+    this.unclaimedRanges = this.opts.usernsPool?.unclaimedPods(known) ?? [];
+    if (!this.shimSearchDeferred) await this.releaseUnclaimedRanges();
+  }
+
+  private async releaseUnclaimedRanges(): Promise<void> {
+    for (const id of this.unclaimedRanges.splice(0)) if (await this.opts.usernsPool!.release(id)) this.recovered('userns_range', { pod: id });
   }
 
   /** Kill the shims under the pods dir that no pod record owns; `startedBeforeSelf` once
@@ -584,7 +634,12 @@ export class SandboxService {
   async afterStart(): Promise<void> {
     if (this.shimSearchDeferred) {
       this.shimSearchDeferred = false;
-      await this.sweepShims(true).catch((e: Error) => this.opts.log.error('the search for shims no pod owns failed; the next start tries again', { error: e.message }));
+      try {
+        await this.sweepShims(true);
+        await this.releaseUnclaimedRanges();
+      } catch (e) {
+        this.opts.log.error('the search for shims no pod owns failed; the next start tries again', { error: (e as Error).message });
+      }
     }
     await this.checkNetworks();
   }

@@ -4,6 +4,7 @@
 import { InvalidArgument } from '../errors';
 import { NamespaceMode, type IDMapping, type PodSandboxConfig, type UserNamespace } from '../cri/gen/cri';
 import type { IdMapping } from '../oci/runtime_spec';
+import { rangeMappings, type HostIdRange } from './userns_pool';
 
 /** Lines a uid_map or gid_map may hold (Linux 4.15 on). */
 export const MAX_ID_MAP_LINES = 340;
@@ -56,6 +57,12 @@ export function podIdMappings(config: PodSandboxConfig): { uidMappings: IdMappin
   const userns = config.linux?.security_context?.namespace_options?.userns_options;
   if (userns?.mode !== NamespaceMode.POD) return null;
   return { uidMappings: ociIdMappings(userns.uids), gidMappings: ociIdMappings(userns.gids) };
+}
+
+/** The mappings of a pod's own user namespace, whoever chose them: skiff (the userns
+ * handler's range) or kubelet (userns_options); null when the pod has the host's. */
+export function podUserns(pod: { config: PodSandboxConfig; usernsRange?: HostIdRange }): { uidMappings: IdMapping[]; gidMappings: IdMapping[] } | null {
+  return pod.usernsRange ? rangeMappings(pod.usernsRange) : podIdMappings(pod.config);
 }
 
 /** The host id a container id maps to, or null when no range holds it. */

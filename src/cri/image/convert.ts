@@ -30,12 +30,13 @@ export function requiredImage(spec: { image: string } | null, field: string): st
 }
 
 /**
- * An image call's ImageSpec.runtime_handler (KEP-4216) must be one skiff serves: its
+ * An image call's ImageSpec.runtime_handler (KEP-4216) must be one skiff serves: a
  * configured handler or the empty name (the default). The CRI asks that an unknown one be
- * rejected; skiff answers as its RunPodSandbox does, and before anything is done.
+ * rejected; skiff answers as its RunPodSandbox does, and before anything is done. Every
+ * handler runs the same images.
  */
-export function requireServedHandler(spec: Pick<ImageSpec, 'runtime_handler'> | null, served: string, field: string): string {
+export function requireServedHandler(spec: Pick<ImageSpec, 'runtime_handler'> | null, served: readonly string[], field: string): string {
   const name = spec?.runtime_handler ?? '';
-  if (name && name !== served) throw new InvalidArgument(`${field} "${name}" is not configured (skiff serves "${served}" and the default "")`);
+  if (name && !served.includes(name)) throw new InvalidArgument(`${field} "${name}" is not configured (skiff serves ${served.map((h) => `"${h}"`).join(', ')} and the default "")`);
   return name;
 }

@@ -11,8 +11,8 @@ const imageCodec = codec<Image>('Image');
 
 type Images = Pick<ImageService, 'list' | 'find' | 'keptIds'>;
 
-function selectedImages(images: Images, f: ImageFilter | null, runtimeHandler: string): Reply<Image>[] {
-  requireServedHandler(f?.image ?? null, runtimeHandler, 'filter.image.runtime_handler');
+function selectedImages(images: Images, f: ImageFilter | null, servedHandlers: readonly string[]): Reply<Image>[] {
+  requireServedHandler(f?.image ?? null, servedHandlers, 'filter.image.runtime_handler');
   const want = f?.image?.image;
   const kept = images.keptIds();
   if (want) {
@@ -26,15 +26,15 @@ function selectedImages(images: Images, f: ImageFilter | null, runtimeHandler: s
  * ListImages. A reply is kept while the images (`generation`) and, for `pinned`, the
  * containers that use them (`inUse`: changes whenever the containers do) are the same.
  */
-export function listImages(images: Images & Pick<ImageService, 'generation'>, runtimeHandler: string, inUse: () => number) {
+export function listImages(images: Images & Pick<ImageService, 'generation'>, servedHandlers: readonly string[], inUse: () => number) {
   const replies = new ReplyCache<ImageFilter | null>();
   return async (req: ListImagesRequest): Promise<Encoded> => {
-    requireServedHandler(req.filter?.image ?? null, runtimeHandler, 'filter.image.runtime_handler');
-    return replies.get(`${images.generation}/${inUse()}`, req.filter, () => repeatedField(1, selectedImages(images, req.filter, runtimeHandler).map(imageCodec.encode)));
+    requireServedHandler(req.filter?.image ?? null, servedHandlers, 'filter.image.runtime_handler');
+    return replies.get(`${images.generation}/${inUse()}`, req.filter, () => repeatedField(1, selectedImages(images, req.filter, servedHandlers).map(imageCodec.encode)));
   };
 }
 
-export function streamImages(images: Images, runtimeHandler: string, bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
+export function streamImages(images: Images, servedHandlers: readonly string[], bounds: ChunkBounds = STREAM_CHUNK_BOUNDS) {
   return async (req: StreamImagesRequest, ctx: StreamContext<StreamImagesResponse>): Promise<void> =>
-    sendChunked(ctx, selectedImages(images, req.filter, runtimeHandler).map(imageCodec.encode), bounds);
+    sendChunked(ctx, selectedImages(images, req.filter, servedHandlers).map(imageCodec.encode), bounds);
 }

@@ -18,10 +18,10 @@ function toAuth(a: CriAuth | null): AuthConfig | undefined {
   return Object.keys(auth).length ? auth : undefined;
 }
 
-export function pullImage(images: ImageService, runtimeHandler: string) {
+export function pullImage(images: ImageService, servedHandlers: readonly string[]) {
   return async (req: PullImageRequest): Promise<Reply<PullImageResponse>> => {
     const name = requiredImage(req.image, 'image.image');
-    const handler = requireServedHandler(req.image, runtimeHandler, 'image.runtime_handler');
+    const handler = requireServedHandler(req.image, servedHandlers, 'image.runtime_handler');
     const r = await images.pull(name, toAuth(req.auth), { annotations: req.image?.annotations ?? {}, runtimeHandler: handler });
     return { image_ref: r.id };
   };

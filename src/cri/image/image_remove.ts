@@ -7,10 +7,10 @@ import type { RemoveImageRequest, RemoveImageResponse } from '../gen/cri';
 import type { Reply } from '../server';
 import { requireServedHandler, requiredImage } from './convert';
 
-export function removeImage(images: ImageService, runtimeHandler: string) {
+export function removeImage(images: ImageService, servedHandlers: readonly string[]) {
   return async (req: RemoveImageRequest): Promise<Reply<RemoveImageResponse>> => {
     const name = requiredImage(req.image, 'image.image');
-    requireServedHandler(req.image, runtimeHandler, 'image.runtime_handler');
+    requireServedHandler(req.image, servedHandlers, 'image.runtime_handler');
     if (images.find(name)) await images.remove(name);
     return {};
   };

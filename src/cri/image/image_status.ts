@@ -5,10 +5,10 @@ import type { ImageStatusRequest, ImageStatusResponse } from '../gen/cri';
 import type { Reply } from '../server';
 import { requireServedHandler, requiredImage, toCriImage } from './convert';
 
-export function imageStatus(images: ImageService, runtimeHandler: string) {
+export function imageStatus(images: ImageService, servedHandlers: readonly string[]) {
   return async (req: ImageStatusRequest): Promise<Reply<ImageStatusResponse>> => {
     const name = requiredImage(req.image, 'image.image');
-    requireServedHandler(req.image, runtimeHandler, 'image.runtime_handler');
+    requireServedHandler(req.image, servedHandlers, 'image.runtime_handler');
     const r = images.find(name);
     if (!r) return { image: null, info: {} };
     const info: Record<string, string> = {};

@@ -3,6 +3,7 @@
 import type { ContainerRecord } from '../../container/container_service';
 import { criSignal, recordedStopSignal } from '../../container/signals';
 import type { PodRecord } from '../../sandbox/pod_registry';
+import type { HostIdRange } from '../../sandbox/userns_pool';
 import { ContainerState, NamespaceMode, PodSandboxState } from '../gen/cri';
 import type { Container, ContainerStatus, PodSandbox, PodSandboxStatus } from '../gen/cri';
 import { CachedListing, ChunkBounds } from '../list_stream';
@@ -82,6 +83,8 @@ export function toPodSandbox(r: PodRecord): Reply<PodSandbox> {
   };
 }
 
+const rangeIdMapping = (r: HostIdRange) => ({ container_id: 0, host_id: r.hostId, length: r.length });
+
 export function toPodSandboxStatus(r: PodRecord): Reply<PodSandboxStatus> {
   const ns = r.config.linux?.security_context?.namespace_options;
   return {
@@ -97,7 +100,8 @@ export function toPodSandboxStatus(r: PodRecord): Reply<PodSandboxStatus> {
           pid: r.pidMode,
           ipc: r.ipcMode,
           target_id: '',
-          userns_options: ns?.userns_options ?? null,
+          // What the pod has: the userns handler's range when skiff chose it.
+          userns_options: r.usernsRange ? { mode: NamespaceMode.POD, uids: [rangeIdMapping(r.usernsRange)], gids: [rangeIdMapping(r.usernsRange)] } : (ns?.userns_options ?? null),
         },
       },
     },

@@ -3,10 +3,10 @@
 import type { SandboxService } from '../../sandbox/sandbox_service';
 import type { RunPodSandboxRequest, RunPodSandboxResponse } from '../gen/cri';
 import type { Reply } from '../server';
-import { podSpec } from './pod_spec';
+import { podSpec, type ServedHandlers } from './pod_spec';
 
-export function runPodSandbox(pods: SandboxService) {
+export function runPodSandbox(pods: SandboxService, handlers: ServedHandlers) {
   return async (req: RunPodSandboxRequest): Promise<Reply<RunPodSandboxResponse>> => ({
-    pod_sandbox_id: (await pods.run(podSpec(req.config, req.runtime_handler, pods.runtimeHandler))).id,
+    pod_sandbox_id: (await pods.run(podSpec(req.config, req.runtime_handler, handlers))).id,
   });
 }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { KERNEL_FEATURES, KernelFeatureName, KernelFeatures } from '../../shim/features';
-import { status } from './status';
+import { status, usernsUnavailable } from './status';
 
 const cni = { status: async () => ({ ready: true }) };
 const kernel = (lacks: KernelFeatureName[] = []): KernelFeatures =>
   Object.fromEntries(KERNEL_FEATURES.map((n) => [n, lacks.includes(n) ? { supported: false, error: 'ENOSYS' } : { supported: true }])) as KernelFeatures;
-const ask = (k: KernelFeatures, verbose = false) => status(cni, 'skiff', k, () => ({}))({ verbose });
+const ask = (k: KernelFeatures, verbose = false, userns = '') => status(cni, { default: 'skiff', userns, usernsUnavailable: usernsUnavailable(k) }, k, () => ({}))({ verbose });
 
 describe('Status features from the kernel features', () => {
   it('reports every feature, on both handlers, on a kernel that has them all', async () => {
@@ -35,6 +35,17 @@ describe('Status features from the kernel features', () => {
 
   it('keeps supplemental_groups_policy, which needs no kernel support', async () => {
     assert.equal((await ask(kernel([...KERNEL_FEATURES]))).features?.supplemental_groups_policy, true);
+  });
+
+  it('lists the userns handler, with user_namespaces, only where the kernel can run its pods', async () => {
+    const r = await ask(kernel(), false, 'skiff-userns');
+    assert.deepEqual(r.runtime_handlers?.map((h) => h?.name), ['', 'skiff', 'skiff-userns']);
+    assert.deepEqual(r.runtime_handlers?.[2]?.features, { recursive_read_only_mounts: true, user_namespaces: true });
+    for (const lacks of ['userNamespaces', 'idmapMounts'] as const) {
+      assert.deepEqual((await ask(kernel([lacks]), false, 'skiff-userns')).runtime_handlers?.map((h) => h?.name), ['', 'skiff'], lacks);
+      assert.equal(usernsUnavailable(kernel([lacks])), `${lacks}: ENOSYS`);
+    }
+    assert.equal(usernsUnavailable(kernel(['recursiveReadOnlyMounts', 'userNamespacesHostNetwork'])), '');
   });
 
   it('shows the kernel features with their reasons in the verbose info', async () => {

@@ -5,6 +5,7 @@ import type { CniNetwork } from '../../network/cni';
 import type { KernelFeatures } from '../../shim/features';
 import type { RuntimeFeatures, RuntimeHandlerFeatures, StatusRequest, StatusResponse } from '../gen/cri';
 import type { Reply } from '../server';
+import type { ServedHandlers } from './pod_spec';
 
 /** What Status tells kubelet skiff can do on this kernel. */
 export function statusFeatures(kernel: KernelFeatures): { handler: RuntimeHandlerFeatures; runtime: RuntimeFeatures } {
@@ -25,7 +26,16 @@ export function statusFeatures(kernel: KernelFeatures): { handler: RuntimeHandle
   };
 }
 
-export function status(cni: Pick<CniNetwork, 'status'>, handlerName: string, kernel: KernelFeatures, info: () => Record<string, unknown>) {
+/** Why this kernel cannot run pods in user namespaces with id-mapped mounts; '' when it
+ * can (what the userns handler needs, and what user_namespaces promises). */
+export function usernsUnavailable(kernel: KernelFeatures): string {
+  const missing = (['userNamespaces', 'idmapMounts'] as const).filter((f) => !kernel[f].supported);
+  return missing.map((f) => `${f}: ${kernel[f].error ?? 'unsupported'}`).join('; ');
+}
+
+/** The handlers kubelet may name: "", the default, and the userns handler where this
+ * kernel can run its pods (it is not listed otherwise: its one feature would be false). */
+export function status(cni: Pick<CniNetwork, 'status'>, handlers: Pick<ServedHandlers, 'default' | 'userns' | 'usernsUnavailable'>, kernel: KernelFeatures, info: () => Record<string, unknown>) {
   // Decided once: kubelet asks every few seconds, and the kernel does not change.
   const { handler, runtime } = statusFeatures(kernel);
   return async (req: StatusRequest): Promise<Reply<StatusResponse>> => {
@@ -33,7 +43,8 @@ export function status(cni: Pick<CniNetwork, 'status'>, handlerName: string, ker
     return {
       runtime_handlers: [
         { name: '', features: handler },
-        { name: handlerName, features: handler },
+        { name: handlers.default, features: handler },
+        ...(handlers.userns && !handlers.usernsUnavailable ? [{ name: handlers.userns, features: handler }] : []),
       ],
       features: runtime,
       status: {
