@@ -28,6 +28,7 @@ export const SCHEMA = {
   'cri.seccomp_profile_root': { kind: 'string', default: '/var/lib/kubelet/seccomp', doc: 'where relative Localhost seccomp profiles are found' },
   'cdi.spec_dirs': { kind: 'string[]', default: ['/etc/cdi', '/var/run/cdi'], doc: 'CDI spec directories (.json, .yaml, .yml), read for each CreateContainer that names CDI devices; a device in a later directory wins over one in an earlier' },
   'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
+  'checkpoint.criu': { kind: 'string', default: '', doc: 'CRIU binary for CheckpointContainer and restores (4.x; checked with `criu check` at start-up); empty: criu on $PATH' },
   'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
   'image.parallel_layers': { kind: 'number', default: 3, min: 1, doc: 'layers downloaded at once per pull' },
   'image.stall_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a blob download with no progress for this long fails' },

@@ -7,6 +7,9 @@ import { serveAdmin } from './admin/api';
 import type { SkiffConfig } from './config';
 import type { Server } from 'http';
 import { Metrics, serveMetrics } from './metrics/metrics';
+import { CheckpointService } from './checkpoint/checkpoint_service';
+import { Criu } from './checkpoint/criu';
+import { CheckpointRestorer } from './checkpoint/restore';
 import { ContainerService } from './container/container_service';
 import { detectHostLsm } from './container/lsm';
 import { criHandlers } from './cri/handlers';
@@ -121,6 +124,10 @@ export class Daemon {
     const hostLsm = await detectHostLsm();
     log.info('mandatory access control', { apparmor: hostLsm.apparmor, selinux: !!hostLsm.selinux });
     const pods = new PodRegistry(config.root, log);
+    // Probed while the rest starts; the first checkpoint or restore waits for it.
+    const criu = new Criu(config['checkpoint.criu'], (s) =>
+      s.available ? log.info('checkpoint and restore available', { criu: s.path, version: s.version }) : log.warn('checkpoint and restore unavailable', { criu: s.path, reason: s.reason }),
+    );
     containers = new ContainerService({
       root: config.root,
       state: config.state,
@@ -133,6 +140,18 @@ export class Daemon {
       cdiSpecDirs: config['cdi.spec_dirs'],
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
+      restorer: new CheckpointRestorer(criu),
+    });
+    const checkpoints = new CheckpointService({
+      state: config.state,
+      criu,
+      journal,
+      container: (id) => containers!.mustGet(id),
+      pod: (id) => pods.get(id),
+      shim: (id) => pods.shim(id),
+      upperDir: (id) => images.snapshots.upperDir(id),
+      imageName: (id) => images.find(id)?.repoTags[0] ?? '',
+      log,
     });
     const sandboxes = new SandboxService({
       state: config.state,
@@ -178,6 +197,7 @@ export class Daemon {
       criHandlers({
         sandboxes,
         containers,
+        checkpoints,
         images,
         containerStats: stats,
         podStats,

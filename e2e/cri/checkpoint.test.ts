@@ -1,0 +1,305 @@
+// CheckpointContainer and restore against a real skiffd with real CRIU: a counter kept in
+// a shell's memory is checkpointed (and keeps running), the archive is checked entry by
+// entry, the original is stopped, and a container restored from the archive in a new pod
+// counts on from where it was, with its writable layer (a file it holds open, a file it
+// deleted) back; the same with a tty; then every kind of bad input. The suite needs a CRIU
+// that passes `criu check` on this kernel ($SKIFF_CRIU, /opt/criu/bin/criu, or criu on
+// $PATH) and skips, saying why, where there is none.
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as tar from 'tar-stream';
+import { probeCriu } from '../../src/checkpoint/criu';
+import type { CriCallError } from '../../src/cri/client';
+import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
+import { ContainerState } from '../../src/cri/gen/cri';
+import type { Reply } from '../../src/cri/server';
+import { startTestNode, TestNode } from '../fixtures/node';
+
+const NOT_FOUND = 5;
+const INVALID_ARGUMENT = 3;
+const FAILED_PRECONDITION = 9;
+const INTERNAL = 13;
+
+// The count lives only in the shell's memory; /tmp/held is in the writable layer and held
+// open on fd 3; /etc/group, from the image, is deleted.
+const COUNTER = 'echo kept > /tmp/held; exec 3</tmp/held; rm /etc/group; i=0; while true; do i=$((i+1)); echo "count $i"; sleep 0.2; done';
+
+function criuCandidate(): string {
+  if (process.env.SKIFF_CRIU) return process.env.SKIFF_CRIU;
+  return fs.existsSync('/opt/criu/bin/criu') ? '/opt/criu/bin/criu' : '';
+}
+
+async function code(p: Promise<unknown>): Promise<{ code: number; message: string }> {
+  try {
+    await p;
+  } catch (e) {
+    return { code: (e as CriCallError).code, message: (e as Error).message };
+  }
+  assert.fail('the call succeeded');
+}
+
+/** Every entry of a tar: name -> its bytes (directories: empty). */
+async function readTar(data: Buffer): Promise<Map<string, { type: string; data: Buffer }>> {
+  const out = new Map<string, { type: string; data: Buffer }>();
+  const extract = tar.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, stream, next) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+      stream.on('end', () => {
+        out.set(header.name, { type: header.type, data: Buffer.concat(chunks) });
+        next();
+      });
+    });
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+  });
+  extract.end(data);
+  await done;
+  return out;
+}
+
+/** A tar of the entries (name -> bytes, or null for a directory), in order. */
+async function writeTar(entries: [string, Buffer | null][]): Promise<Buffer> {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const ended = new Promise<void>((resolve) => pack.on('end', () => resolve()));
+  for (const [name, data] of entries) pack.entry(data === null ? { name, type: 'directory' } : { name }, data ?? Buffer.alloc(0));
+  pack.finalize();
+  await ended;
+  return Buffer.concat(chunks);
+}
+
+const counts = (log: string) => [...log.matchAll(/count (\d+)/g)].map((m) => Number(m[1]));
+
+describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', function () {
+  this.timeout(600_000);
+  let node: TestNode | undefined;
+  let criu = '';
+  let work: string;
+  let logRoot: string;
+
+  const client = () => node!.skiffd.client;
+  const podConfig = (name: string): Reply<PodSandboxConfig> => ({
+    metadata: { name, namespace: 'e2e', uid: `uid-${name}`, attempt: 0 },
+    hostname: name,
+    log_directory: path.join(logRoot, name),
+    linux: {},
+  });
+  const runPod = async (name: string) => {
+    const config = podConfig(name);
+    return { id: (await client().runtime('RunPodSandbox', { config })).pod_sandbox_id, config };
+  };
+  const create = async (pod: { id: string; config: Reply<PodSandboxConfig> }, name: string, over: Reply<ContainerConfig> = {}) =>
+    (
+      await client().runtime('CreateContainer', {
+        pod_sandbox_id: pod.id,
+        sandbox_config: pod.config,
+        config: { metadata: { name, attempt: 0 }, image: { image: 'busybox' }, command: ['sh', '-c', COUNTER], log_path: `${name}.log`, ...over },
+      })
+    ).container_id;
+  const state = async (id: string) => (await client().runtime('ContainerStatus', { container_id: id })).status!.state;
+  const log = (pod: string, name: string) => {
+    const f = path.join(logRoot, pod, `${name}.log`);
+    return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '';
+  };
+  const waitFor = async (what: string, cond: () => boolean | Promise<boolean>, ms = 60_000) => {
+    const end = Date.now() + ms;
+    while (!(await cond())) {
+      if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const exec = async (id: string, cmd: string[]) => {
+    const r = await client().runtime('ExecSync', { container_id: id, cmd, timeout: 30 });
+    return { code: r.exit_code, out: Buffer.from(r.stdout).toString() };
+  };
+
+  before(async function () {
+    const status = await probeCriu(criuCandidate());
+    if (!status.available) {
+      console.log(`    skipped: no CRIU that works here: ${status.reason}`);
+      this.skip();
+    }
+    criu = status.path;
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-ckpt-'));
+    // skiffd runs the real CRIU through a wrapper that, while the marker file exists, asks it
+    // to dump a process that does not exist: how the suite makes CRIU fail.
+    const wrapper = path.join(work, 'criu-wrapper');
+    fs.writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = dump ] && [ -e ${work}/fail-dumps ]; then exec ${criu} "$@" --tree=2147483000; fi\nexec ${criu} "$@"\n`, { mode: 0o755 });
+    node = await startTestNode(undefined, ['--checkpoint.criu', wrapper]);
+    logRoot = path.join(node.skiffd.dir, 'logs');
+  });
+  after(async () => {
+    await node?.stop();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  let archive = '';
+  let before_: number[] = [];
+  let after_: number[] = [];
+
+  it('checkpoints a running counter, which keeps running, into an archive laid out as CRI-O writes it', async () => {
+    const pod = await runPod('ckpt-src');
+    const id = await create(pod, 'counter');
+    await client().runtime('StartContainer', { container_id: id });
+    await waitFor('the counter to count', () => counts(log('ckpt-src', 'counter')).length >= 5);
+    archive = path.join(work, 'counter.tar');
+    before_ = counts(log('ckpt-src', 'counter'));
+    await client().runtime('CheckpointContainer', { container_id: id, location: archive, timeout: 120 });
+    after_ = counts(log('ckpt-src', 'counter'));
+    // Left running: it counts on after the dump.
+    assert.equal(await state(id), ContainerState.CONTAINER_RUNNING);
+    const atCheckpoint = after_.length;
+    await waitFor('the original to count on after its checkpoint', () => counts(log('ckpt-src', 'counter')).length > atCheckpoint + 2);
+    // Nothing but the archive is left beside it.
+    assert.deepEqual(fs.readdirSync(work).filter((n) => n !== 'criu-wrapper'), ['counter.tar']);
+    assert.deepEqual(fs.readdirSync(path.join(node!.skiffd.dir, 'run', 'checkpoints')), []);
+
+    const entries = await readTar(fs.readFileSync(archive));
+    const names = [...entries.keys()];
+    assert.equal(entries.get('checkpoint/')?.type, 'directory');
+    for (const img of ['inventory.img', 'pstree.img', 'core-1.img', 'mm-1.img', 'pagemap-1.img', 'files.img', 'fs-1.img', 'cgroup.img'])
+      assert.ok(entries.get(`checkpoint/${img}`)?.data.length, `checkpoint/${img} is in the archive: ${names.join(' ')}`);
+    assert.ok(names.some((n) => /^checkpoint\/pages-\d+\.img$/.test(n)), 'the memory pages are in it');
+    assert.match(entries.get('checkpoint/dump.log')!.data.toString(), /Dumping finished successfully/);
+    const descriptors = JSON.parse(entries.get('checkpoint/descriptors.json')!.data.toString()) as string[];
+    assert.equal(descriptors.length, 3);
+    assert.match(descriptors[1], /^pipe:\[\d+\]$/, 'stdout is the shim pipe');
+    const config = JSON.parse(entries.get('config.dump')!.data.toString());
+    assert.equal(config.id, id);
+    assert.equal(config.name, 'counter');
+    assert.equal(config.runtime, 'skiff');
+    assert.match(config.rootfsImageName, /busybox/);
+    assert.match(config.rootfsImageRef, /^sha256:/);
+    assert.ok(!Number.isNaN(Date.parse(config.createdTime)) && !Number.isNaN(Date.parse(config.checkpointedTime)));
+    const spec = JSON.parse(entries.get('spec.dump')!.data.toString());
+    assert.deepEqual(spec.process.args, ['sh', '-c', COUNTER]);
+    assert.deepEqual(JSON.parse(entries.get('deleted.files')!.data.toString()), ['etc/group']);
+    const diff = await readTar(entries.get('rootfs-diff.tar')!.data);
+    assert.equal(diff.get('tmp/held')?.data.toString(), 'kept\n');
+    assert.ok(!diff.has('etc/group'), 'a whiteout is not a file of the diff');
+    assert.ok(entries.get('stats-dump')!.data.length > 0);
+    assert.match(entries.get('container.log')!.data.toString(), /stdout F count 1\n/);
+
+    await client().runtime('StopContainer', { container_id: id, timeout: 0 });
+  });
+
+  it('restores it in a new pod: it counts on from where it was, with its writable layer and open file', async () => {
+    assert.ok(archive, 'the checkpoint test ran');
+    const pod = await runPod('ckpt-dst');
+    const id = await create(pod, 'restored', { image: { image: archive }, command: [] });
+    assert.equal(await state(id), ContainerState.CONTAINER_CREATED);
+    await client().runtime('StartContainer', { container_id: id });
+    assert.equal(await state(id), ContainerState.CONTAINER_RUNNING);
+    await waitFor('the restored counter to count', () => counts(log('ckpt-dst', 'restored')).length >= 3);
+    const resumed = counts(log('ckpt-dst', 'restored'));
+    // The first count it logs follows the one the original had reached when it was frozen:
+    // no lower than its last before the call, no higher than its first after it (+1).
+    assert.ok(resumed[0] > before_[before_.length - 1], `resumed at ${resumed[0]}, after ${before_[before_.length - 1]}`);
+    assert.ok(resumed[0] <= after_[after_.length - 1] + 1, `resumed at ${resumed[0]}, the original had logged ${after_[after_.length - 1]} when the checkpoint returned`);
+    assert.deepEqual(resumed.slice(0, 3), [resumed[0], resumed[0] + 1, resumed[0] + 2]);
+    // The writable layer: the held file (open on fd 3 of the restored shell), the deletion.
+    assert.deepEqual(await exec(id, ['readlink', '/proc/1/fd/3']), { code: 0, out: '/tmp/held\n' });
+    assert.deepEqual(await exec(id, ['cat', '/tmp/held']), { code: 0, out: 'kept\n' });
+    assert.equal((await exec(id, ['test', '-e', '/etc/group'])).code, 1);
+    // The shim reaps it like any other container: a stop ends it and reports the exit.
+    await client().runtime('StopContainer', { container_id: id, timeout: 5 });
+    assert.equal(await state(id), ContainerState.CONTAINER_EXITED);
+  });
+
+  it('checkpoints and restores a container with a tty', async () => {
+    const pod = await runPod('ckpt-tty');
+    const id = await create(pod, 'tty', { tty: true });
+    await client().runtime('StartContainer', { container_id: id });
+    await waitFor('the tty counter to count', () => counts(log('ckpt-tty', 'tty')).length >= 3);
+    const file = path.join(work, 'tty.tar');
+    await client().runtime('CheckpointContainer', { container_id: id, location: file, timeout: 120 });
+    const reached = counts(log('ckpt-tty', 'tty'));
+    const descriptors = JSON.parse((await readTar(fs.readFileSync(file))).get('checkpoint/descriptors.json')!.data.toString()) as string[];
+    assert.match(descriptors[1], /^tty\[[0-9a-f]+:[0-9a-f]+\]$/);
+    await client().runtime('StopContainer', { container_id: id, timeout: 0 });
+    const pod2 = await runPod('ckpt-tty2');
+    // A restore must keep the tty setting.
+    assert.equal((await code(create(pod2, 'no-tty', { image: { image: file } }))).code, INVALID_ARGUMENT);
+    const restored = await create(pod2, 'tty', { image: { image: file }, tty: true });
+    await client().runtime('StartContainer', { container_id: restored });
+    await waitFor('the restored tty counter to count', () => counts(log('ckpt-tty2', 'tty')).length >= 2);
+    const resumed = counts(log('ckpt-tty2', 'tty'));
+    assert.ok(resumed[0] > reached[0] && resumed[1] === resumed[0] + 1, `resumed at ${resumed.slice(0, 2)}`);
+    assert.equal((await exec(restored, ['sh', '-c', 'test -t 0 </proc/1/fd/1'])).code, 0, 'its stdout is a terminal');
+    await client().runtime('StopContainer', { container_id: restored, timeout: 0 });
+  });
+
+  it('refuses bad checkpoints: unknown or stopped container, relative or dangling location, and a failing CRIU', async () => {
+    const pod = await runPod('ckpt-bad');
+    const id = await create(pod, 'victim');
+    await client().runtime('StartContainer', { container_id: id });
+    const unknown = await code(client().runtime('CheckpointContainer', { container_id: 'f'.repeat(64), location: path.join(work, 'x.tar'), timeout: 10 }));
+    assert.equal(unknown.code, NOT_FOUND);
+    const relative = await code(client().runtime('CheckpointContainer', { container_id: id, location: 'x.tar', timeout: 10 }));
+    assert.equal(relative.code, INVALID_ARGUMENT);
+    assert.match(relative.message, /absolute/);
+    const dangling = await code(client().runtime('CheckpointContainer', { container_id: id, location: path.join(work, 'no-such-dir', 'x.tar'), timeout: 10 }));
+    assert.equal(dangling.code, INVALID_ARGUMENT);
+    assert.match(dangling.message, /does not exist/);
+    const created = await create(pod, 'not-started');
+    assert.equal((await code(client().runtime('CheckpointContainer', { container_id: created, location: path.join(work, 'x.tar'), timeout: 10 }))).code, FAILED_PRECONDITION);
+
+    // CRIU that fails (see the wrapper): the error carries CRIU's own log lines, the
+    // container runs on, and nothing is left.
+    await waitFor('the victim to count', () => counts(log('ckpt-bad', 'victim')).length >= 2);
+    const location = path.join(work, 'failed.tar');
+    fs.writeFileSync(path.join(work, 'fail-dumps'), '');
+    let failed: { code: number; message: string };
+    try {
+      failed = await code(client().runtime('CheckpointContainer', { container_id: id, location, timeout: 60 }));
+    } finally {
+      fs.rmSync(path.join(work, 'fail-dumps'));
+    }
+    assert.equal(failed.code, INTERNAL);
+    assert.match(failed.message, /criu dump failed.*Error \(/);
+    assert.equal(await state(id), ContainerState.CONTAINER_RUNNING);
+    const at = counts(log('ckpt-bad', 'victim')).length;
+    await waitFor('the victim to count on', () => counts(log('ckpt-bad', 'victim')).length > at + 2);
+    assert.ok(!fs.readdirSync(work).some((n) => n.includes('failed')), 'no archive, partial or whole');
+    assert.deepEqual(fs.readdirSync(path.join(node!.skiffd.dir, 'run', 'checkpoints')), []);
+  });
+
+  it('refuses bad restores: a missing archive, a tampered rootfs diff, mounts the new config does not give', async () => {
+    assert.ok(archive, 'the checkpoint test ran');
+    const pod = await runPod('restore-bad');
+    const bundles = () => fs.readdirSync(path.join(node!.skiffd.dir, 'run', 'containers')).sort();
+    const bundlesBefore = bundles();
+    const missing = await code(create(pod, 'missing', { image: { image: path.join(work, 'none.tar') } }));
+    assert.equal(missing.code, NOT_FOUND);
+    const original = await readTar(fs.readFileSync(archive));
+    const rewrite = async (file: string, change: (name: string, data: Buffer) => Promise<Buffer> | Buffer) => {
+      const entries: [string, Buffer | null][] = [];
+      for (const [name, e] of original) entries.push([name, e.type === 'directory' ? null : await change(name, e.data)]);
+      fs.writeFileSync(file, await writeTar(entries));
+      return file;
+    };
+    const escape = await rewrite(path.join(work, 'escape.tar'), (name, data) => (name === 'rootfs-diff.tar' ? writeTar([['../../../../../../tmp/skiff-escaped', Buffer.from('x')]]) : data));
+    const escaped = await code(create(pod, 'escape', { image: { image: escape } }));
+    assert.equal(escaped.code, INVALID_ARGUMENT);
+    assert.match(escaped.message, /leaves|\.\./);
+    assert.ok(!fs.existsSync('/tmp/skiff-escaped'));
+    const mounts = await rewrite(path.join(work, 'mounts.tar'), (name, data) => {
+      if (name !== 'spec.dump') return data;
+      const spec = JSON.parse(data.toString());
+      spec.mounts.push({ destination: '/data', type: 'bind', source: '/etc', options: ['rbind', 'ro'] });
+      return Buffer.from(JSON.stringify(spec));
+    });
+    const unmounted = await code(create(pod, 'mounts', { image: { image: mounts } }));
+    assert.equal(unmounted.code, INVALID_ARGUMENT);
+    assert.match(unmounted.message, /mount at \/data/);
+    // Nothing was made for the refused restores.
+    const left = await client().runtime('ListContainers', { filter: { pod_sandbox_id: pod.id } });
+    assert.deepEqual(left.containers, []);
+    assert.deepEqual(bundles(), bundlesBefore);
+  });
+});
