@@ -6,6 +6,7 @@
 // that passes `criu check` on this kernel ($SKIFF_CRIU, /opt/criu/bin/criu, or criu on
 // $PATH) and skips, saying why, where there is none.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -232,6 +233,37 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     assert.ok(resumed[0] > reached[0] && resumed[1] === resumed[0] + 1, `resumed at ${resumed.slice(0, 2)}`);
     assert.equal((await exec(restored, ['sh', '-c', 'test -t 0 </proc/1/fd/1'])).code, 0, 'its stdout is a terminal');
     await client().runtime('StopContainer', { container_id: restored, timeout: 0 });
+  });
+
+  it('the CLI checkpoints a container (left running) and restores it in a new pod, step by step', async () => {
+    const cli = (args: string[]) => {
+      const r = spawnSync(process.execPath, [path.resolve(__dirname, '../../src/cli/skiff.js'), '--socket', node!.skiffd.socket, ...args], { timeout: 300_000 });
+      return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+    };
+    const pod = await runPod('cli-src');
+    const id = await create(pod, 'cli');
+    await client().runtime('StartContainer', { container_id: id });
+    await waitFor('the counter to count', () => counts(log('cli-src', 'cli')).length >= 3);
+    const file = path.join(work, 'cli.tar');
+    const ckpt = cli(['checkpoint', id.slice(0, 12), file]);
+    assert.equal(ckpt.status, 0, ckpt.stderr);
+    assert.match(ckpt.stderr, new RegExp(`checkpoint container ${id.slice(0, 13)} to ${file}`));
+    assert.match(ckpt.stdout, /checkpointed .* \(still running\) into .*cli\.tar: [\d.]+ [kKMG]i?B in [\d.]+ s/);
+    assert.equal(await state(id), ContainerState.CONTAINER_RUNNING);
+    const reached = counts(log('cli-src', 'cli'));
+    await client().runtime('StopContainer', { container_id: id, timeout: 0 });
+    const logs = path.join(logRoot, 'cli-restores');
+    const res = cli(['restore', '--pod-name', 'cli-dst', '--log-dir', logs, file, '-o', 'json']);
+    assert.equal(res.status, 0, res.stderr);
+    for (const step of ['read ', 'run pod e2e/cli-dst', 'create container cli from the archive', 'restore its processes (CRIU)']) assert.ok(res.stderr.includes(step), `step "${step}" shown: ${res.stderr}`);
+    const out = JSON.parse(res.stdout) as { pod: string; container: string };
+    assert.equal(await state(out.container), ContainerState.CONTAINER_RUNNING);
+    const dir = fs.readdirSync(logs).find((d) => d.startsWith('e2e_cli-dst_'))!;
+    const restoredLog = () => (fs.existsSync(path.join(logs, dir, 'cli', '0.log')) ? fs.readFileSync(path.join(logs, dir, 'cli', '0.log'), 'utf8') : '');
+    await waitFor('the restored counter to count', () => counts(restoredLog()).length >= 2);
+    assert.ok(counts(restoredLog())[0] > reached[0], 'it counts on from the checkpoint');
+    await client().runtime('StopPodSandbox', { pod_sandbox_id: out.pod });
+    await client().runtime('RemovePodSandbox', { pod_sandbox_id: out.pod });
   });
 
   it('refuses bad checkpoints: unknown or stopped container, relative or dangling location, and a failing CRIU', async () => {

@@ -12,7 +12,8 @@ import type { Logger } from '../log';
 import type { PodRecord } from '../sandbox/pod_registry';
 import type { ShimClient } from '../shim/client';
 import type { IntentJournal, IntentPlans } from '../store/intents';
-import { ArchiveItem, CHECKPOINT_DIR, CONFIG_DUMP, CONTAINER_LOG, DELETED_FILES, ROOTFS_DIFF, SPEC_DUMP, STATS_DUMP, writeArchive, writeRootfsDiff } from './archive';
+import { ArchiveItem, CHECKPOINT_DIR, CONFIG_DUMP, CONTAINER_LOG, DELETED_FILES, ROOTFS_DIFF, SPEC_DUMP, STATS_DUMP, writeArchive } from './archive';
+import { writeRootfsDiff } from './rootfs_diff';
 import type { Criu } from './criu';
 
 /** kubelet sends 0 when its request named no timeout: the dump then gets this long. */

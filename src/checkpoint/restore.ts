@@ -9,7 +9,8 @@ import type { ImageSpec } from '../cri/gen/cri';
 import { InvalidArgument, NotFound } from '../errors';
 import type { Mount, Spec } from '../oci/runtime_spec';
 import type { CriuRestoreParams } from '../shim/client';
-import { applyRootfsDiff, CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, extractForRestore, readArchiveFiles, SPEC_DUMP } from './archive';
+import { CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, extractForRestore, readArchiveFiles, SPEC_DUMP } from './archive';
+import { applyRootfsDiff } from './rootfs_diff';
 import type { ConfigDump } from './checkpoint_service';
 import type { Criu } from './criu';
 
