@@ -125,9 +125,12 @@ export class Daemon {
     log.info('mandatory access control', { apparmor: hostLsm.apparmor, selinux: !!hostLsm.selinux });
     const pods = new PodRegistry(config.root, log);
     // Probed while the rest starts; the first checkpoint or restore waits for it.
-    const criu = new Criu(config['checkpoint.criu'], (s) =>
-      s.available ? log.info('checkpoint and restore available', { criu: s.path, version: s.version }) : log.warn('checkpoint and restore unavailable', { criu: s.path, reason: s.reason }),
-    );
+    let checkpointStatus: Record<string, unknown> = { available: false, reason: 'criu not probed yet' };
+    const criu = new Criu(config['checkpoint.criu'], (s) => {
+      checkpointStatus = { ...s };
+      if (s.available) log.info('checkpoint and restore available', { criu: s.path, version: s.version });
+      else log.warn('checkpoint and restore unavailable', { criu: s.path, reason: s.reason });
+    });
     containers = new ContainerService({
       root: config.root,
       state: config.state,
@@ -206,7 +209,7 @@ export class Daemon {
         defaultNetwork,
         kernel,
         runtimeHandler: config['cri.runtime_handler'],
-        statusInfo: () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress }),
+        statusInfo: () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress, checkpoint: checkpointStatus }),
       }),
       log,
       (method, code, seconds) => metrics.observeCall(method, code, seconds),

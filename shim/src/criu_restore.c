@@ -63,7 +63,7 @@ static int add_hierarchy(void *opaque, const char *name, const char *host_dir)
   return 0;
 }
 
-/* The dumped stdio's names (descriptors.json): "" where CRIU needs no fd. */
+/* The dumped stdio's names (descriptors.json, as runc writes it): "" where CRIU needs no fd. */
 static int read_descriptors(const char *images, char keys[3][128], struct shim_err *err)
 {
   char path[PATH_MAX];
@@ -79,8 +79,11 @@ static int read_descriptors(const char *images, char keys[3][128], struct shim_e
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: not a list of 3 names", path);
   for (size_t i = 0; i < 3; i++) {
     const char *k = json_string_value(json_array_get(doc, i));
+    /* A path (runc writes "/dev/null") is a file CRIU opens again by itself. */
+    if (k && k[0] == '/')
+      k = "";
     if (!k || strlen(k) >= 128 || (k[0] && strncmp(k, "pipe:[", 6) != 0 && strncmp(k, "tty[", 4) != 0 && strncmp(k, "file[", 5) != 0))
-      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: [%zu] is not a pipe, tty or file name", path, i);
+      return shim_fail(err, SHIM_INVALID_ARGUMENT, "%s: [%zu] is not a pipe, tty, file name or path", path, i);
     snprintf(keys[i], 128, "%s", k);
   }
   return 0;

@@ -7,9 +7,9 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { FailedPrecondition } from '../errors';
 
-/** CRIU 3.17 cannot parse the vDSO of recent kernels; CRIU 4.0 is what CRI-O and
- * containerd's CI run. Older versions are refused with this floor named. */
-export const CRIU_MIN_VERSION = [3, 19] as const;
+/** Debian 12's CRIU 3.17 fails its own check on recent kernels (it cannot read their
+ * vDSO); skiff was exercised with 4.2. Older versions than 4.0 are refused, naming it. */
+export const CRIU_MIN_VERSION = [4, 0] as const;
 
 export type CriuStatus =
   | { available: true; path: string; version: string }
