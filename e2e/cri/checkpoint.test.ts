@@ -235,6 +235,28 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     await client().runtime('StopContainer', { container_id: restored, timeout: 0 });
   });
 
+  it('checkpoints and restores a container of a pod that shares its PID namespace', async () => {
+    const shared = { security_context: { namespace_options: { network: 0, pid: 0, ipc: 0 } } };
+    const pod = { id: '', config: { ...podConfig('ckpt-pidns'), linux: shared } };
+    pod.id = (await client().runtime('RunPodSandbox', { config: pod.config })).pod_sandbox_id;
+    const id = await create(pod, 'shared', { linux: shared });
+    await client().runtime('StartContainer', { container_id: id });
+    await waitFor('the counter to count', () => counts(log('ckpt-pidns', 'shared')).length >= 3);
+    assert.notEqual((await exec(id, ['cat', '/proc/1/cmdline'])).out.split('\0')[0], 'sh', 'the pod infra is PID 1');
+    const file = path.join(work, 'pidns.tar');
+    await client().runtime('CheckpointContainer', { container_id: id, location: file, timeout: 120 });
+    const reached = counts(log('ckpt-pidns', 'shared'));
+    await client().runtime('StopContainer', { container_id: id, timeout: 0 });
+    const pod2 = { id: '', config: { ...podConfig('ckpt-pidns2'), linux: shared } };
+    pod2.id = (await client().runtime('RunPodSandbox', { config: pod2.config })).pod_sandbox_id;
+    const restored = await create(pod2, 'shared', { image: { image: file }, linux: shared });
+    await client().runtime('StartContainer', { container_id: restored });
+    await waitFor('the restored counter to count', () => counts(log('ckpt-pidns2', 'shared')).length >= 2);
+    assert.ok(counts(log('ckpt-pidns2', 'shared'))[0] > reached[0]);
+    assert.notEqual((await exec(restored, ['cat', '/proc/1/cmdline'])).out.split('\0')[0], 'sh', 'restored into the new pod\'s PID namespace');
+    await client().runtime('StopContainer', { container_id: restored, timeout: 0 });
+  });
+
   it('the CLI checkpoints a container (left running) and restores it in a new pod, step by step', async () => {
     const cli = (args: string[]) => {
       const r = spawnSync(process.execPath, [path.resolve(__dirname, '../../src/cli/skiff.js'), '--socket', node!.skiffd.socket, ...args], { timeout: 300_000 });
