@@ -143,7 +143,12 @@ export class Daemon {
       cdiSpecDirs: config['cdi.spec_dirs'],
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
-      restorer: new CheckpointRestorer(criu),
+      restorer: new CheckpointRestorer(criu, {
+        find: (ref) => images.find(ref),
+        findExact: (ref) => images.findExact(ref),
+        readBlob: (digest) => images.content.read(digest),
+        layerDir: (chain) => images.snapshots.layerDir(chain),
+      }),
     });
     const checkpoints = new CheckpointService({
       state: config.state,

@@ -6,7 +6,8 @@
 // that passes `criu check` on this kernel ($SKIFF_CRIU, /opt/criu/bin/criu, or criu on
 // $PATH) and skips, saying why, where there is none.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -16,6 +17,7 @@ import type { CriCallError } from '../../src/cri/client';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { ContainerState } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
+import { layerOf } from '../fixtures/images';
 import { startTestNode, TestNode } from '../fixtures/node';
 
 const NOT_FOUND = 5;
@@ -210,6 +212,37 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     // The shim reaps it like any other container: a stop ends it and reports the exit.
     await client().runtime('StopContainer', { container_id: id, timeout: 5 });
     assert.equal(await state(id), ContainerState.CONTAINER_EXITED);
+  });
+
+  it('restores from an image built from the archive (one layer, CRI-O\'s checkpoint annotation)', async () => {
+    assert.ok(archive, 'the checkpoint test ran');
+    // Built as buildah does it: the archive's files as the one layer, the annotation on the manifest.
+    const files = fs.mkdtempSync(path.join(work, 'image-'));
+    execFileSync('tar', ['-C', files, '-xf', archive]);
+    const layer = layerOf(files);
+    fs.rmSync(files, { recursive: true, force: true });
+    const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [layer.diffId] } }));
+    const reg = node!.reg;
+    await reg.pushBlob('library/counter-checkpoint', config);
+    await reg.pushBlob('library/counter-checkpoint', layer.data);
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [{ mediaType: layer.mediaType, digest: sha(layer.data), size: layer.data.length }],
+      annotations: { 'io.kubernetes.cri-o.annotations.checkpoint.name': 'counter' },
+    };
+    await reg.pushManifest('library/counter-checkpoint', 'v1', Buffer.from(JSON.stringify(manifest)), manifest.mediaType);
+    await client().image('PullImage', { image: { image: 'counter-checkpoint:v1' } });
+    const pod = await runPod('ckpt-image');
+    const id = await create(pod, 'from-image', { image: { image: 'counter-checkpoint:v1' }, command: [] });
+    await client().runtime('StartContainer', { container_id: id });
+    await waitFor('the counter restored from the image to count', () => counts(log('ckpt-image', 'from-image')).length >= 2);
+    const resumed = counts(log('ckpt-image', 'from-image'));
+    assert.ok(resumed[0] > before_[before_.length - 1] && resumed[0] <= after_[after_.length - 1] + 1, `resumed at ${resumed[0]}`);
+    assert.deepEqual(await exec(id, ['cat', '/tmp/held']), { code: 0, out: 'kept\n' });
+    await client().runtime('StopContainer', { container_id: id, timeout: 0 });
   });
 
   it('checkpoints and restores a container with a tty', async () => {

@@ -93,11 +93,31 @@ async function* entries(archive: string) {
 
 const META_MAX = 16 * 1024 * 1024;
 
-/** The small files at the archive's top that names lists (config.dump, spec.dump,
+/** Where a checkpoint is read from: an archive file, or its content unpacked as a
+ * directory (the layer of an image built from an archive). */
+export type CheckpointSource = { tar: string } | { dir: string };
+
+/** A regular file of a directory source (not a symlink), at most max bytes; null if absent. */
+async function dirFile(dir: string, rel: string, max: number): Promise<Buffer | null> {
+  const st = await fsp.lstat(path.join(dir, rel)).catch(() => null);
+  if (!st) return null;
+  if (!st.isFile()) throw new InvalidArgument(`checkpoint image: ${rel} is not a regular file`);
+  if (st.size > max) throw new InvalidArgument(`checkpoint image: ${rel} is larger than ${max} bytes`);
+  return fsp.readFile(path.join(dir, rel));
+}
+
+/** The small files at the checkpoint's top that names lists (config.dump, spec.dump,
  * deleted.files), each at most 16 MiB. */
-export async function readArchiveFiles(archive: string, names: string[]): Promise<Map<string, Buffer>> {
+export async function readArchiveFiles(source: CheckpointSource, names: string[]): Promise<Map<string, Buffer>> {
   const found = new Map<string, Buffer>();
-  for await (const entry of entries(archive)) {
+  if ('dir' in source) {
+    for (const name of names) {
+      const data = await dirFile(source.dir, name, META_MAX);
+      if (data) found.set(name, data);
+    }
+    return found;
+  }
+  for await (const entry of entries(source.tar)) {
     const place = archivePlace(entry.header.name);
     if (entry.header.type === 'file' && place && 'top' in place && names.includes(place.top)) {
       if ((entry.header.size ?? 0) > META_MAX) throw new InvalidArgument(`checkpoint archive: ${place.top} is larger than 16 MiB`);
@@ -111,10 +131,22 @@ export async function readArchiveFiles(archive: string, names: string[]): Promis
   return found;
 }
 
-/** CRIU's images into imagesDir and rootfs-diff.tar into dir (both existing, empty). */
-export async function extractForRestore(archive: string, imagesDir: string, dir: string): Promise<{ rootfsDiff: string | null }> {
+/** CRIU's images into imagesDir, and where rootfs-diff.tar is: extracted into dir from an
+ * archive (owned: the caller removes it), or the directory source's own (not owned). */
+export async function extractForRestore(source: CheckpointSource, imagesDir: string, dir: string): Promise<{ rootfsDiff: string | null; owned: boolean }> {
+  if ('dir' in source) {
+    const from = path.join(source.dir, CHECKPOINT_DIR);
+    for (const name of await fsp.readdir(from).catch(() => [] as string[])) {
+      const st = await fsp.lstat(path.join(from, name));
+      if (st.isFile()) await fsp.copyFile(path.join(from, name), path.join(imagesDir, name));
+    }
+    const diff = path.join(source.dir, ROOTFS_DIFF);
+    const st = await fsp.lstat(diff).catch(() => null);
+    if (st && !st.isFile()) throw new InvalidArgument(`checkpoint image: ${ROOTFS_DIFF} is not a regular file`);
+    return { rootfsDiff: st ? diff : null, owned: false };
+  }
   let rootfsDiff: string | null = null;
-  for await (const entry of entries(archive)) {
+  for await (const entry of entries(source.tar)) {
     const place = archivePlace(entry.header.name);
     const target = !place || entry.header.type !== 'file' ? null : 'image' in place ? path.join(imagesDir, place.image) : place.top === ROOTFS_DIFF ? path.join(dir, ROOTFS_DIFF) : null;
     if (!target) {
@@ -124,5 +156,5 @@ export async function extractForRestore(archive: string, imagesDir: string, dir:
     await pipeline(Readable.from(entry), createWriteStream(target, { mode: 0o600, flags: 'wx' }));
     if (place && 'top' in place) rootfsDiff = target;
   }
-  return { rootfsDiff };
+  return { rootfsDiff, owned: true };
 }

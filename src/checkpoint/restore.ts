@@ -1,5 +1,6 @@
 // A container restored from a checkpoint archive: CreateContainer whose image is the
-// archive's path. The archive names the image the container ran on (config.dump) and its
+// archive's path, or an image built from one (one layer holding the archive's files, its
+// manifest carrying CRI-O's checkpoint annotation). The archive names the image the container ran on (config.dump) and its
 // spec (spec.dump); the new container gets that image, its writable layer from the archive
 // and everything else from the new CreateContainer's config (mounts, namespaces of the new
 // pod, resources, log path). The shim's start then runs CRIU on the archive's images.
@@ -9,7 +10,8 @@ import type { ImageSpec } from '../cri/gen/cri';
 import { InvalidArgument, NotFound } from '../errors';
 import type { Mount, Spec } from '../oci/runtime_spec';
 import type { CriuRestoreParams } from '../shim/client';
-import { CHECKPOINT_DIR, CONFIG_DUMP, DELETED_FILES, extractForRestore, readArchiveFiles, SPEC_DUMP } from './archive';
+import type { ImageRecord } from '../image/image_service';
+import { CHECKPOINT_DIR, CheckpointSource, CONFIG_DUMP, DELETED_FILES, extractForRestore, readArchiveFiles, SPEC_DUMP } from './archive';
 import { applyRootfsDiff } from './rootfs_diff';
 import type { ConfigDump } from './checkpoint_service';
 import type { Criu } from './criu';
@@ -17,8 +19,23 @@ import type { Criu } from './criu';
 /** How long CRIU may take to restore a container (StartContainer waits for it). */
 export const RESTORE_TIMEOUT_MS = 300_000;
 
+/** The manifest annotation CRI-O (and buildah, podman) mark an image built from a
+ * checkpoint archive with; its value is the checkpointed container's name. */
+export const CHECKPOINT_IMAGE_ANNOTATION = 'io.kubernetes.cri-o.annotations.checkpoint.name';
+
+/** What the restorer needs of the images: the one a CreateContainer names, its manifest
+ * (from the content store) and its one layer, unpacked. */
+export interface CheckpointImages {
+  find(ref: string): ImageRecord | undefined;
+  findExact(ref: string): ImageRecord | undefined;
+  readBlob(digest: string): Promise<Buffer>;
+  layerDir(chainId: string): string;
+}
+
 export interface RestorePlan {
+  /** The archive's path, or "image <ref>": for messages and the container's record. */
   archive: string;
+  source: CheckpointSource;
   criu: string;
   dump: ConfigDump;
   spec: Spec;
@@ -61,17 +78,48 @@ async function ensureMountPoints(rootfs: string, spec: Spec): Promise<void> {
 }
 
 export class CheckpointRestorer {
-  constructor(private readonly criu: Criu) {}
+  constructor(
+    private readonly criu: Criu,
+    private readonly images?: CheckpointImages,
+  ) {}
 
-  /** The restore a CreateContainer asks for: its image is a checkpoint archive's path;
-   * undefined for any other image. */
+  /** An image that holds a checkpoint: its layer's directory; undefined for any other. */
+  private async checkpointImage(spec: ImageSpec | null): Promise<{ dir: string; ref: string } | undefined> {
+    const ref = spec?.image_ref?.trim() || spec?.image || '';
+    const image = ref ? (spec?.image_ref?.trim() ? this.images?.findExact(ref) : this.images?.find(ref)) : undefined;
+    if (!image || !this.images) return undefined;
+    // The manifest is one of the image's blobs before its config (an index may be too).
+    for (const digest of image.blobs.slice(0, image.blobs.indexOf(image.id))) {
+      let manifest: { config?: { digest?: string }; annotations?: Record<string, string> };
+      try {
+        manifest = JSON.parse((await this.images.readBlob(digest)).toString('utf8'));
+      } catch {
+        continue;
+      }
+      if (manifest.config?.digest !== image.id || !manifest.annotations?.[CHECKPOINT_IMAGE_ANNOTATION]) continue;
+      if (image.chainIds.length !== 1) throw new InvalidArgument(`checkpoint image ${ref}: has ${image.chainIds.length} layers, not the one that holds the archive`);
+      return { dir: this.images.layerDir(image.chainIds[0]), ref };
+    }
+    return undefined;
+  }
+
+  /** The restore a CreateContainer asks for: its image is a checkpoint archive's path, or
+   * an image holding one; undefined for any other image. */
   async plan(image: ImageSpec | null): Promise<RestorePlan | undefined> {
-    const archive = image?.image ?? '';
-    if (!path.isAbsolute(archive)) return undefined;
-    const st = await fsp.stat(archive).catch(() => null);
-    if (!st?.isFile()) throw new NotFound(`config.image.image: checkpoint archive ${archive} not found`);
+    let archive = image?.image ?? '';
+    let source: CheckpointSource;
+    if (path.isAbsolute(archive)) {
+      const st = await fsp.stat(archive).catch(() => null);
+      if (!st?.isFile()) throw new NotFound(`config.image.image: checkpoint archive ${archive} not found`);
+      source = { tar: archive };
+    } else {
+      const found = await this.checkpointImage(image);
+      if (!found) return undefined;
+      archive = `image ${found.ref}`;
+      source = { dir: found.dir };
+    }
     const criu = await this.criu.require(`restore from ${archive}`);
-    const files = await readArchiveFiles(archive, [CONFIG_DUMP, SPEC_DUMP]);
+    const files = await readArchiveFiles(source, [CONFIG_DUMP, SPEC_DUMP]);
     const dump = parseJson<ConfigDump>(files, CONFIG_DUMP, archive);
     const spec = parseJson<Spec>(files, SPEC_DUMP, archive);
     if (!Array.isArray(spec.mounts) || typeof spec.process !== 'object' || !spec.process)
@@ -79,7 +127,7 @@ export class CheckpointRestorer {
     const ref = typeof dump.rootfsImageRef === 'string' ? dump.rootfsImageRef : '';
     const name = typeof dump.rootfsImageName === 'string' ? dump.rootfsImageName : '';
     if (!ref && !name) throw new InvalidArgument(`checkpoint archive ${archive}: ${CONFIG_DUMP} names no image`);
-    return { archive, criu, dump, spec, image: { image: name, image_ref: ref, annotations: {}, user_specified_image: '', runtime_handler: '' } };
+    return { archive, source, criu, dump, spec, image: { image: name, image_ref: ref, annotations: {}, user_specified_image: '', runtime_handler: '' } };
   }
 
   /**
@@ -101,8 +149,8 @@ export class CheckpointRestorer {
     const workDir = path.join(bundle, 'criu-work');
     await fsp.mkdir(imagesDir, { mode: 0o700 });
     await fsp.mkdir(workDir, { mode: 0o700 });
-    const { rootfsDiff } = await extractForRestore(plan.archive, imagesDir, bundle);
-    const deleted = (await readArchiveFiles(plan.archive, [DELETED_FILES])).get(DELETED_FILES);
+    const { rootfsDiff, owned } = await extractForRestore(plan.source, imagesDir, bundle);
+    const deleted = (await readArchiveFiles(plan.source, [DELETED_FILES])).get(DELETED_FILES);
     let deletedList: unknown;
     try {
       deletedList = deleted ? JSON.parse(deleted.toString('utf8')) : undefined;
@@ -110,7 +158,7 @@ export class CheckpointRestorer {
       throw new InvalidArgument(`checkpoint archive ${plan.archive}: ${DELETED_FILES} is not JSON`);
     }
     await applyRootfsDiff(rootfs, deletedList, rootfsDiff);
-    if (rootfsDiff) await fsp.rm(rootfsDiff, { force: true });
+    if (rootfsDiff && owned) await fsp.rm(rootfsDiff, { force: true });
     await ensureMountPoints(rootfs, spec);
     return { criu: plan.criu, imagesDir, workDir, timeoutMs: RESTORE_TIMEOUT_MS };
   }

@@ -64,7 +64,7 @@ async function checkpoint(args: string[], env: Env, timeoutS: number): Promise<v
 async function restore(file: string, env: Env, podName: string | undefined, logDir: string): Promise<void> {
   const archive = path.resolve(file);
   const progress = new Progress();
-  const dump = await progress.step(`read ${archive}`, readArchiveFiles(archive, [CONFIG_DUMP]).then((f) => {
+  const dump = await progress.step(`read ${archive}`, readArchiveFiles({ tar: archive }, [CONFIG_DUMP]).then((f) => {
     const data = f.get(CONFIG_DUMP);
     if (!data) throw new UsageError(`${archive} is not a container checkpoint archive: it has no ${CONFIG_DUMP}`);
     return JSON.parse(data.toString('utf8')) as Partial<ConfigDump>;
