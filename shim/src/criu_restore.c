@@ -120,8 +120,8 @@ static int open_ns(const struct spec *spec, int flag, struct shim_err *err)
   return -2; /* not joined */
 }
 
-int criu_restore_prepare(struct container *c, json_t *params, const struct spec *spec, const char *rootfs,
-                         bool want_stdin, int *master, struct shim_err *err)
+static int prepare(struct container *c, json_t *params, const struct spec *spec, const char *rootfs, bool want_stdin,
+                   int *master, struct shim_err *err)
 {
   const char *criu, *images, *work;
   int64_t timeout_ms;
@@ -261,6 +261,18 @@ int criu_restore_prepare(struct container *c, json_t *params, const struct spec 
   if (a->failed)
     return shim_fail_errno(err, ENOMEM, "restore %s: command line", c->id);
   return 0;
+}
+
+int criu_restore_prepare(struct container *c, json_t *params, const struct spec *spec, const char *rootfs,
+                         bool want_stdin, int *master, struct shim_err *err)
+{
+  /* c->restore and c->io go with c; a pty master opened for it is not c's yet. */
+  int r = prepare(c, params, spec, rootfs, want_stdin, master, err);
+  if (r < 0 && *master >= 0) {
+    close(*master);
+    *master = -1;
+  }
+  return r;
 }
 
 int criu_restore_run(struct container *c, pid_t *pid, struct shim_err *err)

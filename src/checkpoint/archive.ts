@@ -44,18 +44,14 @@ async function addFile(pack: tar.Pack, name: string, file: string): Promise<void
   await addFileEntry(pack, { name, size: st.size, mode: st.mode & 0o7777, mtime: st.mtime, type: 'file' }, file);
 }
 
-/** Write the items as a tar at out (created 0600). */
-export async function writeArchive(out: string, items: ArchiveItem[], onItem?: (name: string) => void): Promise<void> {
+/** A tar at out (created 0600) of what fill adds to it; on an error nothing more is
+ * written and the error is thrown (the caller removes out). */
+export async function writeTar(out: string, fill: (pack: tar.Pack) => Promise<void>): Promise<void> {
   const pack = tar.pack();
   const writing = pipeline(pack, createWriteStream(out, { mode: 0o600 }));
   writing.catch(() => undefined); // awaited below
   try {
-    for (const item of items) {
-      onItem?.(item.name);
-      if ('dir' in item) pack.entry({ name: item.name, type: 'directory', mode: 0o755 });
-      else if ('data' in item) pack.entry({ name: item.name, mode: 0o600 }, item.data);
-      else await addFile(pack, item.name, item.file);
-    }
+    await fill(pack);
     pack.finalize();
   } catch (e) {
     pack.destroy(e as Error);
@@ -63,6 +59,17 @@ export async function writeArchive(out: string, items: ArchiveItem[], onItem?: (
     throw e;
   }
   await writing;
+}
+
+/** Write the items as the archive at out. */
+export function writeArchive(out: string, items: ArchiveItem[]): Promise<void> {
+  return writeTar(out, async (pack) => {
+    for (const item of items) {
+      if ('dir' in item) pack.entry({ name: item.name, type: 'directory', mode: 0o755 });
+      else if ('data' in item) pack.entry({ name: item.name, mode: 0o600 }, item.data);
+      else await addFile(pack, item.name, item.file);
+    }
+  });
 }
 
 /** The archive's parts skiff reads: checkpoint/<file> (CRIU's images are one flat dir) and

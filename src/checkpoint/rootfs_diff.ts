@@ -1,14 +1,12 @@
 // rootfs-diff.tar and deleted.files: a container's writable layer (an overlay upper dir)
 // written into its checkpoint archive, and applied again to a restored container's new
 // rootfs, where no path of the archive may lead outside it.
-import { createReadStream, createWriteStream, promises as fsp } from 'fs';
+import { createReadStream, promises as fsp } from 'fs';
 import * as path from 'path';
-import { pipeline } from 'stream/promises';
-import * as tar from 'tar-stream';
 import { InvalidArgument } from '../errors';
 import { unpackLayer } from '../image/unpack';
 import { lgetxattr } from '../sys/libc';
-import { addFileEntry, DELETED_FILES, EntryHeader } from './archive';
+import { addFileEntry, DELETED_FILES, EntryHeader, writeTar } from './archive';
 
 const WHITEOUT_OPAQUE = 'trusted.overlay.opaque';
 
@@ -20,47 +18,38 @@ const WHITEOUT_OPAQUE = 'trusted.overlay.opaque';
  */
 export async function writeRootfsDiff(upper: string, out: string): Promise<{ deleted: string[] }> {
   const deleted: string[] = [];
-  const pack = tar.pack();
-  const writing = pipeline(pack, createWriteStream(out, { mode: 0o600 }));
-  writing.catch(() => undefined);
-  const add = (header: EntryHeader, body?: Buffer) =>
-    new Promise<void>((resolve, reject) => {
-      pack.entry(header, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-    });
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await fsp.readdir(path.join(upper, rel))).sort()) {
-      const relName = rel ? `${rel}/${name}` : name;
-      const full = path.join(upper, relName);
-      const st = await fsp.lstat(full);
-      const base = { name: relName, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
-      if (st.isCharacterDevice() && st.rdev === 0) {
-        deleted.push(relName); // an overlay whiteout
-      } else if (st.isDirectory()) {
-        if (lgetxattr(full, WHITEOUT_OPAQUE)?.toString() === 'y') deleted.push(relName);
-        await add({ ...base, type: 'directory' });
-        await walk(relName);
-      } else if (st.isSymbolicLink()) {
-        await add({ ...base, type: 'symlink', linkname: await fsp.readlink(full) });
-      } else if (st.isFile()) {
-        await addFileEntry(pack, { ...base, type: 'file', size: st.size }, full);
-      } else if (st.isFIFO()) {
-        await add({ ...base, type: 'fifo' });
-      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-        const major = Math.floor(st.rdev / 256) & 0xfff;
-        const minor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
-        await add({ ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor });
+  await writeTar(out, async (pack) => {
+    const add = (header: EntryHeader) =>
+      new Promise<void>((resolve, reject) => {
+        pack.entry(header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+      });
+    const walk = async (rel: string): Promise<void> => {
+      for (const name of (await fsp.readdir(path.join(upper, rel))).sort()) {
+        const relName = rel ? `${rel}/${name}` : name;
+        const full = path.join(upper, relName);
+        const st = await fsp.lstat(full);
+        const base = { name: relName, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+        if (st.isCharacterDevice() && st.rdev === 0) {
+          deleted.push(relName); // an overlay whiteout
+        } else if (st.isDirectory()) {
+          if (lgetxattr(full, WHITEOUT_OPAQUE)?.toString() === 'y') deleted.push(relName);
+          await add({ ...base, type: 'directory' });
+          await walk(relName);
+        } else if (st.isSymbolicLink()) {
+          await add({ ...base, type: 'symlink', linkname: await fsp.readlink(full) });
+        } else if (st.isFile()) {
+          await addFileEntry(pack, { ...base, type: 'file', size: st.size }, full);
+        } else if (st.isFIFO()) {
+          await add({ ...base, type: 'fifo' });
+        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+          const major = Math.floor(st.rdev / 256) & 0xfff;
+          const minor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
+          await add({ ...base, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor });
+        }
       }
-    }
-  };
-  try {
+    };
     await walk('');
-    pack.finalize();
-  } catch (e) {
-    pack.destroy(e as Error);
-    await writing.catch(() => undefined);
-    throw e;
-  }
-  await writing;
+  });
   return { deleted };
 }
 
