@@ -129,10 +129,15 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     }
     criu = status.path;
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'skiff-ckpt-'));
-    // skiffd runs the real CRIU through a wrapper that, while the marker file exists, asks it
-    // to dump a process that does not exist: how the suite makes CRIU fail.
+    // skiffd runs the real CRIU through a wrapper: while fail-dumps exists it asks CRIU to
+    // dump a process that does not exist (how the suite makes CRIU fail), and while
+    // hold-dumps exists a dump waits before it starts (a checkpoint held in flight).
     const wrapper = path.join(work, 'criu-wrapper');
-    fs.writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = dump ] && [ -e ${work}/fail-dumps ]; then exec ${criu} "$@" --tree=2147483000; fi\nexec ${criu} "$@"\n`, { mode: 0o755 });
+    fs.writeFileSync(
+      wrapper,
+      `#!/bin/sh\nif [ "$1" = dump ]; then\n  while [ -e ${work}/hold-dumps ]; do sleep 0.1; done\n  [ -e ${work}/fail-dumps ] && exec ${criu} "$@" --tree=2147483000\nfi\nexec ${criu} "$@"\n`,
+      { mode: 0o755 },
+    );
     node = await startTestNode(undefined, ['--checkpoint.criu', wrapper]);
     logRoot = path.join(node.skiffd.dir, 'logs');
   });
@@ -354,6 +359,35 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     await waitFor('the victim to count on', () => counts(log('ckpt-bad', 'victim')).length > at + 2);
     assert.ok(!fs.readdirSync(work).some((n) => n.includes('failed')), 'no archive, partial or whole');
     assert.deepEqual(fs.readdirSync(path.join(node!.skiffd.dir, 'run', 'checkpoints')), []);
+  });
+
+  it('a checkpoint cut short by a crash of skiffd leaves nothing once skiffd is back; the container runs on', async () => {
+    const pod = await runPod('ckpt-crash');
+    const id = await create(pod, 'crash');
+    await client().runtime('StartContainer', { container_id: id });
+    await waitFor('the counter to count', () => counts(log('ckpt-crash', 'crash')).length >= 2);
+    const works = path.join(node!.skiffd.dir, 'run', 'checkpoints');
+    const hold = path.join(work, 'hold-dumps');
+    fs.writeFileSync(hold, '');
+    let held: string;
+    try {
+      void client().runtime('CheckpointContainer', { container_id: id, location: path.join(work, 'crashed.tar'), timeout: 120 }).catch(() => undefined);
+      await waitFor('the checkpoint to be under way', () => fs.existsSync(works) && fs.readdirSync(works).length === 1);
+      held = path.join(works, fs.readdirSync(works)[0]);
+      await node!.skiffd.kill();
+    } finally {
+      fs.rmSync(hold, { force: true });
+    }
+    // The shim's CRIU finishes its dump with no skiffd to hand it to.
+    const dumpLog = path.join(held, 'checkpoint', 'dump.log');
+    await waitFor('the orphaned dump to finish', () => fs.existsSync(dumpLog) && /Dumping finished successfully/.test(fs.readFileSync(dumpLog, 'utf8')));
+    await node!.skiffd.restart();
+    assert.deepEqual(fs.readdirSync(works), [], 'the work dir is gone');
+    assert.ok(!fs.readdirSync(work).some((n) => n.includes('crashed')), 'no archive, partial or whole');
+    assert.ok(!fs.readdirSync(path.join(node!.skiffd.root, 'metadata', 'intents')).some((n) => n.startsWith('checkpoint_container.')), 'the intent is settled');
+    assert.equal(await state(id), ContainerState.CONTAINER_RUNNING);
+    const at = counts(log('ckpt-crash', 'crash')).length;
+    await waitFor('the container to count on', () => counts(log('ckpt-crash', 'crash')).length > at + 2);
   });
 
   it('refuses bad restores: a missing archive, a tampered rootfs diff, mounts the new config does not give', async () => {
