@@ -214,6 +214,13 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     assert.deepEqual(await exec(id, ['readlink', '/proc/1/fd/3']), { code: 0, out: '/tmp/held\n' });
     assert.deepEqual(await exec(id, ['cat', '/tmp/held']), { code: 0, out: 'kept\n' });
     assert.equal((await exec(id, ['test', '-e', '/etc/group'])).code, 1);
+    // In the new container's cgroup (CRIU ran there), with the new pod's hostname.
+    assert.ok((await exec(id, ['cat', '/proc/1/cgroup'])).out.split('\n').filter(Boolean).every((l) => l.endsWith(`/${id}`)), 'the restored init is in its container\'s cgroups');
+    // The new pod's UTS namespace, whose hostname stays the new pod's (CRIU writes back the
+    // dumped one; the shim sets the spec's again, as for any container it creates).
+    const infraUts = fs.readlinkSync(`/proc/${JSON.parse((await client().runtime('PodSandboxStatus', { pod_sandbox_id: pod.id, verbose: true })).info.info).pid}/ns/uts`);
+    assert.equal((await exec(id, ['readlink', '/proc/1/ns/uts'])).out, `${infraUts}\n`);
+    assert.equal((await exec(id, ['hostname'])).out, 'ckpt-dst\n');
     // The shim reaps it like any other container: a stop ends it and reports the exit.
     await client().runtime('StopContainer', { container_id: id, timeout: 5 });
     assert.equal(await state(id), ContainerState.CONTAINER_EXITED);

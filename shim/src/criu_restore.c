@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define RESTORE_MAX_FDS 8
@@ -20,6 +22,7 @@
 struct criu_restore {
   struct argv_list argv;
   char *work_dir;
+  char *hostname; /* the new spec's: CRIU restores the dumped one */
   int64_t timeout_ms;
   int fds[RESTORE_MAX_FDS]; /* CRIU's fds 3, 4, ...: stdio, the pod's namespaces */
   size_t n_fds;
@@ -31,6 +34,7 @@ void criu_restore_free(struct criu_restore *r)
     return;
   argv_free(&r->argv);
   free(r->work_dir);
+  free(r->hostname);
   for (size_t i = 0; i < r->n_fds; i++)
     if (r->fds[i] >= 0)
       close(r->fds[i]);
@@ -151,6 +155,8 @@ static int prepare(struct container *c, json_t *params, const struct spec *spec,
   }
   c->restore = r;
   r->timeout_ms = timeout_ms;
+  if (spec->hostname && !(r->hostname = strdup(spec->hostname)))
+    return shim_fail_errno(err, ENOMEM, "restore %s", c->id);
   a = &r->argv;
 
   /* stdio: the pipes (or pty) the shim reads, as for any container. */
@@ -275,6 +281,28 @@ int criu_restore_prepare(struct container *c, json_t *params, const struct spec 
   return r;
 }
 
+/* The new spec's hostname in the restored init's UTS namespace (the pod's, when it joins
+ * it), where CRIU wrote the dumped one back: as a created container sets it. */
+static int set_hostname(pid_t pid, const char *hostname, struct shim_err *err)
+{
+  char path[64];
+  int status;
+  pid_t child;
+  snprintf(path, sizeof(path), "/proc/%d/ns/uts", (int) pid);
+  child = fork();
+  if (child < 0)
+    return shim_fail_errno(err, errno, "fork");
+  if (child == 0) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    _exit(fd >= 0 && setns(fd, CLONE_NEWUTS) == 0 && sethostname(hostname, strlen(hostname)) == 0 ? 0 : errno);
+  }
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+    ;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return shim_fail_errno(err, WIFEXITED(status) ? WEXITSTATUS(status) : EINTR, "set hostname \"%s\" through %s", hostname, path);
+  return 0;
+}
+
 int criu_restore_run(struct container *c, pid_t *pid, struct shim_err *err)
 {
   struct criu_restore *r = c->restore;
@@ -301,6 +329,11 @@ int criu_restore_run(struct container *c, pid_t *pid, struct shim_err *err)
   if (v <= 0)
     return shim_fail(err, SHIM_INTERNAL, "criu restore: no pid in %s", path);
   *pid = (pid_t) v;
+  if (r->hostname && set_hostname(*pid, r->hostname, err) < 0) {
+    struct shim_err ignored;
+    cgroup_signal_all(c->cg, SIGKILL, &ignored);
+    return -1;
+  }
   shim_log("restored container %s pid %d in %lld ms", c->id, (int) v, (long long) ((now_ns() - started) / 1000000));
   return 0;
 }
