@@ -78,6 +78,10 @@ async function ensureMountPoints(rootfs: string, spec: Spec): Promise<void> {
 }
 
 export class CheckpointRestorer {
+  /** Image id -> whether its manifest marks it a checkpoint (manifests do not change):
+   * every CreateContainer asks, and only the first per image reads the manifest. */
+  private readonly marked = new Map<string, boolean>();
+
   constructor(
     private readonly criu: Criu,
     private readonly images?: CheckpointImages,
@@ -87,20 +91,25 @@ export class CheckpointRestorer {
   private async checkpointImage(spec: ImageSpec | null): Promise<{ dir: string; ref: string } | undefined> {
     const ref = spec?.image_ref?.trim() || spec?.image || '';
     const image = ref ? (spec?.image_ref?.trim() ? this.images?.findExact(ref) : this.images?.find(ref)) : undefined;
-    if (!image || !this.images) return undefined;
+    if (!image || !this.images || this.marked.get(image.id) === false) return undefined;
+    if (!this.marked.has(image.id)) this.marked.set(image.id, await this.hasCheckpointAnnotation(image));
+    if (!this.marked.get(image.id)) return undefined;
+    if (image.chainIds.length !== 1) throw new InvalidArgument(`checkpoint image ${ref}: has ${image.chainIds.length} layers, not the one that holds the archive`);
+    return { dir: this.images.layerDir(image.chainIds[0]), ref };
+  }
+
+  private async hasCheckpointAnnotation(image: ImageRecord): Promise<boolean> {
     // The manifest is one of the image's blobs before its config (an index may be too).
     for (const digest of image.blobs.slice(0, image.blobs.indexOf(image.id))) {
       let manifest: { config?: { digest?: string }; annotations?: Record<string, string> };
       try {
-        manifest = JSON.parse((await this.images.readBlob(digest)).toString('utf8'));
+        manifest = JSON.parse((await this.images!.readBlob(digest)).toString('utf8'));
       } catch {
         continue;
       }
-      if (manifest.config?.digest !== image.id || !manifest.annotations?.[CHECKPOINT_IMAGE_ANNOTATION]) continue;
-      if (image.chainIds.length !== 1) throw new InvalidArgument(`checkpoint image ${ref}: has ${image.chainIds.length} layers, not the one that holds the archive`);
-      return { dir: this.images.layerDir(image.chainIds[0]), ref };
+      if (manifest.config?.digest === image.id) return !!manifest.annotations?.[CHECKPOINT_IMAGE_ANNOTATION];
     }
-    return undefined;
+    return false;
   }
 
   /** The restore a CreateContainer asks for: its image is a checkpoint archive's path, or
