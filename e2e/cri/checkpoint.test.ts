@@ -302,6 +302,32 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     await client().runtime('StopContainer', { container_id: restored, timeout: 0 });
   });
 
+  it('restores a volume from the new config: the new source is mounted, and a config without it is refused', async () => {
+    const [a, b] = ['vol-a', 'vol-b'].map((n) => {
+      const d = path.join(work, n);
+      fs.mkdirSync(d);
+      fs.writeFileSync(path.join(d, 'which'), `${n}\n`);
+      return d;
+    });
+    const mount = (host: string) => ({ mounts: [{ container_path: '/data', host_path: host, readonly: false }] });
+    const pod = await runPod('ckpt-vol');
+    const id = await create(pod, 'vol', mount(a));
+    await client().runtime('StartContainer', { container_id: id });
+    await waitFor('the counter to count', () => counts(log('ckpt-vol', 'vol')).length >= 2);
+    const file = path.join(work, 'vol.tar');
+    await client().runtime('CheckpointContainer', { container_id: id, location: file, timeout: 120 });
+    await client().runtime('StopContainer', { container_id: id, timeout: 0 });
+    const pod2 = await runPod('ckpt-vol2');
+    const refused = await code(create(pod2, 'vol', { image: { image: file } }));
+    assert.equal(refused.code, INVALID_ARGUMENT);
+    assert.match(refused.message, /mount at \/data, which the new config does not give/);
+    const restored = await create(pod2, 'vol', { image: { image: file }, ...mount(b) });
+    await client().runtime('StartContainer', { container_id: restored });
+    await waitFor('the restored counter to count', () => counts(log('ckpt-vol2', 'vol')).length >= 2);
+    assert.deepEqual(await exec(restored, ['cat', '/data/which']), { code: 0, out: 'vol-b\n' });
+    await client().runtime('StopContainer', { container_id: restored, timeout: 0 });
+  });
+
   it('the CLI checkpoints a container (left running) and restores it in a new pod, step by step', async () => {
     const cli = (args: string[]) => {
       const r = spawnSync(process.execPath, [path.resolve(__dirname, '../../src/cli/skiff.js'), '--socket', node!.skiffd.socket, ...args], { timeout: 300_000 });
