@@ -359,7 +359,7 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     await client().runtime('RemovePodSandbox', { pod_sandbox_id: out.pod });
   });
 
-  it('refuses bad checkpoints: unknown or stopped container, relative or dangling location, and a failing CRIU', async () => {
+  it('refuses bad checkpoints: unknown or stopped container, relative or dangling location, a container of a user-namespaced pod, and a failing CRIU', async () => {
     const pod = await runPod('ckpt-bad');
     const id = await create(pod, 'victim');
     await client().runtime('StartContainer', { container_id: id });
@@ -373,6 +373,21 @@ describe('CheckpointContainer and restore (skiffd over gRPC, real CRIU)', functi
     assert.match(dangling.message, /does not exist/);
     const created = await create(pod, 'not-started');
     assert.equal((await code(client().runtime('CheckpointContainer', { container_id: created, location: path.join(work, 'x.tar'), timeout: 10 }))).code, FAILED_PRECONDITION);
+    // A container in a user-namespaced pod: refused, saying so (where the kernel runs such pods).
+    const kernel = JSON.parse((await client().runtime('Status', { verbose: true })).info.kernelFeatures ?? '{}') as { userNamespaces?: { supported: boolean } };
+    if (kernel.userNamespaces?.supported) {
+      const userns = { security_context: { namespace_options: { network: 0, pid: 1, ipc: 0, userns_options: { mode: 0, uids: [{ container_id: 0, host_id: 300000, length: 65536 }], gids: [{ container_id: 0, host_id: 300000, length: 65536 }] } } } };
+      const upod = { id: '', config: { ...podConfig('ckpt-userns'), linux: userns } };
+      upod.id = (await client().runtime('RunPodSandbox', { config: upod.config })).pod_sandbox_id;
+      const uid = await create(upod, 'userns');
+      await client().runtime('StartContainer', { container_id: uid });
+      const refused = await code(client().runtime('CheckpointContainer', { container_id: uid, location: path.join(work, 'userns.tar'), timeout: 10 }));
+      assert.equal(refused.code, FAILED_PRECONDITION);
+      assert.match(refused.message, /user namespace/);
+      assert.equal(await state(uid), ContainerState.CONTAINER_RUNNING);
+    } else {
+      console.log('    (no user-namespaced pods on this kernel: their refusal not exercised)');
+    }
 
     // CRIU that fails (see the wrapper): the error carries CRIU's own log lines, the
     // container runs on, and nothing is left.
