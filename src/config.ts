@@ -32,6 +32,7 @@ export const SCHEMA = {
   'userns.pod_ranges': { kind: 'number', default: 16384, min: 1, doc: 'ranges of 65536 host ids in the pool: the most pods of the userns handler at once' },
   'cdi.spec_dirs': { kind: 'string[]', default: ['/etc/cdi', '/var/run/cdi'], doc: 'CDI spec directories (.json, .yaml, .yml), read for each CreateContainer that names CDI devices; a device in a later directory wins over one in an earlier' },
   'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
+  'checkpoint.criu': { kind: 'string', default: '', doc: 'CRIU binary for CheckpointContainer and restores (4.x; checked with `criu check` at start-up); empty: criu on $PATH' },
   'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
   'image.parallel_layers': { kind: 'number', default: 3, min: 1, doc: 'layers downloaded at once per pull' },
   'image.stall_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a blob download with no progress for this long fails' },

@@ -7,6 +7,9 @@ import { serveAdmin } from './admin/api';
 import type { SkiffConfig } from './config';
 import type { Server } from 'http';
 import { Metrics, serveMetrics } from './metrics/metrics';
+import { CheckpointService } from './checkpoint/checkpoint_service';
+import { Criu } from './checkpoint/criu';
+import { CheckpointRestorer } from './checkpoint/restore';
 import { ContainerService } from './container/container_service';
 import { detectHostLsm } from './container/lsm';
 import { criHandlers } from './cri/handlers';
@@ -124,6 +127,13 @@ export class Daemon {
     const hostLsm = await detectHostLsm();
     log.info('mandatory access control', { apparmor: hostLsm.apparmor, selinux: !!hostLsm.selinux });
     const pods = new PodRegistry(config.root, log);
+    // Probed while the rest starts; the first checkpoint or restore waits for it.
+    let checkpointStatus: Record<string, unknown> = { available: false, reason: 'criu not probed yet' };
+    const criu = new Criu(config['checkpoint.criu'], (s) => {
+      checkpointStatus = { ...s };
+      if (s.available) log.info('checkpoint and restore available', { criu: s.path, version: s.version });
+      else log.warn('checkpoint and restore unavailable', { criu: s.path, reason: s.reason });
+    });
     containers = new ContainerService({
       root: config.root,
       state: config.state,
@@ -137,6 +147,23 @@ export class Daemon {
       cdiSpecDirs: config['cdi.spec_dirs'],
       journal,
       recovered: (kind) => metrics.observeRecovery(kind),
+      restorer: new CheckpointRestorer(criu, {
+        find: (ref) => images.find(ref),
+        findExact: (ref) => images.findExact(ref),
+        readBlob: (digest) => images.content.read(digest),
+        layerDir: (chain) => images.snapshots.layerDir(chain),
+      }),
+    });
+    const checkpoints = new CheckpointService({
+      state: config.state,
+      criu,
+      journal,
+      container: (id) => containers!.mustGet(id),
+      pod: (id) => pods.get(id),
+      shim: (id) => pods.shim(id),
+      upperDir: (id) => images.snapshots.upperDir(id),
+      imageName: (id) => images.find(id)?.repoTags[0] ?? '',
+      log,
     });
     const usernsPool = new UsernsPool({
       dir: usernsPoolDir(config.root),
@@ -193,6 +220,7 @@ export class Daemon {
       criHandlers({
         sandboxes,
         containers,
+        checkpoints,
         images,
         containerStats: stats,
         podStats,
@@ -203,7 +231,7 @@ export class Daemon {
         runtimeHandler: config['cri.runtime_handler'],
         usernsHandler: config['cri.userns_runtime_handler'],
         usernsPool: usernsPool.bounds,
-        statusInfo: () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress }),
+        statusInfo: () => ({ rootDir: config.root, stateDir: config.state, shim: shimBinary, cniConfDir: config['network.conf_dir'], podCidr: defaultNetwork.podCidr ?? '', metricsAddress, checkpoint: checkpointStatus }),
       }),
       log,
       (method, code, seconds) => metrics.observeCall(method, code, seconds),

@@ -2,6 +2,7 @@
 // the CRI socket answers: every operation a crash interrupted (an intent left in the
 // journal) is finished or undone, then a sweep removes what no record owns under skiff's
 // own names and roots. Each thing done is logged and counted (skiff_recovered_total).
+import { recoverCheckpoint } from './checkpoint/checkpoint_service';
 import type { ContainerService } from './container/container_service';
 import type { ImageService } from './image/image_service';
 import type { Logger } from './log';
@@ -21,7 +22,7 @@ export interface RecoveryDeps {
 /** Containers' operations before their pods' (undoing a create needs the pod's shim;
  * a pod's removal removes its containers), pulls last (garbage collection needs to know
  * every container's layers). */
-const ORDER: IntentOp[] = ['create_container', 'start_container', 'remove_container', 'run_pod', 'stop_pod', 'remove_pod', 'pull_image'];
+const ORDER: IntentOp[] = ['checkpoint_container', 'create_container', 'start_container', 'remove_container', 'run_pod', 'stop_pod', 'remove_pod', 'pull_image'];
 
 export async function recover(d: RecoveryDeps): Promise<void> {
   const intents = (await d.journal.pending()).sort((a, b) => ORDER.indexOf(a.op) - ORDER.indexOf(b.op));
@@ -67,5 +68,7 @@ function settle(d: RecoveryDeps, i: Intent): Promise<string> {
       return d.containers.recoverIntent(i);
     case 'pull_image':
       return Promise.resolve('undone');
+    case 'checkpoint_container':
+      return recoverCheckpoint(i.plan);
   }
 }

@@ -72,6 +72,7 @@ static void container_free(void *p)
   hooks_free(&c->hooks);
   json_decref(c->spec_doc);
   cri_log_close(c->log);
+  criu_restore_free(c->restore);
   if (c->cg)
     cgroup_free(c->cg);
   free(c);
@@ -168,11 +169,13 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   cleanup_child_ends int stdio[3] = { -1, -1, -1 };
   int master = -1;
   long oom_kills;
+  json_t *restore;
 
   if (field_string(params, "id", "params", &id, err) < 0 || field_string(params, "bundle", "params", &bundle, err) < 0
       || field_string(params, "logPath", "params", &log_path, err) < 0
       || field_bool(params, "stdin", "params", &want_stdin, err) < 0
-      || field_bool(params, "stdinOnce", "params", &stdin_once, err) < 0)
+      || field_bool(params, "stdinOnce", "params", &stdin_once, err) < 0
+      || field_object(params, "restore", "params", &restore, err) < 0)
     return -1;
   if (!id || !valid_id(id))
     return shim_fail(err, SHIM_INVALID_ARGUMENT, "params.id: \"%s\" is not a valid container id", id ? id : "");
@@ -208,9 +211,14 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   shim_failpoint("create.cgroup");
   if (log_path && *log_path && (cri_log_open(log_path, &c->log, err) < 0 || !(c->log_path = strdup(log_path))))
     return -1;
-  if (proc_io_pipes(&c->io, spec->process.terminal, want_stdin, stdio, err) < 0)
+  if (restore) {
+    /* From a checkpoint: CRIU makes the process at start. */
+    if (criu_restore_prepare(c, restore, spec, rootfs, want_stdin, &master, err) < 0)
+      return -1;
+  } else if (proc_io_pipes(&c->io, spec->process.terminal, want_stdin, stdio, err) < 0) {
     return -1;
-  {
+  }
+  if (!restore) {
     struct spawn_req req = {
       .spec = spec,
       .process = &spec->process,
@@ -245,12 +253,38 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
   return 0;
 }
 
+static void container_exited(struct container *c, int status);
+
+/* A container created from a checkpoint: CRIU restores its processes, which run on from
+ * where they were. A restore that fails leaves the container stopped, as a process that
+ * failed to start. */
+static int start_restored(struct container *c, json_t **result, struct shim_err *err)
+{
+  pid_t pid;
+  int r = criu_restore_run(c, &pid, err);
+  criu_restore_free(c->restore);
+  c->restore = NULL;
+  if (r < 0) {
+    container_exited(c, W_EXITCODE(128, 0));
+    shim_err_prefix(err, "start container \"%s\"", c->id);
+    return -1;
+  }
+  c->pid = pid;
+  c->status = CTR_RUNNING;
+  c->started_ns = now_ns();
+  c->oom_kills_at_start = cgroup_oom_kills(c->cg);
+  *result = json_pack("{s:i}", "pid", (int) c->pid);
+  return 0;
+}
+
 int container_start(struct container *c, json_t **result, struct shim_err *err)
 {
   int r;
   if (c->status != CTR_CREATED)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is %s, not created", c->id,
                      status_names[c->status]);
+  if (c->restore)
+    return start_restored(c, result, err);
   shim_failpoint("start.go");
   r = spawn_release(c->sync_fd, hooks_budget_ms(&c->hooks, HOOK_START_CONTAINER), err);
   close(c->sync_fd);
@@ -379,6 +413,10 @@ int container_kill(struct container *c, int sig, bool all, struct shim_err *err)
 {
   if (c->status == CTR_STOPPED)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
+  if (c->pid <= 0) { /* a restore not started: no process yet, it ends as if killed */
+    container_exited(c, sig);
+    return 0;
+  }
   /* Without its own PID namespace, killing the init leaves the container's
    * other processes running: a SIGKILL goes to all of them. */
   if ((all || (sig == SIGKILL && !c->own_pidns)) && c->cg)
@@ -395,7 +433,9 @@ int container_delete(struct container *c, bool force, struct shim_err *err)
 
   if (c->status == CTR_RUNNING && !force)
     return shim_fail(err, SHIM_FAILED_PRECONDITION, "container \"%s\" is running; stop it or delete with force", c->id);
-  if (c->status != CTR_STOPPED) {
+  if (c->status != CTR_STOPPED && c->pid <= 0) {
+    container_exited(c, SIGKILL);
+  } else if (c->status != CTR_STOPPED) {
     int status;
     kill(c->pid, SIGKILL);
     while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)

@@ -230,6 +230,7 @@ struct container {
   long oom_kills_at_start;
   struct exit_info exit;
   struct waiter *waiters;
+  struct criu_restore *restore; /* created from a checkpoint: what start runs; else NULL */
   struct container *next;
 };
 
@@ -358,6 +359,18 @@ int spawn_process(const struct spawn_req *req, pid_t *pid, int *sync_fd, int *pt
 /* Tell a created process to execve; waits for the result (longer by extra_ms: the
  * startContainer hooks it runs first). */
 int spawn_release(int sync_fd, int64_t extra_ms, struct shim_err *err);
+
+/* ---- checkpoint and restore with CRIU (criu.c, criu_restore.c) ------------------ */
+
+struct criu_restore;
+/* Dump the running container's process tree into params.imagesDir, leaving it running. */
+int criu_checkpoint(struct container *c, json_t *params, json_t **result, struct shim_err *err);
+/* create with params.restore: c->restore made, with c's stdio (*master: a pty's, else -1). */
+int criu_restore_prepare(struct container *c, json_t *params, const struct spec *spec, const char *rootfs,
+                         bool want_stdin, int *master, struct shim_err *err);
+/* start of such a container: CRIU run; *pid the restored init, the shim's child. */
+int criu_restore_run(struct container *c, pid_t *pid, struct shim_err *err);
+void criu_restore_free(struct criu_restore *r);
 
 /* ---- pod (pod.c) --------------------------------------------------------- */
 

@@ -204,6 +204,11 @@ static int m_stats(struct request *r, json_t **result, struct shim_err *err)
   return container_stats(r->ctr, result, err);
 }
 
+static int m_checkpoint(struct request *r, json_t **result, struct shim_err *err)
+{
+  return criu_checkpoint(r->ctr, r->params, result, err);
+}
+
 /* ---- dispatch ------------------------------------------------------------------- */
 
 static const struct method {
@@ -221,7 +226,7 @@ static const struct method {
   { "exec", m_exec, true },               { "attach", m_attach, true },
   { "resize", m_resize, true },           { "closeStdin", m_close_stdin, true },
   { "reopenLog", m_reopen_log, true },    { "update", m_update, true },
-  { "stats", m_stats, true },
+  { "stats", m_stats, true },             { "checkpoint", m_checkpoint, true },
 };
 
 static int dispatch(struct request *r, const char *name, json_t **result, struct shim_err *err)

@@ -10,6 +10,7 @@ import { parseArgs } from 'util';
 import { AdminClient } from '../admin/api';
 import { CriClient } from '../cri/client';
 import type { Image } from '../cri/gen/cri';
+import { CHECKPOINT_COMMANDS } from './checkpoint';
 import { Command, Env, Flags, forEachArg, oneArg, UsageError } from './command';
 import { EXEC_COMMANDS } from './exec';
 import { LOG_COMMANDS } from './logs';
@@ -114,6 +115,7 @@ const COMMANDS: Record<string, Command> = {
   ...WORKLOAD_COMMANDS,
   ...LOG_COMMANDS,
   ...EXEC_COMMANDS,
+  ...CHECKPOINT_COMMANDS,
 };
 
 // `skiff images import FILE` is the spelling the docs use; `skiff import` is short for it.

@@ -28,6 +28,7 @@ import { capabilitiesFromMask } from './spec';
 import { APPARMOR_DEFAULT_PROFILE, AppArmorProfiles, HostLsm } from './lsm';
 import { ImageVolume, isImageMount, mountImageVolumes, planImageVolumes, unmountImageVolumes } from './image_volumes';
 import { makeMissingHostPaths } from './host_paths';
+import type { CheckpointRestorer } from '../checkpoint/restore';
 
 export type ContainerRunState = 'created' | 'running' | 'exited';
 
@@ -58,6 +59,8 @@ export interface ContainerRecord {
   resources: LinuxContainerResources | null;
   /** The image volumes it mounts (absent in records from before image volumes). */
   imageVolumes?: ImageVolume[];
+  /** The checkpoint archive it was restored from (its start resumes those processes). */
+  restoredFrom?: string;
 }
 
 const isContainerRecord = (v: unknown): v is ContainerRecord => {
@@ -106,6 +109,8 @@ export interface ContainerServiceOptions {
   journal: IntentJournal;
   /** Told of each leftover start-up recovery removed (logged already). */
   recovered?: (kind: string) => void;
+  /** Restores from checkpoint archives (a CreateContainer whose image is one); none: refused as unknown images. */
+  restorer?: CheckpointRestorer;
 }
 
 /** A user-namespaced pod's containers get a rootfs of id-mapped layers (see
@@ -324,7 +329,8 @@ export class ContainerService {
     if (!config.metadata?.name) throw new InvalidArgument('config.metadata.name is required');
     checkMemoryFloor(config.linux?.resources?.memory_limit_in_bytes ?? 0, 'config.linux.resources.memory_limit_in_bytes');
     const pod = this.pods.requireReady(podId);
-    const image = this.resolveImage(config.image);
+    const restoring = await this.opts.restorer?.plan(config.image);
+    const image = this.resolveImage(restoring?.image ?? config.image);
     const volumePlans = planImageVolumes(config.mounts, this.opts.images);
     const stopSignal = stopSignalInForce(config.stop_signal, image.config.stopSignal);
     // CDI devices resolve before anything is made: a bad name or an unknown device leaves nothing.
@@ -367,7 +373,8 @@ export class ContainerService {
       if (!shim) throw new FailedPrecondition(`pod sandbox ${pod.id} is not ready`);
       undo.push('remove cgroup', () => this.host.removeCgroupTree(path.posix.join(pod.cgroupParent, id)));
       undo.push('delete from the shim', () => deleteFromShim(shim, id));
-      const created = await shim.create({ id, bundle, logPath: logPath || undefined, stdin: config.stdin, stdinOnce: config.stdin_once });
+      const restore = restoring && (await this.opts.restorer!.prepare(restoring, spec, bundle, rootfs));
+      const created = await shim.create({ id, bundle, logPath: logPath || undefined, stdin: config.stdin, stdinOnce: config.stdin_once, restore });
       failpoint('create_container.shim');
       const user = spec.process?.user ?? { uid: 0, gid: 0 };
       const r: ContainerRecord = {
@@ -391,6 +398,7 @@ export class ContainerService {
         user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] },
         resources: config.linux?.resources ?? null,
         ...(imageVolumes.length ? { imageVolumes } : {}),
+        ...(restoring ? { restoredFrom: restoring.archive } : {}),
       };
       await this.containers.save(r);
       this.creating.delete(id);

@@ -2,6 +2,7 @@
 // with which of skiffd's services. One table for both services; a handler lives in a file
 // named after its call (cri/runtime/container_create.ts, cri/image/image_pull.ts), a List
 // beside its Stream. daemon.ts builds the services and serves this table.
+import type { CheckpointService } from '../checkpoint/checkpoint_service';
 import type { ContainerService } from '../container/container_service';
 import type { ImageService } from '../image/image_service';
 import type { CniNetwork } from '../network/cni';
@@ -18,6 +19,7 @@ import { pullImage } from './image/image_pull';
 import { removeImage } from './image/image_remove';
 import { imageStatus } from './image/image_status';
 import { attach } from './runtime/container_attach';
+import { checkpointContainer } from './runtime/container_checkpoint';
 import { createContainer } from './runtime/container_create';
 import { ContainerEvents } from './runtime/events';
 import { exec } from './runtime/container_exec';
@@ -50,6 +52,7 @@ import type { CriHandlers } from './server';
 export interface CriServices {
   sandboxes: SandboxService;
   containers: ContainerService;
+  checkpoints: CheckpointService;
   images: ImageService;
   containerStats: ContainerStatsService;
   podStats: PodStatsService;
@@ -98,6 +101,7 @@ export function criHandlers(s: CriServices): CriHandlers {
       ...containerLists(containers),
       UpdateContainerResources: updateContainerResources(containers),
       ReopenContainerLog: reopenContainerLog(containers),
+      CheckpointContainer: checkpointContainer(s.checkpoints),
       ExecSync: execSync(containers),
       Exec: exec(containers, streaming),
       Attach: attach(containers, streaming),

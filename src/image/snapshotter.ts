@@ -129,6 +129,11 @@ export class Snapshotter {
   }
 
   /** Bytes and inodes of a container's writable layer. */
+  /** A container's writable layer: the upper dir of its rootfs overlay. */
+  upperDir(containerId: string): string {
+    return path.join(this.containersDir, containerId, 'upper');
+  }
+
   containerUsage(containerId: string): Promise<{ bytes: number; inodes: number }> {
     if (!CONTAINER_ID.test(containerId)) throw new InvalidArgument(`bad container id "${containerId}"`);
     return diskUsage(path.join(this.containersDir, containerId, 'upper'));

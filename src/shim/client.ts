@@ -116,6 +116,20 @@ export interface CreateParams {
   logPath?: string;
   stdin?: boolean;
   stdinOnce?: boolean;
+  /** Restore from a checkpoint's CRIU images: start runs CRIU (see PROTOCOL.md). */
+  restore?: CriuRestoreParams;
+}
+
+export interface CriuRestoreParams {
+  criu: string;
+  imagesDir: string;
+  workDir: string;
+  timeoutMs: number;
+}
+
+/** What a checkpoint wrote: the CRIU names of the init's stdio ("" where none was needed). */
+export interface CheckpointResult {
+  stdio: string[];
 }
 
 /** What exec runs: an OCI process of which the shim needs only args. A field or capability
@@ -629,6 +643,11 @@ export class ShimClient extends EventEmitter {
   /** New limits for the pod cgroup this shim made (PodParams.podCgroup); all or nothing. */
   updatePod(p: { resources: LinuxResources }): Promise<void> {
     return this.done('updatePod', p);
+  }
+
+  /** Dump the running container's processes with CRIU into imagesDir; they keep running. */
+  checkpoint(p: { id: string; criu: string; imagesDir: string; workDir: string; timeoutMs: number }): Promise<CheckpointResult> {
+    return this.conn.request('checkpoint', p);
   }
 
   stats(p: { id: string }): Promise<CgroupStats> {

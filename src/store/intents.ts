@@ -19,13 +19,15 @@ export interface IntentPlans {
   start_container: { podId: string };
   remove_container: { podId: string };
   pull_image: { image: string };
+  /** A checkpoint's work dir and the archive it writes before renaming it into place. */
+  checkpoint_container: { containerId: string; work: string; partial: string };
 }
 
 export type IntentOp = keyof IntentPlans;
 
 export type Intent = { [K in IntentOp]: { op: K; id: string; at: number; plan: IntentPlans[K] } }[IntentOp];
 
-const OPS: IntentOp[] = ['run_pod', 'stop_pod', 'remove_pod', 'create_container', 'start_container', 'remove_container', 'pull_image'];
+const OPS: IntentOp[] = ['run_pod', 'stop_pod', 'remove_pod', 'create_container', 'start_container', 'remove_container', 'pull_image', 'checkpoint_container'];
 
 const isIntent = (v: unknown): v is Intent => {
   const i = v as Intent;

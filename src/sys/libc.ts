@@ -1,5 +1,5 @@
 // The few libc calls skiffd needs that Node does not offer, called directly through
-// koffi (never through a shell): mknod, lsetxattr, bind mounts (id-mapped too), mounting
+// koffi (never through a shell): mknod, lsetxattr and lgetxattr, bind mounts (id-mapped too), mounting
 // through the new mount API, malloc_trim, one datagram to a unix socket (sd_notify), and the interface
 // ioctls that read a bridge's address and delete a bridge.
 import { readSync } from 'fs';
@@ -12,6 +12,7 @@ function bind() {
   return {
     mknod: libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
     lsetxattr: libc.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
+    lgetxattr: libc.func('long lgetxattr(const char *path, const char *name, void *value, size_t size)'),
     syscall: libc.func('long syscall(long nr, ...)'),
     umount2: libc.func('int umount2(const char *target, int flags)'),
     mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
@@ -76,6 +77,17 @@ export function mknod(path: string, mode: number, dev: bigint): void {
 
 export function lsetxattr(path: string, name: string, value: Buffer): void {
   if (libc().lsetxattr(path, name, value, value.length, 0) !== 0) fail('lsetxattr', path);
+}
+
+const ENODATA = 61;
+
+/** An xattr of path itself (not of a symlink's target), at most 4 KiB; null when it has none. */
+export function lgetxattr(path: string, name: string): Buffer | null {
+  const value = Buffer.alloc(4096);
+  const n = Number(libc().lgetxattr(path, name, value, value.length));
+  if (n >= 0) return value.subarray(0, n);
+  if (koffi.errno() === ENODATA) return null;
+  fail('lgetxattr', path);
 }
 
 // The new mount API (Linux 5.2+; "lowerdir+" for overlayfs needs 6.8+). Its
