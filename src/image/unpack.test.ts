@@ -5,28 +5,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
-import * as tar from 'tar-stream';
 import { gzipSync } from 'zlib';
 import { InvalidArgument } from '../errors';
 import { LayerEscape, layerCompression, unpackLayer } from './unpack';
+import { makeTar, type TarEntry as Entry } from '../../e2e/fixtures/tar';
 
-type Entry = Partial<tar.Header> & { name: string; body?: string; pax?: Record<string, string> };
-
-/** A tar built in memory from entries. */
-async function makeTar(entries: Entry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
-  })();
-  for (const e of entries) {
-    const { body, ...header } = e;
-    await new Promise<void>((resolve, reject) => pack.entry(header, body ?? '', (err) => (err ? reject(err) : resolve())));
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

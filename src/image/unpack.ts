@@ -118,6 +118,12 @@ function entryParts(name: string, what: string): string[] {
   return parts;
 }
 
+/** dir/name, for a name entryParts let through (no "", ".", ".." or "/"): nothing to
+ * normalize, and path.join's normalizing was a tenth of the thread's time. */
+function child(dir: string, name: string): string {
+  return `${dir}/${name}`;
+}
+
 function lstatOrNull(p: string): Stats | null {
   return lstatSync(p, { throwIfNoEntry: false }) ?? null;
 }
@@ -159,7 +165,7 @@ function parentDir(st: UnpackState, parts: string[], name: string, create: boole
   let dir = root;
   let setgid = st.knownDirs.get(root) ?? true; // unknown: assume the worst (chown)
   for (const p of parts.slice(0, -1)) {
-    dir = path.join(dir, p);
+    dir = child(dir, p);
     const known = st.knownDirs.get(dir);
     if (known !== undefined) {
       setgid = known;
@@ -237,9 +243,10 @@ export async function unpackLayer(source: Readable, dir: string, compression: Co
   });
   const extract = tar.extract();
   const asRoot = process.geteuid?.() === 0 && process.getegid?.() === 0;
-  const st: UnpackState = { root: dir, knownDirs: new Map(), asRoot, umask: currentUmask(), dirTimes: [], skippedXattrs: [] };
-  const rootStat = lstatSync(dir);
-  st.knownDirs.set(dir, (rootStat.mode & S_ISGID) !== 0);
+  const root = path.resolve(dir); // no trailing slash: paths under it are root + "/" + parts
+  const st: UnpackState = { root, knownDirs: new Map(), asRoot, umask: currentUmask(), dirTimes: [], skippedXattrs: [] };
+  const rootStat = lstatSync(root);
+  st.knownDirs.set(root, (rootStat.mode & S_ISGID) !== 0);
   const piping = pipeline(source, decompressor(compression), hasher, extract);
   piping.catch(() => undefined); // awaited below; reported there
   try {
@@ -332,13 +339,13 @@ async function applyEntry(st: UnpackState, h: tar.Header, data: AsyncIterable<Ui
     const hidden = base.slice(WHITEOUT_PREFIX.length);
     if (!hidden || hidden === '.' || hidden === '..' || hidden.includes('/'))
       throw new LayerEscape(`tar entry "${h.name}": bad whiteout`);
-    const target = path.join(parent, hidden);
+    const target = child(parent, hidden);
     removeExisting(st, target, false);
     mknod(target, S_IFCHR | 0o000, makedev(0, 0));
     return;
   }
 
-  const target = path.join(parent, base);
+  const target = child(parent, base);
   const mode = h.mode ?? 0o644;
   // A new entry is root's when root makes it, but takes a setgid parent's group.
   const ownerIsRoot = st.asRoot && !parentSetgid;
@@ -389,7 +396,7 @@ async function applyEntry(st: UnpackState, h: tar.Header, data: AsyncIterable<Ui
     case 'link': {
       const linkParts = entryParts(h.linkname ?? '', `hardlink target of "${h.name}"`);
       if (linkParts.length === 0) throw new LayerEscape(`tar entry "${h.name}": hardlink to the layer root`);
-      const source = path.join(parentDir(st, linkParts, h.name, false).dir, linkParts[linkParts.length - 1]);
+      const source = child(parentDir(st, linkParts, h.name, false).dir, linkParts[linkParts.length - 1]);
       const s = lstatOrNull(source);
       if (!s || s.isDirectory()) throw new InvalidArgument(`tar entry "${h.name}": hardlink target "${h.linkname}" is missing or a directory`);
       await createFresh(st, target, () => linkAsync(source, target));

@@ -4,24 +4,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
-import * as tar from 'tar-stream';
 import { gzipSync } from 'zlib';
 import { LayerEscape } from './unpack';
 import { UnpackThread } from './unpack_thread';
+import { makeTar } from '../../e2e/fixtures/tar';
 
-type Entry = Partial<tar.Header> & { name: string; body?: Buffer | string };
-
-async function makeTar(entries: Entry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
-  })();
-  for (const { body, ...h } of entries) await new Promise<void>((res, rej) => pack.entry(h, body ?? '', (e) => (e ? rej(e) : res())));
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

@@ -19,13 +19,15 @@ export type ToUnpacker =
 
 /** Unpacker -> main thread. */
 type FromUnpacker =
-  | { type: 'ack'; id: number }
+  | { type: 'ack'; id: number; chunks: number }
   | { type: 'done'; id: number; result: UnpackResult }
   | { type: 'failed'; id: number; error: { name: string; message: string; code?: string } };
 
 const WORKER = path.join(__dirname, 'unpack_worker.js');
 /** Chunks of one layer posted and not yet read by the unpacker: bounds what waits in memory. */
 const IN_FLIGHT = 4;
+/** The unpacker acknowledges chunks it read this many at a time (or when it has no more). */
+export const ACK_EVERY = 2;
 /** The thread ends after this long without an unpack (a pull's next layer reuses it). */
 const IDLE_MS = 2000;
 
@@ -35,7 +37,7 @@ interface Job {
   sourceError: Error | null;
   resolve: (r: UnpackResult) => void;
   reject: (e: Error) => void;
-  onAck: () => void;
+  onAck: (chunks: number) => void;
 }
 
 /** An error as the unpacker reported it, of the class it had there where that matters. */
@@ -71,8 +73,8 @@ export class UnpackThread {
         sourceError: null,
         resolve,
         reject,
-        onAck: () => {
-          inFlight--;
+        onAck: (chunks) => {
+          inFlight -= chunks;
           if (inFlight < IN_FLIGHT && source.isPaused() && !ended) source.resume();
         },
       };
@@ -126,7 +128,7 @@ export class UnpackThread {
   private onMessage(m: FromUnpacker): void {
     const job = this.jobs.get(m.id);
     if (!job) return;
-    if (m.type === 'ack') return job.onAck();
+    if (m.type === 'ack') return job.onAck(m.chunks);
     this.finish(m.id, job);
     if (m.type === 'done') job.resolve(m.result);
     else job.reject(job.sourceError ?? rebuild(m.error));

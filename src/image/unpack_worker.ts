@@ -7,16 +7,19 @@ import { getHeapStatistics, setFlagsFromString } from 'v8';
 import { runInNewContext } from 'vm';
 import { parentPort } from 'worker_threads';
 import { unpackLayer } from './unpack';
-import type { ToUnpacker } from './unpack_thread';
+import { ACK_EVERY, type ToUnpacker } from './unpack_thread';
 
-/** A layer's bytes as the main thread posts them; each chunk read out is acknowledged so
- * that the main thread sends more (it keeps only a few chunks in flight). */
+/** A layer's bytes as the main thread posts them; chunks read out are acknowledged, ACK_EVERY
+ * at a time (each message wakes the main thread), so that it sends more (it keeps only a
+ * few chunks in flight). */
 class PostedSource extends Readable {
   private queue: Buffer[] = [];
   private ended = false;
   private wanted = false;
 
-  constructor(private readonly ack: () => void) {
+  private unacked = 0;
+
+  constructor(private readonly ack: (n: number) => void) {
     super({ highWaterMark: 0 });
   }
 
@@ -38,7 +41,10 @@ class PostedSource extends Readable {
   private drain(): void {
     while (this.wanted && this.queue.length) {
       const chunk = this.queue.shift()!;
-      this.ack();
+      if (++this.unacked >= ACK_EVERY || !this.queue.length) {
+        this.ack(this.unacked);
+        this.unacked = 0;
+      }
       this.wanted = this.push(chunk);
     }
     if (this.wanted && this.ended && !this.queue.length) {
@@ -69,7 +75,7 @@ const sources = new Map<number, PostedSource>();
 
 port.on('message', (m: ToUnpacker) => {
   if (m.type === 'start') {
-    const source = new PostedSource(() => port.postMessage({ type: 'ack', id: m.id }));
+    const source = new PostedSource((n) => port.postMessage({ type: 'ack', id: m.id, chunks: n }));
     sources.set(m.id, source);
     unpackLayer(source, m.dir, m.compression).then(
       (result) => port.postMessage({ type: 'done', id: m.id, result }),
