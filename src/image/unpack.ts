@@ -71,6 +71,13 @@ const symlinkAsync = promisify(symlink);
 const linkAsync = promisify(link);
 /** A file's bytes go out in writes of about this much (a write per chunk costs syscalls). */
 const WRITE_BATCH = 512 * 1024;
+// A small file is read whole and made while the next entries are read, up to
+// FILES_IN_FLIGHT at once: a layer of small files waits on one inode after another
+// otherwise (a third of its time, measured). An entry whose path is one of those, under
+// one, or above one, and every entry that is not a regular file (a link may name one),
+// waits until they are made: what the layer's order says still happens in that order.
+const SMALL_FILE = 64 * 1024;
+const FILES_IN_FLIGHT = 8;
 
 export interface UnpackResult {
   /** sha256 of the uncompressed tar: the layer's diff_id. */
@@ -144,6 +151,22 @@ interface UnpackState {
   umask: number | null;
   dirTimes: { target: string; mtime: Date }[];
   skippedXattrs: string[];
+  /** Small files being made, by path (see FILES_IN_FLIGHT). */
+  inFlight: Map<string, Promise<void>>;
+  /** The first of them that failed. */
+  inFlightError: unknown;
+}
+
+/** Wait until every small file in flight is made; throw the first failure. */
+async function settleInFlight(st: UnpackState): Promise<void> {
+  await Promise.allSettled(st.inFlight.values());
+  if (st.inFlightError !== undefined) throw st.inFlightError;
+}
+
+/** Whether target is a path in flight, under one or above one. */
+function touchesInFlight(st: UnpackState, target: string): boolean {
+  for (const p of st.inFlight.keys()) if (p === target || p.startsWith(`${target}/`) || target.startsWith(`${p}/`)) return true;
+  return false;
 }
 
 /** The umask, which Linux (4.7+) reports in /proc/self/status; null when it does not. */
@@ -244,7 +267,7 @@ export async function unpackLayer(source: Readable, dir: string, compression: Co
   const extract = tar.extract();
   const asRoot = process.geteuid?.() === 0 && process.getegid?.() === 0;
   const root = path.resolve(dir); // no trailing slash: paths under it are root + "/" + parts
-  const st: UnpackState = { root, knownDirs: new Map(), asRoot, umask: currentUmask(), dirTimes: [], skippedXattrs: [] };
+  const st: UnpackState = { root, knownDirs: new Map(), asRoot, umask: currentUmask(), dirTimes: [], skippedXattrs: [], inFlight: new Map(), inFlightError: undefined };
   const rootStat = lstatSync(root);
   st.knownDirs.set(root, (rootStat.mode & S_ISGID) !== 0);
   const piping = pipeline(source, decompressor(compression), hasher, extract);
@@ -255,11 +278,13 @@ export async function unpackLayer(source: Readable, dir: string, compression: Co
       await applyEntry(st, entry.header, entry as AsyncIterable<Uint8Array>);
       entry.resume(); // drain what applyEntry did not read
     }
+    await settleInFlight(st);
     await piping;
   } catch (e) {
     extract.destroy();
     source.destroy();
     await piping.catch(() => undefined);
+    await Promise.allSettled(st.inFlight.values()); // nothing writes once this returns
     throw e;
   }
   // Directory times last: creating entries inside changed them.
@@ -329,6 +354,8 @@ async function applyEntry(st: UnpackState, h: tar.Header, data: AsyncIterable<Ui
   const parts = entryParts(h.name, 'entry');
   if (parts.length === 0) return; // the layer root itself ("./")
   const base = parts[parts.length - 1];
+  const plainFile = h.type === 'file' || h.type === 'contiguous-file';
+  if (st.inFlight.size && (!plainFile || base.startsWith(WHITEOUT_PREFIX) || touchesInFlight(st, `${st.root}/${parts.join('/')}`))) await settleInFlight(st);
   const { dir: parent, setgid: parentSetgid } = parentDir(st, parts, h.name, true);
 
   if (base === OPAQUE_MARKER) {
@@ -366,6 +393,30 @@ async function applyEntry(st: UnpackState, h: tar.Header, data: AsyncIterable<Ui
     case 'file':
     case 'contiguous-file': {
       const created = { ownerIsRoot, mode: st.umask === null ? null : mode & 0o777 & ~st.umask };
+      if ((h.size ?? 0) <= SMALL_FILE) {
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of data) chunks.push(chunk);
+        const made = (async () => {
+          const fd = await createFresh(st, target, () => openFd(target, 'wx', mode & 0o777));
+          try {
+            writeAll(fd, chunks, 0, h.name);
+            applyMetadata(st, target, h, mode, created, fd);
+          } finally {
+            closeSync(fd);
+          }
+        })();
+        st.inFlight.set(target, made);
+        made.then(
+          () => st.inFlight.delete(target),
+          (e: unknown) => {
+            st.inFlight.delete(target);
+            st.inFlightError ??= e;
+          },
+        );
+        while (st.inFlight.size >= FILES_IN_FLIGHT) await Promise.race(st.inFlight.values()).catch(() => undefined);
+        if (st.inFlightError !== undefined) throw st.inFlightError;
+        return;
+      }
       // 'wx' = O_CREAT|O_EXCL: never follows or reuses an existing path.
       const fd = await createFresh(st, target, () => openFd(target, 'wx', mode & 0o777));
       try {
