@@ -94,6 +94,26 @@ describe('layer unpack', () => {
     assert.equal(fs.readFileSync(path.join(dir, 'd'), 'utf8'), 'now a file');
   });
 
+  it('keeps the layer order while small files are made several at once', async () => {
+    const files: Entry[] = Array.from({ length: 20 }, (_, i) => ({ name: `d/f${i}`, body: `file ${i}` }));
+    const t = await makeTar([
+      ...files,
+      { name: 'd/hard', type: 'link', linkname: 'd/f3' },
+      { name: 'd/.wh.f5', body: '' },
+      { name: 'd/f7', body: 'replaced' },
+      { name: 'd/f9/', type: 'directory' },
+      { name: 'd/f9/inner', body: 'under a file that became a dir' },
+      { name: 'e/last', body: 'after them' },
+    ]);
+    await unpackLayer(Readable.from([t]), dir, 'none');
+    assert.equal(fs.statSync(path.join(dir, 'd/hard')).ino, fs.statSync(path.join(dir, 'd/f3')).ino);
+    assert.equal(fs.lstatSync(path.join(dir, 'd/f5')).isCharacterDevice(), true, 'the whiteout replaced f5');
+    assert.equal(fs.readFileSync(path.join(dir, 'd/f7'), 'utf8'), 'replaced');
+    assert.equal(fs.readFileSync(path.join(dir, 'd/f9/inner'), 'utf8'), 'under a file that became a dir');
+    assert.equal(fs.readFileSync(path.join(dir, 'd/f19'), 'utf8'), 'file 19');
+    assert.equal(fs.readFileSync(path.join(dir, 'e/last'), 'utf8'), 'after them');
+  });
+
   const hostile: [string, Entry[], RegExp][] = [
     ['an absolute path', [{ name: '/etc/evil', body: 'x' }], /absolute path/],
     ['".." out of the layer', [{ name: '../outside/evil', body: 'x' }], /"\.\." leaves the layer/],
