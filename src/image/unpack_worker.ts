@@ -60,8 +60,8 @@ class PostedSource extends Readable {
 // isolate: beside the main thread's, that took a pull's RSS growth from 45 to 70-80 MiB
 // (the bench's image, a busy machine). A full GC of this thread's small heap (about 5
 // MiB) once its external memory has grown by EXTERNAL_GROWTH since the last one bounds
-// it. Measured there: 6 MiB, a growth of about 47 MiB and 0.3 s more of this thread's
-// CPU; 12 MiB, 48-53 MiB; 20 MiB, 57 MiB. (A bound on the total instead of the growth
+// it. Measured there: 4-6 MiB, a growth of about 44-47 MiB for 0.3-0.4 s more of this
+// thread's CPU; 8 MiB, 45-47 MiB; 12 MiB, 48-53 MiB; 20 MiB, 57 MiB. (A bound on the total instead of the growth
 // collected over and over once that much was live: 3x the thread's CPU.) --expose-gc is
 // process-wide, but only contexts made after it get gc(), and skiffd makes none.
 const EXTERNAL_GROWTH = 8 * 1024 * 1024;
@@ -95,7 +95,6 @@ port.on('message', (m: ToUnpacker) => {
       fullGc();
       externalAfterGc = getHeapStatistics().external_memory;
     }
-  }
-  else if (m.type === 'end') source.finish();
+  } else if (m.type === 'end') source.finish();
   else source.destroy(new Error(m.reason));
 });
