@@ -157,6 +157,7 @@ export class ImageService {
 
   async close(): Promise<void> {
     await this.registry.close();
+    await this.snapshots.releaseUnpackThread();
   }
 
   /**
@@ -394,10 +395,12 @@ export class ImageService {
         const blob = await layerBlob(layer);
         running.add(blob);
         try {
-          await this.snapshots.addLayer(chains[i], diffIds[i], blob.open, compression, async () => {
+          const beforeCommit = async () => {
             blob.release(); // the unpack read what it needed; commit hashes any rest
             await blob.stored;
-          });
+          };
+          // Both kinds of LayerBlob read into a fresh buffer per chunk: handed off.
+          await this.snapshots.addLayer(chains[i], diffIds[i], blob.open, compression, beforeCommit, true);
           // Stored even when another pull's unpack of this layer was shared.
           blob.release();
           await blob.stored;

@@ -5,21 +5,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
-import * as tar from 'tar-stream';
 import { InvalidArgument } from '../errors';
 import { Snapshotter, chainIds } from './snapshotter';
+import { makeTar } from '../../e2e/fixtures/tar';
 
-async function makeTar(entries: { name: string; body?: string; type?: 'directory' }[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
-  })();
-  for (const { body, ...h } of entries) await new Promise<void>((res, rej) => pack.entry(h, body ?? '', (e) => (e ? rej(e) : res())));
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

@@ -5,28 +5,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Readable } from 'stream';
-import * as tar from 'tar-stream';
 import { gzipSync } from 'zlib';
 import { InvalidArgument } from '../errors';
 import { LayerEscape, layerCompression, unpackLayer } from './unpack';
+import { makeTar, type TarEntry as Entry } from '../../e2e/fixtures/tar';
 
-type Entry = Partial<tar.Header> & { name: string; body?: string; pax?: Record<string, string> };
-
-/** A tar built in memory from entries. */
-async function makeTar(entries: Entry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack as AsyncIterable<Buffer>) chunks.push(Buffer.from(c));
-  })();
-  for (const e of entries) {
-    const { body, ...header } = e;
-    await new Promise<void>((resolve, reject) => pack.entry(header, body ?? '', (err) => (err ? reject(err) : resolve())));
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -109,6 +92,26 @@ describe('layer unpack', () => {
     await unpackLayer(Readable.from([t]), dir, 'none');
     assert.equal(fs.readFileSync(path.join(dir, 'a'), 'utf8'), 'second');
     assert.equal(fs.readFileSync(path.join(dir, 'd'), 'utf8'), 'now a file');
+  });
+
+  it('keeps the layer order while small files are made several at once', async () => {
+    const files: Entry[] = Array.from({ length: 20 }, (_, i) => ({ name: `d/f${i}`, body: `file ${i}` }));
+    const t = await makeTar([
+      ...files,
+      { name: 'd/hard', type: 'link', linkname: 'd/f3' },
+      { name: 'd/.wh.f5', body: '' },
+      { name: 'd/f7', body: 'replaced' },
+      { name: 'd/f9/', type: 'directory' },
+      { name: 'd/f9/inner', body: 'under a file that became a dir' },
+      { name: 'e/last', body: 'after them' },
+    ]);
+    await unpackLayer(Readable.from([t]), dir, 'none');
+    assert.equal(fs.statSync(path.join(dir, 'd/hard')).ino, fs.statSync(path.join(dir, 'd/f3')).ino);
+    assert.equal(fs.lstatSync(path.join(dir, 'd/f5')).isCharacterDevice(), true, 'the whiteout replaced f5');
+    assert.equal(fs.readFileSync(path.join(dir, 'd/f7'), 'utf8'), 'replaced');
+    assert.equal(fs.readFileSync(path.join(dir, 'd/f9/inner'), 'utf8'), 'under a file that became a dir');
+    assert.equal(fs.readFileSync(path.join(dir, 'd/f19'), 'utf8'), 'file 19');
+    assert.equal(fs.readFileSync(path.join(dir, 'e/last'), 'utf8'), 'after them');
   });
 
   const hostile: [string, Entry[], RegExp][] = [

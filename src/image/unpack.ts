@@ -5,18 +5,23 @@
 // an earlier entry planted are refused with an error naming the entry.
 import { createHash } from 'crypto';
 import {
+  chmodSync,
   closeSync,
   fchmodSync,
   fchownSync,
-  promises as fsp,
   futimesSync,
   lchownSync,
+  link,
+  lstatSync,
   lutimesSync,
+  mkdirSync,
   open,
   readFileSync,
-  writeSync,
+  rmSync,
+  Stats,
+  symlink,
+  writevSync,
 } from 'fs';
-import type { FileHandle } from 'fs/promises';
 import { Decompress } from 'fzstd';
 import * as path from 'path';
 import { Readable, Transform } from 'stream';
@@ -55,16 +60,24 @@ const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 const S_ISGID = 0o2000;
 // zlib's default 16 KiB output chunks cost a write (a thread-pool round trip) each.
 const GUNZIP_CHUNK = 128 * 1024;
-// A small file (and a symlink) is created asynchronously (creating can wait on the
-// filesystem's journal), then written, given its metadata and closed with blocking
-// calls: each async fs call is a thread-pool round trip (40-100 us measured on a
-// 2-vCPU VM, against a few us for these syscalls), so a layer of 3000 small files
-// took over 2 s. At most 64 KiB go into the page cache at once; larger files stay async.
-const SYNC_FILE_MAX = 64 * 1024;
-/** A large file's bytes go out in writes of about this much. */
-const WRITE_BATCH = 512 * 1024;
-// The callback API's open: a plain fd costs less than a FileHandle.
+// The unpack runs on a thread of its own (unpack_thread.ts), so its file calls block,
+// except those that make an inode: an async call is a round trip to libuv's pool (40-100
+// us measured on a 2-vCPU VM, against a few us for most of these syscalls; a layer of
+// 3000 small files took over 2 s that way), but making an inode can wait on the disk
+// (ext4 reads the inode table, which a cold cache does not hold: 250 us a file measured),
+// and on the pool the layers unpacking at once wait on it together, not in turn.
 const openFd = promisify(open);
+const symlinkAsync = promisify(symlink);
+const linkAsync = promisify(link);
+/** A file's bytes go out in writes of about this much (a write per chunk costs syscalls). */
+const WRITE_BATCH = 512 * 1024;
+// A small file is read whole and made while the next entries are read, up to
+// FILES_IN_FLIGHT at once: a layer of small files waits on one inode after another
+// otherwise (a third of its time, measured). An entry whose path is one of those, under
+// one, or above one, and every entry that is not a regular file (a link may name one),
+// waits until they are made: what the layer's order says still happens in that order.
+const SMALL_FILE = 64 * 1024;
+const FILES_IN_FLIGHT = 8;
 
 export interface UnpackResult {
   /** sha256 of the uncompressed tar: the layer's diff_id. */
@@ -112,13 +125,14 @@ function entryParts(name: string, what: string): string[] {
   return parts;
 }
 
-async function lstatOrNull(p: string) {
-  try {
-    return await fsp.lstat(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
+/** dir/name, for a name entryParts let through (no "", ".", ".." or "/"): nothing to
+ * normalize, and path.join's normalizing was a tenth of the thread's time. */
+function child(dir: string, name: string): string {
+  return `${dir}/${name}`;
+}
+
+function lstatOrNull(p: string): Stats | null {
+  return lstatSync(p, { throwIfNoEntry: false }) ?? null;
 }
 
 /** What one unpack keeps while it runs. */
@@ -137,6 +151,22 @@ interface UnpackState {
   umask: number | null;
   dirTimes: { target: string; mtime: Date }[];
   skippedXattrs: string[];
+  /** Small files being made, by path (see FILES_IN_FLIGHT). */
+  inFlight: Map<string, Promise<void>>;
+  /** The first of them that failed. */
+  inFlightError: unknown;
+}
+
+/** Wait until every small file in flight is made; throw the first failure. */
+async function settleInFlight(st: UnpackState): Promise<void> {
+  await Promise.allSettled(st.inFlight.values());
+  if (st.inFlightError !== undefined) throw st.inFlightError;
+}
+
+/** Whether target is a path in flight, under one or above one. */
+function touchesInFlight(st: UnpackState, target: string): boolean {
+  for (const p of st.inFlight.keys()) if (p === target || p.startsWith(`${target}/`) || target.startsWith(`${p}/`)) return true;
+  return false;
 }
 
 /** The umask, which Linux (4.7+) reports in /proc/self/status; null when it does not. */
@@ -153,21 +183,21 @@ function currentUmask(): number | null {
  * Walk (and make) the parent dirs of parts inside root; none may be a symlink.
  * Returns the parent and whether it is setgid.
  */
-async function parentDir(st: UnpackState, parts: string[], name: string, create: boolean): Promise<{ dir: string; setgid: boolean }> {
+function parentDir(st: UnpackState, parts: string[], name: string, create: boolean): { dir: string; setgid: boolean } {
   const root = st.root;
   let dir = root;
   let setgid = st.knownDirs.get(root) ?? true; // unknown: assume the worst (chown)
   for (const p of parts.slice(0, -1)) {
-    dir = path.join(dir, p);
+    dir = child(dir, p);
     const known = st.knownDirs.get(dir);
     if (known !== undefined) {
       setgid = known;
       continue;
     }
-    const s = await lstatOrNull(dir);
+    const s = lstatOrNull(dir);
     if (!s) {
       if (!create) throw new InvalidArgument(`tar entry "${name}": ${path.relative(root, dir)} does not exist`);
-      await fsp.mkdir(dir, { mode: 0o755 }); // inherits setgid from a setgid parent
+      mkdirSync(dir, { mode: 0o755 }); // inherits setgid from a setgid parent
     } else if (s.isSymbolicLink()) {
       throw new LayerEscape(`tar entry "${name}": goes through the symlink ${path.relative(root, dir)}`);
     } else if (!s.isDirectory()) {
@@ -180,12 +210,12 @@ async function parentDir(st: UnpackState, parts: string[], name: string, create:
   return { dir, setgid };
 }
 
-async function removeExisting(st: UnpackState, target: string, keepDir: boolean): Promise<void> {
-  const s = await lstatOrNull(target);
+function removeExisting(st: UnpackState, target: string, keepDir: boolean): void {
+  const s = lstatOrNull(target);
   if (!s || (keepDir && s.isDirectory())) return;
   const under = `${target}/`;
   for (const d of st.knownDirs.keys()) if (d === target || d.startsWith(under)) st.knownDirs.delete(d);
-  await fsp.rm(target, { recursive: true, force: true });
+  rmSync(target, { recursive: true, force: true });
 }
 
 /**
@@ -199,7 +229,7 @@ async function createFresh<T>(st: UnpackState, target: string, create: () => Pro
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
-  await removeExisting(st, target, false);
+  removeExisting(st, target, false);
   return create();
 }
 
@@ -223,7 +253,8 @@ function applyXattrs(target: string, header: tar.Header, skipped: string[]): voi
 /**
  * Unpack one layer into dir (an existing, empty directory). Returns its
  * diff_id. On error the directory is left partly written: the caller owns it
- * and removes it.
+ * and removes it. Most of its file calls block: skiffd runs it on the unpack thread
+ * (unpack_thread.ts), not on the event loop.
  */
 export async function unpackLayer(source: Readable, dir: string, compression: Compression): Promise<UnpackResult> {
   const hash = createHash('sha256');
@@ -235,9 +266,10 @@ export async function unpackLayer(source: Readable, dir: string, compression: Co
   });
   const extract = tar.extract();
   const asRoot = process.geteuid?.() === 0 && process.getegid?.() === 0;
-  const st: UnpackState = { root: dir, knownDirs: new Map(), asRoot, umask: currentUmask(), dirTimes: [], skippedXattrs: [] };
-  const rootStat = await fsp.lstat(dir);
-  st.knownDirs.set(dir, (rootStat.mode & S_ISGID) !== 0);
+  const root = path.resolve(dir); // no trailing slash: paths under it are root + "/" + parts
+  const st: UnpackState = { root, knownDirs: new Map(), asRoot, umask: currentUmask(), dirTimes: [], skippedXattrs: [], inFlight: new Map(), inFlightError: undefined };
+  const rootStat = lstatSync(root);
+  st.knownDirs.set(root, (rootStat.mode & S_ISGID) !== 0);
   const piping = pipeline(source, decompressor(compression), hasher, extract);
   piping.catch(() => undefined); // awaited below; reported there
   try {
@@ -246,15 +278,17 @@ export async function unpackLayer(source: Readable, dir: string, compression: Co
       await applyEntry(st, entry.header, entry as AsyncIterable<Uint8Array>);
       entry.resume(); // drain what applyEntry did not read
     }
+    await settleInFlight(st);
     await piping;
   } catch (e) {
     extract.destroy();
     source.destroy();
     await piping.catch(() => undefined);
+    await Promise.allSettled(st.inFlight.values()); // nothing writes once this returns
     throw e;
   }
   // Directory times last: creating entries inside changed them.
-  for (const { target, mtime } of st.dirTimes.reverse()) await fsp.lutimes(target, mtime, mtime);
+  for (const { target, mtime } of st.dirTimes.reverse()) lutimesSync(target, mtime, mtime);
   return { diffId: `sha256:${hash.digest('hex')}`, skippedXattrs: st.skippedXattrs };
 }
 
@@ -284,57 +318,45 @@ function metadataPlan(h: tar.Header, mode: number, created: Created) {
 }
 
 /**
- * Owner, mode, xattrs and times of a new entry; through fh when it is an open
- * regular file. The times are another field than owner and mode: set meanwhile.
- * A directory's times are set at the end of the unpack.
+ * Owner, mode, xattrs and times of a new entry; through fd when it is an open regular
+ * file (null: by path, never following a symlink). A directory's times are set at the
+ * end of the unpack: creating entries inside changes them.
  */
-async function applyMetadata(st: UnpackState, target: string, h: tar.Header, mode: number, created: Created, fh?: FileHandle): Promise<void> {
-  const p = metadataPlan(h, mode, created);
-  const owner = async () => {
-    if (fh) {
-      if (p.chown) await fh.chown(p.uid, p.gid);
-      if (p.chmod) await fh.chmod(p.mode);
-    } else {
-      if (p.chown) await fsp.lchown(target, p.uid, p.gid);
-      if (p.chmod) await fsp.chmod(target, p.mode);
-    }
-    applyXattrs(target, h, st.skippedXattrs);
-  };
-  const times = async () => {
-    if (h.type === 'directory') st.dirTimes.push({ target, mtime: p.mtime });
-    else if (fh) await fh.utimes(p.mtime, p.mtime);
-    else await fsp.lutimes(target, p.mtime, p.mtime);
-  };
-  // Both settle before the caller closes fh or removes the tree.
-  const [a, b] = await Promise.allSettled([owner(), times()]);
-  if (a.status === 'rejected') throw a.reason;
-  if (b.status === 'rejected') throw b.reason;
-}
-
-/** applyMetadata with blocking calls: for a small file open as fd, or a symlink (fd null). */
-function applyMetadataSync(st: UnpackState, target: string, h: tar.Header, mode: number, created: Created, fd: number | null): void {
+function applyMetadata(st: UnpackState, target: string, h: tar.Header, mode: number, created: Created, fd: number | null): void {
   const p = metadataPlan(h, mode, created);
   if (p.chown) {
     if (fd === null) lchownSync(target, p.uid, p.gid);
     else fchownSync(fd, p.uid, p.gid);
   }
-  if (p.chmod && fd !== null) fchmodSync(fd, p.mode);
+  if (p.chmod) {
+    if (fd === null) chmodSync(target, p.mode); // never a symlink (metadataPlan)
+    else fchmodSync(fd, p.mode);
+  }
   applyXattrs(target, h, st.skippedXattrs);
-  if (fd === null) lutimesSync(target, p.mtime, p.mtime);
+  if (h.type === 'directory') st.dirTimes.push({ target, mtime: p.mtime });
+  else if (fd === null) lutimesSync(target, p.mtime, p.mtime);
   else futimesSync(fd, p.mtime, p.mtime);
 }
 
-/** Writes a small file's bytes, all of them, at the start of fd. */
-function writeAllSync(fd: number, chunks: Uint8Array[]): void {
-  const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-  for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, off);
+/** Writes bufs at fd's position pos, all of them; returns the position after them. */
+function writeAll(fd: number, bufs: Uint8Array[], pos: number, name: string): number {
+  let n = 0;
+  for (const b of bufs) n += b.length;
+  const wrote = writevSync(fd, bufs, pos);
+  if (wrote === n) return pos + n;
+  // A short write (a full disk writes what fits, then fails): the rest, one by one.
+  if (wrote === 0) throw new Error(`tar entry "${name}": no byte written`);
+  const rest = Buffer.concat(bufs).subarray(wrote);
+  return writeAll(fd, [rest], pos + wrote, name);
 }
 
 async function applyEntry(st: UnpackState, h: tar.Header, data: AsyncIterable<Uint8Array>): Promise<void> {
   const parts = entryParts(h.name, 'entry');
   if (parts.length === 0) return; // the layer root itself ("./")
   const base = parts[parts.length - 1];
-  const { dir: parent, setgid: parentSetgid } = await parentDir(st, parts, h.name, true);
+  const plainFile = h.type === 'file' || h.type === 'contiguous-file';
+  if (st.inFlight.size && (!plainFile || base.startsWith(WHITEOUT_PREFIX) || touchesInFlight(st, `${st.root}/${parts.join('/')}`))) await settleInFlight(st);
+  const { dir: parent, setgid: parentSetgid } = parentDir(st, parts, h.name, true);
 
   if (base === OPAQUE_MARKER) {
     lsetxattr(parent, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
@@ -344,90 +366,100 @@ async function applyEntry(st: UnpackState, h: tar.Header, data: AsyncIterable<Ui
     const hidden = base.slice(WHITEOUT_PREFIX.length);
     if (!hidden || hidden === '.' || hidden === '..' || hidden.includes('/'))
       throw new LayerEscape(`tar entry "${h.name}": bad whiteout`);
-    const target = path.join(parent, hidden);
-    await removeExisting(st, target, false);
+    const target = child(parent, hidden);
+    removeExisting(st, target, false);
     mknod(target, S_IFCHR | 0o000, makedev(0, 0));
     return;
   }
 
-  const target = path.join(parent, base);
+  const target = child(parent, base);
   const mode = h.mode ?? 0o644;
   // A new entry is root's when root makes it, but takes a setgid parent's group.
   const ownerIsRoot = st.asRoot && !parentSetgid;
   switch (h.type) {
     case 'directory':
       try {
-        await fsp.mkdir(target, { mode: 0o700 });
+        mkdirSync(target, { mode: 0o700 });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         // An earlier entry's directory stays (with its contents); anything else goes.
-        await removeExisting(st, target, true);
-        if (!(await lstatOrNull(target))) await fsp.mkdir(target, { mode: 0o700 });
+        removeExisting(st, target, true);
+        if (!lstatOrNull(target)) mkdirSync(target, { mode: 0o700 });
       }
       // chmod below sets the setgid bit as the entry says: its children follow it.
       st.knownDirs.set(target, (mode & S_ISGID) !== 0);
-      await applyMetadata(st, target, h, mode, { ownerIsRoot: false, mode: null });
+      applyMetadata(st, target, h, mode, { ownerIsRoot: false, mode: null }, null);
       return;
     case 'file':
     case 'contiguous-file': {
       const created = { ownerIsRoot, mode: st.umask === null ? null : mode & 0o777 & ~st.umask };
-      // 'wx' = O_CREAT|O_EXCL: never follows or reuses an existing path.
-      if ((h.size ?? 0) <= SYNC_FILE_MAX) {
+      if ((h.size ?? 0) <= SMALL_FILE) {
         const chunks: Uint8Array[] = [];
         for await (const chunk of data) chunks.push(chunk);
-        const fd = await createFresh(st, target, () => openFd(target, 'wx', mode & 0o777));
-        try {
-          writeAllSync(fd, chunks);
-          applyMetadataSync(st, target, h, mode, created, fd);
-        } finally {
-          closeSync(fd);
-        }
+        const made = (async () => {
+          const fd = await createFresh(st, target, () => openFd(target, 'wx', mode & 0o777));
+          try {
+            writeAll(fd, chunks, 0, h.name);
+            applyMetadata(st, target, h, mode, created, fd);
+          } finally {
+            closeSync(fd);
+          }
+        })();
+        st.inFlight.set(target, made);
+        made.then(
+          () => st.inFlight.delete(target),
+          (e: unknown) => {
+            st.inFlight.delete(target);
+            st.inFlightError ??= e;
+          },
+        );
+        while (st.inFlight.size >= FILES_IN_FLIGHT) await Promise.race(st.inFlight.values()).catch(() => undefined);
+        if (st.inFlightError !== undefined) throw st.inFlightError;
         return;
       }
-      const fh = await createFresh(st, target, () => fsp.open(target, 'wx', mode & 0o777));
+      // 'wx' = O_CREAT|O_EXCL: never follows or reuses an existing path.
+      const fd = await createFresh(st, target, () => openFd(target, 'wx', mode & 0o777));
       try {
-        // A few chunks at a time in one writev: each write is a thread-pool round trip.
+        // Chunks go out together in one writev once they add up to WRITE_BATCH.
         let batch: Uint8Array[] = [];
         let batched = 0;
-        const flush = async () => {
-          const { bytesWritten } = await fh.writev(batch);
-          if (bytesWritten !== batched) throw new Error(`tar entry "${h.name}": short write (${bytesWritten} of ${batched} bytes)`);
-          batch = [];
-          batched = 0;
-        };
+        let pos = 0;
         for await (const chunk of data) {
           batch.push(chunk);
           batched += chunk.length;
-          if (batched >= WRITE_BATCH) await flush();
+          if (batched < WRITE_BATCH) continue;
+          pos = writeAll(fd, batch, pos, h.name);
+          batch = [];
+          batched = 0;
         }
-        if (batched) await flush();
-        await applyMetadata(st, target, h, mode, created, fh);
+        if (batched) writeAll(fd, batch, pos, h.name);
+        applyMetadata(st, target, h, mode, created, fd);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
       return;
     }
     case 'symlink':
       // The link's text is data for the container; it is never followed here.
-      await createFresh(st, target, () => fsp.symlink(h.linkname ?? '', target));
-      applyMetadataSync(st, target, h, mode, { ownerIsRoot, mode: null }, null);
+      await createFresh(st, target, () => symlinkAsync(h.linkname ?? '', target));
+      applyMetadata(st, target, h, mode, { ownerIsRoot, mode: null }, null);
       return;
     case 'link': {
       const linkParts = entryParts(h.linkname ?? '', `hardlink target of "${h.name}"`);
       if (linkParts.length === 0) throw new LayerEscape(`tar entry "${h.name}": hardlink to the layer root`);
-      const source = path.join((await parentDir(st, linkParts, h.name, false)).dir, linkParts[linkParts.length - 1]);
-      const s = await lstatOrNull(source);
+      const source = child(parentDir(st, linkParts, h.name, false).dir, linkParts[linkParts.length - 1]);
+      const s = lstatOrNull(source);
       if (!s || s.isDirectory()) throw new InvalidArgument(`tar entry "${h.name}": hardlink target "${h.linkname}" is missing or a directory`);
-      await createFresh(st, target, () => fsp.link(source, target));
+      await createFresh(st, target, () => linkAsync(source, target));
       return; // the inode's metadata is the target's
     }
     case 'character-device':
     case 'block-device':
     case 'fifo': {
-      await removeExisting(st, target, false);
+      removeExisting(st, target, false);
       const kind = h.type === 'fifo' ? S_IFIFO : h.type === 'block-device' ? S_IFBLK : S_IFCHR;
       mknod(target, kind | (mode & 0o7777), makedev(h.devmajor ?? 0, h.devminor ?? 0));
-      await applyMetadata(st, target, h, mode, { ownerIsRoot: false, mode: null });
+      applyMetadata(st, target, h, mode, { ownerIsRoot: false, mode: null }, null);
       return;
     }
     default:
