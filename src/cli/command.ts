@@ -1,5 +1,5 @@
 // What every CLI command gets: the socket, the output format and lazily made clients.
-import type { AdminClient } from '../admin/api';
+import type { AdminClient } from '../admin/client';
 import type { CriClient } from '../cri/client';
 import { OutputFormat, print } from './output';
 

@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as grpc from '@grpc/grpc-js';
 import { parseArgs } from 'util';
-import { AdminClient } from '../admin/api';
+import { AdminClient } from '../admin/client';
 import { CriClient } from '../cri/client';
 import type { Image } from '../cri/gen/cri';
 import { CHECKPOINT_COMMANDS } from './checkpoint';

@@ -129,7 +129,10 @@ class Observed {
       this.ended = false;
       try {
         await fn(req, {
-          ...ctx,
+          method: ctx.method,
+          pkg: ctx.pkg,
+          signal: ctx.signal,
+          drained: () => ctx.drained(),
           write: (m) => {
             this.writes++;
             const ok = ctx.write(m);

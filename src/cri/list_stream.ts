@@ -67,6 +67,16 @@ const KEPT_REPLIES = 32;
 export class ReplyCache<F> {
   private readonly replies = new Map<string, Encoded>();
   private at: unknown = undefined;
+  /** Filters' keys by the filter: a request kept by its bytes (keptDecoder) comes again as the same object. */
+  private readonly keys = new WeakMap<object, string>();
+
+  private key(f: F): string {
+    if (f === null || f === undefined) return '';
+    if (typeof f !== 'object' || !Object.isFrozen(f)) return JSON.stringify(f);
+    let key = this.keys.get(f);
+    if (key === undefined) this.keys.set(f, (key = JSON.stringify(f)));
+    return key;
+  }
 
   /** The reply for `f` made while `generation` held, or `make`'s, now kept. */
   get(generation: unknown, f: F, make: () => Encoded): Encoded {
@@ -74,7 +84,7 @@ export class ReplyCache<F> {
       this.replies.clear();
       this.at = generation;
     }
-    const key = f === null || f === undefined ? '' : JSON.stringify(f);
+    const key = this.key(f);
     let reply = this.replies.get(key);
     if (!reply) {
       reply = make();

@@ -5,7 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as protobuf from 'protobufjs';
 import type { ListPodSandboxResponse, PodSandbox } from './gen/cri';
-import { CRI_PACKAGES, ENCODED, EncodedItems, PROTO_FILE, codec, methodNames, serviceDefinition } from './proto';
+import { CRI_PACKAGES, ENCODED, EncodedItems, PROTO_FILE, codec, keptDecoder, methodNames, serviceDefinition } from './proto';
 
 describe('EncodedItems (list replies encoded once per item version)', () => {
   const podCodec = codec<PodSandbox>('PodSandbox');
@@ -124,5 +124,36 @@ describe('the served CRI proto (api/cri/v1/api.proto)', () => {
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
+  });
+});
+
+describe('keptDecoder (List requests decoded once by their bytes)', () => {
+  const req = codec<{ filter: { label_selector: Record<string, string> } | null }>('ListPodSandboxRequest');
+  const bytes = (uid: string) => req.encode({ filter: { label_selector: { 'io.kubernetes.pod.uid': uid } } });
+
+  it('answers the same bytes with the same read-only object, other bytes with another', () => {
+    let decoded = 0;
+    const decode = keptDecoder((b: Buffer) => {
+      decoded++;
+      return req.decode(b);
+    });
+    const a = decode(bytes('a'));
+    assert.equal(decode(Buffer.from(bytes('a'))), a);
+    assert.equal(decoded, 1);
+    assert.deepEqual(a.filter?.label_selector, { 'io.kubernetes.pod.uid': 'a' });
+    assert.throws(() => ((a.filter!.label_selector as Record<string, string>).x = 'y'), TypeError, 'a kept request cannot be changed by a handler');
+    assert.notEqual(decode(bytes('b')), a);
+    assert.equal(decoded, 2);
+  });
+
+  it('decodes a big request each time, without keeping it', () => {
+    let decoded = 0;
+    const decode = keptDecoder((b: Buffer) => {
+      decoded++;
+      return req.decode(b);
+    }, 16);
+    const big = bytes('x'.repeat(64));
+    assert.notEqual(decode(big), decode(big));
+    assert.equal(decoded, 2);
   });
 });

@@ -95,6 +95,38 @@ export function typeCodec<T>(type: protobuf.Type): Codec<T> {
   };
 }
 
+/** `value` and everything in it made read-only (byte fields excepted: a Buffer cannot be frozen). */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !ArrayBuffer.isView(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Requests kept at once by keptDecoder; more starts afresh. */
+const KEPT_REQUESTS = 32;
+
+/**
+ * A decoder that keeps what it decoded by the request's bytes, read-only, and answers
+ * the same bytes with the same object: kubelet sends the same List requests every second,
+ * and a kept reply (ReplyCache) then costs neither a decode nor a key built again.
+ */
+export function keptDecoder<T>(decode: (buf: Buffer) => T, maxBytes = 1024): (buf: Buffer) => T {
+  const kept = new Map<string, T>();
+  return (buf) => {
+    if (buf.length > maxBytes) return decode(buf);
+    const key = buf.toString('latin1');
+    let req = kept.get(key);
+    if (req === undefined) {
+      req = deepFreeze(decode(buf));
+      if (kept.size >= KEPT_REQUESTS) kept.clear();
+      kept.set(key, req);
+    }
+    return req;
+  };
+}
+
 /** A grpc-js service definition of one CRI service under one package name. */
 export function serviceDefinition(pkg: CriPackage, service: CriServiceName): ServiceDefinition {
   return grpcServiceDefinition(ns(), pkg, service);
