@@ -48,6 +48,9 @@ export class Metrics {
   private readonly criRequests: client.Counter<'method' | 'code'>;
   private readonly criDuration: client.Histogram<'method'>;
   private readonly lifecycle: client.Histogram<'operation'>;
+  /** Each method and status's series, found once: prom-client hashes and checks the labels
+   * on every inc/observe given by label, as much CPU as the rest of an empty call's path. */
+  private readonly callSeries = new Map<string, { requests: client.Counter.Internal; duration: client.Histogram.Internal<'method'>; lifecycle?: client.Histogram.Internal<'operation'> }>();
   private readonly containerStarts: client.Counter;
   private readonly containerExits: client.Counter<'reason'>;
   private readonly pulls: client.Counter<'result'>;
@@ -94,10 +97,20 @@ export class Metrics {
 
   /** The CriServer's call observer. */
   observeCall(method: string, code: GrpcCode | 0, seconds: number): void {
-    this.criRequests.inc({ method, code: code === 0 ? 'OK' : GrpcCode[code] ?? String(code) });
-    this.criDuration.observe({ method }, seconds);
-    const op = LIFECYCLE[method];
-    if (op && code === 0) this.lifecycle.observe({ operation: op }, seconds);
+    const key = `${method} ${code}`;
+    let series = this.callSeries.get(key);
+    if (!series) {
+      const op = LIFECYCLE[method];
+      series = {
+        requests: this.criRequests.labels({ method, code: code === 0 ? 'OK' : GrpcCode[code] ?? String(code) }),
+        duration: this.criDuration.labels({ method }),
+        lifecycle: op && code === 0 ? this.lifecycle.labels({ operation: op }) : undefined,
+      };
+      this.callSeries.set(key, series);
+    }
+    series.requests.inc();
+    series.duration.observe(seconds);
+    series.lifecycle?.observe(seconds);
   }
 
   observePull(p: { ok: boolean; seconds: number; bytes: number }): void {
