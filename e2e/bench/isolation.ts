@@ -1,5 +1,5 @@
 // The `isolation` suite: can one pod hurt another on the node? A victim pod measures itself
-// (a 1 ms sleep's lateness, a round of allocation and file work, and the latency of its
+// (a 1 ms wake-up's lateness, a round of allocation and file work, and the latency of its
 // HTTP server, sampled from the host over the pod bridge) beside one noisy neighbour at a
 // time: CPU hog, memory hog, fork bomb, fsync storm, UDP flood, page-cache thrasher; each
 // with the limits kubelet sets for a Burstable pod and with none, on skiff and on
@@ -350,9 +350,9 @@ function writePlots(run: IsolationRun, out: string): string[] {
   fs.mkdirSync(out, { recursive: true });
   const charts: [string, Parameters<typeof groupedChart>[0]][] = [
     ['isolation-http-p99-ratio.png', ratioChart(run, 'http', 'VICTIM HTTP P99 BESIDE EACH NEIGHBOUR, X ALONE')],
-    ['isolation-sched-p99-ratio.png', ratioChart(run, 'sched', 'VICTIM 1 MS SLEEP LATENESS P99, X ALONE')],
+    ['isolation-sched-p99-ratio.png', ratioChart(run, 'sched', 'VICTIM 1 MS WAKE-UP LATENESS P99, X ALONE')],
     ['isolation-http-ms.png', latencyChart(run, 'http', 'VICTIM HTTP LATENCY MS (BOX P25-P75, WHISKERS P1-P99)')],
-    ['isolation-work-ms.png', latencyChart(run, 'work', 'VICTIM ALLOC+WRITE+FSYNC+READ ROUND MS (P1-P25-P50-P75-P99)')],
+    ['isolation-work-ms.png', latencyChart(run, 'work', 'VICTIM ALLOC+WRITE+FSYNC+READ ROUND, DUE TO DONE, MS (P1-P25-P50-P75-P99)')],
   ];
   return charts.map(([file, spec]) => {
     const p = path.join(out, file);

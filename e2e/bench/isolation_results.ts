@@ -11,7 +11,7 @@ export const MODES = ['limited', 'unlimited'] as const;
 export type Mode = (typeof MODES)[number];
 export const SUBJECTS = ['skiff', 'containerd'] as const;
 export type SubjectName = (typeof SUBJECTS)[number];
-/** The victim's probes: HTTP request latency from the host, a 1 ms sleep's lateness, one
+/** The victim's probes: HTTP request latency from the host, a 1 ms wake-up's lateness, one
  * round of its allocation and file work. */
 export const PROBES = ['http', 'sched', 'work'] as const;
 export type Probe = (typeof PROBES)[number];

@@ -78,8 +78,9 @@ static int cpus(void) {
 
 /* ---- victim: three probes and an HTTP server ---- */
 
-// What the probes measured since the last GET /samples: kind 's' (a 1 ms sleep's
-// lateness), 'w' (one round of the allocation and file work); times in ns, CLOCK_MONOTONIC
+// What the probes measured since the last GET /samples: kind 's' (a 1 ms wake-up's
+// lateness), 'w' (one round of the allocation and file work); when each was due and the
+// time it took, in ns, CLOCK_MONOTONIC
 // (the benchmark's clock too: the namespaces of a container do not change it).
 struct sample {
   uint64_t t;
@@ -101,15 +102,19 @@ static void record(char kind, uint64_t t, uint64_t ns) {
   pthread_mutex_unlock(&ring_lock);
 }
 
+// A wake-up is due every 1 ms; each records how late it came. Lateness counts from when a
+// wake-up was due, so a thread kept off the CPU for 50 ms records the 50 it missed (a
+// probe that counted only its own sleeps would record one late sample and fall silent).
+// More than 1 s behind, it starts again from now.
 static void *sched_probe(void *arg) {
   (void)arg;
+  uint64_t due = now_ns();
   for (;;) {
-    uint64_t t0 = now_ns();
-    struct timespec d = {.tv_sec = 0, .tv_nsec = 1000000};
-    while (clock_nanosleep(CLOCK_MONOTONIC, 0, &d, &d) == EINTR) {
-    }
-    uint64_t took = now_ns() - t0;
-    record('s', t0, took > 1000000 ? took - 1000000 : 0);
+    due += 1000000;
+    sleep_until(due);
+    uint64_t late = now_ns() - due;
+    record('s', due, late);
+    if (late > NS) due = now_ns();
   }
   return NULL;
 }
@@ -122,7 +127,9 @@ static void *sched_probe(void *arg) {
 #define WORK_READ_FILE (16 * MIB)
 
 // Every 50 ms: map, touch and unmap 1 MiB, write 16 KiB and fdatasync it, read 64 KiB of a
-// file the page cache holds; the round's duration is the sample.
+// file the page cache holds; the sample is from when the round was due to its end. Rounds
+// missed while one ran late are dropped, so that the victim does not carry a backlog into
+// the next window.
 static void *work_probe(void *arg) {
   (void)arg;
   static char buf[WORK_READ];
@@ -133,11 +140,10 @@ static void *work_probe(void *arg) {
   for (size_t off = 0; off < WORK_READ_FILE; off += sizeof buf)
     if (pwrite(rfd, buf, sizeof buf, (off_t)off) != (ssize_t)sizeof buf) fail("write /tmp/victim-read");
   unsigned seed = 1;
-  uint64_t next = now_ns();
+  uint64_t due = now_ns();
   for (uint64_t i = 0;; i++) {
-    next += WORK_PERIOD_NS;
-    sleep_until(next);
-    uint64_t t0 = now_ns();
+    due += WORK_PERIOD_NS;
+    sleep_until(due);
     char *p = mmap(NULL, WORK_ALLOC, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) fail("mmap");
     memset(p, (int)i, WORK_ALLOC);
@@ -147,8 +153,8 @@ static void *work_probe(void *arg) {
     off_t at = (off_t)(rand_r(&seed) % (WORK_READ_FILE / WORK_READ)) * WORK_READ;
     if (pread(rfd, buf, WORK_READ, at) != WORK_READ) fail("read /tmp/victim-read");
     uint64_t t1 = now_ns();
-    record('w', t0, t1 - t0);
-    if (t1 > next + WORK_PERIOD_NS) next = t1; // late: no burst of rounds to catch up
+    record('w', due, t1 - due);
+    if (t1 > due + WORK_PERIOD_NS) due = t1;
   }
   return NULL;
 }
@@ -280,14 +286,18 @@ static int victim(int argc, char **argv) {
 
 /* ---- client: the host's HTTP sampler ---- */
 
+static void ipv4(const char *s, struct in_addr *a) {
+  if (inet_pton(AF_INET, s, a) != 1) {
+    fprintf(stderr, "isoload: not an IPv4 address: %s\n", s);
+    exit(2);
+  }
+}
+
 static int dial(const char *ip, int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) fail("socket");
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) {
-    fprintf(stderr, "isoload: not an IPv4 address: %s\n", ip);
-    exit(2);
-  }
+  ipv4(ip, &a.sin_addr);
   struct timeval tv = {.tv_sec = 5};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -373,7 +383,6 @@ static int mem_hog(int argc, char **argv) {
   if (argc != 1) return 2;
   uint64_t total = (uint64_t)arg_long(argv[0], "MIB", 16, 4096) * MIB;
   const uint64_t chunk = 16 * MIB;
-  unsigned kills = 0;
   for (;;) {
     pid_t p = fork();
     if (p < 0) fail("fork");
@@ -389,10 +398,8 @@ static int mem_hog(int argc, char **argv) {
       for (unsigned round = 2;; round++)
         for (size_t i = 0; i < n; i++) memset(chunks[i], (int)round, chunk);
     }
-    int st;
-    while (waitpid(p, &st, 0) < 0 && errno == EINTR) {
+    while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
     }
-    if (WIFSIGNALED(st)) kills++;
     usleep(10000);
   }
   return 0;
@@ -481,10 +488,7 @@ static void *flood(void *arg) {
 static int net_flood(int argc, char **argv) {
   if (argc != 2) return 2;
   flood_to = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)arg_long(argv[1], "PORT", 1, 65535))};
-  if (inet_pton(AF_INET, argv[0], &flood_to.sin_addr) != 1) {
-    fprintf(stderr, "isoload: not an IPv4 address: %s\n", argv[0]);
-    return 2;
-  }
+  ipv4(argv[0], &flood_to.sin_addr);
   start_threads(cpus() - 1, flood, NULL);
   flood(NULL);
   return 0;
