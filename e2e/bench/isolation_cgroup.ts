@@ -82,7 +82,7 @@ export function limitFiles(c: Controller, v2: boolean, l: PodCgroupLimits): [str
 
 /** Make the pod cgroup `rel` (a cgroupfs path) in the cpu, memory and pids hierarchies
  * with `limits` (null: made, nothing set), as kubelet does before RunPodSandbox; the
- * runtime makes the rest. On cgroup2 the controllers are enabled down to it. */
+ * runtime makes the rest. On cgroup2 the controllers are enabled down to its children. */
 export function makePodCgroup(rel: string, limits: PodCgroupLimits | null): void {
   const mounts = hostMounts();
   for (const c of CONTROLLERS) {
@@ -92,7 +92,8 @@ export function makePodCgroup(rel: string, limits: PodCgroupLimits | null): void
     for (let i = 1; i <= parts.length; i++) {
       const dir = path.join(m.root, ...parts.slice(0, i));
       if (!fs.existsSync(dir)) fs.mkdirSync(dir);
-      if (m.v2 && i < parts.length) fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), '+cpu +memory +pids');
+      // The pod cgroup too: the runtime puts the pod's processes in cgroups below it.
+      if (m.v2) fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), '+cpu +memory +pids');
     }
     if (m.v2) fs.writeFileSync(path.join(m.root, 'cgroup.subtree_control'), '+cpu +memory +pids');
     if (limits) for (const [file, value] of limitFiles(c, m.v2, limits)) fs.writeFileSync(path.join(m.root, rel, file), value);
