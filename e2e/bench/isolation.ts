@@ -191,6 +191,7 @@ async function removePod(s: Subject, id: string): Promise<void> {
 /** The host's HTTP sampler for `seconds`: a sample per request. Killed when aborted. */
 function sampleHttp(binary: string, ip: string, seconds: number, signal: AbortSignal): Promise<Sample[]> {
   return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason); // an abort event that has passed does not come again
     const child: ChildProcess = spawn(binary, ['client', ip, String(VICTIM_PORT), String(HTTP_HZ), String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
