@@ -2,6 +2,7 @@
 // suites (all of them without a name); each suite ends with one JSON result line.
 import { statsSuite } from './cri_stats';
 import { execSuite } from './exec';
+import { isolationSuite } from './isolation';
 import { lifecycleSuite } from './lifecycle';
 import { parsePeerArgs, PEER_FLAGS_HELP, PeerFlags, Peers, resolvePeers } from './peers';
 import { pullSuite } from './pull';
@@ -17,24 +18,30 @@ export interface BenchOptions {
   pods?: number;
   /** Aborted on SIGINT/SIGTERM so a suite stops between runs and still cleans up. */
   signal: AbortSignal;
+  /** The values of the suites' own flags (Suite.flags), by flag: "--seconds" -> "5". */
+  suiteFlags: Map<string, string>;
 }
 
 export interface Suite {
   name: string;
   description: string;
   run(opts: BenchOptions): Promise<void>;
+  /** Flags of this suite's own, each taking a value, with their help text. */
+  flags?: Record<string, string>;
 }
 
 // Later suites (pull, lifecycle, exec) register here.
-const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsSuite, scaleSuite];
+const SUITES: Suite[] = [shimSuite, lifecycleSuite, pullSuite, execSuite, statsSuite, scaleSuite, isolationSuite];
 
 function usage(): string {
   const names = SUITES.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');
-  return `usage: npm run bench -- [suite...] [--runs N] [--pods N] [--containerd PATH] [--runc PATH] [--crun PATH] [--crio-socket PATH]\n\nsuites (all of them when none is named):\n${names}\n\n${PEER_FLAGS_HELP}`;
+  const own = SUITES.flatMap((s) => Object.entries(s.flags ?? {}).map(([f, help]) => `  ${f.padEnd(20)} ${s.name}: ${help}`)).join('\n');
+  return `usage: npm run bench -- [suite...] [--runs N] [--pods N] [--containerd PATH] [--runc PATH] [--crun PATH] [--crio-socket PATH]\n\nsuites (all of them when none is named):\n${names}\n\nflags of one suite:\n${own}\n\n${PEER_FLAGS_HELP}`;
 }
 
-function parseArgs(args: string[]): { suites: Suite[]; runs?: number; pods?: number; peers: PeerFlags } | string {
+function parseArgs(args: string[]): { suites: Suite[]; runs?: number; pods?: number; peers: PeerFlags; suiteFlags: Map<string, string> } | string {
   const suites: Suite[] = [];
+  const suiteFlags = new Map<string, string>();
   let runs: number | undefined;
   let pods: number | undefined;
   const peerArgs = parsePeerArgs(args);
@@ -54,11 +61,18 @@ function parseArgs(args: string[]): { suites: Suite[]; runs?: number; pods?: num
       if (!Number.isInteger(runs) || runs < 1) return `--runs: expected a positive integer, got "${v ?? ''}"`;
       continue;
     }
+    const flag = a.split('=')[0];
+    if (SUITES.some((s) => s.flags && Object.hasOwn(s.flags, flag))) {
+      const v = a === flag ? argv[++i] : a.slice(flag.length + 1);
+      if (v === undefined || v === '') return `${flag}: expected a value`;
+      suiteFlags.set(flag, v);
+      continue;
+    }
     const suite = SUITES.find((s) => s.name === a);
     if (!suite) return `unknown suite or option "${a}"`;
     if (!suites.includes(suite)) suites.push(suite);
   }
-  return { suites: suites.length ? suites : SUITES, runs, pods, peers: peerArgs.flags };
+  return { suites: suites.length ? suites : SUITES, runs, pods, peers: peerArgs.flags, suiteFlags };
 }
 
 async function main(): Promise<number> {
@@ -90,7 +104,7 @@ async function main(): Promise<number> {
   for (const suite of parsed.suites) {
     if (abort.signal.aborted) break;
     try {
-      await suite.run({ runs: parsed.runs, pods: parsed.pods, peers, signal: abort.signal });
+      await suite.run({ runs: parsed.runs, pods: parsed.pods, peers, signal: abort.signal, suiteFlags: parsed.suiteFlags });
     } catch (e) {
       failed++;
       process.stderr.write(`bench ${suite.name}: FAILED: ${e instanceof Error ? e.message : String(e)}\n`);
