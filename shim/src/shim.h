@@ -396,6 +396,9 @@ struct cgroup; /* opaque: one path per hierarchy (v1 controllers and/or v2) */
 int resources_parse(json_t *resources, struct resources *out, struct shim_err *err);
 void resources_free(struct resources *r);
 #define cleanup_resources __attribute__((cleanup(resources_free)))
+/* The host's cgroup hierarchies as skiffd saw them (--cgroups, api/shim/PROTOCOL.md):
+ * taken instead of reading /proc/self/mountinfo if they still hold when first needed. */
+void cgroup_use_hierarchies(const char *json);
 /* Create the cgroup at cgroups_path (absolute path under each hierarchy root;
  * a relative path is taken as under the root too) and apply resources (or none).
  * Works on v1, v2 and hybrid hosts (v1 controllers + some on the unified mount). */

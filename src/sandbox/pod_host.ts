@@ -3,6 +3,7 @@
 // fake and the real one is exercised by the e2e suite.
 import { promises as fsp } from 'fs';
 import { bindNetns, makeNetnsMountPoint, unbindNetns } from '../network/netns';
+import { CgroupFacts } from '../shim/cgroup_facts';
 import { ShimClient, SpawnOptions } from '../shim/client';
 import { findShims, killShim, ShimProcess } from '../shim/processes';
 import { MNT_DETACH, mountFs, umount2 } from '../sys/libc';
@@ -30,8 +31,11 @@ export interface PodHost {
   cgroupChildren(rel: string): Promise<Iterable<string>>;
 }
 
+const cgroupFacts = new CgroupFacts();
+
 export const hostPods: PodHost = {
-  spawnShim: (opts) => ShimClient.spawn(opts),
+  // Without the facts (an unreadable /proc file) the shim reads mountinfo itself.
+  spawnShim: async (opts) => ShimClient.spawn({ ...opts, cgroups: opts.cgroups ?? (await cgroupFacts.arg().catch(() => undefined)) }),
   connectShim: (socketPath) => ShimClient.connect(socketPath),
   findShims,
   killShim: (pid) => killShim(pid),

@@ -498,6 +498,9 @@ export interface SpawnOptions {
   socketPath?: string;
   /** Extra environment (failpoints of tests). */
   env?: Record<string, string>;
+  /** The host's cgroup hierarchies (`--cgroups`, CgroupFacts.arg); without them the shim
+   * finds them in /proc/self/mountinfo. */
+  cgroups?: string;
 }
 
 export class ShimClient extends EventEmitter {
@@ -521,6 +524,7 @@ export class ShimClient extends EventEmitter {
     const socketPath = opts.socketPath ?? path.join(opts.stateDir, 'shim.sock');
     const args = ['--state-dir', opts.stateDir];
     if (opts.socketPath) args.push('--socket', opts.socketPath);
+    if (opts.cgroups) args.push('--cgroups', opts.cgroups);
     return new Promise((resolve, reject) => {
       execFile(opts.binary, args, { timeout: 30_000, env: opts.env ? { ...process.env, ...opts.env } : undefined }, (err, _stdout, stderr) => {
         if (err) {
