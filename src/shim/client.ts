@@ -1,7 +1,7 @@
 // ShimClient: the only module that talks to a skiff-shim socket. JSON-line
 // requests and responses, exit events, and frame-mode streams for attach and
 // exec, as api/shim/PROTOCOL.md describes.
-import { execFile } from 'child_process';
+import { spawn } from 'child_process';
 import { EventEmitter } from 'events';
 import * as net from 'net';
 import * as path from 'path';
@@ -501,6 +501,9 @@ export interface SpawnOptions {
   /** The host's cgroup hierarchies (`--cgroups`, CgroupFacts.arg); without them the shim
    * finds them in /proc/self/mountinfo. */
   cgroups?: string;
+  /** The node's mount template (MountTemplate), passed as the shim's fd 3; without it the
+   * shim makes its own. */
+  mountTemplateFd?: number;
 }
 
 export class ShimClient extends EventEmitter {
@@ -525,10 +528,19 @@ export class ShimClient extends EventEmitter {
     const args = ['--state-dir', opts.stateDir];
     if (opts.socketPath) args.push('--socket', opts.socketPath);
     if (opts.cgroups) args.push('--cgroups', opts.cgroups);
+    if (opts.mountTemplateFd !== undefined) args.push('--mount-template-fd', '3');
     return new Promise((resolve, reject) => {
-      execFile(opts.binary, args, { timeout: 30_000, env: opts.env ? { ...process.env, ...opts.env } : undefined }, (err, _stdout, stderr) => {
-        if (err) {
-          reject(new Error(`skiff-shim failed to start: ${stderr.trim() || err.message}`));
+      const child = spawn(opts.binary, args, {
+        timeout: 30_000,
+        env: opts.env ? { ...process.env, ...opts.env } : undefined,
+        stdio: ['ignore', 'ignore', 'pipe', ...(opts.mountTemplateFd !== undefined ? [opts.mountTemplateFd] : [])],
+      });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      child.on('error', (e) => reject(new Error(`skiff-shim failed to start: ${e.message}`)));
+      child.on('close', (code, signal) => {
+        if (code !== 0) {
+          reject(new Error(`skiff-shim failed to start: ${stderr.trim() || (signal ? `killed by ${signal}` : `exit status ${String(code)}`)}`));
           return;
         }
         ShimClient.connect(socketPath).then(resolve, reject);
