@@ -1,12 +1,12 @@
 // ShimClient: the only module that talks to a skiff-shim socket. JSON-line
 // requests and responses, exit events, and frame-mode streams for attach and
 // exec, as api/shim/PROTOCOL.md describes.
-import { spawn } from 'child_process';
 import { EventEmitter } from 'events';
 import * as net from 'net';
 import * as path from 'path';
 import { CodedError, GrpcCode, Unavailable } from '../errors';
 import type { IdMapping, LinuxCapabilities, LinuxResources, Process } from '../oci/runtime_spec';
+import { startShimProcess } from './processes';
 
 // A line can be large: a shim from before rawOutput answers a sync exec with up to
 // 2 x 16 MiB of output, base64-encoded, in its line.
@@ -529,23 +529,7 @@ export class ShimClient extends EventEmitter {
     if (opts.socketPath) args.push('--socket', opts.socketPath);
     if (opts.cgroups) args.push('--cgroups', opts.cgroups);
     if (opts.mountTemplateFd !== undefined) args.push('--mount-template-fd', '3');
-    return new Promise((resolve, reject) => {
-      const child = spawn(opts.binary, args, {
-        timeout: 30_000,
-        env: opts.env ? { ...process.env, ...opts.env } : undefined,
-        stdio: ['ignore', 'ignore', 'pipe', ...(opts.mountTemplateFd !== undefined ? [opts.mountTemplateFd] : [])],
-      });
-      let stderr = '';
-      child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-      child.on('error', (e) => reject(new Error(`skiff-shim failed to start: ${e.message}`)));
-      child.on('close', (code, signal) => {
-        if (code !== 0) {
-          reject(new Error(`skiff-shim failed to start: ${stderr.trim() || (signal ? `killed by ${signal}` : `exit status ${String(code)}`)}`));
-          return;
-        }
-        ShimClient.connect(socketPath).then(resolve, reject);
-      });
-    });
+    return startShimProcess(opts.binary, args, opts.env, opts.mountTemplateFd).then(() => ShimClient.connect(socketPath));
   }
 
   static async connect(socketPath: string): Promise<ShimClient> {
