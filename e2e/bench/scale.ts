@@ -32,6 +32,7 @@ const CGROUP_ROOT = '/skiff-bench-scale';
 const RECONNECT_DEADLINE_MS = 300_000;
 const IMAGE = 'docker.io/bench/busybox:1';
 const log = (s: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${s}`);
+const hostMounts = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
 
 /** What one runtime measured; null where it was not measured or failed. */
 interface Figures {
@@ -230,7 +231,9 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
         f.runPod.last.push(p.podMs);
         f.ctrStart.last.push(...p.ctrMs);
       }
-      if ((i + 1) % 100 === 0) log(`${s.name}: ${i + 1} pods started (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      // The host's mount table, which a container's mount namespace copied before the
+      // mount template (api/shim/PROTOCOL.md), grows with the pods: say how much.
+      if ((i + 1) % 100 === 0) log(`${s.name}: ${i + 1} pods started (${((Date.now() - t0) / 1000).toFixed(1)} s; ${hostMounts()} mounts on the host)`);
     });
     log(`${s.name}: ${n} pods in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 

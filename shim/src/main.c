@@ -20,7 +20,8 @@
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: skiff-shim --state-dir DIR [--socket PATH] [--log PATH]\n"
+  fprintf(stderr, "usage: skiff-shim --state-dir DIR [--socket PATH] [--log PATH] [--cgroups JSON] [--mount-template-fd N]\n"
+                  "       skiff-shim --mount-template DIR   (make a mount template; see api/shim/PROTOCOL.md)\n"
                   "       skiff-shim --features   (what this kernel supports, as JSON)\n");
   exit(2);
 }
@@ -190,6 +191,9 @@ int main(int argc, char **argv)
     { "state-dir", required_argument, NULL, 's' },
     { "socket", required_argument, NULL, 'S' },
     { "log", required_argument, NULL, 'l' },
+    { "cgroups", required_argument, NULL, 'c' },
+    { "mount-template-fd", required_argument, NULL, 'm' },
+    { "mount-template", required_argument, NULL, 'M' },
     { "version", no_argument, NULL, 'v' },
     { "features", no_argument, NULL, 'f' },
     { NULL, 0, NULL, 0 },
@@ -209,6 +213,9 @@ int main(int argc, char **argv)
     case 's': g_shim.state_dir = optarg; break;
     case 'S': g_shim.socket_path = optarg; break;
     case 'l': log_path = optarg; break;
+    case 'c': cgroup_use_hierarchies(optarg); break;
+    case 'm': mount_template_adopt(atoi(optarg)); break;
+    case 'M': return mount_template_serve(optarg);
     case 'v': printf("skiff-shim %s protocol %d\n", SHIM_VERSION, SHIM_PROTOCOL_VERSION); return 0;
     case 'f': return features_print();
     default: usage();

@@ -121,21 +121,33 @@ static void fd_path(int fd, char *buf, size_t len)
 
 /* Flags a bind mount must keep from its source: in a user namespace (or when
  * the source has them locked) dropping them fails with EPERM. */
+unsigned long statvfs_flags(const struct statvfs *st)
+{
+  unsigned long f = 0;
+  if (st->f_flag & ST_NOSUID)
+    f |= MS_NOSUID;
+  if (st->f_flag & ST_NODEV)
+    f |= MS_NODEV;
+  if (st->f_flag & ST_NOEXEC)
+    f |= MS_NOEXEC;
+  if (st->f_flag & ST_RDONLY)
+    f |= MS_RDONLY;
+  return f;
+}
+
 static unsigned long locked_flags(const char *path)
 {
   struct statvfs st;
-  unsigned long f = 0;
   if (statvfs(path, &st) < 0)
     return 0;
-  if (st.f_flag & ST_NOSUID)
-    f |= MS_NOSUID;
-  if (st.f_flag & ST_NODEV)
-    f |= MS_NODEV;
-  if (st.f_flag & ST_NOEXEC)
-    f |= MS_NOEXEC;
-  if (st.f_flag & ST_RDONLY)
-    f |= MS_RDONLY;
-  return f;
+  return statvfs_flags(&st);
+}
+
+/* Attach a clone (open_tree) on the target's fd itself: through its /proc/self/fd path
+ * move_mount gives EINVAL. */
+static int attach_clone(int clone, int target_fd)
+{
+  return (int) syscall(SYS_move_mount, clone, "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
 }
 
 static int bind_remount(const char *target, unsigned long flags, unsigned long keep, struct shim_err *err, const char *what)
@@ -150,6 +162,9 @@ static int bind_remount(const char *target, unsigned long flags, unsigned long k
 
 struct cgroup_mount_ctx {
   int dir_fd;
+  const int *clones; /* made from the template: the hierarchies' clones, in order */
+  size_t next;
+  unsigned long propagation;
   struct shim_err *err;
 };
 
@@ -164,12 +179,23 @@ static int bind_cgroup_hierarchy(void *opaque, const char *name, const char *hos
   if (fd < 0)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: open %s", name);
   fd_path(fd, target, sizeof(target));
+  if (ctx->clones) {
+    if (attach_clone(ctx->clones[ctx->next++], fd) < 0)
+      return shim_fail_errno(ctx->err, errno, "cgroup mount: attach the clone of %s", host_dir);
+    /* The fd names the directory under the new mount: reopen through it. */
+    close(fd);
+    fd = openat(ctx->dir_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd_path(fd, target, sizeof(target));
+    if (fd < 0 || mount(NULL, target, NULL, ctx->propagation, NULL) < 0)
+      return shim_fail_errno(ctx->err, errno, "cgroup mount: set the propagation of %s", host_dir);
+    return 0;
+  }
   if (mount(host_dir, target, NULL, MS_BIND | MS_REC, NULL) < 0)
     return shim_fail_errno(ctx->err, errno, "cgroup mount: bind %s", host_dir);
   return 0;
 }
 
-static int mount_cgroup(const struct spec_mount *m, int root_fd, const char *target, const struct mount_ctx *ctx,
+static int mount_cgroup(const struct spec_mount *m, size_t idx, int root_fd, const char *target, const struct mount_ctx *ctx,
                         struct shim_err *err)
 {
   unsigned long flags = m->flags & ~(MS_BIND | MS_REC);
@@ -185,8 +211,19 @@ static int mount_cgroup(const struct spec_mount *m, int root_fd, const char *tar
     /* Resolve again: the old fd names the directory under the new tmpfs. */
     cleanup_close int dir_fd = open_in_root(root_fd, m->dest, O_DIRECTORY, 0, err);
     struct cgroup_mount_ctx cctx = { .dir_fd = dir_fd, .err = err };
-    if (dir_fd < 0 || cgroup_foreach_hierarchy(ctx->cg, bind_cgroup_hierarchy, &cctx, err) < 0)
+    if (dir_fd < 0)
       return -1;
+    if (ctx->clones) {
+      /* The host's hierarchies are out of reach here: their clones, made before. */
+      const struct mount_clones *c = ctx->clones;
+      cctx.clones = c->cgroup + c->binds[idx].cg_first;
+      cctx.propagation = c->propagation;
+      for (size_t k = 0; k < c->binds[idx].cg_n; k++)
+        if (bind_cgroup_hierarchy(&cctx, c->cgroup_name[c->binds[idx].cg_first + k], c->cgroup_name[c->binds[idx].cg_first + k]) < 0)
+          return -1;
+    } else if (cgroup_foreach_hierarchy(ctx->cg, bind_cgroup_hierarchy, &cctx, err) < 0) {
+      return -1;
+    }
   }
   if (flags & MS_RDONLY) {
     /* The tmpfs and every hierarchy bound into it, through a fresh fd. */
@@ -200,11 +237,13 @@ static int mount_cgroup(const struct spec_mount *m, int root_fd, const char *tar
   return 0;
 }
 
-static bool source_is_dir(const struct spec_mount *m)
+static bool source_is_dir(const struct spec_mount *m, const struct mount_clone *clone)
 {
   struct stat st;
   if (!(m->flags & MS_BIND))
     return true;
+  if (clone)
+    return clone->is_dir;
   return stat(m->source, &st) < 0 || S_ISDIR(st.st_mode);
 }
 
@@ -213,18 +252,24 @@ static int do_mount(const struct spec_mount *m, size_t idx, int root_fd, const s
   char target[64];
   cleanup_close int fd = -1;
   const char *type = m->type ? m->type : "bind";
+  const struct mount_clone *clone = ctx->clones && ctx->clones->binds[idx].fd >= 0 ? &ctx->clones->binds[idx] : NULL;
+  bool as_file = !source_is_dir(m, clone);
 
-  fd = make_target(root_fd, m->dest, !source_is_dir(m), err);
+  fd = make_target(root_fd, m->dest, as_file, err);
   if (fd < 0)
     goto fail;
   fd_path(fd, target, sizeof(target));
   if (m->flags & MS_BIND) {
     int idmapped = ctx->idmapped ? ctx->idmapped[idx] : -1;
     if (idmapped >= 0) {
-      /* The id-mapped clone mount_idmap_prepare made of the source, attached on the
-       * target's fd itself: through its /proc/self/fd path move_mount gives EINVAL. */
-      if (syscall(SYS_move_mount, idmapped, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0) {
+      /* The id-mapped clone mount_idmap_prepare made of the source. */
+      if (attach_clone(idmapped, fd) < 0) {
         shim_fail_errno(err, errno, "attach the id-mapped clone of %s", m->source);
+        goto fail;
+      }
+    } else if (clone) {
+      if (attach_clone(clone->fd, fd) < 0) {
+        shim_fail_errno(err, errno, "attach the clone of %s", m->source);
         goto fail;
       }
     } else if (mount(m->source, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0) {
@@ -233,14 +278,21 @@ static int do_mount(const struct spec_mount *m, size_t idx, int root_fd, const s
     }
     /* The fd names the directory under the new mount: reopen through it. */
     close(fd);
-    fd = make_target(root_fd, m->dest, !source_is_dir(m), err);
+    fd = make_target(root_fd, m->dest, as_file, err);
     if (fd < 0)
       goto fail;
     fd_path(fd, target, sizeof(target));
-    if ((m->flags & ~(MS_BIND | MS_REC)) && bind_remount(target, m->flags, locked_flags(m->source), err, m->dest) < 0)
+    /* A clone is a peer of a shared source: give it what the host's copy would have
+     * had under "/" made rslave (or rshared, rprivate). */
+    if (clone && mount(NULL, target, NULL, ctx->clones->propagation, NULL) < 0) {
+      shim_fail_errno(err, errno, "set the propagation of the clone of %s", m->source);
+      goto fail;
+    }
+    if ((m->flags & ~(MS_BIND | MS_REC))
+        && bind_remount(target, m->flags, clone ? clone->locked : locked_flags(m->source), err, m->dest) < 0)
       goto fail;
   } else if (strcmp(type, "cgroup") == 0) {
-    if (mount_cgroup(m, root_fd, target, ctx, err) < 0)
+    if (mount_cgroup(m, idx, root_fd, target, ctx, err) < 0)
       goto fail;
   } else if (mount(m->source && *m->source ? m->source : type, target, type, m->flags, m->data && m->data[0] ? m->data : NULL) < 0) {
     int e = errno;
@@ -270,7 +322,7 @@ static int do_mount(const struct spec_mount *m, size_t idx, int root_fd, const s
     }
   }
   if (m->rro || m->propagation) {
-    cleanup_close int tfd = make_target(root_fd, m->dest, !source_is_dir(m), err);
+    cleanup_close int tfd = make_target(root_fd, m->dest, as_file, err);
     char t2[64];
     if (tfd < 0)
       goto fail;
@@ -453,13 +505,25 @@ int mount_setup_rootfs(const struct spec_rootfs *r, const struct mount_ctx *ctx,
    * holding the rootfs is made private so the rootfs bind, our own mounts and
    * pivot_root (which refuses shared mounts) stay out of any peer group; under
    * rslave they are out of it already. */
-  if (mount(NULL, "/", NULL, pflags, NULL) < 0)
-    return shim_fail_errno(err, errno, "make / %s", prop ? prop : "rslave");
-  if ((pflags & MS_SHARED) && rootfs_parent_private(ctx->rootfs, err) < 0)
-    return -1;
-  if (mount(ctx->rootfs, ctx->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
-    return shim_fail_errno(err, errno, "bind rootfs %s", ctx->rootfs);
-  root_fd = open(ctx->rootfs, O_DIRECTORY | O_CLOEXEC);
+  if (ctx->clones) {
+    /* A copy of the pod's template: the rootfs clone goes on its /rootfs, with the
+     * propagation "/" would have given it, itself private as below. */
+    cleanup_close int at = open(MOUNT_TEMPLATE_ROOTFS, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (at < 0 || attach_clone(ctx->clones->rootfs, at) < 0)
+      return shim_fail_errno(err, errno, "attach the clone of rootfs %s", ctx->rootfs);
+    if (mount(NULL, MOUNT_TEMPLATE_ROOTFS, NULL, pflags, NULL) < 0
+        || ((pflags & MS_SHARED) && mount(NULL, MOUNT_TEMPLATE_ROOTFS, NULL, MS_PRIVATE, NULL) < 0))
+      return shim_fail_errno(err, errno, "make rootfs %s %s", ctx->rootfs, prop ? prop : "rslave");
+    root_fd = open(MOUNT_TEMPLATE_ROOTFS, O_DIRECTORY | O_CLOEXEC);
+  } else {
+    if (mount(NULL, "/", NULL, pflags, NULL) < 0)
+      return shim_fail_errno(err, errno, "make / %s", prop ? prop : "rslave");
+    if ((pflags & MS_SHARED) && rootfs_parent_private(ctx->rootfs, err) < 0)
+      return -1;
+    if (mount(ctx->rootfs, ctx->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+      return shim_fail_errno(err, errno, "bind rootfs %s", ctx->rootfs);
+    root_fd = open(ctx->rootfs, O_DIRECTORY | O_CLOEXEC);
+  }
   if (root_fd < 0)
     return shim_fail_errno(err, errno, "open rootfs %s", ctx->rootfs);
   for (size_t i = 0; i < r->n_mounts; i++) {

@@ -396,6 +396,9 @@ struct cgroup; /* opaque: one path per hierarchy (v1 controllers and/or v2) */
 int resources_parse(json_t *resources, struct resources *out, struct shim_err *err);
 void resources_free(struct resources *r);
 #define cleanup_resources __attribute__((cleanup(resources_free)))
+/* The host's cgroup hierarchies as skiffd saw them (--cgroups, api/shim/PROTOCOL.md):
+ * taken instead of reading /proc/self/mountinfo if they still hold when first needed. */
+void cgroup_use_hierarchies(const char *json);
 /* Create the cgroup at cgroups_path (absolute path under each hierarchy root;
  * a relative path is taken as under the root too) and apply resources (or none).
  * Works on v1, v2 and hybrid hosts (v1 controllers + some on the unified mount). */
@@ -501,8 +504,51 @@ int ns_write_id_mappings(pid_t pid, const struct spec_ns *ns, struct shim_err *e
 int mount_parse(json_t *spec, struct spec_rootfs *out, struct shim_err *err);
 void mount_free(struct spec_rootfs *r);
 
+/* A container made from the pod's mount template (mount_template.c): its mounts are
+ * clones of host paths made in the host's namespace (open_tree), attached in its own. */
+struct mount_clone {
+  int fd;               /* -1: not a bind mount */
+  bool is_dir;          /* the source is a directory */
+  unsigned long locked; /* the source's MS_RDONLY/NOSUID/NODEV/NOEXEC, which a bind keeps */
+  size_t cg_first, cg_n; /* a v1 "cgroup" mount: its hierarchies in mount_clones.cgroup */
+};
+struct mount_clones {
+  int rootfs;                 /* the rootfs, recursively */
+  struct mount_clone *binds;  /* per spec mount */
+  size_t n;
+  /* The container's dir of each v1 hierarchy, for "cgroup" mounts, and the hierarchy's
+   * name (its mount's directory: "cpu,cpuacct", "unified"). */
+  int cgroup[CGROUP_JOIN_MAX];
+  char cgroup_name[CGROUP_JOIN_MAX][64];
+  size_t n_cgroup;
+  unsigned long propagation;  /* what "/" gets on the host's copy (spec_rootfs.propagation_flags) */
+  struct shim_err *err;
+};
+/* Where a container made from the template has its rootfs attached. */
+#define MOUNT_TEMPLATE_ROOTFS "/rootfs"
+/* The template's mount namespace (skiffd's, else made on first use; kept for the shim's
+ * life), or -1. */
+int mount_template_fd(struct shim_err *err);
+/* Take skiffd's template (--mount-template-fd): one for the node, made once. */
+void mount_template_adopt(int fd);
+/* skiff-shim --mount-template DIR: make a template, print the pid of the process in it,
+ * and end it once stdin closes (skiffd opens /proc/<pid>/ns/mnt meanwhile). */
+int mount_template_serve(const char *dir);
+/* Can this container be made from the template? Not with a user namespace, without a
+ * network namespace (sysfs), with id-mapped mounts or with hooks before its start. */
+bool mount_template_fits(const struct spec *spec, bool has_hooks);
+void mount_clones_init(struct mount_clones *c);
+/* In the host's mount namespace: clone the rootfs and every bind source. */
+int mount_clones_prepare(const struct spec *spec, const char *rootfs, struct cgroup *cg, struct mount_clones *c,
+                         struct shim_err *err);
+void mount_clones_free(struct mount_clones *c);
+/* The flags of statvfs's f_flag a bind mount must keep (mount.c). */
+struct statvfs;
+unsigned long statvfs_flags(const struct statvfs *st);
+
 struct mount_ctx {
   const char *rootfs;  /* absolute host path of the rootfs */
+  struct mount_clones *clones; /* made from the template: the host paths' clones; NULL: a copy of the host's */
   const int *idmapped; /* per mount: its id-mapped clone (mount_idmap_prepare), or -1; NULL: none */
   bool userns;         /* in a user namespace: bind devices, no mknod */
   struct cgroup *cg;   /* the container's cgroup, for "cgroup" mounts */

@@ -186,7 +186,8 @@ static int run_create_hooks(void *arg, struct shim_err *err)
 }
 
 /* Runs in the process proper, after GO. Never returns on success. */
-static int process_main(const struct spawn_req *req, int sync_fd, const int *idmapped, struct shim_err *err)
+static int process_main(const struct spawn_req *req, int sync_fd, const int *idmapped, struct mount_clones *clones,
+                        struct shim_err *err)
 {
   const struct spec_process *process = req->process;
   const struct spec *spec = req->spec;
@@ -205,6 +206,7 @@ static int process_main(const struct spawn_req *req, int sync_fd, const int *idm
     struct pivot_hooks ph = { .req = req, .sync_fd = sync_fd };
     struct mount_ctx ctx = {
       .rootfs = req->rootfs,
+      .clones = clones,
       .idmapped = idmapped,
       .userns = ns_listed(&spec->ns, CLONE_NEWUSER),
       .cg = req->cg,
@@ -275,10 +277,12 @@ struct spawn_child {
   int mid_fd;             /* the intermediate's channel */
   int sync_fd;            /* the process's channel */
   const int *idmapped;
+  int template_fd;        /* the pod's mount template (mount_template.c), or -1 */
+  struct mount_clones clones; /* with the template: the host paths the mounts need */
 };
 
 /* The process proper, right after its clone; never returns. */
-static _Noreturn void process_begin(const struct spawn_child *sc, bool in_v2)
+static _Noreturn void process_begin(struct spawn_child *sc, bool in_v2)
 {
   const struct spawn_req *req = sc->req;
   struct shim_err err = { 0 };
@@ -301,7 +305,7 @@ static _Noreturn void process_begin(const struct spawn_child *sc, bool in_v2)
     goto fail;
   }
   reset_signals();
-  process_main(req, sc->sync_fd, sc->idmapped, &err);
+  process_main(req, sc->sync_fd, sc->idmapped, sc->template_fd >= 0 ? &sc->clones : NULL, &err);
 fail:
   sync_send_error(sc->sync_fd, &err);
   _exit(127);
@@ -334,9 +338,11 @@ static _Noreturn void intermediate_main(struct spawn_child *sc, const struct ns_
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   {
     size_t nkeep = 0;
-    int keep[5 + sizeof(ns->fds) / sizeof(ns->fds[0]) + CGROUP_JOIN_MAX + 2];
+    int keep[6 + sizeof(ns->fds) / sizeof(ns->fds[0]) + CGROUP_JOIN_MAX + 2];
     keep[nkeep++] = sc->mid_fd;
     keep[nkeep++] = sc->sync_fd;
+    if (sc->template_fd >= 0)
+      keep[nkeep++] = sc->template_fd;
     for (int i = 0; i < 3; i++)
       if (req->stdio[i] >= 0)
         keep[nkeep++] = req->stdio[i];
@@ -357,6 +363,17 @@ static _Noreturn void intermediate_main(struct spawn_child *sc, const struct ns_
       goto fail;
   }
   sc->idmapped = idmapped;
+  if (sc->template_fd >= 0) {
+    /* The host paths the mounts need, cloned while we are in the host's namespace; then
+     * into the template, which the unshare below copies instead of the host's table. */
+    if (mount_clones_prepare(req->spec, req->rootfs, req->cg, &sc->clones, &err) < 0)
+      goto fail;
+    if (setns(sc->template_fd, CLONE_NEWNS) < 0) {
+      shim_fail_errno(&err, errno, "join the pod's mount template");
+      goto fail;
+    }
+    close(sc->template_fd);
+  }
   if (ns_join(ns, &err) < 0)
     goto fail;
   /* Our host ids mean nothing in a joined user namespace (files would be
@@ -435,7 +452,7 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   cleanup_reap pid_t pid = -1;   /* the process, unless handed out */
   cleanup_reap pid_t mid = -1;   /* the intermediate, until reaped */
   struct cgroup_join join;
-  int flags = 0, sv[2], mv[2], status;
+  int flags = 0, sv[2], mv[2], status, template_fd = -1;
   struct sync_msg m = { 0 };
 
   *master_out = -1;
@@ -443,6 +460,13 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
     if (ns_open_paths(&req->spec->ns, &ns, err) < 0)
       return -1;
     flags = ns_clone_flags(&req->spec->ns) | CLONE_NEWNS;
+    if (mount_template_fits(req->spec, hooks_any(req->hooks, HOOK_PRESTART) || hooks_any(req->hooks, HOOK_CREATE_RUNTIME)
+                                           || hooks_any(req->hooks, HOOK_CREATE_CONTAINER))) {
+      struct shim_err terr = { 0 };
+      template_fd = mount_template_fd(&terr);
+      if (template_fd < 0)
+        shim_log("container %s: its mount namespace is a copy of the host's: %s", req->id, terr.msg);
+    }
   } else if (ns_open_process(req->join_pid, &ns, err) < 0) {
     return -1;
   }
@@ -463,7 +487,8 @@ int spawn_process(const struct spawn_req *req, pid_t *pid_out, int *sync_out, in
   }
   mid = fork();
   if (mid == 0) {
-    struct spawn_child sc = { .req = req, .cg = &join, .flags = flags, .mid_fd = mv[1], .sync_fd = sv[1] };
+    struct spawn_child sc = { .req = req, .cg = &join, .flags = flags, .mid_fd = mv[1], .sync_fd = sv[1], .template_fd = template_fd };
+    mount_clones_init(&sc.clones);
     close(sv[0]);
     close(mv[0]);
     intermediate_main(&sc, &ns);

@@ -219,9 +219,9 @@ export class TestPod {
     this.stateDir = tempDir('skiff-state-');
   }
 
-  static async start(params: PodParams = { hostname: 'testpod' }, binary = SHIM_BINARY): Promise<TestPod> {
+  static async start(params: PodParams = { hostname: 'testpod' }, binary = SHIM_BINARY, cgroups?: string, mountTemplateFd?: number): Promise<TestPod> {
     const t = new TestPod();
-    t.client = await ShimClient.spawn({ binary, stateDir: t.stateDir });
+    t.client = await ShimClient.spawn({ binary, stateDir: t.stateDir, cgroups, mountTemplateFd });
     t.shimPid = readPid(t.stateDir);
     t.pod = await t.client.pod(params);
     return t;

@@ -2,7 +2,10 @@
 // network namespaces, cgroups. One interface, so that the service's unit tests give it a
 // fake and the real one is exercised by the e2e suite.
 import { promises as fsp } from 'fs';
+import * as path from 'path';
 import { bindNetns, makeNetnsMountPoint, unbindNetns } from '../network/netns';
+import { CgroupFacts } from '../shim/cgroup_facts';
+import { MountTemplate } from '../shim/mount_template';
 import { ShimClient, SpawnOptions } from '../shim/client';
 import { findShims, killShim, ShimProcess } from '../shim/processes';
 import { MNT_DETACH, mountFs, umount2 } from '../sys/libc';
@@ -30,8 +33,18 @@ export interface PodHost {
   cgroupChildren(rel: string): Promise<Iterable<string>>;
 }
 
+const cgroupFacts = new CgroupFacts();
+const mountTemplate = new MountTemplate();
+
 export const hostPods: PodHost = {
-  spawnShim: (opts) => ShimClient.spawn(opts),
+  // Without the facts (an unreadable /proc file) the shim reads mountinfo itself, and
+  // without the node's template it makes its own.
+  spawnShim: async (opts) =>
+    ShimClient.spawn({
+      ...opts,
+      cgroups: opts.cgroups ?? (await cgroupFacts.arg().catch(() => undefined)),
+      mountTemplateFd: opts.mountTemplateFd ?? (await mountTemplate.get(opts.binary, path.dirname(opts.stateDir))),
+    }),
   connectShim: (socketPath) => ShimClient.connect(socketPath),
   findShims,
   killShim: (pid) => killShim(pid),

@@ -1,12 +1,13 @@
 // ShimClient: the only module that talks to a skiff-shim socket. JSON-line
 // requests and responses, exit events, and frame-mode streams for attach and
 // exec, as api/shim/PROTOCOL.md describes.
-import { execFile } from 'child_process';
 import { EventEmitter } from 'events';
 import * as net from 'net';
-import * as path from 'path';
 import { CodedError, GrpcCode, Unavailable } from '../errors';
 import type { IdMapping, LinuxCapabilities, LinuxResources, Process } from '../oci/runtime_spec';
+import { SpawnOptions, startShim } from './processes';
+
+export type { SpawnOptions };
 
 // A line can be large: a shim from before rawOutput answers a sync exec with up to
 // 2 x 16 MiB of output, base64-encoded, in its line.
@@ -506,14 +507,6 @@ export declare interface ShimClient {
   emit<E extends keyof ShimClientEvents>(event: E, ...args: Parameters<ShimClientEvents[E]>): boolean;
 }
 
-export interface SpawnOptions {
-  binary: string;
-  stateDir: string;
-  socketPath?: string;
-  /** Extra environment (failpoints of tests). */
-  env?: Record<string, string>;
-}
-
 export class ShimClient extends EventEmitter {
   private closing = false;
 
@@ -532,18 +525,7 @@ export class ShimClient extends EventEmitter {
 
   /** Start a shim (it detaches and exits 0 once it serves), then connect. */
   static spawn(opts: SpawnOptions): Promise<ShimClient> {
-    const socketPath = opts.socketPath ?? path.join(opts.stateDir, 'shim.sock');
-    const args = ['--state-dir', opts.stateDir];
-    if (opts.socketPath) args.push('--socket', opts.socketPath);
-    return new Promise((resolve, reject) => {
-      execFile(opts.binary, args, { timeout: 30_000, env: opts.env ? { ...process.env, ...opts.env } : undefined }, (err, _stdout, stderr) => {
-        if (err) {
-          reject(new Error(`skiff-shim failed to start: ${stderr.trim() || err.message}`));
-          return;
-        }
-        ShimClient.connect(socketPath).then(resolve, reject);
-      });
-    });
+    return startShim(opts).then((socketPath) => ShimClient.connect(socketPath));
   }
 
   static async connect(socketPath: string): Promise<ShimClient> {

@@ -1,9 +1,54 @@
-// Shim processes found by their command line, for start-up recovery: a shim whose pod
-// skiffd has no record of (its RunPodSandbox was cut short by a crash, or its record is
-// gone) is found by the state dir it was started with, whether or not it serves yet.
+// Shim processes: started (the command returns once the shim serves), and found by their
+// command line, for start-up recovery: a shim whose pod skiffd has no record of (its
+// RunPodSandbox was cut short by a crash, or its record is gone) is found by the state
+// dir it was started with, whether or not it serves yet.
+import { spawn } from 'child_process';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { mapLimited } from '../store/parallel';
+
+export interface SpawnOptions {
+  binary: string;
+  stateDir: string;
+  socketPath?: string;
+  /** Extra environment (failpoints of tests). */
+  env?: Record<string, string>;
+  /** The host's cgroup hierarchies (`--cgroups`, CgroupFacts.arg); without them the shim
+   * finds them in /proc/self/mountinfo. */
+  cgroups?: string;
+  /** The node's mount template (MountTemplate), passed as the shim's fd 3; without it the
+   * shim makes its own. */
+  mountTemplateFd?: number;
+}
+
+/** Start the shim `opts` describe; the socket it serves on once it does. */
+export async function startShim(opts: SpawnOptions): Promise<string> {
+  const args = ['--state-dir', opts.stateDir];
+  if (opts.socketPath) args.push('--socket', opts.socketPath);
+  if (opts.cgroups) args.push('--cgroups', opts.cgroups);
+  if (opts.mountTemplateFd !== undefined) args.push('--mount-template-fd', '3');
+  await startShimProcess(opts.binary, args, opts.env, opts.mountTemplateFd);
+  return opts.socketPath ?? path.join(opts.stateDir, 'shim.sock');
+}
+
+/** Run `skiff-shim args` until it exits 0 (it forks the shim proper, which serves by
+ * then); extraFd becomes its fd 3. */
+export function startShimProcess(binary: string, args: string[], env?: Record<string, string>, extraFd?: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, {
+      timeout: 30_000,
+      env: env ? { ...process.env, ...env } : undefined,
+      stdio: ['ignore', 'ignore', 'pipe', ...(extraFd !== undefined ? [extraFd] : [])],
+    });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.on('error', (e) => reject(new Error(`skiff-shim failed to start: ${e.message}`)));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`skiff-shim failed to start: ${stderr.trim() || (signal ? `killed by ${signal}` : `exit status ${String(code)}`)}`));
+    });
+  });
+}
 
 /** /proc files read at once. */
 const PROC_READ_CONCURRENCY = 64;
