@@ -36,7 +36,7 @@ done
 koffi_platform="linux_$(node -p 'process.arch')"
 find "$root/node_modules/koffi/build/koffi" -mindepth 1 -maxdepth 1 -type d ! -name "$koffi_platform" -exec rm -rf {} +
 find "$root/node_modules" -name '*.ts' ! -name '*.d.ts' -delete
-find "$root/node_modules" \( -name '*.md' -o -name '*.map' \) -delete
+find "$root/node_modules" \( -name '*.md' -o -name '*.map' -o -name '*.test.js' \) -delete
 
 node dist/src/skiffd.js --print-config | sed 's/^\([a-z]\)/# \1/' > "$root/config.toml.example"
 install -m 0755 hack/install.sh "$root/install.sh"
