@@ -21,6 +21,9 @@ import { Cleanups, errText } from './util';
 const DEFAULT_RUNS = 30;
 const CONCURRENCY = 20;
 const MANY_PODS = 100;
+/** `ps` of a node at 500 pods prints more than execFileSync's default 1 MiB buffer holds
+ * (ENOBUFS, which cut the containerd subject's cleanup short). */
+const PS_OPTIONS = { maxBuffer: 256 * 1024 * 1024 };
 const log = (s: string) => console.log(s);
 const BUSYBOX = 'docker.io/bench/busybox:1';
 
@@ -127,7 +130,7 @@ export async function startContainerd(
     client,
     pid: () => proc.pid!,
     shimPids: () =>
-      execFileSync('ps', ['-eo', 'pid,args']).toString().split('\n').filter((l) => l.includes('containerd-shim-runc-v2') && l.includes(sock)).map((l) => Number(l.trim().split(/\s+/)[0])),
+      execFileSync('ps', ['-eo', 'pid,args'], PS_OPTIONS).toString().split('\n').filter((l) => l.includes('containerd-shim-runc-v2') && l.includes(sock)).map((l) => Number(l.trim().split(/\s+/)[0])),
     stop: async () => {
       try {
         const pods = await client.runtime('ListPodSandbox', {}, { timeoutMs: 20_000 });
@@ -186,7 +189,7 @@ export async function connectCrio(socket: string, registryHost: string): Promise
     pid: () => pid,
     // conmon, one per container, is named after it: k8s_<ctr>_<pod>_<namespace>_<uid>_<attempt>.
     shimPids: () =>
-      execFileSync('ps', ['-eo', 'pid,comm,args']).toString().split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === 'conmon' && f.some((a) => a.includes('_bench_'))).map((f) => Number(f[0])),
+      execFileSync('ps', ['-eo', 'pid,comm,args'], PS_OPTIONS).toString().split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f[1] === 'conmon' && f.some((a) => a.includes('_bench_'))).map((f) => Number(f[0])),
     stop: async () => {
       try {
         const pods = await client.runtime('ListPodSandbox', {}, { timeoutMs: 20_000 });
