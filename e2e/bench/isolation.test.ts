@@ -22,7 +22,7 @@ function window(http: number[], cri: number[] = [1, 2, 3]) {
 }
 
 function aCase(subject: 'skiff' | 'containerd', mode: 'limited' | 'unlimited', http: number[], over: Partial<CaseResult> = {}): CaseResult {
-  return { subject, neighbour: 'cpu', mode, storm: window(http, [5, 50]), kernel: { oomKills: 0, throttledPeriods: 7, throttledMs: 12.5, pidsRefused: 0 }, ...over };
+  return { subject, neighbour: 'cpu', mode, storm: window(http, [5, 50]), kernel: { oomKills: 0, throttledPeriods: 7, throttledMs: 12.5, pidsRefused: 0, pidsAtEnd: 3 }, ...over };
 }
 
 /** A run of the cpu neighbour on skiff alone: containerd was not measured. */
@@ -81,7 +81,7 @@ describe('bench isolation: result line and table', () => {
     assert.deepStrictEqual(cri.cpu, { skiff_limited: 50, skiff_unlimited: null, containerd_limited: null, containerd_unlimited: null });
     assert.deepStrictEqual(cri.alone, { skiff: 3, containerd: null });
     const kernel = r.kernel as Record<string, Record<string, unknown>>;
-    assert.deepStrictEqual(kernel.cpu.skiff_limited, { oom_kills: 0, throttled_periods: 7, throttled_ms: 12.5, pids_refused: 0 });
+    assert.deepStrictEqual(kernel.cpu.skiff_limited, { oom_kills: 0, throttled_periods: 7, throttled_ms: 12.5, pids_refused: 0, pids_at_end: 3 });
     assert.deepStrictEqual((r.samples as Record<string, Record<string, unknown>>).cpu.skiff_limited, { http: 100, sched: 100, work: 100, cri: 2 });
     assert.deepStrictEqual(((r.victim_alone_ms as Record<string, Record<string, unknown>>).skiff.http), { p50: 1.49, p99: 1.98, n: 100 });
     assert.deepStrictEqual(r.failed, [{ case: 'cpu/skiff_unlimited', error: 'the neighbour exited (code 1)' }]);
@@ -94,10 +94,10 @@ describe('bench isolation: result line and table', () => {
 
   it('tabulates the victim alone in ms and each case as ratios, naming failures and peers not measured', () => {
     const { header, rows } = tableRows(skiffOnlyRun());
-    assert.strictEqual(header.length, 11);
+    assert.strictEqual(header.length, 12);
     assert.deepStrictEqual(rows[0].slice(0, 5), ['alone', 'skiff', '-', '1.49ms', '1.98ms']);
     assert.deepStrictEqual(rows[1].slice(0, 5), ['cpu', 'skiff', 'limited', '2.00x', '2.00x']);
-    assert.deepStrictEqual(rows[1].slice(8), ['0', '7 (13 ms)', '0']);
+    assert.deepStrictEqual(rows[1].slice(8), ['0', '7 (13 ms)', '0', '3']);
     assert.deepStrictEqual(rows[2].slice(0, 4), ['cpu', 'containerd', 'limited', 'not measured']);
     assert.deepStrictEqual(rows[3].slice(0, 4), ['cpu', 'skiff', 'unlimited', 'failed: the neighbour exited (code 1)']);
     assert.strictEqual(rows.length, 5);
@@ -170,14 +170,16 @@ describe('bench isolation: pod cgroups', () => {
       'memory.events': 'low 0\nhigh 0\nmax 90\noom 5\noom_kill 5\noom_group_kill 0\n',
       'cpu.stat': 'usage_usec 1\nnr_periods 30\nnr_throttled 29\nthrottled_usec 2900000\n',
       'pids.events': 'max 12\n',
+      'pids.current': '1024\n',
     };
     const read = (files: Record<string, string>) => (f: string) => files[f] ?? null;
     assert.deepStrictEqual(countersOf(read(v1), 'memory', false), { oomKills: 4 });
     assert.deepStrictEqual(countersOf(read(v1), 'cpu', false), { throttledPeriods: 28, throttledMs: 2500 });
-    assert.deepStrictEqual(countersOf(read(v1), 'pids', false), { pidsRefused: 731 });
+    assert.deepStrictEqual(countersOf(read(v1), 'pids', false), { pidsRefused: 731, pidsAtEnd: 0 });
     assert.deepStrictEqual(countersOf(read(v2), 'memory', true), { oomKills: 5 });
     assert.deepStrictEqual(countersOf(read(v2), 'cpu', true), { throttledPeriods: 29, throttledMs: 2900 });
-    assert.deepStrictEqual(countersOf(read({}), 'pids', true), { pidsRefused: 0 });
+    assert.deepStrictEqual(countersOf(read(v2), 'pids', true), { pidsRefused: 12, pidsAtEnd: 1024 });
+    assert.deepStrictEqual(countersOf(read({}), 'pids', true), { pidsRefused: 0, pidsAtEnd: 0 });
     assert.deepStrictEqual([...parseKeyed('a 1\nb x\n c  2 \n')], [['a', 1], ['c', 2]]);
   });
 });

@@ -22,6 +22,9 @@ export interface KernelCounters {
   throttledPeriods: number;
   throttledMs: number;
   pidsRefused: number;
+  /** Processes in the pod at the window's end (pids.current): evidence that a neighbour
+   * ran, e.g. the fork bomb near its bound, or held at pids.max. */
+  pidsAtEnd: number;
 }
 
 type Controller = 'cpu' | 'memory' | 'pids';
@@ -114,7 +117,7 @@ export function parseKeyed(text: string): Map<string, number> {
 export function countersOf(read: (file: string) => string | null, c: Controller, v2: boolean): Partial<KernelCounters> {
   const keyed = (file: string) => parseKeyed(read(file) ?? '');
   if (c === 'memory') return { oomKills: keyed(v2 ? 'memory.events' : 'memory.oom_control').get('oom_kill') ?? 0 };
-  if (c === 'pids') return { pidsRefused: keyed('pids.events').get('max') ?? 0 };
+  if (c === 'pids') return { pidsRefused: keyed('pids.events').get('max') ?? 0, pidsAtEnd: Number(read('pids.current') ?? 0) || 0 };
   const st = keyed('cpu.stat');
   const throttledMs = v2 ? (st.get('throttled_usec') ?? 0) / 1000 : (st.get('throttled_time') ?? 0) / 1e6;
   return { throttledPeriods: st.get('nr_throttled') ?? 0, throttledMs };
@@ -123,7 +126,7 @@ export function countersOf(read: (file: string) => string | null, c: Controller,
 /** The largest of each counter over the pod cgroup `rel` and every cgroup under it. */
 export function readKernelCounters(rel: string): KernelCounters {
   const mounts = hostMounts();
-  const out: KernelCounters = { oomKills: 0, throttledPeriods: 0, throttledMs: 0, pidsRefused: 0 };
+  const out: KernelCounters = { oomKills: 0, throttledPeriods: 0, throttledMs: 0, pidsRefused: 0, pidsAtEnd: 0 };
   for (const c of CONTROLLERS) {
     const m = mounts[c];
     if (!m) continue;

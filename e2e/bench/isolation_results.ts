@@ -129,7 +129,7 @@ export function resultObject(run: IsolationRun, plots: string[]): Record<string,
       }),
     ),
     kernel: perCase(run, (c) =>
-      c.kernel ? { oom_kills: c.kernel.oomKills, throttled_periods: c.kernel.throttledPeriods, throttled_ms: round(c.kernel.throttledMs), pids_refused: c.kernel.pidsRefused } : null,
+      c.kernel ? { oom_kills: c.kernel.oomKills, throttled_periods: c.kernel.throttledPeriods, throttled_ms: round(c.kernel.throttledMs), pids_refused: c.kernel.pidsRefused, pids_at_end: c.kernel.pidsAtEnd } : null,
     ),
     // A starved probe takes fewer samples: the counts say how much each figure rests on.
     samples: perCase(run, (c) => ({ http: c.storm.probes.http.length, sched: c.storm.probes.sched.length, work: c.storm.probes.work.length, cri: c.storm.cri.length })),
@@ -140,7 +140,7 @@ export function resultObject(run: IsolationRun, plots: string[]): Record<string,
 
 /** The table: a row per case and the victim alone, ratios to the victim alone. */
 export function tableRows(run: IsolationRun): { header: string[]; rows: string[][] } {
-  const header = ['neighbour', 'runtime', 'limits', 'http p50', 'http p99', 'sched p99', 'work p99', 'cri p99 ms', 'oom kills', 'throttled', 'pids refused'];
+  const header = ['neighbour', 'runtime', 'limits', 'http p50', 'http p99', 'sched p99', 'work p99', 'cri p99 ms', 'oom kills', 'throttled', 'pids refused', 'pids at end'];
   const rows: string[][] = [];
   for (const s of run.subjects) {
     const a = run.alone[s];
@@ -151,14 +151,14 @@ export function tableRows(run: IsolationRun): { header: string[]; rows: string[]
   const x = (v: number | null) => (v === null ? 'n/m' : `${fmt(v)}x`);
   for (const n of run.neighbours) for (const m of MODES) for (const s of SUBJECTS) {
     if (!run.subjects.includes(s)) {
-      rows.push([n, s, m, 'not measured', '', '', '', '', '', '', '']);
+      rows.push([n, s, m, 'not measured', '', '', '', '', '', '', '', '']);
       continue;
     }
     const c = run.cases.find((k) => k.neighbour === n && k.subject === s && k.mode === m);
     const a = run.alone[s];
     if (!c || !a) continue;
     if (c.error) {
-      rows.push([n, s, m, `failed: ${c.error.slice(0, 60)}`, '', '', '', '', '', '', '']);
+      rows.push([n, s, m, `failed: ${c.error.slice(0, 60)}`, '', '', '', '', '', '', '', '']);
       continue;
     }
     const r = (p: Probe, q: number) => x(ratio(c.storm.probes[p], a.probes[p], q));
@@ -169,6 +169,7 @@ export function tableRows(run: IsolationRun): { header: string[]; rows: string[]
       k ? String(k.oomKills) : '-',
       k ? `${k.throttledPeriods} (${fmt(k.throttledMs, 0)} ms)` : '-',
       k ? String(k.pidsRefused) : '-',
+      k ? String(k.pidsAtEnd) : '-',
     ]);
   }
   return { header, rows };
