@@ -4,16 +4,32 @@
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 
+export interface CgroupMount {
+  fstype: 'cgroup' | 'cgroup2';
+  path: string;
+  /** "major:minor" of the mount, as mountinfo gives it. */
+  dev: string;
+  /** The super block's options: a v1 mount's name its controllers. */
+  options: string;
+}
+
+/** The cgroup and cgroup2 mounts in a mountinfo text, in its order. */
+export function cgroupMountsIn(mountinfo: string): CgroupMount[] {
+  const out: CgroupMount[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!post) continue;
+    const [fstype, , options] = post.split(' ');
+    if ((fstype !== 'cgroup' && fstype !== 'cgroup2') || options === undefined) continue;
+    const fields = pre.split(' ');
+    out.push({ fstype, path: unescapeMountPath(fields[4] ?? ''), dev: fields[2], options });
+  }
+  return out;
+}
+
 /** The mount point of every cgroup hierarchy, v1 and v2, once each. */
 export async function cgroupHierarchies(): Promise<string[]> {
-  const out = new Set<string>();
-  for (const line of (await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const [pre, post] = line.split(' - ');
-    const fstype = post?.split(' ')[0];
-    if (fstype !== 'cgroup' && fstype !== 'cgroup2') continue;
-    out.add(unescapeMountPath(pre.split(' ')[4]));
-  }
-  return [...out];
+  return [...new Set(cgroupMountsIn(await fsp.readFile('/proc/self/mountinfo', 'utf8')).map((m) => m.path))];
 }
 
 export const unescapeMountPath = (s: string) => s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));

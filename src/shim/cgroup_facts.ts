@@ -4,18 +4,11 @@
 // skiffd reads mountinfo only when the hierarchies change: a benchmark or an admin may
 // mount a v1 hierarchy (taking a controller off cgroup2) or release one at any time.
 import { promises as fsp } from 'fs';
-import { unescapeMountPath } from '../sandbox/host_cgroups';
+import { CgroupMount, cgroupMountsIn } from '../sandbox/host_cgroups';
+
+export type { CgroupMount };
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
-
-export interface CgroupMount {
-  fstype: 'cgroup' | 'cgroup2';
-  path: string;
-  /** "major:minor" of the mount, as mountinfo gives it: the shim checks it still is. */
-  dev: string;
-  /** The super block's options: a v1 mount's name its controllers. */
-  options: string;
-}
 
 export interface HostCgroups {
   /** "<id>:<controllers>" of each line of /proc/self/cgroup, in its order: which
@@ -34,18 +27,8 @@ export function hierarchiesOf(procSelfCgroup: string): string[] {
 
 /** The cgroup and cgroup2 mounts under /sys/fs/cgroup/ in a mountinfo text, in its order. */
 export function cgroupMountsOf(mountinfo: string): CgroupMount[] {
-  const out: CgroupMount[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!post) continue;
-    const [fstype, , options] = post.split(' ');
-    if ((fstype !== 'cgroup' && fstype !== 'cgroup2') || options === undefined) continue;
-    const fields = pre.split(' ');
-    const mountPoint = unescapeMountPath(fields[4] ?? '');
-    if (!mountPoint.startsWith(`${CGROUP_ROOT}/`)) continue;
-    out.push({ fstype, path: mountPoint, dev: fields[2], options });
-  }
-  return out;
+  // The dev is what the shim checks still holds before it uses a mount.
+  return cgroupMountsIn(mountinfo).filter((m) => m.path.startsWith(`${CGROUP_ROOT}/`));
 }
 
 /** st_dev as Node's stat gives it, from "major:minor" (glibc's makedev). */
