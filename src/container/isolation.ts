@@ -48,6 +48,11 @@ export interface Isolation {
   uid0IsHostRoot: boolean;
 }
 
+/** The container runs as root, and that root is the host's. */
+export function runsAsHostRoot(i: Isolation): boolean {
+  return i.uid === 0 && i.uid0IsHostRoot;
+}
+
 /** The report from the spec alone (also for a container that is not running). */
 export function isolationFromSpec(spec: Spec, privileged: boolean): Isolation {
   const namespaces = {} as Record<Namespace, Sharing>;

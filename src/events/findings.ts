@@ -1,6 +1,6 @@
 // The isolation findings skiffd tells the cluster about, one per weakness of a container:
 // what lets it reach the node or its neighbours, worded for `kubectl describe pod`.
-import type { Isolation, Resource } from '../container/isolation';
+import { Isolation, Resource, runsAsHostRoot } from '../container/isolation';
 
 export interface Finding {
   /** An Event reason: CamelCase, stable, what operators filter on. */
@@ -24,7 +24,7 @@ function list(parts: string[]): string {
 export function isolationFindings(name: string, i: Isolation): Finding[] {
   const out: Finding[] = [];
   if (i.privileged) out.push({ reason: 'Privileged', message: `Container ${name} is privileged: every capability, the host's devices, no seccomp filter` });
-  if (i.uid === 0 && i.uid0IsHostRoot)
+  if (runsAsHostRoot(i))
     out.push({ reason: 'RootOnHost', message: `Container ${name} runs as uid 0, which is root on the host: no user namespace maps it away` });
   for (const [ns, reason, text] of HOST_NAMESPACES) if (i.namespaces[ns] === 'host') out.push({ reason, message: `Container ${name} ${text}` });
   // Reports from before the flags have no list.

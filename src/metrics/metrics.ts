@@ -8,6 +8,7 @@ import * as http from 'http';
 import * as path from 'path';
 import * as client from 'prom-client';
 import type { ContainerService } from '../container/container_service';
+import { runsAsHostRoot } from '../container/isolation';
 import { GrpcCode } from '../errors';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
@@ -184,7 +185,7 @@ export class Metrics {
               privileged: +i.privileged,
               seccomp_unconfined: +(i.seccomp === 'unconfined'),
               lsm_unconfined: +i.lsmUnconfined,
-              root_on_host: +(i.uid === 0 && i.uid0IsHostRoot),
+              root_on_host: +runsAsHostRoot(i),
               writable_rootfs: +!i.readOnlyRootfs,
               extra_capabilities: i.extraCapabilities.length,
               no_memory_limit: +i.unbounded.includes('memory'),
