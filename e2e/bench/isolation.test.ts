@@ -104,6 +104,46 @@ describe('bench isolation: result line and table', () => {
   });
 });
 
+describe('bench isolation: rounds', () => {
+  /** Three rounds of the cpu neighbour on skiff: the middle one failed, the others differ. */
+  function threeRounds(): IsolationRun {
+    const k = (pidsAtEnd: number) => ({ oomKills: 0, throttledPeriods: pidsAtEnd, throttledMs: 1, pidsRefused: 0, pidsAtEnd });
+    return {
+      ...skiffOnlyRun(),
+      rounds: 3,
+      cases: [
+        aCase('skiff', 'limited', range(100, () => 2), { round: 0, kernel: k(10) }),
+        aCase('skiff', 'limited', [], { round: 1, error: 'the neighbour exited (code 1)' }),
+        aCase('skiff', 'limited', range(100, () => 8), { round: 2, kernel: k(30) }),
+      ],
+    };
+  }
+
+  it('pools the rounds that ran, takes the kernel counts\' median, and keeps each round\'s figure', () => {
+    const r = resultObject(threeRounds(), []);
+    assert.strictEqual(r.rounds, 3);
+    // pooled: 100 samples of 2 and 100 of 8, p99 8; alone p99 1.98
+    assert.strictEqual((r.victim_p99_ratio as Record<string, Record<string, number | null>>).cpu.skiff_limited, Math.round((8 / 1.98) * 1000) / 1000);
+    const byRound = (r.victim_p99_ratio_by_round as Record<string, Record<string, unknown>>).cpu;
+    assert.deepStrictEqual(byRound.skiff_limited, [Math.round((2 / 1.98) * 1000) / 1000, null, Math.round((8 / 1.98) * 1000) / 1000]);
+    assert.strictEqual(byRound.containerd_limited, null);
+    assert.deepStrictEqual((r.kernel as Record<string, Record<string, unknown>>).cpu.skiff_limited, { oom_kills: 0, throttled_periods: 20, throttled_ms: 1, pids_refused: 0, pids_at_end: 20 });
+    assert.deepStrictEqual((r.samples as Record<string, Record<string, unknown>>).cpu.skiff_limited, { http: 200, sched: 200, work: 200, cri: 4 });
+    assert.deepStrictEqual(r.failed, [{ case: 'cpu/skiff_limited', round: 2, error: 'the neighbour exited (code 1)' }]);
+  });
+
+  it('shows each round\'s http p99 in the table, "failed" for a round that did not run', () => {
+    const { header, rows } = tableRows(threeRounds());
+    assert.strictEqual(header[5], 'http p99 by round');
+    assert.strictEqual(rows[0].length, header.length);
+    const cpu = rows.find((row) => row[0] === 'cpu' && row[1] === 'skiff' && row[2] === 'limited')!;
+    assert.strictEqual(cpu[5], '1.0 failed 4.0');
+    assert.strictEqual(cpu.length, header.length);
+    // One round alone keeps the table as it was: no by-round column.
+    assert.ok(!tableRows(skiffOnlyRun()).header.includes('http p99 by round'));
+  });
+});
+
 describe('bench isolation: kubelet\'s figures and flags', () => {
   it('gives a Burstable container kubelet\'s oom_score_adj', () => {
     const gib = 1024 ** 3;
@@ -115,7 +155,9 @@ describe('bench isolation: kubelet\'s figures and flags', () => {
   it('takes --seconds, --neighbours (in the suite\'s order) and --out, and names a bad one', () => {
     const now = new Date('2026-12-07T12:30:05Z');
     const f = parseIsolationFlags(new Map([['--seconds', '3'], ['--neighbours', 'fork,cpu'], ['--out', '/tmp/x']]), now);
-    assert.deepStrictEqual(f, { seconds: 3, neighbours: ['cpu', 'fork'], out: '/tmp/x' });
+    assert.deepStrictEqual(f, { seconds: 3, rounds: 1, neighbours: ['cpu', 'fork'], out: '/tmp/x' });
+    assert.strictEqual((parseIsolationFlags(new Map(), now, 4) as { rounds: number }).rounds, 4);
+    assert.match(String(parseIsolationFlags(new Map(), now, 21)), /^--runs: the isolation suite runs every case at most 20 times, got 21/);
     const d = parseIsolationFlags(new Map(), now);
     assert.ok(typeof d !== 'string' && d.seconds === 5 && d.neighbours.length === 6 && d.out.endsWith('bench-results/isolation-20261207-123005'), JSON.stringify(d));
     assert.match(String(parseIsolationFlags(new Map([['--seconds', '0']]))), /^--seconds: expected an integer from 1 to 120/);

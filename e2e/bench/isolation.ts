@@ -29,6 +29,7 @@ import { Cleanups, errText, sleep } from './util';
 
 const DEFAULT_SECONDS = 5;
 const MAX_SECONDS = 120;
+const MAX_ROUNDS = 20;
 const VICTIM_PORT = 8080;
 /** Requests a second from the host's HTTP sampler; CRI calls every this many ms. */
 const HTTP_HZ = 100;
@@ -332,19 +333,23 @@ async function startVictim(s: Subject, name: SubjectName, ctx: CaseContext): Pro
 
 interface IsolationFlags {
   seconds: number;
+  rounds: number;
   neighbours: Neighbour[];
   out: string;
 }
 
-/** --seconds N, --neighbours a,b, --out DIR; an error names the flag. */
-export function parseIsolationFlags(flags: Map<string, string>, now = new Date()): IsolationFlags | string {
+/** --seconds N, --neighbours a,b, --out DIR, and the bench's --runs N as the rounds; an
+ * error names the flag. */
+export function parseIsolationFlags(flags: Map<string, string>, now = new Date(), runs?: number): IsolationFlags | string {
   const seconds = Number(flags.get('--seconds') ?? DEFAULT_SECONDS);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_SECONDS) return `--seconds: expected an integer from 1 to ${MAX_SECONDS}, got "${flags.get('--seconds')}"`;
+  const rounds = runs ?? 1;
+  if (rounds > MAX_ROUNDS) return `--runs: the isolation suite runs every case at most ${MAX_ROUNDS} times, got ${rounds}`;
   const names = (flags.get('--neighbours') ?? NEIGHBOURS.join(',')).split(',').map((n) => n.trim()).filter(Boolean);
   const unknown = names.filter((n) => !(NEIGHBOURS as readonly string[]).includes(n));
   if (unknown.length || !names.length) return `--neighbours: expected some of ${NEIGHBOURS.join(',')}, got "${flags.get('--neighbours')}"`;
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  return { seconds, neighbours: NEIGHBOURS.filter((n) => names.includes(n)), out: path.resolve(flags.get('--out') ?? path.join('bench-results', `isolation-${stamp}`)) };
+  return { seconds, rounds, neighbours: NEIGHBOURS.filter((n) => names.includes(n)), out: path.resolve(flags.get('--out') ?? path.join('bench-results', `isolation-${stamp}`)) };
 }
 
 function writePlots(run: IsolationRun, out: string): string[] {
@@ -363,7 +368,7 @@ function writePlots(run: IsolationRun, out: string): string[] {
 }
 
 async function runIsolationBench(opts: BenchOptions): Promise<void> {
-  const flags = parseIsolationFlags(opts.suiteFlags);
+  const flags = parseIsolationFlags(opts.suiteFlags, new Date(), opts.runs);
   if (typeof flags === 'string') throw new Error(flags);
   const work = markedTempDir('/tmp/skb-iso-');
   const cleanups = new Cleanups();
@@ -384,7 +389,7 @@ async function runIsolationBench(opts: BenchOptions): Promise<void> {
     const subjects: [SubjectName, Subject][] = [['skiff', await startSkiff(reg.host, cleanups)]];
     for (const s of await startContainerdPeers(opts.peers, [['containerd_runc', opts.peers.runc]], work, reg.host, cleanups, report)) subjects.push(['containerd', s]);
     for (const line of report.lines()) log(line);
-    log(`${flags.seconds} s windows; neighbours ${flags.neighbours.join(', ')}; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} on ${os.cpus().length} CPUs`);
+    log(`${flags.seconds} s windows, ${flags.rounds} round${flags.rounds > 1 ? 's' : ''}; neighbours ${flags.neighbours.join(', ')}; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} on ${os.cpus().length} CPUs`);
 
     const runtimes: Runtime[] = [];
     for (const [name, s] of subjects) {
@@ -398,19 +403,24 @@ async function runIsolationBench(opts: BenchOptions): Promise<void> {
       }
     }
 
-    const run: IsolationRun = { seconds: flags.seconds, neighbours: flags.neighbours, subjects: runtimes.map((r) => r.name), alone: {}, cases: [], peers: report.json() };
-    for (const n of flags.neighbours) for (const m of MODES) for (const rt of runtimes) {
+    const run: IsolationRun = { seconds: flags.seconds, rounds: flags.rounds, neighbours: flags.neighbours, subjects: runtimes.map((r) => r.name), alone: {}, cases: [], peers: report.json() };
+    // A case can land differently from one window to the next (the fork bomb did, on both
+    // runtimes): rounds repeat the whole interleaved sequence, and the figures pool them.
+    for (let round = 0; round < flags.rounds; round++) for (const n of flags.neighbours) for (const m of MODES) for (const rt of runtimes) {
       opts.signal.throwIfAborted();
       const c = await runCase(rt, n, m, ctx);
+      if (flags.rounds > 1) c.round = round;
       run.cases.push(c);
-      log(`${n} ${m} on ${rt.name}: ${c.error ? `failed: ${c.error}` : `${c.storm.probes.http.length} requests, ${c.storm.cri.length} CRI calls`}`);
+      const which = flags.rounds > 1 ? ` (round ${round + 1} of ${flags.rounds})` : '';
+      log(`${n} ${m} on ${rt.name}${which}: ${c.error ? `failed: ${c.error}` : `${c.storm.probes.http.length} requests, ${c.storm.cri.length} CRI calls`}`);
     }
     for (const rt of runtimes) run.alone[rt.name] = rt.alone;
 
     const loadAfter = os.loadavg();
     const { header, rows } = tableRows(run);
     console.log('');
-    console.log(`victim percentiles beside each neighbour as a ratio to the victim alone (its ${flags.seconds} s windows before each case, pooled); kernel counts of the neighbour's pod`);
+    const pooling = flags.rounds > 1 ? `; each case's ${flags.rounds} rounds pooled, kernel counts their median` : '';
+    console.log(`victim percentiles beside each neighbour as a ratio to the victim alone (its ${flags.seconds} s windows before each case, pooled)${pooling}; kernel counts of the neighbour's pod`);
     printTable(header, rows);
     const plots = writePlots(run, flags.out);
     const result = { ...resultObject(run, plots), loadavg: { before: loadBefore.map((l) => Number(l.toFixed(2))), after: loadAfter.map((l) => Number(l.toFixed(2))) } };

@@ -3,7 +3,7 @@
 // the plots' data. Pure: the suite (isolation.ts) measures, this file reckons.
 import type { Box, ChartSpec, Group, Rgb } from './png_plot';
 import type { KernelCounters } from './isolation_cgroup';
-import { fmt, percentile, round } from './stats';
+import { fmt, median, percentile, round } from './stats';
 
 export const NEIGHBOURS = ['cpu', 'mem', 'fork', 'disk', 'net', 'cache'] as const;
 export type Neighbour = (typeof NEIGHBOURS)[number];
@@ -37,11 +37,15 @@ export interface CaseResult {
   kernel: KernelCounters | null;
   /** Why the case has no figures (it failed); its samples are then empty. */
   error?: string;
+  /** Which round of the run (0 first); absent in a run of one round. */
+  round?: number;
 }
 
 /** Everything the run measured: per runtime the victim alone (windows pooled), and the cases. */
 export interface IsolationRun {
   seconds: number;
+  /** How many times every case ran (interleaved: round 2 starts after round 1 ends). */
+  rounds?: number;
   neighbours: Neighbour[];
   /** The runtimes measured; one absent from here is "not measured" (null). */
   subjects: SubjectName[];
@@ -90,8 +94,37 @@ export function ratio(during: readonly number[], alone: readonly number[], p: nu
 
 export const caseKey = (s: SubjectName, m: Mode) => `${s}_${m}`;
 
-function findCase(run: IsolationRun, n: Neighbour, s: SubjectName, m: Mode): CaseResult | undefined {
-  return run.cases.find((c) => c.neighbour === n && c.subject === s && c.mode === m && !c.error);
+const roundsOf = (run: IsolationRun) => run.rounds ?? 1;
+
+/** The rounds of one case, in order (failed ones included). */
+function roundsOfCase(run: IsolationRun, n: Neighbour, s: SubjectName, m: Mode): CaseResult[] {
+  return run.cases.filter((c) => c.neighbour === n && c.subject === s && c.mode === m);
+}
+
+/** One case over all its rounds: the storm windows of the rounds that ran, pooled, and each
+ * kernel count's median over them (a count is per window); undefined when no round ran. */
+export function pooledCase(run: IsolationRun, n: Neighbour, s: SubjectName, m: Mode): CaseResult | undefined {
+  const ran = roundsOfCase(run, n, s, m).filter((c) => !c.error);
+  if (ran.length <= 1) return ran[0];
+  const storm = emptyWindow();
+  for (const c of ran) {
+    for (const p of PROBES) storm.probes[p].push(...c.storm.probes[p]);
+    storm.cri.push(...c.storm.cri);
+  }
+  const ks = ran.map((c) => c.kernel).filter((k): k is KernelCounters => k !== null);
+  const med = (f: (k: KernelCounters) => number) => median(ks.map(f));
+  const kernel = ks.length
+    ? { oomKills: med((k) => k.oomKills), throttledPeriods: med((k) => k.throttledPeriods), throttledMs: med((k) => k.throttledMs), pidsRefused: med((k) => k.pidsRefused), pidsAtEnd: med((k) => k.pidsAtEnd) }
+    : null;
+  return { subject: s, neighbour: n, mode: m, storm, kernel };
+}
+
+const findCase = pooledCase;
+
+/** The p99 ratio of one probe in each round of a case, null for a round that failed. */
+function ratiosByRound(run: IsolationRun, n: Neighbour, s: SubjectName, m: Mode, probe: Probe): (number | null)[] {
+  const alone = run.alone[s];
+  return roundsOfCase(run, n, s, m).map((c) => (c.error || !alone ? null : ratio(c.storm.probes[probe], alone.probes[probe], 99)));
 }
 
 /** { "<neighbour>": { "skiff_limited": x, ... } } of f over each case; null where not measured. */
@@ -117,6 +150,7 @@ export function resultObject(run: IsolationRun, plots: string[]): Record<string,
     suite: 'isolation',
     peers: run.peers,
     seconds: run.seconds,
+    rounds: roundsOf(run),
     victim_p99_ratio: probeRatio('http', 99),
     victim_p50_ratio: probeRatio('http', 50),
     sched_p99_ratio: probeRatio('sched', 99),
@@ -133,38 +167,43 @@ export function resultObject(run: IsolationRun, plots: string[]): Record<string,
     ),
     // A starved probe takes fewer samples: the counts say how much each figure rests on.
     samples: perCase(run, (c) => ({ http: c.storm.probes.http.length, sched: c.storm.probes.sched.length, work: c.storm.probes.work.length, cri: c.storm.cri.length })),
-    failed: run.cases.filter((c) => c.error).map((c) => ({ case: `${c.neighbour}/${caseKey(c.subject, c.mode)}`, error: c.error })),
+    // With rounds, how far each round's figure strays from the pooled one.
+    ...(roundsOf(run) > 1 ? { victim_p99_ratio_by_round: perCase(run, (c) => ratiosByRound(run, c.neighbour, c.subject, c.mode, 'http').map((r) => round(r))) } : {}),
+    failed: run.cases.filter((c) => c.error).map((c) => ({ case: `${c.neighbour}/${caseKey(c.subject, c.mode)}`, ...(c.round !== undefined && roundsOf(run) > 1 ? { round: c.round + 1 } : {}), error: c.error })),
     plots,
   };
 }
 
 /** The table: a row per case and the victim alone, ratios to the victim alone. */
 export function tableRows(run: IsolationRun): { header: string[]; rows: string[][] } {
-  const header = ['neighbour', 'runtime', 'limits', 'http p50', 'http p99', 'sched p99', 'work p99', 'cri p99 ms', 'oom kills', 'throttled', 'pids refused', 'pids at end'];
+  const byRound = roundsOf(run) > 1;
+  const header = ['neighbour', 'runtime', 'limits', 'http p50', 'http p99', ...(byRound ? ['http p99 by round'] : []), 'sched p99', 'work p99', 'cri p99 ms', 'oom kills', 'throttled', 'pids refused', 'pids at end'];
+  const blank = header.map(() => '');
   const rows: string[][] = [];
   for (const s of run.subjects) {
     const a = run.alone[s];
     if (!a) continue;
     const ms = (p: Probe, q: number) => `${fmt(percentile(a.probes[p], q), 2)}ms`;
-    rows.push(['alone', s, '-', ms('http', 50), ms('http', 99), ms('sched', 99), ms('work', 99), fmt(percentile(a.cri, 99)), '', '', '']);
+    rows.push(['alone', s, '-', ms('http', 50), ms('http', 99), ...(byRound ? [''] : []), ms('sched', 99), ms('work', 99), fmt(percentile(a.cri, 99)), '', '', '', '']);
   }
   const x = (v: number | null) => (v === null ? 'n/m' : `${fmt(v)}x`);
   for (const n of run.neighbours) for (const m of MODES) for (const s of SUBJECTS) {
     if (!run.subjects.includes(s)) {
-      rows.push([n, s, m, 'not measured', '', '', '', '', '', '', '', '']);
+      rows.push([n, s, m, 'not measured', ...blank.slice(4)]);
       continue;
     }
-    const c = run.cases.find((k) => k.neighbour === n && k.subject === s && k.mode === m);
+    const all = roundsOfCase(run, n, s, m);
+    const c = pooledCase(run, n, s, m);
     const a = run.alone[s];
-    if (!c || !a) continue;
-    if (c.error) {
-      rows.push([n, s, m, `failed: ${c.error.slice(0, 60)}`, '', '', '', '', '', '', '', '']);
+    if (!all.length || !a) continue;
+    if (!c) {
+      rows.push([n, s, m, `failed: ${all[0].error!.slice(0, 60)}`, ...blank.slice(4)]);
       continue;
     }
     const r = (p: Probe, q: number) => x(ratio(c.storm.probes[p], a.probes[p], q));
     const k = c.kernel;
     rows.push([
-      n, s, m, r('http', 50), r('http', 99), r('sched', 99), r('work', 99),
+      n, s, m, r('http', 50), r('http', 99), ...(byRound ? [ratiosByRound(run, n, s, m, 'http').map((v) => (v === null ? 'failed' : fmt(v, 1))).join(' ')] : []), r('sched', 99), r('work', 99),
       c.storm.cri.length ? fmt(percentile(c.storm.cri, 99)) : '-',
       k ? String(k.oomKills) : '-',
       k ? `${k.throttledPeriods} (${fmt(k.throttledMs, 0)} ms)` : '-',
