@@ -3,13 +3,16 @@
 // dirs skiffd is given; a container gets the device node (its cgroup allowing it), env,
 // mount, additional gid and hooks, each hook seeing the container's state on stdin. Bad
 // input (an unknown device, a malformed name, a broken spec file, a failing or hanging
-// hook) fails the create with a message naming it and leaves nothing behind.
+// hook) fails the create with a message naming it and leaves nothing behind. Under the
+// skiff-userns handler the device node is bound from the host's and its mount id-mapped;
+// a node the host lacks is refused, as no user namespace can make one.
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { cgroupTree, mountPointsUnder, runTempDir } from '../fixtures/cleanup';
 import { CriPod, CriPods } from '../fixtures/cri_pods';
+import { USERNS_HANDLER } from '../fixtures/handler';
 import { startTestNode, TestNode } from '../fixtures/node';
 
 const HOOK_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
@@ -168,13 +171,21 @@ describe('CDI devices and OCI hooks (skiffd over gRPC)', function () {
   });
 
   it('takes devices from cdi.k8s.io/ annotations; a later spec dir wins a device both define', async () => {
-    const id = await cri.startCtr(pod, 'annotated', { annotations: { 'cdi.k8s.io/skiff-test_dev1': 'skiff.test/dev=null1,skiff.test/prio=x' } });
+    if (USERNS_HANDLER) {
+      // null1 is a node the host does not have, which a user namespace cannot make (mknod).
+      const message = /CDI device "skiff\.test\/dev=null1" .*: device node \/dev\/skiff-test1: a container in a user namespace cannot make device nodes, and the host has no device at \/dev\/skiff-test1 to bind/;
+      await refused({ annotations: { 'cdi.k8s.io/skiff-test_dev1': 'skiff.test/dev=null1,skiff.test/prio=x' } }, 9, message);
+    }
+    const devices = USERNS_HANDLER ? 'skiff.test/prio=x' : 'skiff.test/dev=null1,skiff.test/prio=x';
+    const id = await cri.startCtr(pod, 'annotated', { annotations: { 'cdi.k8s.io/skiff-test_dev1': devices } });
     const env = (await cri.exec(id, ['env'])).out;
-    assert.match(env, /^SKIFF_CDI_DEV=null1$/m);
-    assert.match(env, /^SKIFF_CDI_SPEC=spec-wide$/m);
     assert.match(env, /^PRIO=high$/m, 'the YAML spec in the later dir');
-    const r = await cri.exec(id, ['sh', '-c', 'ls -l /dev/skiff-test1 && cat /dev/skiff-test1 && echo opened']);
-    assert.match(r.out, /^c.*\s1,\s+3\s[\s\S]*opened/, `${r.out} ${r.err}`);
+    if (!USERNS_HANDLER) {
+      assert.match(env, /^SKIFF_CDI_DEV=null1$/m);
+      assert.match(env, /^SKIFF_CDI_SPEC=spec-wide$/m);
+      const r = await cri.exec(id, ['sh', '-c', 'ls -l /dev/skiff-test1 && cat /dev/skiff-test1 && echo opened']);
+      assert.match(r.out, /^c.*\s1,\s+3\s[\s\S]*opened/, `${r.out} ${r.err}`);
+    }
     assert.equal(states('createRuntime', id).length, 0, "another device's hooks are not run");
     await node.skiffd.client.runtime('RemoveContainer', { container_id: id });
   });

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import type { CriCallError } from '../../src/cri/client';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { CgroupDriver, ContainerState, NamespaceMode, PodSandboxState } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
@@ -13,6 +14,7 @@ import { TestNetwork } from '../fixtures/network';
 import { statusCode } from '../fixtures/grpc';
 import { TestSkiffd } from '../fixtures/skiffd';
 import { CriPod, CriPods } from '../fixtures/cri_pods';
+import { USERNS_HANDLER } from '../fixtures/handler';
 import { until } from '../fixtures/kubelet';
 
 const code = statusCode;
@@ -255,6 +257,14 @@ describe('CRI RuntimeService (skiffd over gRPC)', function () {
   });
 
   it('runs host-network pods in the host network namespace', async () => {
+    if (USERNS_HANDLER) {
+      // The handler's documented refusal instead: the host's network is not guarded by a user namespace.
+      const config = podConfig({ linux: { security_context: { namespace_options: { network: NamespaceMode.NODE } } } });
+      const err = await skiffd.client.runtime('RunPodSandbox', { config }).then(() => undefined, (e: CriCallError) => e);
+      assert.equal(err?.code, INVALID_ARGUMENT, err?.details);
+      assert.match(err.details, new RegExp(`^runtime handler "${USERNS_HANDLER}" runs every pod in a user namespace of its own: config\\.linux\\.security_context\\.namespace_options\\.network NODE \\(the host's network\\) is refused`));
+      return;
+    }
     const pod = await runPod({ linux: { security_context: { namespace_options: { network: NamespaceMode.NODE } } } });
     const id = await startCtr(pod, 'hostnet', { linux: { security_context: { namespace_options: { network: NamespaceMode.NODE } } } });
     const inside = (await exec(id, ['readlink', '/proc/self/ns/net'])).out.trim();

@@ -5,7 +5,8 @@
 // host path) lands as the id-mapped mount makes it. Two pods get disjoint ranges; the
 // allocations outlive a restart and a SIGKILL of skiffd, a crash mid-run or mid-removal
 // and a pod record that vanished, and go back to the pool on removal. Pods the handler
-// cannot isolate are refused with the code and the reason.
+// cannot isolate are refused with the code and the reason, as is a checkpoint of their
+// containers (where a CRIU that works is found).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -13,11 +14,13 @@ import * as path from 'path';
 import type { LinuxContainerSecurityContext, PodSandboxConfig } from '../../src/cri/gen/cri';
 import { NamespaceMode } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
+import { probeCriu, type CriuStatus } from '../../src/checkpoint/criu';
 import { CriPods, type CriPod } from '../fixtures/cri_pods';
 import { statusCode } from '../fixtures/grpc';
 import { startTestNode, TestNode } from '../fixtures/node';
 
 const INVALID_ARGUMENT = 3;
+const FAILED_PRECONDITION = 9;
 const RESOURCE_EXHAUSTED = 8;
 const UNAVAILABLE = 14;
 const HANDLER = 'skiff-userns';
@@ -30,10 +33,13 @@ describe('the skiff-userns runtime handler: a user namespace for every pod (skif
   this.timeout(300_000);
   let node: TestNode;
   let cri: CriPods;
+  let criu: CriuStatus;
   const poolDir = () => path.join(node.skiffd.root, 'userns');
 
   before(async () => {
-    node = await startTestNode(undefined, ['--userns.first_host_id', String(FIRST), '--userns.pod_ranges', String(RANGES)]);
+    criu = await probeCriu(process.env.SKIFF_CRIU ?? (fs.existsSync('/opt/criu/bin/criu') ? '/opt/criu/bin/criu' : ''));
+    const criuArgs = criu.available ? ['--checkpoint.criu', criu.path] : [];
+    node = await startTestNode(undefined, ['--userns.first_host_id', String(FIRST), '--userns.pod_ranges', String(RANGES), ...criuArgs]);
     cri = new CriPods(node.skiffd, { prefix: 'uh-', namespace: 'e2e', uidPrefix: 'uid-uh-' });
   });
   after(async () => {
@@ -103,12 +109,15 @@ describe('the skiff-userns runtime handler: a user namespace for every pod (skif
         { container_path: '/mem', host_path: memDir },
         { container_path: '/host', host_path: hostPath },
       ];
-      const id = await cri.startCtr(pod, 'app', { mounts });
+      // oom_score_adj as kubelet sets it for every container (the shim sets it before the
+      // process is in the user namespace, where its /proc files are not its own).
+      const id = await cri.startCtr(pod, 'app', { mounts, linux: { resources: { oom_score_adj: 500 } } });
 
       assert.equal(await sh(id, 'id -u; id -g'), '0\n0');
       assert.deepEqual(await idMap(id, 'uid_map'), [[0, FIRST, RANGE]]);
       assert.deepEqual(await idMap(id, 'gid_map'), [[0, FIRST, RANGE]]);
       const pid = await pidOf(id);
+      assert.equal(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim(), '500');
       assert.deepEqual(hostIds(pid, 'Uid'), [FIRST, FIRST, FIRST, FIRST], "the container's root is the range's first id on the host");
       assert.deepEqual(hostIds(pid, 'Gid'), [FIRST, FIRST, FIRST, FIRST]);
       assert.deepEqual(await podRange(pod.id), { mode: NamespaceMode.POD, uids: [{ container_id: 0, host_id: FIRST, length: RANGE }], gids: [{ container_id: 0, host_id: FIRST, length: RANGE }] });
@@ -254,6 +263,25 @@ describe('the skiff-userns runtime handler: a user namespace for every pod (skif
       assert.deepEqual(await idMap(id, 'uid_map'), [[0, 500000, RANGE]]);
       assert.deepEqual(await idMap(id, 'gid_map'), [[0, 600000, RANGE]]);
       assert.deepEqual(allocations(), {}, 'no range of the pool for it');
+    } finally {
+      await removePod(pod.id);
+    }
+  });
+
+  it('refuses to checkpoint a container of its pods with FAILED_PRECONDITION, saying why', async function () {
+    if (!criu.available) {
+      console.log(`    skipped: no CRIU that works here: ${criu.reason}`);
+      this.skip();
+    }
+    const location = path.join(node.skiffd.dir, 'checkpoint.tar');
+    const pod = await runPod();
+    try {
+      const id = await cri.startCtr(pod, 'c');
+      const r = await rejection(node.skiffd.client.runtime('CheckpointContainer', { container_id: id, location }));
+      assert.equal(r.code, FAILED_PRECONDITION, r.message);
+      assert.match(r.message, /is in a user namespace: skiff does not checkpoint those/);
+      assert.equal(fs.existsSync(location), false, 'no archive');
+      assert.equal(await sh(id, 'echo alive'), 'alive', 'the container runs on');
     } finally {
       await removePod(pod.id);
     }

@@ -7,6 +7,7 @@ import { NamespaceMode } from '../../src/cri/gen/cri';
 import type { Reply } from '../../src/cri/server';
 import { CriPods } from '../fixtures/cri_pods';
 import { statusCode } from '../fixtures/grpc';
+import { USERNS_HANDLER } from '../fixtures/handler';
 import { startTestNode, TestNode } from '../fixtures/node';
 
 const INVALID_ARGUMENT = 3;
@@ -24,9 +25,11 @@ describe('pod user namespace mappings (skiffd over gRPC)', function () {
     await node?.stop();
   });
 
-  /** A host-network pod's config with these user namespace options. */
+  /** A host-network pod's config with these user namespace options (a pod network's under
+   * the userns handler, which refuses the host's: the mappings are what is tested here). */
+  const network = USERNS_HANDLER ? NamespaceMode.POD : NamespaceMode.NODE;
   const userns = (mode: NamespaceMode, uids: Reply<IDMapping>[], gids = uids): Reply<PodSandboxConfig> => ({
-    linux: { security_context: { namespace_options: { network: NamespaceMode.NODE, userns_options: { mode, uids, gids } } } },
+    linux: { security_context: { namespace_options: { network, userns_options: { mode, uids, gids } } } },
   });
   const podConfig = (mode: NamespaceMode, uids: Reply<IDMapping>[], gids = uids): Reply<PodSandboxConfig> => pods.podConfig(userns(mode, uids, gids));
 

@@ -200,7 +200,7 @@ static int process_main(const struct spawn_req *req, int sync_fd, const int *idm
     return shim_fail_errno(err, errno, "setsid");
   if (req->create && ns_write_sysctls(spec->sysctls, spec->n_sysctls, "linux.sysctl", err) < 0)
     return -1;
-  if (set_oom_score_adj(process, err) < 0 || apply_rlimits(process, err) < 0)
+  if (apply_rlimits(process, err) < 0)
     return -1;
   if (req->create) {
     struct pivot_hooks ph = { .req = req, .sync_fd = sync_fd };
@@ -374,6 +374,11 @@ static _Noreturn void intermediate_main(struct spawn_child *sc, const struct ns_
     }
     close(sc->template_fd);
   }
+  /* oom_score_adj is set here, as the host's root, and inherited by the process: in a
+   * user namespace its /proc/self files belong to the host's root (it is not dumpable),
+   * which the namespace does not map, so it could not open them. */
+  if (set_oom_score_adj(req->process, &err) < 0)
+    goto fail;
   if (ns_join(ns, &err) < 0)
     goto fail;
   /* Our host ids mean nothing in a joined user namespace (files would be

@@ -98,8 +98,9 @@ export async function writeBundle(host: BundleHost, b: BundleRequest): Promise<S
     loadLocalhostProfile: () => localhostProfile ?? '',
   });
   if (userNamespace) checkUserMapped(spec, userNamespace);
-  // CDI edits go last, on the spec as CRI and the image made it (containerd's WithCDI is its last option too).
-  applyCdiEdits(spec, b.cdi ?? [], (p) => cdiNodes.get(p));
+  // CDI edits go last, on the spec as CRI and the image made it (containerd's WithCDI is its
+  // last option too); their mounts are id-mapped as the pod's volumes are.
+  applyCdiEdits(spec, b.cdi ?? [], (p) => cdiNodes.get(p), pod.usernsRange ? userNamespace : undefined);
   if (spec.process.apparmorProfile === APPARMOR_DEFAULT_PROFILE) await host.appArmor.ensureDefault();
   // In a user namespace the container's root cannot create mount targets where the
   // image's owner is not mapped into it: skiffd makes the bind targets first, owned by

@@ -176,4 +176,30 @@ describe('CDI edits applied to an OCI spec', () => {
     fails({ intelRdt: { closID: 'x' } }, /intelRdt/);
     fails({ netDevices: [{ hostInterfaceName: 'eth1', name: 'net1' }] }, /netDevices/);
   });
+
+  it("in a user namespace, binds a node from the host's path, refuses one the host lacks, and id-maps mounts when asked", () => {
+    const userns = (): Spec => {
+      const s = base();
+      s.linux.namespaces.push({ type: 'user' });
+      return s;
+    };
+    const map = [{ containerID: 0, hostID: 1 << 30, size: 65536 }];
+    const s = userns();
+    applyCdiEdits(
+      s,
+      [set({ deviceNodes: [{ path: '/dev/gpu0', hostPath: '/dev/nvidia0' }, { path: '/dev/sda', permissions: 'r' }, { path: '/dev/pipe', type: 'p' }], mounts: [{ hostPath: '/lib', containerPath: '/l' }, { hostPath: 'tmpfs', containerPath: '/t', type: 'tmpfs' }] })],
+      (p) => nodes.get(p),
+      { uidMappings: map, gidMappings: map },
+    );
+    assert.deepEqual(s.linux.devices, [{ path: '/dev/sda', type: 'b', major: 8, minor: 0, fileMode: 0o660, uid: 1000, gid: 1000 }, { path: '/dev/pipe', type: 'p', major: 0, minor: 0, uid: 1000, gid: 1000 }], 'a node at its host path stays a device (the shim binds it), a fifo is made');
+    assert.deepEqual(s.linux.resources!.devices, [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 195, minor: 0, access: 'rwm' }, { allow: true, type: 'b', major: 8, minor: 0, access: 'r' }]);
+    assert.deepEqual(s.mounts.find((m) => m.destination === '/dev/gpu0'), { destination: '/dev/gpu0', type: 'bind', source: '/dev/nvidia0', options: ['bind', 'rprivate', 'rw'] });
+    assert.deepEqual(s.mounts.find((m) => m.destination === '/l'), { destination: '/l', source: '/lib', options: ['rbind'], uidMappings: map, gidMappings: map });
+    assert.equal(s.mounts.find((m) => m.destination === '/t')?.uidMappings, undefined, 'only binds are id-mapped');
+
+    const fails = (edits: CdiEditSet['edits'], want: RegExp) =>
+      assert.throws(() => applyCdiEdits(userns(), [set(edits)], (p) => nodes.get(p)), (e: Error) => e instanceof FailedPrecondition && want.test(e.message));
+    fails({ deviceNodes: [{ path: '/dev/made', type: 'c', major: 1, minor: 3 }] }, /device node \/dev\/made: a container in a user namespace cannot make device nodes, and the host has no device at \/dev\/made to bind/);
+    fails({ deviceNodes: [{ path: '/dev/x', hostPath: '/dev/nvidia0', type: 'c', major: 195, minor: 1 }] }, /c 195:1 differs from the host's \/dev\/nvidia0 \(195:0\)/);
+  });
 });

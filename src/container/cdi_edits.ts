@@ -2,11 +2,14 @@
 // ContainerEdits.Apply makes them: env, device nodes (missing type and numbers filled
 // from the host node, with their device cgroup rule), mounts, hooks, additional gids.
 // intelRdt and netDevices are refused: skiff's shim does neither. The host's nodes are
-// looked up first (cdiHostNodes) so that the apply step stays pure.
+// looked up first (cdiHostNodes) so that the apply step stays pure. In a user namespace no
+// node can be made (mknod needs the host's CAP_MKNOD): the shim binds a device from its
+// path on the host, so a node that is elsewhere on the host is bound as a mount from there,
+// and one the host lacks is refused.
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { FailedPrecondition } from '../errors';
-import type { Hook, Hooks, LinuxDevice, Mount, Spec } from '../oci/runtime_spec';
+import type { Hook, Hooks, IdMapping, LinuxDevice, Mount, Spec } from '../oci/runtime_spec';
 import type { CdiEditSet } from './cdi';
 import { deviceNumbers } from './devices';
 
@@ -51,11 +54,18 @@ const depth = (p: string) => (path.posix.normalize(p).match(/\//g) ?? []).length
 
 /**
  * Apply the edits to spec in place, in order. A device node whose host path is missing
- * (and that does not name its type and numbers itself) or whose type differs from the
- * host's fails with FAILED_PRECONDITION naming the device and its spec file, as do edits
- * skiff cannot make.
+ * (and that does not name its type and numbers itself, or, in a user namespace, at all)
+ * or whose type differs from the host's fails with FAILED_PRECONDITION naming the device
+ * and its spec file, as do edits skiff cannot make. mountIdmap: mappings every bind mount
+ * of the edits gets (a pod of the userns handler, whose volumes are all id-mapped).
  */
-export function applyCdiEdits(spec: Spec, sets: CdiEditSet[], hostNode: (p: string) => CdiHostNode | undefined): void {
+export function applyCdiEdits(
+  spec: Spec,
+  sets: CdiEditSet[],
+  hostNode: (p: string) => CdiHostNode | undefined,
+  mountIdmap?: { uidMappings: IdMapping[]; gidMappings: IdMapping[] },
+): void {
+  const userns = spec.linux.namespaces.some((n) => n.type === 'user');
   let mountsChanged = false;
   for (const { source, file, edits } of sets) {
     const where = `CDI device "${source}" (${file})`;
@@ -79,6 +89,10 @@ export function applyCdiEdits(spec: Spec, sets: CdiEditSet[], hostNode: (p: stri
       // host's node, if there, still gives the mode.
       const given = type !== '' && (major !== 0 || type === 'p');
       const host = hostNode(hostPath);
+      // A fifo is made in a user namespace too; a device node is bound from the host's.
+      const bindsHost = userns && d.type !== 'p';
+      if (bindsHost && (!host || host.type === 'other'))
+        throw new FailedPrecondition(`${where}: device node ${d.path}: a container in a user namespace cannot make device nodes, and the host has no device at ${hostPath} to bind`);
       if (!host || host.type === 'other') {
         if (!given) throw new FailedPrecondition(`${where}: device node ${d.path}: host device ${hostPath} ${host ? 'is not a device node' : 'does not exist'}`);
       } else {
@@ -93,6 +107,18 @@ export function applyCdiEdits(spec: Spec, sets: CdiEditSet[], hostNode: (p: stri
           }
         }
       }
+      if (bindsHost && host && (host.major !== major || host.minor !== minor))
+        throw new FailedPrecondition(`${where}: device node ${d.path}: ${type} ${major}:${minor} differs from the host's ${hostPath} (${host.major}:${host.minor}), which is what a container in a user namespace gets`);
+      if (bindsHost && hostPath !== d.path) {
+        // Bound from the host's node, as the shim binds one that has the same path there.
+        const at = spec.mounts.findIndex((x) => x.destination === d.path);
+        if (at >= 0) spec.mounts.splice(at, 1);
+        spec.mounts.push({ destination: d.path, type: 'bind', source: hostPath, options: ['bind', 'rprivate', 'rw'] });
+        mountsChanged = true;
+        spec.linux.devices = spec.linux.devices?.filter((x) => x.path !== d.path);
+        allowDevice(spec, type, major, minor, d.permissions);
+        continue;
+      }
       const dev: LinuxDevice = { path: d.path, type: type as LinuxDevice['type'], major, minor };
       if (fileMode !== undefined) dev.fileMode = fileMode;
       // Owned by the container's user unless the spec says otherwise (CDI does the same).
@@ -104,11 +130,7 @@ export function applyCdiEdits(spec: Spec, sets: CdiEditSet[], hostNode: (p: stri
       const at = devices.findIndex((x) => x.path === dev.path);
       if (at >= 0) devices[at] = dev;
       else devices.push(dev);
-      if (type === 'b' || type === 'c') {
-        // "none" asks for no access at all: no rule, as an allow rule without access is none.
-        const access = d.permissions === 'none' ? '' : d.permissions || 'rwm';
-        if (access) ((spec.linux.resources ??= {}).devices ??= []).push({ allow: true, type, major, minor, access });
-      }
+      allowDevice(spec, type, major, minor, d.permissions);
     }
 
     for (const m of edits.mounts ?? []) {
@@ -118,6 +140,10 @@ export function applyCdiEdits(spec: Spec, sets: CdiEditSet[], hostNode: (p: stri
       if (m.type) mount.type = m.type;
       // skiff's shim takes a mount without a type as a bind only when its options say so.
       if (!m.type && !mount.options!.some((o) => o === 'bind' || o === 'rbind')) mount.options!.push('rbind');
+      if (mountIdmap && (mount.type ?? 'bind') === 'bind') {
+        mount.uidMappings = mountIdmap.uidMappings.map((x) => ({ ...x }));
+        mount.gidMappings = mountIdmap.gidMappings.map((x) => ({ ...x }));
+      }
       spec.mounts.push(mount);
       mountsChanged = true;
     }
@@ -139,4 +165,11 @@ export function applyCdiEdits(spec: Spec, sets: CdiEditSet[], hostNode: (p: stri
   }
   // Parents before children, otherwise in the order given (CDI sorts the same way).
   if (mountsChanged) spec.mounts = spec.mounts.map((m, i) => ({ m, i })).sort((a, b) => depth(a.m.destination) - depth(b.m.destination) || a.i - b.i).map((x) => x.m);
+}
+
+/** The device cgroup rule of a block or character node ("none": no access, so no rule). */
+function allowDevice(spec: Spec, type: string, major: number, minor: number, permissions: string | undefined): void {
+  if (type !== 'b' && type !== 'c') return;
+  const access = permissions === 'none' ? '' : permissions || 'rwm';
+  if (access) ((spec.linux.resources ??= {}).devices ??= []).push({ allow: true, type, major, minor, access });
 }

@@ -486,6 +486,18 @@ describe('container spec: namespaces', () => {
     assert.deepEqual(s.linux.devices, [], 'no host devices inside a user namespace');
   });
 
+  it("binds a device from its host path in a user namespace when its container path differs (the shim binds nodes from their path)", () => {
+    const userNamespace = { uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }] };
+    const pod = { ...input().pod, namespaces: { ...input().pod.namespaces, user: '/proc/42/ns/user' }, userNamespace };
+    const statDevice = (p: string) => (p === '/dev/fuse' ? { type: 'c' as const, major: 10, minor: 229, mode: 0o20666, uid: 0, gid: 0 } : undefined);
+    const devices = [{ host_path: '/dev/fuse', container_path: '/dev/myfuse', permissions: 'rw' }, { host_path: '/dev/fuse', container_path: '', permissions: 'r' }];
+    const s = build({ pod, config: containerConfig({ devices }), statDevice });
+    assert.deepEqual(s.linux.devices, [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0 }], 'the same path: bound by the shim');
+    assert.deepEqual(s.mounts[s.mounts.length - 1], { destination: '/dev/myfuse', type: 'bind', source: '/dev/fuse', options: ['bind', 'rprivate', 'rw'] });
+    assert.ok(s.mounts.findIndex((m) => m.destination === '/dev') < s.mounts.length - 1, 'after /dev');
+    assert.deepEqual(s.linux.resources!.devices!.slice(-2), [{ allow: true, type: 'c', major: 10, minor: 229, access: 'rw' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'r' }]);
+  });
+
   it("id-maps the pod's files, its /dev/shm and image volumes with the pod's mappings in a user-namespaced pod", () => {
     const userNamespace = { uidMappings: [{ containerID: 0, hostID: 100000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }] };
     const pod = { ...input().pod, namespaces: { ...input().pod.namespaces, user: '/proc/42/ns/user' }, userNamespace };

@@ -451,9 +451,14 @@ function mountsFor(
   return { mounts: [...defaults, ...supplied], ...(rootfsPropagation ? { rootfsPropagation } : {}) };
 }
 
-/** Device nodes and the device cgroup rules: CRI devices, and for privileged all of them. */
-function devicesFor(input: ContainerSpecInput, privileged: boolean, userns: boolean): { devices: LinuxDevice[]; rules: LinuxDeviceCgroup[] } {
+/**
+ * Device nodes and the device cgroup rules: CRI devices, and for privileged all of them.
+ * In a user namespace the shim binds a node from its path on the host (no mknod there), so
+ * a device whose container path differs from its host path is a bind of the host's node.
+ */
+function devicesFor(input: ContainerSpecInput, privileged: boolean, userns: boolean): { devices: LinuxDevice[]; rules: LinuxDeviceCgroup[]; binds: Mount[] } {
   const byPath = new Map<string, LinuxDevice>();
+  const binds: Mount[] = [];
   const rules: LinuxDeviceCgroup[] = privileged ? [{ allow: true, access: 'rwm' }] : DEFAULT_DEVICE_RULES.map((r) => ({ ...r }));
   // In a user namespace host nodes cannot be created (only bound), so containerd gives a
   // privileged container none there.
@@ -471,10 +476,13 @@ function devicesFor(input: ContainerSpecInput, privileged: boolean, userns: bool
     const dev: LinuxDevice = { path: containerPath, type: st.type, major: st.major, minor: st.minor, fileMode: st.mode & 0o7777 };
     if (st.uid !== undefined) dev.uid = st.uid;
     if (st.gid !== undefined) dev.gid = st.gid;
-    byPath.set(containerPath, dev);
+    if (userns && containerPath !== hostPath) {
+      byPath.delete(containerPath);
+      binds.push({ destination: containerPath, type: 'bind', source: hostPath, options: ['bind', 'rprivate', 'rw'] });
+    } else byPath.set(containerPath, dev);
     if (!privileged) rules.push({ allow: true, type: st.type, major: st.major, minor: st.minor, access });
   });
-  return { devices: [...byPath.values()], rules };
+  return { devices: [...byPath.values()], rules, binds };
 }
 
 /** CRI masked/readonly paths when given, containerd's defaults when not, none when privileged. */
@@ -576,7 +584,7 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
   const { namespaces, ipc } = namespacesFor(input, sc);
   const userns = namespaces.some((n) => n.type === 'user');
   const { mounts, rootfsPropagation } = mountsFor(input, sc, privileged, ipc);
-  const { devices, rules } = devicesFor(input, privileged, userns);
+  const { devices, rules, binds } = devicesFor(input, privileged, userns);
 
   const resources: LinuxResources = { devices: rules };
   let oomScoreAdj: number | undefined;
@@ -608,7 +616,8 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     root: { path: input.rootfsPath, ...(sc?.readonly_rootfs ? { readonly: true } : {}) },
     // Host-network pods use the host's UTS namespace, whose name is not ours to set.
     ...(pod.hostNetwork ? {} : { hostname }),
-    mounts,
+    // Device binds last: under the /dev the mounts make.
+    mounts: [...mounts.filter((m) => !binds.some((b) => b.destination === m.destination)), ...binds],
     annotations: {
       'io.kubernetes.cri.container-type': 'container',
       'io.kubernetes.cri.container-name': config.metadata?.name ?? '',
