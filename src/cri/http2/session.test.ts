@@ -190,6 +190,19 @@ describe('CRI socket: older gRPC clients (http2/session)', () => {
   });
 });
 
+/** Serve `server` on a unix socket at `sockPath`. */
+async function listen(server: GrpcServer, sockPath: string): Promise<net.Server> {
+  const listener = net.createServer((s) => server.accept(s));
+  await new Promise<void>((resolve) => listener.listen(sockPath, resolve));
+  return listener;
+}
+
+async function stop(listener: net.Server, server: GrpcServer, dir: string): Promise<void> {
+  listener.close();
+  await server.close(100);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 describe('HTTP/2 framing and flow control (http2/session)', () => {
   const runtime = serviceDefinition('runtime.v1', 'RuntimeService');
   const images = adminServiceDefinition('Images');
@@ -221,32 +234,22 @@ describe('HTTP/2 framing and flow control (http2/session)', () => {
       route('ListContainers', 'unary', async (req) => ({ containers: [{ id: 'y'.repeat((req as { filter: { id: string } }).filter.id.length) }] })),
     );
     // Import: takes each message slowly, so the client's window has to wait on it.
-    server.add(
-      '/skiff.v1.Images/Import',
-      route(
-        'Import',
-        'clientStream',
-        async (messages) => {
-          let bytes = 0;
-          for await (const m of messages as AsyncIterable<{ data: Buffer }>) {
-            bytes += m.data.length;
-            imported++;
-            await new Promise((r) => setTimeout(r, 5));
-          }
-          return { images: [{ id: String(bytes) }] };
-        },
-        images.Import,
-      ),
-    );
-    listener = net.createServer((s) => server.accept(s));
-    await new Promise<void>((resolve) => listener.listen(sock, resolve));
+    const slowImport = async (messages: unknown) => {
+      let bytes = 0;
+      for await (const m of messages as AsyncIterable<{ data: Buffer }>) {
+        bytes += m.data.length;
+        imported++;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      return { images: [{ id: String(bytes) }] };
+    };
+    server.add(images.Import.path, route('Import', 'clientStream', slowImport, images.Import));
+    listener = await listen(server, sock);
     client = new CriClient(sock);
   });
   after(async () => {
     client.close();
-    listener.close();
-    await server.close(100);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await stop(listener, server, dir);
   });
 
   it('takes a request and sends a reply both larger than the flow-control windows, frame by frame', async () => {
