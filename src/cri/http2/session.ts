@@ -256,7 +256,8 @@ export class H2Session {
     } catch (e) {
       if (e instanceof ConnectionError) this.fail(e.code, e.message);
       else if (e instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, `header block: ${e.message}`);
-      else throw e;
+      // A fault of skiffd's own while serving a request: this connection ends, skiffd does not.
+      else this.fail(H2Error.INTERNAL_ERROR, `while serving: ${(e as Error).stack ?? String(e)}`);
     }
   }
 
@@ -601,7 +602,7 @@ export class H2Session {
   /** A protocol error: GOAWAY with `code`, then the connection ends. */
   private fail(code: number, message: string): void {
     this.onError(new Error(`HTTP/2 protocol error: ${message}`));
-    this.push(frame(GOAWAY, 0, 0, Buffer.concat([u32(this.lastStream), u32(code), Buffer.from(message.slice(0, 256))])));
+    this.push(frame(GOAWAY, 0, 0, Buffer.concat([u32(this.lastStream), u32(code), Buffer.from(message.split('\n')[0].slice(0, 256))])));
     this.end();
   }
 
