@@ -465,7 +465,10 @@ export class H2Session {
     at += FRAME_HEADER + n;
     frameHeader(out, at, trailers.length, HEADERS, END_STREAM | END_HEADERS, stream.id);
     trailers.copy(out, at + FRAME_HEADER);
-    this.push(out);
+    // Nothing else waiting to go out (a reply usually comes on a turn of its own): write now
+    // rather than a tick later.
+    if (!this.out.length && !this.closed) this.sock.write(out);
+    else this.push(out);
     this.localEnd(stream);
   }
 
