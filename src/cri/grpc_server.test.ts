@@ -55,7 +55,7 @@ function framed(message: Buffer, flag = 0): Buffer {
   return Buffer.concat([head, message]);
 }
 
-describe('gRPC transport on Node HTTP/2 (grpc_server)', () => {
+describe('gRPC transport (grpc_server)', () => {
   let dir: string;
   let sock: string;
   let server: GrpcServer;

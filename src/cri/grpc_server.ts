@@ -1,19 +1,20 @@
-// gRPC over Node's own HTTP/2: the transport under skiffd's CRI server. It frames messages
-// (a flag byte and a 4-byte length before each), reads `grpc-timeout`, answers with
-// `grpc-status`/`grpc-message` trailers, and serves unary, server-streaming and
-// client-streaming methods, identity encoding only.
+// gRPC over skiffd's own HTTP/2 (http2/session.ts): the transport under skiffd's CRI
+// server. It frames messages (a flag byte and a 4-byte length before each), reads
+// `grpc-timeout`, answers with `grpc-status`/`grpc-message` trailers, and serves unary,
+// server-streaming and client-streaming methods, identity encoding only.
 //
 // Why not grpc-js's server: in lite mode (bin/skiffd) V8 interprets everything, and
 // grpc-js spends per call a Metadata built from every header, an intercepting call with
 // its listener objects, a read queue, a per-call metrics recorder, and promise and tick
 // hops between them: callgrind counted 1.27M instructions in skiffd per `Version`, where
 // Node's HTTP/2 answering the same round trip costs 0.70M. This file does what a CRI call
-// needs of all that (see the commit that brought it for the figures after).
-import * as http2 from 'http2';
+// needs of all that; http2/session.ts does the same for Node's HTTP/2 (see there).
 import type { Duplex } from 'stream';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { GrpcCode } from '../errors';
 import { CriPackage, ENCODED, Encoded } from './proto';
+import { encodeHeaders } from './http2/hpack';
+import { H2Session, H2Stream } from './http2/session';
 
 export type CallKind = 'unary' | 'serverStream' | 'clientStream';
 
@@ -44,6 +45,8 @@ export interface GrpcServerOptions {
   status(e: unknown): Status;
   /** Every call a route ran, once its handler settled (`error` undefined: it succeeded). */
   finished(route: Route, started: bigint, error: unknown): void;
+  /** A connection that ended on a protocol or socket error. */
+  connectionError?(e: Error): void;
 }
 
 const STATUS_OK = { code: 0, details: 'OK' };
@@ -204,20 +207,24 @@ export class StatusError extends Error {
   }
 }
 
+const CONTENT_TYPE: [string, string] = ['content-type', 'application/grpc+proto'];
+/** The header blocks every reply sends, encoded once (literals: no connection state). */
+const REPLY_HEADERS = encodeHeaders([[':status', '200'], CONTENT_TYPE]);
+const OK_TRAILERS = encodeHeaders([['grpc-status', '0'], ['grpc-message', 'OK']]);
+const NOT_GRPC = encodeHeaders([[':status', '415']]);
+
+function trailers(s: Status): Buffer {
+  return s.code === 0 ? OK_TRAILERS : encodeHeaders([['grpc-status', String(s.code)], ['grpc-message', encodeMessage(s.details)]]);
+}
+
 /** Trailers-only: a call answered with its status and nothing else. */
-function respondStatus(stream: http2.ServerHttp2Stream, s: Status): void {
+function respondStatus(stream: H2Stream, s: Status): void {
   stream.respond(
     // The encodings skiffd reads, for a client that sent another (gRPC's compression spec).
-    { ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-status': String(s.code), 'grpc-message': encodeMessage(s.details), 'grpc-accept-encoding': 'identity' },
-    { endStream: true },
+    encodeHeaders([[':status', '200'], CONTENT_TYPE, ['grpc-status', String(s.code)], ['grpc-message', encodeMessage(s.details)], ['grpc-accept-encoding', 'identity']]),
+    true,
   );
 }
-
-function sendOkTrailers(this: http2.ServerHttp2Stream): void {
-  this.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'OK' });
-}
-
-function ignore(): void {}
 
 /** One call, as its handler sees it (and as skiffd's CallContext and StreamContext). */
 export class GrpcCall {
@@ -229,12 +236,30 @@ export class GrpcCall {
   private ended = false;
   readonly started = process.hrtime.bigint();
 
+  /** Run when the stream closes before the call ended (the client cancelled or left). */
+  private cancelled: (() => void) | null = null;
+
   constructor(
-    private readonly stream: http2.ServerHttp2Stream,
+    private readonly stream: H2Stream,
     private readonly route: Route,
     private readonly opts: GrpcServerOptions,
     private readonly deadlines: Deadlines,
-  ) {}
+  ) {
+    stream.onclose = () => this.closed();
+  }
+
+  private closed(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.clearDeadline();
+    this.abort?.abort(new Error(`${this.route.method} cancelled by the client`));
+    this.cancelled?.();
+  }
+
+  /** `f` runs if the client cancels the call (or leaves) before it ended. */
+  onCancel(f: () => void): void {
+    this.cancelled = f;
+  }
 
   get method(): string {
     return this.route.method;
@@ -252,8 +277,7 @@ export class GrpcCall {
   get signal(): AbortSignal {
     if (!this.abort) {
       const abort = (this.abort = new AbortController());
-      if (this.ended || this.stream.closed || this.stream.destroyed) abort.abort(new Error(`${this.route.method} cancelled by the client`));
-      else this.stream.once('close', () => abort.abort(new Error(`${this.route.method} cancelled by the client`)));
+      if (this.ended || this.stream.closed) abort.abort(new Error(`${this.route.method} cancelled by the client`));
     }
     return this.abort.signal;
   }
@@ -278,12 +302,8 @@ export class GrpcCall {
     this.abort?.abort(new Error(`${this.route.method}: deadline exceeded`));
   }
 
-  /** Whether the call is over (its status sent, or the client gone): then its deadline is too. */
+  /** Whether the call is over (its status sent, or the client gone). */
   private gone(): boolean {
-    if (!this.ended && (this.stream.closed || this.stream.destroyed)) {
-      this.ended = true;
-      this.clearDeadline();
-    }
     return this.ended;
   }
 
@@ -304,7 +324,7 @@ export class GrpcCall {
 
   private sendHeaders(): void {
     this.headersSent = true;
-    this.stream.respond({ ':status': 200, 'content-type': 'application/grpc+proto' }, { waitForTrailers: true });
+    this.stream.respond(REPLY_HEADERS, false);
   }
 
   /** A unary or client-streaming call's reply, then OK. */
@@ -314,9 +334,7 @@ export class GrpcCall {
     if (!f) return;
     this.clearDeadline();
     this.ended = true;
-    this.sendHeaders();
-    this.stream.on('wantTrailers', sendOkTrailers);
-    this.stream.end(f);
+    this.stream.reply(REPLY_HEADERS, f, OK_TRAILERS);
   }
 
   /** A server-streaming call's next message; false: wait for drained() before writing more. */
@@ -329,7 +347,12 @@ export class GrpcCall {
   }
 
   drained(): Promise<void> {
-    return new Promise((resolve) => this.stream.once('drain', resolve));
+    return new Promise((resolve) => {
+      this.stream.ondrain = () => {
+        this.stream.ondrain = null;
+        resolve();
+      };
+    });
   }
 
   /** End the call with `s` (trailers after what was sent, or trailers only). */
@@ -341,8 +364,7 @@ export class GrpcCall {
       respondStatus(this.stream, s);
       return;
     }
-    this.stream.once('wantTrailers', () => this.stream.sendTrailers({ 'grpc-status': String(s.code), 'grpc-message': encodeMessage(s.details) }));
-    this.stream.end();
+    this.stream.end(trailers(s));
   }
 
   private clearDeadline(): void {
@@ -383,26 +405,15 @@ export class GrpcCall {
 }
 
 /**
- * The gRPC server: routes by path, one HTTP/2 server for every connection handed to it
- * (skiffd accepts them itself, see authority.ts).
+ * The gRPC server: routes by path, one HTTP/2 session for every connection handed to it
+ * (skiffd accepts them itself).
  */
 export class GrpcServer {
   private readonly routes = new Map<string, Route>();
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sessions = new Set<H2Session>();
   private readonly deadlines = new Deadlines();
-  private readonly server = http2.createServer({
-    // Node's default (10 MB) counts unsent replies: a 64 MiB reply must not end the session.
-    maxSessionMemory: Number.MAX_SAFE_INTEGER,
-    maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
-  });
 
-  constructor(private readonly opts: GrpcServerOptions) {
-    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
-    this.server.on('session', (s) => {
-      this.sessions.add(s);
-      s.once('close', () => this.sessions.delete(s));
-    });
-  }
+  constructor(private readonly opts: GrpcServerOptions) {}
 
   add(path: string, route: Route): void {
     this.routes.set(path, route);
@@ -410,17 +421,24 @@ export class GrpcServer {
 
   /** Serve a connection (a socket, or a stream in front of one). */
   accept(conn: Duplex): void {
-    this.server.emit('connection', conn);
+    const session = new H2Session(
+      conn,
+      (stream) => this.onStream(stream),
+      (e) => this.opts.connectionError?.(e),
+    );
+    this.sessions.add(session);
+    void session.whenClosed().then(() => this.sessions.delete(session));
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    // A reset or a write after the client left: the call is over, nothing to report.
-    stream.on('error', ignore);
+  private onStream(stream: H2Stream): void {
+    const headers = stream.headers;
     const type = headers['content-type'];
-    if (typeof type !== 'string' || !type.startsWith('application/grpc')) {
-      stream.respond({ ':status': 415 }, { endStream: true });
+    if (type === undefined || !type.startsWith('application/grpc')) {
+      stream.respond(NOT_GRPC, true);
       return;
     }
+    // Any :authority is taken, the socket path older grpc-go clients (kubelet <= 1.25)
+    // send included: there is no host to route by on a unix socket.
     const path = headers[':path'] ?? '';
     const route = this.routes.get(path);
     if (!route) {
@@ -429,18 +447,19 @@ export class GrpcServer {
     }
     const call = new GrpcCall(stream, route, this.opts, this.deadlines);
     const timeout = headers['grpc-timeout'];
-    if (typeof timeout === 'string' && !call.expireIn(timeout)) return;
-    const encoding = headers['grpc-encoding'];
-    const reader = new MessageReader(this.opts.maxReceiveBytes, typeof encoding === 'string' ? encoding : undefined);
+    if (timeout !== undefined && !call.expireIn(timeout)) return;
+    const reader = new MessageReader(this.opts.maxReceiveBytes, headers['grpc-encoding']);
     if (route.kind === 'clientStream') this.readStream(stream, call, reader);
     else this.readOne(stream, call, reader, path);
   }
 
   /** A unary or server-streaming call: one request message, then the handler. */
-  private readOne(stream: http2.ServerHttp2Stream, call: GrpcCall, reader: MessageReader, path: string): void {
+  private readOne(stream: H2Stream, call: GrpcCall, reader: MessageReader, path: string): void {
     let message: Buffer | undefined;
     let failed = false;
-    stream.on('data', (chunk: Buffer) => {
+    stream.ondata = (chunk: Buffer) => {
+      // The message is kept whole until it is decoded: the window is given back as it comes.
+      stream.consumed(chunk.length);
       if (failed) return;
       try {
         const got = reader.push(chunk);
@@ -450,8 +469,8 @@ export class GrpcServer {
         failed = true;
         call.end((e as StatusError).status);
       }
-    });
-    stream.on('end', () => {
+    };
+    stream.onend = () => {
       if (failed) return;
       if (!message || reader.partial()) {
         call.end({ code: GrpcCode.UNIMPLEMENTED, details: `Received no request message for ${path}` });
@@ -459,12 +478,17 @@ export class GrpcServer {
       }
       const req = call.decode(message);
       if (req.ok) call.run(req.value);
-    });
+    };
   }
 
-  /** A client-streaming call: its handler reads the requests as they come, at its pace. */
-  private readStream(stream: http2.ServerHttp2Stream, call: GrpcCall, reader: MessageReader): void {
+  /**
+   * A client-streaming call: its handler reads the requests as they come, at its pace: the
+   * client's window is given back as the handler takes them.
+   */
+  private readStream(stream: H2Stream, call: GrpcCall, reader: MessageReader): void {
     const queue: unknown[] = [];
+    /** Bytes read and not given back to the window: those of requests the handler has not taken. */
+    let held = 0;
     let ended = false;
     let failure: Error | null = null;
     let wake: (() => void) | null = null;
@@ -476,8 +500,9 @@ export class GrpcServer {
       failure ??= e;
       woken();
     };
-    stream.on('data', (chunk: Buffer) => {
+    stream.ondata = (chunk: Buffer) => {
       if (failure) return;
+      held += chunk.length;
       try {
         for (const m of reader.push(chunk)) {
           const req = call.decode(m);
@@ -488,23 +513,29 @@ export class GrpcServer {
         call.end((e as StatusError).status);
         return fail(e as Error);
       }
-      if (queue.length) stream.pause();
+      // A message still coming (larger than a window, perhaps) must not wait on the handler.
+      if (!queue.length) giveBack();
       woken();
-    });
-    stream.on('end', () => {
+    };
+    const giveBack = () => {
+      stream.consumed(held);
+      held = 0;
+    };
+    stream.onend = () => {
       ended = true;
       woken();
-    });
-    stream.once('close', () => fail(new Error(`${call.method} cancelled by the client`)));
+    };
+    call.onCancel(() => fail(new Error(`${call.method} cancelled by the client`)));
     async function* requests(): AsyncGenerator<unknown> {
       for (;;) {
         if (queue.length) {
-          yield queue.shift();
+          const next = queue.shift();
+          if (!queue.length) giveBack();
+          yield next;
           continue;
         }
         if (failure) throw failure;
         if (ended) return;
-        stream.resume();
         await new Promise<void>((resolve) => (wake = resolve));
       }
     }
@@ -514,7 +545,12 @@ export class GrpcServer {
   /** Stop serving: sessions finish their calls for `graceMs`, then are cut. */
   async close(graceMs: number): Promise<void> {
     if (!this.sessions.size) return;
-    const closed = Promise.all([...this.sessions].map((s) => new Promise<void>((resolve) => (s.closed ? resolve() : s.close(() => resolve())))));
+    const closed = Promise.all(
+      [...this.sessions].map((s) => {
+        s.close();
+        return s.whenClosed();
+      }),
+    );
     let timer: NodeJS.Timeout | undefined;
     const cut = new Promise<void>((resolve) => {
       timer = setTimeout(() => {

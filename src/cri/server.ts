@@ -9,7 +9,6 @@ import * as path from 'path';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { GrpcCode, SkiffError, Unimplemented, grpcCode } from '../errors';
 import { Logger } from '../log';
-import { acceptConnection } from './authority';
 import type { ImageServiceRpc, RuntimeServiceRpc } from './gen/cri';
 import { GrpcServer, Route, Status } from './grpc_server';
 import { CRI_PACKAGES, CriPackage, CriServiceName, Encoded, keptDecoder, methodNames, serviceDefinition } from './proto';
@@ -72,6 +71,7 @@ export class CriServer {
     maxSendBytes: 64 * 1024 * 1024,
     status: toStatus,
     finished: (route, started, err) => this.finish(route.method, started, err),
+    connectionError: (e) => this.log.warn('dropped a CRI connection', { error: e.message }),
   });
 
   private readonly listeners: net.Server[] = [];
@@ -126,11 +126,7 @@ export class CriServer {
   async listen(socketPath: string, mode: number): Promise<void> {
     await fsp.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o711 });
     await fsp.rm(socketPath, { force: true });
-    // skiffd accepts the connections itself, to mend the socket-path :authority older
-    // grpc-go clients (kubelet <= 1.25) send (authority.ts).
-    const listener = net.createServer((sock) =>
-      acceptConnection(sock, (conn) => this.server.accept(conn), (e) => this.log.warn('dropped a CRI connection', { error: e.message })),
-    );
+    const listener = net.createServer((sock) => this.server.accept(sock));
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
       listener.listen(socketPath, () => {
