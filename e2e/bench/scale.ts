@@ -22,6 +22,9 @@ const CONTAINERS_PER_POD = 2;
 const CONCURRENCY = 20;
 /** The pods whose start times are compared: the first and the last this many. */
 const EDGE = 50;
+/** Pods started one at a time on the empty node and again on the full one: a call's own
+ * cost at each size, without the 20 in flight competing for the CPUs. */
+const SERIAL = 10;
 /** Relists timed at full size (`--runs` overrides). */
 const DEFAULT_RELISTS = 20;
 /** ListContainerStats and /metrics scrapes timed at full size. */
@@ -38,6 +41,8 @@ const hostMounts = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('
 interface Figures {
   runPod: { first: number[]; last: number[] };
   ctrStart: { first: number[]; last: number[] };
+  /** The SERIAL pods' Create+Start, one pod at a time, before the node fills and once full. */
+  serialCtrStart: { empty: number[]; full: number[] };
   removePod: number[];
   relist: number[];
   relistFiltered: number[];
@@ -57,6 +62,7 @@ interface Figures {
 const newFigures = (): Figures => ({
   runPod: { first: [], last: [] },
   ctrStart: { first: [], last: [] },
+  serialCtrStart: { empty: [], full: [] },
   removePod: [],
   relist: [],
   relistFiltered: [],
@@ -215,6 +221,15 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
   await s.client.image('PullImage', { image: { image: IMAGE } });
   // Warm-up: the pause image (containerd), plugins and caches; then gone again.
   for (let i = 0; i < 3; i++) await removePod(s, (await runPod(s, i, 'warm')).id);
+  // One pod at a time, each removed before the next: the node as empty as it gets.
+  const serial = async (into: number[], tag: string) => {
+    for (let i = 0; i < SERIAL && !signal.aborted; i++) {
+      const p = await runPod(s, i, tag);
+      into.push(...p.ctrMs);
+      await removePod(s, p.id);
+    }
+  };
+  await serial(f.serialCtrStart.empty, 'serial-empty');
 
   log(`${s.name}: starting ${n} pods of ${CONTAINERS_PER_POD} containers, ${CONCURRENCY} at a time`);
   const ids: string[] = [];
@@ -237,6 +252,7 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
     });
     log(`${s.name}: ${n} pods in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
+    await serial(f.serialCtrStart.full, 'serial-full');
     const counts = await relistCounts(s.client);
     if (counts.ready < n || counts.running < n * CONTAINERS_PER_POD) throw new Error(`${s.name}: lists ${counts.ready} pods ready and ${counts.running} containers running, not ${n} and ${n * CONTAINERS_PER_POD}`);
 
@@ -453,13 +469,15 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
       run_pod_last50: f.runPod.last,
       ctr_start_first50: f.ctrStart.first,
       ctr_start_last50: f.ctrStart.last,
+      ctr_start_serial_empty: f.serialCtrStart.empty,
+      ctr_start_serial_full: f.serialCtrStart.full,
       relist: f.relist,
       relist_filtered: f.relistFiltered,
       list_container_stats: f.listContainerStats,
       metrics_scrape: f.metricsScrape,
       remove_pod: f.removePod,
     })[metric] ?? [];
-  for (const metric of ['run_pod_first50', 'run_pod_last50', 'ctr_start_first50', 'ctr_start_last50', 'relist', 'relist_filtered', 'list_container_stats', 'metrics_scrape', 'remove_pod'])
+  for (const metric of ['run_pod_first50', 'run_pod_last50', 'ctr_start_first50', 'ctr_start_last50', 'ctr_start_serial_empty', 'ctr_start_serial_full', 'relist', 'relist_filtered', 'list_container_stats', 'metrics_scrape', 'remove_pod'])
     for (const [name, f] of Object.entries(figures)) if (pick(f, metric).length) row(metric, name, pick(f, metric));
   console.log('');
   for (const [name, v] of Object.entries(versions)) console.log(`${name}: ${v}`);
@@ -475,6 +493,9 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
       const noise = a.p99 / a.median;
       console.log(`${name}: ${what} last ${EDGE} / first ${EDGE}: ${fmt(ratio)} (medians ${fmt(a.median)} -> ${fmt(b.median)} ms; the first pods' p99/median is ${fmt(noise)}): ${ratio > 1.25 && ratio > Math.sqrt(noise) ? 'slower beyond noise' : 'within noise'}`);
     }
+    const se = summarize(f.serialCtrStart.empty);
+    const sf = summarize(f.serialCtrStart.full);
+    if (se.n && sf.n) console.log(`${name}: Create+Start one pod at a time, at ${n} pods / on the empty node: ${fmt(sf.median / se.median)} (medians ${fmt(se.median)} -> ${fmt(sf.median)} ms)`);
     console.log(`${name}: daemon RSS at ${n} pods ${fmt(f.daemonRssMiB)} MiB (after the restarts ${fmt(f.daemonRssAfterRestartMiB)} MiB); ${f.shims} shims, ${fmt(f.shimRssSumMiB)} MiB in all`);
     for (const [how, r] of [['SIGKILL', f.restartKill], ['graceful stop', f.restartGraceful]] as const)
       console.log(`${name}: restart after ${how}: ${r ? `CRI answers in ${fmt(r.criS, 3)} s, all ${n} pods ready and ${n * CONTAINERS_PER_POD} containers running in ${fmt(r.allS, 3)} s` : 'not measured'}`);
@@ -487,6 +508,7 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
       pods: n,
       run_pod_ms: { first50: sk ? med(sk.runPod.first) : null, last50: sk ? med(sk.runPod.last) : null },
       ctr_start_ms: { first50: sk ? med(sk.ctrStart.first) : null, last50: sk ? med(sk.ctrStart.last) : null },
+      ctr_start_serial_ms: { empty: sk ? med(sk.serialCtrStart.empty) : null, full: sk ? med(sk.serialCtrStart.full) : null },
       relist_ms: pair((f) => f.relist),
       list_container_stats_ms: pair((f) => f.listContainerStats),
       metrics_scrape_ms: sk ? med(sk.metricsScrape) : null,
@@ -503,6 +525,7 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
         ? {
             run_pod_ms: { first50: med(peer.runPod.first), last50: med(peer.runPod.last) },
             ctr_start_ms: { first50: med(peer.ctrStart.first), last50: med(peer.ctrStart.last) },
+            ctr_start_serial_ms: { empty: med(peer.serialCtrStart.empty), full: med(peer.serialCtrStart.full) },
             daemon_rss_mib: round(peer.daemonRssMiB),
             shim_rss_sum_mib: round(peer.shimRssSumMiB),
             restart_s: peer.restartKill ? round(peer.restartKill.allS) : null,
