@@ -119,8 +119,6 @@ export function pooledCase(run: IsolationRun, n: Neighbour, s: SubjectName, m: M
   return { subject: s, neighbour: n, mode: m, storm, kernel };
 }
 
-const findCase = pooledCase;
-
 /** The p99 ratio of one probe in each round of a case, null for a round that failed. */
 function ratiosByRound(run: IsolationRun, n: Neighbour, s: SubjectName, m: Mode, probe: Probe): (number | null)[] {
   const alone = run.alone[s];
@@ -133,7 +131,7 @@ function perCase<T>(run: IsolationRun, f: (c: CaseResult, alone: WindowSamples) 
   for (const n of run.neighbours) {
     out[n] = {};
     for (const s of SUBJECTS) for (const m of MODES) {
-      const c = findCase(run, n, s, m);
+      const c = pooledCase(run, n, s, m);
       const alone = run.alone[s];
       out[n][caseKey(s, m)] = c && alone && run.subjects.includes(s) ? f(c, alone) : null;
     }
@@ -228,7 +226,7 @@ export function ratioChart(run: IsolationRun, probe: Probe, title: string): Char
   const groups: Group[] = run.neighbours.map((n) => ({
     label: n,
     items: SUBJECTS.flatMap((s) => MODES.map((m) => {
-      const c = findCase(run, n, s, m);
+      const c = pooledCase(run, n, s, m);
       const a = run.alone[s];
       return { series: seriesName(s, m), value: c && a ? ratio(c.storm.probes[probe], a.probes[probe], 99) : null };
     })),
@@ -247,7 +245,7 @@ export function latencyChart(run: IsolationRun, probe: Probe, title: string): Ch
   const alone: Group = { label: 'alone', items: SUBJECTS.map((s) => ({ series: seriesName(s, 'limited'), value: boxOf(run.alone[s]?.probes[probe] ?? []) })) };
   const groups: Group[] = run.neighbours.map((n) => ({
     label: n,
-    items: SUBJECTS.flatMap((s) => MODES.map((m) => ({ series: seriesName(s, m), value: boxOf(findCase(run, n, s, m)?.storm.probes[probe] ?? []) }))),
+    items: SUBJECTS.flatMap((s) => MODES.map((m) => ({ series: seriesName(s, m), value: boxOf(pooledCase(run, n, s, m)?.storm.probes[probe] ?? []) }))),
   }));
   return { title, yLabel: 'ms', series: SERIES, groups: [alone, ...groups] };
 }

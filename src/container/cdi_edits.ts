@@ -11,7 +11,8 @@ import * as path from 'path';
 import { FailedPrecondition } from '../errors';
 import type { Hook, Hooks, IdMapping, LinuxDevice, Mount, Spec } from '../oci/runtime_spec';
 import type { CdiEditSet } from './cdi';
-import { deviceNumbers } from './devices';
+import { copyIdMappings } from '../sandbox/userns';
+import { deviceBindMount, deviceNumbers } from './devices';
 
 /** A host node as lstat saw it (CDI looks at the path itself, not through a link). */
 export interface CdiHostNode {
@@ -110,10 +111,9 @@ export function applyCdiEdits(
       if (bindsHost && host && (host.major !== major || host.minor !== minor))
         throw new FailedPrecondition(`${where}: device node ${d.path}: ${type} ${major}:${minor} differs from the host's ${hostPath} (${host.major}:${host.minor}), which is what a container in a user namespace gets`);
       if (bindsHost && hostPath !== d.path) {
-        // Bound from the host's node, as the shim binds one that has the same path there.
         const at = spec.mounts.findIndex((x) => x.destination === d.path);
         if (at >= 0) spec.mounts.splice(at, 1);
-        spec.mounts.push({ destination: d.path, type: 'bind', source: hostPath, options: ['bind', 'rprivate', 'rw'] });
+        spec.mounts.push(deviceBindMount(d.path, hostPath));
         mountsChanged = true;
         spec.linux.devices = spec.linux.devices?.filter((x) => x.path !== d.path);
         allowDevice(spec, type, major, minor, d.permissions);
@@ -140,10 +140,7 @@ export function applyCdiEdits(
       if (m.type) mount.type = m.type;
       // skiff's shim takes a mount without a type as a bind only when its options say so.
       if (!m.type && !mount.options!.some((o) => o === 'bind' || o === 'rbind')) mount.options!.push('rbind');
-      if (mountIdmap && (mount.type ?? 'bind') === 'bind') {
-        mount.uidMappings = mountIdmap.uidMappings.map((x) => ({ ...x }));
-        mount.gidMappings = mountIdmap.gidMappings.map((x) => ({ ...x }));
-      }
+      if (mountIdmap && (mount.type ?? 'bind') === 'bind') Object.assign(mount, copyIdMappings(mountIdmap));
       spec.mounts.push(mount);
       mountsChanged = true;
     }

@@ -2,13 +2,20 @@
 // built: the nodes a CRI config names, and every node under /dev for privileged ones.
 import { promises as fsp, Stats } from 'fs';
 import * as path from 'path';
-import type { LinuxDevice } from '../oci/runtime_spec';
+import type { LinuxDevice, Mount } from '../oci/runtime_spec';
 import type { DeviceInfo } from './spec';
 
 /** A device node's major and minor numbers, from its st_rdev (Linux's encoding). */
 export function deviceNumbers(st: Pick<Stats, 'rdev'> | { rdev: bigint }): { major: number; minor: number } {
   const rdev = BigInt(st.rdev);
   return { major: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)), minor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)) };
+}
+
+/** A host device node bound at containerPath: how a container in a user namespace, where
+ * no node can be made, gets one that is elsewhere on the host (the shim binds a node that
+ * has the same path there itself). */
+export function deviceBindMount(containerPath: string, hostPath: string): Mount {
+  return { destination: containerPath, type: 'bind', source: hostPath, options: ['bind', 'rprivate', 'rw'] };
 }
 
 /** DeviceInfo of each path that is a device node (others are left out). */

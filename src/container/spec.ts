@@ -9,7 +9,8 @@ import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType, Supplemen
 import type { Capability, ContainerConfig, KeyValue, LinuxContainerSecurityContext, Mount as CriMount, PodSandboxConfig, SecurityProfile, SELinuxOption } from '../cri/gen/cri';
 import type { ImageConfigSummary } from '../image/image_service';
 import type { IdMapping, LinuxCapabilities, LinuxDevice, LinuxDeviceCgroup, LinuxNamespace, LinuxResources, Mount, Spec, User } from '../oci/runtime_spec';
-import { checkIdMappings, ociIdMappings } from '../sandbox/userns';
+import { checkIdMappings, copyIdMappings, ociIdMappings } from '../sandbox/userns';
+import { deviceBindMount } from './devices';
 import { APPARMOR_DEFAULT_PROFILE, formatSelinuxContext, HostLsm } from './lsm';
 import { ociResources } from './resources';
 import { parseLocalhostProfile, runtimeDefaultProfile, seccompChoice } from './seccomp';
@@ -374,7 +375,7 @@ function mountsFor(
   // host's root) are id-mapped with the pod's mappings, so that its root owns them as in a
   // pod without one.
   const podIdmap = (): Pick<Mount, 'uidMappings' | 'gidMappings'> =>
-    pod.userNamespace ? { uidMappings: pod.userNamespace.uidMappings.map((x) => ({ ...x })), gidMappings: pod.userNamespace.gidMappings.map((x) => ({ ...x })) } : {};
+    pod.userNamespace ? copyIdMappings(pod.userNamespace) : {};
   const volumeIdMappings = (m: CriMount, field: string) => {
     const sent = mountIdMappings(m, field);
     return sent.uidMappings || !pod.idmapVolumes ? sent : podIdmap();
@@ -478,7 +479,7 @@ function devicesFor(input: ContainerSpecInput, privileged: boolean, userns: bool
     if (st.gid !== undefined) dev.gid = st.gid;
     if (userns && containerPath !== hostPath) {
       byPath.delete(containerPath);
-      binds.push({ destination: containerPath, type: 'bind', source: hostPath, options: ['bind', 'rprivate', 'rw'] });
+      binds.push(deviceBindMount(containerPath, hostPath));
     } else byPath.set(containerPath, dev);
     if (!privileged) rules.push({ allow: true, type: st.type, major: st.major, minor: st.minor, access });
   });

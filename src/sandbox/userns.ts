@@ -65,6 +65,11 @@ export function podUserns(pod: { config: PodSandboxConfig; usernsRange?: HostIdR
   return pod.usernsRange ? rangeMappings(pod.usernsRange) : podIdMappings(pod.config);
 }
 
+/** A copy of a pod's mappings, for one more mount or spec to own. */
+export function copyIdMappings(maps: { uidMappings: IdMapping[]; gidMappings: IdMapping[] }): { uidMappings: IdMapping[]; gidMappings: IdMapping[] } {
+  return { uidMappings: maps.uidMappings.map((x) => ({ ...x })), gidMappings: maps.gidMappings.map((x) => ({ ...x })) };
+}
+
 /** The host id a container id maps to, or null when no range holds it. */
 export function hostIdOf(maps: IdMapping[], id: number): number | null {
   const m = maps.find((x) => x.containerID <= id && id < x.containerID + x.size);
