@@ -7,6 +7,7 @@ import * as http2 from 'http2';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { Duplex } from 'stream';
 import * as grpc from '@grpc/grpc-js';
 import { adminServiceDefinition } from '../../admin/api';
 import { GrpcCode } from '../../errors';
@@ -16,6 +17,7 @@ import { GrpcServer, Route } from '../grpc_server';
 import { serviceDefinition } from '../proto';
 import { CriServer } from '../server';
 import { HpackDecoder, encodeHeaders } from './hpack';
+import { H2Session, H2Stream } from './session';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const EMPTY_VERSION_REQUEST = Buffer.from([0, 0, 0, 0, 0]);
@@ -394,5 +396,39 @@ describe('HTTP/2 framing and flow control (http2/session)', () => {
   it('logged each protocol error it ended a connection for', () => {
     assert.ok(connectionErrors.length >= broken.length, connectionErrors.join('; '));
     assert.ok(connectionErrors.every((m) => m.startsWith('HTTP/2 protocol error: ')));
+  });
+});
+
+describe('HTTP/2 session: large replies', () => {
+  it("writes a reply's DATA as it is, behind 9-byte frame headers, not copied frame by frame", async () => {
+    // What goes to the socket, write by write.
+    const written: Buffer[] = [];
+    const sock = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, done) {
+        written.push(chunk);
+        done();
+      },
+      writev(chunks, done) {
+        for (const c of chunks) written.push(c.chunk as Buffer);
+        done();
+      },
+    });
+    const streams: H2Stream[] = [];
+    const session = new H2Session(sock, (s) => streams.push(s), () => undefined);
+    // A client with room for the whole reply: a 4 MiB stream window and connection window.
+    const settings = Buffer.from([0, 0x4, ...[0, 0x40, 0, 0]]);
+    sock.push(Buffer.concat([PREFACE, frame(0x4, 0, 0, settings), frame(0x8, 0, 0, Buffer.from([0, 0x40, 0, 0]))]));
+    sock.push(frame(0x1, 0x5, 1, requestBlock('/runtime.v1.RuntimeService/ExecSync')));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(streams.length, 1);
+    const data = Buffer.alloc(1 << 20, 7);
+    streams[0].reply(encodeHeaders([[':status', '200']]), data, encodeHeaders([['grpc-status', '0']]));
+    await new Promise((r) => setImmediate(r));
+    const payloads = written.filter((b) => b.buffer === data.buffer);
+    assert.equal(payloads.length, (1 << 20) / (16 << 10), 'every 16 KiB DATA frame is a piece of the reply itself');
+    assert.equal(Buffer.concat(payloads).compare(data), 0);
+    assert.ok(written.every((b) => b.buffer === data.buffer || b.length <= 64), `other writes: ${written.filter((b) => b.buffer !== data.buffer).map((b) => b.length)}`);
+    session.destroy();
   });
 });

@@ -90,6 +90,9 @@ function frame(type: number, flags: number, stream: number, payload: Buffer): Bu
   return out;
 }
 
+/** Frames of one turn carrying at most this much DATA are joined into one buffer. */
+const COPY_AT_MOST = 64 * 1024;
+
 function u32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(n);
@@ -204,6 +207,8 @@ export class H2Session {
   private blocked: H2Stream[] = [];
   /** Writes of this turn, sent together (one syscall for frames written back to back). */
   private out: Buffer[] = [];
+  /** DATA payload bytes in `out`. */
+  private outBytes = 0;
   private flushScheduled = false;
   /** GOAWAY sent: no new stream is taken. */
   private goingAway = false;
@@ -525,7 +530,13 @@ export class H2Session {
       stream.queuedBytes -= part.length;
       this.sendWindow -= part.length;
       stream.sendWindow -= part.length;
-      this.push(frame(DATA, 0, stream.id, part));
+      // The payload goes out as it is, behind a header of its own: copying a 16 MiB
+      // reply into 16 KiB frames would be a thousand mallocs that fragment skiffd's heap.
+      const header = Buffer.allocUnsafe(FRAME_HEADER);
+      frameHeader(header, 0, part.length, DATA, 0, stream.id);
+      this.push(header);
+      this.push(part);
+      this.outBytes += part.length;
     }
     if (stream.trailers) {
       const trailers = stream.trailers;
@@ -597,7 +608,14 @@ export class H2Session {
     const out = this.out;
     if (!out.length || this.closed) return;
     this.out = [];
-    this.sock.write(out.length === 1 ? out[0] : Buffer.concat(out));
+    if (out.length === 1 || this.outBytes <= COPY_AT_MOST) this.sock.write(out.length === 1 ? out[0] : Buffer.concat(out));
+    else {
+      // Large DATA: one writev of the pieces, not a copy.
+      this.sock.cork();
+      for (const b of out) this.sock.write(b);
+      this.sock.uncork();
+    }
+    this.outBytes = 0;
   }
 
   // --- Ending ------------------------------------------------------------------------
@@ -636,6 +654,7 @@ export class H2Session {
     if (!this.closed) {
       this.closed = true;
       this.out = [];
+      this.outBytes = 0;
     }
     this.sock.destroy();
     this.closeAll();
