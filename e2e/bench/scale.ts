@@ -37,12 +37,26 @@ const IMAGE = 'docker.io/bench/busybox:1';
 const log = (s: string) => console.log(`${new Date().toISOString().slice(11, 19)} ${s}`);
 const hostMounts = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
 
+/** The summed seconds of every CNI plugin's ADD, from skiffd's /metrics. */
+async function cniAddSeconds(url: string): Promise<{ sum: number }> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  let sum = 0;
+  for (const line of (await res.text()).split('\n'))
+    if (line.startsWith('skiff_cni_operation_duration_seconds_sum{') && line.includes('command="ADD"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return { sum };
+}
+
 /** What one runtime measured; null where it was not measured or failed. */
 interface Figures {
   runPod: { first: number[]; last: number[] };
   ctrStart: { first: number[]; last: number[] };
   /** The SERIAL pods' Create+Start, one pod at a time, before the node fills and once full. */
   serialCtrStart: { empty: number[]; full: number[] };
+  /** The same pods' RunPodSandbox. */
+  serialRunPod: { empty: number[]; full: number[] };
+  /** Of it, the CNI plugins' ADD per pod (mean ms), from skiffd's metrics; null for a peer. */
+  serialCniAdd: { empty: number | null; full: number | null };
   removePod: number[];
   relist: number[];
   relistFiltered: number[];
@@ -63,6 +77,8 @@ const newFigures = (): Figures => ({
   runPod: { first: [], last: [] },
   ctrStart: { first: [], last: [] },
   serialCtrStart: { empty: [], full: [] },
+  serialRunPod: { empty: [], full: [] },
+  serialCniAdd: { empty: null, full: null },
   removePod: [],
   relist: [],
   relistFiltered: [],
@@ -221,15 +237,22 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
   await s.client.image('PullImage', { image: { image: IMAGE } });
   // Warm-up: the pause image (containerd), plugins and caches; then gone again.
   for (let i = 0; i < 3; i++) await removePod(s, (await runPod(s, i, 'warm')).id);
-  // One pod at a time, each removed before the next: the node as empty as it gets.
-  const serial = async (into: number[], tag: string) => {
+  const url = await metricsUrl?.();
+  // One pod at a time, each removed before the next: the node as empty as it gets. With
+  // skiffd's metrics, what the CNI plugins' ADD took of each RunPodSandbox.
+  const serial = async (when: 'empty' | 'full') => {
+    const before = url ? await cniAddSeconds(url) : null;
+    let pods = 0;
     for (let i = 0; i < SERIAL && !signal.aborted; i++) {
-      const p = await runPod(s, i, tag);
-      into.push(...p.ctrMs);
+      const p = await runPod(s, i, `serial-${when}`);
+      f.serialRunPod[when].push(p.podMs);
+      f.serialCtrStart[when].push(...p.ctrMs);
+      pods++;
       await removePod(s, p.id);
     }
+    if (before && pods) f.serialCniAdd[when] = ((await cniAddSeconds(url!)).sum - before.sum) * 1000 / pods;
   };
-  await serial(f.serialCtrStart.empty, 'serial-empty');
+  await serial('empty');
 
   log(`${s.name}: starting ${n} pods of ${CONTAINERS_PER_POD} containers, ${CONCURRENCY} at a time`);
   const ids: string[] = [];
@@ -252,7 +275,7 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
     });
     log(`${s.name}: ${n} pods in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-    await serial(f.serialCtrStart.full, 'serial-full');
+    await serial('full');
     const counts = await relistCounts(s.client);
     if (counts.ready < n || counts.running < n * CONTAINERS_PER_POD) throw new Error(`${s.name}: lists ${counts.ready} pods ready and ${counts.running} containers running, not ${n} and ${n * CONTAINERS_PER_POD}`);
 
@@ -272,7 +295,6 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
         }),
       );
     }
-    const url = await metricsUrl?.();
     const scrape = async () => {
       const res = await fetch(url!);
       if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
@@ -471,13 +493,15 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
       ctr_start_last50: f.ctrStart.last,
       ctr_start_serial_empty: f.serialCtrStart.empty,
       ctr_start_serial_full: f.serialCtrStart.full,
+      run_pod_serial_empty: f.serialRunPod.empty,
+      run_pod_serial_full: f.serialRunPod.full,
       relist: f.relist,
       relist_filtered: f.relistFiltered,
       list_container_stats: f.listContainerStats,
       metrics_scrape: f.metricsScrape,
       remove_pod: f.removePod,
     })[metric] ?? [];
-  for (const metric of ['run_pod_first50', 'run_pod_last50', 'ctr_start_first50', 'ctr_start_last50', 'ctr_start_serial_empty', 'ctr_start_serial_full', 'relist', 'relist_filtered', 'list_container_stats', 'metrics_scrape', 'remove_pod'])
+  for (const metric of ['run_pod_first50', 'run_pod_last50', 'ctr_start_first50', 'ctr_start_last50', 'ctr_start_serial_empty', 'ctr_start_serial_full', 'run_pod_serial_empty', 'run_pod_serial_full', 'relist', 'relist_filtered', 'list_container_stats', 'metrics_scrape', 'remove_pod'])
     for (const [name, f] of Object.entries(figures)) if (pick(f, metric).length) row(metric, name, pick(f, metric));
   console.log('');
   for (const [name, v] of Object.entries(versions)) console.log(`${name}: ${v}`);
@@ -496,6 +520,15 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
     const se = summarize(f.serialCtrStart.empty);
     const sf = summarize(f.serialCtrStart.full);
     if (se.n && sf.n) console.log(`${name}: Create+Start one pod at a time, at ${n} pods / on the empty node: ${fmt(sf.median / se.median)} (medians ${fmt(se.median)} -> ${fmt(sf.median)} ms)`);
+    const re = summarize(f.serialRunPod.empty);
+    const rf = summarize(f.serialRunPod.full);
+    const cni = f.serialCniAdd;
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const own =
+      cni.empty !== null && cni.full !== null
+        ? `; means ${fmt(mean(f.serialRunPod.empty))} -> ${fmt(mean(f.serialRunPod.full))} ms, of which the CNI plugins' ADD ${fmt(cni.empty)} -> ${fmt(cni.full)} ms and the rest ${fmt(mean(f.serialRunPod.empty) - cni.empty)} -> ${fmt(mean(f.serialRunPod.full) - cni.full)} ms`
+        : '';
+    if (re.n && rf.n) console.log(`${name}: RunPodSandbox one pod at a time, at ${n} pods / on the empty node: ${fmt(rf.median / re.median)} (medians ${fmt(re.median)} -> ${fmt(rf.median)} ms${own})`);
     console.log(`${name}: daemon RSS at ${n} pods ${fmt(f.daemonRssMiB)} MiB (after the restarts ${fmt(f.daemonRssAfterRestartMiB)} MiB); ${f.shims} shims, ${fmt(f.shimRssSumMiB)} MiB in all`);
     for (const [how, r] of [['SIGKILL', f.restartKill], ['graceful stop', f.restartGraceful]] as const)
       console.log(`${name}: restart after ${how}: ${r ? `CRI answers in ${fmt(r.criS, 3)} s, all ${n} pods ready and ${n * CONTAINERS_PER_POD} containers running in ${fmt(r.allS, 3)} s` : 'not measured'}`);
@@ -509,6 +542,8 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
       run_pod_ms: { first50: sk ? med(sk.runPod.first) : null, last50: sk ? med(sk.runPod.last) : null },
       ctr_start_ms: { first50: sk ? med(sk.ctrStart.first) : null, last50: sk ? med(sk.ctrStart.last) : null },
       ctr_start_serial_ms: { empty: sk ? med(sk.serialCtrStart.empty) : null, full: sk ? med(sk.serialCtrStart.full) : null },
+      run_pod_serial_ms: { empty: sk ? med(sk.serialRunPod.empty) : null, full: sk ? med(sk.serialRunPod.full) : null },
+      cni_add_serial_mean_ms: { empty: sk ? round(sk.serialCniAdd.empty) : null, full: sk ? round(sk.serialCniAdd.full) : null },
       relist_ms: pair((f) => f.relist),
       list_container_stats_ms: pair((f) => f.listContainerStats),
       metrics_scrape_ms: sk ? med(sk.metricsScrape) : null,
@@ -526,6 +561,7 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
             run_pod_ms: { first50: med(peer.runPod.first), last50: med(peer.runPod.last) },
             ctr_start_ms: { first50: med(peer.ctrStart.first), last50: med(peer.ctrStart.last) },
             ctr_start_serial_ms: { empty: med(peer.serialCtrStart.empty), full: med(peer.serialCtrStart.full) },
+            run_pod_serial_ms: { empty: med(peer.serialRunPod.empty), full: med(peer.serialRunPod.full) },
             daemon_rss_mib: round(peer.daemonRssMiB),
             shim_rss_sum_mib: round(peer.shimRssSumMiB),
             restart_s: peer.restartKill ? round(peer.restartKill.allS) : null,

@@ -11,6 +11,7 @@ import { promises as fsp } from 'fs';
 import type { NamespaceType, Spec } from '../oci/runtime_spec';
 import { hostIdOf } from '../sandbox/userns';
 import { DEFAULT_CAPABILITIES } from './spec';
+import { readProcFile } from '../sys/proc_file';
 
 export const NAMESPACES = ['mnt', 'pid', 'net', 'ipc', 'uts', 'user', 'cgroup'] as const;
 /** Resources a container's cgroup can bound; one it does not is shared with its neighbours. */
@@ -136,7 +137,7 @@ export async function observeIsolation(base: Isolation, pid: number, infraPid: n
   }
   let uid0IsHostRoot = base.uid0IsHostRoot;
   try {
-    uid0IsHostRoot = parseUidMap(await fsp.readFile(`/proc/${pid}/uid_map`, 'utf8')) === 0;
+    uid0IsHostRoot = parseUidMap(await readProcFile(`/proc/${pid}/uid_map`)) === 0;
   } catch {
     return base;
   }

@@ -6,9 +6,9 @@
 // program (`sh -c top`) is lost, and a graceful stop would then wait out its whole
 // timeout. StopContainer uses this to send the stop signal again once the program has
 // installed its handler.
-import { promises as fsp } from 'fs';
 import { Signal } from '../cri/gen/cri';
 import { InvalidArgument } from '../errors';
+import { readProcFile } from '../sys/proc_file';
 
 // Linux numbers of the classic signals on the architectures skiff runs on (x86, arm,
 // and the other "generic" ones; not mips, sparc or alpha). Aliases share a number.
@@ -104,7 +104,7 @@ export function recordedStopSignal(stopSignal: string): number {
 export async function initDropsSignal(pid: number, signal: number): Promise<boolean> {
   let status: string;
   try {
-    status = await fsp.readFile(`/proc/${pid}/status`, 'utf8');
+    status = await readProcFile(`/proc/${pid}/status`);
   } catch {
     return false;
   }

@@ -15,6 +15,7 @@ import type { Logger } from '../log';
 import type { SandboxService } from '../sandbox/sandbox_service';
 import { shimDir } from '../sandbox/pod_registry';
 import { forEachLimited } from '../store/parallel';
+import { readProcFile } from '../sys/proc_file';
 
 /** CRI calls whose latency is a lifecycle step, by the step's name. */
 const LIFECYCLE: Record<string, string> = {
@@ -37,7 +38,7 @@ const PULL_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 async function rssBytes(pid: number): Promise<number> {
   try {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(await fsp.readFile(`/proc/${pid}/status`, 'utf8'));
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(await readProcFile(`/proc/${pid}/status`));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;

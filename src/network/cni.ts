@@ -10,6 +10,7 @@ import { Internal, InvalidArgument } from '../errors';
 import { failpoint } from '../failpoints';
 import { SharedLock } from '../store/keyed_lock';
 import { writeFileAtomic } from '../store/records';
+import { readProcFile } from '../sys/proc_file';
 
 export interface CniOptions {
   confDir: string;
@@ -181,7 +182,7 @@ export class CniNetwork {
       const found: number[] = [];
       for (const pid of await fsp.readdir('/proc')) {
         if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-        const env = await fsp.readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
+        const env = await readProcFile(`/proc/${pid}/environ`, 'latin1').catch(() => '');
         if (env.includes('\0CNI_COMMAND=') || env.startsWith('CNI_COMMAND=')) if (env.split('\0').some((v) => v.startsWith(prefix))) found.push(Number(pid));
       }
       return found;

@@ -6,6 +6,7 @@ import { spawn } from 'child_process';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { mapLimited } from '../store/parallel';
+import { readProcFile } from '../sys/proc_file';
 
 export interface SpawnOptions {
   binary: string;
@@ -62,7 +63,7 @@ export interface ShimProcess {
 /** When a process started, in clock ticks after boot (/proc/<pid>/stat's field 22);
  * undefined when it is gone. */
 async function startTicks(pid: number | 'self'): Promise<number | undefined> {
-  const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const stat = await readProcFile(`/proc/${pid}/stat`).catch(() => '');
   const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
   return stat && Number.isInteger(ticks) ? ticks : undefined;
 }
@@ -78,7 +79,7 @@ export async function findShims(under: string, pids?: number[], startedBeforeSel
   // A node at 500 pods runs thousands of processes: their command lines are read many at a
   // time (one after the other, the round trips through libuv's pool took a second).
   const found = await mapLimited(names, PROC_READ_CONCURRENCY, async (name) => {
-    const argv = (await fsp.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const argv = (await readProcFile(`/proc/${name}/cmdline`).catch(() => '')).split('\0');
     const i = argv.indexOf('--state-dir');
     if (i < 0 || !path.basename(argv[0] ?? '').startsWith('skiff-shim')) return undefined;
     const stateDir = path.resolve(argv[i + 1] ?? '');
@@ -102,7 +103,7 @@ export async function killShim(pid: number, deadlineMs = 10_000): Promise<void> 
   }
   const end = Date.now() + deadlineMs;
   while (Date.now() < end) {
-    const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const stat = await readProcFile(`/proc/${pid}/stat`).catch(() => '');
     // Gone, or a zombie its parent (init) has yet to reap.
     if (!stat || / Z /.test(stat.slice(stat.lastIndexOf(')')))) return;
     await new Promise((r) => setTimeout(r, 10));

@@ -3,12 +3,12 @@
 // time), and per-interface network counters read from the pod's network namespace through
 // /proc/<infra pid>/net/dev. cri/runtime/stats.ts turns a sample into the CRI's
 // PodSandboxStats, and cri/runtime/cadvisor_metrics.ts into cAdvisor's series.
-import { promises as fsp } from 'fs';
 import type { ContainerRecord } from '../container/container_service';
 import type { PodRecord } from '../sandbox/pod_registry';
 import type { SandboxService } from '../sandbox/sandbox_service';
 import type { CgroupStats } from '../shim/client';
 import type { ContainerSample, ContainerStatsService } from './container_stats';
+import { readProcFile } from '../sys/proc_file';
 
 /** The interface CNI gives a pod, reported as its default one. */
 const POD_INTERFACE = 'eth0';
@@ -70,7 +70,7 @@ export class PodStatsService {
     if (pod.hostNetwork || pod.state !== 'ready' || !pod.infraPid) return null;
     let text: string;
     try {
-      text = await fsp.readFile(`/proc/${pod.infraPid}/net/dev`, 'utf8');
+      text = await readProcFile(`/proc/${pod.infraPid}/net/dev`);
     } catch {
       return null; // the pod stopped meanwhile
     }
