@@ -8,14 +8,13 @@ import * as http from 'http';
 import * as path from 'path';
 import * as client from 'prom-client';
 import type { ContainerService } from '../container/container_service';
-import { runsAsHostRoot } from '../container/isolation';
 import { GrpcCode } from '../errors';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import type { SandboxService } from '../sandbox/sandbox_service';
 import { shimDir } from '../sandbox/pod_registry';
-import { forEachLimited } from '../store/parallel';
 import { readProcFile } from '../sys/proc_file';
+import { IsolationFamily } from './isolation_family';
 
 /** CRI calls whose latency is a lifecycle step, by the step's name. */
 const LIFECYCLE: Record<string, string> = {
@@ -28,8 +27,6 @@ const LIFECYCLE: Record<string, string> = {
   RemoveContainer: 'remove_container',
 };
 
-/** Containers whose isolation facts a scrape gathers at once. */
-const ISOLATION_CONCURRENCY = 32;
 /** Exit reasons as ContainerStatus reports them; anything else counts as "other". */
 const EXIT_REASONS = new Set(['Completed', 'Error', 'OOMKilled', 'StartError', 'Unknown', 'ContainerCannotRun']);
 
@@ -63,6 +60,8 @@ export class Metrics {
   private readonly shimLosses: client.Counter;
   private readonly recoveries: client.Counter<'kind'>;
   private scraping: Promise<unknown> = Promise.resolve();
+  /** skiff_container_isolation, formatted by skiff (see isolation_family.ts). */
+  private isolation: IsolationFamily | null = null;
 
   constructor() {
     const registers = [this.registry];
@@ -130,6 +129,7 @@ export class Metrics {
   /** Gauges read at scrape time, and counters fed by the services' change events. */
   watch(pods: SandboxService, containers: ContainerService, images: ImageService): void {
     const registers = [this.registry];
+    this.isolation = new IsolationFamily(pods, containers);
     containers.onChange((change, r) => {
       if (change === 'started') this.containerStarts.inc();
       if (change === 'stopped') this.containerExits.inc({ reason: EXIT_REASONS.has(r.reason) ? r.reason : 'other' });
@@ -155,48 +155,6 @@ export class Metrics {
         const n: Record<string, number> = { created: 0, running: 0, exited: 0 };
         for (const c of containers.list()) n[c.state] = (n[c.state] ?? 0) + 1;
         for (const [state, v] of Object.entries(n)) this.set({ state }, v);
-      },
-    });
-    new client.Gauge({
-      name: 'skiff_container_isolation',
-      help:
-        'Isolation facts of running containers, by check: host_network, host_pid, host_ipc (1: the host\'s namespace), privileged, ' +
-        'seccomp_unconfined, lsm_unconfined (neither an AppArmor profile nor an SELinux label), ' +
-        'root_on_host (runs as uid 0 and that is the host\'s root), writable_rootfs (1 when true), ' +
-        'extra_capabilities (how many beyond the default set), no_memory_limit, no_pids_limit, no_cpu_quota, no_io_weight ' +
-        '(1: the container\'s cgroup leaves it unbounded, so it can take from its neighbours). Labelled by Kubernetes namespace, pod and container name.',
-      labelNames: ['namespace', 'pod', 'container', 'check'],
-      registers,
-      async collect() {
-        this.reset();
-        // A bound on the containers looked at together: the first scrape reads every
-        // container's config.json, and 1,000 of them at once took skiffd's RSS up 35 MiB.
-        await forEachLimited(
-          containers.list().filter((c) => c.state === 'running'),
-          ISOLATION_CONCURRENCY,
-          async (c) => {
-            const i = await containers.isolation(c).catch(() => null);
-            const m = pods.get(c.podId)?.config.metadata;
-            if (!i) return;
-            const labels = { namespace: m?.namespace ?? '', pod: m?.name ?? '', container: c.config.metadata?.name ?? '' };
-            const checks: Record<string, number> = {
-              host_network: +(i.namespaces.net === 'host'),
-              host_pid: +(i.namespaces.pid === 'host'),
-              host_ipc: +(i.namespaces.ipc === 'host'),
-              privileged: +i.privileged,
-              seccomp_unconfined: +(i.seccomp === 'unconfined'),
-              lsm_unconfined: +i.lsmUnconfined,
-              root_on_host: +runsAsHostRoot(i),
-              writable_rootfs: +!i.readOnlyRootfs,
-              extra_capabilities: i.extraCapabilities.length,
-              no_memory_limit: +i.unbounded.includes('memory'),
-              no_pids_limit: +i.unbounded.includes('pids'),
-              no_cpu_quota: +i.unbounded.includes('cpu'),
-              no_io_weight: +i.unbounded.includes('io'),
-            };
-            for (const [check, v] of Object.entries(checks)) this.set({ ...labels, check }, v);
-          },
-        );
       },
     });
     new client.Gauge({
@@ -246,7 +204,11 @@ export class Metrics {
     const run = this.scraping.then(async () => {
       this.registry.setContentType(openMetrics ? client.Registry.OPENMETRICS_CONTENT_TYPE : client.Registry.PROMETHEUS_CONTENT_TYPE);
       try {
-        return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+        const [registry, isolation] = await Promise.all([this.registry.metrics(), this.isolation?.text() ?? '']);
+        // OpenMetrics ends with "# EOF": the family goes before it.
+        const eof = openMetrics ? registry.lastIndexOf('# EOF') : -1;
+        const body = eof >= 0 ? registry.slice(0, eof) + isolation + registry.slice(eof) : registry + isolation;
+        return { contentType: this.registry.contentType, body };
       } finally {
         this.registry.setContentType(client.Registry.PROMETHEUS_CONTENT_TYPE);
       }
