@@ -11,6 +11,7 @@ import type { ChangeListener } from '../store/record_set';
 import { EventReporter, PodEvent } from './event_reporter';
 import { isolationFindings } from './findings';
 import { startIsolationEvents, watchIsolationEvents } from './isolation_events';
+import { fakeIsolation } from '../container/isolation_fake';
 
 /** A logger that keeps its lines, parsed. */
 function recording(): Logger & { lines: { level: string; msg: string }[] } {
@@ -21,25 +22,7 @@ function recording(): Logger & { lines: { level: string; msg: string }[] } {
 
 const quiet = () => new Logger('error', {}, new Writable({ write: (_c, _e, cb) => cb() }), false);
 
-function isolation(over: Partial<Isolation> = {}): Isolation {
-  return {
-    namespaces: { mnt: 'private', pid: 'private', net: 'pod', ipc: 'pod', uts: 'pod', user: 'host', cgroup: 'host' },
-    observed: true,
-    limits: { cpus: 1, memoryBytes: 1 << 30, pids: 100 },
-    unbounded: [],
-    extraCapabilities: [],
-    seccomp: 'filtered',
-    lsm: { apparmor: null, selinux: null },
-    lsmUnconfined: true,
-    noNewPrivileges: false,
-    privileged: false,
-    readOnlyRootfs: false,
-    maskedPaths: [],
-    uid: 1000,
-    uid0IsHostRoot: true,
-    ...over,
-  };
-}
+const isolation = fakeIsolation;
 
 describe('kubernetes events: isolation findings', () => {
   it('finds nothing for a container that runs as a user, in its pod, within limits', () => {

@@ -1,27 +1,13 @@
 import assert from 'node:assert/strict';
 import type { ContainerRecord, ContainerService } from '../container/container_service';
 import type { Isolation } from '../container/isolation';
+import { fakeIsolation } from '../container/isolation_fake';
 import type { SandboxService } from '../sandbox/sandbox_service';
 import { IsolationFamily } from './isolation_family';
 import { Metrics } from './metrics';
 
-const facts = (over: Partial<Isolation> = {}): Isolation => ({
-  namespaces: { net: 'pod', pid: 'pod', ipc: 'pod', uts: 'pod', mnt: 'private', user: 'host', cgroup: 'private' },
-  observed: true,
-  limits: { cpus: null, memoryBytes: null, pids: null },
-  unbounded: ['memory', 'pids', 'cpu', 'io'],
-  extraCapabilities: [],
-  seccomp: 'filtered',
-  lsm: { apparmor: null, selinux: null },
-  lsmUnconfined: true,
-  noNewPrivileges: false,
-  privileged: false,
-  readOnlyRootfs: false,
-  maskedPaths: [],
-  uid: 0,
-  uid0IsHostRoot: true,
-  ...over,
-});
+/** Facts of a container run as root in no user namespace, with no limits. */
+const facts = (over: Partial<Isolation> = {}): Isolation => fakeIsolation({ uid: 0, unbounded: ['memory', 'pids', 'cpu', 'io'], limits: { cpus: null, memoryBytes: null, pids: null }, ...over });
 
 /** Services holding `ctrs`; isolation() answers from `of` and counts its calls. */
 function services(ctrs: Partial<ContainerRecord>[], of: Map<string, Isolation>) {
