@@ -21,6 +21,7 @@ const OK = 0;
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const RESOURCE_EXHAUSTED = 8;
+const FAILED_PRECONDITION = 9;
 const UNAVAILABLE = 14;
 
 /** The status a call ended with: code 0 and no details when it succeeded. */
@@ -78,7 +79,7 @@ describe('hostile input (skiffd over gRPC)', function () {
     const before = await hostState();
     const r = await outcome(call());
     assert.equal(r.code, code, `${what}: status ${r.code} (${r.details})`);
-    assert.match(r.details, details, what);
+    assert.match(r.details, details, `${what}: ${r.details}`);
     assert.deepEqual(await hostState(), before, `${what}: nothing made, changed or left behind`);
   };
 
@@ -210,11 +211,30 @@ describe('hostile input (skiffd over gRPC)', function () {
       await refused(
         () => cri.createCtr(small, 'starved'),
         RESOURCE_EXHAUSTED,
-        /^create container "[0-9a-f]{64}": the kernel's OOM killer ended the container process before its command ran: it has no memory limit of its own; that of a cgroup above it \(its pod's\) is too low for it to start$/,
+        // The kernel's OOM killer picks its victim in the pod's cgroup: the container's
+        // process, or (on a busy machine) the pod's infra process, whose namespaces the
+        // container was joining.
+        /^create container "[0-9a-f]{64}": the kernel's OOM killer ended (the container process before its command ran: it has no memory limit of its own; that of a cgroup above it \(its pod's\) is too low for it to start|the pod's infra process, whose namespaces the container joins: the pod's memory limit is too low)$/,
         'CreateContainer in a 64 KiB pod',
       );
       assert.deepEqual(children(), childrenBefore, "no container cgroup left in the pod's");
       await client().runtime('RemovePodSandbox', { pod_sandbox_id: small.id });
+    });
+
+    it("fail CreateContainer with FAILED_PRECONDITION naming the signal when the pod's infra process was killed, leaving nothing behind", async () => {
+      const doomed = await cri.runPod();
+      const infra = JSON.parse((await client().runtime('PodSandboxStatus', { pod_sandbox_id: doomed.id, verbose: true })).info.info).pid as number;
+      const containersBefore = (await client().runtime('ListContainers', { filter: { pod_sandbox_id: doomed.id } })).containers.length;
+      process.kill(infra, 'SIGKILL');
+      await refused(
+        () => cri.createCtr(doomed, 'orphan'),
+        FAILED_PRECONDITION,
+        /^create container "[0-9a-f]{64}": the pod's infra process, whose namespaces the container joins, has been killed by signal 9$/,
+        'CreateContainer in a pod whose infra process was killed',
+      );
+      assert.equal((await client().runtime('ListContainers', { filter: { pod_sandbox_id: doomed.id } })).containers.length, containersBefore);
+      await client().runtime('StopPodSandbox', { pod_sandbox_id: doomed.id });
+      await client().runtime('RemovePodSandbox', { pod_sandbox_id: doomed.id });
     });
 
     it('fail StartContainer naming the OOM kill and the limit when the kernel kills the process as it starts', async function () {

@@ -234,6 +234,8 @@ int container_create(json_t *params, json_t **result, struct shim_err *err)
     if (spawn_process(&req, &c->pid, &c->sync_fd, &master, err) < 0) {
       if (cgroup_oom_kills(c->cg) > oom_kills)
         oom_failure(c, "create", err);
+      else
+        pod_infra_gone_failure(c->id, err);
       return -1;
     }
   }

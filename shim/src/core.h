@@ -380,6 +380,10 @@ json_t *pod_json(void);
 int pod_stats(json_t **out, struct shim_err *err);
 pid_t pod_infra_pid(void);
 void pod_reaped(pid_t pid, int status);
+/* A container create failed: when the pod's infra process is gone (its namespaces with
+ * it), err says so and how (RESOURCE_EXHAUSTED for an OOM kill) and -1 is returned;
+ * otherwise err is left as it is, and the result is -1 too. */
+int pod_infra_gone_failure(const char *id, struct shim_err *err);
 bool pod_shutdown(void);
 /* New limits for the pod cgroup the shim made; all or nothing (cgroup_update). */
 int pod_update(json_t *params, struct shim_err *err);

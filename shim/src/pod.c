@@ -20,6 +20,8 @@
 
 static struct {
   pid_t infra;
+  int infra_status;     /* how the infra process ended, once reaped (wait status) */
+  bool infra_reaped;
   json_t *info;         /* what `list` reports: pid, namespaces, hostname */
   struct cgroup *cg;    /* the infra process's cgroup, or NULL */
   struct cgroup *pod_cg; /* the pod cgroup the shim made (params.podCgroup), or NULL */
@@ -359,8 +361,38 @@ void pod_reaped(pid_t pid, int status)
     return;
   shim_log("pod infra process %d exited (status 0x%x)", (int) pid, (unsigned) status);
   g_pod.infra = 0;
+  g_pod.infra_status = status;
+  g_pod.infra_reaped = true;
   if (g_pod.info)
     json_object_set_new(g_pod.info, "infraExited", json_true());
+}
+
+/* The signal that ended the infra process, 0 for an exit, or -1 while it runs. An exit
+ * not yet reaped is looked at without reaping it (WNOWAIT): the main loop reaps. */
+static int infra_end_signal(void)
+{
+  siginfo_t si;
+  if (g_pod.infra_reaped)
+    return WIFSIGNALED(g_pod.infra_status) ? WTERMSIG(g_pod.infra_status) : 0;
+  memset(&si, 0, sizeof(si));
+  if (g_pod.infra <= 0 || waitid(P_PID, (id_t) g_pod.infra, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+    return -1;
+  return si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED ? si.si_status : 0;
+}
+
+int pod_infra_gone_failure(const char *id, struct shim_err *err)
+{
+  int sig = infra_end_signal();
+  if (sig < 0)
+    return -1;
+  /* The infra's cgroup holds nothing else: an OOM kill counted there was the infra's. */
+  if (sig == SIGKILL && g_pod.cg && cgroup_oom_kills(g_pod.cg) > 0)
+    return shim_fail(err, SHIM_RESOURCE_EXHAUSTED,
+                     "create container \"%s\": the kernel's OOM killer ended the pod's infra process, whose namespaces the container "
+                     "joins: the pod's memory limit is too low",
+                     id);
+  return shim_fail(err, SHIM_FAILED_PRECONDITION, "create container \"%s\": the pod's infra process, whose namespaces the container joins, has %s %d",
+                   id, sig ? "been killed by signal" : "exited with status", sig ? sig : WEXITSTATUS(g_pod.infra_status));
 }
 
 bool pod_shutdown(void)
