@@ -363,8 +363,10 @@ void pod_reaped(pid_t pid, int status)
   g_pod.infra = 0;
   g_pod.infra_status = status;
   g_pod.infra_reaped = true;
-  if (g_pod.info)
+  if (g_pod.info) {
     json_object_set_new(g_pod.info, "infraExited", json_true());
+    json_object_set_new(g_pod.info, "infraStatus", json_integer(status));
+  }
 }
 
 /* The signal that ended the infra process, 0 for an exit, or -1 while it runs. An exit

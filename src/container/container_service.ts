@@ -22,6 +22,7 @@ import type { Process, Spec } from '../oci/runtime_spec';
 import { checkMemoryFloor, ociResources } from './resources';
 import { BundleHost, writeBundle } from './bundle';
 import { requestedCdiDevices, resolveCdiDevices } from './cdi';
+import { explainInfraGone } from './infra_end';
 import { Isolation, isolationFromSpec, observeIsolation } from './isolation';
 import { initDropsSignal, recordedStopSignal, SIGKILL, stopSignalInForce } from './signals';
 import { capabilitiesFromMask } from './spec';
@@ -405,7 +406,7 @@ export class ContainerService {
     } catch (e) {
       // Undone in full: the intent is done with. Else a restart undoes what is left.
       if ((await undo.run(this.opts.log.with({ container: id }))) && intent) await this.opts.journal.settled(intent);
-      throw e;
+      throw await explainInfraGone(e, pod.infraPid, id, async () => (await this.pods.shim(pod.id)?.list())?.pod?.infraStatus);
     }
     failpoint('create_container.recorded');
     await this.opts.journal.settled(intent);

@@ -109,6 +109,8 @@ export interface PodResult {
 export interface PodInfo extends PodResult {
   hostname: string;
   infraExited?: boolean;
+  /** How it ended, a wait status (shims from before it: absent). */
+  infraStatus?: number;
 }
 
 export interface CreateParams {
