@@ -12,7 +12,7 @@ import { GrpcCode } from '../errors';
 import type { ImageService } from '../image/image_service';
 import type { Logger } from '../log';
 import type { SandboxService } from '../sandbox/sandbox_service';
-import { shimDir } from '../sandbox/pod_registry';
+import { PodRecord, shimDir } from '../sandbox/pod_registry';
 import { readProcFile } from '../sys/proc_file';
 import { IsolationFamily } from './isolation_family';
 
@@ -40,6 +40,22 @@ async function rssBytes(pid: number): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/** Each connected shim's pid, read from its pid file once per connection (a scrape at 500
+ * pods read 500 pid files before). */
+const shimPids = new WeakMap<object, Promise<number>>();
+
+function shimPid(pod: PodRecord, shim: object | undefined): Promise<number> {
+  if (!shim) return Promise.resolve(0);
+  let pid = shimPids.get(shim);
+  if (!pid) {
+    pid = fsp.readFile(path.join(shimDir(pod), 'shim.pid'), 'utf8').then(Number, () => 0);
+    shimPids.set(shim, pid);
+    // Only a pid is kept: a read that failed is tried again at the next scrape.
+    void pid.then((n) => n > 0 || shimPids.delete(shim));
+  }
+  return pid;
 }
 
 export class Metrics {
@@ -186,12 +202,7 @@ export class Metrics {
       help: 'Resident memory of all pod shims together (see skiff_shims for how many).',
       registers,
       async collect() {
-        const pids = await Promise.all(
-          pods
-            .list()
-            .filter((p) => pods.shim(p.id))
-            .map((p) => fsp.readFile(path.join(shimDir(p), 'shim.pid'), 'utf8').then(Number, () => 0)),
-        );
+        const pids = await Promise.all(pods.list().map((p) => shimPid(p, pods.shim(p.id))));
         this.set((await Promise.all(pids.filter((p) => p > 0).map(rssBytes))).reduce((a, b) => a + b, 0));
       },
     });
