@@ -38,13 +38,13 @@ const log = (s: string) => console.log(`${new Date().toISOString().slice(11, 19)
 const hostMounts = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
 
 /** The summed seconds of every CNI plugin's ADD, from skiffd's /metrics. */
-async function cniAddSeconds(url: string): Promise<{ sum: number }> {
+async function cniAddSeconds(url: string): Promise<number> {
   const res = await fetch(url);
   if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
   let sum = 0;
   for (const line of (await res.text()).split('\n'))
     if (line.startsWith('skiff_cni_operation_duration_seconds_sum{') && line.includes('command="ADD"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return { sum };
+  return sum;
 }
 
 /** What one runtime measured; null where it was not measured or failed. */
@@ -250,7 +250,7 @@ async function measure(s: Subject, r: Restartable, n: number, runs: number, opts
       pods++;
       await removePod(s, p.id);
     }
-    if (before && pods) f.serialCniAdd[when] = ((await cniAddSeconds(url!)).sum - before.sum) * 1000 / pods;
+    if (before !== null && pods) f.serialCniAdd[when] = ((await cniAddSeconds(url!)) - before) * 1000 / pods;
   };
   await serial('empty');
 

@@ -369,24 +369,28 @@ void pod_reaped(pid_t pid, int status)
   }
 }
 
-/* The signal that ended the infra process, 0 for an exit, or -1 while it runs. An exit
+/* How the infra process ended, as a wait status in *status; false while it runs. An exit
  * not yet reaped is looked at without reaping it (WNOWAIT): the main loop reaps. */
-static int infra_end_signal(void)
+static bool infra_ended(int *status)
 {
   siginfo_t si;
-  if (g_pod.infra_reaped)
-    return WIFSIGNALED(g_pod.infra_status) ? WTERMSIG(g_pod.infra_status) : 0;
+  if (g_pod.infra_reaped) {
+    *status = g_pod.infra_status;
+    return true;
+  }
   memset(&si, 0, sizeof(si));
   if (g_pod.infra <= 0 || waitid(P_PID, (id_t) g_pod.infra, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
-    return -1;
-  return si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED ? si.si_status : 0;
+    return false;
+  *status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : si.si_status & 0x7f;
+  return true;
 }
 
 int pod_infra_gone_failure(const char *id, struct shim_err *err)
 {
-  int sig = infra_end_signal();
-  if (sig < 0)
+  int status, sig;
+  if (!infra_ended(&status))
     return -1;
+  sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   /* The infra's cgroup holds nothing else: an OOM kill counted there was the infra's. */
   if (sig == SIGKILL && g_pod.cg && cgroup_oom_kills(g_pod.cg) > 0)
     return shim_fail(err, SHIM_RESOURCE_EXHAUSTED,
@@ -394,7 +398,7 @@ int pod_infra_gone_failure(const char *id, struct shim_err *err)
                      "joins: the pod's memory limit is too low",
                      id);
   return shim_fail(err, SHIM_FAILED_PRECONDITION, "create container \"%s\": the pod's infra process, whose namespaces the container joins, has %s %d",
-                   id, sig ? "been killed by signal" : "exited with status", sig ? sig : WEXITSTATUS(g_pod.infra_status));
+                   id, sig ? "been killed by signal" : "exited with status", sig ? sig : WEXITSTATUS(status));
 }
 
 bool pod_shutdown(void)

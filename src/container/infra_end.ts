@@ -4,7 +4,7 @@
 // path; the caller is told instead that the pod's infra process ended, and how, as the
 // shim says it (shim/src/pod.c, pod_infra_gone_failure).
 import { FailedPrecondition } from '../errors';
-import { readProcFile } from '../sys/proc_file';
+import { readProcStat } from '../sys/proc_file';
 
 /** A wait status in words. */
 const ended = (status: number) => (status & 0x7f ? `has been killed by signal ${status & 0x7f}` : `has exited with status ${(status >> 8) & 0xff}`);
@@ -13,16 +13,13 @@ const ended = (status: number) => (status & 0x7f ? `has been killed by signal ${
  * its zombie or, once its parent reaped it, from `reaped` (the shim's record; "has exited"
  * without one); null while it runs. */
 export async function infraEnd(pid: number, reaped: () => Promise<number | undefined> = async () => undefined): Promise<string | null> {
-  let stat: string;
-  try {
-    stat = await readProcFile(`/proc/${pid}/stat`);
-  } catch {
+  const fields = await readProcStat(pid);
+  if (!fields) {
     const status = await reaped().catch(() => undefined);
     return status === undefined ? 'has exited' : ended(status);
   }
-  // Fields from the state (field 3) on; exit_code is field 52, a wait status (Linux 3.5+).
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   if (fields[0] !== 'Z' && fields[0] !== 'X') return null;
+  // exit_code, field 52: a wait status (Linux 3.5+).
   const status = Number(fields[49]);
   return Number.isInteger(status) ? ended(status) : 'has exited';
 }

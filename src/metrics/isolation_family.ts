@@ -9,7 +9,7 @@ import { Isolation, runsAsHostRoot } from '../container/isolation';
 import type { SandboxService } from '../sandbox/sandbox_service';
 import { forEachLimited } from '../store/parallel';
 
-export const ISOLATION_METRIC = 'skiff_container_isolation';
+const ISOLATION_METRIC = 'skiff_container_isolation';
 const HELP =
   "Isolation facts of running containers, by check: host_network, host_pid, host_ipc (1: the host's namespace), privileged, " +
   'seccomp_unconfined, lsm_unconfined (neither an AppArmor profile nor an SELinux label), ' +
@@ -23,7 +23,7 @@ const HEAD = `# HELP ${ISOLATION_METRIC} ${HELP.replace(/\\/g, '\\\\').replace(/
 const CONCURRENCY = 32;
 
 /** The checks of one container, in the order they are exposed. */
-export function isolationChecks(i: Isolation): [string, number][] {
+function isolationChecks(i: Isolation): [string, number][] {
   return [
     ['host_network', +(i.namespaces.net === 'host')],
     ['host_pid', +(i.namespaces.pid === 'host')],
@@ -45,8 +45,9 @@ export function isolationChecks(i: Isolation): [string, number][] {
 const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 
 export class IsolationFamily {
-  /** Each running container's lines, and the facts and names they were made from. */
-  private lines = new Map<string, { facts: Isolation; labels: string; text: string }>();
+  /** Each running container's lines, and the facts they were made from (its names, pod's
+   * and own, are fixed for its life). */
+  private lines = new Map<string, { facts: Isolation; text: string }>();
 
   constructor(
     private readonly pods: SandboxService,
@@ -55,14 +56,13 @@ export class IsolationFamily {
 
   /** The family in the text format (the same in OpenMetrics): its HELP, TYPE and samples. */
   async text(): Promise<string> {
-    const next = new Map<string, { facts: Isolation; labels: string; text: string }>();
+    const next = new Map<string, { facts: Isolation; text: string }>();
     const running = this.containers.list().filter((c) => c.state === 'running');
     await forEachLimited(running, CONCURRENCY, async (c) => {
       const facts = await this.containers.isolation(c).catch(() => null);
       if (!facts) return;
-      const labels = this.labels(c);
       const had = this.lines.get(c.id);
-      next.set(c.id, had && had.facts === facts && had.labels === labels ? had : { facts, labels, text: format(labels, facts) });
+      next.set(c.id, had?.facts === facts ? had : { facts, text: format(this.labels(c), facts) });
     });
     this.lines = next;
     let out = HEAD;

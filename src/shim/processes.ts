@@ -6,7 +6,7 @@ import { spawn } from 'child_process';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
 import { mapLimited } from '../store/parallel';
-import { readProcFile } from '../sys/proc_file';
+import { readProcFile, readProcStat } from '../sys/proc_file';
 
 export interface SpawnOptions {
   binary: string;
@@ -63,9 +63,9 @@ export interface ShimProcess {
 /** When a process started, in clock ticks after boot (/proc/<pid>/stat's field 22);
  * undefined when it is gone. */
 async function startTicks(pid: number | 'self'): Promise<number | undefined> {
-  const stat = await readProcFile(`/proc/${pid}/stat`).catch(() => '');
-  const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-  return stat && Number.isInteger(ticks) ? ticks : undefined;
+  const fields = await readProcStat(pid);
+  const ticks = Number(fields?.[19]);
+  return fields && Number.isInteger(ticks) ? ticks : undefined;
 }
 
 /** Every live shim whose state dir lies under `under`; among `pids` only, when given;
@@ -103,9 +103,9 @@ export async function killShim(pid: number, deadlineMs = 10_000): Promise<void> 
   }
   const end = Date.now() + deadlineMs;
   while (Date.now() < end) {
-    const stat = await readProcFile(`/proc/${pid}/stat`).catch(() => '');
+    const fields = await readProcStat(pid);
     // Gone, or a zombie its parent (init) has yet to reap.
-    if (!stat || / Z /.test(stat.slice(stat.lastIndexOf(')')))) return;
+    if (!fields || fields[0] === 'Z') return;
     await new Promise((r) => setTimeout(r, 10));
   }
 }

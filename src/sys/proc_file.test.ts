@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { readProcFile } from './proc_file';
+import { readProcFile, readProcStat } from './proc_file';
 
 describe('readProcFile', () => {
   it('reads a kernel file whose size says 0 whole, as readFile does', async () => {
@@ -21,5 +21,12 @@ describe('readProcFile', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('splits /proc/<pid>/stat from the state on, and is null for a process that is gone', async () => {
+    const fields = await readProcStat(process.pid);
+    assert.ok(fields && /^[RS]$/.test(fields[0]), String(fields?.[0]));
+    assert.equal(Number(fields![4 - 3]), process.ppid, 'field 4 is the parent pid');
+    assert.equal(await readProcStat(2 ** 22 + 7), null);
   });
 });

@@ -90,7 +90,7 @@ function frame(type: number, flags: number, stream: number, payload: Buffer): Bu
   return out;
 }
 
-/** Frames of one turn carrying at most this much DATA are joined into one buffer. */
+/** The writes of one turn, up to this many bytes, are joined into one buffer. */
 const COPY_AT_MOST = 64 * 1024;
 
 function u32(n: number): Buffer {
@@ -207,8 +207,6 @@ export class H2Session {
   private blocked: H2Stream[] = [];
   /** Writes of this turn, sent together (one syscall for frames written back to back). */
   private out: Buffer[] = [];
-  /** DATA payload bytes in `out`. */
-  private outBytes = 0;
   private flushScheduled = false;
   /** GOAWAY sent: no new stream is taken. */
   private goingAway = false;
@@ -536,7 +534,6 @@ export class H2Session {
       frameHeader(header, 0, part.length, DATA, 0, stream.id);
       this.push(header);
       this.push(part);
-      this.outBytes += part.length;
     }
     if (stream.trailers) {
       const trailers = stream.trailers;
@@ -608,14 +605,15 @@ export class H2Session {
     const out = this.out;
     if (!out.length || this.closed) return;
     this.out = [];
-    if (out.length === 1 || this.outBytes <= COPY_AT_MOST) this.sock.write(out.length === 1 ? out[0] : Buffer.concat(out));
+    let bytes = 0;
+    for (const b of out) bytes += b.length;
+    if (out.length === 1 || bytes <= COPY_AT_MOST) this.sock.write(out.length === 1 ? out[0] : Buffer.concat(out, bytes));
     else {
       // Large DATA: one writev of the pieces, not a copy.
       this.sock.cork();
       for (const b of out) this.sock.write(b);
       this.sock.uncork();
     }
-    this.outBytes = 0;
   }
 
   // --- Ending ------------------------------------------------------------------------
@@ -654,7 +652,6 @@ export class H2Session {
     if (!this.closed) {
       this.closed = true;
       this.out = [];
-      this.outBytes = 0;
     }
     this.sock.destroy();
     this.closeAll();
