@@ -116,11 +116,20 @@ function widenPodNetwork(confDir: string): string {
   return subnet;
 }
 
+/** `--network host` puts every pod in the node's network namespace (NODE), without CNI:
+ * what the runtime itself costs at N pods, apart from the bridge plugin and the kernel's
+ * work for a bridge of N ports. Set as a run starts. */
+let HOST_NETWORK = false;
+const NAMESPACE_MODE_NODE = 2;
+
 function podConfig(s: Subject, i: number, tag: string) {
   return {
     metadata: { name: `${tag}${i}`, namespace: 'bench', uid: `${tag}-${s.name}-${i}`, attempt: 0 },
     hostname: `${tag}${i}`,
-    linux: { cgroup_parent: `${CGROUP_ROOT}/${s.name}/${tag}${i}` },
+    linux: {
+      cgroup_parent: `${CGROUP_ROOT}/${s.name}/${tag}${i}`,
+      ...(HOST_NETWORK ? { security_context: { namespace_options: { network: NAMESPACE_MODE_NODE } } } : {}),
+    },
   };
 }
 
@@ -407,6 +416,10 @@ const med = (xs: number[]) => (xs.length ? round(median(xs)) : null);
 async function runScaleBench(opts: BenchOptions): Promise<void> {
   const n = opts.pods ?? DEFAULT_PODS;
   const runs = opts.runs ?? DEFAULT_RELISTS;
+  const network = opts.suiteFlags.get('--network') ?? 'cni';
+  if (network !== 'cni' && network !== 'host') throw new Error(`--network: expected cni or host, got "${network}"`);
+  HOST_NETWORK = network === 'host';
+  log(`scale: pods ${HOST_NETWORK ? "in the node's network namespace (--network host), no CNI" : 'on the CNI bridge'}`);
   if (n < 2 * EDGE) log(`scale: ${n} pods: the first and last ${EDGE} overlap`);
   const work = fs.mkdtempSync('/tmp/skb-scale-');
   const cleanups = new Cleanups();
@@ -539,6 +552,7 @@ function report(n: number, figures: Record<string, Figures>, versions: Record<st
       suite: 'scale',
       peers: peers.json(),
       pods: n,
+      network: HOST_NETWORK ? 'host' : 'cni',
       run_pod_ms: { first50: sk ? med(sk.runPod.first) : null, last50: sk ? med(sk.runPod.last) : null },
       ctr_start_ms: { first50: sk ? med(sk.ctrStart.first) : null, last50: sk ? med(sk.ctrStart.last) : null },
       ctr_start_serial_ms: { empty: sk ? med(sk.serialCtrStart.empty) : null, full: sk ? med(sk.serialCtrStart.full) : null },
@@ -577,4 +591,7 @@ export const scaleSuite: Suite = {
   name: 'scale',
   description: `a node at ${DEFAULT_PODS} pods (--pods N): pod and container start first/last ${EDGE}, relist, stats, RSS, restart: skiff vs containerd`,
   run: runScaleBench,
+  flags: {
+    '--network': 'cni (default: the pods on the CNI bridge) or host (in the node\'s network namespace, no CNI)',
+  },
 };

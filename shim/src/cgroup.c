@@ -34,11 +34,38 @@ static int64_t mono_ms(void)
 
 /* ---- creating -------------------------------------------------------------------- */
 
+/* Writing a v1 cpuset's cpus makes the kernel rebuild the scheduler domains when that
+ * cpuset balances load (cpuset.sched_load_balance, 1 by default): a walk of every cpuset
+ * and every task on the node under the cpuset mutex, about 1 ms at 500 pods, once per
+ * new level. Below a cpuset that balances load the flag changes nothing (the kernel
+ * skips the subtree of a balancing cpuset: its domain spans the subtree's cpus), so a
+ * level made here under one turns it off before its cpus are written. Where no ancestor
+ * balances, a level keeps the kernel's default. Best effort. */
+static void skip_domain_rebuild(const char *dir, size_t mount_len)
+{
+  char path[PATH_MAX + 40];
+  struct shim_err ignored;
+  size_t dir_len = strlen(dir);
+  bool covered = false;
+  /* From the hierarchy's root down to dir's parent; most hosts answer at the root. */
+  for (size_t len = mount_len; !covered && len < dir_len; len += strcspn(dir + len + 1, "/") + 1) {
+    cleanup_free char *flag = NULL;
+    snprintf(path, sizeof(path), "%.*s/cpuset.sched_load_balance", (int) len, dir);
+    covered = read_file(path, &flag, NULL, 16, &ignored) == 0 && flag[0] == '1';
+  }
+  if (!covered)
+    return;
+  snprintf(path, sizeof(path), "%s/cpuset.sched_load_balance", dir);
+  write_file(path, "0", 1, 0, &ignored);
+}
+
 /* v1 cpuset children start with empty cpus/mems (and cannot hold tasks):
  * copy the parent's values into a level that has none. */
-static int init_cpuset_level(const char *dir, struct shim_err *err)
+static int init_cpuset_level(const char *dir, size_t mount_len, bool created, struct shim_err *err)
 {
   static const char *const files[] = { "cpuset.cpus", "cpuset.mems" };
+  if (created)
+    skip_domain_rebuild(dir, mount_len);
   for (size_t f = 0; f < 2; f++) {
     char path[PATH_MAX + 32], parent[PATH_MAX + 32];
     cleanup_free char *cur = NULL;
@@ -57,7 +84,7 @@ static int init_cpuset_level(const char *dir, struct shim_err *err)
 
 /* A new v1 cpuset level gets its parent's cpus and mems, read once; false (nothing
  * written) when the parent has none itself or a file cannot be read or written. */
-static bool copy_cpuset_of_parent(const char *dir)
+static bool copy_cpuset_of_parent(const char *dir, size_t mount_len)
 {
   static const char *const files[] = { "cpuset.cpus", "cpuset.mems" };
   cleanup_free char *cpus = NULL;
@@ -71,6 +98,7 @@ static bool copy_cpuset_of_parent(const char *dir)
     if (read_file(path, val[f], NULL, 4096, &ignored) < 0 || (*val[f])[strspn(*val[f], " \n")] == '\0')
       return false;
   }
+  skip_domain_rebuild(dir, mount_len);
   for (size_t f = 0; f < 2; f++) {
     snprintf(path, sizeof(path), "%s/%s", dir, files[f]);
     if (write_file(path, *val[f], strlen(*val[f]), 0, &ignored) < 0)
@@ -119,7 +147,7 @@ static int make_hier(struct cgroup *cg, size_t i, struct shim_err *err)
    * walk below. */
   if (!h->v2 && mkdir(cg->dirs[i], 0755) == 0) {
     cg->created_from[i] = strlen(cg->dirs[i]);
-    if (!cpuset_v1 || copy_cpuset_of_parent(cg->dirs[i]))
+    if (!cpuset_v1 || copy_cpuset_of_parent(cg->dirs[i], strlen(h->mount)))
       return 0;
   }
   memcpy(dir, h->mount, len + 1);
@@ -139,7 +167,8 @@ static int make_hier(struct cgroup *cg, size_t i, struct shim_err *err)
     } else if (!path_is_dir(dir)) {
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.cgroupsPath: %s exists and is not a cgroup directory", dir);
     }
-    if (cpuset_v1 && init_cpuset_level(dir, err) < 0) {
+    /* Levels from created_from down are ours, made now or just before the walk. */
+    if (cpuset_v1 && init_cpuset_level(dir, strlen(h->mount), cg->created_from[i] && len >= cg->created_from[i], err) < 0) {
       shim_err_prefix(err, "linux.cgroupsPath: cpuset");
       return -1;
     }

@@ -701,6 +701,9 @@ static void test_host(void)
       check(file_is(cpu, "cpu.cfs_quota_us", "50000") && file_is(cpu, "cpu.cfs_period_us", "100000"), "cpu.cfs_quota_us and period");
       snprintf(top, sizeof(top), "/sys/fs/cgroup/cpuset%s", g_top);
       check(file_is(top, "cpuset.cpus", root_cpus), "a new v1 cpuset level gets its parent's cpus");
+      if (file_is("/sys/fs/cgroup/cpuset", "cpuset.sched_load_balance", "1"))
+        check(file_is(top, "cpuset.sched_load_balance", "0") && file_is(cpuset, "cpuset.sched_load_balance", "0"),
+              "new cpuset levels under a balancing root do not balance themselves (no domain rebuild)");
       free(root_cpus);
       snprintf(top, sizeof(top), "/sys/fs/cgroup/systemd%s", rel);
       if (is_dir("/sys/fs/cgroup/systemd"))
