@@ -297,9 +297,9 @@ static int do_mount(const struct spec_mount *m, size_t idx, int root_fd, const s
   } else if (mount(m->source && *m->source ? m->source : type, target, type, m->flags, m->data && m->data[0] ? m->data : NULL) < 0) {
     int e = errno;
     /* sysfs needs its own network namespace; without one, bind the host's
-     * read-only, as other runtimes do. */
+     * read-only, as other runtimes do (from the template: its clone). */
     if (strcmp(type, "sysfs") == 0 && (e == EPERM || e == EBUSY)) {
-      if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) < 0) {
+      if (clone ? attach_clone(clone->fd, fd) < 0 : mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) < 0) {
         shim_fail_errno(err, errno, "bind /sys");
         goto fail;
       }
@@ -310,6 +310,10 @@ static int do_mount(const struct spec_mount *m, size_t idx, int root_fd, const s
       if (fd < 0)
         goto fail;
       fd_path(fd, target, sizeof(target));
+      if (clone && mount(NULL, target, NULL, ctx->clones->propagation, NULL) < 0) {
+        shim_fail_errno(err, errno, "set the propagation of the clone of /sys");
+        goto fail;
+      }
       if (syscall(SYS_mount_setattr, AT_FDCWD, target, AT_RECURSIVE,
                   &(struct mount_attr) { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC },
                   sizeof(struct mount_attr)) < 0) {

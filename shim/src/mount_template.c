@@ -215,9 +215,8 @@ bool mount_template_fits(const struct spec *spec, bool has_hooks)
 {
   /* What the template cannot give: a user namespace (its mounts would not be locked as
    * a copy of the host's are, and proc or sysfs mount only where one is fully visible),
-   * sysfs without a network namespace (the host's /sys is bound then), and
-   * createContainer hooks, which run where the host's paths are reachable. */
-  if (ns_listed(&spec->ns, CLONE_NEWUSER) || !ns_listed(&spec->ns, CLONE_NEWNET) || has_hooks)
+   * and createContainer hooks, which run where the host's paths are reachable. */
+  if (ns_listed(&spec->ns, CLONE_NEWUSER) || has_hooks)
     return false;
   for (size_t i = 0; i < spec->rootfs.n_mounts; i++)
     if (spec->rootfs.mounts[i].idmap)
@@ -259,6 +258,15 @@ int mount_clones_prepare(const struct spec *spec, const char *rootfs, struct cgr
       if (cgroup_foreach_hierarchy(cg, clone_cgroup, c, err) < 0)
         goto fail;
       c->binds[i].cg_n = c->n_cgroup - c->binds[i].cg_first;
+    } else if (m->type && strcmp(m->type, "sysfs") == 0 && !ns_listed(&spec->ns, CLONE_NEWNET)) {
+      /* sysfs in the host's network namespace, where mount.c binds the host's /sys if
+       * the kernel refuses a new one; the template has no /sys: its clone, in case. */
+      c->binds[i].fd = clone_tree("/sys", true, err);
+      if (c->binds[i].fd < 0) {
+        shim_err_prefix(err, "linux.mounts[%zu] (sysfs on %s)", i, m->dest);
+        goto fail;
+      }
+      c->binds[i].is_dir = true;
     }
   }
   return 0;

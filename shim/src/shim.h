@@ -507,7 +507,7 @@ void mount_free(struct spec_rootfs *r);
 /* A container made from the pod's mount template (mount_template.c): its mounts are
  * clones of host paths made in the host's namespace (open_tree), attached in its own. */
 struct mount_clone {
-  int fd;               /* -1: not a bind mount */
+  int fd;               /* -1: not a bind mount (nor sysfs without a network namespace) */
   bool is_dir;          /* the source is a directory */
   unsigned long locked; /* the source's MS_RDONLY/NOSUID/NODEV/NOEXEC, which a bind keeps */
   size_t cg_first, cg_n; /* a v1 "cgroup" mount: its hierarchies in mount_clones.cgroup */
@@ -534,8 +534,8 @@ void mount_template_adopt(int fd);
 /* skiff-shim --mount-template DIR: make a template, print the pid of the process in it,
  * and end it once stdin closes (skiffd opens /proc/<pid>/ns/mnt meanwhile). */
 int mount_template_serve(const char *dir);
-/* Can this container be made from the template? Not with a user namespace, without a
- * network namespace (sysfs), with id-mapped mounts or with hooks before its start. */
+/* Can this container be made from the template? Not with a user namespace, with
+ * id-mapped mounts or with hooks before its start. */
 bool mount_template_fits(const struct spec *spec, bool has_hooks);
 void mount_clones_init(struct mount_clones *c);
 /* In the host's mount namespace: clone the rootfs and every bind source. */

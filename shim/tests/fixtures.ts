@@ -74,6 +74,7 @@ export interface OciSpec {
   root: { path: string; readonly?: boolean };
   hostname?: string;
   mounts: { destination: string; type?: string; source?: string; options?: string[] }[];
+  hooks?: Record<string, { path: string; args?: string[] }[]>;
   linux: Record<string, unknown> & { namespaces: { type: string; path?: string }[] };
 }
 

@@ -1,8 +1,9 @@
 // Mount propagation between the host and a container's bind mount of a shared host
 // mount, as CRI asks for it (skiffd's spec: the mount's option and rootfsPropagation):
 // rprivate sees nothing, rslave sees the host's new mounts, rshared also shows the
-// container's to the host. Both ways a container's mount namespace is made: from the
-// pod's template (it has a network namespace) and as a copy of the host's (it has none).
+// container's to the host. Every way a container's mount namespace is made: from the
+// pod's template, with the pod's network namespace or the host's, and as a copy of the
+// host's (a createContainer hook, which may need the host's paths, asks for that).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -25,17 +26,18 @@ describe('shim mount propagation', function () {
     cleanupRun();
   });
 
-  for (const how of ['from the template', 'from a copy of the host']) {
+  const WAYS = { 'from the template': 't', 'from the template, in the host\'s network namespace': 'n', 'from a copy of the host': 'h' } as const;
+  for (const [how, way] of Object.entries(WAYS)) {
     for (const mode of MODES) {
       it(`${mode}, ${how}`, async () => {
         const t = await TestPod.start({ hostname: 'prop' });
-        const tag = `${mode}-${how === 'from the template' ? 't' : 'h'}`;
+        const tag = `${mode}-${way}`;
         const fromHost = path.join(shared, `host-${tag}`);
         const fromCtr = path.join(shared, `ctr-${tag}`);
         fs.mkdirSync(fromHost);
         fs.mkdirSync(fromCtr);
         try {
-          const namespaces = podNamespaces(t.pod).filter((n) => how === 'from the template' || n.type !== 'network');
+          const namespaces = podNamespaces(t.pod).filter((n) => way !== 'n' || n.type !== 'network');
           await t.run({
             id: 'c',
             args: ['sleep', '1000'],
@@ -46,10 +48,15 @@ describe('shim mount propagation', function () {
               s.linux.rootfsPropagation = mode === 'rprivate' ? undefined : mode;
               const caps = [...DEFAULT_CAPS, 'CAP_SYS_ADMIN'];
               s.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
+              if (way === 'h') s.hooks = { createContainer: [{ path: '/bin/true' }] };
             },
           });
           const inCtr = async (args: string[]) => (await t.client.execSync({ id: 'c', process: { args, ...PROC } }));
           const ctrMounts = async () => (await inCtr(['cat', '/proc/self/mountinfo'])).stdout.toString();
+          if (way === 'n') {
+            const links = (await inCtr(['ls', '/sys/class/net'])).stdout.toString().split(/\s+/).filter(Boolean).sort();
+            assert.deepEqual(links, fs.readdirSync('/sys/class/net').sort(), "the container's /sys shows the host's network devices");
+          }
           execFileSync('mount', ['-t', 'tmpfs', 'fromhost', fromHost]);
           const seen = (await ctrMounts()).includes(` /vol/host-${tag} `);
           assert.equal(seen, mode !== 'rprivate', `the host's new mount ${seen ? 'is' : 'is not'} seen in the container`);
