@@ -71,6 +71,8 @@ interface Bench {
   topChainId: string;
   /** The layer blobs as built (the registry holds the same bytes), base first. */
   layers: BuiltLayer[];
+  /** Each blob gunzipped once, untimed, for the storage floor. */
+  tars: string[];
 }
 
 interface Sample {
@@ -130,12 +132,14 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       hostsDir,
       topChainId: chainIds(image.layers.map((l) => l.diffId)).at(-1) as string,
       layers: image.layers,
+      tars: await inflateOnce(image.layers, path.join(tmp, 'tars')),
     };
     log(`  floor: the ${image.layers.length} blobs from the page cache, each \`tee <copy> | ${path.basename(floorGunzip())} -dc | tar -x\` into a fresh dir on the same disk, all at once; then \`sync <copies>\` (skiff fsyncs the blobs it keeps, not the unpacked files)`);
 
     const skiff: Sample[] = [];
     const containerd: Sample[] = [];
     const floor: number[] = [];
+    const storeFloor: number[] = [];
     for (let i = 0; i < runs; i++) {
       // A terminal's SIGINT reaches the daemons too: the run then fails, for that reason.
       const interrupted = (e: unknown) => (opts.signal.aborted ? opts.signal.reason : e);
@@ -146,9 +150,11 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       const c = peer ? await containerdRun(bench, i).catch((e: unknown) => Promise.reject(interrupted(e))) : null;
       if (c) containerd.push(c);
       if (opts.signal.aborted) throw opts.signal.reason;
-      const f = await floorRun(bench, i);
+      const f = await floorRun(bench, i, 'inflate');
       floor.push(f);
-      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB; warm ${s.warmSeconds.toFixed(3)} s), ${c ? `containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB; warm ${c.warmSeconds.toFixed(3)} s)` : 'containerd not measured'}, floor ${f.toFixed(2)} s`);
+      const sf = await floorRun(bench, i, 'store');
+      storeFloor.push(sf);
+      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB; warm ${s.warmSeconds.toFixed(3)} s), ${c ? `containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB; warm ${c.warmSeconds.toFixed(3)} s)` : 'containerd not measured'}, floor ${f.toFixed(2)} s, storage floor ${sf.toFixed(2)} s`);
     }
 
     log('');
@@ -159,8 +165,10 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     log('       warm = the same pull again right after, the image already there (skiff: same worker; containerd: ctr again).');
     log('       floor = the blobs (read once after the cache drop, so from the page cache) copied to the same disk and');
     log(`       gunzipped and untarred by ${path.basename(floorGunzip())} and GNU tar, ${image.layers.length} layers at once, into fresh dirs; then the copies fsynced.`);
+    log('       storage floor = the same with no inflate at all: each blob copied while GNU tar untars the layer gunzipped');
+    log('       beforehand (untimed; both read from the page cache), then the copies fsynced: what no inflate, however fast, goes below.');
     log('RSS growth = peak RSS during the pull (VmHWM, reset before it) - RSS before it (skiff: after a full GC).');
-    const st = { skiff: summarize(skiff.map((s) => s.seconds)), floor: summarize(floor) };
+    const st = { skiff: summarize(skiff.map((s) => s.seconds)), floor: summarize(floor), storeFloor: summarize(storeFloor) };
     const growth = { skiff: median(skiff.map((s) => s.growthMiB)) };
     const peak = { skiff: median(skiff.map((s) => s.peakMiB)) };
     const warm = { skiff: summarize(skiff.map((s) => s.warmSeconds)) };
@@ -180,6 +188,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
         row('skiff (worker)', st.skiff, growth.skiff, peak.skiff),
         ...(cd ? [row('containerd', cd.st, cd.growth, cd.peak)] : []),
         [...row('floor', st.floor, NaN, NaN).slice(0, 6), '-', '-'],
+        [...row('storage floor', st.storeFloor, NaN, NaN).slice(0, 6), '-', '-'],
       ],
     );
     const ratio = cd ? st.skiff.median / cd.st.median : null;
@@ -191,6 +200,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     const warmRatio = cd ? warm.skiff.median / cd.warm.median : null;
     log(`warm pull (medians): skiff ${fmt(warm.skiff.median * 1000)} ms (p99 ${fmt(warm.skiff.p99 * 1000)})${cd && warmRatio !== null ? `, containerd ${fmt(cd.warm.median * 1000)} ms (p99 ${fmt(cd.warm.p99 * 1000)}; ctr's start included): ratio ${fmt(warmRatio, 3)}` : ''}`);
     if (cd) log(`ctr client peak RSS: median ${fmt(cd.clientPeak, 1)} MiB`);
+    if (cd) log(`half of containerd's time is ${fmt(cd.st.median / 2)} s; the storage floor (no inflate) is ${fmt(st.storeFloor.median)} s${cd.st.median / 2 < st.storeFloor.median ? ': below it, so no puller can reach half of containerd\'s time on this disk' : ''}`);
     log(`targets: pull time <= half of containerd's: ${ratio === null ? 'not measured' : ratio <= 0.5 ? 'met' : 'MISSED'}; within ${FLOOR_TARGET}x the floor: ${floorRatio <= FLOOR_TARGET ? 'met' : 'MISSED'}; skiff RSS growth < ${RSS_TARGET_MIB} MiB: ${growth.skiff < RSS_TARGET_MIB ? 'met' : 'MISSED'}`);
 
     result = {
@@ -201,6 +211,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       ratio: ratio === null ? null : round(ratio),
       floor_s: round(st.floor.median),
       floor_ratio: round(floorRatio),
+      store_floor_s: round(st.storeFloor.median),
       skiff_warm_s: round(warm.skiff.median, 4),
       containerd_warm_s: cd ? round(cd.warm.median, 4) : null,
       warm_ratio: warmRatio === null ? null : round(warmRatio),
@@ -663,16 +674,26 @@ function floorGunzip(): string {
   return isExecutable(PIGZ) ? PIGZ : GZIP;
 }
 
+/** Each blob gunzipped into dir, once: the storage floor's input. */
+async function inflateOnce(layers: BuiltLayer[], dir: string): Promise<string[]> {
+  fs.mkdirSync(dir);
+  const tars = layers.map((_, n) => path.join(dir, `layer-${n}.tar`));
+  for (const [n, l] of layers.entries()) await execFileAsync(BASH, ['-c', '"$1" -dc < "$2" > "$3"', 'inflate', floorGunzip(), l.file, tars[n]]);
+  return tars;
+}
+
 /**
  * What a pull cannot do with less: each blob stored on the disk (tee) and gunzipped and
  * untarred into a fresh dir by plain tools, all layers at once (each layer is a dir of
  * its own, as skiff's and containerd's snapshots are), then the stored copies fsynced
  * (`sync FILE...`), as skiff and containerd make every blob they keep durable before
  * they commit it. The blobs come from the page cache: no network, no digest checks.
- * tar runs as root, so it sets owners, modes and times as skiff does.
+ * tar runs as root, so it sets owners, modes and times as skiff does. `store` leaves
+ * out the inflate too: each blob is copied while tar reads the layer gunzipped
+ * beforehand, what storing the blobs and the files alone takes.
  */
-async function floorRun(bench: Bench, i: number): Promise<number> {
-  const dir = path.join(bench.tmp, `floor-${i}`);
+async function floorRun(bench: Bench, i: number, kind: 'inflate' | 'store'): Promise<number> {
+  const dir = path.join(bench.tmp, `floor-${kind}-${i}`);
   fs.mkdirSync(dir);
   try {
     const copies = bench.layers.map((_, n) => path.join(dir, `blob-${n}`));
@@ -680,11 +701,16 @@ async function floorRun(bench: Bench, i: number): Promise<number> {
     for (const d of dests) fs.mkdirSync(d);
     dropCaches();
     for (const l of bench.layers) readWhole(l.file);
+    if (kind === 'store') for (const t of bench.tars) readWhole(t);
     const gunzip = floorGunzip();
+    const script =
+      kind === 'inflate'
+        ? 'set -o pipefail; tee "$1" < "$2" | "$3" -dc | "$4" -xf - -C "$5"'
+        : 'cat "$2" > "$1" & copy=$!; "$4" -xf "$3" -C "$5" && wait $copy';
     const t0 = process.hrtime.bigint();
     await Promise.all(
       bench.layers.map((l, n) =>
-        execFileAsync(BASH, ['-c', 'set -o pipefail; tee "$1" < "$2" | "$3" -dc | "$4" -xf - -C "$5"', 'floor', copies[n], l.file, gunzip, TAR, dests[n]], {
+        execFileAsync(BASH, ['-c', script, 'floor', copies[n], l.file, kind === 'inflate' ? gunzip : bench.tars[n], TAR, dests[n]], {
           timeout: PULL_TIMEOUT_MS,
         }),
       ),
