@@ -140,6 +140,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     const containerd: Sample[] = [];
     const floor: number[] = [];
     const storeFloor: number[] = [];
+    const untarFloor: number[] = [];
     for (let i = 0; i < runs; i++) {
       // A terminal's SIGINT reaches the daemons too: the run then fails, for that reason.
       const interrupted = (e: unknown) => (opts.signal.aborted ? opts.signal.reason : e);
@@ -154,7 +155,9 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       floor.push(f);
       const sf = await floorRun(bench, i, 'store');
       storeFloor.push(sf);
-      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB; warm ${s.warmSeconds.toFixed(3)} s), ${c ? `containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB; warm ${c.warmSeconds.toFixed(3)} s)` : 'containerd not measured'}, floor ${f.toFixed(2)} s, storage floor ${sf.toFixed(2)} s`);
+      const uf = await floorRun(bench, i, 'untar');
+      untarFloor.push(uf);
+      log(`  run ${i + 1}/${runs}: skiff ${s.seconds.toFixed(2)} s (+${s.growthMiB.toFixed(1)} MiB; warm ${s.warmSeconds.toFixed(3)} s), ${c ? `containerd ${c.seconds.toFixed(2)} s (+${c.growthMiB.toFixed(1)} MiB, ctr peak ${fmt(c.clientPeakMiB, 1)} MiB; warm ${c.warmSeconds.toFixed(3)} s)` : 'containerd not measured'}, floor ${f.toFixed(2)} s, storage floor ${sf.toFixed(2)} s, gunzip+untar ${uf.toFixed(2)} s`);
     }
 
     log('');
@@ -167,8 +170,9 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     log(`       gunzipped and untarred by ${path.basename(floorGunzip())} and GNU tar, ${image.layers.length} layers at once, into fresh dirs; then the copies fsynced.`);
     log('       storage floor = the same with no inflate at all: each blob copied while GNU tar untars the layer gunzipped');
     log('       beforehand (untimed; both read from the page cache), then the copies fsynced: what no inflate, however fast, goes below.');
+    log('       gunzip+untar = the blobs gunzipped and untarred only, no copy kept and nothing synced (a puller that keeps no blob).');
     log('RSS growth = peak RSS during the pull (VmHWM, reset before it) - RSS before it (skiff: after a full GC).');
-    const st = { skiff: summarize(skiff.map((s) => s.seconds)), floor: summarize(floor), storeFloor: summarize(storeFloor) };
+    const st = { skiff: summarize(skiff.map((s) => s.seconds)), floor: summarize(floor), storeFloor: summarize(storeFloor), untarFloor: summarize(untarFloor) };
     const growth = { skiff: median(skiff.map((s) => s.growthMiB)) };
     const peak = { skiff: median(skiff.map((s) => s.peakMiB)) };
     const warm = { skiff: summarize(skiff.map((s) => s.warmSeconds)) };
@@ -189,6 +193,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
         ...(cd ? [row('containerd', cd.st, cd.growth, cd.peak)] : []),
         [...row('floor', st.floor, NaN, NaN).slice(0, 6), '-', '-'],
         [...row('storage floor', st.storeFloor, NaN, NaN).slice(0, 6), '-', '-'],
+        [...row('gunzip+untar', st.untarFloor, NaN, NaN).slice(0, 6), '-', '-'],
       ],
     );
     const ratio = cd ? st.skiff.median / cd.st.median : null;
@@ -212,6 +217,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       floor_s: round(st.floor.median),
       floor_ratio: round(floorRatio),
       store_floor_s: round(st.storeFloor.median),
+      gunzip_untar_s: round(st.untarFloor.median),
       skiff_warm_s: round(warm.skiff.median, 4),
       containerd_warm_s: cd ? round(cd.warm.median, 4) : null,
       warm_ratio: warmRatio === null ? null : round(warmRatio),
@@ -690,9 +696,10 @@ async function inflateOnce(layers: BuiltLayer[], dir: string): Promise<string[]>
  * they commit it. The blobs come from the page cache: no network, no digest checks.
  * tar runs as root, so it sets owners, modes and times as skiff does. `store` leaves
  * out the inflate too: each blob is copied while tar reads the layer gunzipped
- * beforehand, what storing the blobs and the files alone takes.
+ * beforehand, what storing the blobs and the files alone takes. `untar` keeps no copy
+ * and syncs nothing: gunzip and untar alone, the floor of a puller that keeps no blob.
  */
-async function floorRun(bench: Bench, i: number, kind: 'inflate' | 'store'): Promise<number> {
+async function floorRun(bench: Bench, i: number, kind: 'inflate' | 'store' | 'untar'): Promise<number> {
   const dir = path.join(bench.tmp, `floor-${kind}-${i}`);
   fs.mkdirSync(dir);
   try {
@@ -703,19 +710,20 @@ async function floorRun(bench: Bench, i: number, kind: 'inflate' | 'store'): Pro
     for (const l of bench.layers) readWhole(l.file);
     if (kind === 'store') for (const t of bench.tars) readWhole(t);
     const gunzip = floorGunzip();
-    const script =
-      kind === 'inflate'
-        ? 'set -o pipefail; tee "$1" < "$2" | "$3" -dc | "$4" -xf - -C "$5"'
-        : 'cat "$2" > "$1" & copy=$!; "$4" -xf "$3" -C "$5" && wait $copy';
+    const script = {
+      inflate: 'set -o pipefail; tee "$1" < "$2" | "$3" -dc | "$4" -xf - -C "$5"',
+      store: 'cat "$2" > "$1" & copy=$!; "$4" -xf "$3" -C "$5" && wait $copy',
+      untar: 'set -o pipefail; "$3" -dc < "$2" | "$4" -xf - -C "$5"',
+    }[kind];
     const t0 = process.hrtime.bigint();
     await Promise.all(
       bench.layers.map((l, n) =>
-        execFileAsync(BASH, ['-c', script, 'floor', copies[n], l.file, kind === 'inflate' ? gunzip : bench.tars[n], TAR, dests[n]], {
+        execFileAsync(BASH, ['-c', script, 'floor', copies[n], l.file, kind === 'store' ? bench.tars[n] : gunzip, TAR, dests[n]], {
           timeout: PULL_TIMEOUT_MS,
         }),
       ),
     );
-    await execFileAsync('sync', copies);
+    if (kind !== 'untar') await execFileAsync('sync', copies);
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const busybox = path.join(dests[0], 'bin/busybox');
     if (!fs.existsSync(busybox)) throw new Error(`floor: ${busybox} is missing after the untar`);

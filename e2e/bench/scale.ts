@@ -125,7 +125,9 @@ const NAMESPACE_MODE_NODE = 2;
 function podConfig(s: Subject, i: number, tag: string) {
   return {
     metadata: { name: `${tag}${i}`, namespace: 'bench', uid: `${tag}-${s.name}-${i}`, attempt: 0 },
-    hostname: `${tag}${i}`,
+    // In the node's namespaces the pod keeps the node's hostname: runc refuses to set one
+    // without a UTS namespace of the pod's own, and containerd would ask it to.
+    ...(HOST_NETWORK ? {} : { hostname: `${tag}${i}` }),
     linux: {
       cgroup_parent: `${CGROUP_ROOT}/${s.name}/${tag}${i}`,
       ...(HOST_NETWORK ? { security_context: { namespace_options: { network: NAMESPACE_MODE_NODE } } } : {}),
