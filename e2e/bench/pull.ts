@@ -73,6 +73,8 @@ interface Bench {
   layers: BuiltLayer[];
   /** Each blob gunzipped once, untimed, for the storage floor. */
   tars: string[];
+  /** The registry's storage, read into the page cache before each pull. */
+  registryStorage: string;
 }
 
 interface Sample {
@@ -133,6 +135,7 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
       topChainId: chainIds(image.layers.map((l) => l.diffId)).at(-1) as string,
       layers: image.layers,
       tars: await inflateOnce(image.layers, path.join(tmp, 'tars')),
+      registryStorage: registry.storageDir,
     };
     log(`  floor: the ${image.layers.length} blobs from the page cache, each \`tee <copy> | ${path.basename(floorGunzip())} -dc | tar -x\` into a fresh dir on the same disk, all at once; then \`sync <copies>\` (skiff fsyncs the blobs it keeps, not the unpacked files)`);
 
@@ -520,6 +523,7 @@ async function skiffRun(bench: Bench, i: number): Promise<Sample> {
     const ready = await nextMessage(START_TIMEOUT_MS, 'start');
     if (!isWorkerReady(ready)) throw new Error(`skiff worker: expected the ready line, got ${JSON.stringify(ready)}`);
     dropCaches();
+    warmRegistry(bench);
     child.stdin!.write('pull\n');
     const res = await nextMessage(PULL_TIMEOUT_MS, 'pull');
     if (!isWorkerResult(res)) throw new Error(`skiff worker: expected the result line, got ${JSON.stringify(res)}`);
@@ -621,6 +625,7 @@ async function containerdRun(bench: Bench, i: number): Promise<Sample> {
   try {
     await execFileAsync(CTR, ['--address', d.sock, '-n', CONTAINERD_NS, 'images', 'pull', '--plain-http', bench.warmupRef], { timeout: START_TIMEOUT_MS });
     dropCaches();
+    warmRegistry(bench);
     // Loads ctr's own pages again, as the skiff worker's are (its process runs): cold image data only.
     await execFileAsync(CTR, ['--address', d.sock, 'version']);
     fs.writeFileSync(`/proc/${d.pid}/clear_refs`, '5'); // peak := current (see pull_worker.ts)
@@ -745,6 +750,25 @@ function readWhole(file: string): void {
 }
 
 // ---- host ---------------------------------------------------------------
+
+/**
+ * Reads the registry's blobs into the page cache after a drop: the loopback registry
+ * shares the puller's disk, and reading its blobs cold would race the puller's writes,
+ * which a registry across a network does not. The floor reads its blobs warm too.
+ */
+function warmRegistry(bench: Bench): void {
+  const blobs: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile() && e.name === 'data' && p.includes('/docker/registry/v2/blobs/')) blobs.push(p);
+    }
+  };
+  walk(bench.registryStorage);
+  if (blobs.length < bench.layers.length) throw new Error(`the registry's blobs: ${blobs.length} found under ${bench.registryStorage}, ${bench.layers.length} layers pushed`);
+  for (const b of blobs) readWhole(b);
+}
 
 /** Writes dirty pages back, then drops the page cache, dentries and inodes. */
 function dropCaches(): void {
