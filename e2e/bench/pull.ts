@@ -757,15 +757,10 @@ function readWhole(file: string): void {
  * which a registry across a network does not. The floor reads its blobs warm too.
  */
 function warmRegistry(bench: Bench): void {
-  const blobs: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile() && e.name === 'data' && p.includes('/docker/registry/v2/blobs/')) blobs.push(p);
-    }
-  };
-  walk(bench.registryStorage);
+  const blobs = fs
+    .readdirSync(bench.registryStorage, { recursive: true, encoding: 'utf8' })
+    .filter((p) => p.startsWith('docker/registry/v2/blobs/') && path.basename(p) === 'data')
+    .map((p) => path.join(bench.registryStorage, p));
   if (blobs.length < bench.layers.length) throw new Error(`the registry's blobs: ${blobs.length} found under ${bench.registryStorage}, ${bench.layers.length} layers pushed`);
   for (const b of blobs) readWhole(b);
 }

@@ -140,14 +140,15 @@ static int make_hier(struct cgroup *cg, size_t i, struct shim_err *err)
   const struct hier *h = &g_hier[i];
   bool cpuset_v1 = !h->v2 && list_has(h->controllers, "cpuset");
   char dir[PATH_MAX];
-  size_t len = strlen(h->mount);
+  const size_t mount_len = strlen(h->mount);
+  size_t len = mount_len;
   /* The usual case: the parent (the pod's cgroup) is there, and only the container's
    * own level is new. cgroup2 levels get controllers enabled on the way down, and a v1
    * cpuset parent whose cpus or mems are empty is filled in first: those take the
    * walk below. */
   if (!h->v2 && mkdir(cg->dirs[i], 0755) == 0) {
     cg->created_from[i] = strlen(cg->dirs[i]);
-    if (!cpuset_v1 || copy_cpuset_of_parent(cg->dirs[i], strlen(h->mount)))
+    if (!cpuset_v1 || copy_cpuset_of_parent(cg->dirs[i], mount_len))
       return 0;
   }
   memcpy(dir, h->mount, len + 1);
@@ -168,7 +169,7 @@ static int make_hier(struct cgroup *cg, size_t i, struct shim_err *err)
       return shim_fail(err, SHIM_INVALID_ARGUMENT, "linux.cgroupsPath: %s exists and is not a cgroup directory", dir);
     }
     /* Levels from created_from down are ours, made now or just before the walk. */
-    if (cpuset_v1 && init_cpuset_level(dir, strlen(h->mount), cg->created_from[i] && len >= cg->created_from[i], err) < 0) {
+    if (cpuset_v1 && init_cpuset_level(dir, mount_len, cg->created_from[i] && len >= cg->created_from[i], err) < 0) {
       shim_err_prefix(err, "linux.cgroupsPath: cpuset");
       return -1;
     }
