@@ -6,6 +6,7 @@
 #   dist/src/                      compiled skiffd and CLI, no tests
 #   api/                           the proto files skiffd loads
 #   shim/build/skiff-shim          the static shim
+#   shim/build/skiff-unpack        the layer unpacker (links the host's libz, libzstd, libcrypto)
 #   node_modules/                  production dependencies only, koffi for this platform only
 #   deploy/                        systemd unit, kubelet wiring, RuntimeClass, Grafana dashboard
 #   config.toml.example            every key with its default (skiffd --print-config)
@@ -25,6 +26,7 @@ mkdir -p "$root/dist" "$root/shim/build" "$out"
 cp -r bin api deploy package.json README.md "$root/"
 (cd dist && find src -name "*.js" ! -name "*.test.js" -print0 | xargs -0 cp --parents -t "$root/dist")
 install -m 0755 shim/build/skiff-shim "$root/shim/build/skiff-shim"
+install -m 0755 shim/build/skiff-unpack "$root/shim/build/skiff-unpack"
 
 # Production dependencies as npm resolved them, copied from node_modules (no network).
 npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | while read -r dir; do

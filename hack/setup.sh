@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 # Checkpoint and restore: criu (Debian 12's 3.17 fails `criu check` on kernels as new as
 # 6.18: skiffd then reports checkpointing unavailable and its e2e suite skips; point
 # checkpoint.criu or $SKIFF_CRIU at a CRIU 4.x to run them).
-PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev busybox-static iproute2 util-linux attr zstd docker-registry apache2-utils crun runc containernetworking-plugins iptables containerd openssl criu)
+PKGS=(gcc make libc6-dev libjansson-dev libseccomp-dev zlib1g-dev libzstd-dev libssl-dev busybox-static iproute2 util-linux attr zstd docker-registry apache2-utils crun runc containernetworking-plugins iptables containerd openssl criu)
 
 missing=()
 for p in "${PKGS[@]}"; do

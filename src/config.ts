@@ -34,6 +34,7 @@ export const SCHEMA = {
   'shim.binary': { kind: 'string', default: '', doc: "skiff-shim path; empty: the one built beside skiffd, then $PATH" },
   'checkpoint.criu': { kind: 'string', default: '', doc: 'CRIU binary for CheckpointContainer and restores (4.x; checked with `criu check` at start-up); empty: criu on $PATH' },
   'image.config_path': { kind: 'string', default: '/etc/skiff/certs.d', doc: 'registry hosts.toml directory (containerd format)' },
+  'image.unpack_binary': { kind: 'string', default: '', doc: 'skiff-unpack path (unpacks layers); empty: the one built beside skiffd, then $PATH' },
   'image.parallel_layers': { kind: 'number', default: 3, min: 1, doc: 'layers downloaded at once per pull' },
   'image.stall_timeout_s': { kind: 'number', default: 60, min: 1, doc: 'a blob download with no progress for this long fails' },
   'image.attempts': { kind: 'number', default: 3, min: 1, doc: 'tries of a registry request that fails in a way that can recover (5xx, 429, a reset, a timeout; not a refused loopback port, a certificate or an unknown name)' },

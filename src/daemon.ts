@@ -15,6 +15,7 @@ import { detectHostLsm } from './container/lsm';
 import { criHandlers } from './cri/handlers';
 import { CriServer } from './cri/server';
 import { ImageService } from './image/image_service';
+import { setUnpackBinary } from './image/unpack';
 import type { Logger } from './log';
 import { CniNetwork } from './network/cni';
 import { DefaultNetwork } from './network/default_network';
@@ -85,6 +86,7 @@ export class Daemon {
     await journal.init();
     const metrics = new Metrics();
     let metricsAddress = ''; // host:port once serving (port 0 in the config picks one)
+    setUnpackBinary(config['image.unpack_binary']);
     const images = new ImageService({
       root: config.root,
       registry: {

@@ -50,9 +50,6 @@ async function main(argv: string[]): Promise<void> {
   try {
     await images.init();
     if (warmupRef) await images.pull(warmupRef);
-    // The unpack thread the warm-up started ends once idle, as in skiffd between pulls:
-    // the big pull's growth then includes starting it.
-    await images.snapshots.releaseUnpackThread();
     say({ ready: true, rssKiB: statusKiB('VmRSS') });
     const lines = readline.createInterface({ input: process.stdin });
     const [go] = await Promise.race([

@@ -25,7 +25,7 @@ describe('release tarball: npm run dist, install.sh, uninstall.sh', function () 
     assert.match(path.basename(tarball), /^skiff-\d+\.\d+\.\d+-linux-\w+\.tar\.gz$/);
     const files = execFileSync('tar', ['-tzf', tarball], { maxBuffer: 1 << 26 }).toString().split('\n');
     const top = files[0].split('/')[0];
-    for (const f of ['bin/skiffd', 'bin/skiff', 'dist/src/skiffd.js', 'dist/src/cli/skiff.js', 'api/cri/v1/api.proto', 'shim/build/skiff-shim', 'deploy/systemd/skiff.service', 'config.toml.example', 'install.sh', 'uninstall.sh', 'node_modules/@grpc/grpc-js/package.json'])
+    for (const f of ['bin/skiffd', 'bin/skiff', 'dist/src/skiffd.js', 'dist/src/cli/skiff.js', 'api/cri/v1/api.proto', 'shim/build/skiff-shim', 'shim/build/skiff-unpack', 'deploy/systemd/skiff.service', 'config.toml.example', 'install.sh', 'uninstall.sh', 'node_modules/@grpc/grpc-js/package.json'])
       assert.ok(files.includes(`${top}/${f}`), `${f} is in the tarball`);
     assert.ok(!files.some((f) => f.endsWith('.test.js')), 'no tests');
     assert.ok(!files.some((f) => f.includes('node_modules/mocha/') || f.includes('node_modules/typescript/')), 'no dev dependencies');

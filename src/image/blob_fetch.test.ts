@@ -9,7 +9,7 @@ import * as tar from 'tar-stream';
 import { gzipSync } from 'zlib';
 import { freePort } from '../../e2e/fixtures/registry';
 import { Unavailable } from '../errors';
-import { DigestMismatch } from './blob_ingest';
+import { DigestMismatch, type FollowedFile } from './blob_ingest';
 import { fetchBlobInto, RangeOptions, splitRanges } from './blob_fetch';
 import { ContentStore } from './content_store';
 import { registryHosts } from './hosts';
@@ -18,6 +18,36 @@ import { parseReference } from './reference';
 import { RegistryClient } from './registry';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** What skiff-unpack does with a FollowedFile: reads it in order as it is written, then
+ * reports the digest of what it read (digestOf: a follower that gets it wrong). */
+async function follow(file: FollowedFile, digestOf = sha): Promise<Buffer> {
+  const fd = fs.openSync(file.path, 'r');
+  const chunks: Buffer[] = [];
+  let pos = 0;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      file.watch(
+        (written) => {
+          if (written <= pos) return;
+          const b = Buffer.alloc(written - pos);
+          fs.readSync(fd, b, 0, b.length, pos);
+          chunks.push(b);
+          pos = written;
+        },
+        (e) => (e ? reject(e) : resolve()),
+      );
+    });
+  } catch (e) {
+    file.release();
+    throw e;
+  } finally {
+    fs.closeSync(fd);
+  }
+  const all = Buffer.concat(chunks);
+  file.readAll(digestOf(all));
+  return all;
+}
 const SMALL_RANGES: RangeOptions = { minBytes: 1, parts: 4, minPart: 1 };
 const LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
@@ -91,7 +121,7 @@ describe('blob fetch in ranges', function () {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  /** beginIngest + fetchBlobInto from a fake registry, the reader read to its end. */
+  /** beginIngest + fetchBlobInto from a fake registry, the blob followed to its end. */
   async function fetch(behaviour: Behaviour) {
     const reg = await fakeRegistry(new Map([[digest, blob]]), null, behaviour);
     try {
@@ -100,12 +130,9 @@ describe('blob fetch in ranges', function () {
       let counted = 0;
       const ingest = await store.beginIngest(digest, blob.length, (sink, signal) => fetchBlobInto(client, host, ref, desc, undefined, sink, signal, (n) => (counted += n), SMALL_RANGES));
       assert.ok(ingest);
-      const chunks: Buffer[] = [];
-      const reading = (async () => {
-        for await (const c of ingest.reader()) chunks.push(c as Buffer);
-      })();
+      const reading = follow(ingest.file);
       const [read, committed] = await Promise.allSettled([reading, ingest.committed]);
-      return { read, committed, bytes: Buffer.concat(chunks), counted, seen: reg.seen };
+      return { read, committed, bytes: read.status === 'fulfilled' ? read.value : Buffer.alloc(0), counted, seen: reg.seen };
     } finally {
       await reg.close();
     }
@@ -164,19 +191,26 @@ describe('blob fetch in ranges', function () {
     await sink.writeRange(Readable.from([blob.subarray(0, half)]), 0, half, 'first half');
   };
 
-  it('gives a reader read only after the download ended every byte, then commits', async () => {
+  it('gives a follower that comes only after the download ended every byte, then commits with its digest', async () => {
     const ingest = await store.beginIngest(digest, blob.length, fillFromMemory);
     assert.ok(ingest);
-    await new Promise((r) => setTimeout(r, 100)); // the fill is done; the blob waits for its reader
-    assert.equal(await store.has(digest), false, 'not committed before the reader is done');
-    const chunks: Buffer[] = [];
-    for await (const c of ingest.reader()) chunks.push(c as Buffer);
-    assert.ok(Buffer.concat(chunks).equals(blob));
+    await new Promise((r) => setTimeout(r, 100)); // the fill is done; the blob waits for its follower
+    assert.equal(await store.has(digest), false, 'not committed before the follower is done');
+    assert.ok((await follow(ingest.file)).equals(blob));
     await ingest.committed;
     assert.ok((await store.read(digest)).equals(blob));
   });
 
-  it('hashes and stores a blob whose reader was released unread', async () => {
+  it('refuses a blob whose follower read other bytes than its digest names, keeping nothing', async () => {
+    const ingest = await store.beginIngest(digest, blob.length, fillFromMemory);
+    assert.ok(ingest);
+    await follow(ingest.file, () => sha(Buffer.from('something else')));
+    await assert.rejects(ingest.committed, (e: Error) => e instanceof DigestMismatch);
+    assert.equal(await store.has(digest), false);
+    assert.deepEqual(fs.readdirSync(path.join(tmp, 'content', 'ingest')), []);
+  });
+
+  it('hashes and stores a blob whose follower was released without reading it', async () => {
     const ingest = await store.beginIngest(digest, blob.length, fillFromMemory);
     assert.ok(ingest);
     ingest.release();

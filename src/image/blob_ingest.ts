@@ -1,9 +1,11 @@
 // A blob written into the content store's ingest dir at offsets, in any order (a
-// download in parallel ranges), and read back in order while it is written: the reader
-// hashes every byte once and hands it on (to the layer unpacker), so a layer unpacks as
-// it downloads and is never read back from the disk. The blob is committed (digest and
-// size checked, fsynced, renamed into place) only once all of it is written and hashed;
-// a failure anywhere leaves nothing in the store.
+// download in parallel ranges), and read in order while it is written by one follower
+// (skiff-unpack, for a layer), which is told how far it is written in order, reads the
+// file itself, and reports the digest of what it read: a layer unpacks as it downloads,
+// and skiffd neither reads nor hashes its bytes again. The blob is committed (digest
+// and size checked, fsynced, renamed into place) only once all of it is written and
+// hashed (by commit itself when the follower did not read it all); a failure anywhere
+// leaves nothing in the store.
 import { createHash, Hash } from 'crypto';
 import { close, fsync, open, read, rename, unlink, writev } from 'fs';
 import { Readable } from 'stream';
@@ -20,7 +22,7 @@ const closeFd = promisify(close);
 const renameFile = promisify(rename);
 const unlinkFile = promisify(unlink);
 
-/** Bytes the reader asks for at once: each read is a thread-pool round trip. */
+/** Bytes commit reads at once when it hashes the blob itself: each read is a thread-pool round trip. */
 const READ_CHUNK = 256 * 1024;
 /** A range's bytes queued for the disk beyond this pause its source. */
 const WRITE_QUEUE_MAX = 256 * 1024;
@@ -35,13 +37,32 @@ export interface BlobSink {
   writeRange(source: Readable, start: number, length: number, what: string, sourceError?: (e: Error) => Error): Promise<void>;
 }
 
+/**
+ * A blob file its follower reads in order as it is written. watch calls onPrefix with how
+ * far the file is written in order, now and each time that grows, then onEnd once no more
+ * will come (null: all of it is written); it returns a function that stops the calls.
+ */
+export interface FollowedFile {
+  readonly path: string;
+  readonly size: number;
+  watch(onPrefix: (written: number) => void, onEnd: (e: Error | null) => void): () => void;
+  /** The follower read all of it in order: digest is the sha256 of those bytes. */
+  readAll(digest: string): void;
+  /** The follower is done without having read it all (it failed or was stopped). */
+  release(): void;
+}
+
 export class BlobIngest implements BlobSink {
   /** Written intervals [start, end), merged, in order. */
   private written: [number, number][] = [];
   private readonly hash: Hash = createHash('sha256');
-  /** Bytes hashed so far: the reader's position. */
+  /** Bytes commit hashed so far. */
   private hashed = 0;
-  private follower: BlobReader | null = null;
+  /** The follower's digest of the whole blob, once it read it all. */
+  private followerDigest: string | null = null;
+  /** Settles when the follower is done (read it all or released): commit waits for it. */
+  private followerDone: Promise<void> | null = null;
+  private endFollower: (() => void) | null = null;
   private fillDone = false;
   private failure: Error | null = null;
   /** Called when more is written, the fill ends or fails. */
@@ -50,10 +71,8 @@ export class BlobIngest implements BlobSink {
   private writes = 0;
   private idle: (() => void) | null = null;
   private closed = false;
-  /** The read running (the reader's or commit's): reads hash in order, one at a time. */
-  private reading: Promise<unknown> = Promise.resolve();
 
-  private constructor(readonly digest: string, readonly size: number, private readonly tmp: string, private readonly fd: number) {}
+  private constructor(readonly digest: string, readonly size: number, readonly tmp: string, private readonly fd: number) {}
 
   /** A new ingest file at tmp (O_EXCL: never reuses a path) for digest and size. */
   static async create(digest: string, size: number, tmp: string): Promise<BlobIngest> {
@@ -83,11 +102,6 @@ export class BlobIngest implements BlobSink {
     const w = this.wake;
     this.wake = [];
     for (const f of w) f();
-  }
-
-  /** Resolves when more is written or the fill ends. */
-  waitForMore(): Promise<void> {
-    return new Promise((resolve) => this.wake.push(resolve));
   }
 
   writeRange(source: Readable, start: number, length: number, what: string, sourceError: (e: Error) => Error = (e) => e): Promise<void> {
@@ -159,34 +173,43 @@ export class BlobIngest implements BlobSink {
     });
   }
 
-  /** The blob's bytes in order, as they are written; each byte is hashed as it is read. */
-  reader(): Readable {
-    if (this.follower) throw new Error(`blob ${this.digest}: read twice while it is written`);
-    this.follower = new BlobReader(this);
-    return this.follower;
+  /** The blob's one follower (before the fill ends: commit waits until it is done). */
+  follow(): FollowedFile {
+    if (this.followerDone) throw new Error(`blob ${this.digest}: followed twice`);
+    this.followerDone = new Promise<void>((resolve) => (this.endFollower = resolve));
+    const done = (digest: string | null) => {
+      if (digest !== null && this.followerDigest === null) this.followerDigest = digest;
+      this.endFollower?.();
+      this.endFollower = null;
+    };
+    return {
+      path: this.tmp,
+      size: this.size,
+      watch: (onPrefix, onEnd) => {
+        let stopped = false;
+        const check = () => {
+          if (stopped) return;
+          if (this.failure) return onEnd(this.failure);
+          onPrefix(this.prefix);
+          if (this.fillDone) return onEnd(null);
+          this.wake.push(check);
+        };
+        check();
+        return () => (stopped = true);
+      },
+      readAll: (digest) => done(digest),
+      release: () => done(null),
+    };
   }
 
-  /** Read [hashed, hashed + n) into buf and hash it: only the reader and commit() call this, one at a time. */
-  readNext(buf: Buffer, n: number): Promise<Buffer> {
+  /** Read [hashed, hashed + n) into buf and hash it (commit's own reads, in order). */
+  private readNext(buf: Buffer, n: number): Promise<void> {
     const at = this.hashed;
-    const p = readFd(this.fd, buf, 0, n, at).then(({ bytesRead }) => {
+    return readFd(this.fd, buf, 0, n, at).then(({ bytesRead }) => {
       if (bytesRead !== n) throw new Error(`blob ${this.digest}: read ${bytesRead} of ${n} bytes at ${at}`);
       this.hashed = at + n;
-      const out = buf.subarray(0, n);
-      this.hash.update(out);
-      return out;
+      this.hash.update(buf.subarray(0, n));
     });
-    this.reading = p.catch(() => undefined);
-    return p;
-  }
-
-  get position(): number {
-    return this.hashed;
-  }
-
-  /** Why the fill failed, or null; and whether it has ended. */
-  get state(): { failure: Error | null; done: boolean } {
-    return { failure: this.failure, done: this.fillDone };
   }
 
   /** The fill ended: with every byte written, or failed. */
@@ -195,31 +218,30 @@ export class BlobIngest implements BlobSink {
     this.fillDone = true;
     this.failure ??= failure;
     this.notify();
-    if (this.failure) this.follower?.destroy(this.failure);
   }
 
-  /** Stop: the reader fails with e (the fill is stopped by its owner). */
+  /** Stop: the follower is told of e (the fill is stopped by its owner). */
   abort(e: Error): void {
     this.failure ??= e;
     this.notify();
-    this.follower?.destroy(e);
   }
 
   /**
-   * Once the fill ended with every byte written: hash what the reader did not read (it
-   * was never asked for, or stopped early), check digest and size, fsync, and rename to
-   * dest. Any failure removes the file.
+   * Once the fill ended with every byte written and the follower (if any) is done: the
+   * digest is the follower's when it read it all, else hashed here; check it, fsync, and
+   * rename to dest. Any failure removes the file.
    */
   async commit(dest: string, syncDir: () => Promise<void>): Promise<void> {
     try {
       if (this.failure) throw this.failure;
-      const r = this.follower;
-      if (r && !r.destroyed && !r.readableEnded) await new Promise<void>((resolve) => r.once('close', resolve).once('end', resolve));
-      await this.reading; // a read the reader started before it stopped
+      await this.followerDone;
       if (this.failure) throw this.failure;
-      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(1, this.size - this.hashed)));
-      while (this.hashed < this.size) await this.readNext(buf, Math.min(buf.length, this.size - this.hashed));
-      const got = `sha256:${this.hash.digest('hex')}`;
+      let got = this.followerDigest;
+      if (got === null) {
+        const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(1, this.size)));
+        while (this.hashed < this.size) await this.readNext(buf, Math.min(buf.length, this.size - this.hashed));
+        got = `sha256:${this.hash.digest('hex')}`;
+      }
       if (got !== this.digest) throw new DigestMismatch(`blob ${this.digest}: content has digest ${got}`);
       await fsyncFd(this.fd);
       await this.closeFile();
@@ -243,47 +265,5 @@ export class BlobIngest implements BlobSink {
     if (this.closed) return;
     this.closed = true;
     await closeFd(this.fd);
-  }
-}
-
-/** Reads a BlobIngest in order, waiting at the end of what is written so far. */
-class BlobReader extends Readable {
-  private reading = false;
-
-  constructor(private readonly blob: BlobIngest) {
-    super({ highWaterMark: READ_CHUNK });
-  }
-
-  override _read(): void {
-    if (this.reading) return;
-    this.reading = true;
-    this.pump().then(
-      () => (this.reading = false),
-      (e: Error) => this.destroy(e),
-    );
-  }
-
-  /** Push the next chunk: what is written past the position, or wait for it. */
-  private async pump(): Promise<void> {
-    for (;;) {
-      const b = this.blob;
-      const { failure, done } = b.state;
-      if (failure) throw failure;
-      if (b.position === b.size) {
-        this.push(null);
-        return;
-      }
-      const n = Math.min(READ_CHUNK, b.prefix - b.position);
-      if (n > 0) {
-        // Pushed bytes belong to the consumer: a fresh buffer per chunk, handed on.
-        const chunk = await b.readNext(Buffer.allocUnsafe(n), n);
-        if (this.destroyed) return;
-        if (!this.push(chunk)) return;
-        continue;
-      }
-      if (done) throw new Error(`blob ${b.digest}: the download ended at ${b.prefix} of ${b.size} bytes`);
-      await b.waitForMore();
-      if (this.destroyed) return;
-    }
   }
 }

@@ -8,7 +8,7 @@ import { createReadStream, createWriteStream, promises as fsp, ReadStream } from
 import * as path from 'path';
 import { Readable } from 'stream';
 import { InvalidArgument, NotFound } from '../errors';
-import { BlobIngest, BlobSink, DigestMismatch } from './blob_ingest';
+import { BlobIngest, BlobSink, DigestMismatch, FollowedFile } from './blob_ingest';
 import { isSha256Digest } from './reference';
 
 export { DigestMismatch };
@@ -19,10 +19,10 @@ const IO_CHUNK = 256 * 1024;
 
 /** A blob being written by a fill function while its bytes are read in order. */
 export interface StreamingIngest {
-  /** The blob's bytes in order as they are written (one reader, there from the start:
-   * the blob is committed only once it ended or was released). */
-  reader(): Readable;
-  /** The reader will not be read (further): the blob is hashed without it. */
+  /** The blob's file as it is written, for its one follower (there from the start: the
+   * blob is committed only once the follower is done or released). */
+  file: FollowedFile;
+  /** The follower will not read (further): the blob is hashed without it. */
   release(): void;
   /** Resolves once the blob is verified and in place; rejects (the file removed) otherwise. */
   committed: Promise<void>;
@@ -130,7 +130,7 @@ export class ContentStore {
 
   /**
    * Write a blob that fill() writes at offsets in any order (a download in parallel
-   * ranges), while its bytes are read in order through the result's reader(): the layer
+   * ranges), while its bytes are read in order through the result's file: the layer
    * unpacker reads a blob as it arrives. The blob is committed once all of it is
    * written and its digest and size check. null when the blob is here already (a write
    * of it that ran meanwhile is waited for). fill() must not return before every write
@@ -164,12 +164,10 @@ export class ContentStore {
     this.inflight.set(digest, committed);
     committed.catch(() => undefined); // the caller awaits it
     const blob = await opened;
-    const reader = blob.reader();
+    const file = blob.follow();
     return {
-      reader: () => reader,
-      release: () => {
-        if (!reader.readableEnded) reader.destroy();
-      },
+      file,
+      release: () => file.release(),
       committed,
       abort: (e) => {
         controller.abort(e);

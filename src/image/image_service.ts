@@ -18,7 +18,7 @@ import { Snapshotter, chainIds } from './snapshotter';
 import { mallocTrim } from '../sys/libc';
 import { PullProgress } from './pull_progress';
 import type { BlobProgress } from './pull_progress';
-import { layerCompression } from './unpack';
+import { layerCompression, type LayerSource } from './unpack';
 import { fetchBlobInto, RangeOptions } from './blob_fetch';
 
 /** What containers need from an image config (OCI image spec "config"). */
@@ -114,7 +114,7 @@ export interface ImageServiceOptions {
 
 /** A layer blob to unpack: in the content store, or read as it downloads. */
 interface LayerBlob {
-  open(): Promise<Readable>;
+  open(): Promise<LayerSource>;
   /** Resolves once the blob is in the content store, verified. */
   stored: Promise<void>;
   /** Stop its download (if it runs): open()'s reader fails, stored rejects. */
@@ -157,7 +157,6 @@ export class ImageService {
 
   async close(): Promise<void> {
     await this.registry.close();
-    await this.snapshots.releaseUnpackThread();
   }
 
   /**
@@ -336,7 +335,7 @@ export class ImageService {
         return this.storedBlob(d.digest);
       }
       ingest.committed.then(() => progress.done(d.digest), () => undefined);
-      return { open: async () => ingest.reader(), stored: ingest.committed, abort: (e) => ingest.abort(e), release: () => ingest.release() };
+      return { open: async () => ingest.file, stored: ingest.committed, abort: (e) => ingest.abort(e), release: () => ingest.release() };
     };
     await fetch(cfgDesc);
     failpoint('pull_image.blob');
@@ -399,8 +398,7 @@ export class ImageService {
             blob.release(); // the unpack read what it needed; commit hashes any rest
             await blob.stored;
           };
-          // Both kinds of LayerBlob read into a fresh buffer per chunk: handed off.
-          await this.snapshots.addLayer(chains[i], diffIds[i], blob.open, compression, beforeCommit, true);
+          await this.snapshots.addLayer(chains[i], diffIds[i], blob.open, compression, beforeCommit);
           // Stored even when another pull's unpack of this layer was shared.
           blob.release();
           await blob.stored;

@@ -9,12 +9,10 @@
 import { createHash, randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as path from 'path';
-import { Readable } from 'stream';
 import { InvalidArgument, NotFound } from '../errors';
 import { bindIdmapped, bindMountReadOnly, MNT_DETACH, MOUNT_ATTR_RDONLY, mountFs, umount2 } from '../sys/libc';
 import { isSha256Digest } from './reference';
-import { Compression } from './unpack';
-import { UnpackThread } from './unpack_thread';
+import { Compression, LayerSource, unpackLayer } from './unpack';
 
 /** chainID(L0) = diffID(L0); chainID(Ln) = sha256(chainID(Ln-1) + " " + diffID(Ln)). */
 export function chainIds(diffIds: string[]): string[] {
@@ -36,7 +34,6 @@ export class Snapshotter {
   private readonly containersDir: string;
   private readonly tmpDir: string;
   private readonly unpacking = new Map<string, Promise<void>>();
-  private readonly unpacker = new UnpackThread();
   private fsIds: { at: number; value: Promise<{ image: string; container: string }> } | undefined;
 
   constructor(readonly root: string) {
@@ -74,23 +71,22 @@ export class Snapshotter {
    * must resolve before the layer is committed: a layer never outlives a failed blob.
    * A caller that joined an unpack which then failed (its pull stopped: its own
    * download broke, or another of its layers did) unpacks from its own source.
-   * The layer unpacks on the unpack thread; with handOff the source's chunks are fresh
-   * buffers no one else holds, and move there uncopied.
+   * The layer unpacks in a skiff-unpack process of its own (unpack.ts).
    */
-  addLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression, beforeCommit?: () => Promise<void>, handOff = false): Promise<void> {
+  addLayer(chainId: string, diffId: string, source: () => Promise<LayerSource>, compression: Compression, beforeCommit?: () => Promise<void>): Promise<void> {
     const running = this.unpacking.get(chainId);
-    if (running) return running.catch(() => this.addLayer(chainId, diffId, source, compression, beforeCommit, handOff));
-    const p = this.doAddLayer(chainId, diffId, source, compression, beforeCommit, handOff).finally(() => this.unpacking.delete(chainId));
+    if (running) return running.catch(() => this.addLayer(chainId, diffId, source, compression, beforeCommit));
+    const p = this.doAddLayer(chainId, diffId, source, compression, beforeCommit).finally(() => this.unpacking.delete(chainId));
     this.unpacking.set(chainId, p);
     return p;
   }
 
-  private async doAddLayer(chainId: string, diffId: string, source: () => Promise<Readable>, compression: Compression, beforeCommit: (() => Promise<void>) | undefined, handOff: boolean): Promise<void> {
+  private async doAddLayer(chainId: string, diffId: string, source: () => Promise<LayerSource>, compression: Compression, beforeCommit: (() => Promise<void>) | undefined): Promise<void> {
     if (await this.hasLayer(chainId)) return;
     const work = path.join(this.tmpDir, randomBytes(8).toString('hex'));
     await fsp.mkdir(path.join(work, 'fs'), { recursive: true, mode: 0o755 });
     try {
-      const r = await this.unpacker.unpack(await source(), path.join(work, 'fs'), compression, handOff);
+      const r = await unpackLayer(await source(), path.join(work, 'fs'), compression);
       if (r.diffId !== diffId) throw new InvalidArgument(`layer for ${chainId}: content has diff_id ${r.diffId}, the image config says ${diffId}`);
       await beforeCommit?.();
       await fsp.rename(work, path.dirname(this.layerDir(chainId)));
@@ -98,11 +94,6 @@ export class Snapshotter {
       await fsp.rm(work, { recursive: true, force: true });
       throw e;
     }
-  }
-
-  /** End the unpack thread now if no layer unpacks (it ends by itself when idle a while). */
-  releaseUnpackThread(): Promise<void> {
-    return this.unpacker.release();
   }
 
   async removeLayer(chainId: string): Promise<void> {

@@ -7,11 +7,56 @@ import * as path from 'path';
 import { Readable } from 'stream';
 import { gzipSync } from 'zlib';
 import { InvalidArgument } from '../errors';
+import type { FollowedFile } from './blob_ingest';
 import { LayerEscape, layerCompression, unpackLayer } from './unpack';
 import { makeTar, type TarEntry as Entry } from '../../e2e/fixtures/tar';
 
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** buf in chunks of n bytes (as a file or blob reader gives them). */
+function chunked(buf: Buffer, n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let o = 0; o < buf.length; o += n) out.push(Buffer.from(buf.subarray(o, o + n)));
+  return out;
+}
+
+/** A FollowedFile over a file the test writes in steps, as a download into the content store does. */
+function growingFile(file: string, data: Buffer) {
+  fs.writeFileSync(file, Buffer.alloc(0));
+  let written = 0;
+  let end: Error | null | undefined;
+  const watchers = new Set<{ onPrefix: (n: number) => void; onEnd: (e: Error | null) => void }>();
+  const told = { digest: undefined as string | undefined, released: false };
+  const followed: FollowedFile = {
+    path: file,
+    size: data.length,
+    watch(onPrefix, onEnd) {
+      onPrefix(written);
+      if (end !== undefined) {
+        onEnd(end);
+        return () => undefined;
+      }
+      const w = { onPrefix, onEnd };
+      watchers.add(w);
+      return () => watchers.delete(w);
+    },
+    readAll: (digest) => (told.digest = digest),
+    release: () => (told.released = true),
+  };
+  const grow = (n: number) => {
+    fs.appendFileSync(file, data.subarray(written, written + n));
+    written = Math.min(data.length, written + n);
+    for (const w of watchers) w.onPrefix(written);
+  };
+  const finish = (e: Error | null) => {
+    end = e;
+    for (const w of watchers) w.onEnd(e);
+  };
+  return { followed, grow, finish, told };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 20));
 
 describe('layer unpack', () => {
   let work: string;
@@ -94,7 +139,7 @@ describe('layer unpack', () => {
     assert.equal(fs.readFileSync(path.join(dir, 'd'), 'utf8'), 'now a file');
   });
 
-  it('keeps the layer order while small files are made several at once', async () => {
+  it('keeps the layer order: a link, a whiteout, a file replaced, a file that became a dir', async () => {
     const files: Entry[] = Array.from({ length: 20 }, (_, i) => ({ name: `d/f${i}`, body: `file ${i}` }));
     const t = await makeTar([
       ...files,
@@ -155,8 +200,125 @@ describe('layer unpack', () => {
   it('fails on a corrupt or truncated stream', async () => {
     const t = await makeTar([{ name: 'big', body: 'x'.repeat(100000) }]);
     const gz = gzipSync(t);
-    await assert.rejects(unpackLayer(Readable.from([gz.subarray(0, gz.length / 2)]), dir, 'gzip'));
-    await assert.rejects(unpackLayer(Readable.from([Buffer.from('not gzip at all')]), path.join(work, 'outside'), 'gzip'));
+    await assert.rejects(unpackLayer(Readable.from([gz.subarray(0, gz.length / 2)]), dir, 'gzip'), (e: Error) => e instanceof InvalidArgument && /unexpected end/.test(e.message));
+    await assert.rejects(unpackLayer(Readable.from([Buffer.from('not gzip at all')]), path.join(work, 'outside'), 'gzip'), (e: Error) => e instanceof InvalidArgument && /incorrect header check/.test(e.message));
+  });
+
+  it('unpacks a layer of many chunks: a big file, links, a whiteout, and the diff_id', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'x');
+    const t = await makeTar([
+      { name: 'bin/', type: 'directory', mode: 0o755 },
+      { name: 'bin/tool', body: big, mode: 0o755 },
+      { name: 'bin/link', type: 'symlink', linkname: 'tool' },
+      { name: 'bin/hard', type: 'link', linkname: 'bin/tool' },
+      { name: 'etc/.wh.gone', body: '' },
+      { name: 'etc/conf', body: 'a=1\n', mode: 0o600, uid: 1000, gid: 1000 },
+    ]);
+    const r = await unpackLayer(Readable.from(chunked(gzipSync(t), 64 * 1024)), dir, 'gzip');
+    assert.equal(r.diffId, sha(t));
+    assert.deepEqual(fs.readFileSync(path.join(dir, 'bin/tool')), big);
+    assert.equal(fs.readlinkSync(path.join(dir, 'bin/link')), 'tool');
+    assert.equal(fs.statSync(path.join(dir, 'bin/hard')).ino, fs.statSync(path.join(dir, 'bin/tool')).ino);
+    assert.equal(fs.lstatSync(path.join(dir, 'etc/gone')).isCharacterDevice(), true);
+    const conf = fs.statSync(path.join(dir, 'etc/conf'));
+    assert.equal(conf.mode & 0o777, 0o600);
+    if (process.getuid?.() === 0) assert.equal(conf.uid, 1000);
+  });
+
+  it('reads PAX long names, owners and times, and hashes what follows the end blocks', async () => {
+    const long = `deep/${'n'.repeat(120)}/${'m'.repeat(120)}`;
+    const t = await makeTar([
+      { name: long, body: 'long', pax: { uid: '70000', gid: '70001', mtime: '1600000000.5' } },
+      { name: 'l', type: 'symlink', linkname: `${'t'.repeat(150)}` },
+    ]);
+    const withJunk = Buffer.concat([t, Buffer.alloc(4096)]);
+    const r = await unpackLayer(Readable.from(chunked(gzipSync(withJunk), 1000)), dir, 'gzip');
+    assert.equal(r.diffId, sha(withJunk));
+    const st = fs.statSync(path.join(dir, long));
+    assert.equal(fs.readFileSync(path.join(dir, long), 'utf8'), 'long');
+    if (process.getuid?.() === 0) assert.deepEqual([st.uid, st.gid], [70000, 70001]);
+    assert.equal(st.mtimeMs, 1600000000500);
+    assert.equal(fs.readlinkSync(path.join(dir, 'l')), 't'.repeat(150));
+  });
+
+  it('unpacks gzip of several members', async () => {
+    const t = await makeTar([{ name: 'a', body: 'x'.repeat(5000) }, { name: 'b', body: 'y'.repeat(5000) }]);
+    const r = await unpackLayer(Readable.from([Buffer.concat([gzipSync(t.subarray(0, 3000)), gzipSync(t.subarray(3000))])]), dir, 'gzip');
+    assert.equal(r.diffId, sha(t));
+    assert.equal(fs.readFileSync(path.join(dir, 'b'), 'utf8'), 'y'.repeat(5000));
+  });
+
+  it('fails with the source error when the source breaks, once nothing writes any more', async () => {
+    const t = await makeTar(Array.from({ length: 200 }, (_, i) => ({ name: `d/f${i}`, body: Buffer.alloc(8 * 1024, i) })));
+    const broken = Readable.from(
+      (async function* () {
+        yield t.subarray(0, t.length / 2);
+        throw new Error('connection reset by the registry');
+      })(),
+    );
+    await assert.rejects(unpackLayer(broken, dir, 'none'), /connection reset by the registry/);
+    // Settled: nothing writes into the dir any more, so it can go and stays gone.
+    fs.rmSync(dir, { recursive: true });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(fs.existsSync(dir), false);
+  });
+
+  it('fails when the source was destroyed before the unpack began', async () => {
+    const gone = Readable.from([Buffer.from('x')]);
+    gone.destroy(new Error('pull stopped'));
+    await assert.rejects(unpackLayer(gone, dir, 'none'), /pull stopped/);
+  });
+
+  it('unpacks several layers at once', async () => {
+    const tars = await Promise.all([0, 1, 2, 3].map((i) => makeTar(Array.from({ length: 50 }, (_, j) => ({ name: `l${i}/f${j}`, body: `layer ${i} file ${j}` })))));
+    const dirs = tars.map((_, i) => path.join(work, `l${i}`));
+    for (const d of dirs) fs.mkdirSync(d);
+    const results = await Promise.all(tars.map((t, i) => unpackLayer(Readable.from(chunked(gzipSync(t), 1024)), dirs[i], 'gzip')));
+    assert.deepEqual(
+      results.map((r) => r.diffId),
+      tars.map((t) => sha(t)),
+    );
+    for (const [i, d] of dirs.entries()) assert.equal(fs.readFileSync(path.join(d, `l${i}/f49`), 'utf8'), `layer ${i} file 49`);
+  });
+
+  it('refuses a malformed tar as InvalidArgument, naming what is wrong', async () => {
+    const t = await makeTar([{ name: 'f', body: 'x' }]);
+    const bad = Buffer.from(t);
+    bad[148] = '9'.charCodeAt(0); // the checksum field
+    await assert.rejects(unpackLayer(Readable.from([bad]), dir, 'none'), (e: Error) => e instanceof InvalidArgument && /bad checksum/.test(e.message));
+    await assert.rejects(unpackLayer(Readable.from([t.subarray(0, 700)]), dir, 'none'), (e: Error) => e instanceof InvalidArgument && /unexpected end of data/.test(e.message));
+  });
+
+  it('reads a blob file itself while it is written, and reports the digest of the whole blob', async () => {
+    const t = await makeTar([
+      { name: 'big', body: Buffer.alloc(3 * 1024 * 1024, 'b') },
+      { name: 'small', body: 'end' },
+    ]);
+    const gz = gzipSync(t);
+    const g = growingFile(path.join(work, 'blob'), gz);
+    const unpacking = unpackLayer(g.followed, dir, 'gzip');
+    for (let i = 0; i < 5; i++) {
+      await tick();
+      g.grow(Math.ceil(gz.length / 5));
+    }
+    g.finish(null);
+    const r = await unpacking;
+    assert.equal(r.diffId, sha(t));
+    assert.equal(g.told.digest, sha(gz), 'the blob digest, read by skiff-unpack');
+    assert.equal(fs.readFileSync(path.join(dir, 'small'), 'utf8'), 'end');
+    assert.equal(fs.statSync(path.join(dir, 'big')).size, 3 * 1024 * 1024);
+  });
+
+  it('stops with the download error when a followed blob fails, and releases it', async () => {
+    const t = await makeTar(Array.from({ length: 100 }, (_, i) => ({ name: `f${i}`, body: Buffer.alloc(20000, i) })));
+    const g = growingFile(path.join(work, 'blob'), t);
+    const unpacking = unpackLayer(g.followed, dir, 'none');
+    await tick();
+    g.grow(t.length >> 1);
+    await tick();
+    g.finish(new Error('the registry reset the connection'));
+    await assert.rejects(unpacking, /the registry reset the connection/);
+    assert.deepEqual(g.told, { digest: undefined, released: true });
   });
 
   it('knows the layer media types', () => {
