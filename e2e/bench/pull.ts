@@ -208,7 +208,9 @@ async function runPullBench(opts: BenchOptions): Promise<void> {
     const warmRatio = cd ? warm.skiff.median / cd.warm.median : null;
     log(`warm pull (medians): skiff ${fmt(warm.skiff.median * 1000)} ms (p99 ${fmt(warm.skiff.p99 * 1000)})${cd && warmRatio !== null ? `, containerd ${fmt(cd.warm.median * 1000)} ms (p99 ${fmt(cd.warm.p99 * 1000)}; ctr's start included): ratio ${fmt(warmRatio, 3)}` : ''}`);
     if (cd) log(`ctr client peak RSS: median ${fmt(cd.clientPeak, 1)} MiB`);
-    if (cd) log(`half of containerd's time is ${fmt(cd.st.median / 2)} s; the storage floor (no inflate) is ${fmt(st.storeFloor.median)} s${cd.st.median / 2 < st.storeFloor.median ? ': below it, so no puller can reach half of containerd\'s time on this disk' : ''}`);
+    // The floors are plain tools in pipes (tee, gzip, tar: a process and two pipe copies per
+    // layer), not a bound: a puller may come in under them, as skiff-unpack does.
+    if (cd) log(`half of containerd's time is ${fmt(cd.st.median / 2)} s; the storage floor (no inflate) is ${fmt(st.storeFloor.median)} s, gunzip+untar ${fmt(st.untarFloor.median)} s`);
     log(`targets: pull time <= half of containerd's: ${ratio === null ? 'not measured' : ratio <= 0.5 ? 'met' : 'MISSED'}; within ${FLOOR_TARGET}x the floor: ${floorRatio <= FLOOR_TARGET ? 'met' : 'MISSED'}; skiff RSS growth < ${RSS_TARGET_MIB} MiB: ${growth.skiff < RSS_TARGET_MIB ? 'met' : 'MISSED'}`);
 
     result = {

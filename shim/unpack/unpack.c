@@ -240,6 +240,14 @@ static void skip_bytes(struct stream *s, uint64_t n) {
 
 /* ---- tar headers ---- */
 
+/** xattrs from PAX SCHILY.xattr.*: names and raw values */
+struct xattrs {
+	size_t n;
+	char **name;
+	char **val;
+	size_t *len;
+};
+
 struct header {
 	char *name;
 	char *linkname;
@@ -249,11 +257,7 @@ struct header {
 	uint64_t size;
 	struct timespec mtime;
 	uint32_t devmajor, devminor;
-	/* xattrs from PAX SCHILY.xattr.*: names and raw values */
-	size_t nxattr;
-	char **xname;
-	char **xval;
-	size_t *xlen;
+	struct xattrs xa;
 };
 
 /** PAX records that apply: the global ones, then the next entry's own. */
@@ -263,10 +267,7 @@ struct pax {
 	uint64_t size;
 	uint32_t uid, gid;
 	struct timespec mtime;
-	size_t nxattr;
-	char **xname;
-	char **xval;
-	size_t *xlen;
+	struct xattrs xa;
 };
 
 static void *xmalloc(size_t n) {
@@ -285,36 +286,42 @@ static char *xstrndup(const char *s, size_t n) {
 	return p;
 }
 
-static void pax_clear(struct pax *x) {
-	free(x->path);
-	free(x->linkpath);
-	for (size_t i = 0; i < x->nxattr; i++) {
-		free(x->xname[i]);
-		free(x->xval[i]);
+static void xattrs_free(struct xattrs *x) {
+	for (size_t i = 0; i < x->n; i++) {
+		free(x->name[i]);
+		free(x->val[i]);
 	}
-	free(x->xname);
-	free(x->xval);
-	free(x->xlen);
+	free(x->name);
+	free(x->val);
+	free(x->len);
 	memset(x, 0, sizeof *x);
 }
 
-static void pax_set_xattr(struct pax *x, const char *name, size_t nlen, const char *val, size_t vlen) {
-	for (size_t i = 0; i < x->nxattr; i++) {
-		if (strlen(x->xname[i]) == nlen && memcmp(x->xname[i], name, nlen) == 0) {
-			free(x->xval[i]);
-			x->xval[i] = xstrndup(val, vlen);
-			x->xlen[i] = vlen;
+static void pax_clear(struct pax *x) {
+	free(x->path);
+	free(x->linkpath);
+	xattrs_free(&x->xa);
+	memset(x, 0, sizeof *x);
+}
+
+/** Sets name (nlen bytes) to val, replacing a value it has. */
+static void xattr_set(struct xattrs *x, const char *name, size_t nlen, const char *val, size_t vlen) {
+	for (size_t i = 0; i < x->n; i++) {
+		if (strlen(x->name[i]) == nlen && memcmp(x->name[i], name, nlen) == 0) {
+			free(x->val[i]);
+			x->val[i] = xstrndup(val, vlen);
+			x->len[i] = vlen;
 			return;
 		}
 	}
-	x->xname = realloc(x->xname, (x->nxattr + 1) * sizeof *x->xname);
-	x->xval = realloc(x->xval, (x->nxattr + 1) * sizeof *x->xval);
-	x->xlen = realloc(x->xlen, (x->nxattr + 1) * sizeof *x->xlen);
-	if (!x->xname || !x->xval || !x->xlen) die_invalid("out of memory");
-	x->xname[x->nxattr] = xstrndup(name, nlen);
-	x->xval[x->nxattr] = xstrndup(val, vlen);
-	x->xlen[x->nxattr] = vlen;
-	x->nxattr++;
+	x->name = realloc(x->name, (x->n + 1) * sizeof *x->name);
+	x->val = realloc(x->val, (x->n + 1) * sizeof *x->val);
+	x->len = realloc(x->len, (x->n + 1) * sizeof *x->len);
+	if (!x->name || !x->val || !x->len) die_invalid("out of memory");
+	x->name[x->n] = xstrndup(name, nlen);
+	x->val[x->n] = xstrndup(val, vlen);
+	x->len[x->n] = vlen;
+	x->n++;
 }
 
 static bool parse_u64(const char *s, size_t n, uint64_t *out) {
@@ -383,7 +390,7 @@ static void parse_pax(struct pax *x, const char *buf, size_t n) {
 			if (!parse_pax_time(val, vlen, &x->mtime)) die_invalid("tar: bad PAX mtime");
 			x->has_mtime = true;
 		} else if (klen > 13 && memcmp(rec, "SCHILY.xattr.", 13) == 0) {
-			pax_set_xattr(x, rec + 13, klen - 13, val, vlen);
+			xattr_set(&x->xa, rec + 13, klen - 13, val, vlen);
 		}
 #undef KEY
 		pos += len;
@@ -435,13 +442,7 @@ static char *read_meta(struct stream *s, uint64_t size) {
 static void header_free(struct header *h) {
 	free(h->name);
 	free(h->linkname);
-	for (size_t i = 0; i < h->nxattr; i++) {
-		free(h->xname[i]);
-		free(h->xval[i]);
-	}
-	free(h->xname);
-	free(h->xval);
-	free(h->xlen);
+	xattrs_free(&h->xa);
 	memset(h, 0, sizeof *h);
 }
 
@@ -453,7 +454,7 @@ static bool next_header(struct stream *s, struct pax *global, struct header *h) 
 	for (;;) {
 		size_t got = read_exact(s, b, BLOCK);
 		if (got == 0) {
-			if (long_name || long_link || local.path || local.nxattr) die_invalid("tar: unexpected end of data");
+			if (long_name || long_link || local.path || local.xa.n) die_invalid("tar: unexpected end of data");
 			free(long_name);
 			free(long_link);
 			pax_clear(&local);
@@ -515,11 +516,8 @@ static bool next_header(struct stream *s, struct pax *global, struct header *h) 
 			if (p->has_mtime) h->mtime = p->mtime;
 		}
 		/* xattrs: the entry's own replace the global ones of the same name. */
-		struct pax merged = {0};
-		for (size_t i = 0; i < global->nxattr; i++) pax_set_xattr(&merged, global->xname[i], strlen(global->xname[i]), global->xval[i], global->xlen[i]);
-		for (size_t i = 0; i < local.nxattr; i++) pax_set_xattr(&merged, local.xname[i], strlen(local.xname[i]), local.xval[i], local.xlen[i]);
-		h->nxattr = merged.nxattr, h->xname = merged.xname, h->xval = merged.xval, h->xlen = merged.xlen;
-		merged.nxattr = 0, merged.xname = NULL, merged.xval = NULL, merged.xlen = NULL;
+		for (struct pax *p = global; p; p = p == global ? &local : NULL)
+			for (size_t i = 0; i < p->xa.n; i++) xattr_set(&h->xa, p->xa.name[i], strlen(p->xa.name[i]), p->xa.val[i], p->xa.len[i]);
 		pax_clear(&local);
 		return true;
 	}
@@ -679,10 +677,10 @@ static void apply_metadata(struct unpack *u, const char *target, const struct he
 	if (h->type != '2' && !mode_made) {
 		if ((fd >= 0 ? fchmod(fd, h->mode & 07777) : chmod(target, h->mode & 07777)) < 0) die_errno("chmod", target);
 	}
-	for (size_t i = 0; i < h->nxattr; i++) {
+	for (size_t i = 0; i < h->xa.n; i++) {
 		/* The layer may not fake overlay metadata (whiteouts, opacity). */
-		if (strncmp(h->xname[i], "trusted.overlay.", 16) == 0) continue;
-		int r = fd >= 0 ? fsetxattr(fd, h->xname[i], h->xval[i], h->xlen[i], 0) : lsetxattr(target, h->xname[i], h->xval[i], h->xlen[i], 0);
+		if (strncmp(h->xa.name[i], "trusted.overlay.", 16) == 0) continue;
+		int r = fd >= 0 ? fsetxattr(fd, h->xa.name[i], h->xa.val[i], h->xa.len[i], 0) : lsetxattr(target, h->xa.name[i], h->xa.val[i], h->xa.len[i], 0);
 		if (r < 0) die_errno("setxattr", target);
 	}
 	struct timespec t[2] = {h->mtime, h->mtime};
