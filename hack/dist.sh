@@ -6,7 +6,7 @@
 #   dist/src/                      compiled skiffd and CLI, no tests
 #   api/                           the proto files skiffd loads
 #   shim/build/skiff-shim          the static shim
-#   shim/build/skiff-unpack        the layer unpacker (links the host's libz, libzstd, libcrypto)
+#   shim/build/skiff-unpack        the layer unpacker (zlib, zstd, libcrypto linked in)
 #   node_modules/                  production dependencies only, koffi for this platform only
 #   deploy/                        systemd unit, kubelet wiring, RuntimeClass, Grafana dashboard
 #   config.toml.example            every key with its default (skiffd --print-config)

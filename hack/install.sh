@@ -6,8 +6,7 @@
 #   --root    install under this directory instead of / (packaging, tests); implies --no-start
 #   --no-start  install the systemd unit but do not enable or start it
 # Needs Node.js 20 or newer on PATH (or the release's own node/bin/node), and CNI plugins in /opt/cni/bin or /usr/lib/cni
-# (Debian: containernetworking-plugins) for pod networking, and the shared zlib, zstd and
-# OpenSSL 3 libraries that skiff-unpack links (Debian: zlib1g, libzstd1, libssl3). Keeps an existing
+# (Debian: containernetworking-plugins) for pod networking. Keeps an existing
 # /etc/skiff/config.toml. uninstall.sh takes it all back.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

@@ -33,6 +33,8 @@ describe('release tarball: npm run dist, install.sh, uninstall.sh', function () 
     execFileSync('tar', ['-C', work, '-xzf', tarball]);
     const headers = execFileSync('readelf', ['-l', '-d', path.join(work, top, 'shim/build/skiff-shim')]).toString();
     assert.ok(!/INTERP|NEEDED/.test(headers), 'the shim is static: no interpreter, no shared libraries');
+    const unpackNeeds = [...execFileSync('readelf', ['-d', path.join(work, top, 'shim/build/skiff-unpack')]).toString().matchAll(/\(NEEDED\).*\[(.+)\]/g)].map((m) => m[1]);
+    assert.deepEqual(unpackNeeds, ['libc.so.6'], 'skiff-unpack needs only glibc: zlib, zstd and libcrypto are linked in');
     const root = path.join(work, 'root');
     execFileSync(path.join(work, top, 'install.sh'), ['--root', root]);
     const lib = path.join(root, 'usr/local/lib/skiff');
