@@ -24,8 +24,11 @@ const unlinkFile = promisify(unlink);
 
 /** Bytes commit reads at once when it hashes the blob itself: each read is a thread-pool round trip. */
 const READ_CHUNK = 256 * 1024;
+/** A range's bytes go to the disk in writevs of at least this much (but the last):
+ * each write is a thread-pool round trip, a futex wake, on skiffd's main thread. */
+const WRITE_BATCH = 256 * 1024;
 /** A range's bytes queued for the disk beyond this pause its source. */
-const WRITE_QUEUE_MAX = 256 * 1024;
+const WRITE_QUEUE_MAX = 512 * 1024;
 
 /** Where a blob's bytes go: positional writes of a source stream. */
 export interface BlobSink {
@@ -126,9 +129,9 @@ export class BlobIngest implements BlobSink {
         source.destroy();
         settle();
       };
-      // Chunks that arrive while a write runs go out together in one writev.
+      // Chunks go out together in one writev, once there are WRITE_BATCH bytes or the body ended.
       const flush = () => {
-        if (writing || error) return;
+        if (writing || error || (queued < WRITE_BATCH && !ended)) return;
         if (!queue.length) {
           if (!ended) return;
           if (pos !== end) fail(new Unavailable(`${what}: the body ended after ${pos - start} of ${length} bytes`));

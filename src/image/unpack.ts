@@ -46,6 +46,9 @@ export interface UnpackResult {
   diffId: string;
 }
 
+/** A followed blob's written prefix is told to skiff-unpack when it has grown by this much. */
+const TELL_STEP = 512 * 1024;
+
 /** The one built beside skiffd (shim/build), else skiff-unpack on $PATH. */
 const BUILT = path.resolve(__dirname, '../../../shim/build/skiff-unpack');
 let unpackBinary = '';
@@ -100,10 +103,12 @@ export function unpackLayer(source: LayerSource, dir: string, compression: Compr
     };
     let unwatch = () => {};
     if (followed) {
+      // skiff-unpack reads in steps of 1 MiB: it hears of the written prefix in steps of
+      // TELL_STEP (each write wakes it), and of the whole blob.
       let told = -1;
       unwatch = followed.watch(
         (written) => {
-          if (written > told) child.stdin!.write(`${(told = written)}\n`);
+          if (written - told >= TELL_STEP || (written === followed.size && told < written)) child.stdin!.write(`${(told = written)}\n`);
         },
         (e) => (e ? stopSource(e) : child.stdin!.end()),
       );
