@@ -47,6 +47,7 @@ enum compression { COMP_NONE, COMP_GZIP, COMP_ZSTD };
 #define BLOCK 512
 #define IN_SIZE (1024 * 1024)
 #define OUT_SIZE (256 * 1024)
+#define MAX_ENTRY (UINT64_C(1) << 62)
 #define WHITEOUT_PREFIX ".wh."
 #define OPAQUE_MARKER ".wh..wh..opq"
 
@@ -81,6 +82,7 @@ struct stream {
 	enum compression comp;
 	z_stream z;
 	bool z_done; /* a gzip member ended: the next bytes start a member or are trailing junk */
+	bool z_junk; /* what follows the last member is not gzip: read (and dropped) to the end */
 	ZSTD_DStream *zs;
 	size_t zs_last; /* ZSTD_decompressStream's last hint: 0 at a frame's end */
 	EVP_MD_CTX *sha;
@@ -174,12 +176,13 @@ static bool produce(struct stream *s) {
 			s->in_pos += n;
 			s->out_len = n;
 		} else if (s->comp == COMP_GZIP) {
+			if (s->z_junk || (s->z_done && avail >= 2 && !(in[0] == 0x1f && in[1] == 0x8b))) {
+				/* Anything but another member (gzip allows several) ends the data, as gunzip's. */
+				s->z_junk = true;
+				s->in_pos = s->in_len;
+				continue;
+			}
 			if (s->z_done) {
-				/* Another member follows (gzip allows several); anything else ends the data. */
-				if (avail >= 2 && !(in[0] == 0x1f && in[1] == 0x8b)) {
-					s->in_pos = s->in_len;
-					continue;
-				}
 				if (inflateReset(&s->z) != Z_OK) die_invalid("gzip: cannot reset");
 				s->z_done = false;
 			}
@@ -260,7 +263,8 @@ struct header {
 	struct xattrs xa;
 };
 
-/** PAX records that apply: the global ones, then the next entry's own. */
+/** The PAX records of the next entry (global ones, 'g', are read and dropped, as Go's
+ * archive/tar does). */
 struct pax {
 	char *path, *linkpath;
 	bool has_size, has_uid, has_gid, has_mtime;
@@ -362,7 +366,8 @@ static void parse_pax(struct pax *x, const char *buf, size_t n) {
 		size_t sp = pos;
 		while (sp < n && buf[sp] != ' ') sp++;
 		uint64_t len;
-		if (sp >= n || !parse_u64(buf + pos, sp - pos, &len) || len < 5 || len > n - pos) die_invalid("tar: bad PAX record");
+		/* "<len> " and at least "k=\n" must fit in the record's len bytes */
+		if (sp >= n || !parse_u64(buf + pos, sp - pos, &len) || len > n - pos || len < sp - pos + 4) die_invalid("tar: bad PAX record");
 		const char *rec = buf + sp + 1, *end = buf + pos + len - 1; /* end: the record's "\n" */
 		if (*end != '\n') die_invalid("tar: bad PAX record");
 		const char *eq = memchr(rec, '=', (size_t)(end - rec));
@@ -447,7 +452,7 @@ static void header_free(struct header *h) {
 }
 
 /** The next entry's header, its PAX and GNU long names applied; false at the end. */
-static bool next_header(struct stream *s, struct pax *global, struct header *h) {
+static bool next_header(struct stream *s, struct header *h) {
 	struct pax local = {0};
 	char *long_name = NULL, *long_link = NULL;
 	uint8_t b[BLOCK];
@@ -467,9 +472,10 @@ static bool next_header(struct stream *s, struct pax *global, struct header *h) 
 		if (!checksum_ok(b)) die_invalid("tar: invalid header (bad checksum)");
 		char type = (char)b[156];
 		uint64_t size = num_field(b + 124, 12);
+
 		if (type == 'x' || type == 'g') {
 			char *data = read_meta(s, size);
-			parse_pax(type == 'x' ? &local : global, data, (size_t)size);
+			if (type == 'x') parse_pax(&local, data, (size_t)size);
 			free(data);
 			continue;
 		}
@@ -507,17 +513,16 @@ static bool next_header(struct stream *s, struct pax *global, struct header *h) 
 		if (h->type == '0' && h->name[0] && h->name[strlen(h->name) - 1] == '/') h->type = '5';
 		if (long_name) free(h->name), h->name = long_name, long_name = NULL;
 		if (long_link) free(h->linkname), h->linkname = long_link, long_link = NULL;
-		for (struct pax *p = global; p; p = p == global ? &local : NULL) {
-			if (p->path) free(h->name), h->name = xstrndup(p->path, strlen(p->path));
-			if (p->linkpath) free(h->linkname), h->linkname = xstrndup(p->linkpath, strlen(p->linkpath));
-			if (p->has_size) h->size = p->size;
-			if (p->has_uid) h->uid = p->uid;
-			if (p->has_gid) h->gid = p->gid;
-			if (p->has_mtime) h->mtime = p->mtime;
-		}
-		/* xattrs: the entry's own replace the global ones of the same name. */
-		for (struct pax *p = global; p; p = p == global ? &local : NULL)
-			for (size_t i = 0; i < p->xa.n; i++) xattr_set(&h->xa, p->xa.name[i], strlen(p->xa.name[i]), p->xa.val[i], p->xa.len[i]);
+		if (local.path) free(h->name), h->name = xstrndup(local.path, strlen(local.path));
+		if (local.linkpath) free(h->linkname), h->linkname = xstrndup(local.linkpath, strlen(local.linkpath));
+		if (local.has_size) h->size = local.size;
+		if (local.has_uid) h->uid = local.uid;
+		if (local.has_gid) h->gid = local.gid;
+		if (local.has_mtime) h->mtime = local.mtime;
+		/* Sizes are read in a uint64_t with a block's padding added: keep far from its end. */
+		if (h->size > MAX_ENTRY) die_invalid("tar entry \"%s\": %llu bytes", h->name, (unsigned long long)h->size);
+		h->xa = local.xa;
+		memset(&local.xa, 0, sizeof local.xa);
 		pax_clear(&local);
 		return true;
 	}
@@ -728,7 +733,9 @@ static void make_file(struct unpack *u, struct stream *s, const char *target, co
 static void apply_entry(struct unpack *u, struct stream *s, struct header *h) {
 	size_t n;
 	char **parts = entry_parts(h->name, "entry", h->name, &n);
-	uint64_t body = h->type == '5' ? 0 : h->size;
+	/* Links, devices, fifos and dirs have no data whatever their size says (as Go's
+	 * archive/tar reads them, which wrote most image layers). */
+	uint64_t body = strchr("123456", h->type) ? 0 : h->size;
 	if (n == 0) { /* the layer root itself ("./") */
 		free_parts(parts, n);
 		skip_bytes(s, body + (BLOCK - body % BLOCK) % BLOCK);
@@ -857,9 +864,8 @@ int main(int argc, char **argv) {
 	u.root_len = strlen(u.root);
 	u.as_root = geteuid() == 0 && getegid() == 0;
 
-	struct pax global = {0};
 	struct header h;
-	while (next_header(&s, &global, &h)) {
+	while (next_header(&s, &h)) {
 		apply_entry(&u, &s, &h);
 		header_free(&h);
 	}
@@ -868,14 +874,13 @@ int main(int argc, char **argv) {
 		struct timespec t[2] = {u.dir_time[i], u.dir_time[i]};
 		if (utimensat(AT_FDCWD, u.dir_path[i], t, AT_SYMLINK_NOFOLLOW) < 0) die_errno("utimensat", u.dir_path[i]);
 	}
+	if (s.blob_fd >= 0 && s.blob_pos != s.blob_size) die_invalid("the blob has %llu bytes after the layer's data", (unsigned long long)(s.blob_size - s.blob_pos));
 	uint8_t md[32];
 	unsigned int mdlen = 0;
 	if (EVP_DigestFinal_ex(s.sha, md, &mdlen) != 1 || mdlen != 32) die_invalid("sha256 failed");
 	printf("{\"diffId\":\"sha256:");
 	for (int i = 0; i < 32; i++) printf("%02x", md[i]);
 	if (s.blob_fd >= 0) {
-		/* What follows the layer's data to the blob's end is read (and hashed) too. */
-		if (s.blob_pos != s.blob_size) die_invalid("the blob has %llu bytes after the layer's data", (unsigned long long)(s.blob_size - s.blob_pos));
 		if (EVP_DigestFinal_ex(s.blob_sha, md, &mdlen) != 1 || mdlen != 32) die_invalid("sha256 failed");
 		printf("\",\"digest\":\"sha256:");
 		for (int i = 0; i < 32; i++) printf("%02x", md[i]);

@@ -58,6 +58,32 @@ function growingFile(file: string, data: Buffer) {
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 20));
 
+/** A ustar header block written by hand, for what tar-stream will not write. */
+function rawHeader(name: string, type: string, size: number, linkname = ''): Buffer {
+  const b = Buffer.alloc(512);
+  b.write(name, 0);
+  b.write('0000644\0', 100);
+  b.write('0000000\0', 108);
+  b.write('0000000\0', 116);
+  b.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  b.write('00000000000\0', 136);
+  b.write(' '.repeat(8), 148);
+  b.write(type, 156);
+  b.write(linkname, 157);
+  b.write('ustar\0', 257);
+  b.write('00', 263);
+  let sum = 0;
+  for (const c of b) sum += c;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return b;
+}
+
+/** data, padded to whole blocks. */
+const blocks = (data: string | Buffer) => {
+  const d = Buffer.from(data);
+  return Buffer.concat([d, Buffer.alloc((512 - (d.length % 512)) % 512)]);
+};
+
 describe('layer unpack', () => {
   let work: string;
   let dir: string;
@@ -319,6 +345,32 @@ describe('layer unpack', () => {
     g.finish(new Error('the registry reset the connection'));
     await assert.rejects(unpacking, /the registry reset the connection/);
     assert.deepEqual(g.told, { digest: undefined, released: true });
+  });
+
+  it('reads links and devices as header-only whatever their size says, and drops global PAX headers, as Go\'s archive/tar', async () => {
+    const globalPax = '23 path=global-renamed\n';
+    const t = Buffer.concat([
+      rawHeader('pax_global_header', 'g', globalPax.length),
+      blocks(globalPax),
+      rawHeader('l', '2', 1024, 'target'),
+      rawHeader('f', '0', 5),
+      blocks('hello'),
+      Buffer.alloc(1024),
+    ]);
+    await unpackLayer(Readable.from([t]), dir, 'none');
+    assert.equal(fs.readlinkSync(path.join(dir, 'l')), 'target');
+    assert.equal(fs.readFileSync(path.join(dir, 'f'), 'utf8'), 'hello');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['f', 'l']);
+  });
+
+  it('refuses a PAX record whose length does not hold it, and ignores what follows the last gzip member', async () => {
+    const bad = '3 path=x\n';
+    const t = Buffer.concat([rawHeader('PaxHeader/f', 'x', bad.length), blocks(bad), rawHeader('f', '0', 0), Buffer.alloc(1024)]);
+    await assert.rejects(unpackLayer(Readable.from([t]), dir, 'none'), (e: Error) => e instanceof InvalidArgument && /bad PAX record/.test(e.message));
+    const good = await makeTar([{ name: 'g', body: 'gzip then junk' }]);
+    const r = await unpackLayer(Readable.from([gzipSync(good), Buffer.from('trailing junk, not gzip')]), path.join(work, 'outside'), 'gzip');
+    assert.equal(r.diffId, sha(good));
+    assert.equal(fs.readFileSync(path.join(work, 'outside', 'g'), 'utf8'), 'gzip then junk');
   });
 
   it('knows the layer media types', () => {
