@@ -842,6 +842,10 @@ int main(int argc, char **argv) {
 	else if (!strcmp(argv[1], "none")) s.comp = COMP_NONE;
 	else die_invalid("unknown compression \"%s\"", argv[1]);
 	if (s.comp == COMP_GZIP && inflateInit2(&s.z, 15 + 16) != Z_OK) die_invalid("gzip: cannot start");
+	/* No CRC-32 of what it inflates: the tar's SHA-256 (the diff_id, checked) covers every
+	 * byte, and the blob's (checked before it is kept) every compressed one. perf: 5% of
+	 * skiff-unpack's CPU in a pull. */
+	if (s.comp == COMP_GZIP && inflateValidate(&s.z, 0) != Z_OK) die_invalid("gzip: cannot start");
 	if (s.comp == COMP_ZSTD && !(s.zs = ZSTD_createDStream())) die_invalid("zstd: cannot start");
 	s.sha = EVP_MD_CTX_new();
 	if (!s.sha || EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL) != 1) die_invalid("sha256: cannot start");
