@@ -363,6 +363,40 @@ describe('layer unpack', () => {
     assert.deepEqual(fs.readdirSync(dir).sort(), ['f', 'l']);
   });
 
+  it('reads GNU long names and long link targets (L and K entries)', async () => {
+    const long = `gnu/${'x'.repeat(150)}`;
+    const target = `/${'t'.repeat(180)}`;
+    const t = Buffer.concat([
+      rawHeader('././@LongLink', 'L', long.length + 1),
+      blocks(`${long}\0`),
+      rawHeader('short-name', '0', 3),
+      blocks('abc'),
+      rawHeader('././@LongLink', 'K', target.length + 1),
+      blocks(`${target}\0`),
+      rawHeader('gnu/link', '2', 0, 'short-target'),
+      Buffer.alloc(1024),
+    ]);
+    await unpackLayer(Readable.from([t]), dir, 'none');
+    assert.equal(fs.readFileSync(path.join(dir, long), 'utf8'), 'abc');
+    assert.equal(fs.readlinkSync(path.join(dir, 'gnu/link')), target);
+    assert.equal(fs.existsSync(path.join(dir, 'short-name')), false);
+  });
+
+  it('follows a zstd blob while it is written', async () => {
+    const t = await makeTar([{ name: 'z', body: Buffer.alloc(2 * 1024 * 1024, 'z') }]);
+    const zst = execFileSync('zstd', ['-q', '-c'], { input: t });
+    const g = growingFile(path.join(work, 'blob'), zst);
+    const unpacking = unpackLayer(g.followed, dir, 'zstd');
+    await tick();
+    g.grow(zst.length >> 1);
+    await tick();
+    g.grow(zst.length);
+    g.finish(null);
+    assert.equal((await unpacking).diffId, sha(t));
+    assert.equal(g.told.digest, sha(zst));
+    assert.equal(fs.statSync(path.join(dir, 'z')).size, 2 * 1024 * 1024);
+  });
+
   it('refuses a PAX record whose length does not hold it, and ignores what follows the last gzip member', async () => {
     const bad = '3 path=x\n';
     const t = Buffer.concat([rawHeader('PaxHeader/f', 'x', bad.length), blocks(bad), rawHeader('f', '0', 0), Buffer.alloc(1024)]);
