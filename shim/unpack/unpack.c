@@ -509,8 +509,6 @@ static bool next_header(struct stream *s, struct header *h) {
 			name = full;
 		}
 		h->name = name;
-		/* Old tars mark a directory by its name's trailing slash alone. */
-		if (h->type == '0' && h->name[0] && h->name[strlen(h->name) - 1] == '/') h->type = '5';
 		if (long_name) free(h->name), h->name = long_name, long_name = NULL;
 		if (long_link) free(h->linkname), h->linkname = long_link, long_link = NULL;
 		if (local.path) free(h->name), h->name = xstrndup(local.path, strlen(local.path));
@@ -519,6 +517,8 @@ static bool next_header(struct stream *s, struct header *h) {
 		if (local.has_uid) h->uid = local.uid;
 		if (local.has_gid) h->gid = local.gid;
 		if (local.has_mtime) h->mtime = local.mtime;
+		/* Old (pre-POSIX) tars mark a directory by its name's trailing slash alone, as Go reads them. */
+		if (type == '\0' && h->name[0] && h->name[strlen(h->name) - 1] == '/') h->type = '5';
 		/* Sizes are read in a uint64_t with a block's padding added: keep far from its end. */
 		if (h->size > MAX_ENTRY) die_invalid("tar entry \"%s\": %llu bytes", h->name, (unsigned long long)h->size);
 		h->xa = local.xa;

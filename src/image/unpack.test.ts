@@ -347,7 +347,7 @@ describe('layer unpack', () => {
     assert.deepEqual(g.told, { digest: undefined, released: true });
   });
 
-  it('reads links and devices as header-only whatever their size says, and drops global PAX headers, as Go\'s archive/tar', async () => {
+  it('reads links and devices as header-only whatever their size says, drops global PAX headers, and takes an old entry named with a slash for a dir, as Go\'s archive/tar', async () => {
     const globalPax = '23 path=global-renamed\n';
     const t = Buffer.concat([
       rawHeader('pax_global_header', 'g', globalPax.length),
@@ -355,12 +355,14 @@ describe('layer unpack', () => {
       rawHeader('l', '2', 1024, 'target'),
       rawHeader('f', '0', 5),
       blocks('hello'),
+      rawHeader('olddir/', '\0', 0),
       Buffer.alloc(1024),
     ]);
     await unpackLayer(Readable.from([t]), dir, 'none');
     assert.equal(fs.readlinkSync(path.join(dir, 'l')), 'target');
     assert.equal(fs.readFileSync(path.join(dir, 'f'), 'utf8'), 'hello');
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['f', 'l']);
+    assert.ok(fs.statSync(path.join(dir, 'olddir')).isDirectory(), 'a pre-POSIX entry named with a slash is a dir');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['f', 'l', 'olddir']);
   });
 
   it('reads GNU long names and long link targets (L and K entries)', async () => {
