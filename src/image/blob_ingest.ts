@@ -26,9 +26,9 @@ const unlinkFile = promisify(unlink);
 const READ_CHUNK = 256 * 1024;
 /** A range's bytes go to the disk in writevs of at least this much (but the last):
  * each write is a thread-pool round trip, a futex wake, on skiffd's main thread. */
-const WRITE_BATCH = 256 * 1024;
+const WRITE_BATCH = 512 * 1024;
 /** A range's bytes queued for the disk beyond this pause its source. */
-const WRITE_QUEUE_MAX = 512 * 1024;
+const WRITE_QUEUE_MAX = 1024 * 1024;
 
 /** Where a blob's bytes go: positional writes of a source stream. */
 export interface BlobSink {
