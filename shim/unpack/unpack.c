@@ -232,6 +232,11 @@ static size_t read_exact(struct stream *s, uint8_t *buf, size_t n) {
 	return got;
 }
 
+/** The zeros after n bytes of data, up to the next block. */
+static uint64_t padding(uint64_t n) {
+	return (BLOCK - n % BLOCK) % BLOCK;
+}
+
 static void skip_bytes(struct stream *s, uint64_t n) {
 	while (n) {
 		const uint8_t *p;
@@ -439,8 +444,7 @@ static char *read_meta(struct stream *s, uint64_t size) {
 	char *buf = xmalloc((size_t)size + 1);
 	if (read_exact(s, (uint8_t *)buf, (size_t)size) != size) die_invalid("tar: unexpected end of data");
 	buf[size] = 0;
-	uint64_t pad = (BLOCK - size % BLOCK) % BLOCK;
-	skip_bytes(s, pad);
+	skip_bytes(s, padding(size));
 	return buf;
 }
 
@@ -738,7 +742,7 @@ static void apply_entry(struct unpack *u, struct stream *s, struct header *h) {
 	uint64_t body = strchr("123456", h->type) ? 0 : h->size;
 	if (n == 0) { /* the layer root itself ("./") */
 		free_parts(parts, n);
-		skip_bytes(s, body + (BLOCK - body % BLOCK) % BLOCK);
+		skip_bytes(s, body + padding(body));
 		return;
 	}
 	bool parent_setgid;
@@ -822,8 +826,8 @@ static void apply_entry(struct unpack *u, struct stream *s, struct header *h) {
 			die_invalid("tar entry \"%s\": unsupported type '%c'", h->name, h->type);
 		}
 	}
-	if (consumed) skip_bytes(s, (BLOCK - h->size % BLOCK) % BLOCK);
-	else skip_bytes(s, body + (BLOCK - body % BLOCK) % BLOCK);
+	/* A file's data was read as it was made; any other entry's is skipped. */
+	skip_bytes(s, (consumed ? 0 : body) + padding(body));
 	free(target);
 	free(parent);
 	free_parts(parts, n);

@@ -213,7 +213,7 @@ describe('blob fetch in ranges', function () {
   it('hashes and stores a blob whose follower was released without reading it', async () => {
     const ingest = await store.beginIngest(digest, blob.length, fillFromMemory);
     assert.ok(ingest);
-    ingest.release();
+    ingest.file.release();
     await ingest.committed;
     assert.ok((await store.read(digest)).equals(blob));
     assert.equal(await store.beginIngest(digest, blob.length, fillFromMemory), null, 'a stored blob is not fetched again');

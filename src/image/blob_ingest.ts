@@ -75,7 +75,7 @@ export class BlobIngest implements BlobSink {
   private idle: (() => void) | null = null;
   private closed = false;
 
-  private constructor(readonly digest: string, readonly size: number, readonly tmp: string, private readonly fd: number) {}
+  private constructor(readonly digest: string, readonly size: number, private readonly tmp: string, private readonly fd: number) {}
 
   /** A new ingest file at tmp (O_EXCL: never reuses a path) for digest and size. */
   static async create(digest: string, size: number, tmp: string): Promise<BlobIngest> {

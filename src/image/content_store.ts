@@ -20,10 +20,9 @@ const IO_CHUNK = 256 * 1024;
 /** A blob being written by a fill function while its bytes are read in order. */
 export interface StreamingIngest {
   /** The blob's file as it is written, for its one follower (there from the start: the
-   * blob is committed only once the follower is done or released). */
+   * blob is committed only once the follower is done or released, file.release(): then
+   * the blob is hashed without it). */
   file: FollowedFile;
-  /** The follower will not read (further): the blob is hashed without it. */
-  release(): void;
   /** Resolves once the blob is verified and in place; rejects (the file removed) otherwise. */
   committed: Promise<void>;
   /** Stop the fill and fail the reader with e; committed then rejects. */
@@ -167,7 +166,6 @@ export class ContentStore {
     const file = blob.follow();
     return {
       file,
-      release: () => file.release(),
       committed,
       abort: (e) => {
         controller.abort(e);

@@ -117,7 +117,7 @@ interface LayerBlob {
   open(): Promise<LayerSource>;
   /** Resolves once the blob is in the content store, verified. */
   stored: Promise<void>;
-  /** Stop its download (if it runs): open()'s reader fails, stored rejects. */
+  /** Stop its download (if it runs): open()'s follower hears of it, stored rejects. */
   abort(e: Error): void;
   /** open()'s reader is done with (or was never asked for: another pull's unpack of
    * the layer was shared): the blob is stored without it. */
@@ -335,7 +335,7 @@ export class ImageService {
         return this.storedBlob(d.digest);
       }
       ingest.committed.then(() => progress.done(d.digest), () => undefined);
-      return { open: async () => ingest.file, stored: ingest.committed, abort: (e) => ingest.abort(e), release: () => ingest.release() };
+      return { open: async () => ingest.file, stored: ingest.committed, abort: (e) => ingest.abort(e), release: () => ingest.file.release() };
     };
     await fetch(cfgDesc);
     failpoint('pull_image.blob');

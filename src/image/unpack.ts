@@ -89,7 +89,8 @@ export function unpackLayer(source: LayerSource, dir: string, compression: Compr
     let sourceError: Error | null = null;
     let spawnError: Error | null = null;
     const bin = binary();
-    const followed = source instanceof Readable ? null : source;
+    const stream = source instanceof Readable ? source : null;
+    const followed = stream ? null : (source as FollowedFile);
     const args = [compression, path.resolve(dir), ...(followed ? [followed.path, String(followed.size)] : [])];
     const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     child.once('error', (e) => (spawnError ??= e));
@@ -112,10 +113,10 @@ export function unpackLayer(source: LayerSource, dir: string, compression: Compr
         },
         (e) => (e ? stopSource(e) : child.stdin!.end()),
       );
-    } else {
+    } else if (stream) {
       // Also a source that ended or failed already (a pull stopped before this began).
-      finished(source as Readable, (e) => e && stopSource(e));
-      (source as Readable).pipe(child.stdin!);
+      finished(stream, (e) => e && stopSource(e));
+      stream.pipe(child.stdin!);
     }
     const settle = (): UnpackResult => {
       if (sourceError) throw sourceError;
@@ -133,8 +134,7 @@ export function unpackLayer(source: LayerSource, dir: string, compression: Compr
     };
     child.once('close', () => {
       unwatch();
-      if (!followed) {
-        const stream = source as Readable;
+      if (stream) {
         stream.unpipe(child.stdin!);
         if (!stream.destroyed && !stream.readableEnded) stream.destroy();
       }
