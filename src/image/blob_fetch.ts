@@ -2,9 +2,9 @@
 // containerd 2.1 does above a size), so that one connection's throughput (a registry
 // far away, a CDN that paces each connection) does not bound the pull; a small one, or
 // any from a registry that does not serve ranges, in one request.
-import { Readable } from 'stream';
 import { Unavailable } from '../errors';
 import type { BlobSink } from './blob_ingest';
+import type { BodySource } from './http_client';
 import type { ImageReference } from './reference';
 import type { AuthConfig, Descriptor, RegistryClient } from './registry';
 import type { RegistryHost } from './hosts';
@@ -49,7 +49,7 @@ export async function fetchBlobInto(
   ranges: RangeOptions = DEFAULT_RANGES,
 ): Promise<void> {
   const parts = d.size >= ranges.minBytes && ranges.parts > 1 ? splitRanges(d.size, ranges.parts, ranges.minPart) : [];
-  const bodies = new Set<Readable>();
+  const bodies = new Set<BodySource>();
   let failure: unknown = null;
   const stop = (e: unknown) => {
     failure ??= e;
@@ -66,12 +66,11 @@ export async function fetchBlobInto(
       blob.body.destroy();
       throw failure;
     }
-    blob.body.on('data', (c: Buffer) => onBytes(c.length));
     return blob;
   };
   const copy = (blob: Blob, range: [number, number] | undefined) => {
     const [start, length] = range ? [range[0], range[1] - range[0] + 1] : [0, d.size];
-    return sink.writeRange(blob.body, start, length, blob.what, blob.error);
+    return sink.writeRange(blob.body, start, length, blob.what, blob.error, onBytes);
   };
   try {
     if (signal.aborted) throw signal.reason;

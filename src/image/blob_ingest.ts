@@ -7,10 +7,10 @@
 // hashed (by commit itself when the follower did not read it all); a failure anywhere
 // leaves nothing in the store.
 import { createHash, Hash } from 'crypto';
-import { close, fsync, open, read, rename, unlink, writev } from 'fs';
-import { Readable } from 'stream';
+import { close, fsync, open, read, rename, unlink, write } from 'fs';
 import { promisify } from 'util';
 import { InvalidArgument, Unavailable } from '../errors';
+import type { BodySource } from './http_client';
 
 /** A blob whose bytes are not the ones its digest (or size) names. */
 export class DigestMismatch extends InvalidArgument {}
@@ -24,11 +24,12 @@ const unlinkFile = promisify(unlink);
 
 /** Bytes commit reads at once when it hashes the blob itself: each read is a thread-pool round trip. */
 const READ_CHUNK = 256 * 1024;
-/** A range's bytes go to the disk in writevs of at least this much (but the last):
- * each write is a thread-pool round trip, a futex wake, on skiffd's main thread. */
+/** A range's bytes go to the disk in writes of this much (but the last), copied into
+ * buffers that are reused: each write is a thread-pool round trip, a futex wake, on
+ * skiffd's main thread. */
 const WRITE_BATCH = 512 * 1024;
-/** A range's bytes queued for the disk beyond this pause its source. */
-const WRITE_QUEUE_MAX = 1024 * 1024;
+/** Full batches waiting for the disk beyond which a range's connection stops reading. */
+const WRITE_QUEUE_BATCHES = 2;
 
 /** Where a blob's bytes go: positional writes of a source stream. */
 export interface BlobSink {
@@ -36,8 +37,9 @@ export interface BlobSink {
   /**
    * Copy source's bytes to [start, start + length): exactly length bytes, or it fails
    * (UNAVAILABLE naming `what`); an error of source's own goes through sourceError.
+   * onBytes counts the bytes as they come.
    */
-  writeRange(source: Readable, start: number, length: number, what: string, sourceError?: (e: Error) => Error): Promise<void>;
+  writeRange(source: BodySource, start: number, length: number, what: string, sourceError?: (e: Error) => Error, onBytes?: (n: number) => void): Promise<void>;
 }
 
 /**
@@ -107,14 +109,21 @@ export class BlobIngest implements BlobSink {
     for (const f of w) f();
   }
 
-  writeRange(source: Readable, start: number, length: number, what: string, sourceError: (e: Error) => Error = (e) => e): Promise<void> {
+  writeRange(source: BodySource, start: number, length: number, what: string, sourceError: (e: Error) => Error = (e) => e, onBytes?: (n: number) => void): Promise<void> {
     const end = start + length;
-    if (start < 0 || end > this.size) return Promise.reject(new InvalidArgument(`${what}: range ${start}-${end} is outside the blob's ${this.size} bytes`));
-    if (source.destroyed) return Promise.reject(new Unavailable(`${what}: the connection closed before the body was read`));
+    if (start < 0 || end > this.size) {
+      source.destroy();
+      return Promise.reject(new InvalidArgument(`${what}: range ${start}-${end} is outside the blob's ${this.size} bytes`));
+    }
     return new Promise((resolve, reject) => {
+      /** Where the next batch is written, and the end of what came. */
       let pos = start;
-      let queue: Buffer[] = [];
-      let queued = 0;
+      let received = start;
+      /** The batch being filled, full batches waiting for the disk, and spare buffers. */
+      let cur: Buffer | null = null;
+      let fill = 0;
+      const full: Buffer[] = [];
+      const spare: Buffer[] = [];
       let writing = false;
       let ended = false;
       let error: Error | null = null;
@@ -126,52 +135,67 @@ export class BlobIngest implements BlobSink {
       const fail = (e: Error) => {
         if (error) return;
         error = e;
-        source.destroy();
+        source.destroy(e);
         settle();
       };
-      // Chunks go out together in one writev, once there are WRITE_BATCH bytes or the body ended.
+      // One write at a time, of a whole batch (the last may be shorter).
       const flush = () => {
-        if (writing || error || (queued < WRITE_BATCH && !ended)) return;
-        if (!queue.length) {
+        if (writing || error) return;
+        if (ended && cur && fill) {
+          full.push(cur.subarray(0, fill));
+          cur = null;
+        }
+        const batch = full.shift();
+        if (!batch) {
           if (!ended) return;
           if (pos !== end) fail(new Unavailable(`${what}: the body ended after ${pos - start} of ${length} bytes`));
           else settle();
           return;
         }
-        const bufs = queue;
-        const n = queued;
-        queue = [];
-        queued = 0;
         writing = true;
         this.writes++;
-        writev(this.fd, bufs, pos, (err, wrote) => {
+        write(this.fd, batch, 0, batch.length, pos, (err, wrote) => {
           writing = false;
           this.writes--;
           if (this.writes === 0) this.idle?.();
           if (error) return settle();
           if (err) return fail(err);
-          if (wrote !== n) return fail(new Error(`${what}: short write to the content store (${wrote} of ${n} bytes)`));
-          this.markWritten(pos, pos + n);
-          pos += n;
-          if (source.isPaused() && !ended) source.resume();
+          if (wrote !== batch.length) return fail(new Error(`${what}: short write to the content store (${wrote} of ${batch.length} bytes)`));
+          this.markWritten(pos, pos + wrote);
+          pos += wrote;
+          if (batch.length === WRITE_BATCH) spare.push(batch);
+          if (full.length < WRITE_QUEUE_BATCHES) source.resume();
           flush();
         });
       };
-      source.on('data', (chunk: Buffer) => {
-        if (error) return;
-        if (pos + queued + chunk.length > end) return fail(new DigestMismatch(`${what}: the body has more than the ${length} bytes expected`));
-        queue.push(chunk);
-        queued += chunk.length;
-        if (queued >= WRITE_QUEUE_MAX) source.pause();
-        flush();
-      });
-      source.once('end', () => {
-        ended = true;
-        flush();
-      });
-      source.once('error', (e) => fail(sourceError(e)));
-      source.once('close', () => {
-        if (!ended) fail(new Unavailable(`${what}: the connection closed before the end of the body`));
+      source.consume({
+        chunk: (bytes) => {
+          if (error) return false;
+          if (received + bytes.length > end) {
+            fail(new DigestMismatch(`${what}: the body has more than the ${length} bytes expected`));
+            return false;
+          }
+          received += bytes.length;
+          onBytes?.(bytes.length);
+          for (let off = 0; off < bytes.length; ) {
+            cur ??= spare.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
+            const n = bytes.copy(cur, fill, off);
+            off += n;
+            fill += n;
+            if (fill === WRITE_BATCH) {
+              full.push(cur);
+              cur = null;
+              fill = 0;
+            }
+          }
+          flush();
+          return full.length < WRITE_QUEUE_BATCHES;
+        },
+        end: () => {
+          ended = true;
+          flush();
+        },
+        error: (e) => fail(sourceError(e)),
       });
     });
   }

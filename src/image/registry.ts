@@ -1,13 +1,13 @@
-// RegistryClient: the OCI distribution API (pull side) over node:http. Resolves a
+// RegistryClient: the OCI distribution API (pull side) over HTTP (http_client.ts). Resolves a
 // reference to a manifest through the configured hosts (mirrors first),
 // authenticates (anonymous, Basic, Bearer tokens from WWW-Authenticate),
 // picks the host's platform from an index, verifies every manifest digest,
 // and streams blobs with retries and a stall timeout.
 import { createHash } from 'crypto';
-import { PassThrough, Readable } from 'stream';
+import { Readable } from 'stream';
 import { DeadlineExceeded, InvalidArgument, NotFound, SkiffError, Unauthenticated, Unavailable } from '../errors';
 import { RegistryHost, registryHosts } from './hosts';
-import { BodyTooLarge, HttpClient, HttpTimeout, drain, readBody } from './http_client';
+import { BodySource, BodyTooLarge, HttpClient, HttpTimeout, drain, readBody } from './http_client';
 import { ImageReference, formatReference, isSha256Digest } from './reference';
 
 export const MEDIA = {
@@ -344,10 +344,14 @@ export class RegistryClient {
    */
   async fetchBlob(host: RegistryHost, ref: ImageReference, d: Descriptor, auth?: AuthConfig): Promise<Readable> {
     const blob = await this.openBlob(host, ref, d, auth);
-    const out = new PassThrough();
-    blob.body.on('error', (e) => out.destroy(blob.error(e)));
-    out.on('close', () => blob.body.destroy());
-    blob.body.pipe(out);
+    const out = new Readable({
+      read: () => blob.body.resume(),
+      destroy: (e, cb) => {
+        blob.body.destroy();
+        cb(e);
+      },
+    });
+    blob.body.consume({ chunk: (b) => out.push(Buffer.from(b)), end: () => out.push(null), error: (e) => out.destroy(blob.error(e)) });
     return out;
   }
 
@@ -365,7 +369,7 @@ export class RegistryClient {
     d: Descriptor,
     auth?: AuthConfig,
     range?: [number, number],
-  ): Promise<{ partial: boolean; body: Readable; what: string; error: (e: Error) => Error }> {
+  ): Promise<{ partial: boolean; body: BodySource; what: string; error: (e: Error) => Error }> {
     const what = `pull ${formatReference(ref)}: blob ${d.digest}${range ? ` bytes ${range[0]}-${range[1]}` : ''}`;
     const res = await this.get(host, ref.repository, `blobs/${d.digest}`, '*/*', auth, what, range ? { range: `bytes=${range[0]}-${range[1]}` } : {});
     if (res.statusCode === 404) {
