@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,6 +48,10 @@ enum compression { COMP_NONE, COMP_GZIP, COMP_ZSTD };
 #define BLOCK 512
 #define IN_SIZE (1024 * 1024)
 #define OUT_SIZE (256 * 1024)
+/* A blob's bytes read are sent to the disk in steps of this much. */
+#define FLUSH_STEP (8 * 1024 * 1024)
+/* Decompressed slots between the two threads (2 MiB). */
+#define NSLOTS 8
 #define MAX_ENTRY (UINT64_C(1) << 62)
 #define WHITEOUT_PREFIX ".wh."
 #define OPAQUE_MARKER ".wh..wh..opq"
@@ -62,8 +67,11 @@ static void die_kind(const char *kind, const char *fmt, ...) {
 	va_end(ap);
 	for (char *c = msg; *c; c++)
 		if (*c == '\n') *c = ' ';
+	/* Either thread may fail: the first one reports, and the process ends with it. */
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&once);
 	fprintf(stderr, "%s %s\n", kind, msg);
-	exit(1);
+	_exit(1);
 }
 #define die_escape(...) die_kind("escape", __VA_ARGS__)
 #define die_invalid(...) die_kind("invalid", __VA_ARGS__)
@@ -79,23 +87,33 @@ static void die_errno(const char *what, const char *path) {
 /* ---- the uncompressed stream: decompressed, hashed, read in exact amounts ---- */
 
 struct stream {
+	/* The decoding thread's: the input, its decompression and the blob's digest. */
 	enum compression comp;
 	z_stream z;
 	bool z_done; /* a gzip member ended: the next bytes start a member or are trailing junk */
 	bool z_junk; /* what follows the last member is not gzip: read (and dropped) to the end */
 	ZSTD_DStream *zs;
 	size_t zs_last; /* ZSTD_decompressStream's last hint: 0 at a frame's end */
-	EVP_MD_CTX *sha;
 	/* With a blob file: its fd, size, what is read, how far it is written (from stdin). */
 	int blob_fd;
-	uint64_t blob_size, blob_pos, blob_written;
+	uint64_t blob_size, blob_pos, blob_written, blob_flushed;
 	EVP_MD_CTX *blob_sha;
 	char line[32];
 	size_t line_len;
 	uint8_t in[IN_SIZE];
 	size_t in_pos, in_len;
 	bool in_eof;
-	uint8_t out[OUT_SIZE];
+	/* Between the threads: decompressed bytes in slots, filled and taken in turn. */
+	pthread_mutex_t mu;
+	pthread_cond_t filled, freed;
+	uint8_t slot[NSLOTS][OUT_SIZE];
+	size_t slot_len[NSLOTS];
+	unsigned fill_at, take_at, nfull; /* nfull counts the slot being read too */
+	bool ended;
+	/* The unpacking thread's: the slot it reads, and the tar's digest. */
+	EVP_MD_CTX *sha;
+	bool taken;
+	const uint8_t *out;
 	size_t out_pos, out_len;
 };
 
@@ -139,6 +157,13 @@ static bool fill_from_blob(struct stream *s) {
 	if (n == 0) die_invalid("the blob is shorter than %llu bytes written", (unsigned long long)s->blob_written);
 	if (EVP_DigestUpdate(s->blob_sha, s->in, (size_t)n) != 1) die_invalid("sha256 failed");
 	s->blob_pos += (uint64_t)n;
+	/* skiffd fsyncs the blob once it is all there: what was read is sent to the disk now,
+	 * so that the fsync waits for the last few MiB only, not for the whole blob (a hint:
+	 * its failure is the fsync's to report). */
+	if (s->blob_pos - s->blob_flushed >= FLUSH_STEP || s->blob_pos == s->blob_size) {
+		sync_file_range(s->blob_fd, (off_t)s->blob_flushed, (off_t)(s->blob_pos - s->blob_flushed), SYNC_FILE_RANGE_WRITE);
+		s->blob_flushed = s->blob_pos;
+	}
 	s->in_pos = 0;
 	s->in_len = (size_t)n;
 	return true;
@@ -159,22 +184,22 @@ static bool fill_input(struct stream *s) {
 	}
 }
 
-/** Decompresses the next bytes into s->out; false at the stream's end. */
-static bool produce(struct stream *s) {
-	s->out_pos = s->out_len = 0;
-	while (s->out_len == 0) {
+/** Decompresses the next bytes into out (at most cap of them); 0 at the stream's end. */
+static size_t decode(struct stream *s, uint8_t *out, size_t cap) {
+	size_t made = 0;
+	while (made == 0) {
 		if (!fill_input(s)) {
 			if (s->comp == COMP_GZIP && !s->z_done) die_invalid("gzip: unexpected end of file");
 			if (s->comp == COMP_ZSTD && s->zs_last != 0) die_invalid("zstd: unexpected end of file");
-			return false;
+			return 0;
 		}
 		uint8_t *in = s->in + s->in_pos;
 		size_t avail = s->in_len - s->in_pos;
 		if (s->comp == COMP_NONE) {
-			size_t n = avail < sizeof s->out ? avail : sizeof s->out;
-			memcpy(s->out, in, n);
+			size_t n = avail < cap ? avail : cap;
+			memcpy(out, in, n);
 			s->in_pos += n;
-			s->out_len = n;
+			made = n;
 		} else if (s->comp == COMP_GZIP) {
 			if (s->z_junk || (s->z_done && avail >= 2 && !(in[0] == 0x1f && in[1] == 0x8b))) {
 				/* Anything but another member (gzip allows several) ends the data, as gunzip's. */
@@ -188,30 +213,87 @@ static bool produce(struct stream *s) {
 			}
 			s->z.next_in = in;
 			s->z.avail_in = (uInt)avail;
-			s->z.next_out = s->out;
-			s->z.avail_out = sizeof s->out;
+			s->z.next_out = out;
+			s->z.avail_out = (uInt)cap;
 			int r = inflate(&s->z, Z_NO_FLUSH);
 			if (r == Z_STREAM_END) s->z_done = true;
 			else if (r != Z_OK && r != Z_BUF_ERROR) die_invalid("gzip: %s", s->z.msg ? s->z.msg : "corrupt data");
 			s->in_pos = s->in_len - s->z.avail_in;
-			s->out_len = sizeof s->out - s->z.avail_out;
+			made = cap - s->z.avail_out;
 		} else {
 			ZSTD_inBuffer zin = {in, avail, 0};
-			ZSTD_outBuffer zout = {s->out, sizeof s->out, 0};
+			ZSTD_outBuffer zout = {out, cap, 0};
 			size_t r = ZSTD_decompressStream(s->zs, &zout, &zin);
 			if (ZSTD_isError(r)) die_invalid("zstd: %s", ZSTD_getErrorName(r));
 			s->zs_last = r;
 			s->in_pos += zin.pos;
-			s->out_len = zout.pos;
+			made = zout.pos;
 		}
 	}
+	return made;
+}
+
+/*
+ * The decoding thread: reads (and with a blob, hashes) the input and decompresses it into
+ * the slots, while the main thread hashes the tar and makes its files. A layer then
+ * takes two cores, not one: reading, hashing and inflating are half of its CPU
+ * (perf, the bench's pull), and the last layer of a pull ran alone on one core.
+ */
+static void *decoder(void *arg) {
+	struct stream *s = arg;
+	for (bool end = false; !end;) {
+		pthread_mutex_lock(&s->mu);
+		while (s->nfull == NSLOTS) pthread_cond_wait(&s->freed, &s->mu);
+		unsigned i = s->fill_at;
+		pthread_mutex_unlock(&s->mu);
+		size_t n = 0;
+		while (n < OUT_SIZE) {
+			size_t k = decode(s, s->slot[i] + n, OUT_SIZE - n);
+			if (k == 0) {
+				end = true;
+				break;
+			}
+			n += k;
+		}
+		pthread_mutex_lock(&s->mu);
+		if (n) {
+			s->slot_len[i] = n;
+			s->fill_at = (i + 1) % NSLOTS;
+			s->nfull++;
+		}
+		s->ended = end;
+		pthread_cond_signal(&s->filled);
+		pthread_mutex_unlock(&s->mu);
+	}
+	return NULL;
+}
+
+/** The next slot of decompressed bytes, hashed (the one read before goes back to the
+ * decoder); false at the stream's end. */
+static bool take(struct stream *s) {
+	pthread_mutex_lock(&s->mu);
+	if (s->taken) {
+		s->take_at = (s->take_at + 1) % NSLOTS;
+		s->nfull--;
+		s->taken = false;
+		pthread_cond_signal(&s->freed);
+	}
+	while (s->nfull == 0 && !s->ended) pthread_cond_wait(&s->filled, &s->mu);
+	bool got = s->nfull > 0;
+	unsigned i = s->take_at;
+	pthread_mutex_unlock(&s->mu);
+	if (!got) return false;
+	s->taken = true;
+	s->out = s->slot[i];
+	s->out_pos = 0;
+	s->out_len = s->slot_len[i];
 	if (EVP_DigestUpdate(s->sha, s->out, s->out_len) != 1) die_invalid("sha256 failed");
 	return true;
 }
 
 /** Up to n of the next bytes, in place (valid until the next call); 0 at the end. */
 static size_t next_bytes(struct stream *s, size_t n, const uint8_t **p) {
-	if (s->out_pos == s->out_len && !produce(s)) return 0;
+	if (s->out_pos == s->out_len && !take(s)) return 0;
 	size_t have = s->out_len - s->out_pos;
 	if (n > have) n = have;
 	*p = s->out + s->out_pos;
@@ -872,11 +954,18 @@ int main(int argc, char **argv) {
 	u.root_len = strlen(u.root);
 	u.as_root = geteuid() == 0 && getegid() == 0;
 
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.filled, NULL);
+	pthread_cond_init(&s.freed, NULL);
+	pthread_t decoding;
+	if ((errno = pthread_create(&decoding, NULL, decoder, &s))) die_errno("pthread_create", "decoder");
 	struct header h;
 	while (next_header(&s, &h)) {
 		apply_entry(&u, &s, &h);
 		header_free(&h);
 	}
+	/* next_header read to the end: the decoder is done. */
+	if ((errno = pthread_join(decoding, NULL))) die_errno("pthread_join", "decoder");
 	/* Directory times last, innermost (latest) first. */
 	for (size_t i = u.ndirs; i-- > 0;) {
 		struct timespec t[2] = {u.dir_time[i], u.dir_time[i]};

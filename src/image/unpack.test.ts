@@ -230,6 +230,19 @@ describe('layer unpack', () => {
     await assert.rejects(unpackLayer(Readable.from([Buffer.from('not gzip at all')]), path.join(work, 'outside'), 'gzip'), (e: Error) => e instanceof InvalidArgument && /incorrect header check/.test(e.message));
   });
 
+  it('fails when the inflating thread finds the data cut short, while the files of the first megabytes are being made', async () => {
+    const lines = Array.from({ length: 200000 }, (_, i) => `line ${i} of a log that compresses ${i % 7}\n`).join('');
+    const t = await makeTar([
+      { name: 'first', body: lines },
+      { name: 'second', body: lines },
+    ]);
+    const gz = gzipSync(t);
+    assert.ok(t.length > 4 * 1024 * 1024, 'more than the slots between the two threads hold');
+    const cut = gz.subarray(0, Math.floor(gz.length * 0.8));
+    await assert.rejects(unpackLayer(Readable.from(chunked(cut, 64 * 1024)), dir, 'gzip'), (e: Error) => e instanceof InvalidArgument && /gzip: unexpected end of file/.test(e.message));
+    assert.ok(fs.statSync(path.join(dir, 'first')).size > 0, 'the first file was being made meanwhile');
+  });
+
   it('unpacks a layer of many chunks: a big file, links, a whiteout, and the diff_id', async () => {
     const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'x');
     const t = await makeTar([
