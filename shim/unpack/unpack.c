@@ -370,6 +370,15 @@ static void *xmalloc(size_t n) {
 	return p;
 }
 
+static void *xrealloc(void *p, size_t n) {
+	p = realloc(p, n ? n : 1);
+	if (!p) {
+		errno = ENOMEM;
+		die_errno("realloc", "");
+	}
+	return p;
+}
+
 static char *xstrndup(const char *s, size_t n) {
 	char *p = xmalloc(n + 1);
 	memcpy(p, s, n);
@@ -405,10 +414,9 @@ static void xattr_set(struct xattrs *x, const char *name, size_t nlen, const cha
 			return;
 		}
 	}
-	x->name = realloc(x->name, (x->n + 1) * sizeof *x->name);
-	x->val = realloc(x->val, (x->n + 1) * sizeof *x->val);
-	x->len = realloc(x->len, (x->n + 1) * sizeof *x->len);
-	if (!x->name || !x->val || !x->len) die_invalid("out of memory");
+	x->name = xrealloc(x->name, (x->n + 1) * sizeof *x->name);
+	x->val = xrealloc(x->val, (x->n + 1) * sizeof *x->val);
+	x->len = xrealloc(x->len, (x->n + 1) * sizeof *x->len);
 	x->name[x->n] = xstrndup(name, nlen);
 	x->val[x->n] = xstrndup(val, vlen);
 	x->len[x->n] = vlen;
@@ -657,6 +665,16 @@ static void free_parts(char **parts, size_t n) {
 	free(parts);
 }
 
+/** dir/name, newly allocated. */
+static char *child_path(const char *dir, const char *name) {
+	size_t dl = strlen(dir), nl = strlen(name);
+	char *out = xmalloc(dl + 1 + nl + 1);
+	memcpy(out, dir, dl);
+	out[dl] = '/';
+	memcpy(out + dl + 1, name, nl + 1);
+	return out;
+}
+
 /** root/parts[0]/.../parts[upto-1] */
 static char *join(const struct unpack *u, char **parts, size_t upto) {
 	size_t len = u->root_len;
@@ -726,11 +744,9 @@ static void remove_tree(const char *path) {
 		DIR *d = fdopendir(fd);
 		if (!d) die_errno("opendir", path);
 		struct dirent *e;
-		size_t plen = strlen(path);
 		while ((e = readdir(d))) {
 			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-			char *child = xmalloc(plen + 1 + strlen(e->d_name) + 1);
-			sprintf(child, "%s/%s", path, e->d_name);
+			char *child = child_path(path, e->d_name);
 			remove_tree(child);
 			free(child);
 		}
@@ -778,9 +794,8 @@ static void apply_metadata(struct unpack *u, const char *target, const struct he
 	if (h->type == '5') {
 		if (u->ndirs == u->capdirs) {
 			u->capdirs = u->capdirs ? u->capdirs * 2 : 64;
-			u->dir_path = realloc(u->dir_path, u->capdirs * sizeof *u->dir_path);
-			u->dir_time = realloc(u->dir_time, u->capdirs * sizeof *u->dir_time);
-			if (!u->dir_path || !u->dir_time) die_invalid("out of memory");
+			u->dir_path = xrealloc(u->dir_path, u->capdirs * sizeof *u->dir_path);
+			u->dir_time = xrealloc(u->dir_time, u->capdirs * sizeof *u->dir_time);
 		}
 		u->dir_path[u->ndirs] = xstrndup(target, strlen(target));
 		u->dir_time[u->ndirs++] = h->mtime;
@@ -830,9 +845,7 @@ static void apply_entry(struct unpack *u, struct stream *s, struct header *h) {
 	bool parent_setgid;
 	char *parent = parent_dir(u, parts, n, h->name, true, &parent_setgid);
 	const char *base = parts[n - 1];
-	size_t plen = strlen(parent);
-	char *target = xmalloc(plen + 1 + strlen(base) + 1);
-	sprintf(target, "%s/%s", parent, base);
+	char *target = child_path(parent, base);
 	/* A new entry is root's when root makes it, but takes a setgid parent's group. */
 	bool owner_is_root = u->as_root && !parent_setgid;
 	bool consumed = false;
@@ -842,8 +855,7 @@ static void apply_entry(struct unpack *u, struct stream *s, struct header *h) {
 	} else if (strncmp(base, WHITEOUT_PREFIX, 4) == 0) {
 		const char *hidden = base + 4;
 		if (!*hidden || !strcmp(hidden, ".") || !strcmp(hidden, "..")) die_escape("tar entry \"%s\": bad whiteout", h->name);
-		char *wt = xmalloc(plen + 1 + strlen(hidden) + 1);
-		sprintf(wt, "%s/%s", parent, hidden);
+		char *wt = child_path(parent, hidden);
 		remove_existing(u, wt, false);
 		if (mknod(wt, S_IFCHR, makedev(0, 0)) < 0) die_errno("mknod", wt);
 		free(wt);
@@ -881,8 +893,7 @@ static void apply_entry(struct unpack *u, struct stream *s, struct header *h) {
 			if (ln == 0) die_escape("tar entry \"%s\": hardlink to the layer root", h->name);
 			bool ignored;
 			char *lparent = parent_dir(u, lparts, ln, h->name, false, &ignored);
-			char *source = xmalloc(strlen(lparent) + 1 + strlen(lparts[ln - 1]) + 1);
-			sprintf(source, "%s/%s", lparent, lparts[ln - 1]);
+			char *source = child_path(lparent, lparts[ln - 1]);
 			struct stat st;
 			if (lstat(source, &st) < 0 || S_ISDIR(st.st_mode)) die_invalid("tar entry \"%s\": hardlink target \"%s\" is missing or a directory", h->name, h->linkname);
 			if (link(source, target) < 0) {
