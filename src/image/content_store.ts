@@ -25,7 +25,7 @@ export interface StreamingIngest {
   file: FollowedFile;
   /** Resolves once the blob is verified and in place; rejects (the file removed) otherwise. */
   committed: Promise<void>;
-  /** Stop the fill and fail the reader with e; committed then rejects. */
+  /** Stop the fill and tell the follower of e; committed then rejects. */
   abort(e: Error): void;
 }
 

@@ -207,18 +207,19 @@ class Connection {
     const p = this.parser;
     p[HTTPParser.kOnHeadersComplete] = (info) => this.onHead(info.statusCode, info.headers, info.shouldKeepAlive);
     p[HTTPParser.kOnBody] = (chunk: Buffer) => {
-      if (this.body && !this.body.push(chunk)) this.pause();
+      if (this.body && !this.body.push(chunk)) this.paused = true;
     };
     p[HTTPParser.kOnMessageComplete] = () => this.onMessageEnd();
     socket.on('error', (e) => this.fail(e));
     socket.on('timeout', () => socket.destroy(new HttpTimeout(`no data from ${origin} for ${timeoutMs} ms`)));
     socket.on('end', () => {
-      // An answer without a length ends with the connection; any other is cut short.
-      if (this.body && p.finish() === undefined && !this.body) return;
-      this.fail(this.body ? cutShort() : hangUp());
+      // An answer without a length ends with the connection (finish() completes it); any
+      // other is cut short.
+      if (this.body) p.finish();
+      this.lost();
     });
     socket.on('close', () => {
-      this.fail(this.body ? cutShort() : hangUp());
+      this.lost();
       this.gone?.();
     });
   }
@@ -289,13 +290,18 @@ class Connection {
     this.body = null;
     this.paused = false; // a consumer's last "no more" does not hold for the next exchange
     body.end();
-    if (this.keepAlive && !this.socket.destroyed && !this.paused) {
+    if (this.keepAlive && !this.socket.destroyed) {
       this.socket.setTimeout(0);
       this.socket.unref();
       this.keep(this);
     } else {
       this.socket.destroy();
     }
+  }
+
+  /** The socket ended or closed: what was still to come of the exchange is lost. */
+  private lost(): void {
+    this.fail(this.body ? cutShort() : hangUp());
   }
 
   /** The exchange (waiting for its head, or its body) fails with e; the connection closes. */
@@ -307,10 +313,6 @@ class Connection {
     waiting?.reject(e);
     body?.fail(e);
     if (!this.socket.destroyed) this.socket.destroy();
-  }
-
-  private pause(): void {
-    this.paused = true;
   }
 
   resume(): void {

@@ -119,8 +119,8 @@ interface LayerBlob {
   stored: Promise<void>;
   /** Stop its download (if it runs): open()'s follower hears of it, stored rejects. */
   abort(e: Error): void;
-  /** open()'s reader is done with (or was never asked for: another pull's unpack of
-   * the layer was shared): the blob is stored without it. */
+  /** open()'s follower is done with it (or was never asked for: another pull's unpack
+   * of the layer was shared): the blob is stored without it. */
   release(): void;
 }
 
